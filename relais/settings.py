@@ -1,0 +1,96 @@
+"""Typed, frozen settings, read once from the environment at the entry point.
+
+Library modules receive a :class:`Settings` (or the part they need); only
+:func:`Settings.from_env` looks at environment variables. Every variable has a
+default that runs the local stack on 127.0.0.1.
+
+=============================  ==========================================  ======================
+variable                       meaning                                     default
+=============================  ==========================================  ======================
+RELAIS_BOOTSTRAP_SERVERS       Kafka bootstrap servers                     127.0.0.1:39092
+RELAIS_TOPIC_PREFIX            prefix of every topic name                  relais
+RELAIS_KEYRING_FILE            path of the keyring JSON file               (none)
+RELAIS_KEYRING                 keyring JSON inline (instead of a file)     (none)
+RELAIS_METRICS_HOST            address /metrics listens on                 127.0.0.1
+RELAIS_METRICS_PORT            port of /metrics (0: pick a free port)      0
+RELAIS_DMP_URL                 DMP endpoint the DMP sink files into        http://127.0.0.1:39180
+RELAIS_DATA_DIR                where local state (broker, demo) lives      ./.relais
+RELAIS_BROKER_BIN              broker binary instead of the bundled tansu  (bundled tansu)
+RELAIS_BROKER_LISTEN           host:port the local broker listens on       127.0.0.1:39092
+RELAIS_BROKER_STORAGE          tansu storage engine URL                    memory://tansu/
+RELAIS_BROKER_KIND             ``tansu`` or ``kafka`` (workarounds on/off) tansu
+RELAIS_SESSION_TIMEOUT_S       consumer-group session timeout              6
+RELAIS_LOG_LEVEL               log level of every process                  info
+=============================  ==========================================  ======================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value Relais cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:39092"
+    topic_prefix: str = "relais"
+    keyring_file: Path | None = None
+    keyring_json: str | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    dmp_url: str = "http://127.0.0.1:39180"
+    data_dir: Path = Path(".relais")
+    broker_bin: Path | None = None
+    broker_listen: str = "127.0.0.1:39092"
+    broker_storage: str = "memory://tansu/"
+    broker_kind: str = "tansu"
+    session_timeout_s: float = 6.0
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (``os.environ`` when omitted)."""
+        e = os.environ if env is None else env
+        d = cls()
+
+        def text(name: str, default: str) -> str:
+            return e.get(name, "").strip() or default
+
+        def path(name: str) -> Path | None:
+            value = e.get(name, "").strip()
+            return Path(value) if value else None
+
+        def number(name: str, default: float, kind: type[int] | type[float]) -> float:
+            raw = e.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return kind(raw)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+
+        kind = text("RELAIS_BROKER_KIND", d.broker_kind)
+        if kind not in {"tansu", "kafka"}:
+            raise SettingsError(f"RELAIS_BROKER_KIND={kind!r}: expected 'tansu' or 'kafka'")
+        return cls(
+            bootstrap_servers=text("RELAIS_BOOTSTRAP_SERVERS", d.bootstrap_servers),
+            topic_prefix=text("RELAIS_TOPIC_PREFIX", d.topic_prefix),
+            keyring_file=path("RELAIS_KEYRING_FILE"),
+            keyring_json=e.get("RELAIS_KEYRING") or None,
+            metrics_host=text("RELAIS_METRICS_HOST", d.metrics_host),
+            metrics_port=int(number("RELAIS_METRICS_PORT", d.metrics_port, int)),
+            dmp_url=text("RELAIS_DMP_URL", d.dmp_url),
+            data_dir=Path(text("RELAIS_DATA_DIR", str(d.data_dir))),
+            broker_bin=path("RELAIS_BROKER_BIN"),
+            broker_listen=text("RELAIS_BROKER_LISTEN", d.broker_listen),
+            broker_storage=text("RELAIS_BROKER_STORAGE", d.broker_storage),
+            broker_kind=kind,
+            session_timeout_s=number("RELAIS_SESSION_TIMEOUT_S", d.session_timeout_s, float),
+            log_level=text("RELAIS_LOG_LEVEL", d.log_level).lower(),
+        )

@@ -1,0 +1,58 @@
+"""The declarative catalogue of every topic on the bus.
+
+One list, read by ``relais topics``, the workers and the tests. Names follow
+``<prefix>.<domain>.<what>.v<major>``; the prefix lets tests and demos run on
+isolated topic sets on one broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as Relais needs it to exist on the broker."""
+
+    suffix: str
+    partitions: int
+    purpose: str
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}.{self.suffix}"
+
+
+_WEEK_MS: Final = str(7 * 24 * 3600 * 1000)
+_MONTH_MS: Final = str(31 * 24 * 3600 * 1000)
+_DATA: Final = {"retention.ms": _WEEK_MS, "max.message.bytes": str(16 << 20)}
+_KEEP: Final = {"retention.ms": _MONTH_MS, "max.message.bytes": str(16 << 20)}
+
+SUBMITTED: Final = TopicSpec("documents.submitted.v1", 4, "documents accepted from producers", _DATA)
+QUALIFIED: Final = TopicSpec("documents.qualified.v1", 4, "documents whose INS is qualified", _DATA)
+READY: Final = TopicSpec("documents.ready.v1", 4, "transcoded, validated documents", _DATA)
+DELIVERY_DMP: Final = TopicSpec("deliveries.dmp.v1", 4, "DMP filing requests", _DATA)
+DELIVERY_MSSANTE: Final = TopicSpec("deliveries.mssante.v1", 4, "MSSanté mail requests", _DATA)
+DELIVERY_NOTIFY: Final = TopicSpec("deliveries.notify.v1", 4, "patient notification requests", _DATA)
+DELIVERY_STATUS: Final = TopicSpec("deliveries.status.v1", 4, "outcome of every delivery", _KEEP)
+IDENTITY_PENDING: Final = TopicSpec(
+    "identity.pending.v1", 4, "documents held until their identity is qualified", _KEEP
+)
+MSSANTE_INBOUND: Final = TopicSpec("mssante.inbound.v1", 4, "documents received by mail", _DATA)
+DEADLETTER: Final = TopicSpec("deadletter.v1", 4, "records a stage could not process", _KEEP)
+AUDIT: Final = TopicSpec("audit.v1", 4, "who/what/when for every document", _KEEP)
+
+ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
+    SUBMITTED,
+    QUALIFIED,
+    READY,
+    DELIVERY_DMP,
+    DELIVERY_MSSANTE,
+    DELIVERY_NOTIFY,
+    DELIVERY_STATUS,
+    IDENTITY_PENDING,
+    MSSANTE_INBOUND,
+    DEADLETTER,
+    AUDIT,
+)
