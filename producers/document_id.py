@@ -1,0 +1,40 @@
+"""Find a document's unique id: the CDA ``ClinicalDocument/id``, else the HL7 ids."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from producers.hl7_message import EmbeddedDocument, Hl7Message
+
+HL7V3 = "urn:hl7-org:v3"
+
+
+def safe_parser() -> etree.XMLParser:
+    """An XML parser that never fetches anything or expands external entities."""
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+def cda_id(content: bytes) -> str | None:
+    """``root`` or ``root.extension`` of a CDA's ``ClinicalDocument/id``; None if not a CDA."""
+    try:
+        root = etree.fromstring(content, safe_parser())
+    except etree.XMLSyntaxError:
+        return None
+    if root.tag != f"{{{HL7V3}}}ClinicalDocument":
+        return None
+    element = root.find(f"{{{HL7V3}}}id")
+    if element is None or not element.get("root"):
+        return None
+    ext = element.get("extension")
+    return f"{element.get('root')}.{ext}" if ext else str(element.get("root"))
+
+
+def unique_id(message: Hl7Message, document: EmbeddedDocument) -> str:
+    """The id a sink deduplicates on: CDA id, TXA-12, or sender + MSH-10 + OBX-1."""
+    if document.media_type == "text/xml":
+        found = cda_id(document.content)
+        if found:
+            return found
+    if message.document_unique_id:
+        return message.document_unique_id
+    return f"{message.sending_facility}.{message.control_id}.{document.set_id}"

@@ -1,0 +1,112 @@
+"""The producer library: parse, validate, seal, publish; return once the broker acknowledged.
+
+>>> async with Publisher(bootstrap="127.0.0.1:39092", keyring=keyring) as publisher:
+...     event_ids = await publisher.submit_lab_result(raw_oru_r01)
+
+Each sector has its entry point (hospital, lab, radiology) that checks the
+message types that sector sends. Records are sent with ``acks=all`` and
+awaited: when a ``submit_*`` call returns, the documents are safely on the bus.
+Bad input raises an :class:`~producers.hl7_errors.Hl7Error` that names the
+field and the rule (the MLLP gateway turns it into an AE/AR acknowledgement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+
+from aiokafka import AIOKafkaProducer
+
+from producers.hl7_errors import Hl7ValidationError
+from producers.hl7_message import parse_message
+from producers.submission import submissions
+from relais.contracts import Codec
+from relais.keyring import Keyring
+from relais.topics import SUBMITTED
+
+SECTOR_MESSAGES = {
+    "LAB": {"ORU^R01"},
+    "RADIOLOGY": {"ORU^R01", "MDM^T02", "MDM^T10", "MDM^T04"},
+    "HOSPITAL": {"ORU^R01", "MDM^T02", "MDM^T10", "MDM^T04"},
+}
+MAX_REQUEST_BYTES = 16 << 20
+
+
+class Publisher:
+    """Publishes documents onto ``documents.submitted``; an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        keyring: Keyring,
+        topic_prefix: str = "relais",
+        codec: Codec | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.keyring = keyring
+        self.codec = codec or Codec()
+        self.topic = SUBMITTED.name(topic_prefix)
+        self.clock = clock
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            max_request_size=MAX_REQUEST_BYTES,
+            request_timeout_ms=30_000,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def submit_hl7(self, raw: bytes, *, sector: str) -> list[str]:
+        """Parse and publish an HL7 v2 message; return the event ids, once acknowledged."""
+        message = parse_message(raw)
+        allowed = SECTOR_MESSAGES.get(sector)
+        if allowed is not None and message.message_type not in allowed:
+            raise Hl7ValidationError(
+                f"a {sector.lower()} producer sends {', '.join(sorted(allowed))}, "
+                f"not {message.message_type}",
+                hl7_error_code="200",
+                app_error_code="906",
+                location="MSH-9",
+            )
+        records = submissions(message, sector=sector, keyring=self.keyring, now=self.clock())
+        sends = [
+            await self._producer.send(
+                self.topic,
+                key=r["patient"]["patient_key"].encode(),
+                value=self.codec.encode("DocumentSubmitted", r),
+            )
+            for r in records
+        ]
+        await asyncio.gather(*sends)
+        return [str(r["event_id"]) for r in records]
+
+    async def submit_lab_result(self, raw: bytes) -> list[str]:
+        """A lab system (SGL) hands over an ORU^R01 compte rendu de biologie."""
+        return await self.submit_hl7(raw, sector="LAB")
+
+    async def submit_imaging_report(self, raw: bytes) -> list[str]:
+        """An imaging system (RIS) hands over a CR d'imagerie (ORU^R01 or MDM)."""
+        return await self.submit_hl7(raw, sector="RADIOLOGY")
+
+    async def submit_hospital_document(self, raw: bytes) -> list[str]:
+        """A hospital DPI/PFI hands over a document (lettre de liaison, CR...)."""
+        return await self.submit_hl7(raw, sector="HOSPITAL")

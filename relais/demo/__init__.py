@@ -1,0 +1,1 @@
+"""The demo's synthetic documents and its runner."""

@@ -1,0 +1,246 @@
+"""The keyring: AES-256 keys by id, the active one, and the pseudonym key.
+
+Every envelope names the key that sealed it, so rotation only adds a key and
+makes it active; retired keys stay in the keyring for as long as records
+sealed with them exist on a topic. The pseudonym key is separate and never
+rotates, because pseudonyms are Kafka record keys: if they changed, one
+patient's documents would move to another partition and lose their order.
+
+File format (``relais keys generate --out PATH`` writes one)::
+
+    {"active": "<key id>",
+     "keys": {"<key id>": "<base64 of 32 bytes>", ...},
+     "pseudonym_key": "<base64 of 32 bytes>"}
+
+Key material never appears in a message, a ``repr`` or a log line; errors
+name the key id, the origin (file path or variable) and what to fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+
+from relais.envelope import UnknownKeyError
+
+__all__ = ["KEY_SIZE", "Keyring", "KeyringError", "UnknownKeyError", "pseudonymise"]
+
+KEY_SIZE = 32
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_FIELDS = ("active", "keys", "pseudonym_key")
+
+
+class KeyringError(ValueError):
+    """The keyring cannot be used as given; the message says what to fix and where."""
+
+
+def _check_key_id(key_id: object, what: str) -> str:
+    # An invalid id is not echoed: a misplaced base64 key would otherwise be printed.
+    if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
+        raise KeyringError(f"{what} is not a valid key id: use 1-64 of A-Z a-z 0-9 . _ -")
+    return key_id
+
+
+def _check_key(key: object, what: str) -> bytes:
+    if not isinstance(key, bytes) or len(key) != KEY_SIZE:
+        size = f"{len(key)} bytes" if isinstance(key, bytes) else type(key).__name__
+        raise KeyringError(
+            f"{what} is {size}; it must be exactly {KEY_SIZE} bytes "
+            "(base64 of 32 random bytes, as `relais keys generate` writes)"
+        )
+    return key
+
+
+def _new_key_id(now: datetime | None) -> str:
+    day = (now or datetime.now(UTC)).strftime("%Y%m%d")
+    return f"k{day}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True, repr=False)
+class Keyring:
+    """Immutable set of keys; :meth:`rotated` returns a new keyring."""
+
+    active_key_id: str
+    keys: Mapping[str, bytes]
+    pseudonym_key: bytes
+
+    def __post_init__(self) -> None:
+        keys = {
+            _check_key_id(key_id, "a key id in 'keys'"): _check_key(key, f"key {key_id!r}")
+            for key_id, key in self.keys.items()
+        }
+        active = _check_key_id(self.active_key_id, "'active'")
+        if active not in keys:
+            known = ", ".join(sorted(keys)) or "(none)"
+            raise KeyringError(
+                f"'active' names key {active!r}, which is not in 'keys'; "
+                f"set 'active' to one of: {known}"
+            )
+        _check_key(self.pseudonym_key, "'pseudonym_key'")
+        object.__setattr__(self, "keys", MappingProxyType(keys))
+
+    def __repr__(self) -> str:
+        return f"Keyring(active_key_id={self.active_key_id!r}, key_ids={tuple(self.keys)!r})"
+
+    @classmethod
+    def generate(cls, key_id: str | None = None, *, now: datetime | None = None) -> Keyring:
+        """A fresh keyring with one random key (id ``k<YYYYMMDD>-<4 hex>`` by default)."""
+        key_id = key_id if key_id is not None else _new_key_id(now)
+        return cls(
+            active_key_id=key_id,
+            keys={key_id: secrets.token_bytes(KEY_SIZE)},
+            pseudonym_key=secrets.token_bytes(KEY_SIZE),
+        )
+
+    def rotated(self, new_key_id: str | None = None, *, now: datetime | None = None) -> Keyring:
+        """A keyring with one more random key, made active; older keys still decrypt."""
+        if new_key_id is None:
+            new_key_id = _new_key_id(now)
+            while new_key_id in self.keys:
+                new_key_id = _new_key_id(now)
+        elif new_key_id in self.keys:
+            raise KeyringError(
+                f"key id {new_key_id!r} is already in the keyring; pick a new id to rotate to"
+            )
+        return Keyring(
+            active_key_id=new_key_id,
+            keys={**self.keys, new_key_id: secrets.token_bytes(KEY_SIZE)},
+            pseudonym_key=self.pseudonym_key,
+        )
+
+    def key(self, key_id: str) -> bytes:
+        """The key with this id; :class:`UnknownKeyError` if it is not held."""
+        try:
+            return self.keys[key_id]
+        except KeyError:
+            raise UnknownKeyError(key_id) from None
+
+    @classmethod
+    def from_json(cls, text: str, *, origin: str = "RELAIS_KEYRING") -> Keyring:
+        """Parse the keyring format; ``origin`` names the source in error messages."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            # The exception's position is enough; its document is key material.
+            raise KeyringError(
+                f"{origin}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            ) from None
+        if not isinstance(data, dict):
+            raise KeyringError(f"{origin}: expected a JSON object with fields {_FIELDS}")
+        missing = [name for name in _FIELDS if name not in data]
+        unknown = sorted(name for name in data if name not in _FIELDS)
+        if missing or unknown:
+            raise KeyringError(
+                f"{origin}: the keyring needs exactly the fields {_FIELDS}; "
+                f"missing {missing}, unexpected {unknown}"
+            )
+        if not isinstance(data["keys"], dict) or not data["keys"]:
+            raise KeyringError(f"{origin}: 'keys' must be a non-empty object of id -> base64 key")
+
+        def decode(value: object, what: str) -> bytes:
+            if not isinstance(value, str):
+                raise KeyringError(f"{origin}: {what} must be a base64 string")
+            try:
+                return base64.b64decode(value, validate=True)
+            except binascii.Error:
+                raise KeyringError(f"{origin}: {what} is not valid base64") from None
+
+        keys = {
+            _check_key_id(key_id, f"{origin}: a key id in 'keys'"): decode(value, f"key {key_id!r}")
+            for key_id, value in data["keys"].items()
+        }
+        pseudonym_key = decode(data["pseudonym_key"], "'pseudonym_key'")
+        try:
+            return cls(active_key_id=data["active"], keys=keys, pseudonym_key=pseudonym_key)
+        except KeyringError as exc:
+            raise KeyringError(f"{origin}: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: Path) -> Keyring:
+        """Read a keyring file, refusing one that group or others can access."""
+        try:
+            with path.open("r", encoding="utf-8") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                if not stat.S_ISREG(mode):
+                    raise KeyringError(f"keyring file {path} is not a regular file")
+                if mode & 0o077:
+                    raise KeyringError(
+                        f"keyring file {path} is accessible to group or others "
+                        f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}`"
+                    )
+                text = handle.read()
+        except FileNotFoundError:
+            raise KeyringError(
+                f"keyring file {path} does not exist; create one with "
+                f"`relais keys generate --out {path}`"
+            ) from None
+        except UnicodeDecodeError:
+            raise KeyringError(f"keyring file {path} is not UTF-8 JSON text") from None
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise KeyringError(f"keyring file {path} cannot be read: {reason}") from None
+        return cls.from_json(text, origin=str(path))
+
+    def to_json(self) -> str:
+        """The file format; the caller must keep it out of logs and world-readable places."""
+
+        def b64(key: bytes) -> str:
+            return base64.b64encode(key).decode("ascii")
+
+        return json.dumps(
+            {
+                "active": self.active_key_id,
+                "keys": {key_id: b64(key) for key_id, key in self.keys.items()},
+                "pseudonym_key": b64(self.pseudonym_key),
+            },
+            indent=2,
+        )
+
+    def write(self, path: Path) -> None:
+        """Write the keyring to ``path`` atomically, mode 0600.
+
+        A temporary file in the same directory is written, synced, then renamed
+        over ``path``: readers see the old keyring or the new one, never half.
+        """
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                os.fchmod(handle.fileno(), 0o600)  # mkstemp's default, made explicit
+                handle.write(self.to_json() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # make the rename itself durable
+        finally:
+            os.close(directory)
+
+
+def pseudonymise(keyring: Keyring, value: str, *, domain: str = "patient") -> str:
+    """Stable keyed pseudonym of ``value`` (hex HMAC-SHA256).
+
+    Used as the Kafka record key: one patient's documents land on one
+    partition, in order, without the INS appearing on the broker. The
+    ``domain`` keeps pseudonyms of different kinds of value unlinkable.
+    """
+    if not domain or "\x00" in domain:
+        raise ValueError("domain must be a non-empty string without NUL characters")
+    message = domain.encode("utf-8") + b"\x00" + value.encode("utf-8")
+    return hmac.new(keyring.pseudonym_key, message, hashlib.sha256).hexdigest()

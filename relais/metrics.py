@@ -1,0 +1,91 @@
+"""Prometheus metrics of the stages, as an observer the shells call.
+
+Cores never import this module; shells call :class:`StageMetrics` around each
+record. Names follow Prometheus conventions (base units, ``_total``,
+``_seconds``); labels never carry patient data, only stage, topic and reason codes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECORDS_IN = Counter(
+    "relais_stage_records_in_total",
+    "Records a stage read from its input topic.",
+    ["stage"],
+    registry=REGISTRY,
+)
+RECORDS_OUT = Counter(
+    "relais_stage_records_out_total",
+    "Records a stage wrote, by destination topic.",
+    ["stage", "topic"],
+    registry=REGISTRY,
+)
+RECORDS_FAILED = Counter(
+    "relais_stage_records_failed_total",
+    "Records a stage could not process, by reason code.",
+    ["stage", "reason"],
+    registry=REGISTRY,
+)
+DEADLETTERS = Counter(
+    "relais_deadletters_total",
+    "Dead letters written, by stage and reason code.",
+    ["stage", "reason"],
+    registry=REGISTRY,
+)
+PROCESSING_SECONDS = Histogram(
+    "relais_stage_processing_seconds",
+    "Time a stage spent on one record, decode to output, in seconds.",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+DMP_DELIVERIES = Counter(
+    "relais_dmp_deliveries_total",
+    "DMP filing attempts by outcome (DELIVERED, DUPLICATE, RETRYING, REJECTED).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+
+class StageMetrics:
+    """The metrics of one stage, pre-bound to its label."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self._in = RECORDS_IN.labels(stage)
+        self._seconds = PROCESSING_SECONDS.labels(stage)
+        # Export zeros from the start so rates and alerts see the series.
+        self._in.inc(0)
+        RECORDS_FAILED.labels(stage, "none").inc(0)
+
+    def received(self) -> None:
+        self._in.inc()
+
+    def emitted(self, topic: str) -> None:
+        RECORDS_OUT.labels(self.stage, topic).inc()
+
+    def failed(self, reason: str, *, dead_lettered: bool) -> None:
+        RECORDS_FAILED.labels(self.stage, reason).inc()
+        if dead_lettered:
+            DEADLETTERS.labels(self.stage, reason).inc()
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._seconds.observe(time.perf_counter() - start)
+
+
+def serve_metrics(host: str, port: int) -> int:
+    """Serve ``/metrics`` on ``host:port`` (0: a free port); return the port."""
+    server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
+    return int(server.server_port)

@@ -1,0 +1,92 @@
+"""The transcode stage: produce a deliverable CI-SIS CDA R2 document (pure core).
+
+At this stage of the project, documents that are CDA already are checked and
+passed through: well-formed XML (parsed without network or entity
+expansion), a ``ClinicalDocument`` in the HL7 v3 namespace, whose
+``recordTarget`` carries the same INS as the message (PID-3 must equal the CDA
+ids) and whose ``id`` is the document's unique id. The CI-SIS model is named
+from the templateIds. Anything else is dead-lettered with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from lxml import etree
+
+from producers.document_id import HL7V3, cda_id, safe_parser
+from relais.contracts import Record
+from relais.envelope import Envelope, open_envelope
+from relais.topics import QUALIFIED, READY
+from streams.identity import read_traits
+from streams.stage import Output, Stage, StageContext, StageFailure
+
+NS: Final = {"v3": HL7V3}
+MODELS: Final = {
+    "1.2.250.1.213.1.1.1.55": "CR-BIO",
+    "1.2.250.1.213.1.1.1.45": "CR-IMG",
+    "1.2.250.1.213.1.1.1.29": "LDL-SES",
+    "1.3.6.1.4.1.19376.1.2.20": "N1 (XDS-SD)",
+}
+
+
+class TranscodeFailure(StageFailure):
+    reason_code = "cda-invalid"
+
+
+def check_cda(content: bytes, *, ins: str | None, unique_id: str) -> str:
+    """Check a CDA document; return its CI-SIS model name."""
+    try:
+        root = etree.fromstring(content, safe_parser())
+    except etree.XMLSyntaxError as exc:
+        raise TranscodeFailure(
+            f"document is not well-formed XML: line {exc.lineno}: {exc.msg}",
+            reason_code="cda-not-well-formed",
+        ) from None
+    if root.tag != f"{{{HL7V3}}}ClinicalDocument":
+        raise TranscodeFailure(f"root element is {root.tag}, not an HL7 v3 ClinicalDocument")
+    if cda_id(content) != unique_id:
+        raise TranscodeFailure("ClinicalDocument/id differs from the document id the sender gave")
+    patient_ids = root.xpath("v3:recordTarget/v3:patientRole/v3:id/@extension", namespaces=NS)
+    if ins and ins not in patient_ids:
+        raise TranscodeFailure(
+            "recordTarget does not carry the INS of the message (PID-3 must equal the CDA ids)",
+            reason_code="cda-ins-mismatch",
+        )
+    templates = root.xpath("v3:templateId/@root", namespaces=NS)
+    level = "N3" if root.find("v3:component/v3:structuredBody", NS) is not None else "N1"
+    model = next((MODELS[t] for t in templates if t in MODELS), "CDA R2")
+    return f"{model} {level}" if "N1" not in model else model
+
+
+def handle(record: Record, ctx: StageContext) -> list[Output]:
+    document = record["document"]
+    if document["media_type"] != "text/xml":
+        raise TranscodeFailure(
+            f"media type {document['media_type']} cannot be transcoded yet: send a CDA R2",
+            reason_code="unsupported-media",
+        )
+    content = open_envelope(
+        ctx.keyring,
+        Envelope.from_record(document["content"]),
+        event_id=record["event_id"],
+        purpose="content",
+    )
+    traits = read_traits(record, ctx)
+    model = check_cda(content, ins=traits.get("ins"), unique_id=document["unique_id"])
+    ready = {
+        "event_id": record["event_id"],
+        "ready_at": ctx.now,
+        "submitted_at": record["submitted_at"],
+        "sector": record["sector"],
+        "source": record["source"],
+        "patient": record["patient"],
+        "identity_status": record["identity_status"],
+        "document": document,
+        "cda_model": model,
+        "hints": record["hints"],
+    }
+    return [Output(READY, "DocumentReady", ready, record["patient"]["patient_key"].encode())]
+
+
+STAGE = Stage(name="transcode", source=QUALIFIED, record_type="IdentityQualified", handle=handle)

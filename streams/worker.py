@@ -1,0 +1,108 @@
+"""The Faust shell around the stage cores: one agent per stage, one worker process.
+
+``relais worker identity transcode route`` runs the named stages as agents of
+one Faust app (``relais worker identity`` alone runs one per process). Each
+agent reads its input topic, calls :func:`streams.stage.run_step` and sends
+what it returns; Faust commits the offset only after the step, so processing
+is at least once. The web server stays off and bound to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from relais.contracts import Codec
+from relais.keyring import Keyring
+from relais.metrics import StageMetrics
+from relais.settings import Settings
+from streams import identity, route, transcode
+from streams.stage import Stage, StageContext, run_step
+
+STAGES: dict[str, Stage] = {s.name: s for s in (identity.STAGE, transcode.STAGE, route.STAGE)}
+MAX_BYTES = 16 << 20
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) -> faust.App:
+    """A Faust app running the given stages against ``settings.bootstrap_servers``."""
+    unknown = [n for n in stage_names if n not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; known: {', '.join(STAGES)}")
+    app = faust.App(
+        f"{settings.topic_prefix}-{'-'.join(stage_names)}",
+        broker=f"kafka://{settings.bootstrap_servers}",
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=False,
+        web_bind="127.0.0.1",
+        web_port=6066,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=1.0,
+        producer_max_request_size=MAX_BYTES,
+        consumer_max_fetch_size=MAX_BYTES,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        datadir=str(settings.data_dir / "faust"),
+        store="memory://",
+    )
+    codec = Codec()
+    for name in stage_names:
+        _register(app, STAGES[name], codec, keyring, settings.topic_prefix)
+    return app
+
+
+def _register(app: faust.App, stage: Stage, codec: Codec, keyring: Keyring, prefix: str) -> None:
+    metrics = StageMetrics(stage.name)
+    source = app.topic(stage.source.name(prefix), key_type=bytes, value_type=bytes)
+    topics: dict[str, Any] = {}
+
+    def topic(name: str) -> Any:
+        if name not in topics:
+            topics[name] = app.topic(name, key_type=bytes, value_type=bytes)
+        return topics[name]
+
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            metrics.received()
+            with metrics.timed():
+                ctx = StageContext(keyring=keyring, now=datetime.now(UTC))
+                result = run_step(
+                    stage,
+                    codec,
+                    ctx,
+                    prefix,
+                    key=message.key,
+                    value=message.value,
+                    partition=message.partition,
+                    offset=message.offset,
+                )
+                for out in result.outputs:
+                    await topic(out.topic).send(key=out.key, value=out.value)
+                    metrics.emitted(out.topic)
+            if result.failure is not None:
+                metrics.failed(result.failure.reason_code, dead_lettered=True)
+                log.warning(
+                    "stage %s dead-lettered event %s at %s/%s: %s",
+                    stage.name,
+                    result.event_id,
+                    message.partition,
+                    message.offset,
+                    result.failure.reason_code,
+                )
+
+    app.agent(source, name=f"relais.{stage.name}")(agent)
+
+
+def run_worker(settings: Settings, stage_names: Sequence[str], keyring: Keyring) -> None:
+    """Run the stages until SIGINT/SIGTERM (Faust installs the signal handlers)."""
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    app = build_app(settings, stage_names, keyring)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
