@@ -1,0 +1,212 @@
+"""The whole local stack in one place, for the demo and the integration tests.
+
+:class:`LocalStack` starts the broker, creates the topics, starts the DMP
+sandbox in this event loop and the workers as separate processes (the same
+``relais worker`` / ``relais sink`` commands an operator runs), each with its
+own /metrics port. :class:`Landing` reads the outcome topics to tell where
+each document ended up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer
+
+from relais.broker import LocalBroker
+from relais.contracts import Codec, ContractError
+from relais.keyring import Keyring
+from relais.settings import Settings
+from relais.topic_admin import ensure_topics
+from relais.topics import DEADLETTER, DELIVERY_STATUS, IDENTITY_PENDING
+from sandboxes.dmp import DmpSandbox, start_sandbox
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    metrics_port: int
+    log_path: Path
+
+
+@dataclass
+class LocalStack:
+    """Broker + topics + DMP sandbox + worker processes under ``work_dir``."""
+
+    work_dir: Path
+    prefix: str = "relais"
+    workers: tuple[tuple[str, ...], ...] = (("worker", "identity"), ("worker", "transcode"),
+                                            ("worker", "route"), ("sink", "dmp"))
+    settings: Settings = field(init=False)
+    keyring: Keyring = field(init=False)
+    broker: LocalBroker = field(init=False)
+    sandbox: DmpSandbox = field(init=False)
+    processes: list[Process] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+
+    async def start(self, broker_listen: str | None = None) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        keyring_file = self.work_dir / "keyring.json"
+        self.keyring = Keyring.generate()
+        keyring_file.unlink(missing_ok=True)
+        self.keyring.write(keyring_file)
+        listen = broker_listen or f"127.0.0.1:{free_port()}"
+        self.broker = LocalBroker(listen, log_path=self.work_dir / "broker.log")
+        await self.broker.start()
+        await ensure_topics(self.broker.bootstrap, self.prefix)
+        self._runner, self.sandbox, dmp_port = await start_sandbox(
+            "127.0.0.1", 0, self.work_dir / "dmp-sandbox"
+        )
+        self.settings = replace(
+            Settings(),
+            bootstrap_servers=self.broker.bootstrap,
+            topic_prefix=self.prefix,
+            keyring_file=keyring_file,
+            dmp_url=f"http://127.0.0.1:{dmp_port}",
+            data_dir=self.work_dir / "data",
+        )
+        for args in self.workers:
+            self.spawn(*args)
+
+    def environment(self, metrics_port: int) -> dict[str, str]:
+        s = self.settings
+        return {
+            **os.environ,
+            "RELAIS_BOOTSTRAP_SERVERS": s.bootstrap_servers,
+            "RELAIS_TOPIC_PREFIX": s.topic_prefix,
+            "RELAIS_KEYRING_FILE": str(s.keyring_file),
+            "RELAIS_DMP_URL": s.dmp_url,
+            "RELAIS_DATA_DIR": str(s.data_dir),
+            "RELAIS_METRICS_HOST": "127.0.0.1",
+            "RELAIS_METRICS_PORT": str(metrics_port),
+            "RELAIS_SESSION_TIMEOUT_S": str(s.session_timeout_s),
+            "RELAIS_LOG_LEVEL": "warn",
+        }
+
+    def spawn(self, *args: str) -> Process:
+        port = free_port()
+        name = "-".join(args[1:]) if args[0] == "worker" else "-".join(args)
+        log_path = self.work_dir / f"{name}.log"
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "relais", *args],
+            env=self.environment(port),
+            stdout=log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        process = Process(name, popen, port, log_path)
+        self.processes.append(process)
+        return process
+
+    def process(self, name: str) -> Process:
+        return next(p for p in self.processes if p.name == name)
+
+    async def wait_for_metrics(self, timeout_s: float = 60.0) -> None:
+        """Wait until every process serves /metrics (it has started)."""
+        deadline = time.monotonic() + timeout_s
+        for p in self.processes:
+            while not _port_open(p.metrics_port):
+                if p.popen.poll() is not None:
+                    raise RuntimeError(f"{p.name} exited: see {p.log_path}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{p.name} serves no /metrics after {timeout_s} s")
+                await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        for p in self.processes:
+            if p.popen.poll() is None:
+                p.popen.send_signal(signal.SIGTERM)
+        for p in self.processes:
+            try:
+                await asyncio.to_thread(p.popen.wait, 20)
+            except subprocess.TimeoutExpired:
+                p.popen.kill()
+                p.popen.wait()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        with contextlib.suppress(AttributeError):
+            self.broker.stop()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Landing:
+    """Where documents landed, read from the status, pending and dead-letter topics."""
+
+    delivered: dict[str, dict[str, Any]] = field(default_factory=dict)
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
+    def where(self, event_id: str) -> str:
+        if event_id in self.delivered:
+            status = self.delivered[event_id]
+            return f"{status['destination']} ({status['outcome'].lower()})"
+        if event_id in self.held:
+            return f"held: {self.held[event_id]['reason_code']}"
+        for letter in self.dead:
+            if letter["event_id"] == event_id:
+                return f"dead letter ({letter['stage']}: {letter['reason_code']})"
+        return "in flight"
+
+
+async def read_landing(
+    bootstrap: str, prefix: str, *, until: Any = None, timeout_s: float = 60.0
+) -> Landing:
+    """Read the outcome topics from the start until ``until(landing)`` or the timeout."""
+    codec = Codec()
+    topics = [t.name(prefix) for t in (DELIVERY_STATUS, IDENTITY_PENDING, DEADLETTER)]
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None,
+    )
+    landing = Landing()
+    await consumer.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            _absorb(codec, landing, (m for batch in batches.values() for m in batch))
+            if until is not None and until(landing):
+                break
+    finally:
+        await consumer.stop()
+    return landing
+
+
+def _absorb(codec: Codec, landing: Landing, messages: Iterable[Any]) -> None:
+    for m in messages:
+        try:
+            name, record = codec.decode(m.value, topic=m.topic, offset=m.offset)
+        except ContractError:
+            continue
+        if name == "DeliveryStatus":
+            landing.delivered[record["event_id"]] = record
+        elif name == "IdentityHeld":
+            landing.held[record["event_id"]] = record
+        elif name == "DeadLetter":
+            landing.dead.append(record)

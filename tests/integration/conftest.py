@@ -1,0 +1,23 @@
+"""Session fixtures: the real broker, the DMP sandbox and worker processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from relais.localstack import LocalStack
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
+    work = Path(tmp_path_factory.mktemp("stack"))
+    local = LocalStack(work, prefix=f"t{uuid.uuid4().hex[:8]}")
+    try:
+        await local.start()
+        await local.wait_for_metrics()
+        yield local
+    finally:
+        await local.stop()

@@ -1,0 +1,119 @@
+"""One document (and a few bad ones) through every stage, on the real broker."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import urllib.request
+
+from aiokafka import AIOKafkaProducer
+
+from producers.hl7_message import parse_message
+from producers.publisher import Publisher
+from producers.submission import patient_key
+from relais.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, UNQUALIFIED, sample
+from relais.envelope import Envelope, open_envelope
+from relais.localstack import Landing, LocalStack, read_landing
+from relais.topics import SUBMITTED
+
+GARBAGE = b"\x00\x01 this is not an Avro record \xff"
+
+
+def broken_cda_message() -> bytes:
+    good = sample(LAB, DOMINIQUE, 90)
+    cda = parse_message(good).documents[0].content
+    broken = base64.b64encode(b"<ClinicalDocument xmlns='urn:hl7-org:v3'><id root='1'>").decode()
+    return good.replace(base64.b64encode(cda), broken.encode())
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r"^(relais_\w+(?:\{[^}]*\})?) (\S+)$", line)
+        if match:
+            samples[match[1]] = float(match[2])
+    return samples
+
+
+def complete(landing: Landing) -> bool:
+    return len(landing.delivered) >= 4 and len(landing.dead) >= 2 and len(landing.held) >= 1
+
+
+async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
+    stack: LocalStack,
+) -> None:
+    s = stack.settings
+    good_inputs = [sample(LAB, DOMINIQUE, 1), sample(IMAGING, SARAH_LOU, 2),
+                   sample(LETTER, DOMINIQUE, 3)]
+    last_input = sample(LAB, SARAH_LOU, 4)
+    async with Publisher(bootstrap=s.bootstrap_servers, keyring=stack.keyring,
+                         topic_prefix=s.topic_prefix) as publisher:
+        good_ids = [
+            (await publisher.submit_lab_result(good_inputs[0]))[0],
+            (await publisher.submit_imaging_report(good_inputs[1]))[0],
+            (await publisher.submit_hospital_document(good_inputs[2]))[0],
+        ]
+        held_id = (await publisher.submit_lab_result(sample(LAB, UNQUALIFIED, 5)))[0]
+        broken_id = (await publisher.submit_lab_result(broken_cda_message()))[0]
+        # An undecodable record on the same partition as the next document:
+        # the identity stage must dead-letter it and go on.
+        raw = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        await raw.start()
+        key = patient_key(stack.keyring, parse_message(last_input)).encode()
+        await raw.send_and_wait(SUBMITTED.name(s.topic_prefix), GARBAGE, key=key)
+        await raw.stop()
+        last_id = (await publisher.submit_lab_result(last_input))[0]
+
+    landing = await read_landing(s.bootstrap_servers, s.topic_prefix, until=complete,
+                                 timeout_s=120)
+
+    # Delivered: each good document is in the DMP sandbox, byte for byte.
+    for event_id, raw_message in zip([*good_ids, last_id], [*good_inputs, last_input],
+                                     strict=True):
+        status = landing.delivered[event_id]
+        assert status["outcome"] == "DELIVERED"
+        content = parse_message(raw_message).documents[0].content
+        filed = stack.sandbox.content[status["document_unique_id"]]
+        assert hashlib.sha256(filed).hexdigest() == hashlib.sha256(content).hexdigest()
+
+    # Held: the unqualified identity waits with its reason.
+    assert landing.held[held_id]["reason_code"] == "identity-not-qualified"
+    assert landing.held[held_id]["identity_status"] == "VALI"
+
+    # Dead letters: stage, reason, original bytes.
+    by_stage = {letter["stage"]: letter for letter in landing.dead}
+    garbage_letter = by_stage["identity"]
+    assert garbage_letter["reason_code"] == "undecodable-record"
+    assert "not an Avro single-object encoded record" in garbage_letter["reason"]
+    original = open_envelope(stack.keyring, Envelope.from_record(garbage_letter["original"]),
+                             event_id=garbage_letter["dead_letter_id"], purpose="original")
+    assert original == GARBAGE
+    assert garbage_letter["source_offset"] is not None
+    cda_letter = by_stage["transcode"]
+    assert cda_letter["event_id"] == broken_id
+    assert cda_letter["reason_code"] == "cda-not-well-formed"
+
+    # Nothing lost, nothing doubled: 7 in = 4 delivered + 1 held + 2 dead letters.
+    assert len(landing.delivered) == 4
+    assert len(landing.held) == 1
+    assert len(landing.dead) == 2
+    assert len(stack.sandbox.filed) == 4
+
+    # Metrics, scraped from each worker process.
+    identity = scrape(stack.process("identity").metrics_port)
+    assert identity['relais_stage_records_in_total{stage="identity"}'] == 7
+    assert identity['relais_stage_records_failed_total{reason="undecodable-record",stage="identity"}'] == 1
+    assert identity['relais_deadletters_total{reason="undecodable-record",stage="identity"}'] == 1
+    assert identity['relais_stage_processing_seconds_count{stage="identity"}'] == 7
+    qualified = f'relais_stage_records_out_total{{stage="identity",topic="{s.topic_prefix}.documents.qualified.v1"}}'
+    assert identity[qualified] == 5
+    transcode = scrape(stack.process("transcode").metrics_port)
+    assert transcode['relais_stage_records_in_total{stage="transcode"}'] == 5
+    assert transcode['relais_stage_records_failed_total{reason="cda-not-well-formed",stage="transcode"}'] == 1
+    route = scrape(stack.process("route").metrics_port)
+    assert route['relais_stage_records_in_total{stage="route"}'] == 4
+    sink = scrape(stack.process("sink-dmp").metrics_port)
+    assert sink['relais_stage_records_in_total{stage="dmp-sink"}'] == 4
+    assert sink['relais_dmp_deliveries_total{outcome="DELIVERED"}'] == 4
