@@ -90,8 +90,15 @@ def submission_of(request: Record, keyring: Keyring) -> Submission:
     )
 
 
-def status_record(request: Record, outcome: str, code: str | None, detail: str | None,
-                  attempt: int, now: datetime) -> Record:
+def status_record(
+    request: Record,
+    *,
+    outcome: str,
+    code: str | None,
+    detail: str | None,
+    attempt: int,
+    now: datetime,
+) -> Record:
     return {
         "event_id": request["event_id"],
         "request_id": request["request_id"],
@@ -107,8 +114,15 @@ def status_record(request: Record, outcome: str, code: str | None, detail: str |
 
 
 class DmpSink:
-    def __init__(self, *, bootstrap: str, prefix: str, keyring: Keyring, client: DmpClient,
-                 session_timeout_s: float = 6.0) -> None:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        prefix: str,
+        keyring: Keyring,
+        client: DmpClient,
+        session_timeout_s: float = 6.0,
+    ) -> None:
         self.prefix, self.keyring, self.client = prefix, keyring, client
         self.codec = Codec()
         self.metrics = StageMetrics(STAGE)
@@ -154,9 +168,13 @@ class DmpSink:
         topic = DELIVERY_DMP.name(self.prefix)
         origin = Origin(topic, message.partition, message.offset)
         try:
-            _, request = self.codec.decode(message.value, expected="DeliveryRequest",
-                                           topic=topic, partition=message.partition,
-                                           offset=message.offset)
+            _, request = self.codec.decode(
+                message.value,
+                expected="DeliveryRequest",
+                topic=topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
             origin = Origin(topic, message.partition, message.offset, request["event_id"])
             submission = submission_of(request, self.keyring)
         except (ContractError, EnvelopeError, KeyError, ValueError) as exc:
@@ -169,8 +187,12 @@ class DmpSink:
                 answer = await self.client.file(submission)
             except DmpUnavailable as exc:
                 DMP_DELIVERIES.labels("RETRYING").inc()
-                log.warning("DMP unavailable for event %s (attempt %d): %s",
-                            request["event_id"], attempt, exc.code)
+                log.warning(
+                    "DMP unavailable for event %s (attempt %d): %s",
+                    request["event_id"],
+                    attempt,
+                    exc.code,
+                )
                 if stop.is_set():
                     raise
                 await asyncio.sleep(delay)
@@ -179,14 +201,21 @@ class DmpSink:
                 return self._rejected(request, exc, attempt, origin, message)
             outcome = "DELIVERED" if answer.status == "success" else "DUPLICATE"
             DMP_DELIVERIES.labels(outcome).inc()
-            status = status_record(request, outcome, answer.code, None, attempt, _now())
-            return [(DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status))]
+            status = status_record(
+                request, outcome=outcome, code=answer.code, detail=None, attempt=attempt, now=_now()
+            )
+            return [
+                (DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status))
+            ]
         raise AssertionError("unreachable: backoff is endless")
 
-    def _rejected(self, request: Record, exc: DmpError, attempt: int, origin: Origin,
-                  message: Any) -> list[tuple[str, bytes]]:
+    def _rejected(
+        self, request: Record, exc: DmpError, attempt: int, origin: Origin, message: Any
+    ) -> list[tuple[str, bytes]]:
         DMP_DELIVERIES.labels("REJECTED").inc()
-        status = status_record(request, "REJECTED", exc.code, str(exc), attempt, _now())
+        status = status_record(
+            request, outcome="REJECTED", code=exc.code, detail=str(exc), attempt=attempt, now=_now()
+        )
         failure = Failure("dmp-rejected", f"{exc.code}: {exc}")
         return [
             (DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status)),
@@ -195,14 +224,19 @@ class DmpSink:
 
     def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> tuple[str, bytes]:
         self.metrics.failed(failure.reason_code, dead_lettered=True)
-        letter = dead_letter(self.keyring, stage=STAGE, failure=failure, origin=origin,
-                             original=message.value or b"", now=_now())
+        letter = dead_letter(
+            self.keyring,
+            stage=STAGE,
+            failure=failure,
+            origin=origin,
+            original=message.value or b"",
+            now=_now(),
+        )
         return DEADLETTER.name(self.prefix), self.codec.encode("DeadLetter", letter)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
 
 
 async def run_dmp_sink(settings: Settings, keyring: Keyring) -> None:

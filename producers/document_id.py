@@ -14,6 +14,13 @@ def safe_parser() -> etree.XMLParser:
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
+def xpath_strings(node: etree._Element, expression: str, **variables: str) -> list[str]:
+    """Text results of an XPath over a CDA (``v3:`` is the HL7 v3 namespace)."""
+    evaluate = etree.XPathElementEvaluator(node, namespaces={"v3": HL7V3})
+    found = evaluate(expression, **variables)
+    return [str(item) for item in found] if isinstance(found, list) else []
+
+
 def cda_id(content: bytes) -> str | None:
     """``root`` or ``root.extension`` of a CDA's ``ClinicalDocument/id``; None if not a CDA."""
     try:

@@ -66,7 +66,8 @@ def build_ack(
     if code not in ACK_CODES:
         raise ValueError(f"ACK code must be one of {sorted(ACK_CODES)}, not {code!r}")
     header = message if message is not None else (read_header(raw) or _EMPTY_HEADER)
-    segments = [_msh(header, control_id, now), _fields("MSA", code, escape(header.control_id))]
+    msa = f"MSA|{code}|{escape(header.control_id)}"  # MSA-2 is required: kept even empty
+    segments = [_msh(header, control_id, now), msa]
     if code != "AA":
         segments.append(_err(error, code))
     return ("\r".join(segments) + "\r").encode("utf-8")

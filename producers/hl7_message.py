@@ -127,9 +127,10 @@ def parse_message(raw: bytes) -> Hl7Message:
     _check_header(segments[0], header)
     kind = header.message_type
     is_document = kind in DOCUMENT_TYPES
+    patient = _patient(_required(segments, "PID"), strict=is_document)
     obx = [s for s in segments if s.name == "OBX"]
-    meta = [s for s in obx if s.get(3, 3).upper() == META_CODING_SYSTEM]
-    doc_obx = [s for s in obx if s.get(2) == "ED" and s not in meta] if is_document else []
+    meta = [s for s in obx if _is_metadata(s)]
+    doc_obx = [s for s in obx if s.get(2) == "ED" and not _is_metadata(s)] if is_document else []
     documents = tuple(_document(s) for s in doc_obx)
     if is_document:
         _check_documents(kind, segments, doc_obx)
@@ -138,7 +139,7 @@ def parse_message(raw: bytes) -> Hl7Message:
     orc, pv1 = _first(segments, "ORC"), _first(segments, "PV1")
     return Hl7Message(
         **vars(header),
-        patient=_patient(_required(segments, "PID"), strict=is_document),
+        patient=patient,
         documents=documents,
         participants=tuple(_participant(s) for s in segments if s.name == "PRT"),
         flags=MappingProxyType(flags),
@@ -155,6 +156,10 @@ def ins_key_is_valid(matricule: str) -> bool:
     body = matricule[:13].replace("2A", "19").replace("2B", "18")
     key = matricule[13:]
     return body.isdigit() and key.isdigit() and 97 - int(body) % 97 == int(key)
+
+
+def _is_metadata(obx: Segment) -> bool:
+    return obx.get(3, 3).upper() == META_CODING_SYSTEM
 
 
 def _first(segments: Sequence[Segment], name: str) -> Segment | None:

@@ -27,7 +27,7 @@ CHARSETS: Final[Mapping[str, str]] = MappingProxyType(
     {"": "utf-8", "UNICODE UTF-8": "utf-8", "8859/1": "latin-1", "8859/15": "iso8859-15"}
 )
 _SEGMENT_ID_RE: Final = re.compile(r"[A-Z][A-Z0-9]{2}")
-_LINE_BREAKS: Final = re.compile(r"[ \t]*[\r\n][\r\n \t]*")
+_LINE_BREAK: Final = re.compile(r"\r\n|\n")
 _FRAMING: Final = b"\x0b\x1c\r\n \t"  # MLLP start/end bytes and surrounding blanks
 
 
@@ -147,7 +147,9 @@ def decode_message(raw: bytes) -> str:
 
 
 def normalise(text: str) -> str:
-    return _LINE_BREAKS.sub("\r", text).strip()
+    """CRLF, LF and CR all end a segment; blank lines are dropped (linear time)."""
+    lines = _LINE_BREAK.sub("\r", text.strip()).split("\r")
+    return "\r".join(line for line in lines if line.strip())
 
 
 def check_msh_start(text: str) -> None:
@@ -183,16 +185,25 @@ def load_segments(text: str) -> tuple[Segment, ...]:
     counts: dict[str, int] = {}
     segments = []
     for position, raw in enumerate(raw_segments, start=1):
-        name = str(raw[0][0]) if len(raw) and len(raw[0]) else ""
-        if not _SEGMENT_ID_RE.fullmatch(name) or (name == "MSH" and position > 1):
-            raise Hl7ParseError(
-                f"segment number {position} has no valid segment id, or is a second MSH "
-                "(send one message at a time)",
-                hl7_error_code="100",
-            )
+        name = _segment_name(raw, position)
         counts[name] = counts.get(name, 0) + 1
         segments.append(Segment(name, counts[name], _convert_fields(raw, delims, name == "MSH")))
     return tuple(segments)
+
+
+def _segment_name(raw: Any, position: int) -> str:
+    name = str(raw[0][0]) if len(raw) and len(raw[0]) else ""
+    if not _SEGMENT_ID_RE.fullmatch(name):
+        raise Hl7ParseError(
+            f"segment number {position} does not start with a segment id (3 capitals/digits)",
+            hl7_error_code="100",
+        )
+    if name == "MSH" and position > 1:
+        raise Hl7ParseError(
+            f"segment number {position} is a second MSH: send one message at a time",
+            hl7_error_code="100",
+        )
+    return name
 
 
 def _convert_fields(raw: Any, delims: Delimiters, is_msh: bool) -> tuple[FieldValue, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import signal
 import subprocess
 import time
@@ -56,6 +57,17 @@ def broker_command(binary: Path, listen: str, storage: str) -> list[str]:
 async def wait_until_ready(bootstrap: str, timeout_s: float = 30.0) -> None:
     """Poll the broker with a metadata request until it answers or ``timeout_s`` passes."""
     deadline = time.monotonic() + timeout_s
+    # aiokafka logs every refused connection at ERROR; while we wait, that is expected.
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        await _poll(bootstrap, deadline)
+    finally:
+        quiet.setLevel(level)
+
+
+async def _poll(bootstrap: str, deadline: float) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
@@ -69,7 +81,7 @@ async def wait_until_ready(bootstrap: str, timeout_s: float = 30.0) -> None:
             with contextlib.suppress(Exception):
                 await admin.close()
         await asyncio.sleep(0.2)
-    raise BrokerError(f"broker at {bootstrap} did not answer within {timeout_s:.0f} s: {last}")
+    raise BrokerError(f"broker at {bootstrap} did not answer in time: {last}")
 
 
 class LocalBroker:
@@ -95,15 +107,18 @@ class LocalBroker:
     def bootstrap(self) -> str:
         return self.listen
 
-    async def start(self, timeout_s: float = 30.0) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(
+        return subprocess.Popen(
             broker_command(self.binary, self.listen, self.storage),
             stdout=log,
             stderr=subprocess.STDOUT if self.log_path else subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        self._process = self._spawn()
         try:
             await wait_until_ready(self.bootstrap, timeout_s)
         except BrokerError:

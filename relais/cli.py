@@ -188,11 +188,13 @@ def publish(ctx: click.Context, publish_file: Path, sector: str) -> None:
     s = _settings(ctx)
     keyring = load_keyring(s)
 
+    raw = publish_file.read_bytes()
+
     async def run() -> list[str]:
         async with Publisher(
             bootstrap=s.bootstrap_servers, keyring=keyring, topic_prefix=s.topic_prefix
         ) as publisher:
-            return await publisher.submit_hl7(publish_file.read_bytes(), sector=sector)
+            return await publisher.submit_hl7(raw, sector=sector)
 
     try:
         for event_id in asyncio.run(run()):

@@ -153,7 +153,7 @@ class SchemaRegistry:
         self.current: dict[str, WriterSchema] = {}
         for path in sorted((schema_dir / "records").glob("*.avsc")):
             raw = standalone(_read_json(path), self.types)
-            parsed = parse_schema(raw, named_schemas=dict(named))
+            parsed: Any = parse_schema(raw, named_schemas=dict(named))
             short = parsed["name"].rsplit(".", 1)[-1]
             self.current[short] = WriterSchema(short, parsed, fingerprint_of(parsed), raw)
         self.by_fingerprint: dict[bytes, WriterSchema] = {
@@ -167,7 +167,7 @@ class SchemaRegistry:
         """Frozen schemas, named ``<Record>.<n>.avsc``."""
         for path in sorted(released_dir.glob("*.avsc")):
             raw = _read_json(path)
-            parsed = parse_schema(raw, named_schemas={})
+            parsed: Any = parse_schema(raw, named_schemas={})
             short = parsed["name"].rsplit(".", 1)[-1]
             yield WriterSchema(short, parsed, fingerprint_of(parsed), raw)
 
@@ -206,31 +206,53 @@ class Codec:
         offset: int | None = None,
     ) -> tuple[str, Record]:
         """Return ``(record type, record)``; raise a :class:`ContractError` naming the place."""
-        where = {"topic": topic, "partition": partition, "offset": offset}
         if not data or len(data) < HEADER_SIZE or not data.startswith(MAGIC):
-            raise CorruptRecordError("not an Avro single-object encoded record", **where)
+            raise CorruptRecordError(
+                "not an Avro single-object encoded record",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
         fp = data[len(MAGIC) : HEADER_SIZE]
         writer = self.registry.by_fingerprint.get(fp)
         if writer is None:
             raise UnknownSchemaError(
                 f"unknown schema fingerprint {fp.hex()}: written by a newer or foreign "
                 "producer; upgrade this reader or dead-letter the record",
-                **where,
+                topic=topic,
+                partition=partition,
+                offset=offset,
             )
         reader = self.registry.current.get(writer.name, writer)
         if expected is not None and writer.name != expected:
             raise UnexpectedRecordError(
-                f"expected a {expected} record, got a {writer.name}", **where
+                f"expected a {expected} record, got a {writer.name}",
+                topic=topic,
+                partition=partition,
+                offset=offset,
             )
         body = io.BytesIO(data[HEADER_SIZE:])
         try:
             record = fastavro.schemaless_reader(body, writer.parsed, reader.parsed)
         except Exception as exc:  # fastavro raises bare EOFError/ValueError/... on bad bytes
             raise CorruptRecordError(
-                f"{writer.name} body does not decode ({type(exc).__name__})", **where
+                f"{writer.name} body does not decode ({type(exc).__name__})",
+                topic=topic,
+                partition=partition,
+                offset=offset,
             ) from None
         if body.read(1):
-            raise CorruptRecordError(f"{writer.name} body has trailing bytes", **where)
+            raise CorruptRecordError(
+                f"{writer.name} body has trailing bytes",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
         if not isinstance(record, dict):
-            raise CorruptRecordError(f"{writer.name} body is not a record", **where)
+            raise CorruptRecordError(
+                f"{writer.name} body is not a record",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
         return writer.name, record

@@ -54,8 +54,12 @@ class LocalStack:
 
     work_dir: Path
     prefix: str = "relais"
-    workers: tuple[tuple[str, ...], ...] = (("worker", "identity"), ("worker", "transcode"),
-                                            ("worker", "route"), ("sink", "dmp"))
+    workers: tuple[tuple[str, ...], ...] = (
+        ("worker", "identity"),
+        ("worker", "transcode"),
+        ("worker", "route"),
+        ("sink", "dmp"),
+    )
     settings: Settings = field(init=False)
     keyring: Keyring = field(init=False)
     broker: LocalBroker = field(init=False)
@@ -181,8 +185,11 @@ async def read_landing(
     codec = Codec()
     topics = [t.name(prefix) for t in (DELIVERY_STATUS, IDENTITY_PENDING, DEADLETTER)]
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
+        *topics,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     landing = Landing()
     await consumer.start()

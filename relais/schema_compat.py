@@ -72,7 +72,7 @@ def problems(reader: Any, writer: Any) -> list[str]:
     return _problems(_inline(reader, {}), _inline(writer, {}), "")
 
 
-def _problems(reader: Any, writer: Any, path: str) -> list[str]:
+def _problems(reader: Any, writer: Any, path: str) -> list[str]:  # noqa: PLR0911 - a return per rule
     rk, wk = _kind(reader), _kind(writer)
     here = path or "<root>"
     if wk == "union":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -37,10 +38,9 @@ async def ensure_topics(
                 NewTopic(s.name(prefix), s.partitions, replication_factor, topic_configs=s.configs)
                 for s in missing
             ]
-            try:
+            # Another process may race us: the outcome is the same.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another process raced us: the outcome is the same
         partitions = await _partition_counts(admin, [s.name(prefix) for s in wanted])
     finally:
         await admin.close()

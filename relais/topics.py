@@ -29,12 +29,16 @@ _MONTH_MS: Final = str(31 * 24 * 3600 * 1000)
 _DATA: Final = {"retention.ms": _WEEK_MS, "max.message.bytes": str(16 << 20)}
 _KEEP: Final = {"retention.ms": _MONTH_MS, "max.message.bytes": str(16 << 20)}
 
-SUBMITTED: Final = TopicSpec("documents.submitted.v1", 4, "documents accepted from producers", _DATA)
+SUBMITTED: Final = TopicSpec(
+    "documents.submitted.v1", 4, "documents accepted from producers", _DATA
+)
 QUALIFIED: Final = TopicSpec("documents.qualified.v1", 4, "documents whose INS is qualified", _DATA)
 READY: Final = TopicSpec("documents.ready.v1", 4, "transcoded, validated documents", _DATA)
 DELIVERY_DMP: Final = TopicSpec("deliveries.dmp.v1", 4, "DMP filing requests", _DATA)
 DELIVERY_MSSANTE: Final = TopicSpec("deliveries.mssante.v1", 4, "MSSanté mail requests", _DATA)
-DELIVERY_NOTIFY: Final = TopicSpec("deliveries.notify.v1", 4, "patient notification requests", _DATA)
+DELIVERY_NOTIFY: Final = TopicSpec(
+    "deliveries.notify.v1", 4, "patient notification requests", _DATA
+)
 DELIVERY_STATUS: Final = TopicSpec("deliveries.status.v1", 4, "outcome of every delivery", _KEEP)
 IDENTITY_PENDING: Final = TopicSpec(
     "identity.pending.v1", 4, "documents held until their identity is qualified", _KEEP

@@ -12,9 +12,11 @@ what it holds, ``GET /documents/{unique_id}`` returns one document.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+import signal
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 from lxml import etree
 
-from producers.document_id import HL7V3, cda_id, safe_parser
+from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
 from streams.ins import INS_OIDS, ins_key_valid
 
 PATIENT_CX = re.compile(r"^(?P<ins>[0-9AB]{15})\^\^\^&(?P<oid>[0-9.]+)&ISO\^NH$")
@@ -69,10 +71,8 @@ def check(headers: dict[str, str], body: bytes) -> Filed:
         raise Rejected("InvalidDocument", "document is not an HL7 CDA ClinicalDocument")
     if cda_id(body) != unique_id:
         raise Rejected("UniqueIdMismatch", "ClinicalDocument/id differs from the unique id")
-    targets = root.xpath(
-        "v3:recordTarget/v3:patientRole/v3:id[@root=$oid]/@extension",
-        namespaces={"v3": HL7V3},
-        oid=oid,
+    targets = xpath_strings(
+        root, "v3:recordTarget/v3:patientRole/v3:id[@root=$oid]/@extension", oid=oid
     )
     if ins not in targets:
         raise Rejected("PatientMismatch", "recordTarget does not carry the submitted INS")
@@ -163,9 +163,6 @@ async def start_sandbox(
 
 async def serve_forever(host: str, port: int, store_dir: Path | None) -> None:
     """Run the sandbox until SIGINT/SIGTERM."""
-    import asyncio
-    import signal
-
     runner, _sandbox, _port = await start_sandbox(host, port, store_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -58,7 +58,9 @@ def read_traits(record: Record, ctx: StageContext) -> dict[str, Any]:
     try:
         traits = json.loads(plain)
     except ValueError:
-        raise StageFailure("identity envelope is not JSON", reason_code="identity-unreadable") from None
+        raise StageFailure(
+            "identity envelope is not JSON", reason_code="identity-unreadable"
+        ) from None
     if not isinstance(traits, dict):
         raise StageFailure("identity envelope is not an object", reason_code="identity-unreadable")
     return traits

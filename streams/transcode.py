@@ -14,7 +14,7 @@ from typing import Final
 
 from lxml import etree
 
-from producers.document_id import HL7V3, cda_id, safe_parser
+from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
 from relais.contracts import Record
 from relais.envelope import Envelope, open_envelope
 from relais.topics import QUALIFIED, READY
@@ -47,13 +47,13 @@ def check_cda(content: bytes, *, ins: str | None, unique_id: str) -> str:
         raise TranscodeFailure(f"root element is {root.tag}, not an HL7 v3 ClinicalDocument")
     if cda_id(content) != unique_id:
         raise TranscodeFailure("ClinicalDocument/id differs from the document id the sender gave")
-    patient_ids = root.xpath("v3:recordTarget/v3:patientRole/v3:id/@extension", namespaces=NS)
+    patient_ids = xpath_strings(root, "v3:recordTarget/v3:patientRole/v3:id/@extension")
     if ins and ins not in patient_ids:
         raise TranscodeFailure(
             "recordTarget does not carry the INS of the message (PID-3 must equal the CDA ids)",
             reason_code="cda-ins-mismatch",
         )
-    templates = root.xpath("v3:templateId/@root", namespaces=NS)
+    templates = xpath_strings(root, "v3:templateId/@root")
     level = "N3" if root.find("v3:component/v3:structuredBody", NS) is not None else "N1"
     model = next((MODELS[t] for t in templates if t in MODELS), "CDA R2")
     return f"{model} {level}" if "N1" not in model else model

@@ -42,13 +42,23 @@ class Kind:
     message_type: str
 
 
-LAB: Final = Kind("lab result", "11502-2", "CR d'examens biologiques",
-                  "1.2.250.1.213.1.1.1.55", "ORU^R01^ORU_R01")
-IMAGING: Final = Kind("imaging report", "18748-4", "CR d'imagerie médicale",
-                      "1.2.250.1.213.1.1.1.45", "ORU^R01^ORU_R01")
-LETTER: Final = Kind("hospital letter", "11490-0",
-                     "Lettre de liaison à la sortie d'un établissement de soins",
-                     "1.2.250.1.213.1.1.1.29", "MDM^T02^MDM_T02")
+LAB: Final = Kind(
+    "lab result", "11502-2", "CR d'examens biologiques", "1.2.250.1.213.1.1.1.55", "ORU^R01^ORU_R01"
+)
+IMAGING: Final = Kind(
+    "imaging report",
+    "18748-4",
+    "CR d'imagerie médicale",
+    "1.2.250.1.213.1.1.1.45",
+    "ORU^R01^ORU_R01",
+)
+LETTER: Final = Kind(
+    "hospital letter",
+    "11490-0",
+    "Lettre de liaison à la sortie d'un établissement de soins",
+    "1.2.250.1.213.1.1.1.29",
+    "MDM^T02^MDM_T02",
+)
 
 
 def cda(kind: Kind, patient: Patient, doc_id: str, text: str) -> bytes:

@@ -45,11 +45,15 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
     stack: LocalStack,
 ) -> None:
     s = stack.settings
-    good_inputs = [sample(LAB, DOMINIQUE, 1), sample(IMAGING, SARAH_LOU, 2),
-                   sample(LETTER, DOMINIQUE, 3)]
+    good_inputs = [
+        sample(LAB, DOMINIQUE, 1),
+        sample(IMAGING, SARAH_LOU, 2),
+        sample(LETTER, DOMINIQUE, 3),
+    ]
     last_input = sample(LAB, SARAH_LOU, 4)
-    async with Publisher(bootstrap=s.bootstrap_servers, keyring=stack.keyring,
-                         topic_prefix=s.topic_prefix) as publisher:
+    async with Publisher(
+        bootstrap=s.bootstrap_servers, keyring=stack.keyring, topic_prefix=s.topic_prefix
+    ) as publisher:
         good_ids = [
             (await publisher.submit_lab_result(good_inputs[0]))[0],
             (await publisher.submit_imaging_report(good_inputs[1]))[0],
@@ -66,12 +70,10 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
         await raw.stop()
         last_id = (await publisher.submit_lab_result(last_input))[0]
 
-    landing = await read_landing(s.bootstrap_servers, s.topic_prefix, until=complete,
-                                 timeout_s=120)
+    landing = await read_landing(s.bootstrap_servers, s.topic_prefix, until=complete, timeout_s=120)
 
     # Delivered: each good document is in the DMP sandbox, byte for byte.
-    for event_id, raw_message in zip([*good_ids, last_id], [*good_inputs, last_input],
-                                     strict=True):
+    for event_id, raw_message in zip([*good_ids, last_id], [*good_inputs, last_input], strict=True):
         status = landing.delivered[event_id]
         assert status["outcome"] == "DELIVERED"
         content = parse_message(raw_message).documents[0].content
@@ -87,8 +89,12 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
     garbage_letter = by_stage["identity"]
     assert garbage_letter["reason_code"] == "undecodable-record"
     assert "not an Avro single-object encoded record" in garbage_letter["reason"]
-    original = open_envelope(stack.keyring, Envelope.from_record(garbage_letter["original"]),
-                             event_id=garbage_letter["dead_letter_id"], purpose="original")
+    original = open_envelope(
+        stack.keyring,
+        Envelope.from_record(garbage_letter["original"]),
+        event_id=garbage_letter["dead_letter_id"],
+        purpose="original",
+    )
     assert original == GARBAGE
     assert garbage_letter["source_offset"] is not None
     cda_letter = by_stage["transcode"]
@@ -104,14 +110,22 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
     # Metrics, scraped from each worker process.
     identity = scrape(stack.process("identity").metrics_port)
     assert identity['relais_stage_records_in_total{stage="identity"}'] == 7
-    assert identity['relais_stage_records_failed_total{reason="undecodable-record",stage="identity"}'] == 1
+    assert (
+        identity['relais_stage_records_failed_total{reason="undecodable-record",stage="identity"}']
+        == 1
+    )
     assert identity['relais_deadletters_total{reason="undecodable-record",stage="identity"}'] == 1
     assert identity['relais_stage_processing_seconds_count{stage="identity"}'] == 7
     qualified = f'relais_stage_records_out_total{{stage="identity",topic="{s.topic_prefix}.documents.qualified.v1"}}'
     assert identity[qualified] == 5
     transcode = scrape(stack.process("transcode").metrics_port)
     assert transcode['relais_stage_records_in_total{stage="transcode"}'] == 5
-    assert transcode['relais_stage_records_failed_total{reason="cda-not-well-formed",stage="transcode"}'] == 1
+    assert (
+        transcode[
+            'relais_stage_records_failed_total{reason="cda-not-well-formed",stage="transcode"}'
+        ]
+        == 1
+    )
     route = scrape(stack.process("route").metrics_port)
     assert route['relais_stage_records_in_total{stage="route"}'] == 4
     sink = scrape(stack.process("sink-dmp").metrics_port)

@@ -1,0 +1,127 @@
+"""``relais demo``: the whole bus on this machine, a few documents, where they landed.
+
+Needs nothing but the installed package: the broker is the bundled tansu, the
+documents are synthetic (fictitious patients on the INS test OID).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from producers.publisher import Publisher
+from relais.demo.samples import (
+    DOMINIQUE,
+    IMAGING,
+    LAB,
+    LETTER,
+    SARAH_LOU,
+    UNQUALIFIED,
+    Kind,
+    Patient,
+    sample,
+)
+from relais.localstack import Landing, LocalStack, read_landing
+from relais.settings import Settings
+
+
+@dataclass(frozen=True)
+class DemoDocument:
+    title: str
+    kind: Kind
+    patient: Patient
+    sector: str
+    broken: bool = False
+
+
+DOCUMENTS = (
+    DemoDocument("lab result (CR-BIO), ORU^R01", LAB, DOMINIQUE, "LAB"),
+    DemoDocument("imaging report (CR-IMG), ORU^R01", IMAGING, SARAH_LOU, "RADIOLOGY"),
+    DemoDocument("hospital letter (LDL-SES), MDM^T02", LETTER, DOMINIQUE, "HOSPITAL"),
+    DemoDocument("lab result, identity only VALIDATED", LAB, UNQUALIFIED, "LAB"),
+    DemoDocument("lab result with a truncated CDA", LAB, SARAH_LOU, "LAB", broken=True),
+)
+
+
+def _message(n: int, doc: DemoDocument) -> bytes:
+    raw = sample(doc.kind, doc.patient, n)
+    if doc.broken:
+        # Cut the base64 CDA in half: still valid base64, no longer well-formed XML.
+        head, _, rest = raw.partition(b"^XML^Base64^")
+        data, _, tail = rest.partition(b"|")
+        raw = head + b"^XML^Base64^" + data[: len(data) // 2 // 4 * 4] + b"|" + tail
+    return raw
+
+
+def _step(text: str) -> None:
+    click.echo(click.style("==> ", fg="cyan", bold=True) + text)
+
+
+async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
+    work = settings.data_dir / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    stack = LocalStack(work, prefix="demo")
+    started = time.monotonic()
+    try:
+        _step(f"starting broker, topics, DMP sandbox and 4 worker processes (logs in {work})")
+        await stack.start()
+        await stack.wait_for_metrics()
+        _step(f"stack up in {time.monotonic() - started:.1f} s; broker {stack.broker.bootstrap}")
+        sent: list[tuple[str, DemoDocument]] = []
+        async with Publisher(
+            bootstrap=stack.settings.bootstrap_servers,
+            keyring=stack.keyring,
+            topic_prefix=stack.prefix,
+        ) as publisher:
+            for n, doc in enumerate(DOCUMENTS, start=1):
+                event_id = (await publisher.submit_hl7(_message(n, doc), sector=doc.sector))[0]
+                sent.append((event_id, doc))
+                click.echo(f"    sent {doc.title:<42} event {event_id[:8]}")
+        _step("waiting for every document to land")
+        ids = [event_id for event_id, _ in sent]
+        landing = await read_landing(
+            stack.broker.bootstrap,
+            stack.prefix,
+            timeout_s=90,
+            until=lambda lan: all(lan.where(i) != "in flight" for i in ids),
+        )
+        _report(stack, sent, landing)
+        if keep_running:
+            await _wait_for_signal()
+        return 0 if all(landing.where(i) != "in flight" for i in ids) else 1
+    finally:
+        _step("stopping workers, sandbox and broker")
+        await stack.stop()
+        click.echo(f"    done in {time.monotonic() - started:.1f} s")
+
+
+def _report(stack: LocalStack, sent: list[tuple[str, DemoDocument]], landing: Landing) -> None:
+    _step("where each document landed")
+    for event_id, doc in sent:
+        click.echo(f"    {doc.title:<42} -> {landing.where(event_id)}")
+    store = Path(stack.work_dir / "dmp-sandbox")
+    click.echo(
+        f"    DMP sandbox holds {len(stack.sandbox.filed)} documents "
+        f"({stack.settings.dmp_url}/documents, copies in {store})"
+    )
+    for letter in landing.dead:
+        click.echo(
+            f"    dead letter [{letter['stage']}] {letter['reason_code']}: {letter['reason']}"
+        )
+    _step("metrics (Prometheus text format)")
+    for p in stack.processes:
+        click.echo(f"    {p.name:<10} http://127.0.0.1:{p.metrics_port}/metrics")
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    click.echo("    stack left running; Ctrl-C stops it", file=sys.stderr)
+    await stop.wait()
