@@ -7,13 +7,38 @@ read once here and passed down.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from relais.settings import Settings, SettingsError
+
+
+class RelaisGroup(click.Group):
+    """Turns the errors a user can fix into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from aiokafka.errors import KafkaConnectionError, KafkaError
+
+        from relais.broker import BrokerError
+        from relais.envelope import EnvelopeError
+        from relais.keyring import KeyringError
+
+        try:
+            return super().invoke(ctx)
+        except KafkaConnectionError:
+            s = ctx.obj
+            where = s.bootstrap_servers if isinstance(s, Settings) else "the broker"
+            raise click.ClickException(
+                f"cannot reach the Kafka broker at {where}: start it (`relais broker`) "
+                "or set RELAIS_BOOTSTRAP_SERVERS"
+            ) from None
+        except (KafkaError, BrokerError, KeyringError, EnvelopeError) as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -22,7 +47,7 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RelaisGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="relais")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -34,9 +59,16 @@ def main(ctx: click.Context) -> None:
     everything locally on 127.0.0.1. Start with `relais demo`.
     """
     try:
-        ctx.obj = Settings.from_env()
+        ctx.obj = settings = Settings.from_env()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    logging.basicConfig(
+        level=settings.log_level.upper().replace("WARN", "WARNING").replace("CRIT", "CRITICAL"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if ctx.invoked_subcommand in {"topics", "publish", "broker"}:
+        # One-shot commands report their own errors; aiokafka's retry logs are noise there.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 @main.command()

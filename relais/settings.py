@@ -73,7 +73,8 @@ class Settings:
             try:
                 return kind(raw)
             except ValueError:
-                raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+                word = "a whole number" if kind is int else "a number"
+                raise SettingsError(f"{name}={raw!r} is not {word}") from None
 
         kind = text("RELAIS_BROKER_KIND", d.broker_kind)
         if kind not in {"tansu", "kafka"}:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from producers.hl7_errors import Hl7Error, Hl7ParseError, Hl7ValidationError
+from producers.hl7_errors import HL7_ERROR_TEXT, Hl7Error, Hl7ParseError, Hl7ValidationError
 from producers.hl7_message import (
     Hl7Message,
     decode_message,
@@ -352,38 +352,17 @@ REJECTIONS: list[tuple[str, Mutation, type[Hl7Error], str, str | None, str | Non
     ("bad encoding chars", oru("MSH|^~\\&|", "MSH|^~|"), PARSE, "102", "MSH-2", None),
     ("alnum encoding chars", oru("MSH|^~\\&|", "MSH|^~\\A|"), PARSE, "102", "MSH-2", None),
     ("unknown charset", oru("UNICODE UTF-8", "KOI8-R"), PARSE, "103", "MSH-18", None),
-    (
-        "not utf-8",
-        lambda: oru()().replace(b"PAT-TROIS", b"PAT\xff"),
-        PARSE,
-        "102",
-        "MSH-18",
-        None,
-    ),
+    ("not utf-8", lambda: oru()().replace(b"PAT-TROIS", b"PAT\xff"), PARSE, "102", "MSH-18", None),
     ("two messages", lambda: oru()() + b"\r" + oru()(), PARSE, "100", None, None),
     ("no MSH-9", oru("|ORU^R01^ORU_R01|", "||"), RULE, "101", "MSH-9", None),
     ("no MSH-10", oru("|CTRL-0001|", "||"), RULE, "101", "MSH-10", None),
     ("no MSH-12", oru("|P|2.5|", "|P||"), RULE, "101", "MSH-12", None),
-    (
-        "unsupported type",
-        oru("ORU^R01^ORU_R01", "SIU^S12^SIU_S12"),
-        RULE,
-        "200",
-        "MSH-9",
-        None,
-    ),
+    ("unsupported type", oru("ORU^R01^ORU_R01", "SIU^S12^SIU_S12"), RULE, "200", "MSH-9", None),
     ("ORU in 2.6", oru("|P|2.5|", "|P|2.6|"), RULE, "203", "MSH-12", None),
     ("MDM in 2.5", mdm("|P|2.6|", "|P|2.5|"), RULE, "203", "MSH-12", None),
     ("no PID", without("PID|"), RULE, "101", "PID", None),
     ("empty PID-3", oru(PID3, ""), RULE, "101", "PID-3", None),
-    (
-        "empty PID-5",
-        oru("PAT-TROIS^DOMINIQUE^DOMINIQUE^^^^L", ""),
-        RULE,
-        "101",
-        "PID-5",
-        None,
-    ),
+    ("empty PID-5", oru("PAT-TROIS^DOMINIQUE^DOMINIQUE^^^^L", ""), RULE, "101", "PID-5", None),
     (
         "INS bad key",
         oru("279035121518989^^^ASIP", "279035121518988^^^ASIP"),
@@ -433,30 +412,9 @@ REJECTIONS: list[tuple[str, Mutation, type[Hl7Error], str, str | None, str | Non
     ("base64 alphabet", oru(DOC_OBX, DOC_OBX + "*"), RULE, "102", "OBX-5", None),
     ("base64 padding", oru(DOC_OBX, DOC_OBX + "A"), RULE, "102", "OBX-5", None),
     ("base64 empty", no_document_data, RULE, "101", "OBX-5", None),
-    (
-        "OBX-5.3",
-        oru("^TEXT^XML^Base64^", "^TEXT^DOC^Base64^"),
-        RULE,
-        "103",
-        "OBX-5",
-        None,
-    ),
-    (
-        "OBX-5.4",
-        oru("^TEXT^XML^Base64^", "^TEXT^XML^Hex^"),
-        RULE,
-        "102",
-        "OBX-5",
-        None,
-    ),
-    (
-        "OBX-3.3",
-        oru("biologiques^LN||", "biologiques^L||"),
-        RULE,
-        "103",
-        "OBX-3",
-        None,
-    ),
+    ("OBX-5.3", oru("^TEXT^XML^Base64^", "^TEXT^DOC^Base64^"), RULE, "103", "OBX-5", None),
+    ("OBX-5.4", oru("^TEXT^XML^Base64^", "^TEXT^XML^Hex^"), RULE, "102", "OBX-5", None),
+    ("OBX-3.3", oru("biologiques^LN||", "biologiques^L||"), RULE, "103", "OBX-3", None),
     ("3 documents", three_documents, RULE, "198", "OBX", None),
     ("2 documents in MDM", two_documents_in_mdm, RULE, "198", "OBX", None),
 ]
@@ -526,3 +484,32 @@ def test_cr_lf_and_crlf_parse_identically(separators: list[str], given_name: str
     segments = [s.replace("^DOMINIQUE^DOMINIQUE^", f"^{given_name}^^") for s in CR_SEGMENTS]
     mixed = "".join(s + sep for s, sep in zip(segments, separators, strict=True))
     assert parse_message(mixed.encode()) == parse_message("\r".join(segments).encode())
+
+
+# --- robustness --------------------------------------------------------------------------
+
+VALID = fixture_bytes("oru_r01_cda_initial.hl7")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, len(VALID) - 1),
+            st.integers(0, 40),
+            st.binary(max_size=3) | st.sampled_from([b"|", b"^", b"~", b"\\", b"&", b"\r", b"\n"]),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_damaged_bytes_only_ever_raise_hl7_errors(edits: list[tuple[int, int, bytes]]) -> None:
+    raw = VALID
+    for position, length, replacement in edits:
+        raw = raw[:position] + replacement + raw[position + length :]
+    error: Hl7Error | None = None
+    try:
+        parse_message(raw)
+    except Hl7Error as exc:  # anything else (IndexError, UnicodeError...) fails the test
+        error = exc
+    assert error is None or (error.hl7_error_code in HL7_ERROR_TEXT and error.message)
