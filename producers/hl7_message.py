@@ -30,27 +30,23 @@ from producers.hl7_segments import (
     read_header,
     read_msh,
 )
+from streams.ins import INS_OIDS, ins_key_valid
 
 __all__ = [
     "CHARSETS",
     "DOCUMENT_TYPES",
     "IDENTITY_TYPES",
-    "INS_OIDS",
     "EmbeddedDocument",
     "Hl7Message",
     "MessageHeader",
     "Participant",
     "PatientIdentity",
     "decode_message",
-    "ins_key_is_valid",
     "message_digest",
     "parse_message",
     "read_header",
 ]
 
-INS_OIDS: Final = frozenset(
-    {"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"}
-)
 DOCUMENT_TYPES: Final = frozenset({"ORU^R01", "MDM^T02", "MDM^T10", "MDM^T04"})
 IDENTITY_TYPES: Final = frozenset({"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A40"})
 META_CODING_SYSTEM: Final = "METADMPMSS"
@@ -63,6 +59,8 @@ _OID_RE: Final = re.compile(r"[0-2](?:\.[0-9]+)+")
 
 @dataclass(frozen=True)
 class PatientIdentity:
+    """PID: INS (CX.5 INS/NH) + OID, other PID-3 ids, the 5 INS traits, PID-32 status."""
+
     ins: str | None
     ins_oid: str | None
     local_ids: tuple[tuple[str, str], ...]
@@ -76,6 +74,8 @@ class PatientIdentity:
 
 @dataclass(frozen=True)
 class Participant:
+    """PRT: role (SB, RCT, REPLY), PRT-5 person, PRT-8 organisation, PRT-15.4 address."""
+
     role: str
     person_id: str | None
     family: str | None
@@ -87,6 +87,8 @@ class Participant:
 
 @dataclass(frozen=True)
 class EmbeddedDocument:
+    """A document OBX (OBX-2 ED): OBX-3 type, OBX-5.5 decoded, OBX-11 F/C/D, OBX-1."""
+
     type_code: str
     type_label: str
     coding_system: str
@@ -149,13 +151,6 @@ def parse_message(raw: bytes) -> Hl7Message:
         parent_document_id=parent_id,
         visit_class=_opt(pv1.get(2)) if pv1 else None,
     )
-
-
-def ins_key_is_valid(matricule: str) -> bool:
-    """Key = 97 - (first 13 characters mod 97), Corsica 2A -> 19, 2B -> 18."""
-    body = matricule[:13].replace("2A", "19").replace("2B", "18")
-    key = matricule[13:]
-    return body.isdigit() and key.isdigit() and 97 - int(body) % 97 == int(key)
 
 
 def _is_metadata(obx: Segment) -> bool:
@@ -236,7 +231,7 @@ def _identifiers(pid: Segment) -> tuple[str | None, str | None, tuple[tuple[str,
             ins, oid = value, component(rep, 4, 2) or None
         elif value:
             local.append((value, component(rep, 4, 1) or component(rep, 4, 2)))
-    if ins is not None and not (_INS_RE.fullmatch(ins) and ins_key_is_valid(ins)):
+    if ins is not None and not (_INS_RE.fullmatch(ins) and ins_key_valid(ins)):
         raise pid.error(3, "the INS in PID-3 must be 15 characters with a valid key", "102")
     if ins is not None and oid not in INS_OIDS:
         raise pid.error(

@@ -45,6 +45,7 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=1.0,
         producer_max_request_size=MAX_BYTES,
+        producer_acks=-1,  # acks=all: an output is on the bus before the input is committed
         consumer_max_fetch_size=MAX_BYTES,
         topic_allow_declare=False,
         topic_disable_leader=True,

@@ -15,7 +15,9 @@ from relais.localstack import free_port
 from relais.topics import ALL_TOPICS
 
 
-def relais(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def relais(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "relais", *args],
         env=env,
@@ -96,8 +98,11 @@ def test_broker_starts_answers_creates_topics_and_stops_on_sigterm(tmp_path: Pat
 
 def test_broker_binary_from_the_environment_is_used(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-tansu"
-    env = {**os.environ, "RELAIS_BROKER_BIN": str(missing),
-           "RELAIS_BROKER_LISTEN": f"127.0.0.1:{free_port()}"}
+    env = {
+        **os.environ,
+        "RELAIS_BROKER_BIN": str(missing),
+        "RELAIS_BROKER_LISTEN": f"127.0.0.1:{free_port()}",
+    }
     result = relais("broker", env=env, timeout=30)
     assert result.returncode != 0
     assert str(missing) in result.stderr

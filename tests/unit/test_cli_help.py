@@ -30,8 +30,17 @@ def test_help(path: tuple[str, ...]) -> None:
 
 def test_every_component_has_a_command() -> None:
     names = {" ".join(p) for p in _commands(main)}
-    assert {"broker", "topics create", "topics list", "worker", "sink dmp", "sandbox dmp",
-            "publish", "demo", "keys generate"} <= names
+    assert {
+        "broker",
+        "topics create",
+        "topics list",
+        "worker",
+        "sink dmp",
+        "sandbox dmp",
+        "publish",
+        "demo",
+        "keys generate",
+    } <= names
 
 
 def test_bad_setting_is_a_usage_error() -> None:

@@ -16,11 +16,11 @@ from producers.hl7_errors import HL7_ERROR_TEXT, Hl7Error, Hl7ParseError, Hl7Val
 from producers.hl7_message import (
     Hl7Message,
     decode_message,
-    ins_key_is_valid,
     message_digest,
     parse_message,
     read_header,
 )
+from streams.ins import ins_key_valid
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO.parent / "shared" / "data" / "hl7v2"  # ANS samples: read, never copied here
@@ -289,7 +289,7 @@ def test_given_names_follow_pam_fr(first: str, others: str, expected: str) -> No
     ],
 )
 def test_ins_key(matricule: str, valid: bool) -> None:
-    assert ins_key_is_valid(matricule) is valid
+    assert ins_key_valid(matricule) is valid
 
 
 def test_read_header_best_effort() -> None:
