@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 STAGE = "dmp-sink"
 
 
+class StopRequested(Exception):
+    """Shutdown was asked while a delivery was waiting to be retried."""
+
+
 class DmpClient:
     """The one seam to the DMP endpoint: ``file(submission)``."""
 
@@ -151,6 +155,8 @@ class DmpSink:
                     for message in messages:
                         await self._handle(message, stop)
                         await self.consumer.commit({tp: message.offset + 1})
+        except StopRequested:
+            log.info("stopping with a delivery in hand: it stays uncommitted and is retried")
         finally:
             await self.consumer.stop()
             await self.producer.stop()
@@ -194,7 +200,7 @@ class DmpSink:
                     exc.code,
                 )
                 if stop.is_set():
-                    raise
+                    raise StopRequested from None
                 await asyncio.sleep(delay)
                 continue
             except DmpRejected as exc:

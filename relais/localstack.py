@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from relais.broker import LocalBroker
 from relais.contracts import Codec, ContractError
@@ -150,6 +152,19 @@ class LocalStack:
             await self._runner.cleanup()
         with contextlib.suppress(AttributeError):
             self.broker.stop()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Relais samples of a process's /metrics, keyed ``name{label="value",...}``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("relais_"):
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return samples
 
 
 def _port_open(port: int) -> bool:

@@ -27,7 +27,7 @@ from relais.demo.samples import (
     Patient,
     sample,
 )
-from relais.localstack import Landing, LocalStack, read_landing
+from relais.localstack import Landing, LocalStack, read_landing, scrape
 from relais.settings import Settings
 
 
@@ -113,9 +113,20 @@ def _report(stack: LocalStack, sent: list[tuple[str, DemoDocument]], landing: La
         click.echo(
             f"    dead letter [{letter['stage']}] {letter['reason_code']}: {letter['reason']}"
         )
-    _step("metrics (Prometheus text format)")
+    _step("metrics (Prometheus text format, one endpoint per process)")
     for p in stack.processes:
-        click.echo(f"    {p.name:<10} http://127.0.0.1:{p.metrics_port}/metrics")
+        counts = _stage_counts(scrape(p.metrics_port))
+        click.echo(f"    {p.name:<10} http://127.0.0.1:{p.metrics_port}/metrics   {counts}")
+
+
+def _stage_counts(samples: dict[str, float]) -> str:
+    """``in 5, out 6, failed 1`` from a process's relais_stage_records_* counters."""
+    totals = {"in": 0.0, "out": 0.0, "failed": 0.0}
+    for name, value in samples.items():
+        for kind in totals:
+            if name.startswith(f"relais_stage_records_{kind}_total"):
+                totals[kind] += value
+    return ", ".join(f"{kind} {int(value)}" for kind, value in totals.items())
 
 
 async def _wait_for_signal() -> None:

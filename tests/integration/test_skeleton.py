@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
-import urllib.request
 
 from aiokafka import AIOKafkaProducer
 
@@ -14,7 +12,7 @@ from producers.publisher import Publisher
 from producers.submission import patient_key
 from relais.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, UNQUALIFIED, sample
 from relais.envelope import Envelope, open_envelope
-from relais.localstack import Landing, LocalStack, read_landing
+from relais.localstack import Landing, LocalStack, read_landing, scrape
 from relais.topics import SUBMITTED
 
 GARBAGE = b"\x00\x01 this is not an Avro record \xff"
@@ -25,16 +23,6 @@ def broken_cda_message() -> bytes:
     cda = parse_message(good).documents[0].content
     broken = base64.b64encode(b"<ClinicalDocument xmlns='urn:hl7-org:v3'><id root='1'>").decode()
     return good.replace(base64.b64encode(cda), broken.encode())
-
-
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        match = re.match(r"^(relais_\w+(?:\{[^}]*\})?) (\S+)$", line)
-        if match:
-            samples[match[1]] = float(match[2])
-    return samples
 
 
 def complete(landing: Landing) -> bool:

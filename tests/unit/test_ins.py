@@ -6,8 +6,17 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from streams.ins import INS_C_OLD, INS_NIA, INS_NIR, INS_NIR_DEMO, INS_NIR_TEST, INS_OIDS
-from streams.ins import ins_key, ins_key_valid, ins_number
+from streams.ins import (
+    INS_C_OLD,
+    INS_NIA,
+    INS_NIR,
+    INS_NIR_DEMO,
+    INS_NIR_TEST,
+    INS_OIDS,
+    ins_key,
+    ins_key_valid,
+    ins_number,
+)
 
 DIGITS = "0123456789"
 bodies = st.text(alphabet=DIGITS, min_size=13, max_size=13)
@@ -51,7 +60,11 @@ def test_any_single_digit_change_invalidates(body: str, position: int, digit: st
     assert not ins_key_valid(changed)
 
 
-@given(parts=corsica_bodies, position=st.integers(min_value=0, max_value=14), digit=st.sampled_from(DIGITS))
+@given(
+    parts=corsica_bodies,
+    position=st.integers(min_value=0, max_value=14),
+    digit=st.sampled_from(DIGITS),
+)
 def test_single_digit_change_invalidates_corsica_matricules(
     parts: tuple[str, str, str], position: int, digit: str
 ) -> None:
