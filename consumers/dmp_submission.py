@@ -68,7 +68,7 @@ def read_answer(status: int, body: dict[str, object]) -> Answer:
     """Map the sandbox's HTTP answer to an :class:`Answer` or a :class:`DmpError`."""
     code = str(body.get("code") or "") or None
     detail = str(body.get("detail") or "no detail")
-    if status >= 500:
+    if status >= 500 or status in {408, 429}:
         raise DmpUnavailable(f"DMP answered {status}: {detail}", code=code or f"HTTP{status}")
     if body.get("status") in {"success", "duplicate"} and status < 300:
         return Answer(str(body["status"]), code)

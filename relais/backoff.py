@@ -13,5 +13,7 @@ def exponential_backoff(
     draw = rng or random.Random()  # noqa: S311 - jitter, not cryptography
     attempt = 0
     while True:
-        yield draw.uniform(0, min(cap_s, base_s * (2**attempt)))
-        attempt += 1
+        window = min(cap_s, base_s * 2.0**attempt)
+        yield draw.uniform(0, window)
+        if window < cap_s:
+            attempt += 1

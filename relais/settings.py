@@ -26,6 +26,7 @@ RELAIS_LOG_LEVEL               log level of every process                  info
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,6 +77,12 @@ class Settings:
                 word = "a whole number" if kind is int else "a number"
                 raise SettingsError(f"{name}={raw!r} is not {word}") from None
 
+        port = int(number("RELAIS_METRICS_PORT", d.metrics_port, int))
+        if not 0 <= port <= 65535:
+            raise SettingsError(f"RELAIS_METRICS_PORT={port}: a port is 0 (any free one) to 65535")
+        timeout = number("RELAIS_SESSION_TIMEOUT_S", d.session_timeout_s, float)
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise SettingsError(f"RELAIS_SESSION_TIMEOUT_S={timeout}: give seconds above 0")
         kind = text("RELAIS_BROKER_KIND", d.broker_kind)
         if kind not in {"tansu", "kafka"}:
             raise SettingsError(f"RELAIS_BROKER_KIND={kind!r}: expected 'tansu' or 'kafka'")
@@ -83,15 +90,15 @@ class Settings:
             bootstrap_servers=text("RELAIS_BOOTSTRAP_SERVERS", d.bootstrap_servers),
             topic_prefix=text("RELAIS_TOPIC_PREFIX", d.topic_prefix),
             keyring_file=path("RELAIS_KEYRING_FILE"),
-            keyring_json=e.get("RELAIS_KEYRING") or None,
+            keyring_json=e.get("RELAIS_KEYRING", "").strip() or None,
             metrics_host=text("RELAIS_METRICS_HOST", d.metrics_host),
-            metrics_port=int(number("RELAIS_METRICS_PORT", d.metrics_port, int)),
+            metrics_port=port,
             dmp_url=text("RELAIS_DMP_URL", d.dmp_url),
             data_dir=Path(text("RELAIS_DATA_DIR", str(d.data_dir))),
             broker_bin=path("RELAIS_BROKER_BIN"),
             broker_listen=text("RELAIS_BROKER_LISTEN", d.broker_listen),
             broker_storage=text("RELAIS_BROKER_STORAGE", d.broker_storage),
             broker_kind=kind,
-            session_timeout_s=number("RELAIS_SESSION_TIMEOUT_S", d.session_timeout_s, float),
+            session_timeout_s=timeout,
             log_level=text("RELAIS_LOG_LEVEL", d.log_level).lower(),
         )

@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import signal
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +48,7 @@ class Filed:
     received_at: str
 
 
-def check(headers: dict[str, str], body: bytes) -> Filed:
+def check(headers: Mapping[str, str], body: bytes) -> Filed:
     """Validate one submission; raise :class:`Rejected` with a DMP-style code."""
     unique_id = headers.get("X-Document-UniqueId", "")
     if not unique_id:
@@ -112,7 +113,7 @@ class DmpSandbox:
     async def _post(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            filed = check(dict(request.headers), body)
+            filed = check(request.headers, body)
             held = self.filed.get(filed.unique_id)
             if held is not None:
                 if held.sha256 == filed.sha256:

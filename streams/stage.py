@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from relais.contracts import Codec, ContractError, Record
+from relais.contracts import Codec, ContractError, EncodeError, Record
 from relais.deadletter import Failure, Origin, dead_letter
 from relais.envelope import EnvelopeError
 from relais.keyring import Keyring
@@ -88,7 +88,7 @@ class StepResult:
 def _failure_of(exc: Exception) -> Failure:
     if isinstance(exc, StageFailure):
         return Failure(exc.reason_code, str(exc))
-    if isinstance(exc, ContractError):
+    if isinstance(exc, ContractError) and not isinstance(exc, EncodeError):
         return Failure("undecodable-record", exc.reason)
     if isinstance(exc, EnvelopeError):
         return Failure("undecryptable-field", str(exc))

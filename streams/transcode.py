@@ -19,6 +19,7 @@ from relais.contracts import Record
 from relais.envelope import Envelope, open_envelope
 from relais.topics import QUALIFIED, READY
 from streams.identity import read_traits
+from streams.ins import INS_OIDS
 from streams.stage import Output, Stage, StageContext, StageFailure
 
 NS: Final = {"v3": HL7V3}
@@ -34,7 +35,9 @@ class TranscodeFailure(StageFailure):
     reason_code = "cda-invalid"
 
 
-def check_cda(content: bytes, *, ins: str | None, unique_id: str) -> str:
+def check_cda(
+    content: bytes, *, ins: str | None, unique_id: str, ins_oid: str | None = None
+) -> str:
     """Check a CDA document; return its CI-SIS model name."""
     try:
         root = etree.fromstring(content, safe_parser())
@@ -47,7 +50,13 @@ def check_cda(content: bytes, *, ins: str | None, unique_id: str) -> str:
         raise TranscodeFailure(f"root element is {root.tag}, not an HL7 v3 ClinicalDocument")
     if cda_id(content) != unique_id:
         raise TranscodeFailure("ClinicalDocument/id differs from the document id the sender gave")
-    patient_ids = xpath_strings(root, "v3:recordTarget/v3:patientRole/v3:id/@extension")
+    patient_ids = [
+        extension
+        for oid in ([ins_oid] if ins_oid else sorted(INS_OIDS))
+        for extension in xpath_strings(
+            root, "v3:recordTarget/v3:patientRole/v3:id[@root=$oid]/@extension", oid=oid
+        )
+    ]
     if ins and ins not in patient_ids:
         raise TranscodeFailure(
             "recordTarget does not carry the INS of the message (PID-3 must equal the CDA ids)",
@@ -73,7 +82,12 @@ def handle(record: Record, ctx: StageContext) -> list[Output]:
         purpose="content",
     )
     traits = read_traits(record, ctx)
-    model = check_cda(content, ins=traits.get("ins"), unique_id=document["unique_id"])
+    model = check_cda(
+        content,
+        ins=traits.get("ins"),
+        ins_oid=traits.get("ins_oid"),
+        unique_id=document["unique_id"],
+    )
     ready = {
         "event_id": record["event_id"],
         "ready_at": ctx.now,

@@ -13,8 +13,17 @@ from producers.document_id import HL7V3, cda_id, safe_parser
 from producers.hl7_message import parse_message
 from producers.submission import submissions
 from relais.contracts import Codec, Record
-from relais.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, Kind, Patient, cda
-from relais.demo.samples import sample
+from relais.demo.samples import (
+    DOMINIQUE,
+    IMAGING,
+    LAB,
+    LETTER,
+    SARAH_LOU,
+    Kind,
+    Patient,
+    cda,
+    sample,
+)
 from relais.envelope import seal
 from relais.keyring import Keyring
 from relais.topics import READY
@@ -95,6 +104,19 @@ def test_ins_mismatch() -> None:
     assert exc.reason_code == "cda-ins-mismatch"
     assert SARAH_LOU.ins not in str(exc)
     assert DOMINIQUE.ins not in str(exc)
+
+
+def test_ins_under_a_non_ins_oid_is_a_mismatch() -> None:
+    """The INS is the matricule *under an INS OID*: the same digits as a local id are not it.
+
+    The DMP (sandboxes.dmp.check) requires the INS under the submitted OID, so a CDA that
+    passes here with the number under a local OID is later refused as PatientMismatch.
+    """
+    content = cda(LAB, DOMINIQUE, DOC_ID, "texte").replace(
+        b'<id root="1.2.250.1.213.1.4.10"', b'<id root="1.2.250.1.71.4.2.7"'
+    )
+    assert b"1.2.250.1.213.1.4.10" not in content
+    assert failure(content, ins=DOMINIQUE.ins, unique_id=DOC_ID).reason_code == "cda-ins-mismatch"
 
 
 # XXE ------------------------------------------------------------------------
@@ -240,7 +262,9 @@ def qualified(kind: Kind = LAB, patient: Patient = DOMINIQUE) -> Record:
         parse_message(sample(kind, patient, 1)), sector="LAB", keyring=KEYRING, now=NOW
     )
     [out] = identity.handle(submitted, CTX)
-    _, record = CODEC.decode(CODEC.encode(out.record_type, out.record), expected="IdentityQualified")
+    _, record = CODEC.decode(
+        CODEC.encode(out.record_type, out.record), expected="IdentityQualified"
+    )
     return record
 
 

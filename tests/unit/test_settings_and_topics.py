@@ -1,0 +1,230 @@
+"""Settings from the environment, the topic catalogue, and the backoff delays."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relais import settings as settings_module
+from relais.backoff import exponential_backoff
+from relais.settings import Settings, SettingsError
+from relais.topics import ALL_TOPICS, DEADLETTER, SUBMITTED, TopicSpec
+
+# Settings -----------------------------------------------------------------------
+
+VARIABLES = (
+    "RELAIS_BOOTSTRAP_SERVERS",
+    "RELAIS_TOPIC_PREFIX",
+    "RELAIS_KEYRING_FILE",
+    "RELAIS_METRICS_HOST",
+    "RELAIS_METRICS_PORT",
+    "RELAIS_DMP_URL",
+    "RELAIS_DATA_DIR",
+    "RELAIS_BROKER_BIN",
+    "RELAIS_BROKER_LISTEN",
+    "RELAIS_BROKER_STORAGE",
+    "RELAIS_BROKER_KIND",
+    "RELAIS_SESSION_TIMEOUT_S",
+    "RELAIS_LOG_LEVEL",
+)
+
+
+def test_defaults_from_an_empty_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.bootstrap_servers == "127.0.0.1:39092"
+    assert settings.topic_prefix == "relais"
+    assert settings.keyring_file is None
+    assert settings.keyring_json is None
+    assert settings.metrics_host == "127.0.0.1"
+    assert settings.metrics_port == 0
+    assert settings.dmp_url == "http://127.0.0.1:39180"
+    assert settings.data_dir == Path(".relais")
+    assert settings.broker_bin is None
+    assert settings.broker_listen == "127.0.0.1:39092"
+    assert settings.broker_storage == "memory://tansu/"
+    assert settings.broker_kind == "tansu"
+    assert settings.session_timeout_s == 6.0
+    assert settings.log_level == "info"
+
+
+def test_blank_values_read_as_defaults() -> None:
+    blank = dict.fromkeys(VARIABLES, "   ")
+    assert Settings.from_env(blank) == Settings()
+
+
+def test_every_variable_is_read() -> None:
+    env = {
+        "RELAIS_BOOTSTRAP_SERVERS": "kafka-1:9092,kafka-2:9092",
+        "RELAIS_TOPIC_PREFIX": "test-42",
+        "RELAIS_KEYRING_FILE": "/run/secrets/keyring.json",
+        "RELAIS_KEYRING": '{"active": "k"}',
+        "RELAIS_METRICS_HOST": "0.0.0.0",
+        "RELAIS_METRICS_PORT": " 9108 ",
+        "RELAIS_DMP_URL": "http://dmp.example:8080",
+        "RELAIS_DATA_DIR": "/var/lib/relais",
+        "RELAIS_BROKER_BIN": "/usr/local/bin/tansu",
+        "RELAIS_BROKER_LISTEN": "0.0.0.0:9092",
+        "RELAIS_BROKER_STORAGE": "s3://bucket/",
+        "RELAIS_BROKER_KIND": "kafka",
+        "RELAIS_SESSION_TIMEOUT_S": "10.5",
+        "RELAIS_LOG_LEVEL": "DEBUG",
+    }
+    documented = set(re.findall(r"^(RELAIS_[A-Z_]+)\s", settings_module.__doc__ or "", re.M))
+    assert set(env) == documented == {*VARIABLES, "RELAIS_KEYRING"}
+    assert Settings.from_env(env) == Settings(
+        bootstrap_servers="kafka-1:9092,kafka-2:9092",
+        topic_prefix="test-42",
+        keyring_file=Path("/run/secrets/keyring.json"),
+        keyring_json='{"active": "k"}',
+        metrics_host="0.0.0.0",
+        metrics_port=9108,
+        dmp_url="http://dmp.example:8080",
+        data_dir=Path("/var/lib/relais"),
+        broker_bin=Path("/usr/local/bin/tansu"),
+        broker_listen="0.0.0.0:9092",
+        broker_storage="s3://bucket/",
+        broker_kind="kafka",
+        session_timeout_s=10.5,
+        log_level="debug",
+    )
+
+
+def test_types_of_numbers() -> None:
+    settings = Settings.from_env({"RELAIS_METRICS_PORT": "9108", "RELAIS_SESSION_TIMEOUT_S": "7"})
+    assert isinstance(settings.metrics_port, int)
+    assert isinstance(settings.session_timeout_s, float)
+    assert settings.session_timeout_s == 7.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RELAIS_METRICS_PORT", "http"),
+        ("RELAIS_METRICS_PORT", "9108.5"),
+        ("RELAIS_METRICS_PORT", "0x10"),
+        ("RELAIS_SESSION_TIMEOUT_S", "six"),
+        ("RELAIS_SESSION_TIMEOUT_S", "6s"),
+    ],
+)
+def test_a_bad_number_names_its_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name) as caught:
+        Settings.from_env({name: value})
+    assert value in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("kind", ["redpanda", "confluent", "kafka,tansu"])
+def test_a_bad_broker_kind_is_refused(kind: str) -> None:
+    with pytest.raises(SettingsError, match="RELAIS_BROKER_KIND"):
+        Settings.from_env({"RELAIS_BROKER_KIND": kind})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RELAIS_METRICS_PORT", "-1"),
+        ("RELAIS_METRICS_PORT", "65536"),
+        ("RELAIS_SESSION_TIMEOUT_S", "0"),
+        ("RELAIS_SESSION_TIMEOUT_S", "-6"),
+        ("RELAIS_SESSION_TIMEOUT_S", "nan"),
+        ("RELAIS_SESSION_TIMEOUT_S", "inf"),
+    ],
+)
+def test_an_unusable_number_names_its_variable(name: str, value: str) -> None:
+    """SettingsError is for "a value Relais cannot use": a port outside 0-65535 cannot be
+    bound, and the DMP sink's ``int(session_timeout_s * 1000)`` raises on nan and inf."""
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAIS_TOPIC_PREFIX", "from-os")
+    assert Settings.from_env().topic_prefix == "from-os"
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.topic_prefix = "x"  # type: ignore[misc]
+
+
+# Topics --------------------------------------------------------------------------
+
+
+def test_topic_names_are_unique_and_under_the_prefix() -> None:
+    names = [topic.name("relais") for topic in ALL_TOPICS]
+    assert len(set(names)) == len(names)
+    assert len({topic.suffix for topic in ALL_TOPICS}) == len(ALL_TOPICS)
+    for prefix in ("relais", "test-42"):
+        assert all(topic.name(prefix).startswith(f"{prefix}.") for topic in ALL_TOPICS)
+
+
+@pytest.mark.parametrize("topic", ALL_TOPICS, ids=lambda t: t.suffix)
+def test_every_topic_is_well_declared(topic: TopicSpec) -> None:
+    assert topic.partitions >= 1
+    assert topic.purpose.strip()
+    parts = topic.suffix.split(".")
+    assert parts[-1].startswith("v")
+    assert parts[-1][1:].isdigit()
+    assert int(topic.configs["retention.ms"]) > 0
+    assert int(topic.configs["max.message.bytes"]) >= 1 << 20
+
+
+def test_catalogue_names() -> None:
+    assert SUBMITTED.name("relais") == "relais.documents.submitted.v1"
+    assert DEADLETTER.name("t") == "t.deadletter.v1"
+    assert SUBMITTED in ALL_TOPICS
+    assert DEADLETTER in ALL_TOPICS
+
+
+# Backoff --------------------------------------------------------------------------
+
+
+@given(
+    seed=st.integers(min_value=0, max_value=2**32),
+    base=st.floats(min_value=0.001, max_value=5.0),
+    cap=st.floats(min_value=0.001, max_value=120.0),
+    count=st.integers(min_value=1, max_value=40),
+)
+def test_delays_stay_within_the_exponential_cap(
+    seed: int, base: float, cap: float, count: int
+) -> None:
+    delays = list(itertools.islice(exponential_backoff(base, cap, random.Random(seed)), count))
+    assert len(delays) == count
+    for n, delay in enumerate(delays):
+        assert 0 <= delay <= min(cap, base * 2**n)
+
+
+@given(seed=st.integers(min_value=0, max_value=2**32))
+def test_same_seed_same_delays(seed: int) -> None:
+    first = list(itertools.islice(exponential_backoff(rng=random.Random(seed)), 12))
+    second = list(itertools.islice(exponential_backoff(rng=random.Random(seed)), 12))
+    assert first == second
+
+
+def test_default_delays_start_small_and_reach_the_cap() -> None:
+    delays = list(itertools.islice(exponential_backoff(rng=random.Random(7)), 200))
+    assert delays[0] <= 0.2
+    assert max(delays) <= 30.0
+    assert max(delays[20:]) > 15.0  # the window has reached the cap of 30 s
+
+
+def test_backoff_is_endless() -> None:
+    """The DMP sink retries ``for delay in exponential_backoff()`` while the DMP is down.
+
+    At the default cap the window stops growing after 8 attempts, but ``base * 2**n``
+    is still computed and overflows float after ~1024 attempts (hours of outage).
+    """
+    delays = exponential_backoff(rng=random.Random(1))
+    taken = 0
+    for n, delay in enumerate(itertools.islice(delays, 2000)):
+        assert 0 <= delay <= min(30.0, 0.2 * 2 ** min(n, 64))
+        taken += 1
+    assert taken == 2000
