@@ -12,9 +12,10 @@ import pytest
 from producers.hl7_ack import ack_code_for, build_ack
 from producers.hl7_errors import Hl7Error, Hl7ValidationError
 from producers.hl7_message import Hl7Message, decode_message, parse_message
+from tests.shared_data import shared
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO.parent / "shared" / "data" / "hl7v2"  # ANS samples: read, never copied here
+SAMPLES = shared("hl7v2")  # ANS samples: read, never copied here
 FIXTURES = REPO / "tests" / "fixtures" / "hl7"
 NOW = datetime(2024, 3, 1, 10, 15, 30)
 ORU_SAMPLE = SAMPLES / "ORU_R01_CR-BIO_N1+N3_initial_placeholder.hl7"

@@ -21,9 +21,10 @@ from producers.hl7_message import (
     read_header,
 )
 from streams.ins import ins_key_valid
+from tests.shared_data import shared
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO.parent / "shared" / "data" / "hl7v2"  # ANS samples: read, never copied here
+SAMPLES = shared("hl7v2")  # ANS samples: read, never copied here
 FIXTURES = REPO / "tests" / "fixtures" / "hl7"
 PAT_TROIS = ("279035121518989", "PAT-TROIS", "DOMINIQUE", "19790328", "63220")
 

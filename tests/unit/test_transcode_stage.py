@@ -30,9 +30,10 @@ from relais.topics import READY
 from streams import identity
 from streams.stage import StageContext, StageFailure
 from streams.transcode import STAGE, TranscodeFailure, check_cda, handle
+from tests.shared_data import shared
 
 DOC_ID = "1.2.250.1.213.1.1.9.4242.115022000001"
-SHARED_CDA = Path(__file__).parents[3] / "shared" / "data" / "cda"
+SHARED_CDA = shared("cda")
 KEYRING = Keyring.generate("k-transcode")
 NOW = datetime(2026, 11, 22, 9, 15, tzinfo=UTC)
 CTX = StageContext(keyring=KEYRING, now=NOW)
