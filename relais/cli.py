@@ -66,7 +66,7 @@ def main(ctx: click.Context) -> None:
         level=settings.log_level.upper().replace("WARN", "WARNING").replace("CRIT", "CRITICAL"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if ctx.invoked_subcommand in {"topics", "publish", "broker"}:
+    if ctx.invoked_subcommand in {"topics", "publish", "broker", "demo"}:
         # One-shot commands report their own errors; aiokafka's retry logs are noise there.
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
