@@ -111,6 +111,7 @@ class Hl7Message(MessageHeader):
     document_unique_id: str | None
     parent_document_id: str | None
     visit_class: str | None
+    merged_ids: tuple[tuple[str, str], ...] = ()  # ADT^A40: MRG-1 ids of the absorbed record
 
 
 def message_digest(raw: bytes) -> str:
@@ -150,7 +151,21 @@ def parse_message(raw: bytes) -> Hl7Message:
         document_unique_id=unique_id,
         parent_document_id=parent_id,
         visit_class=_opt(pv1.get(2)) if pv1 else None,
+        merged_ids=_merged_ids(segments) if kind == "ADT^A40" else (),
     )
+
+
+def _merged_ids(segments: Sequence[Segment]) -> tuple[tuple[str, str], ...]:
+    """MRG-1 of a merge: the identifiers of the record absorbed into PID's."""
+    mrg = _required(segments, "MRG")
+    ids = tuple(
+        (component(rep, 1), component(rep, 4, 2) or component(rep, 4, 1))
+        for rep in mrg.reps(1)
+        if component(rep, 1)
+    )
+    if not ids:
+        raise mrg.error(1, "an ADT^A40 merge needs the absorbed identifiers in MRG-1", "101")
+    return ids
 
 
 def _is_metadata(obx: Segment) -> bool:

@@ -20,17 +20,35 @@ from types import TracebackType
 from aiokafka import AIOKafkaProducer
 
 from producers.hl7_errors import Hl7ValidationError
-from producers.hl7_message import parse_message
-from producers.submission import submissions
-from relais.contracts import Codec
+from producers.hl7_message import Hl7Message, parse_message
+from producers.submission import identity_update, submissions
+from relais.contracts import Codec, Record
 from relais.keyring import Keyring
-from relais.topics import SUBMITTED
+from relais.topics import IDENTITY_EVENTS, SUBMITTED
 
+_ADT = {"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A40"}
 SECTOR_MESSAGES = {
-    "LAB": {"ORU^R01"},
-    "RADIOLOGY": {"ORU^R01", "MDM^T02", "MDM^T10", "MDM^T04"},
-    "HOSPITAL": {"ORU^R01", "MDM^T02", "MDM^T10", "MDM^T04"},
+    "LAB": {"ORU^R01"} | _ADT,
+    "RADIOLOGY": {"ORU^R01", "MDM^T02", "MDM^T10", "MDM^T04"} | _ADT,
+    "HOSPITAL": {"ORU^R01", "MDM^T02", "MDM^T10", "MDM^T04"} | _ADT,
 }
+
+
+def check_sector(message: Hl7Message, sector: str) -> None:
+    """Refuse a message type the sector does not send (an SGL sends no MDM)."""
+    allowed = SECTOR_MESSAGES.get(sector)
+    if allowed is None:
+        raise ValueError(f"unknown sector {sector!r}; expected one of {', '.join(SECTOR_MESSAGES)}")
+    if message.message_type not in allowed:
+        raise Hl7ValidationError(
+            f"a {sector.lower()} producer sends {', '.join(sorted(allowed))}, "
+            f"not {message.message_type}",
+            hl7_error_code="200",
+            app_error_code="906",
+            location="MSH-9",
+        )
+
+
 MAX_REQUEST_BYTES = 16 << 20
 
 
@@ -49,6 +67,7 @@ class Publisher:
         self.keyring = keyring
         self.codec = codec or Codec()
         self.topic = SUBMITTED.name(topic_prefix)
+        self.identity_topic = IDENTITY_EVENTS.name(topic_prefix)
         self.clock = clock
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -77,27 +96,43 @@ class Publisher:
 
     async def submit_hl7(self, raw: bytes, *, sector: str) -> list[str]:
         """Parse and publish an HL7 v2 message; return the event ids, once acknowledged."""
+        return await self.publish_message(parse_message(raw), sector=sector)
+
+    async def publish_message(self, message: Hl7Message, *, sector: str) -> list[str]:
+        """Publish a parsed message: documents, or an identity event for ADT."""
+        check_sector(message, sector)
+        now = self.clock()
+        if not message.documents:
+            update = identity_update(message, sector=sector, keyring=self.keyring, now=now)
+            await self._send([(self.identity_topic, "IdentityUpdate", update)])
+            return [str(update["event_id"])]
+        records = submissions(message, sector=sector, keyring=self.keyring, now=now)
+        await self._send([(self.topic, "DocumentSubmitted", r) for r in records])
+        return [str(r["event_id"]) for r in records]
+
+    async def _send(self, records: list[tuple[str, str, Record]]) -> None:
+        """Send all, then wait until the broker acknowledged every one (acks=all)."""
+        sends = [
+            await self._producer.send(
+                topic,
+                key=record["patient"]["patient_key"].encode(),
+                value=self.codec.encode(record_type, record),
+            )
+            for topic, record_type, record in records
+        ]
+        await asyncio.gather(*sends)
+
+    async def submit_identity(self, raw: bytes, *, sector: str = "HOSPITAL") -> str:
+        """An identity server (ADT A01/A04/A08/A40) hands over a patient identity event."""
         message = parse_message(raw)
-        allowed = SECTOR_MESSAGES.get(sector)
-        if allowed is not None and message.message_type not in allowed:
+        if message.documents or not message.message_type.startswith("ADT^"):
             raise Hl7ValidationError(
-                f"a {sector.lower()} producer sends {', '.join(sorted(allowed))}, "
-                f"not {message.message_type}",
+                f"identity events are ADT messages, not {message.message_type}",
                 hl7_error_code="200",
                 app_error_code="906",
                 location="MSH-9",
             )
-        records = submissions(message, sector=sector, keyring=self.keyring, now=self.clock())
-        sends = [
-            await self._producer.send(
-                self.topic,
-                key=r["patient"]["patient_key"].encode(),
-                value=self.codec.encode("DocumentSubmitted", r),
-            )
-            for r in records
-        ]
-        await asyncio.gather(*sends)
-        return [str(r["event_id"]) for r in records]
+        return (await self.publish_message(message, sector=sector))[0]
 
     async def submit_lab_result(self, raw: bytes) -> list[str]:
         """A lab system (SGL) hands over an ORU^R01 compte rendu de biologie."""

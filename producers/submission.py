@@ -32,6 +32,52 @@ def patient_key(keyring: Keyring, message: Hl7Message) -> str:
     return pseudonymise(keyring, f"{local[1]}|{local[0]}", domain="local-patient")
 
 
+def identity_update(
+    message: Hl7Message,
+    *,
+    sector: str,
+    keyring: Keyring,
+    now: datetime,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+) -> Record:
+    """An ``IdentityUpdate`` record for an ADT message (A01/A04/A08 update, A40 merge)."""
+    event_id = new_id()
+    merged = None
+    if message.merged_ids:
+        plain = json.dumps([list(pair) for pair in message.merged_ids]).encode()
+        merged = seal(keyring, plain, event_id=event_id, purpose="merged").to_record()
+    return {
+        "event_id": event_id,
+        "received_at": now,
+        "sector": sector,
+        "source": _source(message, now),
+        "trigger": message.message_type.split("^")[-1],
+        "kind": "MERGE" if message.merged_ids else "UPDATE",
+        "patient": _patient(message, keyring, event_id),
+        "merged": merged,
+    }
+
+
+def _source(message: Hl7Message, now: datetime) -> Record:
+    return {
+        "facility": message.sending_facility,
+        "application": message.sending_application,
+        "message_control_id": message.control_id,
+        "message_type": message.message_type,
+        "received_at": now,
+    }
+
+
+def _patient(message: Hl7Message, keyring: Keyring, event_id: str) -> Record:
+    identity = json.dumps(dataclasses.asdict(message.patient), sort_keys=True).encode()
+    return {
+        "patient_key": patient_key(keyring, message),
+        "identity": seal(keyring, identity, event_id=event_id, purpose="identity").to_record(),
+        "ins_oid": message.patient.ins_oid,
+        "reliability": message.patient.reliability,
+    }
+
+
 def submissions(
     message: Hl7Message,
     *,
@@ -43,7 +89,6 @@ def submissions(
     """One ``DocumentSubmitted`` record per document the message carries."""
     if sector not in SECTORS:
         raise ValueError(f"unknown sector {sector!r}; expected one of {', '.join(SECTORS)}")
-    identity = json.dumps(dataclasses.asdict(message.patient), sort_keys=True).encode()
     recipients = [p.address for p in message.participants if p.role == "RCT" and p.address]
     records: list[Record] = []
     for document in message.documents:
@@ -53,21 +98,8 @@ def submissions(
                 "event_id": event_id,
                 "submitted_at": now,
                 "sector": sector,
-                "source": {
-                    "facility": message.sending_facility,
-                    "application": message.sending_application,
-                    "message_control_id": message.control_id,
-                    "message_type": message.message_type,
-                    "received_at": now,
-                },
-                "patient": {
-                    "patient_key": patient_key(keyring, message),
-                    "identity": seal(
-                        keyring, identity, event_id=event_id, purpose="identity"
-                    ).to_record(),
-                    "ins_oid": message.patient.ins_oid,
-                    "reliability": message.patient.reliability,
-                },
+                "source": _source(message, now),
+                "patient": _patient(message, keyring, event_id),
                 "document": {
                     "unique_id": unique_id(message, document),
                     "type_code": document.type_code,

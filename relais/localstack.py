@@ -32,7 +32,7 @@ from relais.contracts import Codec, ContractError
 from relais.keyring import Keyring
 from relais.settings import Settings
 from relais.topic_admin import ensure_topics
-from relais.topics import DEADLETTER, DELIVERY_STATUS, IDENTITY_PENDING
+from relais.topics import AUDIT, DEADLETTER, DELIVERY_STATUS, IDENTITY_PENDING
 from sandboxes.dmp import DmpSandbox, start_sandbox
 
 
@@ -124,6 +124,21 @@ class LocalStack:
         self.processes.append(process)
         return process
 
+    async def restart(self, name: str) -> Process:
+        """Stop one worker process (SIGTERM) and start it again with the same role."""
+        old = self.process(name)
+        old.popen.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(old.popen.wait, 30)
+        self.processes.remove(old)
+        args = (
+            ("worker", name)
+            if name in {"identity", "transcode", "route"}
+            else tuple(name.split("-"))
+        )
+        new = self.spawn(*args)
+        await self.wait_for_metrics()
+        return new
+
     def process(self, name: str) -> Process:
         return next(p for p in self.processes if p.name == name)
 
@@ -180,6 +195,7 @@ class Landing:
     delivered: dict[str, dict[str, Any]] = field(default_factory=dict)
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
     dead: list[dict[str, Any]] = field(default_factory=list)
+    audits: list[dict[str, Any]] = field(default_factory=list)
 
     def where(self, event_id: str) -> str:
         if event_id in self.delivered:
@@ -198,7 +214,7 @@ async def read_landing(
 ) -> Landing:
     """Read the outcome topics from the start until ``until(landing)`` or the timeout."""
     codec = Codec()
-    topics = [t.name(prefix) for t in (DELIVERY_STATUS, IDENTITY_PENDING, DEADLETTER)]
+    topics = [t.name(prefix) for t in (DELIVERY_STATUS, IDENTITY_PENDING, DEADLETTER, AUDIT)]
     consumer = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
@@ -232,3 +248,5 @@ def _absorb(codec: Codec, landing: Landing, messages: Iterable[Any]) -> None:
             landing.held[record["event_id"]] = record
         elif name == "DeadLetter":
             landing.dead.append(record)
+        elif name == "AuditEvent":
+            landing.audits.append(record)

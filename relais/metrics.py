@@ -46,6 +46,12 @@ PROCESSING_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+STAGE_EVENTS = Counter(
+    "relais_stage_events_total",
+    "Notable outcomes a stage reports besides in/out/failed, e.g. duplicate.",
+    ["stage", "event"],
+    registry=REGISTRY,
+)
 DMP_DELIVERIES = Counter(
     "relais_dmp_deliveries_total",
     "DMP filing attempts by outcome (DELIVERED, DUPLICATE, RETRYING, REJECTED).",
@@ -70,6 +76,9 @@ class StageMetrics:
 
     def emitted(self, topic: str) -> None:
         RECORDS_OUT.labels(self.stage, topic).inc()
+
+    def noted(self, event: str) -> None:
+        STAGE_EVENTS.labels(self.stage, event).inc()
 
     def failed(self, reason: str, *, dead_lettered: bool) -> None:
         RECORDS_FAILED.labels(self.stage, reason).inc()

@@ -43,6 +43,9 @@ DELIVERY_STATUS: Final = TopicSpec("deliveries.status.v1", 4, "outcome of every 
 IDENTITY_PENDING: Final = TopicSpec(
     "identity.pending.v1", 4, "documents held until their identity is qualified", _KEEP
 )
+IDENTITY_EVENTS: Final = TopicSpec(
+    "identity.events.v1", 4, "patient identity updates and merges (ADT)", _KEEP
+)
 MSSANTE_INBOUND: Final = TopicSpec("mssante.inbound.v1", 4, "documents received by mail", _DATA)
 DEADLETTER: Final = TopicSpec("deadletter.v1", 4, "records a stage could not process", _KEEP)
 AUDIT: Final = TopicSpec("audit.v1", 4, "who/what/when for every document", _KEEP)
@@ -56,6 +59,7 @@ ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     DELIVERY_NOTIFY,
     DELIVERY_STATUS,
     IDENTITY_PENDING,
+    IDENTITY_EVENTS,
     MSSANTE_INBOUND,
     DEADLETTER,
     AUDIT,

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 
+from relais import tansu_quirks
 from relais.contracts import Codec
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.settings import Settings
 from streams import identity, route, transcode
+from streams.dedupe import deduplicating
 from streams.stage import Stage, StageContext, run_step
 
 STAGES: dict[str, Stage] = {s.name: s for s in (identity.STAGE, transcode.STAGE, route.STAGE)}
@@ -47,14 +50,26 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
         producer_max_request_size=MAX_BYTES,
         producer_acks=-1,  # acks=all: an output is on the bus before the input is committed
         consumer_max_fetch_size=MAX_BYTES,
-        topic_allow_declare=False,
+        topic_allow_declare=True,  # Faust creates its table changelogs; ours exist already
+        topic_partitions=4,
         topic_disable_leader=True,
         datadir=str(settings.data_dir / "faust"),
         store="memory://",
     )
+    if settings.broker_kind == "tansu":
+        tansu_quirks.install(settings.bootstrap_servers)
     codec = Codec()
     for name in stage_names:
-        _register(app, STAGES[name], codec, keyring, settings.topic_prefix)
+        stage = STAGES[name]
+        if name == "identity":
+            # The first stage drops documents sent twice; the table is co-partitioned
+            # with the submitted topic (both keyed by patient), so a duplicate meets
+            # the entry of its first sighting, also after a restart (changelog).
+            seen = app.Table(
+                "identity-seen", default=None, partitions=4, key_type=str, value_type=str
+            )
+            stage = replace(stage, handle=deduplicating(stage.handle, seen))
+        _register(app, stage, codec, keyring, settings.topic_prefix)
     return app
 
 
@@ -73,7 +88,7 @@ def _register(app: faust.App, stage: Stage, codec: Codec, keyring: Keyring, pref
             message = event.message
             metrics.received()
             with metrics.timed():
-                ctx = StageContext(keyring=keyring, now=datetime.now(UTC))
+                ctx = StageContext(keyring=keyring, now=datetime.now(UTC), note=metrics.noted)
                 result = run_step(
                     stage,
                     codec,

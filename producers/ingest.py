@@ -1,0 +1,110 @@
+"""From one inbound HL7 v2 message to its technical acknowledgement.
+
+The MLLP gateway calls :class:`Ingest` once per frame. It parses the
+message, publishes it with the producer library and answers:
+
+- ``AA`` only once the broker acknowledged every record (``acks=all``): the
+  bus has taken responsibility for the message;
+- ``AE`` with an ERR segment naming the field and the rule when the message
+  itself is wrong (resending it unchanged fails again);
+- ``AR`` when Relais cannot store it now (broker down, timeout): the sender
+  keeps it and resends later. A resend of a message that did reach the bus is
+  recognised downstream as a duplicate, so it is delivered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from aiokafka.errors import KafkaError
+
+from producers.hl7_ack import build_ack
+from producers.hl7_errors import Hl7Error, Hl7ValidationError
+from producers.hl7_message import Hl7Message, message_digest, parse_message
+
+log = logging.getLogger(__name__)
+
+SECTOR_BY_DOCUMENT_TYPE = {"11502-2": "LAB", "18748-4": "RADIOLOGY"}
+
+
+def sector_of(message: Hl7Message, fixed: str | None) -> str:
+    """The listener's sector if it has one, else the sector a document type implies."""
+    if fixed:
+        return fixed
+    for document in message.documents:
+        if document.type_code in SECTOR_BY_DOCUMENT_TYPE:
+            return SECTOR_BY_DOCUMENT_TYPE[document.type_code]
+    return "HOSPITAL"
+
+
+class MessagePublisher(Protocol):
+    async def publish_message(self, message: Hl7Message, *, sector: str) -> list[str]: ...
+
+
+class IngestObserver(Protocol):
+    def accepted(self, sector: str, message_type: str, documents: int) -> None: ...
+    def refused(self, code: str, reason: str) -> None: ...
+
+
+class Ingest:
+    """The gateway's message handler: parse, publish, acknowledge."""
+
+    def __init__(
+        self,
+        publisher: MessagePublisher,
+        *,
+        sector: str | None = None,
+        publish_timeout_s: float = 30.0,
+        observer: IngestObserver | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.publisher = publisher
+        self.sector = sector
+        self.publish_timeout_s = publish_timeout_s
+        self.observer = observer
+        self.clock = clock
+
+    async def __call__(self, payload: bytes) -> bytes:
+        try:
+            message = parse_message(payload)
+        except Hl7Error as exc:
+            return self._refuse(None, payload, "AE", exc)
+        sector = sector_of(message, self.sector)
+        try:
+            event_ids = await asyncio.wait_for(
+                self.publisher.publish_message(message, sector=sector), self.publish_timeout_s
+            )
+        except Hl7Error as exc:
+            return self._refuse(message, payload, "AE", exc)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("message %s not stored: %s", message_digest(payload)[:12], type(exc).__name__)
+            unavailable = Hl7ValidationError(
+                "Relais could not store the message on the bus; keep it and resend it later",
+                hl7_error_code="207",
+                location="MSH-10",
+            )
+            return self._refuse(message, payload, "AR", unavailable)
+        if self.observer:
+            self.observer.accepted(sector, message.message_type, len(message.documents))
+        log.info("accepted %s as events %s", message.message_type, ",".join(event_ids))
+        return build_ack(message, payload, code="AA", control_id=self._ack_id(), now=self.clock())
+
+    def _refuse(
+        self, message: Hl7Message | None, payload: bytes, code: str, error: Hl7Error
+    ) -> bytes:
+        reason = f"{error.hl7_error_code}-{error.location or 'message'}"
+        if self.observer:
+            self.observer.refused(code, reason)
+        log.info("refused message %s: %s %s", message_digest(payload)[:12], code, reason)
+        return build_ack(
+            message, payload, code=code, error=error, control_id=self._ack_id(), now=self.clock()
+        )
+
+    @staticmethod
+    def _ack_id() -> str:
+        return uuid.uuid4().hex[:20]

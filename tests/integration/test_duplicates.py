@@ -1,0 +1,76 @@
+"""A document sent twice is delivered once, also across an identity-worker restart."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from producers.publisher import Publisher
+from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, sample
+from relais.localstack import Landing, LocalStack, read_landing, scrape
+
+
+@pytest.fixture(scope="module")
+async def own_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
+    local = LocalStack(Path(tmp_path_factory.mktemp("dup")), prefix=f"d{uuid.uuid4().hex[:8]}")
+    try:
+        await local.start()
+        await local.wait_for_metrics()
+        yield local
+    finally:
+        await local.stop()
+
+
+def duplicates(landing: Landing) -> list[dict[str, object]]:
+    return [a for a in landing.audits if a["action"] == "DUPLICATE_IGNORED"]
+
+
+async def test_resent_message_and_resent_document_are_delivered_once(own_stack: LocalStack) -> None:
+    s = own_stack.settings
+    first = sample(LAB, DOMINIQUE, 1)
+    # Same document (same CDA id), new MSH-10: a sender that re-exported it.
+    reexported = first.replace(b"|DEMO115022000001|P|", b"|RESENT-000001|P|", 1)
+    assert reexported != first
+    async with Publisher(
+        bootstrap=s.bootstrap_servers, keyring=own_stack.keyring, topic_prefix=s.topic_prefix
+    ) as publisher:
+        original_id = (await publisher.submit_lab_result(first))[0]
+        landing = await read_landing(
+            s.bootstrap_servers,
+            s.topic_prefix,
+            timeout_s=60,
+            until=lambda lan: original_id in lan.delivered,
+        )
+        assert original_id in landing.delivered
+        resent_id = (await publisher.submit_lab_result(first))[0]
+        reexported_id = (await publisher.submit_lab_result(reexported))[0]
+        other_id = (await publisher.submit_lab_result(sample(LAB, SARAH_LOU, 2)))[0]
+
+        landing = await read_landing(
+            s.bootstrap_servers,
+            s.topic_prefix,
+            timeout_s=60,
+            until=lambda lan: other_id in lan.delivered and len(duplicates(lan)) >= 2,
+        )
+        assert {a["event_id"] for a in duplicates(landing)} == {resent_id, reexported_id}
+        assert all(a["outcome"] == f"duplicate-of:{original_id}" for a in duplicates(landing))
+        assert resent_id not in landing.delivered and reexported_id not in landing.delivered
+        assert len(own_stack.sandbox.filed) == 2
+
+        # The identity worker restarts: its table comes back from the changelog.
+        await own_stack.restart("identity")
+        after_restart_id = (await publisher.submit_lab_result(first))[0]
+        landing = await read_landing(
+            s.bootstrap_servers,
+            s.topic_prefix,
+            timeout_s=90,
+            until=lambda lan: len(duplicates(lan)) >= 3,
+        )
+    assert after_restart_id in {a["event_id"] for a in duplicates(landing)}
+    assert after_restart_id not in landing.delivered
+    assert len(own_stack.sandbox.filed) == 2
+    metrics = scrape(own_stack.process("identity").metrics_port)
+    assert metrics['relais_stage_events_total{event="duplicate",stage="identity"}'] == 1
