@@ -82,7 +82,8 @@ class Ingest:
         except Hl7Error as exc:
             return self._refuse(message, payload, "AE", exc)
         except (KafkaError, TimeoutError, OSError) as exc:
-            log.warning("message %s not stored: %s", message_digest(payload)[:12], type(exc).__name__)
+            digest = message_digest(payload)[:12]
+            log.warning("message %s not stored: %s", digest, type(exc).__name__)
             unavailable = Hl7ValidationError(
                 "Relais could not store the message on the bus; keep it and resend it later",
                 hl7_error_code="207",

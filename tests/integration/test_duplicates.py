@@ -57,7 +57,8 @@ async def test_resent_message_and_resent_document_are_delivered_once(own_stack: 
         )
         assert {a["event_id"] for a in duplicates(landing)} == {resent_id, reexported_id}
         assert all(a["outcome"] == f"duplicate-of:{original_id}" for a in duplicates(landing))
-        assert resent_id not in landing.delivered and reexported_id not in landing.delivered
+        assert resent_id not in landing.delivered
+        assert reexported_id not in landing.delivered
         assert len(own_stack.sandbox.filed) == 2
 
         # The identity worker restarts: its table comes back from the changelog.
