@@ -176,12 +176,7 @@ class MllpGateway:
             self._on_connect, self.config.host, self.config.port, limit=_READ_BYTES
         )
         port = int(self._server.sockets[0].getsockname()[1])
-        log.info(
-            "MLLP gateway listening on %s:%d (tls=%s)",
-            self.config.host,
-            port,
-            bool(self.config.tls),
-        )
+        log.info("MLLP listening on %s:%d, tls %s", self.config.host, port, bool(self.config.tls))
         return port
 
     async def serve_forever(self) -> None:
@@ -312,12 +307,8 @@ class MllpGateway:
         """Hand one message over and write its ACK; the handler is shielded from cancellation."""
         received = time.perf_counter()
         self.observer.frame_received(len(payload))
-        log.debug(
-            "MLLP message from %s: %d bytes, sha256 %s",
-            connection.peer,
-            len(payload),
-            message_digest(payload)[:12],
-        )
+        digest = message_digest(payload)[:12]
+        log.debug("MLLP message %s from %s: %d bytes", digest, connection.peer, len(payload))
         connection.busy = True
         try:
             ack = await self._run_handler(connection, payload)
@@ -333,22 +324,14 @@ class MllpGateway:
         try:
             return await asyncio.shield(task)
         except Exception as exc:  # CancelledError is not an Exception: it propagates
-            log.error(
-                "MLLP handler failed on %s from %s: %s; no ACK, closing",
-                message_digest(payload)[:12],
-                connection.peer,
-                type(exc).__name__,
-            )
+            digest, name = message_digest(payload)[:12], type(exc).__name__
+            log.error("MLLP handler failed on %s from %s: %s", digest, connection.peer, name)
             raise _Closed("handler-error") from None
 
     async def _reject_oversized(self, connection: _Connection, error: FrameTooLarge) -> NoReturn:
         started = time.perf_counter()
         self.observer.frame_rejected("oversized")
-        log.warning(
-            "MLLP frame from %s over the %d-byte limit, answering AR and closing",
-            connection.peer,
-            error.limit,
-        )
+        log.warning("MLLP frame from %s over %d bytes: AR, closing", connection.peer, error.limit)
         reason = (
             f"the message is larger than the {error.limit}-byte limit of this gateway; "
             "it was not stored"

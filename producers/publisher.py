@@ -13,15 +13,17 @@ field and the rule (the MLLP gateway turns it into an AE/AR acknowledgement).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 
+from producers.document_files import FileSubmission
 from producers.hl7_errors import Hl7ValidationError
 from producers.hl7_message import Hl7Message, parse_message
-from producers.submission import identity_update, submissions
+from producers.submission import document_submitted, identity_update, submissions
 from relais.contracts import Codec, Record
 from relais.keyring import Keyring
 from relais.topics import IDENTITY_EVENTS, SUBMITTED
@@ -109,6 +111,21 @@ class Publisher:
         records = submissions(message, sector=sector, keyring=self.keyring, now=now)
         await self._send([(self.topic, "DocumentSubmitted", r) for r in records])
         return [str(r["event_id"]) for r in records]
+
+    async def publish_document(self, submission: FileSubmission) -> str:
+        """Publish a CDA or PDF described by :mod:`producers.document_files`."""
+        record = document_submitted(
+            submission.document,
+            patient=submission.patient,
+            origin=submission.origin,
+            delivery=submission.delivery,
+            sector=submission.sector,
+            keyring=self.keyring,
+            now=self.clock(),
+            event_id=str(uuid.uuid4()),
+        )
+        await self._send([(self.topic, "DocumentSubmitted", record)])
+        return str(record["event_id"])
 
     async def _send(self, records: list[tuple[str, str, Record]]) -> None:
         """Send all, then wait until the broker acknowledged every one (acks=all)."""

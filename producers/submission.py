@@ -1,7 +1,9 @@
-"""Turn a parsed HL7 v2 message into ``DocumentSubmitted`` records (pure).
+"""Build ``DocumentSubmitted`` and ``IdentityUpdate`` records (pure).
 
-Identity traits, document content and mail recipients are sealed here, bound
-to each record's event id; what stays readable is what routing needs.
+Whatever the input (an HL7 v2 message, a CDA file, a PDF with its sidecar),
+it is first described with the typed inputs below, then sealed here: identity
+traits, document content and mail recipients become AES-256-GCM envelopes
+bound to each record's event id; what stays readable is what routing needs.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from producers.document_id import unique_id
-from producers.hl7_message import Hl7Message
+from producers.hl7_message import Hl7Message, PatientIdentity
 from relais.contracts import Record
 from relais.envelope import seal
 from relais.keyring import Keyring, pseudonymise
@@ -23,59 +26,121 @@ ACTIONS = {"F": "SUBMIT", "C": "REPLACE", "D": "DELETE"}
 SECTORS = ("HOSPITAL", "LAB", "RADIOLOGY", "CITY")
 
 
-def patient_key(keyring: Keyring, message: Hl7Message) -> str:
+@dataclass(frozen=True)
+class Origin:
+    """Who sent it: facility, application, their message id and type."""
+
+    facility: str
+    application: str
+    control_id: str
+    message_type: str
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    """One document and the metadata routing needs."""
+
+    content: bytes
+    media_type: str  # text/xml (CDA R2) or application/pdf
+    type_code: str  # LOINC document type (JDV_J07)
+    type_label: str
+    unique_id: str
+    action: str = "SUBMIT"  # SUBMIT | REPLACE | DELETE
+    parent_unique_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the producer asks for: MetaDMPMSS flags and MSSanté recipients."""
+
+    flags: Mapping[str, bool] = field(default_factory=dict)
+    recipients: tuple[str, ...] = ()
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def patient_key_of(keyring: Keyring, patient: PatientIdentity, facility: str) -> str:
     """Pseudonym of the patient: of the INS when present, else of the first local id."""
-    patient = message.patient
     if patient.ins:
         return pseudonymise(keyring, f"{patient.ins_oid}|{patient.ins}")
-    local = patient.local_ids[0] if patient.local_ids else ("", message.sending_facility)
+    local = patient.local_ids[0] if patient.local_ids else ("", facility)
     return pseudonymise(keyring, f"{local[1]}|{local[0]}", domain="local-patient")
 
 
-def identity_update(
-    message: Hl7Message,
+def patient_key(keyring: Keyring, message: Hl7Message) -> str:
+    return patient_key_of(keyring, message.patient, message.sending_facility)
+
+
+def _source(origin: Origin, now: datetime) -> Record:
+    return {
+        "facility": origin.facility,
+        "application": origin.application,
+        "message_control_id": origin.control_id,
+        "message_type": origin.message_type,
+        "received_at": now,
+    }
+
+
+def _patient(patient: PatientIdentity, origin: Origin, keyring: Keyring, event_id: str) -> Record:
+    identity = json.dumps(dataclasses.asdict(patient), sort_keys=True).encode()
+    return {
+        "patient_key": patient_key_of(keyring, patient, origin.facility),
+        "identity": seal(keyring, identity, event_id=event_id, purpose="identity").to_record(),
+        "ins_oid": patient.ins_oid,
+        "reliability": patient.reliability,
+    }
+
+
+def document_submitted(
+    document: DocumentInput,
     *,
+    patient: PatientIdentity,
+    origin: Origin,
+    delivery: Delivery,
     sector: str,
     keyring: Keyring,
     now: datetime,
-    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    event_id: str,
 ) -> Record:
-    """An ``IdentityUpdate`` record for an ADT message (A01/A04/A08 update, A40 merge)."""
-    event_id = new_id()
-    merged = None
-    if message.merged_ids:
-        plain = json.dumps([list(pair) for pair in message.merged_ids]).encode()
-        merged = seal(keyring, plain, event_id=event_id, purpose="merged").to_record()
+    """The ``DocumentSubmitted`` record of one document."""
+    if sector not in SECTORS:
+        raise ValueError(f"unknown sector {sector!r}; expected one of {', '.join(SECTORS)}")
+    recipients = None
+    if delivery.recipients:
+        plain = json.dumps(list(delivery.recipients)).encode()
+        recipients = seal(keyring, plain, event_id=event_id, purpose="recipient").to_record()
     return {
         "event_id": event_id,
-        "received_at": now,
+        "submitted_at": now,
         "sector": sector,
-        "source": _source(message, now),
-        "trigger": message.message_type.split("^")[-1],
-        "kind": "MERGE" if message.merged_ids else "UPDATE",
-        "patient": _patient(message, keyring, event_id),
-        "merged": merged,
+        "source": _source(origin, now),
+        "patient": _patient(patient, origin, keyring, event_id),
+        "document": {
+            "unique_id": document.unique_id,
+            "type_code": document.type_code,
+            "type_label": document.type_label,
+            "media_type": document.media_type,
+            "action": document.action,
+            "parent_unique_id": document.parent_unique_id,
+            "content_sha256": hashlib.sha256(document.content).hexdigest(),
+            "size_bytes": len(document.content),
+            "content": seal(
+                keyring, document.content, event_id=event_id, purpose="content"
+            ).to_record(),
+        },
+        "hints": {"flags": dict(delivery.flags), "recipients": recipients},
     }
 
 
-def _source(message: Hl7Message, now: datetime) -> Record:
-    return {
-        "facility": message.sending_facility,
-        "application": message.sending_application,
-        "message_control_id": message.control_id,
-        "message_type": message.message_type,
-        "received_at": now,
-    }
-
-
-def _patient(message: Hl7Message, keyring: Keyring, event_id: str) -> Record:
-    identity = json.dumps(dataclasses.asdict(message.patient), sort_keys=True).encode()
-    return {
-        "patient_key": patient_key(keyring, message),
-        "identity": seal(keyring, identity, event_id=event_id, purpose="identity").to_record(),
-        "ins_oid": message.patient.ins_oid,
-        "reliability": message.patient.reliability,
-    }
+def origin_of(message: Hl7Message) -> Origin:
+    return Origin(
+        message.sending_facility,
+        message.sending_application,
+        message.control_id,
+        message.message_type,
+    )
 
 
 def submissions(
@@ -84,46 +149,59 @@ def submissions(
     sector: str,
     keyring: Keyring,
     now: datetime,
-    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    new_id: Callable[[], str] = _new_id,
 ) -> list[Record]:
-    """One ``DocumentSubmitted`` record per document the message carries."""
-    if sector not in SECTORS:
-        raise ValueError(f"unknown sector {sector!r}; expected one of {', '.join(SECTORS)}")
-    recipients = [p.address for p in message.participants if p.role == "RCT" and p.address]
-    records: list[Record] = []
-    for document in message.documents:
-        event_id = new_id()
-        records.append(
-            {
-                "event_id": event_id,
-                "submitted_at": now,
-                "sector": sector,
-                "source": _source(message, now),
-                "patient": _patient(message, keyring, event_id),
-                "document": {
-                    "unique_id": unique_id(message, document),
-                    "type_code": document.type_code,
-                    "type_label": document.type_label,
-                    "media_type": document.media_type,
-                    "action": ACTIONS.get(document.result_status, "SUBMIT"),
-                    "parent_unique_id": message.parent_document_id,
-                    "content_sha256": hashlib.sha256(document.content).hexdigest(),
-                    "size_bytes": len(document.content),
-                    "content": seal(
-                        keyring, document.content, event_id=event_id, purpose="content"
-                    ).to_record(),
-                },
-                "hints": {
-                    "flags": dict(message.flags),
-                    "recipients": seal(
-                        keyring,
-                        json.dumps(recipients).encode(),
-                        event_id=event_id,
-                        purpose="recipient",
-                    ).to_record()
-                    if recipients
-                    else None,
-                },
-            }
+    """One ``DocumentSubmitted`` record per document an HL7 message carries."""
+    origin = origin_of(message)
+    delivery = Delivery(
+        flags=message.flags,
+        recipients=tuple(p.address for p in message.participants if p.role == "RCT" and p.address),
+    )
+    return [
+        document_submitted(
+            DocumentInput(
+                content=document.content,
+                media_type=document.media_type,
+                type_code=document.type_code,
+                type_label=document.type_label,
+                unique_id=unique_id(message, document),
+                action=ACTIONS.get(document.result_status, "SUBMIT"),
+                parent_unique_id=message.parent_document_id,
+            ),
+            patient=message.patient,
+            origin=origin,
+            delivery=delivery,
+            sector=sector,
+            keyring=keyring,
+            now=now,
+            event_id=new_id(),
         )
-    return records
+        for document in message.documents
+    ]
+
+
+def identity_update(
+    message: Hl7Message,
+    *,
+    sector: str,
+    keyring: Keyring,
+    now: datetime,
+    new_id: Callable[[], str] = _new_id,
+) -> Record:
+    """An ``IdentityUpdate`` record for an ADT message (A01/A04/A08 update, A40 merge)."""
+    event_id = new_id()
+    merged = None
+    if message.merged_ids:
+        plain = json.dumps([list(pair) for pair in message.merged_ids]).encode()
+        merged = seal(keyring, plain, event_id=event_id, purpose="merged").to_record()
+    origin = origin_of(message)
+    return {
+        "event_id": event_id,
+        "received_at": now,
+        "sector": sector,
+        "source": _source(origin, now),
+        "trigger": message.message_type.split("^")[-1],
+        "kind": "MERGE" if message.merged_ids else "UPDATE",
+        "patient": _patient(message.patient, origin, keyring, event_id),
+        "merged": merged,
+    }

@@ -205,34 +205,69 @@ def sandbox_dmp(host: str, port: int, store: Path | None) -> None:
 
 
 @main.command()
-@click.argument("publish_file", metavar="HL7_FILE", type=click.Path(exists=True, path_type=Path))
-@click.option("--sector", type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY"]), required=True)
+@click.argument(
+    "paths",
+    metavar="PATH...",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--sector",
+    type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY", "CITY"]),
+    help="sector of every file; default: the sidecar's, else implied by the document type",
+)
 @click.pass_context
-def publish(ctx: click.Context, publish_file: Path, sector: str) -> None:
-    """Publish one HL7 v2 message (ORU^R01, MDM^T02/T10/T04) from HL7_FILE.
+def publish(ctx: click.Context, paths: tuple[Path, ...], sector: str | None) -> None:
+    """Publish HL7 v2 messages, CDA R2 documents and PDFs (with a JSON sidecar).
 
-    Prints one event id per document once the broker acknowledged (acks=all).
+    HL7 files (ORU^R01, MDM^T02/T10/T04, ADT) carry everything; a CDA file
+    takes its sender, identity status and flags from an optional sidecar
+    NAME.json; a PDF needs the sidecar's "document" and "patient" parts (see
+    producers/document_files.py). Each file is accepted once the broker has it
+    (acks=all) or rejected with the reason; the exit code is 1 if any file
+    was rejected.
     """
-    from producers.hl7_errors import Hl7Error
+    from producers.publish_files import FileOutcome, publish_files
     from producers.publisher import Publisher
     from relais.keyring_source import load_keyring
 
     s = _settings(ctx)
     keyring = load_keyring(s)
+    bar = (
+        click.progressbar(length=len(paths), label="publishing", file=sys.stderr)
+        if len(paths) > 20
+        else None
+    )
 
-    raw = publish_file.read_bytes()
+    def progress(outcome: FileOutcome) -> None:
+        if bar is not None:
+            bar.update(1)
+        elif outcome.accepted:
+            click.echo(f"accepted {outcome.path}: {', '.join(outcome.event_ids)}")
+        else:
+            click.echo(f"REJECTED {outcome.path}: {outcome.error}", err=True)
 
-    async def run() -> list[str]:
+    async def run() -> list[FileOutcome]:
         async with Publisher(
             bootstrap=s.bootstrap_servers, keyring=keyring, topic_prefix=s.topic_prefix
         ) as publisher:
-            return await publisher.submit_hl7(raw, sector=sector)
+            return await publish_files(publisher, paths, sector, progress)
 
-    try:
-        for event_id in asyncio.run(run()):
-            click.echo(event_id)
-    except Hl7Error as exc:
-        raise click.ClickException(f"{publish_file}: {exc}") from None
+    outcomes = asyncio.run(run())
+    if bar is not None:
+        bar.render_finish()
+    rejected = [o for o in outcomes if not o.accepted]
+    if bar is not None:
+        for outcome in rejected:
+            click.echo(f"REJECTED {outcome.path}: {outcome.error}", err=True)
+    documents = sum(len(o.event_ids) for o in outcomes)
+    click.echo(
+        f"{len(outcomes) - len(rejected)} file(s) accepted ({documents} event(s)), "
+        f"{len(rejected)} rejected"
+    )
+    if rejected:
+        sys.exit(1)
 
 
 @main.group()
