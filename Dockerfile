@@ -21,8 +21,11 @@ COPY streams ./streams
 COPY consumers ./consumers
 COPY mss_bridge ./mss_bridge
 COPY schemas ./schemas
+COPY sandboxes ./sandboxes
+# Smoke test: the installed package finds its schemas and encodes a record.
 RUN pip install . \
-    && relais --help > /dev/null
+    && relais --help > /dev/null \
+    && relais schemas check > /dev/null
 
 # ---- runtime: the venv only, run as an unprivileged user -------------------------------------
 FROM python:3.11-slim

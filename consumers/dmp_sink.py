@@ -12,14 +12,15 @@ which makes a replay after a crash harmless.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import signal
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from consumers.dmp_submission import (
     Answer,
@@ -32,20 +33,19 @@ from consumers.dmp_submission import (
     read_answer,
 )
 from relais.backoff import exponential_backoff
-from relais.contracts import Codec, ContractError, Record
+from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
-from relais.envelope import Envelope, EnvelopeError, open_envelope
+from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
 from relais.metrics import DMP_DELIVERIES, StageMetrics
 from relais.settings import Settings
+from relais.signals import stop_on_signals
 from relais.topics import DEADLETTER, DELIVERY_DMP, DELIVERY_STATUS
+from streams.identity import open_traits
+from streams.stage import failure_of
 
 log = logging.getLogger(__name__)
 STAGE = "dmp-sink"
-
-
-class StopRequested(Exception):
-    """Shutdown was asked while a delivery was waiting to be retried."""
 
 
 class DmpClient:
@@ -78,14 +78,7 @@ def submission_of(request: Record, keyring: Keyring) -> Submission:
     content = open_envelope(
         keyring, Envelope.from_record(document["content"]), event_id=event_id, purpose="content"
     )
-    traits = json.loads(
-        open_envelope(
-            keyring,
-            Envelope.from_record(request["patient"]["identity"]),
-            event_id=event_id,
-            purpose="identity",
-        )
-    )
+    traits = open_traits(request, keyring)
     return Submission(
         unique_id=document["unique_id"],
         patient_id=patient_cx(str(traits["ins"]), str(traits["ins_oid"])),
@@ -144,33 +137,73 @@ class DmpSink:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20
         )
+        self.retry_at: dict[TopicPartition, float] = {}
+        self.backoffs: dict[TopicPartition, Iterator[float]] = {}
+        self.attempts: dict[str, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Poll, file, report, commit, until ``stop``; a DMP outage pauses, never blocks.
+
+        On a transient failure the partition is paused and rewound to the
+        request, and polling goes on (heartbeats and poll interval stay
+        healthy); the partition resumes after its backoff delay and the same
+        request is tried again. Other partitions keep flowing.
+        """
         await self.producer.start()
         await self.consumer.start()
         try:
             while not stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=500, max_records=50)
+                self._resume_due()
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=50)
                 for tp, messages in batches.items():
                     for message in messages:
-                        await self._handle(message, stop)
-                        await self.consumer.commit({tp: message.offset + 1})
-        except StopRequested:
-            log.info("stopping with a delivery in hand: it stays uncommitted and is retried")
+                        if not await self._handle(tp, message):
+                            break
+                        await self._commit(tp, message.offset + 1)
         finally:
             await self.consumer.stop()
             await self.producer.stop()
 
-    async def _handle(self, message: Any, stop: asyncio.Event) -> None:
+    def _resume_due(self) -> None:
+        now = time.monotonic()
+        assigned = self.consumer.assignment()
+        for tp, due in list(self.retry_at.items()):
+            if tp not in assigned:
+                del self.retry_at[tp]  # revoked: the new owner retries it
+            elif due <= now:
+                del self.retry_at[tp]
+                self.consumer.resume(tp)
+
+    def _pause(self, tp: TopicPartition, offset: int) -> None:
+        backoff = self.backoffs.setdefault(tp, exponential_backoff())
+        self.consumer.pause(tp)
+        self.consumer.seek(tp, offset)
+        self.retry_at[tp] = time.monotonic() + next(backoff)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        try:
+            await self.consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Rebalanced away: the new owner redelivers, and filing is idempotent.
+            log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
+
+    async def _handle(self, tp: TopicPartition, message: Any) -> bool:
+        """Process one request; False when it must be retried later (partition paused)."""
         self.metrics.received()
         with self.metrics.timed():
-            outputs = await self._outputs(message, stop)
+            outputs = await self._outputs(message)
+            if outputs is None:
+                self._pause(tp, message.offset)
+                return False
+            self.backoffs.pop(tp, None)
             sends = [await self.producer.send(t, key=message.key, value=v) for t, v in outputs]
             await asyncio.gather(*sends)
             for topic, _ in outputs:
                 self.metrics.emitted(topic)
+        return True
 
-    async def _outputs(self, message: Any, stop: asyncio.Event) -> list[tuple[str, bytes]]:
+    async def _outputs(self, message: Any) -> list[tuple[str, bytes]] | None:
+        """Records to emit for one request, or None on a transient DMP failure."""
         topic = DELIVERY_DMP.name(self.prefix)
         origin = Origin(topic, message.partition, message.offset)
         try:
@@ -183,46 +216,43 @@ class DmpSink:
             )
             origin = Origin(topic, message.partition, message.offset, request["event_id"])
             submission = submission_of(request, self.keyring)
-        except (ContractError, EnvelopeError, KeyError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or str(exc)
-            return [self._dead_letter(Failure("undecodable-record", reason), origin, message)]
-        attempt = 0
-        for delay in exponential_backoff():
-            attempt += 1
-            try:
-                answer = await self.client.file(submission)
-            except DmpUnavailable as exc:
-                DMP_DELIVERIES.labels("RETRYING").inc()
-                log.warning(
-                    "DMP unavailable for event %s (attempt %d): %s",
-                    request["event_id"],
-                    attempt,
-                    exc.code,
-                )
-                if stop.is_set():
-                    raise StopRequested from None
-                await asyncio.sleep(delay)
-                continue
-            except DmpRejected as exc:
-                return self._rejected(request, exc, attempt, origin, message)
-            outcome = "DELIVERED" if answer.status == "success" else "DUPLICATE"
-            DMP_DELIVERIES.labels(outcome).inc()
-            status = status_record(
-                request, outcome=outcome, code=answer.code, detail=None, attempt=attempt, now=_now()
+        except Exception as exc:  # any unreadable request is dead-lettered, never a crash
+            failure = failure_of(exc)
+            return [self._dead_letter(failure, origin, message)]
+        attempt = self.attempts.get(request["request_id"], 0) + 1
+        try:
+            answer = await self.client.file(submission)
+        except DmpUnavailable as exc:
+            self.attempts[request["request_id"]] = attempt
+            DMP_DELIVERIES.labels("RETRYING").inc()
+            log.warning(
+                "DMP unavailable for event %s (attempt %d): %s",
+                request["event_id"],
+                attempt,
+                exc.code,
             )
-            return [
-                (DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status))
-            ]
-        raise AssertionError("unreachable: backoff is endless")
+            return None
+        except DmpRejected as exc:
+            self.attempts.pop(request["request_id"], None)
+            return self._rejected(request, exc, attempt, origin, message)
+        self.attempts.pop(request["request_id"], None)
+        outcome = "DELIVERED" if answer.status == "success" else "DUPLICATE"
+        DMP_DELIVERIES.labels(outcome).inc()
+        status = status_record(
+            request, outcome=outcome, code=answer.code, detail=None, attempt=attempt, now=_now()
+        )
+        return [(DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status))]
 
     def _rejected(
         self, request: Record, exc: DmpError, attempt: int, origin: Origin, message: Any
     ) -> list[tuple[str, bytes]]:
         DMP_DELIVERIES.labels("REJECTED").inc()
+        # The DMP's free text may echo identifiers: only its code travels in clear.
+        detail = f"the DMP refused the document with code {exc.code}"
         status = status_record(
-            request, outcome="REJECTED", code=exc.code, detail=str(exc), attempt=attempt, now=_now()
+            request, outcome="REJECTED", code=exc.code, detail=detail, attempt=attempt, now=_now()
         )
-        failure = Failure("dmp-rejected", f"{exc.code}: {exc}")
+        failure = Failure("dmp-rejected", detail)
         return [
             (DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status)),
             self._dead_letter(failure, origin, message),
@@ -247,10 +277,7 @@ def _now() -> datetime:
 
 async def run_dmp_sink(settings: Settings, keyring: Keyring) -> None:
     """Run the sink until SIGINT/SIGTERM; finish the record in hand, then stop."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     client = DmpClient(settings.dmp_url)
     sink = DmpSink(
         bootstrap=settings.bootstrap_servers,

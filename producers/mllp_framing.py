@@ -27,9 +27,9 @@ START_BLOCK: Final = b"\x0b"
 END_BLOCK: Final = b"\x1c\x0d"
 
 _START: Final = 0x0B
-_END: Final = 0x1C
 _CR: Final = 0x0D
-_SPECIAL: Final = re.compile(rb"[\x0b\x1c]")
+#: A start block, an end block, or a 0x1C ending the read; a lone 0x1C is payload.
+_BOUNDARY: Final = re.compile(rb"\x0b|\x1c(?:\x0d|\Z)")
 #: How much of an oversized frame is kept, enough to read its MSH for the NAK.
 PREFIX_BYTES: Final = 8192
 
@@ -125,7 +125,7 @@ class MllpDecoder:
         return pos
 
     def _scan_frame(self, data: bytes, pos: int, frames: list[bytes]) -> int:
-        match = _SPECIAL.search(data, pos)
+        match = _BOUNDARY.search(data, pos)
         if match is None:
             self._append(data[pos:], frames)
             return len(data)
@@ -134,15 +134,11 @@ class MllpDecoder:
         if data[found] == _START:
             self.junk_bytes += 1 + len(self._buffer)  # the cut frame, start block included
             self._buffer.clear()
-            return found + 1
-        if found + 1 == len(data):
-            self._end_pending = True
-            return found + 1
-        if data[found + 1] == _CR:
+        elif match.end() - found == 2:
             self._complete(frames)
-            return found + 2
-        self._append(b"\x1c", frames)
-        return found + 1
+        else:
+            self._end_pending = True  # 0x1C is the last byte of this read
+        return match.end()
 
     def _append(self, chunk: bytes, frames: list[bytes]) -> None:
         """Add to the current frame, refusing it before it outgrows the limit."""

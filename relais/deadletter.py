@@ -30,6 +30,20 @@ class Origin:
     event_id: str | None = None
 
 
+RELAIS_IDS = uuid.UUID("6f1c2a52-5b0e-4f7e-9a3e-2d8c1b7e4a90")
+
+
+def derived_id(*parts: object) -> str:
+    """A UUID that is the same for the same parts (replays give the same id)."""
+    return str(uuid.uuid5(RELAIS_IDS, "|".join(str(p) for p in parts)))
+
+
+def stable_id(stage: str, origin: Origin) -> str:
+    if origin.partition is None or origin.offset is None:
+        return str(uuid.uuid4())
+    return derived_id("dead-letter", stage, origin.topic, origin.partition, origin.offset)
+
+
 def dead_letter(
     keyring: Keyring,
     *,
@@ -40,8 +54,12 @@ def dead_letter(
     now: datetime,
     dead_letter_id: str | None = None,
 ) -> Record:
-    """A ``DeadLetter`` record; ``original`` is sealed, bound to the dead letter's id."""
-    dl_id = dead_letter_id or str(uuid.uuid4())
+    """A ``DeadLetter`` record; ``original`` is sealed, bound to the dead letter's id.
+
+    The id is derived from the stage and the record's place (topic, partition,
+    offset) when known, so a replay of the same record gives the same dead letter.
+    """
+    dl_id = dead_letter_id or stable_id(stage, origin)
     return {
         "dead_letter_id": dl_id,
         "event_id": origin.event_id,

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -95,8 +96,10 @@ class LocalStack:
 
     def environment(self, metrics_port: int) -> dict[str, str]:
         s = self.settings
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
         return {
-            **os.environ,
+            **inherited,
+            "RELAIS_BROKER_KIND": os.environ.get("RELAIS_BROKER_KIND", "tansu"),
             "RELAIS_BOOTSTRAP_SERVERS": s.bootstrap_servers,
             "RELAIS_TOPIC_PREFIX": s.topic_prefix,
             "RELAIS_KEYRING_FILE": str(s.keyring_file),
@@ -196,6 +199,12 @@ class Landing:
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
     dead: list[dict[str, Any]] = field(default_factory=list)
     audits: list[dict[str, Any]] = field(default_factory=list)
+    #: how many outcome records each event has, by kind: a document doubled shows up here
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def doubled(self) -> list[tuple[str, str]]:
+        """(kind, event id) pairs with more than one delivery status or hold."""
+        return [k for k, n in self.counts.items() if n > 1 and k[0] in {"status", "held"}]
 
     def where(self, event_id: str) -> str:
         if event_id in self.delivered:
@@ -210,9 +219,18 @@ class Landing:
 
 
 async def read_landing(
-    bootstrap: str, prefix: str, *, until: Any = None, timeout_s: float = 60.0
+    bootstrap: str,
+    prefix: str,
+    *,
+    until: Any = None,
+    timeout_s: float = 60.0,
+    settle_s: float = 1.0,
 ) -> Landing:
-    """Read the outcome topics from the start until ``until(landing)`` or the timeout."""
+    """Read the outcome topics from the start until ``until(landing)`` or the timeout.
+
+    Once ``until`` holds, reading goes on for ``settle_s`` so that a late
+    duplicate shows up in :attr:`Landing.counts` instead of being missed.
+    """
     codec = Codec()
     topics = [t.name(prefix) for t in (DELIVERY_STATUS, IDENTITY_PENDING, DEADLETTER, AUDIT)]
     consumer = AIOKafkaConsumer(
@@ -230,6 +248,10 @@ async def read_landing(
             batches = await consumer.getmany(timeout_ms=300)
             _absorb(codec, landing, (m for batch in batches.values() for m in batch))
             if until is not None and until(landing):
+                settle_until = time.monotonic() + settle_s
+                while time.monotonic() < settle_until:
+                    batches = await consumer.getmany(timeout_ms=200)
+                    _absorb(codec, landing, (m for b in batches.values() for m in b))
                 break
     finally:
         await consumer.stop()
@@ -244,8 +266,10 @@ def _absorb(codec: Codec, landing: Landing, messages: Iterable[Any]) -> None:
             continue
         if name == "DeliveryStatus":
             landing.delivered[record["event_id"]] = record
+            landing.counts["status", record["event_id"]] += 1
         elif name == "IdentityHeld":
             landing.held[record["event_id"]] = record
+            landing.counts["held", record["event_id"]] += 1
         elif name == "DeadLetter":
             landing.dead.append(record)
         elif name == "AuditEvent":

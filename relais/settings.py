@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -42,7 +42,7 @@ class Settings:
     bootstrap_servers: str = "127.0.0.1:39092"
     topic_prefix: str = "relais"
     keyring_file: Path | None = None
-    keyring_json: str | None = None
+    keyring_json: str | None = field(default=None, repr=False)  # key material: never printed
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     dmp_url: str = "http://127.0.0.1:39180"

@@ -12,11 +12,9 @@ what it holds, ``GET /documents/{unique_id}`` returns one document.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
-import signal
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -26,6 +24,7 @@ from aiohttp import web
 from lxml import etree
 
 from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
+from relais.signals import stop_on_signals
 from streams.ins import INS_OIDS, ins_key_valid
 
 PATIENT_CX = re.compile(r"^(?P<ins>[0-9AB]{15})\^\^\^&(?P<oid>[0-9.]+)&ISO\^NH$")
@@ -156,19 +155,14 @@ async def start_sandbox(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server  # aiohttp exposes the bound port only here
-    sockets = getattr(server, "sockets", None) or []
-    bound = int(sockets[0].getsockname()[1]) if sockets else port
+    bound = int(runner.addresses[0][1]) if runner.addresses else port
     return runner, sandbox, bound
 
 
 async def serve_forever(host: str, port: int, store_dir: Path | None) -> None:
     """Run the sandbox until SIGINT/SIGTERM."""
     runner, _sandbox, _port = await start_sandbox(host, port, store_dir)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await stop.wait()
     finally:

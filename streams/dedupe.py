@@ -13,10 +13,10 @@ The store is injected: a Faust table in the worker, a dict in the tests.
 
 from __future__ import annotations
 
-import uuid
 from typing import Protocol
 
 from relais.contracts import Record
+from relais.deadletter import derived_id
 from relais.topics import AUDIT
 from streams.stage import Handler, Output, StageContext
 
@@ -45,7 +45,7 @@ def first_owner(seen: SeenStore, record: Record) -> str | None:
 
 def duplicate_audit(record: Record, owner: str, ctx: StageContext) -> Output:
     audit = {
-        "audit_id": str(uuid.uuid4()),
+        "audit_id": derived_id(record["event_id"], "dedupe", "DUPLICATE_IGNORED"),
         "event_id": record["event_id"],
         "at": ctx.now,
         "component": "dedupe",

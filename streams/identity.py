@@ -14,6 +14,7 @@ from typing import Any
 
 from relais.contracts import Record
 from relais.envelope import Envelope, open_envelope
+from relais.keyring import Keyring
 from relais.topics import IDENTITY_PENDING, QUALIFIED, SUBMITTED
 from streams.ins import INS_OIDS, ins_key_valid
 from streams.stage import Output, Stage, StageContext, StageFailure
@@ -48,9 +49,14 @@ def decide(traits: dict[str, Any], declared: str | None) -> Decision:
 
 
 def read_traits(record: Record, ctx: StageContext) -> dict[str, Any]:
+    return open_traits(record, ctx.keyring)
+
+
+def open_traits(record: Record, keyring: Keyring) -> dict[str, Any]:
+    """The patient's INS and traits, decrypted from the record's identity envelope."""
     patient = record["patient"]
     plain = open_envelope(
-        ctx.keyring,
+        keyring,
         Envelope.from_record(patient["identity"]),
         event_id=record["event_id"],
         purpose="identity",

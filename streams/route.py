@@ -10,9 +10,9 @@ accounted for.
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 from relais.contracts import Record
+from relais.deadletter import derived_id
 from relais.topics import AUDIT, DELIVERY_DMP, READY
 from streams.stage import Output, Stage, StageContext
 
@@ -49,7 +49,7 @@ def handle(record: Record, ctx: StageContext) -> list[Output]:
         }
         outputs.append(Output(DELIVERY_DMP, "DeliveryRequest", request, key))
     audit = {
-        "audit_id": str(uuid.uuid4()),
+        "audit_id": derived_id(record["event_id"], "route", "ROUTED"),
         "event_id": record["event_id"],
         "at": ctx.now,
         "component": "route",

@@ -92,7 +92,8 @@ class StepResult:
     event_id: str | None = None
 
 
-def _failure_of(exc: Exception) -> Failure:
+def failure_of(exc: Exception) -> Failure:
+    """The dead-letter reason for an exception raised while processing one record."""
     if isinstance(exc, StageFailure):
         return Failure(exc.reason_code, str(exc))
     if isinstance(exc, ContractError) and not isinstance(exc, EncodeError):
@@ -130,7 +131,7 @@ def run_step(
         ]
         return StepResult(outputs=outputs, event_id=event_id)
     except Exception as exc:  # every failure of one record becomes a dead letter
-        failure = _failure_of(exc)
+        failure = failure_of(exc)
         if failure.reason_code == "internal-error":
             log.exception("stage %s: internal error on event %s", stage.name, event_id)
         origin = Origin(topic=topic, partition=partition, offset=offset, event_id=event_id)

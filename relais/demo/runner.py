@@ -29,6 +29,7 @@ from relais.demo.samples import (
 )
 from relais.localstack import Landing, LocalStack, read_landing, scrape
 from relais.settings import Settings
+from relais.signals import stop_on_signals
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ def _step(text: str) -> None:
 
 
 async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
+    task = asyncio.current_task()
+    if task is not None:  # SIGTERM unwinds like Ctrl-C: the finally below stops every process
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     work = settings.data_dir / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     stack = LocalStack(work, prefix="demo")
     started = time.monotonic()
@@ -130,9 +134,6 @@ def _stage_counts(samples: dict[str, float]) -> str:
 
 
 async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     click.echo("    stack left running; Ctrl-C stops it", file=sys.stderr)
     await stop.wait()

@@ -73,5 +73,6 @@ async def test_resent_message_and_resent_document_are_delivered_once(own_stack: 
     assert after_restart_id in {a["event_id"] for a in duplicates(landing)}
     assert after_restart_id not in landing.delivered
     assert len(own_stack.sandbox.filed) == 2
+    assert landing.doubled() == []
     metrics = scrape(own_stack.process("identity").metrics_port)
     assert metrics['relais_stage_events_total{event="duplicate",stage="identity"}'] == 1

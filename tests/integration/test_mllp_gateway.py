@@ -28,7 +28,13 @@ from producers.hl7_ack import build_ack
 from producers.hl7_errors import Hl7Error
 from producers.hl7_message import parse_message
 from producers.mllp_framing import MllpDecoder, frame
-from producers.mllp_gateway import GatewayConfig, MllpGateway, server_tls_context
+from producers.mllp_gateway import (
+    GatewayConfig,
+    MllpGateway,
+    ack_code_of,
+    reject_frame,
+    server_tls_context,
+)
 from producers.mllp_metrics import PrometheusGatewayObserver
 from relais.metrics import REGISTRY
 
@@ -170,13 +176,20 @@ async def round_trip(port: int, control_id: str, tls: ssl.SSLContext | None = No
 
 
 async def test_one_message_one_ack(gateway: Running) -> None:
-    before = metric("relais_mllp_messages_total", ack_code="AA")
+    acked = metric("relais_mllp_messages_total", ack_code="AA")
+    timed = metric("relais_mllp_ack_seconds_count")
+    sized = metric("relais_mllp_message_bytes_sum")
+    eof = metric("relais_mllp_connections_total", outcome="eof")
     ack = await round_trip(gateway.port, "ONE-1")
     assert msa(ack) == ("AA", "ONE-1")
     msh = segment(ack, "MSH")
     assert msh[2:6] == ["RELAIS", "RELAIS", "SIL-TEST", "LABO-TEST"]
     assert msh[8] == "ACK^R01^ACK"
-    assert metric("relais_mllp_messages_total", ack_code="AA") == before + 1
+    assert metric("relais_mllp_messages_total", ack_code="AA") == acked + 1
+    assert metric("relais_mllp_ack_seconds_count") == timed + 1
+    assert metric("relais_mllp_message_bytes_sum") == sized + len(message("ONE-1"))
+    await eventually(lambda: metric("relais_mllp_connections_total", outcome="eof") == eof + 1)
+    await eventually(lambda: metric("relais_mllp_connections_open") == 0)
 
 
 async def test_pipelined_messages_are_acked_in_order(gateway: Running) -> None:
@@ -359,6 +372,29 @@ async def test_stop_lets_the_message_in_progress_finish(start_gateway: Start) ->
     await busy.expect_close()
     for client in (busy, idle):
         await client.close()
+
+
+async def test_stop_gives_up_on_a_handler_past_the_grace_period(start_gateway: Start) -> None:
+    running = await start_gateway(shutdown_grace_s=0.2)
+    running.handler.gate = asyncio.Event()  # never set: a handler stuck on its broker
+    client = await Client.connect(running.port)
+    await client.send(message("STUCK-1"))
+    await eventually(lambda: running.handler.started == 1)
+    async with asyncio.timeout(5):
+        await running.gateway.stop()
+    await client.expect_close()
+    assert client.acks == []
+    assert running.handler.completed == 0
+    await client.close()
+
+
+def test_reject_frame_without_a_readable_header() -> None:
+    nak = reject_frame(b"\x00\x01 not a header", reason="over 10 bytes")
+    assert msa(nak) == ("AR", "")
+    assert segment(nak, "ERR")[3].startswith("207^")
+    assert segment(nak, "ERR")[8] == "over 10 bytes"
+    assert ack_code_of(nak) == "AR"
+    assert ack_code_of(b"MSH|^~\\&|\r") == "unknown"
 
 
 # --- TLS ------------------------------------------------------------------------------

@@ -94,6 +94,7 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
     assert len(landing.held) == 1
     assert len(landing.dead) == 2
     assert len(stack.sandbox.filed) == 4
+    assert landing.doubled() == []
 
     # Metrics, scraped from each worker process.
     identity = scrape(stack.process("identity").metrics_port)

@@ -39,6 +39,25 @@ def test_any_split_decodes_to_the_same_payloads(messages: list[bytes], cuts: lis
     assert decoder.junk_bytes == 0
 
 
+def without_end_block(data: bytes) -> bytes:
+    data = data.replace(b"\x0b", b"")
+    while b"\x1c\x0d" in data:
+        data = data.replace(b"\x1c\x0d", b"\x1c")
+    return data
+
+
+# What the decoder accepts beyond frame(): lone 0x1C bytes, even last before the end block.
+lenient = st.binary(max_size=100).map(without_end_block)
+
+
+@given(st.lists(lenient, max_size=8), st.lists(st.integers(min_value=0), max_size=30))
+def test_lone_fs_bytes_survive_any_split(messages: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(START_BLOCK + m + END_BLOCK for m in messages)
+    decoder = MllpDecoder(max_frame_bytes=1000)
+    assert decode_all(decoder, split(stream, cuts)) == messages
+    assert decoder.pending_bytes == 0
+
+
 @given(
     st.lists(st.tuples(junk, payloads), max_size=6),
     junk,

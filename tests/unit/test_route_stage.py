@@ -113,9 +113,11 @@ def test_request_id_is_stable_across_calls() -> None:
     int(first, 16)
 
 
-def test_audit_ids_are_unique() -> None:
+def test_audit_id_is_stable_for_a_replayed_event_and_distinct_across_events() -> None:
     record = ready()
-    assert route(record)[-1][1]["audit_id"] != route(record)[-1][1]["audit_id"]
+    assert route(record)[-1][1]["audit_id"] == route(record)[-1][1]["audit_id"]
+    other = {**record, "event_id": "another-event"}
+    assert route(other)[-1][1]["audit_id"] != route(record)[-1][1]["audit_id"]
 
 
 def test_request_id_differs_per_action_destination_and_document() -> None:
