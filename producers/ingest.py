@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from producers.hl7_ack import build_ack
 from producers.hl7_errors import Hl7Error, Hl7ValidationError
 from producers.hl7_message import Hl7Message, message_digest, parse_message
+from relais.deadletter import Failure
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def sector_of(message: Hl7Message, fixed: str | None) -> str:
 
 class MessagePublisher(Protocol):
     async def publish_message(self, message: Hl7Message, *, sector: str) -> list[str]: ...
+    async def dead_letter(self, raw: bytes, *, stage: str, failure: Failure) -> str: ...
 
 
 class IngestObserver(Protocol):
@@ -73,14 +75,14 @@ class Ingest:
         try:
             message = parse_message(payload)
         except Hl7Error as exc:
-            return self._refuse(None, payload, "AE", exc)
+            return await self._refuse(None, payload, "AE", exc)
         sector = sector_of(message, self.sector)
         try:
             event_ids = await asyncio.wait_for(
                 self.publisher.publish_message(message, sector=sector), self.publish_timeout_s
             )
         except Hl7Error as exc:
-            return self._refuse(message, payload, "AE", exc)
+            return await self._refuse(message, payload, "AE", exc)
         except (KafkaError, TimeoutError, OSError) as exc:
             digest = message_digest(payload)[:12]
             log.warning("message %s not stored: %s", digest, type(exc).__name__)
@@ -89,19 +91,28 @@ class Ingest:
                 hl7_error_code="207",
                 location="MSH-10",
             )
-            return self._refuse(message, payload, "AR", unavailable)
+            return await self._refuse(message, payload, "AR", unavailable)
         if self.observer:
             self.observer.accepted(sector, message.message_type, len(message.documents))
         log.info("accepted %s as events %s", message.message_type, ",".join(event_ids))
         return build_ack(message, payload, code="AA", control_id=self._ack_id(), now=self.clock())
 
-    def _refuse(
+    async def _refuse(
         self, message: Hl7Message | None, payload: bytes, code: str, error: Hl7Error
     ) -> bytes:
         reason = f"{error.hl7_error_code}-{error.location or 'message'}"
         if self.observer:
             self.observer.refused(code, reason)
         log.info("refused message %s: %s %s", message_digest(payload)[:12], code, reason)
+        if code == "AE":  # bad input: keep a sealed copy and the reason (AR: the sender keeps it)
+            failure = Failure(f"hl7-{error.hl7_error_code}", str(error))
+            try:
+                await asyncio.wait_for(
+                    self.publisher.dead_letter(payload, stage="mllp", failure=failure),
+                    self.publish_timeout_s,
+                )
+            except (KafkaError, TimeoutError, OSError) as exc:
+                log.warning("dead letter for %s not stored: %s", reason, type(exc).__name__)
         return build_ack(
             message, payload, code=code, error=error, control_id=self._ack_id(), now=self.clock()
         )

@@ -99,3 +99,35 @@ class PrometheusGatewayObserver:
 
     def frame_rejected(self, reason: str) -> None:
         FRAME_REJECTIONS.labels(_known(reason, REJECTIONS)).inc()
+
+
+MESSAGES_ACCEPTED = Counter(
+    "relais_producer_messages_accepted_total",
+    "HL7 messages accepted onto the bus, by sector and message type.",
+    ["sector", "message_type"],
+    registry=REGISTRY,
+)
+MESSAGES_REFUSED = Counter(
+    "relais_producer_messages_refused_total",
+    "HL7 messages refused (AE: bad message, AR: bus unavailable), by code and reason.",
+    ["ack_code", "reason"],
+    registry=REGISTRY,
+)
+DOCUMENTS_ACCEPTED = Counter(
+    "relais_producer_documents_accepted_total",
+    "Documents accepted onto the bus, by sector.",
+    ["sector"],
+    registry=REGISTRY,
+)
+
+
+class PrometheusIngestObserver:
+    """Counts what :class:`producers.ingest.Ingest` accepts and refuses."""
+
+    def accepted(self, sector: str, message_type: str, documents: int) -> None:
+        MESSAGES_ACCEPTED.labels(sector, message_type).inc()
+        DOCUMENTS_ACCEPTED.labels(sector).inc(documents)
+
+    def refused(self, code: str, reason: str) -> None:
+        # reason is "<0357 code>-<location>", e.g. "101-PID-3": a closed, data-free set.
+        MESSAGES_REFUSED.labels(code, reason).inc()

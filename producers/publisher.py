@@ -25,8 +25,9 @@ from producers.hl7_errors import Hl7ValidationError
 from producers.hl7_message import Hl7Message, parse_message
 from producers.submission import document_submitted, identity_update, submissions
 from relais.contracts import Codec, Record
+from relais.deadletter import Failure, Origin, dead_letter
 from relais.keyring import Keyring
-from relais.topics import IDENTITY_EVENTS, SUBMITTED
+from relais.topics import DEADLETTER, IDENTITY_EVENTS, SUBMITTED
 
 _ADT = {"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A40"}
 SECTOR_MESSAGES = {
@@ -70,6 +71,7 @@ class Publisher:
         self.codec = codec or Codec()
         self.topic = SUBMITTED.name(topic_prefix)
         self.identity_topic = IDENTITY_EVENTS.name(topic_prefix)
+        self.deadletter_topic = DEADLETTER.name(topic_prefix)
         self.clock = clock
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -126,6 +128,20 @@ class Publisher:
         )
         await self._send([(self.topic, "DocumentSubmitted", record)])
         return str(record["event_id"])
+
+    async def dead_letter(self, raw: bytes, *, stage: str, failure: Failure) -> str:
+        """Record input Relais refused (sealed), so that nothing refused is silently gone."""
+        letter = dead_letter(
+            self.keyring,
+            stage=stage,
+            failure=failure,
+            origin=Origin(stage),
+            original=raw,
+            now=self.clock(),
+        )
+        value = self.codec.encode("DeadLetter", letter)
+        await (await self._producer.send(self.deadletter_topic, value=value))
+        return str(letter["dead_letter_id"])
 
     async def _send(self, records: list[tuple[str, str, Record]]) -> None:
         """Send all, then wait until the broker acknowledged every one (acks=all)."""

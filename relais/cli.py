@@ -267,6 +267,99 @@ def publish(ctx: click.Context, paths: tuple[Path, ...], sector: str | None) -> 
         sys.exit(1)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=2575, show_default=True, type=int, help="MLLP port")
+@click.option(
+    "--sector",
+    type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY", "CITY"]),
+    help="sector of every sender on this listener; default: implied by the document type",
+)
+@click.option(
+    "--max-frame-bytes",
+    default=16 << 20,
+    show_default=True,
+    type=int,
+    help="larger messages get an AR and the connection is closed",
+)
+@click.option(
+    "--idle-timeout",
+    "idle_timeout_s",
+    default=300.0,
+    show_default=True,
+    type=float,
+    help="seconds without a byte before a connection is closed",
+)
+@click.option(
+    "--tls-cert", type=click.Path(exists=True, path_type=Path), help="server certificate (PEM)"
+)
+@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), help="server key (PEM)")
+@click.option(
+    "--client-ca",
+    type=click.Path(exists=True, path_type=Path),
+    help="require client certificates signed by this CA (PEM)",
+)
+@click.pass_context
+def mllp(
+    ctx: click.Context,
+    *,
+    host: str,
+    port: int,
+    sector: str | None,
+    max_frame_bytes: int,
+    idle_timeout_s: float,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    client_ca: Path | None,
+) -> None:
+    """Receive HL7 v2 over MLLP and acknowledge each message.
+
+    AA only once the broker acknowledged the event (acks=all); AE with an ERR
+    segment naming the field and the rule for a bad message (also dead-lettered);
+    AR when the bus cannot take it now. TLS with --tls-cert/--tls-key, client
+    certificates with --client-ca. Runs until Ctrl-C / SIGTERM.
+    """
+    from producers.ingest import Ingest
+    from producers.mllp_gateway import GatewayConfig, MllpGateway, server_tls_context
+    from producers.mllp_metrics import PrometheusGatewayObserver, PrometheusIngestObserver
+    from producers.publisher import Publisher
+    from relais.keyring_source import load_keyring
+    from relais.metrics import serve_metrics
+    from relais.signals import stop_on_signals
+
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    s = _settings(ctx)
+    keyring = load_keyring(s)
+    tls = server_tls_context(tls_cert, tls_key, client_ca) if tls_cert and tls_key else None
+    config = GatewayConfig(
+        host=host,
+        port=port,
+        max_frame_bytes=max_frame_bytes,
+        idle_timeout_s=idle_timeout_s,
+        tls=tls,
+    )
+
+    async def run() -> None:
+        stop = stop_on_signals()
+        async with Publisher(
+            bootstrap=s.bootstrap_servers, keyring=keyring, topic_prefix=s.topic_prefix
+        ) as publisher:
+            handler = Ingest(publisher, sector=sector, observer=PrometheusIngestObserver())
+            gateway = MllpGateway(config, handler, PrometheusGatewayObserver())
+            bound = await gateway.start()
+            metrics_port = serve_metrics(s.metrics_host, s.metrics_port)
+            click.echo(
+                f"MLLP{'S' if tls else ''} on {host}:{bound} -> {s.bootstrap_servers}; "
+                f"metrics on http://{s.metrics_host}:{metrics_port}/metrics"
+            )
+            await stop.wait()
+            await gateway.stop()
+        click.echo("MLLP gateway stopped")
+
+    asyncio.run(run())
+
+
 @main.group()
 def keys() -> None:
     """Manage the encryption keyring (AES-256-GCM keys and the pseudonym key)."""

@@ -1,0 +1,291 @@
+"""HL7 v2 over a real MLLP connection onto the real broker: ACKs, bus records, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from producers.ingest import Ingest
+from producers.mllp_framing import MllpDecoder, frame
+from producers.mllp_gateway import GatewayConfig, MllpGateway
+from producers.mllp_metrics import PrometheusGatewayObserver, PrometheusIngestObserver
+from producers.publisher import Publisher
+from relais.contracts import Codec
+from relais.envelope import Envelope, open_envelope
+from relais.localstack import LocalStack
+from relais.metrics import REGISTRY
+from relais.topic_admin import ensure_topics
+from relais.topics import DEADLETTER, IDENTITY_EVENTS, SUBMITTED
+from tests.shared_data import shared
+
+CODEC = Codec()
+MAX_FRAME = 8 << 20
+
+
+@dataclass
+class Gateway:
+    port: int
+    prefix: str
+    stack: LocalStack
+
+
+@pytest.fixture(scope="module")
+async def gateway(stack: LocalStack) -> AsyncIterator[Gateway]:
+    prefix = f"m{uuid.uuid4().hex[:8]}"
+    await ensure_topics(stack.broker.bootstrap, prefix)
+    publisher = Publisher(
+        bootstrap=stack.broker.bootstrap, keyring=stack.keyring, topic_prefix=prefix
+    )
+    await publisher.start()
+    config = GatewayConfig(port=0, max_frame_bytes=MAX_FRAME, idle_timeout_s=3.0)
+    server = MllpGateway(
+        config, Ingest(publisher, observer=PrometheusIngestObserver()), PrometheusGatewayObserver()
+    )
+    port = await server.start()
+    try:
+        yield Gateway(port, prefix, stack)
+    finally:
+        await server.stop()
+        await publisher.stop()
+
+
+async def exchange(
+    port: int, payload: bytes, *, chunk: int | None = None, pause_s: float = 0.0
+) -> list[bytes]:
+    """Send one framed message (optionally trickled) and read the ACKs until close/timeout."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    data = frame(payload)
+    step = chunk or len(data)
+    for start in range(0, len(data), step):
+        writer.write(data[start : start + step])
+        await writer.drain()
+        if pause_s:
+            await asyncio.sleep(pause_s)
+    acks = await read_acks(reader, expected=1)
+    writer.close()
+    return acks
+
+
+async def read_acks(
+    reader: asyncio.StreamReader, expected: int, timeout: float = 15
+) -> list[bytes]:
+    decoder = MllpDecoder(1 << 20)
+    acks: list[bytes] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(acks) < expected and loop.time() < deadline:
+        try:
+            chunk = await asyncio.wait_for(reader.read(65536), deadline - loop.time())
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        acks += decoder.feed(chunk)
+    return acks
+
+
+def field(ack: bytes, segment: str, number: int) -> str:
+    for line in ack.decode().split("\r"):
+        if line.startswith(segment + "|"):
+            parts = line.split("|")
+            return parts[number] if len(parts) > number else ""
+    return ""
+
+
+async def records(bootstrap: str, topic: str, count: int, timeout: float = 20) -> list[dict]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[dict] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(found) < count and loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for batch in batches.values():
+                found += [CODEC.decode(m.value)[1] for m in batch]
+    finally:
+        await consumer.stop()
+    return found
+
+
+def traits(stack: LocalStack, record: dict) -> dict:
+    plain = open_envelope(
+        stack.keyring,
+        Envelope.from_record(record["patient"]["identity"]),
+        event_id=record["event_id"],
+        purpose="identity",
+    )
+    return dict(json.loads(plain))
+
+
+def pid3_ins(raw: bytes) -> tuple[str, str]:
+    """INS and OID as the sample file writes them in PID-3 (the expected values)."""
+    match = re.search(rb"\|(\d{15})\^\^\^[^&|]*&([0-9.]+)&ISO\^INS", raw)
+    assert match, "sample has no INS in PID-3"
+    return match[1].decode(), match[2].decode()
+
+
+SAMPLES = {
+    # file: (ACK MSH-9, documents, sector, type code, action)
+    "ORU_R01_CR-BIO_N1+N3_initial_placeholder.hl7": ("ACK^R01^ACK", 2, "LAB", "11502-2", "SUBMIT"),
+    "ORU_R01_CR-BIO_N1+N3_delete_placeholder.er7": ("ACK^R01^ACK", 2, "LAB", "11502-2", "DELETE"),
+    "MDM_T02_CR-IMG_N1_initial_placeholder.er7": (
+        "ACK^T02^ACK",
+        1,
+        "RADIOLOGY",
+        "18748-4",
+        "SUBMIT",
+    ),
+    "MDM_T04_CR-IMG_N1_delete_placeholder.er7": (
+        "ACK^T04^ACK",
+        1,
+        "RADIOLOGY",
+        "18748-4",
+        "DELETE",
+    ),
+}
+
+
+async def test_ans_document_samples_are_acknowledged_and_on_the_bus(gateway: Gateway) -> None:
+    expected_documents = 0
+    for name, (ack_type, documents, _, _, _) in SAMPLES.items():
+        raw = shared("hl7v2", name).read_bytes()
+        [ack] = await exchange(gateway.port, raw)
+        assert field(ack, "MSA", 1) == "AA", (name, ack)
+        assert field(ack, "MSH", 8) == ack_type
+        sent_control_id = raw.split(b"|")[9].decode()
+        assert field(ack, "MSA", 2) == sent_control_id
+        expected_documents += documents
+    bus = await records(
+        gateway.stack.broker.bootstrap, SUBMITTED.name(gateway.prefix), expected_documents
+    )
+    assert len(bus) == expected_documents
+    by_type = {(r["source"]["message_type"], r["document"]["action"]): r for r in bus}
+    for name, (_, _, sector, type_code, action) in SAMPLES.items():
+        ins, oid = pid3_ins(shared("hl7v2", name).read_bytes())
+        record = next(
+            r
+            for (_, a), r in by_type.items()
+            if a == action and r["document"]["type_code"] == type_code
+        )
+        assert record["sector"] == sector
+        assert traits(gateway.stack, record)["ins"] == ins
+        assert record["patient"]["ins_oid"] == oid
+    initial = by_type["ORU^R01", "SUBMIT"]
+    assert initial["hints"]["flags"]["DESTDMP"] is True
+    assert initial["hints"]["flags"]["ACK_LECTURE_MSS"] is True
+    assert initial["hints"]["recipients"] is not None
+
+
+async def test_ans_admission_becomes_an_identity_event(gateway: Gateway) -> None:
+    raw = shared("hl7v2", "ADT_A01_PAMFR_INS_admission.er7").read_bytes()
+    [ack] = await exchange(gateway.port, raw)
+    assert field(ack, "MSA", 1) == "AA"
+    [update] = await records(
+        gateway.stack.broker.bootstrap, IDENTITY_EVENTS.name(gateway.prefix), 1
+    )
+    assert update["trigger"] == "A01"
+    assert update["kind"] == "UPDATE"
+    assert update["patient"]["reliability"] == "VALI"
+    assert traits(gateway.stack, update)["ins"] == "279035121518989"
+
+
+GOOD = shared("hl7v2", "MDM_T02_CR-IMG_N1_initial_placeholder.er7")
+
+
+def refused(code: str) -> float:
+    """All messages refused with ``code``, whatever the reason."""
+    return sum(
+        s.value
+        for metric in REGISTRY.collect()
+        if metric.name == "relais_producer_messages_refused"
+        for s in metric.samples
+        if s.name.endswith("_total") and s.labels.get("ack_code") == code
+    )
+
+
+def rejections(reason: str) -> float:
+    return (
+        REGISTRY.get_sample_value("relais_mllp_frame_rejections_total", {"reason": reason}) or 0.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "err3", "location"),
+    [
+        (
+            "missing PID",
+            lambda raw: b"\n".join(seg for seg in raw.split(b"\n") if not seg.startswith(b"PID")),
+            "101",
+            "PID",
+        ),
+        ("bad MSH-9", lambda raw: raw.replace(b"|MDM^T02^MDM_T02|", b"|MDM|", 1), "200", "MSH"),
+        (
+            "unknown type",
+            lambda raw: raw.replace(b"|MDM^T02^MDM_T02|", b"|ORM^O01^ORM_O01|", 1),
+            "200",
+            "MSH",
+        ),
+        (
+            "wrong charset bytes",
+            lambda raw: raw.replace(b"PAT-TROIS", "PAT-TRÖIS".encode("latin-1"), 1),
+            "102",
+            "MSH",
+        ),
+    ],
+)
+async def test_bad_messages_get_an_ae_naming_the_field_and_a_dead_letter(
+    gateway: Gateway, name: str, mutate: object, err3: str, location: str
+) -> None:
+    raw = mutate(GOOD.read_bytes())  # type: ignore[operator]
+    refused_before = refused("AE")
+    [ack] = await exchange(gateway.port, raw)
+    assert field(ack, "MSA", 1) == "AE", name
+    assert field(ack, "ERR", 3).split("^")[0] == err3, (name, ack)
+    assert field(ack, "ERR", 2).startswith(location), (name, ack)
+    # The gateway keeps serving: the good message right after is accepted.
+    [ok] = await exchange(gateway.port, GOOD.read_bytes())
+    assert field(ok, "MSA", 1) == "AA"
+    letters = await records(gateway.stack.broker.bootstrap, DEADLETTER.name(gateway.prefix), 1)
+    assert any(
+        letter["stage"] == "mllp" and letter["reason_code"] == f"hl7-{err3}" for letter in letters
+    )
+    assert refused("AE") == refused_before + 1
+
+
+async def test_oversized_truncated_garbage_and_slow_senders(gateway: Gateway) -> None:
+    before = {r: rejections(r) for r in ("oversized", "truncated", "junk")}
+    # 10 MB message over an 8 MB limit: AR, then the connection closes.
+    big = GOOD.read_bytes().replace(b"^Base64^", b"^Base64^" + b"A" * (10 << 20), 1)
+    [nak] = await exchange(gateway.port, big, chunk=1 << 20)
+    assert field(nak, "MSA", 1) == "AR"
+    # Truncated frame: start block, half a message, then the sender goes away.
+    _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(b"\x0b" + GOOD.read_bytes()[:100])
+    await writer.drain()
+    writer.close()
+    # Binary garbage outside any frame.
+    _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(bytes(range(256)) * 4)
+    await writer.drain()
+    writer.close()
+    # Slow sender: 200-byte pieces, 50 ms apart, under the 3 s idle timeout.
+    [slow] = await exchange(gateway.port, GOOD.read_bytes(), chunk=200, pause_s=0.05)
+    assert field(slow, "MSA", 1) == "AA"
+    await asyncio.sleep(0.5)
+    assert rejections("oversized") == before["oversized"] + 1
+    assert rejections("truncated") >= before["truncated"] + 1
+    assert rejections("junk") >= before["junk"] + 1
