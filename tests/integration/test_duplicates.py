@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from producers.document_id import cda_id
+from producers.hl7_message import parse_message
+from producers.ingest import Ingest
+from producers.mllp_framing import MllpDecoder, frame
+from producers.mllp_gateway import GatewayConfig, MllpGateway
 from producers.publisher import Publisher
 from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, sample
 from relais.localstack import Landing, LocalStack, read_landing, scrape
@@ -76,3 +82,45 @@ async def test_resent_message_and_resent_document_are_delivered_once(own_stack: 
     assert landing.doubled() == []
     metrics = scrape(own_stack.process("identity").metrics_port)
     assert metrics['relais_stage_events_total{event="duplicate",stage="identity"}'] == 1
+
+
+async def test_sender_that_disconnects_before_its_ack_and_resends_gets_one_delivery(
+    own_stack: LocalStack,
+) -> None:
+    s = own_stack.settings
+    filed_before = len(own_stack.sandbox.filed)
+    async with Publisher(
+        bootstrap=s.bootstrap_servers, keyring=own_stack.keyring, topic_prefix=s.topic_prefix
+    ) as publisher:
+        gateway = MllpGateway(GatewayConfig(port=0), Ingest(publisher))
+        port = await gateway.start()
+        try:
+            raw = sample(LAB, SARAH_LOU, 7)
+            # First attempt: the sender goes away right after writing the message.
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(frame(raw))
+            await writer.drain()
+            writer.close()
+            # It never saw an ACK, so it resends the same message on a new connection.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(frame(raw))
+            await writer.drain()
+            decoder = MllpDecoder(1 << 20)
+            acks: list[bytes] = []
+            while not acks:
+                acks = decoder.feed(await asyncio.wait_for(reader.read(65536), 30))
+            writer.close()
+            assert b"MSA|AA|" in acks[0]
+        finally:
+            await gateway.stop()
+
+    unique_id = cda_id(parse_message(raw).documents[0].content)
+
+    def settled(lan: Landing) -> bool:
+        ours = [a for a in duplicates(lan) if a["document_unique_id"] == unique_id]
+        return len(own_stack.sandbox.filed) > filed_before and len(ours) == 1
+
+    landing = await read_landing(s.bootstrap_servers, s.topic_prefix, timeout_s=60, until=settled)
+    assert settled(landing), "expected one filing and one duplicate for the resent message"
+    assert len(own_stack.sandbox.filed) == filed_before + 1
+    assert landing.doubled() == []
