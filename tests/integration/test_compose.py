@@ -42,10 +42,10 @@ INSTALL_HINT = (
     "--no-install-recommends {package}` (the test setup target does this)"
 )
 
-WORKERS = {"identity", "transcode", "route", "dmp-sink"}
+WORKERS = {"identity", "transcode", "route", "dmp-sink", "mllp"}
 RELAIS_SERVICES = {"topics", "dmp-sandbox", *WORKERS}
 EXPECTED_SERVICES = {"kafka", "prometheus", "grafana", *RELAIS_SERVICES}
-PUBLISHED = {"prometheus": "9090", "grafana": "3000"}
+PUBLISHED = {"prometheus": "9090", "grafana": "3000", "mllp": "2575"}
 LOOPBACK = {"127.0.0.1", "::1"}
 METRICS_PORT = "9400"
 
@@ -178,7 +178,7 @@ def test_compose_defines_the_expected_services() -> None:
     assert services == EXPECTED_SERVICES
 
 
-def test_only_prometheus_and_grafana_publish_ports_on_loopback(
+def test_only_prometheus_grafana_and_mllp_publish_ports_on_loopback(
     compose_config: dict[str, Any],
 ) -> None:
     published: dict[str, set[str]] = {}
