@@ -159,7 +159,7 @@ def _merged_ids(segments: Sequence[Segment]) -> tuple[tuple[str, str], ...]:
     """MRG-1 of a merge: the identifiers of the record absorbed into PID's."""
     mrg = _required(segments, "MRG")
     ids = tuple(
-        (component(rep, 1), component(rep, 4, 2) or component(rep, 4, 1))
+        (component(rep, 1), component(rep, 4, 1) or component(rep, 4, 2))  # as PID-3 local ids
         for rep in mrg.reps(1)
         if component(rep, 1)
     )

@@ -204,4 +204,5 @@ def identity_update(
         "kind": "MERGE" if message.merged_ids else "UPDATE",
         "patient": _patient(message.patient, origin, keyring, event_id),
         "merged": merged,
+        "target_key": None,
     }

@@ -152,11 +152,13 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
     """
     from relais.keyring_source import load_keyring
     from relais.metrics import serve_metrics
-    from streams.worker import STAGES, run_worker
+    from streams.worker import STAGE_NAMES, run_worker
 
-    unknown = [s for s in stages if s not in STAGES]
+    unknown = [s for s in stages if s not in STAGE_NAMES]
     if unknown:
-        raise click.BadParameter(f"{unknown}; choose from {', '.join(STAGES)}", param_hint="STAGES")
+        raise click.BadParameter(
+            f"{unknown}; choose from {', '.join(STAGE_NAMES)}", param_hint="STAGES"
+        )
     s = _settings(ctx)
     keyring = load_keyring(s)
     port = serve_metrics(s.metrics_host, s.metrics_port)
@@ -199,6 +201,18 @@ def sandbox_dmp(host: str, port: int, store: Path | None) -> None:
 
     click.echo(f"DMP sandbox on http://{host}:{port}/documents")
     asyncio.run(serve_forever(host, port, store))
+
+
+@sandbox.command("insi")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=39181, show_default=True, type=int)
+def sandbox_insi(host: str, port: int) -> None:
+    """Run the INSi sandbox: fictitious test identities (homonyms, conflicts included)
+    answering INS searches by traits and verifications of a held INS."""
+    from sandboxes.insi import serve_forever
+
+    click.echo(f"INSi sandbox on http://{host}:{port}/insi")
+    asyncio.run(serve_forever(host, port))
 
 
 @main.command()

@@ -35,6 +35,8 @@ from relais.settings import Settings
 from relais.topic_admin import ensure_topics
 from relais.topics import AUDIT, DEADLETTER, DELIVERY_STATUS, IDENTITY_PENDING
 from sandboxes.dmp import DmpSandbox, start_sandbox
+from sandboxes.insi import InsiSandbox
+from sandboxes.insi import start_sandbox as start_insi
 
 
 def free_port() -> int:
@@ -67,8 +69,10 @@ class LocalStack:
     keyring: Keyring = field(init=False)
     broker: LocalBroker = field(init=False)
     sandbox: DmpSandbox = field(init=False)
+    insi: InsiSandbox = field(init=False)
     processes: list[Process] = field(default_factory=list)
     _runner: web.AppRunner | None = None
+    _insi_runner: web.AppRunner | None = None
 
     async def start(self, broker_listen: str | None = None) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -83,12 +87,14 @@ class LocalStack:
         self._runner, self.sandbox, dmp_port = await start_sandbox(
             "127.0.0.1", 0, self.work_dir / "dmp-sandbox"
         )
+        self._insi_runner, self.insi, insi_port = await start_insi("127.0.0.1", 0)
         self.settings = replace(
             Settings(),
             bootstrap_servers=self.broker.bootstrap,
             topic_prefix=self.prefix,
             keyring_file=keyring_file,
             dmp_url=f"http://127.0.0.1:{dmp_port}",
+            insi_url=f"http://127.0.0.1:{insi_port}",
             data_dir=self.work_dir / "data",
         )
         for args in self.workers:
@@ -104,6 +110,8 @@ class LocalStack:
             "RELAIS_TOPIC_PREFIX": s.topic_prefix,
             "RELAIS_KEYRING_FILE": str(s.keyring_file),
             "RELAIS_DMP_URL": s.dmp_url,
+            "RELAIS_INSI_URL": s.insi_url,
+            "RELAIS_INSI_TIMEOUT_S": "2",
             "RELAIS_DATA_DIR": str(s.data_dir),
             "RELAIS_METRICS_HOST": "127.0.0.1",
             "RELAIS_METRICS_PORT": str(metrics_port),
@@ -166,8 +174,9 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 p.popen.kill()
                 p.popen.wait()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in (self._runner, self._insi_runner):
+            if runner is not None:
+                await runner.cleanup()
         with contextlib.suppress(AttributeError):
             self.broker.stop()
 

@@ -14,6 +14,9 @@ RELAIS_KEYRING                 keyring JSON inline (instead of a file)     (none
 RELAIS_METRICS_HOST            address /metrics listens on                 127.0.0.1
 RELAIS_METRICS_PORT            port of /metrics (0: pick a free port)      0
 RELAIS_DMP_URL                 DMP endpoint the DMP sink files into        http://127.0.0.1:39180
+RELAIS_INSI_URL                INSi endpoint of the identity stage         http://127.0.0.1:39181
+RELAIS_INSI_TIMEOUT_S          timeout of one INSi call                    5
+RELAIS_TABLE_STORE             Faust table store (memory:// or rocksdb://) memory://
 RELAIS_DATA_DIR                where local state (broker, demo) lives      ./.relais
 RELAIS_BROKER_BIN              broker binary instead of the bundled tansu  (bundled tansu)
 RELAIS_BROKER_LISTEN           host:port the local broker listens on       127.0.0.1:39092
@@ -46,6 +49,9 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     dmp_url: str = "http://127.0.0.1:39180"
+    insi_url: str = "http://127.0.0.1:39181"
+    insi_timeout_s: float = 5.0
+    table_store: str = "memory://"
     data_dir: Path = Path(".relais")
     broker_bin: Path | None = None
     broker_listen: str = "127.0.0.1:39092"
@@ -94,6 +100,9 @@ class Settings:
             metrics_host=text("RELAIS_METRICS_HOST", d.metrics_host),
             metrics_port=port,
             dmp_url=text("RELAIS_DMP_URL", d.dmp_url),
+            insi_url=text("RELAIS_INSI_URL", d.insi_url),
+            insi_timeout_s=number("RELAIS_INSI_TIMEOUT_S", d.insi_timeout_s, float),
+            table_store=text("RELAIS_TABLE_STORE", d.table_store),
             data_dir=Path(text("RELAIS_DATA_DIR", str(d.data_dir))),
             broker_bin=path("RELAIS_BROKER_BIN"),
             broker_listen=text("RELAIS_BROKER_LISTEN", d.broker_listen),

@@ -46,6 +46,9 @@ IDENTITY_PENDING: Final = TopicSpec(
 IDENTITY_EVENTS: Final = TopicSpec(
     "identity.events.v1", 4, "patient identity updates and merges (ADT)", _KEEP
 )
+IDENTITY_ALERTS: Final = TopicSpec(
+    "identity.alerts.v1", 4, "identitovigilance alerts: contradictions blocked for a human", _KEEP
+)
 MSSANTE_INBOUND: Final = TopicSpec("mssante.inbound.v1", 4, "documents received by mail", _DATA)
 DEADLETTER: Final = TopicSpec("deadletter.v1", 4, "records a stage could not process", _KEEP)
 AUDIT: Final = TopicSpec("audit.v1", 4, "who/what/when for every document", _KEEP)
@@ -60,6 +63,7 @@ ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     DELIVERY_STATUS,
     IDENTITY_PENDING,
     IDENTITY_EVENTS,
+    IDENTITY_ALERTS,
     MSSANTE_INBOUND,
     DEADLETTER,
     AUDIT,

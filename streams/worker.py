@@ -10,8 +10,8 @@ is at least once. The web server stays off and bound to 127.0.0.1.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,11 +22,18 @@ from relais.contracts import Codec
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.settings import Settings
-from streams import identity, route, transcode
-from streams.dedupe import deduplicating
+from streams import route, transcode
+from streams.circuit_breaker import CircuitBreaker
+from streams.identity_insi import consistency_problems, insi_verifier
+from streams.identity_worker import register_identity
+from streams.insi_client import HttpInsiClient
+from streams.insi_metrics import PrometheusInsiObserver
 from streams.stage import Stage, StageContext, run_step
 
-STAGES: dict[str, Stage] = {s.name: s for s in (identity.STAGE, transcode.STAGE, route.STAGE)}
+#: Stages built from a pure handler and the generic shell; identity has its own shell
+#: (two input topics, patient state, INSi): see streams.identity_worker.
+STAGES: dict[str, Stage] = {s.name: s for s in (transcode.STAGE, route.STAGE)}
+STAGE_NAMES = ("identity", *STAGES)
 MAX_BYTES = 16 << 20
 
 log = logging.getLogger(__name__)
@@ -34,11 +41,13 @@ log = logging.getLogger(__name__)
 
 def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) -> faust.App:
     """A Faust app running the given stages against ``settings.bootstrap_servers``."""
-    unknown = [n for n in stage_names if n not in STAGES]
+    unknown = [n for n in stage_names if n not in STAGE_NAMES]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; known: {', '.join(STAGES)}")
+        raise ValueError(f"unknown stage(s) {unknown}; known: {', '.join(STAGE_NAMES)}")
+    # The app id is the consumer group: name it after the stages, in a fixed order. Run a
+    # stage always in the same grouping, or a new group re-reads its topics from the start.
     app = faust.App(
-        f"{settings.topic_prefix}-{'-'.join(stage_names)}",
+        f"{settings.topic_prefix}-{'-'.join(n for n in STAGE_NAMES if n in stage_names)}",
         broker=f"kafka://{settings.bootstrap_servers}",
         value_serializer="raw",
         key_serializer="raw",
@@ -54,23 +63,35 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
         topic_partitions=4,
         topic_disable_leader=True,
         datadir=str(settings.data_dir / "faust"),
-        store="memory://",
+        store=settings.table_store,  # rocksdb:// in production (pip install relais[rocksdb])
     )
     if settings.broker_kind == "tansu":
         tansu_quirks.install(settings.bootstrap_servers)
     codec = Codec()
     for name in stage_names:
-        stage = STAGES[name]
         if name == "identity":
-            # The first stage drops documents sent twice; the table is co-partitioned
-            # with the submitted topic (both keyed by patient), so a duplicate meets
-            # the entry of its first sighting, also after a restart (changelog).
-            seen = app.Table(
-                "identity-seen", default=None, partitions=4, key_type=str, value_type=str
-            )
-            stage = replace(stage, handle=deduplicating(stage.handle, seen))
-        _register(app, stage, codec, keyring, settings.topic_prefix)
+            _register_identity(app, settings, keyring)
+        else:
+            _register(app, STAGES[name], codec, keyring, settings.topic_prefix)
     return app
+
+
+def _register_identity(app: faust.App, settings: Settings, keyring: Keyring) -> None:
+    breaker = CircuitBreaker(failure_threshold=3, reset_after_s=10.0)
+    client = HttpInsiClient(
+        settings.insi_url,
+        timeout_s=settings.insi_timeout_s,
+        breaker=breaker,
+        observer=PrometheusInsiObserver(),
+    )
+    register_identity(
+        app,
+        prefix=settings.topic_prefix,
+        keyring=keyring,
+        verify=insi_verifier(client),
+        consistency=consistency_problems,
+        insi_ready=lambda: breaker.ready(time.monotonic()),
+    )
 
 
 def _register(app: faust.App, stage: Stage, codec: Codec, keyring: Keyring, prefix: str) -> None:

@@ -23,6 +23,7 @@ from relais.demo.samples import (
     LETTER,
     SARAH_LOU,
     UNQUALIFIED,
+    VALIDATED,
     Kind,
     Patient,
     sample,
@@ -45,7 +46,8 @@ DOCUMENTS = (
     DemoDocument("lab result (CR-BIO), ORU^R01", LAB, DOMINIQUE, "LAB"),
     DemoDocument("imaging report (CR-IMG), ORU^R01", IMAGING, SARAH_LOU, "RADIOLOGY"),
     DemoDocument("hospital letter (LDL-SES), MDM^T02", LETTER, DOMINIQUE, "HOSPITAL"),
-    DemoDocument("lab result, identity only VALIDATED", LAB, UNQUALIFIED, "LAB"),
+    DemoDocument("lab result, identity VALI, qualified by INSi", LAB, VALIDATED, "LAB"),
+    DemoDocument("lab result, identity only PROVISIONAL", LAB, UNQUALIFIED, "LAB"),
     DemoDocument("lab result with a truncated CDA", LAB, SARAH_LOU, "LAB", broken=True),
 )
 
@@ -72,7 +74,9 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
     stack = LocalStack(work, prefix="demo")
     started = time.monotonic()
     try:
-        _step(f"starting broker, topics, DMP sandbox and 4 worker processes (logs in {work})")
+        _step(
+            f"starting broker, topics, DMP and INSi sandboxes, 4 worker processes (logs in {work})"
+        )
         await stack.start()
         await stack.wait_for_metrics()
         _step(f"stack up in {time.monotonic() - started:.1f} s; broker {stack.broker.bootstrap}")

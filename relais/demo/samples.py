@@ -24,12 +24,22 @@ class Patient:
     reliability: str = "QUAL"
 
 
-DOMINIQUE: Final = Patient("279035121518989", "PAT-TROIS", "DOMINIQUE", "19790328", "F", "63220")
+DOMINIQUE: Final = Patient("279035121518989", "PAT-TROIS", "DOMINIQUE", "19790328", "F", "51215")
 SARAH_LOU: Final = Patient(
     "277010115400329", "GARCIA-HAMMADI", "SARAH-LOU ANNA", "19770121", "F", "01154"
 )
 UNQUALIFIED: Final = Patient(
-    "279035121518989", "PAT-TROIS", "DOMINIQUE", "19790328", "F", "63220", reliability="VALI"
+    "279035121518989", "PAT-TROIS", "DOMINIQUE", "19790328", "F", "51215", reliability="PROV"
+)
+#: Checked against an identity document (VALI): the identity stage asks INSi to make it QUAL.
+VALIDATED: Final = Patient(
+    "277010115400329",
+    "GARCIA-HAMMADI",
+    "SARAH-LOU ANNA",
+    "19770121",
+    "F",
+    "01154",
+    reliability="VALI",
 )
 
 

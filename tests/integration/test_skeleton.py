@@ -19,7 +19,7 @@ GARBAGE = b"\x00\x01 this is not an Avro record \xff"
 
 
 def broken_cda_message() -> bytes:
-    good = sample(LAB, DOMINIQUE, 90)
+    good = sample(LAB, SARAH_LOU, 90)  # not DOMINIQUE: her later documents queue behind her held one
     cda = parse_message(good).documents[0].content
     broken = base64.b64encode(b"<ClinicalDocument xmlns='urn:hl7-org:v3'><id root='1'>").decode()
     return good.replace(base64.b64encode(cda), broken.encode())
@@ -70,7 +70,7 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
 
     # Held: the unqualified identity waits with its reason.
     assert landing.held[held_id]["reason_code"] == "identity-not-qualified"
-    assert landing.held[held_id]["identity_status"] == "VALI"
+    assert landing.held[held_id]["identity_status"] == "PROV"
 
     # Dead letters: stage, reason, original bytes.
     by_stage = {letter["stage"]: letter for letter in landing.dead}

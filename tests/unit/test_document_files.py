@@ -19,7 +19,7 @@ PATIENT = {
     "given_names": "DOMINIQUE",
     "birth_date": "19790328",
     "sex": "F",
-    "birthplace_code": "63220",
+    "birthplace_code": "51215",
 }
 DOCUMENT = {"type_code": "18748-4", "type_label": "CR d'imagerie", "unique_id": "1.2.3.4.5"}
 

@@ -12,9 +12,10 @@ from relais.contracts import Codec, Record
 from relais.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, Kind, Patient, sample
 from relais.keyring import Keyring
 from relais.topics import AUDIT, DELIVERY_DMP
-from streams import identity, transcode
+from streams import transcode
 from streams.route import STAGE, destinations, handle, request_id
 from streams.stage import StageContext
+from tests.builders import qualified
 
 KEYRING = Keyring.generate("k-route")
 NOW = datetime(2026, 11, 22, 9, 15, tzinfo=UTC)
@@ -31,9 +32,9 @@ def ready(
     [record] = submissions(
         parse_message(sample(kind, patient, 1)), sector="LAB", keyring=KEYRING, now=NOW
     )
-    for stage in (identity, transcode):
-        [out] = stage.handle(record, ctx)
-        _, record = CODEC.decode(CODEC.encode(out.record_type, out.record))
+    _, record = CODEC.decode(CODEC.encode("IdentityQualified", qualified(record, NOW)))
+    [out] = transcode.handle(record, ctx)
+    _, record = CODEC.decode(CODEC.encode(out.record_type, out.record))
     if flags is not None:
         record = {**record, "hints": {**record["hints"], "flags": flags}}
     return record

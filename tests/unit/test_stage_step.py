@@ -15,7 +15,7 @@ from relais.demo.samples import DOMINIQUE, LAB, sample
 from relais.envelope import Envelope, open_envelope, seal
 from relais.keyring import Keyring
 from relais.topics import DEADLETTER, QUALIFIED, SUBMITTED
-from streams import identity
+from streams.identity import read_traits
 from streams.stage import (
     Encoded,
     Handler,
@@ -37,6 +37,19 @@ GARBAGE = b"\x00\x01 this is not an Avro record \xff"
 
 class NotACdaFailure(StageFailure):
     reason_code = "test-not-a-cda"
+
+
+def _qualify(record: Record, ctx: StageContext) -> list[Output]:
+    """A minimal identity-like handler: opens the sealed traits, emits IdentityQualified."""
+    read_traits(record, ctx)
+    fields = ("event_id", "submitted_at", "sector", "source", "patient", "document", "hints")
+    qualified = {f: record[f] for f in fields}
+    qualified |= {"qualified_at": ctx.now, "identity_status": "QUAL", "identity_attributes": []}
+    key = record["patient"]["patient_key"].encode()
+    return [Output(QUALIFIED, "IdentityQualified", qualified, key)]
+
+
+QUALIFY = Stage("identity", SUBMITTED, "DocumentSubmitted", _qualify)
 
 
 def submitted_record() -> Record:
@@ -78,7 +91,7 @@ def stage_with(handler: Handler) -> Stage:
 
 
 def test_garbage_becomes_a_dead_letter_then_the_stage_goes_on() -> None:
-    bad = step(identity.STAGE, GARBAGE, partition=3, offset=42)
+    bad = step(QUALIFY, GARBAGE, partition=3, offset=42)
     assert bad.event_id is None
     letter = dead_letter_of(bad)
     assert letter["stage"] == "identity"
@@ -94,7 +107,7 @@ def test_garbage_becomes_a_dead_letter_then_the_stage_goes_on() -> None:
     assert GARBAGE not in CODEC.encode("DeadLetter", letter)  # sealed, not copied
 
     record = submitted_record()
-    good = step(identity.STAGE, CODEC.encode("DocumentSubmitted", record), offset=43)
+    good = step(QUALIFY, CODEC.encode("DocumentSubmitted", record), offset=43)
     assert good.failure is None
     assert good.event_id == record["event_id"]
     [out] = good.outputs
@@ -107,7 +120,7 @@ def test_garbage_becomes_a_dead_letter_then_the_stage_goes_on() -> None:
 
 @pytest.mark.parametrize("value", [None, b"", b"\xc3\x01", b"\xc3\x01" + b"\x00" * 8 + b"x"])
 def test_empty_short_and_unknown_schema_records_are_undecodable(value: bytes | None) -> None:
-    letter = dead_letter_of(step(identity.STAGE, value))
+    letter = dead_letter_of(step(QUALIFY, value))
     assert letter["reason_code"] == "undecodable-record"
     assert opened_original(letter) == (value or b"")
 
@@ -124,7 +137,7 @@ def test_a_record_of_the_wrong_type_is_undecodable() -> None:
         "detail": None,
     }
     value = CODEC.encode("AuditEvent", audit)
-    letter = dead_letter_of(step(identity.STAGE, value))
+    letter = dead_letter_of(step(QUALIFY, value))
     assert letter["reason_code"] == "undecodable-record"
     assert "AuditEvent" in letter["reason"]
     assert opened_original(letter) == value
@@ -191,7 +204,7 @@ def test_an_envelope_sealed_for_another_event_is_undecryptable() -> None:
     moved = seal(KEYRING, b'{"ins": null}', event_id="another-event", purpose="identity")
     record["patient"] = {**record["patient"], "identity": moved.to_record()}
     value = CODEC.encode("DocumentSubmitted", record)
-    letter = dead_letter_of(step(identity.STAGE, value))
+    letter = dead_letter_of(step(QUALIFY, value))
     assert letter["reason_code"] == "undecryptable-field"
     assert letter["event_id"] == record["event_id"]
     assert opened_original(letter) == value
@@ -200,7 +213,7 @@ def test_an_envelope_sealed_for_another_event_is_undecryptable() -> None:
 def test_an_envelope_for_another_purpose_is_undecryptable() -> None:
     record = submitted_record()
     record["patient"] = {**record["patient"], "identity": record["document"]["content"]}
-    letter = dead_letter_of(step(identity.STAGE, CODEC.encode("DocumentSubmitted", record)))
+    letter = dead_letter_of(step(QUALIFY, CODEC.encode("DocumentSubmitted", record)))
     assert letter["reason_code"] == "undecryptable-field"
 
 
@@ -209,15 +222,15 @@ def test_an_envelope_under_an_unknown_key_is_undecryptable() -> None:
     other = Keyring.generate("k-elsewhere")
     foreign = seal(other, b"{}", event_id=record["event_id"], purpose="identity")
     record["patient"] = {**record["patient"], "identity": foreign.to_record()}
-    letter = dead_letter_of(step(identity.STAGE, CODEC.encode("DocumentSubmitted", record)))
+    letter = dead_letter_of(step(QUALIFY, CODEC.encode("DocumentSubmitted", record)))
     assert letter["reason_code"] == "undecryptable-field"
     assert "k-elsewhere" in letter["reason"]
 
 
 def test_dead_letter_id_is_stable_per_record_place() -> None:
-    first = dead_letter_of(step(identity.STAGE, GARBAGE, offset=41))
-    replayed = dead_letter_of(step(identity.STAGE, GARBAGE, offset=41))
-    second = dead_letter_of(step(identity.STAGE, GARBAGE, offset=42))
+    first = dead_letter_of(step(QUALIFY, GARBAGE, offset=41))
+    replayed = dead_letter_of(step(QUALIFY, GARBAGE, offset=41))
+    second = dead_letter_of(step(QUALIFY, GARBAGE, offset=42))
     assert first["dead_letter_id"] == replayed["dead_letter_id"]  # a replay is the same letter
     assert first["dead_letter_id"] != second["dead_letter_id"]
     # The original is bound to its dead letter: it does not open under the other's id.

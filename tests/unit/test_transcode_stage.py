@@ -27,9 +27,9 @@ from relais.demo.samples import (
 from relais.envelope import seal
 from relais.keyring import Keyring
 from relais.topics import READY
-from streams import identity
 from streams.stage import StageContext, StageFailure
 from streams.transcode import STAGE, TranscodeFailure, check_cda, handle
+from tests.builders import qualified as qualified_record
 from tests.shared_data import shared
 
 DOC_ID = "1.2.250.1.213.1.1.9.4242.115022000001"
@@ -262,9 +262,9 @@ def qualified(kind: Kind = LAB, patient: Patient = DOMINIQUE) -> Record:
     [submitted] = submissions(
         parse_message(sample(kind, patient, 1)), sector="LAB", keyring=KEYRING, now=NOW
     )
-    [out] = identity.handle(submitted, CTX)
     _, record = CODEC.decode(
-        CODEC.encode(out.record_type, out.record), expected="IdentityQualified"
+        CODEC.encode("IdentityQualified", qualified_record(submitted, NOW)),
+        expected="IdentityQualified",
     )
     return record
 

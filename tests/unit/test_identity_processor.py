@@ -1,0 +1,196 @@
+"""Hold, release, order, INSi, conflicts and merges, with a dict for the table and a fake INSi."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from producers.hl7_message import parse_message
+from producers.submission import identity_update, patient_key_of, submissions
+from relais.contracts import Codec, Record
+from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, Patient, sample
+from relais.keyring import Keyring
+from relais.topics import IDENTITY_ALERTS, IDENTITY_EVENTS, IDENTITY_PENDING, QUALIFIED, SUBMITTED
+from streams.identity import open_traits
+from streams.identity_processor import IdentityProcessor
+from streams.identity_rules import InsiOutcome
+from streams.identity_state import PatientState
+from streams.stage import Output
+
+KEYRING = Keyring.generate()
+CODEC = Codec()
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+IPP = "000002^^^CHU-X&000897406&N^PI"
+
+
+class FakeInsi:
+    def __init__(self, code: str = "00") -> None:
+        self.code = code
+        self.calls = 0
+
+    async def __call__(self, traits: Mapping[str, Any]) -> InsiOutcome:
+        self.calls += 1
+        return InsiOutcome(self.code)
+
+
+def processor(
+    insi: FakeInsi | None = None, mismatches: list[str] | None = None
+) -> IdentityProcessor:
+    return IdentityProcessor(
+        {}, keyring=KEYRING, verify=insi or FakeInsi(), consistency=lambda _: list(mismatches or [])
+    )
+
+
+def document(
+    patient: Patient, n: int, *, reliability: str | None = None, ipp_only: bool = False
+) -> tuple[Record, bytes]:
+    raw = sample(LAB, patient, n)
+    if reliability:
+        raw = raw.replace(f"|{patient.reliability}\r".encode(), f"|{reliability}\r".encode(), 1)
+    if ipp_only:
+        raw = raw.replace(
+            f"{patient.ins}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS".encode(),
+            IPP.encode(),
+        )
+    [record] = submissions(parse_message(raw), sector="LAB", keyring=KEYRING, now=NOW)
+    return record, CODEC.encode("DocumentSubmitted", record)
+
+
+def adt(patient: Patient, trigger: str, reliability: str, *, merged_ipp: bool = False) -> Record:
+    pid = (
+        f"PID|||{patient.ins}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||"
+        f"{patient.family}^{patient.given.split()[0]}^{patient.given}^^^^L||{patient.birth_date}|"
+        f"{patient.sex}|||^^^^^^BDL^^{patient.birthplace}" + "|" * 21 + reliability
+    )
+    segments = [
+        f"MSH|^~\\&|GAM|RELAIS-DEMO|RELAIS|RELAIS|20261122||ADT^{trigger}^ADT_A01|ADT{trigger}|P|2.5|||||FRA|UNICODE UTF-8",
+        "EVN||20261122",
+        pid,
+    ]
+    if merged_ipp:
+        segments.append(f"MRG|{IPP}")
+    segments.append("PV1|1|I")
+    message = parse_message(("\r".join(segments) + "\r").encode())
+    return identity_update(message, sector="HOSPITAL", keyring=KEYRING, now=NOW)
+
+
+def topics(outputs: list[Output]) -> list[str]:
+    return [o.topic.suffix for o in outputs]
+
+
+async def test_qualified_identity_goes_on_and_is_remembered() -> None:
+    proc = processor()
+    record, raw = document(DOMINIQUE, 1)
+    outputs = await proc.on_document(record, raw, NOW)
+    assert topics(outputs) == [QUALIFIED.suffix]
+    state = proc.state(record["patient"]["patient_key"])
+    assert state.status_for("RELAIS-DEMO").value == "QUAL"
+    assert state.traits_digest is not None
+    assert state.held == ()
+
+
+async def test_validated_identity_is_qualified_by_insi() -> None:
+    insi = FakeInsi("00")
+    proc = processor(insi)
+    record, raw = document(DOMINIQUE, 1, reliability="VALI")
+    outputs = await proc.on_document(record, raw, NOW)
+    assert topics(outputs) == [QUALIFIED.suffix]
+    assert insi.calls == 1
+
+
+async def test_insi_outage_holds_then_retry_releases_in_order() -> None:
+    insi = FakeInsi("unavailable")
+    proc = processor(insi)
+    first, raw1 = document(DOMINIQUE, 1, reliability="VALI")
+    second, raw2 = document(DOMINIQUE, 2, reliability="VALI")  # must stay behind the first
+    assert topics(await proc.on_document(first, raw1, NOW)) == [IDENTITY_PENDING.suffix]
+    assert topics(await proc.on_document(second, raw2, NOW)) == [IDENTITY_PENDING.suffix]
+    key = first["patient"]["patient_key"]
+    assert proc.state(key).waiting_for_insi
+    # Still down: a retry keeps both, in order.
+    assert await proc.on_identity(_retry(key), NOW) == []
+    assert [h.event_id for h in proc.state(key).held] == [first["event_id"], second["event_id"]]
+    insi.code = "00"
+    released = await proc.on_identity(_retry(key), NOW + timedelta(minutes=5))
+    assert [o.record["event_id"] for o in released] == [first["event_id"], second["event_id"]]
+    assert topics(released) == [QUALIFIED.suffix, QUALIFIED.suffix]
+    assert proc.state(key).held == ()
+    assert 299 <= max(proc.observed.released_after_s) <= 301
+
+
+def _retry(key: str) -> Record:
+    record = adt(DOMINIQUE, "A08", "PROV")
+    return {**record, "kind": "RETRY", "target_key": key}
+
+
+async def test_unqualified_is_held_until_an_adt_update_qualifies_it() -> None:
+    proc = processor()
+    record, raw = document(DOMINIQUE, 1, reliability="RECUP")
+    held = await proc.on_document(record, raw, NOW)
+    assert held[0].record["reason_code"] == "identity-not-qualified"
+    released = await proc.on_identity(adt(DOMINIQUE, "A08", "QUAL"), NOW)
+    assert [o.record["event_id"] for o in released] == [record["event_id"]]
+    assert released[0].record["identity_status"] == "QUAL"
+
+
+async def test_same_ins_with_other_traits_blocks_and_alerts() -> None:
+    proc = processor()
+    record, raw = document(DOMINIQUE, 1)
+    await proc.on_document(record, raw, NOW)
+    impostor = Patient(DOMINIQUE.ins, "AUTRE", "CAMILLE", "19790328", "F", "63220")
+    other, raw2 = document(impostor, 2)
+    outputs = await proc.on_document(other, raw2, NOW)
+    assert topics(outputs) == [IDENTITY_PENDING.suffix, IDENTITY_ALERTS.suffix]
+    assert outputs[1].record["reason_code"] == "same-ins-different-traits"
+    # Everything after waits for a human, even a perfectly good document.
+    later, raw3 = document(DOMINIQUE, 3)
+    assert topics(await proc.on_document(later, raw3, NOW)) == [IDENTITY_PENDING.suffix]
+    assert proc.state(record["patient"]["patient_key"]).blocked == "same-ins-different-traits"
+
+
+async def test_insi_disagreeing_with_the_sender_blocks() -> None:
+    proc = processor(FakeInsi("mismatch"))
+    record, raw = document(DOMINIQUE, 1, reliability="VALI")
+    outputs = await proc.on_document(record, raw, NOW)
+    assert outputs[1].record["reason_code"] == "insi-disagrees"
+
+
+async def test_ins_inconsistent_with_traits_blocks() -> None:
+    proc = processor(mismatches=["BIRTHPLACE_MISMATCH"])
+    record, raw = document(DOMINIQUE, 1)
+    outputs = await proc.on_document(record, raw, NOW)
+    assert outputs[1].record["reason_code"] == "ins-traits-inconsistent"
+    assert "BIRTHPLACE_MISMATCH" in outputs[1].record["reason"]
+
+
+async def test_merge_rekeys_held_and_later_documents_to_the_survivor() -> None:
+    proc = processor()
+    orphan, raw = document(SARAH_LOU, 1, ipp_only=True)
+    absorbed_key = orphan["patient"]["patient_key"]
+    assert topics(await proc.on_document(orphan, raw, NOW)) == [IDENTITY_PENDING.suffix]
+    merge = adt(DOMINIQUE, "A40", "QUAL", merged_ipp=True)
+    [redirect] = await proc.on_identity(merge, NOW)
+    assert redirect.topic == IDENTITY_EVENTS
+    assert redirect.key == absorbed_key.encode()
+    [moved] = await proc.on_identity(redirect.record, NOW)
+    survivor_key = merge["patient"]["patient_key"]
+    assert moved.topic == SUBMITTED
+    assert moved.key == survivor_key.encode()
+    assert open_traits(moved.record, KEYRING)["ins"] == DOMINIQUE.ins
+    assert proc.state(absorbed_key).held == ()
+    # A document still in flight under the absorbed key follows the same way.
+    late, raw_late = document(SARAH_LOU, 2, ipp_only=True)
+    [late_moved] = await proc.on_document(late, raw_late, NOW)
+    assert late_moved.topic == SUBMITTED
+    assert late_moved.key == survivor_key.encode()
+    assert (
+        patient_key_of(KEYRING, parse_message(sample(LAB, DOMINIQUE, 1)).patient, "X")
+        == survivor_key
+    )
+
+
+def test_state_round_trips() -> None:
+    state = PatientState()
+    assert PatientState.from_bytes(state.to_bytes()) == state
+    assert PatientState.from_bytes(None) == state
