@@ -19,7 +19,9 @@ GARBAGE = b"\x00\x01 this is not an Avro record \xff"
 
 
 def broken_cda_message() -> bytes:
-    good = sample(LAB, SARAH_LOU, 90)  # not DOMINIQUE: her later documents queue behind her held one
+    good = sample(
+        LAB, SARAH_LOU, 90
+    )  # not DOMINIQUE: her later documents queue behind her held one
     cda = parse_message(good).documents[0].content
     broken = base64.b64encode(b"<ClinicalDocument xmlns='urn:hl7-org:v3'><id root='1'>").decode()
     return good.replace(base64.b64encode(cda), broken.encode())
