@@ -59,6 +59,7 @@ class LocalStack:
 
     work_dir: Path
     prefix: str = "relais"
+    table_store: str = "memory://"
     workers: tuple[tuple[str, ...], ...] = (
         ("worker", "identity"),
         ("worker", "transcode"),
@@ -112,6 +113,7 @@ class LocalStack:
             "RELAIS_DMP_URL": s.dmp_url,
             "RELAIS_INSI_URL": s.insi_url,
             "RELAIS_INSI_TIMEOUT_S": "2",
+            "RELAIS_TABLE_STORE": self.table_store,
             "RELAIS_DATA_DIR": str(s.data_dir),
             "RELAIS_METRICS_HOST": "127.0.0.1",
             "RELAIS_METRICS_PORT": str(metrics_port),
@@ -135,10 +137,10 @@ class LocalStack:
         self.processes.append(process)
         return process
 
-    async def restart(self, name: str) -> Process:
-        """Stop one worker process (SIGTERM) and start it again with the same role."""
+    async def restart(self, name: str, *, kill: bool = False) -> Process:
+        """Stop one worker process (SIGTERM, or SIGKILL: a crash) and start it again."""
         old = self.process(name)
-        old.popen.send_signal(signal.SIGTERM)
+        old.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         await asyncio.to_thread(old.popen.wait, 30)
         self.processes.remove(old)
         args = (

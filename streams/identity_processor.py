@@ -77,6 +77,8 @@ class IdentityProcessor:
         state = self.state(key)
         if state.merged_into and state.redirect:
             return [self._rekey(record, state, now)]
+        if any(h.event_id == record["event_id"] for h in state.held):
+            return []  # a replay (at-least-once) of a document already held
         declared = record["patient"].get("reliability")
         if declared:  # the structure's latest word on its identity record
             state = state.with_status(record["source"]["facility"], parse_status(declared))

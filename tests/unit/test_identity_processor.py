@@ -194,3 +194,11 @@ def test_state_round_trips() -> None:
     state = PatientState()
     assert PatientState.from_bytes(state.to_bytes()) == state
     assert PatientState.from_bytes(None) == state
+
+
+async def test_a_replayed_held_document_is_not_held_twice() -> None:
+    proc = processor()
+    record, raw = document(DOMINIQUE, 1, reliability="RECUP")
+    await proc.on_document(record, raw, NOW)
+    assert await proc.on_document(record, raw, NOW) == []
+    assert len(proc.state(record["patient"]["patient_key"]).held) == 1
