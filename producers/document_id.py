@@ -37,11 +37,13 @@ def cda_id(content: bytes) -> str | None:
 
 
 def unique_id(message: Hl7Message, document: EmbeddedDocument) -> str:
-    """The id a sink deduplicates on: CDA id, TXA-12, or sender + MSH-10 + OBX-1."""
+    """The id a sink deduplicates on: CDA id, TXA-12, OBR-3 + OBX-1, or sender + MSH-10 + OBX-1."""
     if document.media_type == "text/xml":
         found = cda_id(document.content)
         if found:
             return found
-    if message.document_unique_id:
-        return message.document_unique_id
+    if message.message_type.startswith("MDM") and message.document_unique_id:
+        return message.document_unique_id  # TXA-12: one document per MDM
+    if message.document_unique_id:  # ORU: OBR-3 names the order, OBX-1 the document in it
+        return f"{message.document_unique_id}.{document.set_id}"
     return f"{message.sending_facility}.{message.control_id}.{document.set_id}"

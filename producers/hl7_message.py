@@ -47,6 +47,8 @@ __all__ = [
     "read_header",
 ]
 
+STATUSES: Final = frozenset({"PROV", "RECUP", "VALI", "QUAL"})
+ATTRIBUTES: Final = frozenset({"DOUT", "FICT", "HOMD", "HOMA"})
 DOCUMENT_TYPES: Final = frozenset({"ORU^R01", "MDM^T02", "MDM^T10", "MDM^T04"})
 IDENTITY_TYPES: Final = frozenset({"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A40"})
 META_CODING_SYSTEM: Final = "METADMPMSS"
@@ -70,6 +72,7 @@ class PatientIdentity:
     sex: str
     birthplace_code: str | None
     reliability: str | None
+    attributes: tuple[str, ...] = ()  # PID-32 repetitions of table 0445: DOUT, FICT, HOMD, HOMA
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,10 @@ def _merged_ids(segments: Sequence[Segment]) -> tuple[tuple[str, str], ...]:
         for rep in mrg.reps(1)
         if component(rep, 1)
     )
-    if not ids:
-        raise mrg.error(1, "an ADT^A40 merge needs the absorbed identifiers in MRG-1", "101")
+    if not ids or not all(authority for _, authority in ids):
+        raise mrg.error(
+            1, "MRG-1 needs the absorbed identifiers with their authority (CX.4)", "101"
+        )
     return ids
 
 
@@ -232,8 +237,14 @@ def _patient(pid: Segment, *, strict: bool) -> PatientIdentity:
         birth_date=pid.get(7),
         sex=pid.get(8),
         birthplace_code=_opt(component(birthplaces[0], 9)) if birthplaces else None,
-        reliability=_opt(pid.get(32)),
+        reliability=next((r for r in _reps(pid, 32) if r in STATUSES), None),
+        attributes=tuple(r for r in _reps(pid, 32) if r in ATTRIBUTES),
     )
+
+
+def _reps(segment: Segment, field: int) -> list[str]:
+    """The values of a repeated simple field (PID-32: a status plus RNIV attributes)."""
+    return [component(rep, 1).upper() for rep in segment.reps(field) if component(rep, 1)]
 
 
 def _identifiers(pid: Segment) -> tuple[str | None, str | None, tuple[tuple[str, str], ...]]:
@@ -245,7 +256,10 @@ def _identifiers(pid: Segment) -> tuple[str | None, str | None, tuple[tuple[str,
         if value and ins is None and component(rep, 5).upper() in ("INS", "NH"):
             ins, oid = value, component(rep, 4, 2) or None
         elif value:
-            local.append((value, component(rep, 4, 1) or component(rep, 4, 2)))
+            authority = component(rep, 4, 1) or component(rep, 4, 2)
+            if not authority:  # an IPP means nothing without the structure that assigned it
+                raise pid.error(3, "a local identifier in PID-3 needs its authority in CX.4", "101")
+            local.append((value, authority))
     if ins is not None and not (_INS_RE.fullmatch(ins) and ins_key_valid(ins)):
         raise pid.error(3, "the INS in PID-3 must be 15 characters with a valid key", "102")
     if ins is not None and oid not in INS_OIDS:

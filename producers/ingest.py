@@ -83,7 +83,7 @@ class Ingest:
             )
         except Hl7Error as exc:
             return await self._refuse(message, payload, "AE", exc)
-        except (KafkaError, TimeoutError, OSError) as exc:
+        except Exception as exc:  # broker down, timeout, or a bug: the sender keeps it (AR)
             digest = message_digest(payload)[:12]
             log.warning("message %s not stored: %s", digest, type(exc).__name__)
             unavailable = Hl7ValidationError(

@@ -41,7 +41,11 @@ def check_sector(message: Hl7Message, sector: str) -> None:
     """Refuse a message type the sector does not send (an SGL sends no MDM)."""
     allowed = SECTOR_MESSAGES.get(sector)
     if allowed is None:
-        raise ValueError(f"unknown sector {sector!r}; expected one of {', '.join(SECTOR_MESSAGES)}")
+        raise Hl7ValidationError(
+            f"unknown sector {sector!r}; expected one of {', '.join(SECTOR_MESSAGES)}",
+            hl7_error_code="207",
+            app_error_code="906",
+        )
     if message.message_type not in allowed:
         raise Hl7ValidationError(
             f"a {sector.lower()} producer sends {', '.join(sorted(allowed))}, "

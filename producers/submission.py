@@ -61,12 +61,17 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
+def local_key(keyring: Keyring, facility: str, authority: str, local_id: str) -> str:
+    """Pseudonym of a patient known only by a local id: scoped to the sending structure."""
+    return pseudonymise(keyring, f"{facility}|{authority}|{local_id}", domain="local-patient")
+
+
 def patient_key_of(keyring: Keyring, patient: PatientIdentity, facility: str) -> str:
     """Pseudonym of the patient: of the INS when present, else of the first local id."""
     if patient.ins:
         return pseudonymise(keyring, f"{patient.ins_oid}|{patient.ins}")
-    local = patient.local_ids[0] if patient.local_ids else ("", facility)
-    return pseudonymise(keyring, f"{local[1]}|{local[0]}", domain="local-patient")
+    local_id, authority = patient.local_ids[0] if patient.local_ids else ("", "")
+    return local_key(keyring, facility, authority, local_id)
 
 
 def patient_key(keyring: Keyring, message: Hl7Message) -> str:

@@ -225,7 +225,7 @@ def sandbox_insi(host: str, port: int) -> None:
 )
 @click.option(
     "--sector",
-    type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY", "CITY"]),
+    type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY"]),
     help="sector of every file; default: the sidecar's, else implied by the document type",
 )
 @click.pass_context
@@ -286,7 +286,7 @@ def publish(ctx: click.Context, paths: tuple[Path, ...], sector: str | None) -> 
 @click.option("--port", default=2575, show_default=True, type=int, help="MLLP port")
 @click.option(
     "--sector",
-    type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY", "CITY"]),
+    type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY"]),
     help="sector of every sender on this listener; default: implied by the document type",
 )
 @click.option(

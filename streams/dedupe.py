@@ -2,9 +2,10 @@
 
 A document is the same when it comes again in the same message (sending
 facility + MSH-10, e.g. an MLLP sender that resent after a lost ACK) or with
-the same document unique id and life-cycle action (a CDA id names one
-version). The first event that used a key owns it; a later event with another
-event id is a duplicate and only leaves an audit trace. A redelivery of the
+the same document unique id, life-cycle action and content (a CDA id names one
+version; a second, different correction of a PDF is not a duplicate). The
+first event that used a key owns it; a later event with another event id is a
+duplicate and only leaves an audit trace. A redelivery of the
 *same* event (at-least-once replay) is not a duplicate: it is processed again
 and the idempotent sinks absorb it.
 
@@ -30,7 +31,7 @@ def dedupe_keys(record: Record) -> list[str]:
     source, document = record["source"], record["document"]
     return [
         f"msg|{source['facility']}|{source['message_control_id']}|{document['unique_id']}",
-        f"doc|{document['unique_id']}|{document['action']}",
+        f"doc|{document['unique_id']}|{document['action']}|{document['content_sha256']}",
     ]
 
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from producers.submission import local_key
 from relais.contracts import Codec, Record
 from relais.deadletter import derived_id
 from relais.envelope import Envelope, open_envelope, seal
-from relais.keyring import Keyring, pseudonymise
+from relais.keyring import Keyring
 from relais.topics import IDENTITY_ALERTS, IDENTITY_EVENTS, IDENTITY_PENDING, QUALIFIED, SUBMITTED
 from streams.identity import open_traits
 from streams.identity_rules import InsChecker, InsiOutcome, Verdict, assess, traits_digest
@@ -57,13 +58,26 @@ class IdentityProcessor:
         )
         self.codec = Codec()
         self.observed = Observed()
+        self._pending: dict[str, bytes] = {}
 
     # -- state -----------------------------------------------------------------------------
     def state(self, key: str) -> PatientState:
-        return PatientState.from_bytes(self.table.get(key))
+        pending = self._pending.get(key)
+        return PatientState.from_bytes(pending if pending is not None else self.table.get(key))
 
     def save(self, key: str, state: PatientState) -> None:
-        self.table[key] = state.to_bytes()
+        """Stage a state change; :meth:`commit` writes it once the outputs are on the bus."""
+        self._pending[key] = state.to_bytes()
+
+    def commit(self) -> None:
+        """Write the staged states to the table (after the step's outputs were acknowledged:
+        a crash in between replays the step instead of forgetting released documents)."""
+        for key, value in self._pending.items():
+            self.table[key] = value
+        self._pending.clear()
+
+    def discard(self) -> None:
+        self._pending.clear()
 
     def _note(self, verdict: Verdict, released_after_s: float | None = None) -> None:
         extra = () if released_after_s is None else (released_after_s,)
@@ -82,12 +96,13 @@ class IdentityProcessor:
         declared = record["patient"].get("reliability")
         if declared:  # the structure's latest word on its identity record
             state = state.with_status(record["source"]["facility"], parse_status(declared))
-        if state.held and not state.blocked:
+        facility = record["source"]["facility"]
+        if any(h.facility == facility for h in state.held) and not state.blocked:
             verdict = Verdict(
                 "hold",
-                state.status_for(record["source"]["facility"]),
+                state.status_for(facility),
                 "behind-held-documents",
-                "an earlier document of this patient is held; order is kept",
+                "an earlier document of this patient from this sender is held; order is kept",
             )
             self._note(verdict)
             self.save(key, state.holding(_held(record, raw, verdict, now)))
@@ -123,24 +138,29 @@ class IdentityProcessor:
         return state.holding(_held(record, raw, verdict, now)), outputs
 
     async def release(self, key: str, state: PatientState, now: datetime) -> list[Output]:
-        """Re-check the held documents from the head of the queue; release what may go."""
+        """Re-check the held documents in arrival order; release what may go.
+
+        Order is kept per sending structure: once one of a structure's documents
+        must still wait, its later ones wait too; other structures' go on.
+        """
         outputs: list[Output] = []
+        kept: list[Held] = []
         queue, state = list(state.held), replace(state, held=())
-        while queue:
-            head = queue[0]
-            _, record = self.codec.decode(head.value, expected="DocumentSubmitted")
-            decided, produced = await self._decide(key, state, record, head.value, now)
-            if decided.held:  # still waiting: keep it (with its new reason) and all behind it
-                state = replace(decided, held=(*decided.held, *queue[1:]))
-                break
-            queue.pop(0)
+        for held in queue:
+            if any(k.facility == held.facility for k in kept):
+                kept.append(held)
+                continue
+            _, record = self.codec.decode(held.value, expected="DocumentSubmitted")
+            decided, produced = await self._decide(key, state, record, held.value, now)
+            if decided.held:  # still waiting, with its new reason
+                kept.extend(decided.held)
+                state = replace(decided, held=())
+                continue
             state = decided
-            released = decided.status_for(record["source"]["facility"])
-            self._note(Verdict("release", released), _seconds(head.held_at_ms, now))
+            released = decided.status_for(held.facility)
+            self._note(Verdict("release", released), _seconds(held.held_at_ms, now))
             outputs += produced
-        else:
-            state = replace(state, held=())
-        self.save(key, state)
+        self.save(key, replace(state, held=tuple(kept)))
         return outputs
 
     # -- identity events ------------------------------------------------------------------
@@ -152,9 +172,14 @@ class IdentityProcessor:
             return self._redirected(record, now)
         key = record.get("target_key") or record["patient"]["patient_key"]
         state = self.state(key)
+        outputs: list[Output] = []
         if kind == "UPDATE":
             state = self._updated(state, record)
-        return await self.release(key, state, now)
+            traits = open_traits(record, self.keyring)
+            if traits.get("ins"):  # the IPPs it names belong to this INS from now on
+                ids = [(str(i), str(a)) for i, a in traits.get("local_ids") or ()]
+                outputs = self._redirects(record, ids)
+        return outputs + await self.release(key, state, now)
 
     def _updated(self, state: PatientState, record: Record) -> PatientState:
         traits = open_traits(record, self.keyring)
@@ -174,17 +199,22 @@ class IdentityProcessor:
         merged = record.get("merged")
         if not merged:
             return []
-        ids = json.loads(
-            open_envelope(
-                self.keyring,
-                Envelope.from_record(merged),
-                event_id=record["event_id"],
-                purpose="merged",
-            )
+        plain = open_envelope(
+            self.keyring,
+            Envelope.from_record(merged),
+            event_id=record["event_id"],
+            purpose="merged",
         )
+        return self._redirects(record, [(str(i), str(a)) for i, a in json.loads(plain)])
+
+    def _redirects(self, record: Record, local_ids: list[tuple[str, str]]) -> list[Output]:
+        """REDIRECT events telling each local-id key which INS patient it now belongs to."""
+        facility, survivor = record["source"]["facility"], record["patient"]["patient_key"]
         outputs = []
-        for local_id, authority in ids:
-            absorbed = pseudonymise(self.keyring, f"{authority}|{local_id}", domain="local-patient")
+        for local_id, authority in local_ids:
+            absorbed = local_key(self.keyring, facility, authority, local_id)
+            if absorbed == survivor:
+                continue  # the same record: nothing to move
             event_id = derived_id(record["event_id"], "redirect", absorbed)
             redirect = {
                 **record,
@@ -201,6 +231,18 @@ class IdentityProcessor:
         """On the absorbed patient's key: re-key what it holds, and what comes later."""
         key = record["target_key"]
         state = self.state(key)
+        survivor = record["patient"]["patient_key"]
+        if state.merged_into and state.merged_into != survivor:
+            # One local id, two INS: never guess which one is right.
+            self.save(key, replace(state, blocked="local-id-two-ins"))
+            verdict = Verdict(
+                "block",
+                state.status_for(record["source"]["facility"]),
+                "local-id-two-ins",
+                "this local id was tied to another INS before",
+            )
+            self._note(verdict)
+            return [self._identity_alert(record, key, verdict, now)]
         redirect = self.codec.encode("IdentityUpdate", record)
         state = replace(state, merged_into=record["patient"]["patient_key"], redirect=redirect)
         outputs = []
@@ -214,7 +256,12 @@ class IdentityProcessor:
         assert state.redirect is not None
         _, redirect = self.codec.decode(state.redirect, expected="IdentityUpdate")
         patient = self._reseal(redirect["patient"], redirect["event_id"], document["event_id"])
-        moved = {**document, "patient": patient}
+        # The document keeps its own structure's declared status: the survivor's identity
+        # replaces the traits, not what the document's sender checked.
+        moved = {
+            **document,
+            "patient": {**patient, "reliability": document["patient"]["reliability"]},
+        }
         return Output(SUBMITTED, "DocumentSubmitted", moved, patient["patient_key"].encode())
 
     def _reseal(self, patient: Record, from_event: str, to_event: str) -> Record:
@@ -247,6 +294,19 @@ class IdentityProcessor:
         }
         return Output(IDENTITY_PENDING, "IdentityHeld", held, _key(record))
 
+    def _identity_alert(self, record: Record, key: str, verdict: Verdict, now: datetime) -> Output:
+        alert = {
+            "alert_id": derived_id(record["event_id"], "identity-alert", verdict.reason_code),
+            "event_id": record["event_id"],
+            "at": now,
+            "patient_key": key,
+            "reason_code": verdict.reason_code or "conflict",
+            "reason": verdict.reason or "identity conflict",
+            "document_unique_id": None,
+            "source_facility": record["source"]["facility"],
+        }
+        return Output(IDENTITY_ALERTS, "IdentityAlert", alert, key.encode())
+
     def _alert_output(self, record: Record, verdict: Verdict, now: datetime) -> Output:
         alert = {
             "alert_id": derived_id(record["event_id"], "identity-alert", verdict.reason_code),
@@ -271,7 +331,13 @@ def _key(record: Record) -> bytes:
 
 
 def _held(record: Record, raw: bytes, verdict: Verdict, now: datetime) -> Held:
-    return Held(raw, record["event_id"], verdict.reason_code or "held", int(now.timestamp() * 1000))
+    return Held(
+        raw,
+        record["event_id"],
+        verdict.reason_code or "held",
+        int(now.timestamp() * 1000),
+        record["source"]["facility"],
+    )
 
 
 def _seconds(held_at_ms: int, now: datetime) -> float:

@@ -130,18 +130,19 @@ def assess(
     if problem is not None:
         return problem
     status = known
+    attributes = tuple(sorted({*state.attributes, *(traits.get("attributes") or ())}))
     for attribute, why in BLOCKING_ATTRIBUTES.items():
-        if attribute in state.attributes:
-            return _hold(status, f"identity-{attribute.lower()}", why, state.attributes)
+        if attribute in attributes:
+            return _hold(status, f"identity-{attribute.lower()}", why, attributes)
     if status is Status.QUAL:
-        return Verdict("qualify", status, attributes=state.attributes)
+        return Verdict("qualify", status, attributes=attributes)
     if status is not Status.VALI:
         return _hold(
             status,
             "identity-not-qualified",
             f"identity status is {status}; only QUAL (INSi + identity document) may proceed",
         )
-    return _after_insi(status, insi, state.attributes)
+    return _after_insi(status, insi, attributes)
 
 
 #: INSi answers that keep the document waiting: code -> (reason code, reason, extra attribute)

@@ -24,6 +24,7 @@ class Held:
     event_id: str
     reason_code: str
     held_at_ms: int
+    facility: str = ""  # the sending structure: order is kept per structure
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class PatientState:
                         "event_id": h.event_id,
                         "reason_code": h.reason_code,
                         "held_at_ms": h.held_at_ms,
+                        "facility": h.facility,
                     }
                     for h in self.held
                 ],
@@ -87,7 +89,13 @@ class PatientState:
             merged_into=raw.get("merged_into"),
             redirect=base64.b64decode(raw["redirect"]) if raw.get("redirect") else None,
             held=tuple(
-                Held(base64.b64decode(h["value"]), h["event_id"], h["reason_code"], h["held_at_ms"])
+                Held(
+                    base64.b64decode(h["value"]),
+                    h["event_id"],
+                    h["reason_code"],
+                    h["held_at_ms"],
+                    h.get("facility", ""),
+                )
                 for h in raw.get("held") or ()
             ),
         )

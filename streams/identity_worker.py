@@ -12,6 +12,7 @@ such patient, and the agent (the only writer of the tables) releases them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -94,9 +95,12 @@ class IdentityShell:
                 try:
                     outputs = await self.handle(message, now)
                 except Exception as exc:  # one bad record never stops the stage
+                    self.processor.discard()
                     outputs = [self._dead_letter(message, exc, now)]
-                for name, key, value in outputs:
-                    await self.topic(name).send(key=key, value=value)
+                sent = [await self.topic(n).send(key=k, value=v) for n, k, v in outputs]
+                await asyncio.gather(*sent)  # acknowledged (acks=all) before the state moves
+                self.processor.commit()
+                for name, _, _ in outputs:
                     self.stage.emitted(name)
             self.metrics.observe(self.processor.observed)
             self.processor.observed = Observed()

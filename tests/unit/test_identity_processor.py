@@ -12,11 +12,14 @@ from relais.contracts import Codec, Record
 from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, Patient, sample
 from relais.keyring import Keyring
 from relais.topics import IDENTITY_ALERTS, IDENTITY_EVENTS, IDENTITY_PENDING, QUALIFIED, SUBMITTED
+from streams.dedupe import dedupe_keys
 from streams.identity import open_traits
 from streams.identity_processor import IdentityProcessor
 from streams.identity_rules import InsiOutcome
 from streams.identity_state import PatientState
 from streams.stage import Output
+from tests.builders import adt_message
+from tests.shared_data import shared
 
 KEYRING = Keyring.generate()
 CODEC = Codec()
@@ -202,3 +205,84 @@ async def test_a_replayed_held_document_is_not_held_twice() -> None:
     await proc.on_document(record, raw, NOW)
     assert await proc.on_document(record, raw, NOW) == []
     assert len(proc.state(record["patient"]["patient_key"]).held) == 1
+
+
+async def test_doubtful_identity_never_qualifies() -> None:
+    proc = processor()
+    raw = sample(LAB, DOMINIQUE, 1).replace(b"|QUAL\r", b"|QUAL~DOUT\r", 1)
+    [record] = submissions(parse_message(raw), sector="LAB", keyring=KEYRING, now=NOW)
+    outputs = await proc.on_document(record, CODEC.encode("DocumentSubmitted", record), NOW)
+    assert outputs[0].record["reason_code"] == "identity-dout"
+
+
+async def test_order_is_kept_per_sender_not_across_senders() -> None:
+    proc = processor()
+    held, raw1 = document(DOMINIQUE, 1, reliability="PROV")
+    await proc.on_document(held, raw1, NOW)
+    other_raw = sample(LAB, DOMINIQUE, 2).replace(b"|RELAIS-DEMO|", b"|OTHER-LAB|", 1)
+    [other] = submissions(parse_message(other_raw), sector="LAB", keyring=KEYRING, now=NOW)
+    outputs = await proc.on_document(other, CODEC.encode("DocumentSubmitted", other), NOW)
+    assert topics(outputs) == [QUALIFIED.suffix]  # another structure's QUAL is not held hostage
+    same, raw3 = document(DOMINIQUE, 3)
+    outputs = await proc.on_document(same, raw3, NOW)
+    assert outputs[0].record["reason_code"] == "behind-held-documents"
+
+
+async def test_an_adt_with_ins_and_ipp_redirects_ipp_only_documents() -> None:
+    proc = processor()
+    orphan, raw = document(SARAH_LOU, 1, ipp_only=True)
+    await proc.on_document(orphan, raw, NOW)
+    update = identity_update(
+        parse_message(
+            adt_message(SARAH_LOU, "A08", "QUAL").replace(
+                b"^INS||", b"^INS~" + IPP.encode() + b"||", 1
+            )
+        ),
+        sector="HOSPITAL",
+        keyring=KEYRING,
+        now=NOW,
+    )
+    outputs = await proc.on_identity(update, NOW)
+    redirect = next(o for o in outputs if o.topic == IDENTITY_EVENTS)
+    assert redirect.key == orphan["patient"]["patient_key"].encode()
+    [moved] = await proc.on_identity(redirect.record, NOW)
+    assert moved.topic == SUBMITTED
+    assert moved.key == update["patient"]["patient_key"].encode()
+
+
+async def test_one_local_id_tied_to_two_ins_blocks_with_an_alert() -> None:
+    proc = processor()
+    first = identity_update(
+        parse_message(
+            adt_message(SARAH_LOU, "A08", "QUAL").replace(
+                b"^INS||", b"^INS~" + IPP.encode() + b"||", 1
+            )
+        ),
+        sector="HOSPITAL",
+        keyring=KEYRING,
+        now=NOW,
+    )
+    second = identity_update(
+        parse_message(
+            adt_message(DOMINIQUE, "A08", "QUAL").replace(
+                b"^INS||", b"^INS~" + IPP.encode() + b"||", 1
+            )
+        ),
+        sector="HOSPITAL",
+        keyring=KEYRING,
+        now=NOW,
+    )
+    [r1] = [o for o in await proc.on_identity(first, NOW) if o.topic == IDENTITY_EVENTS]
+    [r2] = [o for o in await proc.on_identity(second, NOW) if o.topic == IDENTITY_EVENTS]
+    assert await proc.on_identity(r1.record, NOW) == []
+    [alert] = await proc.on_identity(r2.record, NOW)
+    assert alert.topic == IDENTITY_ALERTS
+    assert alert.record["reason_code"] == "local-id-two-ins"
+
+
+def test_the_two_documents_of_an_ans_oru_are_two_documents() -> None:
+    raw = shared("hl7v2", "ORU_R01_CR-BIO_N1+N3_initial_placeholder.hl7").read_bytes()
+    records = submissions(parse_message(raw), sector="LAB", keyring=KEYRING, now=NOW)
+    assert len(records) == 2
+    assert records[0]["document"]["unique_id"] != records[1]["document"]["unique_id"]
+    assert not set(dedupe_keys(records[0])) & set(dedupe_keys(records[1]))
