@@ -375,6 +375,57 @@ def mllp(
 
 
 @main.group()
+def catalogue() -> None:
+    """Laboratory exam catalogues (local code -> LOINC), one versioned CSV per laboratory."""
+
+
+@catalogue.command("report")
+@click.argument("facility", required=False)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="catalogue directory: <dir>/<FACILITY>/<version>.csv",
+)
+@click.option(
+    "--loinc",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="LOINC table with French labels (CSV: loinc_code,display_name_fr)",
+)
+@click.option(
+    "--ucum",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="UCUM unit list (the ANS JDV XML)",
+)
+def catalogue_report_cmd(facility: str | None, directory: Path, loinc: Path, ucum: Path) -> None:
+    """List each laboratory's missing and suspicious mappings: unmapped local codes,
+    unknown LOINC codes, units that are not UCUM. FACILITY limits it to one laboratory.
+    Exit code 1 when there is anything to fix."""
+    from streams.lab_catalogue import (
+        CatalogueError,
+        LoincTable,
+        UcumUnits,
+        catalogue_report,
+        format_report,
+        load_directory,
+    )
+
+    try:
+        store = load_directory(directory)
+        table = LoincTable.from_csv(loinc.read_text(encoding="utf-8"))
+        units = UcumUnits.from_xml(ucum.read_bytes())
+        lines = catalogue_report(store, table, units, facility)
+    except CatalogueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_report(lines))
+    if lines:
+        sys.exit(1)
+
+
+@main.group()
 def keys() -> None:
     """Manage the encryption keyring (AES-256-GCM keys and the pseudonym key)."""
 

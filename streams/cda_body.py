@@ -128,8 +128,9 @@ def add_section(
 
 def attached_pdf(section: Element, header: DocumentHeader, pdf: bytes, title: str) -> None:
     """Narrative link + FR-Document-attache entry holding the PDF in base64."""
-    row = sub(sub(sub(sub(section, "text"), "table", border="0"), "tbody"), "tr")
-    sub(sub(row, "td"), "renderMultiMedia", referencedObject="pdf-1")
+    rows = sub(sub(sub(section, "text"), "table", border="0"), "tbody")
+    sub(sub(sub(rows, "tr"), "td"), "content", title, ID="pdf-title")
+    sub(sub(sub(rows, "tr"), "td"), "renderMultiMedia", referencedObject="pdf-1")
     organizer = sub(sub(section, "entry"), "organizer", classCode="CLUSTER", moodCode="EVN")
     sub(organizer, "templateId", root="1.2.250.1.213.1.1.3.18")
     sub(organizer, "id", root=uid(header, "pdf/organizer"))
@@ -144,6 +145,7 @@ def attached_pdf(section: Element, header: DocumentHeader, pdf: bytes, title: st
         sub(kind, "templateId", root=template)
     sub(kind, "id", root=uid(header, "pdf/type"))
     add_code(kind, "code", "69764-9", "Type de document", LOINC_OID)
+    sub(sub(kind, "text"), "reference", value="#pdf-title")
     sub(kind, "statusCode", code="completed")
     sub(kind, "effectiveTime", nullFlavor="NA")
     sub(kind, "value", xsi_type="CD", code="55108-5", displayName=title, codeSystem=LOINC_OID)

@@ -48,6 +48,7 @@ CI_SIS: Final = "1.2.250.1.213.1.1.1.1"
 CR_BIO_MODEL: Final = "1.2.250.1.213.1.1.1.55"
 CR_IMG_MODEL: Final = "1.2.250.1.213.1.1.1.45"
 XDS_SD: Final = "1.3.6.1.4.1.19376.1.2.20"
+LAB_PERFORMER: Final = "1.3.6.1.4.1.19376.1.3.3.1.7"  # IHE PALM: laboratory performer
 PDF_COPY_SECTION: Final = "1.2.250.1.213.1.1.2.243"
 CR_BIO_TITLE: Final = "Compte rendu d'examens biologiques"
 CR_BIO_TYPE: Final = ("11502-2", "CR d'examens biologiques")
@@ -115,7 +116,8 @@ def _document(
     legal = sub(root, "legalAuthenticator")
     sub(legal, "time", value=header.authored_at)
     sub(legal, "signatureCode", code="S")
-    _assigned(sub(legal, "assignedEntity"), header.legal_authenticator, header.author_org, header)
+    entity = sub(legal, "assignedEntity")
+    _assigned(entity, header.legal_authenticator, header.author_org, header, contact=False)
     return root
 
 
@@ -142,14 +144,23 @@ def _record_target(root: Element, patient: PatientHeader) -> None:
 def _author(root: Element, header: DocumentHeader) -> None:
     author = sub(root, "author")
     sub(author, "time", value=header.authored_at)
-    _assigned(sub(author, "assignedAuthor"), header.author, header.author_org, header)
+    entity = sub(author, "assignedAuthor")
+    _assigned(entity, header.author, header.author_org, header, contact=False)
 
 
-def _assigned(entity: Element, person: Person, org: Organisation, header: DocumentHeader) -> None:
-    """assignedAuthor / assignedEntity: PS id, profession, name, organisation."""
+def _assigned(
+    entity: Element, person: Person, org: Organisation, header: DocumentHeader, *, contact: bool
+) -> None:
+    """assignedAuthor / assignedEntity: PS id, profession, name, organisation.
+
+    With ``contact``, addr and telecom are written as unknown (nullFlavor UNK): some
+    models require them and the header carries no address.
+    """
     sub(entity, "id", root=person.id_root, extension=person.id_extension)
     if person.profession:
         add_code(entity, "code", *person.profession, PROFESSION_OID)
+    if contact:
+        _unknown_contact(entity, "addr", "telecom")
     if person.family or person.given or person.prefix:
         name = sub(sub(entity, "assignedPerson"), "name")
         for part, value in (
@@ -162,9 +173,16 @@ def _assigned(entity: Element, person: Person, org: Organisation, header: Docume
     organisation = sub(entity, "representedOrganization")
     sub(organisation, "id", root=org.id_root, extension=org.id_extension)
     sub(organisation, "name", org.name)
+    if contact:
+        _unknown_contact(organisation, "telecom", "addr")
     add_code(
         organisation, "standardIndustryClassCode", *header.practice_setting, PRACTICE_SETTING_OID
     )
+
+
+def _unknown_contact(parent: Element, *tags: str) -> None:
+    for tag in tags:
+        sub(parent, tag, nullFlavor="UNK")
 
 
 def _interval(parent: Element, tag: str, low: str | None, high: str | None) -> None:
@@ -177,12 +195,23 @@ def _interval(parent: Element, tag: str, low: str | None, high: str | None) -> N
 
 
 def _context(root: Element, header: DocumentHeader, service: tuple[str, str] | None) -> None:
-    """documentationOf, relatedDocument RPLC and componentOf, in the schema's order."""
+    """documentationOf, relatedDocument RPLC and componentOf, in the schema's order.
+
+    The main act carries its performer (required by the CI-SIS minimal structure):
+    the author and the author's organisation, with the CR-BIO performer template
+    when ``service`` is a laboratory chapter.
+    """
     start = header.service_start or header.effective_time
     event = sub(sub(root, "documentationOf"), "serviceEvent", classCode="ACT")
     if service:
         add_code(event, "code", *service, LOINC_OID)
     _interval(event, "effectiveTime", start, header.service_stop)
+    performer = sub(event, "performer", typeCode="PRF")
+    if service:
+        sub(performer, "templateId", root=LAB_PERFORMER)
+    _interval(performer, "time", start, header.service_stop)
+    entity = sub(performer, "assignedEntity")
+    _assigned(entity, header.author, header.author_org, header, contact=True)
     if header.replaces:
         parent = sub(sub(root, "relatedDocument", typeCode="RPLC"), "parentDocument")
         replaced, extension = header.replaces, None
@@ -192,7 +221,7 @@ def _context(root: Element, header: DocumentHeader, service: tuple[str, str] | N
     encounter = sub(sub(root, "componentOf"), "encompassingEncounter")
     _interval(encounter, "effectiveTime", start, header.service_stop)
     responsible = sub(sub(encounter, "responsibleParty"), "assignedEntity")
-    _assigned(responsible, header.legal_authenticator, header.author_org, header)
+    _assigned(responsible, header.legal_authenticator, header.author_org, header, contact=False)
     facility = sub(sub(encounter, "location"), "healthCareFacility")
     add_code(facility, "code", *header.facility_type, FACILITY_TYPE_OID)
 
