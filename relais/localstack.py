@@ -60,6 +60,7 @@ class LocalStack:
     work_dir: Path
     prefix: str = "relais"
     table_store: str = "memory://"
+    cda_xsd_dir: Path | None = None  # the CDA R2 schema folder, when the caller has one
     workers: tuple[tuple[str, ...], ...] = (
         ("worker", "identity"),
         ("worker", "transcode"),
@@ -114,6 +115,7 @@ class LocalStack:
             "RELAIS_INSI_URL": s.insi_url,
             "RELAIS_INSI_TIMEOUT_S": "2",
             "RELAIS_TABLE_STORE": self.table_store,
+            "RELAIS_CDA_XSD_DIR": str(self.cda_xsd_dir or ""),
             "RELAIS_DATA_DIR": str(s.data_dir),
             "RELAIS_METRICS_HOST": "127.0.0.1",
             "RELAIS_METRICS_PORT": str(metrics_port),

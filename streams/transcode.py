@@ -1,11 +1,14 @@
 """The transcode stage: produce a deliverable CI-SIS CDA R2 document (pure core).
 
-At this stage of the project, documents that are CDA already are checked and
-passed through: well-formed XML (parsed without network or entity
-expansion), a ``ClinicalDocument`` in the HL7 v3 namespace, whose
-``recordTarget`` carries the same INS as the message (PID-3 must equal the CDA
-ids) and whose ``id`` is the document's unique id. The CI-SIS model is named
-from the templateIds. Anything else is dead-lettered with the reason.
+Documents that are CDA already are checked and passed through: well-formed
+XML (parsed without network or entity expansion), a ``ClinicalDocument`` in
+the HL7 v3 namespace, whose ``recordTarget`` carries the same INS as the
+message (PID-3 must equal the CDA ids), whose ``id`` is the document's unique
+id, that follows the CI-SIS header rules and, when ``RELAIS_CDA_XSD_DIR`` names
+the CDA R2 schema, validates against it. The CI-SIS model is named from the
+templateIds. Anything else is dead-lettered with the validation messages,
+never sent. (Building CDAs from PDFs and from HL7 lab results is the next step:
+see streams.cda_build and streams.lab_catalogue.)
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
 from relais.contracts import Record
 from relais.envelope import Envelope, open_envelope
 from relais.topics import QUALIFIED, READY
+from streams.cda_validate import CdaSchema, header_problems
 from streams.identity import read_traits
 from streams.ins import INS_OIDS
 from streams.stage import Output, Stage, StageContext, StageFailure
@@ -68,7 +72,36 @@ def check_cda(
     return f"{model} {level}" if "N1" not in model else model
 
 
+def validate(content: bytes, schema: CdaSchema | None) -> None:
+    """CI-SIS header rules always; the CDA R2 schema when one is configured."""
+    problems = header_problems(content)
+    if problems:
+        raise TranscodeFailure(
+            "CDA header breaks CI-SIS rules: " + "; ".join(problems),
+            reason_code="cda-header-invalid",
+        )
+    errors = schema.validate(content) if schema is not None else []
+    if errors:
+        raise TranscodeFailure(
+            "CDA does not validate against the CDA R2 schema: " + "; ".join(errors[:10]),
+            reason_code="cda-schema-invalid",
+        )
+
+
+def transcode_stage(schema: CdaSchema | None) -> Stage:
+    """The stage, validating every document against ``schema`` (None: header rules only)."""
+
+    def handle_validated(record: Record, ctx: StageContext) -> list[Output]:
+        return _handle(record, ctx, schema)
+
+    return Stage("transcode", QUALIFIED, "IdentityQualified", handle_validated)
+
+
 def handle(record: Record, ctx: StageContext) -> list[Output]:
+    return _handle(record, ctx, None)
+
+
+def _handle(record: Record, ctx: StageContext, schema: CdaSchema | None) -> list[Output]:
     document = record["document"]
     if document["media_type"] != "text/xml":
         raise TranscodeFailure(
@@ -88,6 +121,7 @@ def handle(record: Record, ctx: StageContext) -> list[Output]:
         ins_oid=traits.get("ins_oid"),
         unique_id=document["unique_id"],
     )
+    validate(content, schema)
     ready = {
         "event_id": record["event_id"],
         "ready_at": ctx.now,
@@ -101,6 +135,3 @@ def handle(record: Record, ctx: StageContext) -> list[Output]:
         "hints": record["hints"],
     }
     return [Output(READY, "DocumentReady", ready, record["patient"]["patient_key"].encode())]
-
-
-STAGE = Stage(name="transcode", source=QUALIFIED, record_type="IdentityQualified", handle=handle)

@@ -23,6 +23,7 @@ from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.settings import Settings
 from streams import route, transcode
+from streams.cda_validate import CdaSchema
 from streams.circuit_breaker import CircuitBreaker
 from streams.identity_insi import consistency_problems, insi_verifier
 from streams.identity_worker import register_identity
@@ -32,8 +33,7 @@ from streams.stage import Stage, StageContext, run_step
 
 #: Stages built from a pure handler and the generic shell; identity has its own shell
 #: (two input topics, patient state, INSi): see streams.identity_worker.
-STAGES: dict[str, Stage] = {s.name: s for s in (transcode.STAGE, route.STAGE)}
-STAGE_NAMES = ("identity", *STAGES)
+STAGE_NAMES = ("identity", "transcode", "route")
 MAX_BYTES = 16 << 20
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,20 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
     for name in stage_names:
         if name == "identity":
             _register_identity(app, settings, keyring)
+        elif name == "transcode":
+            stage = transcode.transcode_stage(_cda_schema(settings))
+            _register(app, stage, codec, keyring, settings.topic_prefix)
         else:
-            _register(app, STAGES[name], codec, keyring, settings.topic_prefix)
+            _register(app, route.STAGE, codec, keyring, settings.topic_prefix)
     return app
+
+
+def _cda_schema(settings: Settings) -> CdaSchema | None:
+    """The CDA R2 schema, loaded once per worker; without it, header rules only."""
+    if settings.cda_xsd_dir is None:
+        log.warning("RELAIS_CDA_XSD_DIR is not set: CDAs get the CI-SIS header checks only")
+        return None
+    return CdaSchema.load(settings.cda_xsd_dir)
 
 
 def _register_identity(app: faust.App, settings: Settings, keyring: Keyring) -> None:

@@ -10,6 +10,10 @@ import base64
 from dataclasses import dataclass
 from typing import Final
 
+from streams.cda_build import build_cr_bio_n3, build_cr_img_n3, build_n1
+from streams.cda_model import DocumentHeader, Organisation, PatientHeader, Person
+from streams.lab_results import LOINC_OID, CodedResult, LabResult, MappingStatus, ValueType
+
 INS_TEST_OID: Final = "1.2.250.1.213.1.4.10"
 
 
@@ -71,43 +75,95 @@ LETTER: Final = Kind(
 )
 
 
+def _pdf(text: str) -> bytes:
+    """A one-page PDF of the project's own (valid structure, ASCII text)."""
+    words = text.encode("ascii", "replace").replace(b"(", b"[").replace(b")", b"]")
+    stream = b"BT /F1 12 Tf 72 720 Td (" + words + b") Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = b"%PDF-1.4\n", []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    trailer = f"trailer << /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
+    return out + trailer.encode()
+
+
+BIOLOGIST: Final = Person(
+    "1.2.250.1.71.4.2.1",
+    "801234567866",
+    "DEMO",
+    "Biologiste",
+    "Dr",
+    ("G15_10/SM03", "Médecin - Biologie médicale (SM)"),
+)
+LABORATORY: Final = Organisation("1.2.250.1.71.4.2.2", "1120459876", "Laboratoire Relais Démo")
+RESULTS: Final = (
+    CodedResult(
+        LabResult("TSH", "TSH", "2.1", ValueType.NUMERIC, "m[IU]/L", "0.4-4.0", "N"),
+        "3016-3",
+        LOINC_OID,
+        "Thyréostimuline [Unités arbitraires/Volume] Sérum/Plasma ; Numérique",
+        "m[IU]/L",
+        MappingStatus.MAPPED,
+    ),
+    CodedResult(
+        LabResult("HB", "Hémoglobine", "13.9", ValueType.NUMERIC, "g/dL", "12-16", "N"),
+        "718-7",
+        LOINC_OID,
+        "Hémoglobine [Masse/Volume] Sang ; Numérique",
+        "g/dL",
+        MappingStatus.MAPPED,
+    ),
+)
+
+
 def cda(kind: Kind, patient: Patient, doc_id: str, text: str) -> bytes:
-    """A small CI-SIS-shaped CDA R2 document with a structured body."""
+    """A CI-SIS CDA R2 built with the project's builders: CR-BIO N3, CR-IMG N3 or N1."""
     root, ext = doc_id.rsplit(".", 1)
-    given = "".join(f"<given>{g}</given>" for g in patient.given.split())
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<ClinicalDocument xmlns="urn:hl7-org:v3">
-  <realmCode code="FR"/>
-  <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
-  <templateId root="2.16.840.1.113883.2.8.2.1"/>
-  <templateId root="1.2.250.1.213.1.1.1.1"/>
-  <templateId root="{kind.model_template}"/>
-  <id root="{root}" extension="{ext}"/>
-  <code code="{kind.loinc}" displayName="{kind.title}" codeSystem="2.16.840.1.113883.6.1"/>
-  <title>{kind.title}</title>
-  <effectiveTime value="20261122101500+0100"/>
-  <confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/>
-  <languageCode code="fr-FR"/>
-  <setId root="{root}" extension="{ext}"/>
-  <versionNumber value="1"/>
-  <recordTarget><patientRole>
-    <id root="{INS_TEST_OID}" extension="{patient.ins}"/>
-    <patient><name><family qualifier="BR">{patient.family}</family>{given}</name>
-      <administrativeGenderCode code="{patient.sex}" codeSystem="2.16.840.1.113883.5.1"/>
-      <birthTime value="{patient.birth_date}"/>
-    </patient>
-  </patientRole></recordTarget>
-  <author><time value="20261122101500+0100"/><assignedAuthor>
-    <id root="1.2.250.1.71.4.2.1" extension="801234567866"/>
-  </assignedAuthor></author>
-  <custodian><assignedCustodian><representedCustodianOrganization>
-    <id root="1.2.250.1.71.4.2.2" extension="1120459876"/>
-  </representedCustodianOrganization></assignedCustodian></custodian>
-  <component><structuredBody><component><section>
-    <title>{kind.title}</title><text>{text}</text>
-  </section></component></structuredBody></component>
-</ClinicalDocument>
-""".encode()
+    header = DocumentHeader(
+        id_root=root,
+        id_extension=ext,
+        set_id_root=root,
+        set_id_extension=ext + "0",
+        version=1,
+        type_code=kind.loinc,
+        type_display=kind.title,
+        title=kind.title,
+        effective_time="20261122101500+0100",
+        author=BIOLOGIST,
+        author_org=LABORATORY,
+        custodian=LABORATORY,
+        legal_authenticator=BIOLOGIST,
+        authored_at="20261122101500+0100",
+        service_start="20261122080000+0100",
+        service_stop="20261122100000+0100",
+    )
+    person = PatientHeader(
+        patient.ins,
+        INS_TEST_OID,
+        patient.family,
+        patient.given,
+        patient.birth_date,
+        patient.sex,
+        patient.birthplace,
+    )
+    pdf = _pdf(f"{kind.title}: {text}")
+    if kind is LAB:
+        return build_cr_bio_n3(header, person, RESULTS, pdf)
+    if kind is IMAGING:
+        sections = (("55111-9", "Technique", text), ("19005-8", "Résultat", text))
+        return build_cr_img_n3(header, person, sections, pdf)
+    return build_n1(header, person, pdf)
 
 
 def hl7_message(kind: Kind, patient: Patient, control_id: str, document: bytes) -> bytes:

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from relais.localstack import LocalStack
+from tests.shared_data import shared
 
 
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
     work = Path(tmp_path_factory.mktemp("stack"))
-    local = LocalStack(work, prefix=f"t{uuid.uuid4().hex[:8]}")
+    local = LocalStack(work, prefix=f"t{uuid.uuid4().hex[:8]}", cda_xsd_dir=shared("cda-xsd"))
     try:
         await local.start()
         await local.wait_for_metrics()

@@ -27,8 +27,9 @@ from relais.demo.samples import (
 from relais.envelope import seal
 from relais.keyring import Keyring
 from relais.topics import READY
+from streams.cda_validate import CdaSchema
 from streams.stage import StageContext, StageFailure
-from streams.transcode import STAGE, TranscodeFailure, check_cda, handle
+from streams.transcode import TranscodeFailure, check_cda, handle, transcode_stage, validate
 from tests.builders import qualified as qualified_record
 from tests.shared_data import shared
 
@@ -52,7 +53,7 @@ def failure(content: bytes, *, ins: str | None, unique_id: str) -> TranscodeFail
     [
         (LAB, DOMINIQUE, "CR-BIO N3"),
         (IMAGING, SARAH_LOU, "CR-IMG N3"),
-        (LETTER, SARAH_LOU, "LDL-SES N3"),
+        (LETTER, SARAH_LOU, "N1 (XDS-SD)"),
     ],
 )
 def test_demo_cdas_pass_and_name_their_model(kind: Kind, patient: Patient, model: str) -> None:
@@ -299,5 +300,30 @@ def test_handle_checks_the_sealed_content_against_the_sealed_ins() -> None:
 
 
 def test_stage_declaration() -> None:
-    assert STAGE.name == "transcode"
-    assert STAGE.record_type == "IdentityQualified"
+    stage = transcode_stage(None)
+    assert stage.name == "transcode"
+    assert stage.record_type == "IdentityQualified"
+
+
+# validation before delivery ---------------------------------------------------
+
+
+def test_documents_failing_the_ci_sis_header_rules_are_refused() -> None:
+    content = cda(LAB, DOMINIQUE, "1.2.250.1.213.1.1.9.4242.77", "texte")
+    broken = content.replace(b'<realmCode code="FR"/>', b"")
+    assert broken != content
+    with pytest.raises(TranscodeFailure) as caught:
+        validate(broken, None)
+    assert caught.value.reason_code == "cda-header-invalid"
+    assert "realm-code" in str(caught.value)
+
+
+def test_documents_failing_the_schema_are_refused() -> None:
+    schema = CdaSchema.load(shared("cda-xsd"))
+    content = cda(LAB, DOMINIQUE, "1.2.250.1.213.1.1.9.4242.78", "texte")
+    validate(content, schema)  # the demo documents are valid
+    broken = content.replace(b"<title>", b"<titre>x</titre><title>", 1)
+    with pytest.raises(TranscodeFailure) as caught:
+        validate(broken, schema)
+    assert caught.value.reason_code == "cda-schema-invalid"
+    assert "titre" in str(caught.value)
