@@ -27,13 +27,24 @@ SECTORS = ("HOSPITAL", "LAB", "RADIOLOGY", "CITY")
 
 
 @dataclass(frozen=True)
+class Author:
+    """The sending professional (PRT SB): person id, names, organisation id."""
+
+    person_id: str
+    family: str | None = None
+    given: str | None = None
+    organisation_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Origin:
-    """Who sent it: facility, application, their message id and type."""
+    """Who sent it: facility, application, their message id and type, the professional."""
 
     facility: str
     application: str
     control_id: str
     message_type: str
+    author: Author | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,7 @@ def _source(origin: Origin, now: datetime) -> Record:
         "message_control_id": origin.control_id,
         "message_type": origin.message_type,
         "received_at": now,
+        "author": dataclasses.asdict(origin.author) if origin.author else None,
     }
 
 
@@ -140,11 +152,16 @@ def document_submitted(
 
 
 def origin_of(message: Hl7Message) -> Origin:
+    sender = next((p for p in message.participants if p.role == "SB" and p.person_id), None)
+    author = None
+    if sender is not None and sender.person_id:
+        author = Author(sender.person_id, sender.family, sender.given, sender.organisation_id)
     return Origin(
         message.sending_facility,
         message.sending_application,
         message.control_id,
         message.message_type,
+        author,
     )
 
 

@@ -201,6 +201,7 @@ def _retry_record(key: str, stamp: int) -> Record:
             "message_control_id": "retry",
             "message_type": "RETRY",
             "received_at": now,
+            "author": None,
         },
         "trigger": "RETRY",
         "kind": "RETRY",

@@ -13,15 +13,17 @@ see streams.cda_build and streams.lab_catalogue.)
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
 from lxml import etree
 
 from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
 from relais.contracts import Record
-from relais.envelope import Envelope, open_envelope
+from relais.envelope import Envelope, open_envelope, seal
 from relais.topics import QUALIFIED, READY
 from streams.cda_validate import CdaSchema, header_problems
+from streams.cda_wrap import cda_id_for, wrap_pdf
 from streams.identity import read_traits
 from streams.ins import INS_OIDS
 from streams.stage import Output, Stage, StageContext, StageFailure
@@ -88,6 +90,22 @@ def validate(content: bytes, schema: CdaSchema | None) -> None:
         )
 
 
+def _as_cda(document: Record, cda: bytes, doc_id: str, event_id: str, ctx: StageContext) -> Record:
+    """The document record now carrying the CDA (sealed again, for the same event)."""
+    sealed = seal(ctx.keyring, cda, event_id=event_id, purpose="content")
+    return {
+        **document,
+        "unique_id": doc_id,
+        "media_type": "text/xml",
+        "content_sha256": hashlib.sha256(cda).hexdigest(),
+        "size_bytes": len(cda),
+        "content": sealed.to_record(),
+        "parent_unique_id": cda_id_for(document["parent_unique_id"])
+        if document.get("parent_unique_id")
+        else None,
+    }
+
+
 def transcode_stage(schema: CdaSchema | None) -> Stage:
     """The stage, validating every document against ``schema`` (None: header rules only)."""
 
@@ -103,9 +121,9 @@ def handle(record: Record, ctx: StageContext) -> list[Output]:
 
 def _handle(record: Record, ctx: StageContext, schema: CdaSchema | None) -> list[Output]:
     document = record["document"]
-    if document["media_type"] != "text/xml":
+    if document["media_type"] not in {"text/xml", "application/pdf"}:
         raise TranscodeFailure(
-            f"media type {document['media_type']} cannot be transcoded yet: send a CDA R2",
+            f"media type {document['media_type']} cannot be transcoded: send a CDA R2 or a PDF",
             reason_code="unsupported-media",
         )
     content = open_envelope(
@@ -115,6 +133,9 @@ def _handle(record: Record, ctx: StageContext, schema: CdaSchema | None) -> list
         purpose="content",
     )
     traits = read_traits(record, ctx)
+    if document["media_type"] == "application/pdf":
+        content, doc_id = wrap_pdf(record, content, traits)
+        document = _as_cda(document, content, doc_id, record["event_id"], ctx)
     model = check_cda(
         content,
         ins=traits.get("ins"),

@@ -26,6 +26,7 @@ from relais.demo.samples import (
     VALIDATED,
     Kind,
     Patient,
+    pdf_sample,
     sample,
 )
 from relais.localstack import Landing, LocalStack, read_landing, scrape
@@ -40,11 +41,15 @@ class DemoDocument:
     patient: Patient
     sector: str
     broken: bool = False
+    pdf: bool = False
 
 
 DOCUMENTS = (
     DemoDocument("lab result (CR-BIO), ORU^R01", LAB, DOMINIQUE, "LAB"),
     DemoDocument("imaging report (CR-IMG), ORU^R01", IMAGING, SARAH_LOU, "RADIOLOGY"),
+    DemoDocument(
+        "imaging report as a PDF, wrapped as CDA N1", IMAGING, SARAH_LOU, "RADIOLOGY", pdf=True
+    ),
     DemoDocument("hospital letter (LDL-SES), MDM^T02", LETTER, DOMINIQUE, "HOSPITAL"),
     DemoDocument("lab result, identity VALI, qualified by INSi", LAB, VALIDATED, "LAB"),
     DemoDocument("lab result, identity only PROVISIONAL", LAB, UNQUALIFIED, "LAB"),
@@ -53,6 +58,8 @@ DOCUMENTS = (
 
 
 def _message(n: int, doc: DemoDocument) -> bytes:
+    if doc.pdf:
+        return pdf_sample(doc.kind, doc.patient, n)
     raw = sample(doc.kind, doc.patient, n)
     if doc.broken:
         # Cut the base64 CDA in half: still valid base64, no longer well-formed XML.

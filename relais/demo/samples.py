@@ -166,7 +166,9 @@ def cda(kind: Kind, patient: Patient, doc_id: str, text: str) -> bytes:
     return build_n1(header, person, pdf)
 
 
-def hl7_message(kind: Kind, patient: Patient, control_id: str, document: bytes) -> bytes:
+def hl7_message(
+    kind: Kind, patient: Patient, control_id: str, document: bytes, media: str = "XML"
+) -> bytes:
     """An ORU^R01 (v2.5) or MDM^T02 (v2.6) carrying ``document`` base64 in OBX-5."""
     mdm = kind.message_type.startswith("MDM")
     version = "2.6" if mdm else "2.5"
@@ -191,11 +193,12 @@ def hl7_message(kind: Kind, patient: Patient, control_id: str, document: bytes) 
             f"ORC|NW|{control_id}^DEMO",
             f"OBR|1|{control_id}^DEMO|{control_id}^DEMO|{kind.loinc}^{kind.title}^LN",
         ]
-    obx5 = f"^{'text' if mdm else 'TEXT'}^XML^Base64^{data}"
+    obx5 = f"^{'text' if mdm else 'TEXT'}^{media}^Base64^{data}"
     segments += [
         f"OBX|1|ED|{kind.loinc}^{kind.title}^LN||{obx5}||||||F",
         "PRT||UC||SB^^participation|801234567866^DEMO^Biologiste^^^^^^"
-        "ASIP-SANTE-PS&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS",
+        "ASIP-SANTE-PS&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS|||Laboratoire Relais Demo^^^^^"
+        "ASIP-SANTE-ST&1.2.250.1.71.4.2.2&ISO^FINEG^^^1120459876",
         "OBX|2|CE|DESTDMP^Destinataire DMP^MetaDMPMSS||Y^^expandedYes-NoIndicator||||||F",
     ]
     return ("\r".join(segments) + "\r").encode()
@@ -206,3 +209,10 @@ def sample(kind: Kind, patient: Patient, n: int, *, text: str | None = None) -> 
     doc_id = f"1.2.250.1.213.1.1.9.4242.{kind.loinc.replace('-', '')}{n:06d}"
     body = cda(kind, patient, doc_id, text or f"{kind.title}, document de démonstration {n}")
     return hl7_message(kind, patient, f"DEMO{kind.loinc.replace('-', '')}{n:06d}", body)
+
+
+def pdf_sample(kind: Kind, patient: Patient, n: int) -> bytes:
+    """The ``n``-th demo message of ``kind`` carrying a PDF (the transcode stage wraps it as N1)."""
+    control_id = f"PDF{kind.loinc.replace('-', '')}{n:06d}"
+    pdf = _pdf(f"{kind.title}, document PDF de demonstration {n}")
+    return hl7_message(kind, patient, control_id, pdf, media="PDF")

@@ -6,11 +6,21 @@ import base64
 import hashlib
 
 from aiokafka import AIOKafkaProducer
+from lxml import etree
 
 from producers.hl7_message import parse_message
 from producers.publisher import Publisher
 from producers.submission import patient_key
-from relais.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, UNQUALIFIED, sample
+from relais.demo.samples import (
+    DOMINIQUE,
+    IMAGING,
+    LAB,
+    LETTER,
+    SARAH_LOU,
+    UNQUALIFIED,
+    pdf_sample,
+    sample,
+)
 from relais.envelope import Envelope, open_envelope
 from relais.localstack import Landing, LocalStack, read_landing, scrape
 from relais.topics import SUBMITTED
@@ -28,7 +38,7 @@ def broken_cda_message() -> bytes:
 
 
 def complete(landing: Landing) -> bool:
-    return len(landing.delivered) >= 4 and len(landing.dead) >= 2 and len(landing.held) >= 1
+    return len(landing.delivered) >= 5 and len(landing.dead) >= 2 and len(landing.held) >= 1
 
 
 async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
@@ -49,6 +59,8 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
             (await publisher.submit_imaging_report(good_inputs[1]))[0],
             (await publisher.submit_hospital_document(good_inputs[2]))[0],
         ]
+        pdf_input = pdf_sample(IMAGING, SARAH_LOU, 6)
+        pdf_id = (await publisher.submit_imaging_report(pdf_input))[0]
         held_id = (await publisher.submit_lab_result(sample(LAB, UNQUALIFIED, 5)))[0]
         broken_id = (await publisher.submit_lab_result(broken_cda_message()))[0]
         # An undecodable record on the same partition as the next document:
@@ -69,6 +81,14 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
         content = parse_message(raw_message).documents[0].content
         filed = stack.sandbox.content[status["document_unique_id"]]
         assert hashlib.sha256(filed).hexdigest() == hashlib.sha256(content).hexdigest()
+
+    # A PDF imaging report was wrapped as a CDA N1 that carries the same PDF.
+    status = landing.delivered[pdf_id]
+    assert status["outcome"] == "DELIVERED"
+    filed_cda = etree.fromstring(stack.sandbox.content[status["document_unique_id"]])
+    [b64] = filed_cda.xpath("//v3:nonXMLBody/v3:text/text()", namespaces={"v3": "urn:hl7-org:v3"})
+    pdf = parse_message(pdf_input).documents[0].content
+    assert hashlib.sha256(base64.b64decode(b64)).hexdigest() == hashlib.sha256(pdf).hexdigest()
 
     # Held: the unqualified identity waits with its reason.
     assert landing.held[held_id]["reason_code"] == "identity-not-qualified"
@@ -91,26 +111,26 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
     assert cda_letter["event_id"] == broken_id
     assert cda_letter["reason_code"] == "cda-not-well-formed"
 
-    # Nothing lost, nothing doubled: 7 in = 4 delivered + 1 held + 2 dead letters.
-    assert len(landing.delivered) == 4
+    # Nothing lost, nothing doubled: 8 in = 5 delivered + 1 held + 2 dead letters.
+    assert len(landing.delivered) == 5
     assert len(landing.held) == 1
     assert len(landing.dead) == 2
-    assert len(stack.sandbox.filed) == 4
+    assert len(stack.sandbox.filed) == 5
     assert landing.doubled() == []
 
     # Metrics, scraped from each worker process.
     identity = scrape(stack.process("identity").metrics_port)
-    assert identity['relais_stage_records_in_total{stage="identity"}'] == 7
+    assert identity['relais_stage_records_in_total{stage="identity"}'] == 8
     assert (
         identity['relais_stage_records_failed_total{reason="undecodable-record",stage="identity"}']
         == 1
     )
     assert identity['relais_deadletters_total{reason="undecodable-record",stage="identity"}'] == 1
-    assert identity['relais_stage_processing_seconds_count{stage="identity"}'] == 7
+    assert identity['relais_stage_processing_seconds_count{stage="identity"}'] == 8
     qualified = f'relais_stage_records_out_total{{stage="identity",topic="{s.topic_prefix}.documents.qualified.v1"}}'
-    assert identity[qualified] == 5
+    assert identity[qualified] == 6
     transcode = scrape(stack.process("transcode").metrics_port)
-    assert transcode['relais_stage_records_in_total{stage="transcode"}'] == 5
+    assert transcode['relais_stage_records_in_total{stage="transcode"}'] == 6
     assert (
         transcode[
             'relais_stage_records_failed_total{reason="cda-not-well-formed",stage="transcode"}'
@@ -118,7 +138,7 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
         == 1
     )
     route = scrape(stack.process("route").metrics_port)
-    assert route['relais_stage_records_in_total{stage="route"}'] == 4
+    assert route['relais_stage_records_in_total{stage="route"}'] == 5
     sink = scrape(stack.process("sink-dmp").metrics_port)
-    assert sink['relais_stage_records_in_total{stage="dmp-sink"}'] == 4
-    assert sink['relais_dmp_deliveries_total{outcome="DELIVERED"}'] == 4
+    assert sink['relais_stage_records_in_total{stage="dmp-sink"}'] == 5
+    assert sink['relais_dmp_deliveries_total{outcome="DELIVERED"}'] == 5

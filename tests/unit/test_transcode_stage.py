@@ -281,9 +281,17 @@ def test_handle_emits_a_ready_document() -> None:
     CODEC.encode("DocumentReady", out.record)
 
 
-def test_handle_refuses_a_pdf() -> None:
-    record = qualified()
+def test_handle_refuses_a_pdf_that_is_not_a_pdf() -> None:
+    record = qualified()  # its content is a CDA, but it claims to be a PDF
     record = {**record, "document": {**record["document"], "media_type": "application/pdf"}}
+    with pytest.raises(StageFailure) as caught:
+        handle(record, CTX)
+    assert caught.value.reason_code == "pdf-not-wrappable"
+
+
+def test_handle_refuses_other_media() -> None:
+    record = qualified()
+    record = {**record, "document": {**record["document"], "media_type": "image/png"}}
     with pytest.raises(TranscodeFailure) as caught:
         handle(record, CTX)
     assert caught.value.reason_code == "unsupported-media"
