@@ -65,7 +65,7 @@ def main(ctx: click.Context) -> None:
         level=settings.log_level.upper().replace("WARN", "WARNING").replace("CRIT", "CRITICAL"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if ctx.invoked_subcommand in {"topics", "publish", "broker", "demo"}:
+    if ctx.invoked_subcommand in {"topics", "publish", "broker", "demo", "explain"}:
         # One-shot commands report their own errors; aiokafka's retry logs are noise there.
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
@@ -423,6 +423,27 @@ def catalogue_report_cmd(facility: str | None, directory: Path, loinc: Path, ucu
     click.echo(format_report(lines))
     if lines:
         sys.exit(1)
+
+
+@main.command("explain")
+@click.argument("document")
+@click.pass_context
+def explain_cmd(ctx: click.Context, document: str) -> None:
+    """Say which rules decided what for DOCUMENT (a document unique id or an event id):
+    routing, destinations, and the release policy (who may see it, from when)."""
+    from relais.audit_trail import audits_for
+
+    s = _settings(ctx)
+    records = asyncio.run(audits_for(s.bootstrap_servers, s.topic_prefix, document))
+    if not records:
+        raise click.ClickException(f"no audit record for {document} under '{s.topic_prefix}.'")
+    for record in records:
+        click.echo(
+            f"{record['at']:%Y-%m-%d %H:%M:%S} {record['component']}: "
+            f"{record['action']} -> {record['outcome']}"
+        )
+        for line in (record["detail"] or "").splitlines():
+            click.echo(f"    {line}")
 
 
 @main.group()

@@ -1,7 +1,11 @@
 """The routing stage: turn a ready document into delivery requests (pure core).
 
 The spine routes to the DMP: a qualified INS and the DESTDMP flag (absent
-means yes, as the volet's default) give one DMP filing request. MSSanté and
+means yes, as the volet's default) give one DMP filing request. The release
+policy (streams/release_policy.toml) decides who may see the document and
+from when; the decision travels with each request and its explanation is in
+the audit record (`relais explain`). MetaDMPMSS flag combinations that the
+volet forbids are refused with its rule, never guessed. MSSanté and
 patient notifications join with the fan-out issue. Every decision is also
 written to the audit topic, so a document that goes nowhere is still
 accounted for.
@@ -14,7 +18,8 @@ import hashlib
 from relais.contracts import Record
 from relais.deadletter import derived_id
 from relais.topics import AUDIT, DELIVERY_DMP, READY
-from streams.stage import Output, Stage, StageContext
+from streams.release_policy import DEFAULT_POLICY, decide, explain, mssante_combination_problem
+from streams.stage import Output, Stage, StageContext, StageFailure
 
 
 def request_id(unique_id: str, action: str, destination: str) -> str:
@@ -29,10 +34,37 @@ def destinations(record: Record) -> list[str]:
     return []
 
 
+def release_of(record: Record) -> tuple[Record, str]:
+    """The release decision for a ready document, as a record and as text."""
+    flags = record["hints"]["flags"]
+    problem = mssante_combination_problem(flags)
+    if problem is not None:
+        raise StageFailure(
+            f"MetaDMPMSS flags not allowed: {problem}", reason_code="invalid-flag-combination"
+        )
+    decision = decide(
+        DEFAULT_POLICY,
+        type_code=record["document"]["type_code"],
+        sector=record["sector"],
+        flags=flags,
+        validated_at=record["submitted_at"],  # the producer's hand-over time, for now
+        cda_model=record.get("cda_model"),
+    )
+    text = explain(decision)
+    release = {
+        "patient_visible_from": decision.patient_visible_from,
+        "hidden_from_professionals": decision.hidden_from_professionals,
+        "hidden_from_legal_representatives": decision.hidden_from_legal_representatives,
+        "explanation": text,
+    }
+    return release, text
+
+
 def handle(record: Record, ctx: StageContext) -> list[Output]:
     key = record["patient"]["patient_key"].encode()
     document = record["document"]
     outputs: list[Output] = []
+    release, explanation = release_of(record)
     chosen = destinations(record)
     for destination in chosen:
         request = {
@@ -46,6 +78,7 @@ def handle(record: Record, ctx: StageContext) -> list[Output]:
             "patient": record["patient"],
             "document": document,
             "recipient": None,
+            "release": release,
         }
         outputs.append(Output(DELIVERY_DMP, "DeliveryRequest", request, key))
     audit = {
@@ -56,7 +89,7 @@ def handle(record: Record, ctx: StageContext) -> list[Output]:
         "action": "ROUTED",
         "outcome": ",".join(chosen) or "no-destination",
         "document_unique_id": document["unique_id"],
-        "detail": None,
+        "detail": explanation,
     }
     outputs.append(Output(AUDIT, "AuditEvent", audit, key))
     return outputs

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import os
+import subprocess
+import sys
 
 from aiokafka import AIOKafkaProducer
 from lxml import etree
@@ -142,3 +146,37 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
     sink = scrape(stack.process("sink-dmp").metrics_port)
     assert sink['relais_stage_records_in_total{stage="dmp-sink"}'] == 5
     assert sink['relais_dmp_deliveries_total{outcome="DELIVERED"}'] == 5
+
+
+async def test_explain_says_which_rules_decided(stack: LocalStack) -> None:
+    """`relais explain` on an imaging report filed by the test above: the 15-day rule."""
+    s = stack.settings
+    imaging = next(f for f in stack.sandbox.filed.values() if f.type_code == "18748-4")
+    env = {
+        **os.environ,
+        "RELAIS_BOOTSTRAP_SERVERS": s.bootstrap_servers,
+        "RELAIS_TOPIC_PREFIX": s.topic_prefix,
+    }
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "relais", "explain", imaging.unique_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "route: ROUTED -> DMP" in result.stdout
+    assert "rule imaging-report-delay" in result.stdout
+    missing = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "relais", "explain", "no-such-document"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert "no audit record for no-such-document" in missing.stderr

@@ -14,7 +14,7 @@ from relais.keyring import Keyring
 from relais.topics import AUDIT, DELIVERY_DMP
 from streams import transcode
 from streams.route import STAGE, destinations, handle, request_id
-from streams.stage import StageContext
+from streams.stage import StageContext, StageFailure
 from tests.builders import qualified
 
 KEYRING = Keyring.generate("k-route")
@@ -142,3 +142,22 @@ def test_request_id_separates_its_parts() -> None:
 def test_stage_declaration() -> None:
     assert STAGE.name == "route"
     assert STAGE.record_type == "DocumentReady"
+
+
+def test_release_policy_travels_with_the_request_and_is_explained() -> None:
+    record = ready(IMAGING, SARAH_LOU)
+    outputs = route(record)
+    request = next(r for t, r in outputs if t == "DeliveryRequest")
+    audit = next(r for t, r in outputs if t == "AuditEvent")
+    release = request["release"]
+    assert release["patient_visible_from"] is not None
+    assert (release["patient_visible_from"] - record["submitted_at"]).days == 15
+    assert "imaging-report-delay" in release["explanation"]
+    assert audit["detail"] == release["explanation"]
+
+
+def test_forbidden_flag_combination_is_refused_with_the_volet_rule() -> None:
+    flags = {"DESTMSSANTEPAT": True, "DESTDMP": True}  # patient only needs DESTDMP=N
+    with pytest.raises(StageFailure) as caught:
+        route(ready(flags=flags))
+    assert caught.value.reason_code == "invalid-flag-combination"

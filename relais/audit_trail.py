@@ -1,0 +1,46 @@
+"""Read the audit topic back: what happened to one document, in order."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from relais.contracts import Codec, ContractError
+from relais.topics import AUDIT
+
+
+async def audits_for(
+    bootstrap: str, prefix: str, document: str, *, quiet_s: float = 1.0, timeout_s: float = 30.0
+) -> list[dict[str, Any]]:
+    """Audit records whose document unique id or event id is ``document``, oldest first.
+
+    Reads the whole audit topic from the start until it has been quiet for ``quiet_s``.
+    """
+    codec = Codec()
+    consumer = AIOKafkaConsumer(
+        AUDIT.name(prefix),
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    found: list[dict[str, Any]] = []
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        quiet_until = time.monotonic() + quiet_s
+        while time.monotonic() < min(deadline, quiet_until):
+            batches = await consumer.getmany(timeout_ms=200)
+            for message in (m for batch in batches.values() for m in batch):
+                quiet_until = time.monotonic() + quiet_s
+                try:
+                    _, record = codec.decode(message.value, expected="AuditEvent")
+                except ContractError:
+                    continue
+                if document in {record["document_unique_id"], record["event_id"]}:
+                    found.append(record)
+    finally:
+        await consumer.stop()
+    return sorted(found, key=lambda r: r["at"])
