@@ -32,6 +32,7 @@ from consumers.dmp_submission import (
     patient_cx,
     read_answer,
 )
+from consumers.xds_metadata import document_entry
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
@@ -84,7 +85,19 @@ def submission_of(request: Record, keyring: Keyring) -> Submission:
         patient_id=patient_cx(str(traits["ins"]), str(traits["ins_oid"])),
         type_code=document["type_code"],
         content=content,
+        metadata=document_entry(content, visibility_flags(request.get("release"))),
     )
+
+
+def visibility_flags(release: Record | None) -> dict[str, bool]:
+    """The MetaDMPMSS visibility flags the release decision stands for (XDS confidentiality)."""
+    if not release:
+        return {}
+    return {
+        "MASQUE_PS": bool(release["hidden_from_professionals"]),
+        "INVISIBLE_PATIENT": release["patient_visible_from"] is None,
+        "INVISIBLE_REP_LEGAUX": bool(release["hidden_from_legal_representatives"]),
+    }
 
 
 def status_record(

@@ -1,14 +1,18 @@
 """What the DMP sink sends for one delivery request (pure).
 
-The spine's exchange with the DMP sandbox is a plain HTTP POST of the CDA
-with its XDS identifiers as headers; the full ITI-41 (SOAP/MTOM, VIHF) comes
-with the fan-out issue and replaces :func:`http_request` only.
+The exchange with the DMP sandbox is an HTTP POST of the CDA with its XDS
+identifiers and its DocumentEntry metadata (JSON) as headers; the full ITI-41
+(SOAP/MTOM, VIHF) comes with the fan-out issue and replaces
+:func:`http_request` only.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+
+from consumers.xds_metadata import DocumentEntry
 
 
 class DmpError(Exception):
@@ -37,6 +41,7 @@ class Submission:
     patient_id: str  # XDS CX: <matricule>^^^&<OID>&ISO^NH
     type_code: str
     content: bytes
+    metadata: DocumentEntry | None = None  # the XDS DocumentEntry (required by the sandbox)
 
     @property
     def sha256(self) -> str:
@@ -61,6 +66,8 @@ def http_request(submission: Submission) -> tuple[dict[str, str], bytes]:
         "X-Document-TypeCode": submission.type_code,
         "X-Content-SHA256": submission.sha256,
     }
+    if submission.metadata is not None:
+        headers["X-XDS-Metadata"] = json.dumps(asdict(submission.metadata), ensure_ascii=True)
     return headers, submission.content
 
 

@@ -23,6 +23,14 @@ from pathlib import Path
 from aiohttp import web
 from lxml import etree
 
+from consumers.xds_codes import (
+    CLASS_CODES,
+    CONFIDENTIALITY_CODES,
+    FACILITY_TYPES,
+    FORMAT_CODES,
+    PRACTICE_SETTINGS,
+    TYPE_CODES,
+)
 from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
 from relais.signals import stop_on_signals
 from streams.ins import INS_OIDS, ins_key_valid
@@ -76,6 +84,7 @@ def check(headers: Mapping[str, str], body: bytes) -> Filed:
     )
     if ins not in targets:
         raise Rejected("PatientMismatch", "recordTarget does not carry the submitted INS")
+    check_metadata(headers.get("X-XDS-Metadata", ""), unique_id, match.group(0), body)
     return Filed(
         unique_id=unique_id,
         patient_id=match.group(0),
@@ -84,6 +93,38 @@ def check(headers: Mapping[str, str], body: bytes) -> Filed:
         size_bytes=len(body),
         received_at=datetime.now(UTC).isoformat(),
     )
+
+
+CODED_FIELDS = {
+    "class_code": CLASS_CODES,
+    "type_code": TYPE_CODES,
+    "format_code": FORMAT_CODES,
+    "healthcare_facility_type": FACILITY_TYPES,
+    "practice_setting": PRACTICE_SETTINGS,
+}
+
+
+def check_metadata(raw: str, unique_id: str, patient_id: str, body: bytes) -> None:
+    """The DocumentEntry must describe this very document with codes of the value sets."""
+    try:
+        entry = json.loads(raw) if raw else None
+    except ValueError:
+        entry = None
+    if not isinstance(entry, dict):
+        raise Rejected("MissingMetadata", "X-XDS-Metadata (the DocumentEntry, JSON) is required")
+    if entry.get("unique_id") != unique_id or entry.get("patient_id") != patient_id:
+        raise Rejected(
+            "MetadataMismatch", "DocumentEntry uniqueId/patientId differ from the request"
+        )
+    if entry.get("hash_sha1") != hashlib.sha1(body).hexdigest() or entry.get("size") != len(body):  # noqa: S324 - XDS hash is SHA-1
+        raise Rejected("MetadataMismatch", "DocumentEntry hash/size do not match the document")
+    for name, value_set in CODED_FIELDS.items():
+        coded = entry.get(name) or {}
+        if value_set.find(str(coded.get("code")), str(coded.get("scheme"))) is None:
+            raise Rejected("UnknownCode", f"DocumentEntry {name} is not in {value_set.name}")
+    for coded in entry.get("confidentiality") or [{}]:
+        if CONFIDENTIALITY_CODES.find(str(coded.get("code")), str(coded.get("scheme"))) is None:
+            raise Rejected("UnknownCode", "DocumentEntry confidentialityCode is not in JDV_J08")
 
 
 class DmpSandbox:

@@ -18,6 +18,7 @@ from consumers.dmp_submission import (
     patient_cx,
     read_answer,
 )
+from consumers.xds_metadata import document_entry
 from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, cda
 from sandboxes.dmp import DmpSandbox, Filed, Rejected, check
 
@@ -29,7 +30,13 @@ GOOD = Submission(
     patient_id=patient_cx(DOMINIQUE.ins, INS_TEST),
     type_code="11502-2",
     content=CONTENT,
+    metadata=document_entry(CONTENT, {}),
 )
+
+
+def described(submission: Submission) -> Submission:
+    """The submission with the DocumentEntry of its (changed) content."""
+    return replace(submission, metadata=document_entry(submission.content, {}))
 
 
 def rejection(headers: dict[str, str], body: bytes) -> Rejected:
@@ -156,7 +163,7 @@ def test_corsica_ins_is_accepted_by_the_format() -> None:
     number = 1800519004123  # 1 80 05 2A 004 123, 2A read as 19
     ins = f"180052A004123{97 - number % 97:02d}"
     content = CONTENT.replace(DOMINIQUE.ins.encode(), ins.encode())
-    submission = replace(GOOD, patient_id=patient_cx(ins, INS_TEST), content=content)
+    submission = described(replace(GOOD, patient_id=patient_cx(ins, INS_TEST), content=content))
     assert check(*http_request(submission)).unique_id == DOC_ID
 
 
@@ -248,7 +255,7 @@ async def test_sandbox_files_lists_and_deduplicates() -> None:
         assert (await again.json())["status"] == "duplicate"
         assert read_answer(again.status, await again.json()) == Answer("duplicate", "AlreadyFiled")
 
-        other = replace(GOOD, content=CONTENT + b"<!-- another version -->")
+        other = described(replace(GOOD, content=CONTENT + b"<!-- another version -->"))
         clash = await client.post("/documents", data=other.content, headers=http_request(other)[0])
         assert clash.status == 409
         assert (await clash.json())["code"] == "DuplicateUniqueId"
@@ -275,3 +282,15 @@ async def test_sandbox_reads_header_names_case_insensitively() -> None:
         response = await client.post("/documents", data=body, headers=lowered)
         assert await response.json() == {"status": "success"}
         assert response.status == 200
+
+
+def test_metadata_must_describe_this_document() -> None:
+    headers, body = http_request(GOOD)
+    del headers["X-XDS-Metadata"]
+    assert rejection(headers, body).code == "MissingMetadata"
+    other = described(replace(GOOD, content=CONTENT + b"<!-- v2 -->"))
+    headers, _ = http_request(other)
+    assert rejection(headers, body).code in {"HashMismatch", "MetadataMismatch"}
+    headers, body = http_request(GOOD)
+    wrong = headers["X-XDS-Metadata"].replace('"code": "10"', '"code": "99"')
+    assert rejection({**headers, "X-XDS-Metadata": wrong}, body).code == "UnknownCode"
