@@ -34,6 +34,7 @@ from typing import Final
 from aiohttp import web
 from lxml import etree
 
+from producers.document_id import safe_parser
 from relais.signals import stop_on_signals
 from streams.ins import INS_NIR_TEST, INS_OIDS, ins_key_valid
 from streams.insi_messages import (
@@ -49,7 +50,6 @@ from streams.insi_messages import (
     build_answer,
     build_fault,
     normalise_trait,
-    safe_parser,
 )
 
 MAX_BODY: Final = 64 << 10

@@ -23,6 +23,8 @@ from typing import Final, Literal
 
 from lxml import etree
 
+from producers.document_id import safe_parser
+
 Operation = Literal["search", "verify"]
 
 SOAP_ENV: Final = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -134,11 +136,6 @@ def normalise_trait(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.translate(_UNDECOMPOSABLE))
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(bare.upper().split())
-
-
-def safe_parser() -> etree.XMLParser:
-    """A parser that fetches nothing and expands no entity."""
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 def _envelope(payload: etree._Element) -> bytes:
