@@ -22,7 +22,13 @@ from lxml import etree
 
 from producers.document_id import HL7V3
 from streams.cda_model import DocumentHeader
-from streams.lab_results import LOINC_OID, LOINC_WAITING_OID, CodedResult, ValueType
+from streams.lab_results import (
+    LOINC_OID,
+    LOINC_WAITING_OID,
+    CodedResult,
+    MappingStatus,
+    ValueType,
+)
 
 XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
 INTERPRETATION_OID: Final = "2.16.840.1.113883.5.83"
@@ -225,8 +231,21 @@ def _observation(parent: Element, coded: CodedResult, ref: str, default_time: st
     observation = sub(parent, "observation", classCode="OBS", moodCode="EVN")
     for template in ("1.3.6.1.4.1.19376.1.3.1.6", "1.2.250.1.213.1.1.3.80"):
         sub(observation, "templateId", root=template)
-    code = add_code(observation, "code", coded.code, coded.display_name, coded.code_system)
-    sub(sub(code, "originalText"), "reference", value=f"#{ref}")
+    if coded.status is MappingStatus.WAITING:
+        # Not (yet) mapped to LOINC: per the ANS CR-BIO rules the code carries no attribute
+        # and the laboratory's own code travels as a translation, never as a fake LOINC.
+        code = sub(observation, "code")
+        sub(sub(code, "originalText"), "reference", value=f"#{ref}")
+        sub(
+            code,
+            "translation",
+            code=coded.result.local_code,
+            displayName=coded.display_name,
+            codeSystemName="Code local du laboratoire",
+        )
+    else:
+        code = add_code(observation, "code", coded.code, coded.display_name, coded.code_system)
+        sub(sub(code, "originalText"), "reference", value=f"#{ref}")
     sub(observation, "statusCode", code="completed")
     sub(observation, "effectiveTime", value=hl7_ts(coded.result.observed_at) or default_time)
     _value(observation, coded)

@@ -218,7 +218,10 @@ def test_results_are_coded_with_values_units_and_ranges() -> None:
     assert values(first, ".//v3:observationRange/v3:value/v3:low/@value") == ["0.4"]
     assert values(first, ".//v3:observationRange/v3:value/v3:high/@value") == ["4.0"]
     assert isinstance(text, etree._Element)
-    assert values(text, "v3:code/@codeSystem") == [LOINC_WAITING_OID]
+    # Unmapped: no LOINC claimed; the laboratory's code travels as a translation (ANS rule).
+    assert values(text, "v3:code/@codeSystem") == []
+    assert values(text, "v3:code/v3:translation/@code") == ["ASP"]
+    assert values(text, "v3:code/v3:translation/@codeSystemName") == ["Code local du laboratoire"]
     assert values(text, "v3:value/@xsi:type") == ["ST"]
     assert values(text, "v3:value/text()") == ["Clair"]
     assert values(text, ".//v3:observationRange/v3:text/text()") == ["clair"]
