@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Final
 
 from producers.hl7_errors import Hl7ValidationError
+from producers.hl7_results import lab_results
 from producers.hl7_segments import (
     CHARSETS,
     MessageHeader,
@@ -31,6 +32,7 @@ from producers.hl7_segments import (
     read_msh,
 )
 from streams.ins import INS_OIDS, ins_key_valid
+from streams.lab_results import LabResult
 
 __all__ = [
     "CHARSETS",
@@ -115,6 +117,7 @@ class Hl7Message(MessageHeader):
     parent_document_id: str | None
     visit_class: str | None
     merged_ids: tuple[tuple[str, str], ...] = ()  # ADT^A40: MRG-1 ids of the absorbed record
+    results: tuple[LabResult, ...] = ()  # ORU^R01: structured results (OBX NM/ST/CE...)
 
 
 def message_digest(raw: bytes) -> str:
@@ -155,6 +158,7 @@ def parse_message(raw: bytes) -> Hl7Message:
         parent_document_id=parent_id,
         visit_class=_opt(pv1.get(2)) if pv1 else None,
         merged_ids=_merged_ids(segments) if kind == "ADT^A40" else (),
+        results=lab_results(obx) if kind == "ORU^R01" else (),
     )
 
 

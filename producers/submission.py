@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from producers.document_id import unique_id
-from producers.hl7_message import Hl7Message, PatientIdentity
+from producers.hl7_message import EmbeddedDocument, Hl7Message, PatientIdentity
 from relais.contracts import Record
 from relais.envelope import seal
 from relais.keyring import Keyring, pseudonymise
+from streams.lab_results import LAB_REPORT_MEDIA, encode_lab_report
 
 ACTIONS = {"F": "SUBMIT", "C": "REPLACE", "D": "DELETE"}
 SECTORS = ("HOSPITAL", "LAB", "RADIOLOGY", "CITY")
@@ -182,8 +183,8 @@ def submissions(
     return [
         document_submitted(
             DocumentInput(
-                content=document.content,
-                media_type=document.media_type,
+                content=_content(message, document),
+                media_type=_media(message, document),
                 type_code=document.type_code,
                 type_label=document.type_label,
                 unique_id=unique_id(message, document),
@@ -200,6 +201,21 @@ def submissions(
         )
         for document in message.documents
     ]
+
+
+def _builds_a_lab_report(message: Hl7Message, document: EmbeddedDocument) -> bool:
+    """An ORU with structured results and the report's PDF: transcode builds the CR-BIO N3."""
+    return bool(message.results) and document.media_type == "application/pdf"
+
+
+def _content(message: Hl7Message, document: EmbeddedDocument) -> bytes:
+    if _builds_a_lab_report(message, document):
+        return encode_lab_report(message.results, document.content)
+    return document.content
+
+
+def _media(message: Hl7Message, document: EmbeddedDocument) -> str:
+    return LAB_REPORT_MEDIA if _builds_a_lab_report(message, document) else document.media_type
 
 
 def identity_update(

@@ -61,6 +61,9 @@ class LocalStack:
     prefix: str = "relais"
     table_store: str = "memory://"
     cda_xsd_dir: Path | None = None  # the CDA R2 schema folder, when the caller has one
+    catalogue_dir: Path | None = None  # laboratories' catalogues (lab reports)
+    loinc_table: Path | None = None
+    ucum_units: Path | None = None
     workers: tuple[tuple[str, ...], ...] = (
         ("worker", "identity"),
         ("worker", "transcode"),
@@ -116,6 +119,9 @@ class LocalStack:
             "RELAIS_INSI_TIMEOUT_S": "2",
             "RELAIS_TABLE_STORE": self.table_store,
             "RELAIS_CDA_XSD_DIR": str(self.cda_xsd_dir or ""),
+            "RELAIS_CATALOGUE_DIR": str(self.catalogue_dir or ""),
+            "RELAIS_LOINC_TABLE": str(self.loinc_table or ""),
+            "RELAIS_UCUM_UNITS": str(self.ucum_units or ""),
             "RELAIS_DATA_DIR": str(s.data_dir),
             "RELAIS_METRICS_HOST": "127.0.0.1",
             "RELAIS_METRICS_PORT": str(metrics_port),

@@ -18,6 +18,9 @@ RELAIS_INSI_URL                INSi endpoint of the identity stage         http:
 RELAIS_INSI_TIMEOUT_S          timeout of one INSi call                    5
 RELAIS_TABLE_STORE             Faust table store (memory:// or rocksdb://) memory://
 RELAIS_CDA_XSD_DIR             folder of CDA_extended.xsd (CDA R2 schema)  (none)
+RELAIS_CATALOGUE_DIR           labs' catalogues: <dir>/<FACILITY>/<v>.csv  (none)
+RELAIS_LOINC_TABLE             LOINC-FR CSV (loinc_code,display_name_fr)   (none)
+RELAIS_UCUM_UNITS              UCUM unit list (the ANS JDV XML)            (none)
 RELAIS_DATA_DIR                where local state (broker, demo) lives      ./.relais
 RELAIS_BROKER_BIN              broker binary instead of the bundled tansu  (bundled tansu)
 RELAIS_BROKER_LISTEN           host:port the local broker listens on       127.0.0.1:39092
@@ -54,6 +57,9 @@ class Settings:
     insi_timeout_s: float = 5.0
     table_store: str = "memory://"
     cda_xsd_dir: Path | None = None
+    catalogue_dir: Path | None = None
+    loinc_table: Path | None = None
+    ucum_units: Path | None = None
     data_dir: Path = Path(".relais")
     broker_bin: Path | None = None
     broker_listen: str = "127.0.0.1:39092"
@@ -106,6 +112,9 @@ class Settings:
             insi_timeout_s=number("RELAIS_INSI_TIMEOUT_S", d.insi_timeout_s, float),
             table_store=text("RELAIS_TABLE_STORE", d.table_store),
             cda_xsd_dir=path("RELAIS_CDA_XSD_DIR"),
+            catalogue_dir=path("RELAIS_CATALOGUE_DIR"),
+            loinc_table=path("RELAIS_LOINC_TABLE"),
+            ucum_units=path("RELAIS_UCUM_UNITS"),
             data_dir=Path(text("RELAIS_DATA_DIR", str(d.data_dir))),
             broker_bin=path("RELAIS_BROKER_BIN"),
             broker_listen=text("RELAIS_BROKER_LISTEN", d.broker_listen),

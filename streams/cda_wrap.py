@@ -50,15 +50,14 @@ def _people(record: Record) -> tuple[Person, Organisation]:
     return person, organisation
 
 
-def wrap_pdf(record: Record, pdf: bytes, traits: Mapping[str, Any]) -> tuple[bytes, str]:
-    """The N1 CDA of ``pdf`` and its id."""
-    if not pdf.startswith(b"%PDF-"):
-        raise WrapFailure("the document says application/pdf but is not a PDF")
+def document_header(record: Record) -> DocumentHeader:
+    """The header of a CDA Relais builds for ``record``: its id, type, actors, times."""
     person, organisation = _people(record)
     document = record["document"]
     doc_id = cda_id_for(document["unique_id"])
     when = hl7_time(record["submitted_at"] or datetime.now(UTC))
-    header = DocumentHeader(
+    parent = document.get("parent_unique_id")
+    return DocumentHeader(
         id_root=doc_id,
         id_extension=None,
         set_id_root=doc_id,
@@ -73,11 +72,12 @@ def wrap_pdf(record: Record, pdf: bytes, traits: Mapping[str, Any]) -> tuple[byt
         custodian=organisation,
         legal_authenticator=person,
         authored_at=when,
-        replaces=cda_id_for(document["parent_unique_id"])
-        if document.get("parent_unique_id")
-        else None,
+        replaces=cda_id_for(parent) if parent else None,
     )
-    patient = PatientHeader(
+
+
+def patient_header(traits: Mapping[str, Any]) -> PatientHeader:
+    return PatientHeader(
         ins=str(traits["ins"]),
         ins_oid=str(traits["ins_oid"]),
         birth_name=str(traits.get("birth_name") or ""),
@@ -86,4 +86,11 @@ def wrap_pdf(record: Record, pdf: bytes, traits: Mapping[str, Any]) -> tuple[byt
         sex=str(traits.get("sex") or ""),
         birthplace_code=traits.get("birthplace_code") or None,
     )
-    return build_n1(header, patient, pdf), doc_id
+
+
+def wrap_pdf(record: Record, pdf: bytes, traits: Mapping[str, Any]) -> tuple[bytes, str]:
+    """The N1 CDA of ``pdf`` and its id."""
+    if not pdf.startswith(b"%PDF-"):
+        raise WrapFailure("the document says application/pdf but is not a PDF")
+    header = document_header(record)
+    return build_n1(header, patient_header(traits), pdf), header.id_root

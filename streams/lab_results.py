@@ -9,7 +9,10 @@ that it never silently disappears.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import enum
+import json
 from dataclasses import dataclass
 from typing import Final
 
@@ -57,3 +60,28 @@ class CodedResult:
     ucum_unit: str | None
     status: MappingStatus
     problems: tuple[str, ...] = ()  # why SUSPICIOUS / WAITING, for the catalogue report
+
+
+#: Media type of a lab report the transcode stage builds: structured results + the PDF copy.
+LAB_REPORT_MEDIA: Final = "application/vnd.relais.lab-report+json"
+
+
+def encode_lab_report(results: tuple[LabResult, ...], pdf: bytes) -> bytes:
+    """The results and the PDF of an ORU^R01, as the sealed content of a document event."""
+    payload = {
+        "results": [{**dataclasses.asdict(r), "value_type": r.value_type.value} for r in results],
+        "pdf": base64.b64encode(pdf).decode(),
+    }
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
+
+
+def decode_lab_report(content: bytes) -> tuple[tuple[LabResult, ...], bytes]:
+    """Inverse of :func:`encode_lab_report`; ValueError when the content is not one."""
+    try:
+        payload = json.loads(content)
+        results = tuple(
+            LabResult(**{**r, "value_type": ValueType(r["value_type"])}) for r in payload["results"]
+        )
+        return results, base64.b64decode(payload["pdf"], validate=True)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a lab report ({type(exc).__name__})") from None

@@ -26,6 +26,8 @@ from streams.cda_validate import CdaSchema, header_problems
 from streams.cda_wrap import cda_id_for, wrap_pdf
 from streams.identity import read_traits
 from streams.ins import INS_OIDS
+from streams.lab_report import LabReferences, build_lab_report
+from streams.lab_results import LAB_REPORT_MEDIA
 from streams.stage import Output, Stage, StageContext, StageFailure
 
 NS: Final = {"v3": HL7V3}
@@ -106,24 +108,31 @@ def _as_cda(document: Record, cda: bytes, doc_id: str, event_id: str, ctx: Stage
     }
 
 
-def transcode_stage(schema: CdaSchema | None) -> Stage:
-    """The stage, validating every document against ``schema`` (None: header rules only)."""
+MEDIA: Final = frozenset({"text/xml", "application/pdf", LAB_REPORT_MEDIA})
+
+
+def transcode_stage(schema: CdaSchema | None, lab: LabReferences | None = None) -> Stage:
+    """The stage, validating every document against ``schema`` (None: header rules only)
+    and mapping lab results with ``lab`` (None: lab reports are dead-lettered, saying why)."""
 
     def handle_validated(record: Record, ctx: StageContext) -> list[Output]:
-        return _handle(record, ctx, schema)
+        return _handle(record, ctx, schema, lab)
 
     return Stage("transcode", QUALIFIED, "IdentityQualified", handle_validated)
 
 
 def handle(record: Record, ctx: StageContext) -> list[Output]:
-    return _handle(record, ctx, None)
+    return _handle(record, ctx, None, None)
 
 
-def _handle(record: Record, ctx: StageContext, schema: CdaSchema | None) -> list[Output]:
+def _handle(
+    record: Record, ctx: StageContext, schema: CdaSchema | None, lab: LabReferences | None
+) -> list[Output]:
     document = record["document"]
-    if document["media_type"] not in {"text/xml", "application/pdf"}:
+    if document["media_type"] not in MEDIA:
         raise TranscodeFailure(
-            f"media type {document['media_type']} cannot be transcoded: send a CDA R2 or a PDF",
+            f"media type {document['media_type']} cannot be transcoded: send a CDA R2, a PDF, "
+            "or lab results with the report's PDF",
             reason_code="unsupported-media",
         )
     content = open_envelope(
@@ -135,6 +144,9 @@ def _handle(record: Record, ctx: StageContext, schema: CdaSchema | None) -> list
     traits = read_traits(record, ctx)
     if document["media_type"] == "application/pdf":
         content, doc_id = wrap_pdf(record, content, traits)
+        document = _as_cda(document, content, doc_id, record["event_id"], ctx)
+    elif document["media_type"] == LAB_REPORT_MEDIA:
+        content, doc_id, _ = build_lab_report(record, content, traits, lab)
         document = _as_cda(document, content, doc_id, record["event_id"], ctx)
     model = check_cda(
         content,

@@ -29,6 +29,8 @@ from streams.identity_insi import consistency_problems, insi_verifier
 from streams.identity_worker import register_identity
 from streams.insi_client import HttpInsiClient
 from streams.insi_metrics import PrometheusInsiObserver
+from streams.lab_catalogue import CatalogueStore, LoincTable, UcumUnits, load_directory
+from streams.lab_report import LabReferences
 from streams.stage import Stage, StageContext, run_step
 
 #: Stages built from a pure handler and the generic shell; identity has its own shell
@@ -72,11 +74,26 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
         if name == "identity":
             _register_identity(app, settings, keyring)
         elif name == "transcode":
-            stage = transcode.transcode_stage(_cda_schema(settings))
+            stage = transcode.transcode_stage(_cda_schema(settings), _lab_references(settings))
             _register(app, stage, codec, keyring, settings.topic_prefix)
         else:
             _register(app, route.STAGE, codec, keyring, settings.topic_prefix)
     return app
+
+
+def _lab_references(settings: Settings) -> LabReferences | None:
+    """Catalogues, LOINC-FR table and UCUM list for lab reports, loaded once per worker."""
+    if settings.loinc_table is None or settings.ucum_units is None:
+        log.warning("RELAIS_LOINC_TABLE / RELAIS_UCUM_UNITS not set: lab reports are refused")
+        return None
+    catalogues = (
+        load_directory(settings.catalogue_dir) if settings.catalogue_dir else CatalogueStore()
+    )
+    return LabReferences(
+        catalogues=catalogues,
+        loinc=LoincTable.from_csv(settings.loinc_table.read_text(encoding="utf-8")),
+        ucum=UcumUnits.from_xml(settings.ucum_units.read_bytes()),
+    )
 
 
 def _cda_schema(settings: Settings) -> CdaSchema | None:

@@ -216,3 +216,23 @@ def pdf_sample(kind: Kind, patient: Patient, n: int) -> bytes:
     control_id = f"PDF{kind.loinc.replace('-', '')}{n:06d}"
     pdf = _pdf(f"{kind.title}, document PDF de demonstration {n}")
     return hl7_message(kind, patient, control_id, pdf, media="PDF")
+
+
+#: (local code, label, value, unit, reference range, interpretation) of a demo lab report.
+LAB_RESULTS: Final = (
+    ("TSH1", "TSH ultrasensible", "2.10", "m[IU]/L", "0.40-4.00", "N"),
+    ("HB", "Hémoglobine", "13.9", "g/dL", "12.0-16.0", "N"),
+    ("CRPX", "Protéine C réactive", "12", "mg/L", "0-5", "H"),
+)
+
+
+def lab_report_sample(patient: Patient, n: int, *, facility: str = "LABO-X") -> bytes:
+    """An ORU^R01 with structured results (local codes) and the report's PDF: the transcode
+    stage maps the codes with ``facility``'s catalogue and builds the CR-BIO N3."""
+    control_id = f"LAB{n:06d}"
+    raw = hl7_message(LAB, patient, control_id, _pdf(f"Compte rendu {n}"), media="PDF")
+    results = "".join(
+        f"OBX|{10 + i}|NM|{code}^{label}^L||{value}|{unit}|{ref}|{flag}|||F|||20261122080000\r"
+        for i, (code, label, value, unit, ref, flag) in enumerate(LAB_RESULTS)
+    )
+    return raw.replace(b"|RELAIS-DEMO|", f"|{facility}|".encode(), 1) + results.encode()

@@ -1,0 +1,57 @@
+"""A lab's ORU^R01 with local codes becomes a LOINC-coded CR-BIO N3 filed at the DMP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from producers.publisher import Publisher
+from relais.demo.samples import DOMINIQUE, lab_report_sample
+from relais.localstack import LocalStack, read_landing
+from tests.shared_data import shared
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "catalogues"
+V3 = {"v3": "urn:hl7-org:v3"}
+
+
+@pytest.fixture(scope="module")
+async def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
+    local = LocalStack(
+        Path(tmp_path_factory.mktemp("lab")),
+        prefix=f"l{uuid.uuid4().hex[:8]}",
+        cda_xsd_dir=shared("cda-xsd"),
+        catalogue_dir=FIXTURES,
+        loinc_table=shared("loinc", "loinc_fr_labels_from_ans_crbio_examples.csv"),
+        ucum_units=shared("jdv", "UCUM_2.16.840.1.113883.6.8.xml"),
+    )
+    try:
+        await local.start()
+        await local.wait_for_metrics()
+        yield local
+    finally:
+        await local.stop()
+
+
+async def test_lab_results_are_transcoded_to_loinc_and_filed(lab_stack: LocalStack) -> None:
+    s = lab_stack.settings
+    async with Publisher(
+        bootstrap=s.bootstrap_servers, keyring=lab_stack.keyring, topic_prefix=s.topic_prefix
+    ) as publisher:
+        [event_id] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 1))
+    landing = await read_landing(
+        s.bootstrap_servers,
+        s.topic_prefix,
+        timeout_s=90,
+        until=lambda lan: event_id in lan.delivered or bool(lan.dead),
+    )
+    assert landing.dead == [], [d["reason"] for d in landing.dead]
+    status = landing.delivered[event_id]
+    cda = etree.fromstring(lab_stack.sandbox.content[status["document_unique_id"]])
+    codes = cda.xpath("//v3:observation/v3:code/@code", namespaces=V3)
+    assert {"3016-3", "718-7"} <= set(codes)  # mapped with LABO-X's catalogue
+    assert cda.xpath("//v3:observation/v3:code/v3:translation/@code", namespaces=V3) == ["CRPX"]
+    assert cda.xpath("v3:code/@code", namespaces=V3) == ["11502-2"]
