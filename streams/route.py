@@ -49,6 +49,7 @@ def release_of(record: Record) -> tuple[Record, str]:
         flags=flags,
         validated_at=record["submitted_at"],  # the producer's hand-over time, for now
         cda_model=record.get("cda_model"),
+        modalities=record.get("modalities") or (),
     )
     text = explain(decision)
     release = {

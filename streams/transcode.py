@@ -76,6 +76,16 @@ def check_cda(
     return f"{model} {level}" if "N1" not in model else model
 
 
+DICOM_MODALITY: Final = "1.2.840.10008.2.16.4"
+
+
+def modalities(content: bytes) -> list[str]:
+    """The DICOM acquisition modalities a CR-IMG declares (serviceEvent code translations)."""
+    root = etree.fromstring(content, safe_parser())
+    path = "v3:documentationOf/v3:serviceEvent/v3:code/v3:translation[@codeSystem=$system]/@code"
+    return sorted(set(xpath_strings(root, path, system=DICOM_MODALITY)))
+
+
 def validate(content: bytes, schema: CdaSchema | None) -> None:
     """CI-SIS header rules always; the CDA R2 schema when one is configured."""
     problems = header_problems(content)
@@ -156,6 +166,7 @@ def _handle(
     )
     validate(content, schema)
     ready = {
+        "modalities": modalities(content),
         "event_id": record["event_id"],
         "ready_at": ctx.now,
         "submitted_at": record["submitted_at"],

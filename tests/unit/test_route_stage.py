@@ -161,3 +161,11 @@ def test_forbidden_flag_combination_is_refused_with_the_volet_rule() -> None:
     with pytest.raises(StageFailure) as caught:
         route(ready(flags=flags))
     assert caught.value.reason_code == "invalid-flag-combination"
+
+
+def test_nuclear_medicine_waits_a_month() -> None:
+    record = {**ready(IMAGING, SARAH_LOU), "modalities": ["NM"]}
+    request = next(r for t, r in route(record) if t == "DeliveryRequest")
+    delay = request["release"]["patient_visible_from"] - record["submitted_at"]
+    assert 28 <= delay.days <= 31
+    assert "nuclear-medicine-delay" in request["release"]["explanation"]

@@ -29,7 +29,14 @@ from relais.keyring import Keyring
 from relais.topics import READY
 from streams.cda_validate import CdaSchema
 from streams.stage import StageContext, StageFailure
-from streams.transcode import TranscodeFailure, check_cda, handle, transcode_stage, validate
+from streams.transcode import (
+    TranscodeFailure,
+    check_cda,
+    handle,
+    modalities,
+    transcode_stage,
+    validate,
+)
 from tests.builders import qualified as qualified_record
 from tests.shared_data import shared
 
@@ -335,3 +342,8 @@ def test_documents_failing_the_schema_are_refused() -> None:
         validate(broken, schema)
     assert caught.value.reason_code == "cda-schema-invalid"
     assert "titre" in str(caught.value)
+
+
+def test_modalities_come_from_the_service_event() -> None:
+    assert modalities(shared("cda", "IMG_CR_IMG_2024.01.xml").read_bytes()) == ["CT"]
+    assert modalities(cda(LAB, DOMINIQUE, "1.2.3.4.5", "x")) == []
