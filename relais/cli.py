@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from relais.cli_context import settings_of as _settings
+from relais.cli_documents import catalogue, explain_cmd, mllp, publish
 from relais.settings import Settings, SettingsError
 
 
@@ -38,12 +40,6 @@ class RelaisGroup(click.Group):
             ) from None
         except (KafkaError, BrokerError, KeyringError, EnvelopeError) as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
 
 
 @click.group(cls=RelaisGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -215,237 +211,6 @@ def sandbox_insi(host: str, port: int) -> None:
     asyncio.run(serve_forever(host, port))
 
 
-@main.command()
-@click.argument(
-    "paths",
-    metavar="PATH...",
-    nargs=-1,
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-)
-@click.option(
-    "--sector",
-    type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY"]),
-    help="sector of every file; default: the sidecar's, else implied by the document type",
-)
-@click.pass_context
-def publish(ctx: click.Context, paths: tuple[Path, ...], sector: str | None) -> None:
-    """Publish HL7 v2 messages, CDA R2 documents and PDFs (with a JSON sidecar).
-
-    HL7 files (ORU^R01, MDM^T02/T10/T04, ADT) carry everything; a CDA file
-    takes its sender, identity status and flags from an optional sidecar
-    NAME.json; a PDF needs the sidecar's "document" and "patient" parts (see
-    producers/document_files.py). Each file is accepted once the broker has it
-    (acks=all) or rejected with the reason; the exit code is 1 if any file
-    was rejected.
-    """
-    from producers.publish_files import FileOutcome, publish_files
-    from producers.publisher import Publisher
-    from relais.keyring_source import load_keyring
-
-    s = _settings(ctx)
-    keyring = load_keyring(s)
-    bar = (
-        click.progressbar(length=len(paths), label="publishing", file=sys.stderr)
-        if len(paths) > 20
-        else None
-    )
-
-    def progress(outcome: FileOutcome) -> None:
-        if bar is not None:
-            bar.update(1)
-        elif outcome.accepted:
-            click.echo(f"accepted {outcome.path}: {', '.join(outcome.event_ids)}")
-        else:
-            click.echo(f"REJECTED {outcome.path}: {outcome.error}", err=True)
-
-    async def run() -> list[FileOutcome]:
-        async with Publisher(
-            bootstrap=s.bootstrap_servers, keyring=keyring, topic_prefix=s.topic_prefix
-        ) as publisher:
-            return await publish_files(publisher, paths, sector, progress)
-
-    outcomes = asyncio.run(run())
-    if bar is not None:
-        bar.render_finish()
-    rejected = [o for o in outcomes if not o.accepted]
-    if bar is not None:
-        for outcome in rejected:
-            click.echo(f"REJECTED {outcome.path}: {outcome.error}", err=True)
-    documents = sum(len(o.event_ids) for o in outcomes)
-    click.echo(
-        f"{len(outcomes) - len(rejected)} file(s) accepted ({documents} event(s)), "
-        f"{len(rejected)} rejected"
-    )
-    if rejected:
-        sys.exit(1)
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
-@click.option("--port", default=2575, show_default=True, type=int, help="MLLP port")
-@click.option(
-    "--sector",
-    type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY"]),
-    help="sector of every sender on this listener; default: implied by the document type",
-)
-@click.option(
-    "--max-frame-bytes",
-    default=16 << 20,
-    show_default=True,
-    type=int,
-    help="larger messages get an AR and the connection is closed",
-)
-@click.option(
-    "--idle-timeout",
-    "idle_timeout_s",
-    default=300.0,
-    show_default=True,
-    type=float,
-    help="seconds without a byte before a connection is closed",
-)
-@click.option(
-    "--tls-cert", type=click.Path(exists=True, path_type=Path), help="server certificate (PEM)"
-)
-@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), help="server key (PEM)")
-@click.option(
-    "--client-ca",
-    type=click.Path(exists=True, path_type=Path),
-    help="require client certificates signed by this CA (PEM)",
-)
-@click.pass_context
-def mllp(
-    ctx: click.Context,
-    *,
-    host: str,
-    port: int,
-    sector: str | None,
-    max_frame_bytes: int,
-    idle_timeout_s: float,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    client_ca: Path | None,
-) -> None:
-    """Receive HL7 v2 over MLLP and acknowledge each message.
-
-    AA only once the broker acknowledged the event (acks=all); AE with an ERR
-    segment naming the field and the rule for a bad message (also dead-lettered);
-    AR when the bus cannot take it now. TLS with --tls-cert/--tls-key, client
-    certificates with --client-ca. Runs until Ctrl-C / SIGTERM.
-    """
-    from producers.ingest import Ingest
-    from producers.mllp_gateway import GatewayConfig, MllpGateway, server_tls_context
-    from producers.mllp_metrics import PrometheusGatewayObserver, PrometheusIngestObserver
-    from producers.publisher import Publisher
-    from relais.keyring_source import load_keyring
-    from relais.metrics import serve_metrics
-    from relais.signals import stop_on_signals
-
-    if bool(tls_cert) != bool(tls_key):
-        raise click.UsageError("--tls-cert and --tls-key go together")
-    s = _settings(ctx)
-    keyring = load_keyring(s)
-    tls = server_tls_context(tls_cert, tls_key, client_ca) if tls_cert and tls_key else None
-    config = GatewayConfig(
-        host=host,
-        port=port,
-        max_frame_bytes=max_frame_bytes,
-        idle_timeout_s=idle_timeout_s,
-        tls=tls,
-    )
-
-    async def run() -> None:
-        stop = stop_on_signals()
-        async with Publisher(
-            bootstrap=s.bootstrap_servers, keyring=keyring, topic_prefix=s.topic_prefix
-        ) as publisher:
-            handler = Ingest(publisher, sector=sector, observer=PrometheusIngestObserver())
-            gateway = MllpGateway(config, handler, PrometheusGatewayObserver())
-            bound = await gateway.start()
-            metrics_port = serve_metrics(s.metrics_host, s.metrics_port)
-            click.echo(
-                f"MLLP{'S' if tls else ''} on {host}:{bound} -> {s.bootstrap_servers}; "
-                f"metrics on http://{s.metrics_host}:{metrics_port}/metrics"
-            )
-            await stop.wait()
-            await gateway.stop()
-        click.echo("MLLP gateway stopped")
-
-    asyncio.run(run())
-
-
-@main.group()
-def catalogue() -> None:
-    """Laboratory exam catalogues (local code -> LOINC), one versioned CSV per laboratory."""
-
-
-@catalogue.command("report")
-@click.argument("facility", required=False)
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="catalogue directory: <dir>/<FACILITY>/<version>.csv",
-)
-@click.option(
-    "--loinc",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="LOINC table with French labels (CSV: loinc_code,display_name_fr)",
-)
-@click.option(
-    "--ucum",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="UCUM unit list (the ANS JDV XML)",
-)
-def catalogue_report_cmd(facility: str | None, directory: Path, loinc: Path, ucum: Path) -> None:
-    """List each laboratory's missing and suspicious mappings: unmapped local codes,
-    unknown LOINC codes, units that are not UCUM. FACILITY limits it to one laboratory.
-    Exit code 1 when there is anything to fix."""
-    from streams.lab_catalogue import (
-        CatalogueError,
-        LoincTable,
-        UcumUnits,
-        catalogue_report,
-        format_report,
-        load_directory,
-    )
-
-    try:
-        store = load_directory(directory)
-        table = LoincTable.from_csv(loinc.read_text(encoding="utf-8"))
-        units = UcumUnits.from_xml(ucum.read_bytes())
-        lines = catalogue_report(store, table, units, facility)
-    except CatalogueError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(format_report(lines))
-    if lines:
-        sys.exit(1)
-
-
-@main.command("explain")
-@click.argument("document")
-@click.pass_context
-def explain_cmd(ctx: click.Context, document: str) -> None:
-    """Say which rules decided what for DOCUMENT (a document unique id or an event id):
-    routing, destinations, and the release policy (who may see it, from when)."""
-    from relais.audit_trail import audits_for
-
-    s = _settings(ctx)
-    records = asyncio.run(audits_for(s.bootstrap_servers, s.topic_prefix, document))
-    if not records:
-        raise click.ClickException(f"no audit record for {document} under '{s.topic_prefix}.'")
-    for record in records:
-        click.echo(
-            f"{record['at']:%Y-%m-%d %H:%M:%S} {record['component']}: "
-            f"{record['action']} -> {record['outcome']}"
-        )
-        for line in (record["detail"] or "").splitlines():
-            click.echo(f"    {line}")
-
-
 @main.group()
 def keys() -> None:
     """Manage the encryption keyring (AES-256-GCM keys and the pseudonym key)."""
@@ -519,6 +284,11 @@ def demo(ctx: click.Context, keep_running: bool) -> None:
 
     sys.exit(asyncio.run(run_demo(_settings(ctx), keep_running=keep_running)))
 
+
+main.add_command(publish)
+main.add_command(mllp)
+main.add_command(catalogue)
+main.add_command(explain_cmd)
 
 if __name__ == "__main__":
     main()
