@@ -50,7 +50,7 @@ DOCUMENTS = (
     DemoDocument(
         "imaging report as a PDF, wrapped as CDA N1", IMAGING, SARAH_LOU, "RADIOLOGY", pdf=True
     ),
-    DemoDocument("hospital letter (LDL-SES), MDM^T02", LETTER, DOMINIQUE, "HOSPITAL"),
+    DemoDocument("hospital letter (CDA N1 + PDF), MDM^T02", LETTER, DOMINIQUE, "HOSPITAL"),
     DemoDocument("lab result, identity VALI, qualified by INSi", LAB, VALIDATED, "LAB"),
     DemoDocument("lab result, identity only PROVISIONAL", LAB, UNQUALIFIED, "LAB"),
     DemoDocument("lab result with a truncated CDA", LAB, SARAH_LOU, "LAB", broken=True),
