@@ -24,6 +24,11 @@ VALUE_TYPES: Final = {
     "FT": ValueType.TEXT,
     "CE": ValueType.CODED,
     "CWE": ValueType.CODED,
+    "DT": ValueType.TEXT,
+    "TS": ValueType.TEXT,
+    "TM": ValueType.TEXT,
+    "DTM": ValueType.TEXT,
+    "NA": ValueType.TEXT,
 }
 _NUMBER: Final = re.compile(r"^[<>]?=?\s*-?\d+(?:[.,]\d+)?$")
 
@@ -32,19 +37,27 @@ def is_result(obx: Segment) -> bool:
     return obx.get(2) in VALUE_TYPES and obx.get(3, 3).upper() != "METADMPMSS"
 
 
-def _value(obx: Segment, kind: ValueType) -> str:
+def _sn(obx: Segment) -> tuple[str, ValueType]:
+    """Structured numeric: <comparator>^<num1>[^<separator>^<num2>]."""
+    comparator, first, separator, second = (obx.get(5, c) for c in (1, 2, 3, 4))
+    if separator or second:  # a ratio (1:128) or a range (10-20): kept whole, as text
+        return f"{comparator}{first}{separator}{second}".strip(), ValueType.TEXT
+    return f"{comparator}{first}".strip(), ValueType.NUMERIC
+
+
+def _value(obx: Segment, kind: ValueType) -> tuple[str, ValueType]:
     if kind is ValueType.CODED:
-        return obx.render(5)
-    if obx.get(2) == "SN":  # structured numeric: comparator^number
-        return (obx.get(5, 1) + obx.get(5, 2)).strip()
-    return obx.get(5)
+        return obx.render(5), kind
+    if obx.get(2) == "SN":
+        return _sn(obx)
+    lines = [obx.get(5, rep=r) for r in range(1, len(obx.reps(5)) + 1)]
+    return "\n".join(line for line in lines if line), kind
 
 
 def lab_result(obx: Segment) -> LabResult:
-    kind = VALUE_TYPES[obx.get(2)]
     if not obx.get(3, 1):
         raise obx.error(3, "a result OBX needs the laboratory's code of the exam in OBX-3", "101")
-    value = _value(obx, kind)
+    value, kind = _value(obx, VALUE_TYPES[obx.get(2)])
     if not value:
         raise obx.error(5, "a result OBX needs its value in OBX-5", "101")
     if kind is ValueType.NUMERIC and not _NUMBER.match(value):
@@ -62,4 +75,9 @@ def lab_result(obx: Segment) -> LabResult:
 
 
 def lab_results(obx: Sequence[Segment]) -> tuple[LabResult, ...]:
+    """Every result OBX; an OBX of a value type Relais cannot carry is refused, never dropped."""
+    for segment in obx:
+        kind = segment.get(2)
+        if kind not in VALUE_TYPES and kind != "ED" and segment.get(3, 3).upper() != "METADMPMSS":
+            raise segment.error(2, f"OBX-2 value type '{kind}' is not supported for results", "102")
     return tuple(lab_result(s) for s in obx if is_result(s))

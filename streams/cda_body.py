@@ -182,7 +182,10 @@ def _number(text: str) -> str | None:
 def _value(observation: Element, coded: CodedResult) -> None:
     result = coded.result
     number = _number(result.value) if result.value_type is ValueType.NUMERIC else None
-    if number is not None:
+    if number is not None and result.unit and not coded.ucum_unit:
+        # A unit that is not UCUM must not become "1": keep what the laboratory wrote, as text.
+        sub(observation, "value", f"{result.value} {result.unit}", xsi_type="ST")
+    elif number is not None:
         sub(observation, "value", xsi_type="PQ", value=number, unit=coded.ucum_unit or "1")
     elif result.value_type is ValueType.CODED:
         code, label, system = ([*result.value.split("^"), "", ""])[:3]
@@ -214,8 +217,9 @@ def _reference_range(observation: Element, coded: CodedResult) -> None:
         classCode="OBS",
         moodCode="EVN.CRT",
     )
-    if coded.result.value_type is not ValueType.NUMERIC or not (found or bound):
-        sub(observed, "text", text)
+    non_ucum = bool(coded.result.unit) and not coded.ucum_unit
+    if coded.result.value_type is not ValueType.NUMERIC or not (found or bound) or non_ucum:
+        sub(observed, "text", f"{text} {coded.result.unit}" if non_ucum else text)
         return
     interval = sub(observed, "value", xsi_type="IVL_PQ")
     if found:

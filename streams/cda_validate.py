@@ -63,6 +63,15 @@ def parse(document: bytes) -> tuple[etree._Element | None, list[str]]:
     return root, []
 
 
+#: A value libxml2 quotes in a message ("The value '…' is not accepted", "'…' is not a valid
+#: value of the atomic type"): it may be patient data. Element names stay readable.
+_QUOTED_VALUE = re.compile(r"(?<=value )'[^']*'|'[^']*'(?= is not (?:a valid|accepted))")
+
+
+def _redacted(message: str) -> str:
+    return _QUOTED_VALUE.sub("'…'", message)
+
+
 class CdaSchema:
     """``CDA_extended.xsd`` compiled once; ``validate`` may be called from any thread."""
 
@@ -86,7 +95,9 @@ class CdaSchema:
             if self._schema.validate(root):
                 return []
             errors = list(cast("Iterable[_LogEntry]", self._schema.error_log))
-        messages = [f"line {error.line}: {error.message}" for error in errors[:MAX_MESSAGES]]
+        messages = [
+            f"line {error.line}: {_redacted(error.message)}" for error in errors[:MAX_MESSAGES]
+        ]
         if len(errors) > MAX_MESSAGES:
             messages.append(f"... and {len(errors) - MAX_MESSAGES} more schema errors")
         return messages

@@ -342,7 +342,19 @@ def map_result(
         problems = ("unmapped", *unit_problems)
         return CodedResult(result, code, LOINC_WAITING_OID, label, ucum_unit, waiting, problems)
     display = loinc.display_name(row.loinc_code)
-    found = [] if display else ["unknown-loinc"]
+    if not display:  # not in the LOINC-FR table: never sent as LOINC, like an unmapped code
+        label = result.local_label.strip() or row.label
+        problems = ("unknown-loinc", *unit_problems)
+        return CodedResult(
+            result,
+            result.local_code.strip(),
+            LOINC_WAITING_OID,
+            label,
+            ucum_unit,
+            MappingStatus.WAITING,
+            problems,
+        )
+    found: list[str] = []
     found += [*unit_problems, *([] if same_unit(unit, row.unit) else ["unit-mismatch"])]
     status = MappingStatus.SUSPICIOUS if found else MappingStatus.MAPPED
     name = display or row.label

@@ -11,6 +11,7 @@ import pytest
 from lxml import etree
 
 from producers.document_id import HL7V3, safe_parser
+from relais.demo.samples import DOMINIQUE, LAB, cda
 from streams.cda_build import build_cr_bio_n3, build_n1
 from streams.cda_validate import (
     CR_BIO_RULES,
@@ -267,3 +268,13 @@ def test_validate_is_thread_safe(schema: CdaSchema) -> None:
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_schema_messages_never_quote_a_value() -> None:
+    schema = CdaSchema.load(shared("cda-xsd"))
+    document = cda(LAB, DOMINIQUE, "1.2.3.4.5", "x").replace(
+        b'<birthTime value="19790328"/>', b'<birthTime value="28/03/1979 PATIENTSECRET"/>', 1
+    )
+    messages = schema.validate(document)
+    assert messages, "the bad birth time must be reported"
+    assert not any("PATIENTSECRET" in m or "28/03/1979" in m for m in messages)

@@ -419,13 +419,13 @@ def test_waiting_keeps_the_catalogue_label_without_a_sent_label(
     assert coded.ucum_unit is None
 
 
-def test_unknown_loinc_is_suspicious(
+def test_unknown_loinc_is_never_sent_as_loinc(
     store: CatalogueStore, loinc: LoincTable, ucum: UcumUnits
 ) -> None:
     coded = map_result(result("VITX", "nmol/L"), store.current("LABO-X"), loinc, ucum)
-    assert (coded.code, coded.code_system) == ("12345-5", LOINC_OID)
-    assert coded.display_name == "Vitamine X; dosage fictif"
-    assert (coded.status, coded.problems) == (MappingStatus.SUSPICIOUS, ("unknown-loinc",))
+    assert coded.code_system != LOINC_OID  # 12345-5 is not in the LOINC-FR table
+    assert coded.code == "VITX"
+    assert (coded.status, coded.problems) == (MappingStatus.WAITING, ("unknown-loinc",))
 
 
 @pytest.mark.parametrize(
