@@ -21,6 +21,7 @@ RELAIS_CDA_XSD_DIR             folder of CDA_extended.xsd (CDA R2 schema)  (none
 RELAIS_CATALOGUE_DIR           labs' catalogues: <dir>/<FACILITY>/<v>.csv  (none)
 RELAIS_LOINC_TABLE             LOINC-FR CSV (loinc_code,display_name_fr)   (none)
 RELAIS_UCUM_UNITS              UCUM unit list (the ANS JDV XML)            (none)
+RELAIS_RELEASE_POLICY          release rules (TOML)                        (bundled policy)
 RELAIS_DATA_DIR                where local state (broker, demo) lives      ./.relais
 RELAIS_BROKER_BIN              broker binary instead of the bundled tansu  (bundled tansu)
 RELAIS_BROKER_LISTEN           host:port the local broker listens on       127.0.0.1:39092
@@ -60,6 +61,7 @@ class Settings:
     catalogue_dir: Path | None = None
     loinc_table: Path | None = None
     ucum_units: Path | None = None
+    release_policy: Path | None = None
     data_dir: Path = Path(".relais")
     broker_bin: Path | None = None
     broker_listen: str = "127.0.0.1:39092"
@@ -115,6 +117,7 @@ class Settings:
             catalogue_dir=path("RELAIS_CATALOGUE_DIR"),
             loinc_table=path("RELAIS_LOINC_TABLE"),
             ucum_units=path("RELAIS_UCUM_UNITS"),
+            release_policy=path("RELAIS_RELEASE_POLICY"),
             data_dir=Path(text("RELAIS_DATA_DIR", str(d.data_dir))),
             broker_bin=path("RELAIS_BROKER_BIN"),
             broker_listen=text("RELAIS_BROKER_LISTEN", d.broker_listen),

@@ -14,11 +14,18 @@ accounted for.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from relais.contracts import Record
 from relais.deadletter import derived_id
 from relais.topics import AUDIT, DELIVERY_DMP, READY
-from streams.release_policy import DEFAULT_POLICY, decide, explain, mssante_combination_problem
+from streams.release_policy import (
+    DEFAULT_POLICY,
+    Rule,
+    decide,
+    explain,
+    mssante_combination_problem,
+)
 from streams.stage import Output, Stage, StageContext, StageFailure
 
 
@@ -34,7 +41,7 @@ def destinations(record: Record) -> list[str]:
     return []
 
 
-def release_of(record: Record) -> tuple[Record, str]:
+def release_of(record: Record, policy: Sequence[Rule] = DEFAULT_POLICY) -> tuple[Record, str]:
     """The release decision for a ready document, as a record and as text."""
     flags = record["hints"]["flags"]
     problem = mssante_combination_problem(flags)
@@ -43,7 +50,7 @@ def release_of(record: Record) -> tuple[Record, str]:
             f"MetaDMPMSS flags not allowed: {problem}", reason_code="invalid-flag-combination"
         )
     decision = decide(
-        DEFAULT_POLICY,
+        policy,
         type_code=record["document"]["type_code"],
         sector=record["sector"],
         flags=flags,
@@ -62,10 +69,23 @@ def release_of(record: Record) -> tuple[Record, str]:
 
 
 def handle(record: Record, ctx: StageContext) -> list[Output]:
+    return _route(record, ctx, DEFAULT_POLICY)
+
+
+def route_stage(policy: Sequence[Rule]) -> Stage:
+    """The stage applying ``policy`` (the operators' TOML, or the bundled default)."""
+
+    def handle_with_policy(record: Record, ctx: StageContext) -> list[Output]:
+        return _route(record, ctx, policy)
+
+    return Stage("route", READY, "DocumentReady", handle_with_policy)
+
+
+def _route(record: Record, ctx: StageContext, policy: Sequence[Rule]) -> list[Output]:
     key = record["patient"]["patient_key"].encode()
     document = record["document"]
     outputs: list[Output] = []
-    release, explanation = release_of(record)
+    release, explanation = release_of(record, policy)
     chosen = destinations(record)
     for destination in chosen:
         request = {

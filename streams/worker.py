@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 import faust
@@ -31,6 +32,7 @@ from streams.insi_client import HttpInsiClient
 from streams.insi_metrics import PrometheusInsiObserver
 from streams.lab_catalogue import CatalogueStore, LoincTable, UcumUnits, load_directory
 from streams.lab_report import LabReferences
+from streams.release_policy import Rule, load_policy
 from streams.stage import Stage, StageContext, run_step
 
 #: Stages built from a pure handler and the generic shell; identity has its own shell
@@ -77,7 +79,8 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
             stage = transcode.transcode_stage(_cda_schema(settings), _lab_references(settings))
             _register(app, stage, codec, keyring, settings.topic_prefix)
         else:
-            _register(app, route.STAGE, codec, keyring, settings.topic_prefix)
+            stage = route.route_stage(_release_policy(settings))
+            _register(app, stage, codec, keyring, settings.topic_prefix)
     return app
 
 
@@ -94,6 +97,14 @@ def _lab_references(settings: Settings) -> LabReferences | None:
         loinc=LoincTable.from_csv(settings.loinc_table.read_text(encoding="utf-8")),
         ucum=UcumUnits.from_xml(settings.ucum_units.read_bytes()),
     )
+
+
+def _release_policy(settings: Settings) -> tuple[Rule, ...]:
+    """The operators' policy file (RELAIS_RELEASE_POLICY), else the bundled one."""
+    if settings.release_policy is not None:
+        return load_policy(settings.release_policy.read_text(encoding="utf-8"))
+    bundled = resources.files("streams").joinpath("release_policy.toml")
+    return load_policy(bundled.read_text(encoding="utf-8"))
 
 
 def _cda_schema(settings: Settings) -> CdaSchema | None:

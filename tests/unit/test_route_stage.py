@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -11,10 +12,13 @@ from producers.submission import submissions
 from relais.contracts import Codec, Record
 from relais.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, Kind, Patient, sample
 from relais.keyring import Keyring
+from relais.settings import Settings
 from relais.topics import AUDIT, DELIVERY_DMP
 from streams import transcode
+from streams.release_policy import DEFAULT_POLICY
 from streams.route import STAGE, destinations, handle, request_id
 from streams.stage import StageContext, StageFailure
+from streams.worker import _release_policy
 from tests.builders import qualified
 
 KEYRING = Keyring.generate("k-route")
@@ -169,3 +173,14 @@ def test_nuclear_medicine_waits_a_month() -> None:
     delay = request["release"]["patient_visible_from"] - record["submitted_at"]
     assert 28 <= delay.days <= 31
     assert "nuclear-medicine-delay" in request["release"]["explanation"]
+
+
+def test_the_worker_runs_the_bundled_policy_or_the_operators_file(tmp_path: Path) -> None:
+    assert _release_policy(Settings()) == DEFAULT_POLICY
+    own = tmp_path / "policy.toml"
+    own.write_text(
+        (Path(__file__).resolve().parents[2] / "streams" / "release_policy.toml")
+        .read_text(encoding="utf-8")
+        .replace('"15 days"', '"20 days"')
+    )
+    assert _release_policy(Settings(release_policy=own)) != DEFAULT_POLICY
