@@ -105,6 +105,19 @@ class LocalStack:
         for args in self.workers:
             self.spawn(*args)
 
+    async def __aenter__(self) -> LocalStack:
+        """Start everything and wait until every process serves /metrics."""
+        try:
+            await self.start()
+            await self.wait_for_metrics()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     def environment(self, metrics_port: int) -> dict[str, str]:
         s = self.settings
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}

@@ -15,10 +15,7 @@ from tests.shared_data import shared
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
     work = Path(tmp_path_factory.mktemp("stack"))
-    local = LocalStack(work, prefix=f"t{uuid.uuid4().hex[:8]}", cda_xsd_dir=shared("cda-xsd"))
-    try:
-        await local.start()
-        await local.wait_for_metrics()
+    async with LocalStack(
+        work, prefix=f"t{uuid.uuid4().hex[:8]}", cda_xsd_dir=shared("cda-xsd")
+    ) as local:
         yield local
-    finally:
-        await local.stop()

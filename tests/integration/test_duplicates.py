@@ -21,13 +21,10 @@ from relais.localstack import Landing, LocalStack, read_landing, scrape
 
 @pytest.fixture(scope="module")
 async def own_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    local = LocalStack(Path(tmp_path_factory.mktemp("dup")), prefix=f"d{uuid.uuid4().hex[:8]}")
-    try:
-        await local.start()
-        await local.wait_for_metrics()
+    async with LocalStack(
+        Path(tmp_path_factory.mktemp("dup")), prefix=f"d{uuid.uuid4().hex[:8]}"
+    ) as local:
         yield local
-    finally:
-        await local.stop()
 
 
 def duplicates(landing: Landing) -> list[dict[str, object]]:

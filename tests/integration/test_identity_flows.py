@@ -30,13 +30,10 @@ SANTONI = Patient(
 
 @pytest.fixture(scope="module")
 async def gate(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    local = LocalStack(Path(tmp_path_factory.mktemp("idf")), prefix=f"i{uuid.uuid4().hex[:8]}")
-    try:
-        await local.start()
-        await local.wait_for_metrics()
+    async with LocalStack(
+        Path(tmp_path_factory.mktemp("idf")), prefix=f"i{uuid.uuid4().hex[:8]}"
+    ) as local:
         yield local
-    finally:
-        await local.stop()
 
 
 async def eventually(check: object, timeout_s: float = 30) -> None:

@@ -20,7 +20,7 @@ HOMONYM = Patient(
 
 @pytest.fixture(scope="module")
 async def rocks(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    local = LocalStack(
+    async with LocalStack(
         Path(tmp_path_factory.mktemp("rocks")),
         prefix=f"r{uuid.uuid4().hex[:8]}",
         table_store="rocksdb://",
@@ -30,13 +30,8 @@ async def rocks(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
             ("worker", "route"),
             ("sink", "dmp"),
         ),
-    )
-    try:
-        await local.start()
-        await local.wait_for_metrics()
+    ) as local:
         yield local
-    finally:
-        await local.stop()
 
 
 async def test_hold_survives_a_restart_on_rocksdb(rocks: LocalStack) -> None:

@@ -20,20 +20,15 @@ V3 = {"v3": "urn:hl7-org:v3"}
 
 @pytest.fixture(scope="module")
 async def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    local = LocalStack(
+    async with LocalStack(
         Path(tmp_path_factory.mktemp("lab")),
         prefix=f"l{uuid.uuid4().hex[:8]}",
         cda_xsd_dir=shared("cda-xsd"),
         catalogue_dir=FIXTURES,
         loinc_table=shared("loinc", "loinc_fr_labels_from_ans_crbio_examples.csv"),
         ucum_units=shared("jdv", "UCUM_2.16.840.1.113883.6.8.xml"),
-    )
-    try:
-        await local.start()
-        await local.wait_for_metrics()
+    ) as local:
         yield local
-    finally:
-        await local.stop()
 
 
 async def test_lab_results_are_transcoded_to_loinc_and_filed(lab_stack: LocalStack) -> None:
