@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from relais.audit import audit_event
 from relais.contracts import Record
-from relais.deadletter import derived_id
 from relais.topics import AUDIT
 from streams.stage import Handler, Output, StageContext
 
@@ -45,16 +45,15 @@ def first_owner(seen: SeenStore, record: Record) -> str | None:
 
 
 def duplicate_audit(record: Record, owner: str, ctx: StageContext) -> Output:
-    audit = {
-        "audit_id": derived_id(record["event_id"], "dedupe", "DUPLICATE_IGNORED"),
-        "event_id": record["event_id"],
-        "at": ctx.now,
-        "component": "dedupe",
-        "action": "DUPLICATE_IGNORED",
-        "outcome": f"duplicate-of:{owner}",
-        "document_unique_id": record["document"]["unique_id"],
-        "detail": "same message (facility + MSH-10) or same document id and action seen before",
-    }
+    audit = audit_event(
+        event_id=record["event_id"],
+        component="dedupe",
+        action="DUPLICATE_IGNORED",
+        outcome=f"duplicate-of:{owner}",
+        now=ctx.now,
+        document_unique_id=record["document"]["unique_id"],
+        detail="same message (facility + MSH-10) or same document id and action seen before",
+    )
     return Output(AUDIT, "AuditEvent", audit, record["patient"]["patient_key"].encode())
 
 

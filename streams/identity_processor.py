@@ -294,7 +294,14 @@ class IdentityProcessor:
         }
         return Output(IDENTITY_PENDING, "IdentityHeld", held, _key(record))
 
-    def _identity_alert(self, record: Record, key: str, verdict: Verdict, now: datetime) -> Output:
+    def _identity_alert(
+        self,
+        record: Record,
+        key: str,
+        verdict: Verdict,
+        now: datetime,
+        document_unique_id: str | None = None,
+    ) -> Output:
         alert = {
             "alert_id": derived_id(record["event_id"], "identity-alert", verdict.reason_code),
             "event_id": record["event_id"],
@@ -302,23 +309,14 @@ class IdentityProcessor:
             "patient_key": key,
             "reason_code": verdict.reason_code or "conflict",
             "reason": verdict.reason or "identity conflict",
-            "document_unique_id": None,
+            "document_unique_id": document_unique_id,
             "source_facility": record["source"]["facility"],
         }
         return Output(IDENTITY_ALERTS, "IdentityAlert", alert, key.encode())
 
     def _alert_output(self, record: Record, verdict: Verdict, now: datetime) -> Output:
-        alert = {
-            "alert_id": derived_id(record["event_id"], "identity-alert", verdict.reason_code),
-            "event_id": record["event_id"],
-            "at": now,
-            "patient_key": record["patient"]["patient_key"],
-            "reason_code": verdict.reason_code or "conflict",
-            "reason": verdict.reason or "identity conflict",
-            "document_unique_id": record["document"]["unique_id"],
-            "source_facility": record["source"]["facility"],
-        }
-        return Output(IDENTITY_ALERTS, "IdentityAlert", alert, _key(record))
+        key, unique_id = record["patient"]["patient_key"], record["document"]["unique_id"]
+        return self._identity_alert(record, key, verdict, now, unique_id)
 
 
 def _carried(record: Record) -> Record:

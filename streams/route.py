@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from relais.audit import audit_event
 from relais.contracts import Record
-from relais.deadletter import derived_id
 from relais.topics import AUDIT, DELIVERY_DMP, READY
 from streams.release_policy import (
     DEFAULT_POLICY,
@@ -102,16 +102,15 @@ def _route(record: Record, ctx: StageContext, policy: Sequence[Rule]) -> list[Ou
             "release": release,
         }
         outputs.append(Output(DELIVERY_DMP, "DeliveryRequest", request, key))
-    audit = {
-        "audit_id": derived_id(record["event_id"], "route", "ROUTED"),
-        "event_id": record["event_id"],
-        "at": ctx.now,
-        "component": "route",
-        "action": "ROUTED",
-        "outcome": ",".join(chosen) or "no-destination",
-        "document_unique_id": document["unique_id"],
-        "detail": explanation,
-    }
+    audit = audit_event(
+        event_id=record["event_id"],
+        component="route",
+        action="ROUTED",
+        outcome=",".join(chosen) or "no-destination",
+        now=ctx.now,
+        document_unique_id=document["unique_id"],
+        detail=explanation,
+    )
     outputs.append(Output(AUDIT, "AuditEvent", audit, key))
     return outputs
 
