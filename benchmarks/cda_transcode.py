@@ -46,6 +46,7 @@ from typing import Final, TypeVar
 
 from lxml import etree
 
+from benchmarks.latency import Latency, summarise
 from relais.demo.samples import BIOLOGIST, INS_TEST_OID, LABORATORY, _pdf
 from streams.cda_build import build_cr_bio_n3
 from streams.cda_model import DocumentHeader, PatientHeader
@@ -387,28 +388,6 @@ def check_mapping(sample: Sample, coded: Sequence[CodedResult]) -> None:
 
 
 # ---------------------------------------------------------------------------- measuring
-
-
-@dataclass(frozen=True)
-class Latency:
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-    mean_ms: float
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (no interpolation)."""
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def summarise(seconds: Sequence[float]) -> Latency:
-    ms = sorted(s * 1000 for s in seconds)
-    return Latency(
-        percentile(ms, 50), percentile(ms, 90), percentile(ms, 99), ms[-1], sum(ms) / len(ms)
-    )
 
 
 def self_cpu_s() -> float:

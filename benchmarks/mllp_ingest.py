@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import importlib.metadata
 import logging
-import math
 import os
 import platform
 import re
@@ -45,6 +44,7 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from benchmarks.latency import Latency, summarise
 from producers.hl7_message import parse_message
 from producers.ingest import Ingest
 from producers.mllp_framing import END_BLOCK, START_BLOCK, frame
@@ -173,27 +173,6 @@ def shares(messages: Sequence[Message], parts: int) -> list[list[Message]]:
 
 
 # ---------------------------------------------------------------------------- measuring
-
-
-@dataclass(frozen=True)
-class Latency:
-    count: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (no interpolation)."""
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def summarise(seconds: Sequence[float]) -> Latency:
-    ordered = sorted(seconds)
-    ms = [s * 1000 for s in ordered]
-    return Latency(len(ms), percentile(ms, 50), percentile(ms, 90), percentile(ms, 99), ms[-1])
 
 
 @dataclass(frozen=True)
