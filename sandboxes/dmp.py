@@ -33,16 +33,15 @@ from consumers.xds_codes import (
 )
 from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
 from relais.signals import stop_on_signals
+from sandboxes import Refusal
 from streams.ins import INS_OIDS, ins_key_valid
 
 PATIENT_CX = re.compile(r"^(?P<ins>[0-9AB]{15})\^\^\^&(?P<oid>[0-9.]+)&ISO\^NH$")
 MAX_BODY = 32 << 20
 
 
-class Rejected(Exception):
-    def __init__(self, code: str, detail: str, status: int = 400) -> None:
-        super().__init__(detail)
-        self.code, self.detail, self.status = code, detail, status
+class Rejected(Refusal):
+    """The DMP refuses the submission (HTTP 400, 409 for a duplicate unique id)."""
 
 
 @dataclass(frozen=True)

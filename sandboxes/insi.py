@@ -36,6 +36,7 @@ from lxml import etree
 
 from producers.document_id import safe_parser
 from relais.signals import stop_on_signals
+from sandboxes import Refusal
 from streams.ins import INS_NIR_TEST, INS_OIDS, ins_key_valid
 from streams.insi_messages import (
     ACTIONS,
@@ -100,10 +101,10 @@ COG = re.compile(r"^(?:[0-9]{5}|2[AB][0-9]{3})$")
 MATRICULE = re.compile(r"^[1-478][0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{8}$")
 
 
-class MalformedRequest(Exception):
-    def __init__(self, code: str, detail: str, status: int = 500) -> None:
-        super().__init__(detail)
-        self.code, self.detail, self.status = code, detail, status
+class MalformedRequest(Refusal):
+    """A request INSi cannot read: a SOAP Client fault (HTTP 500 by default, as SOAP 1.1 says)."""
+
+    default_status = 500
 
 
 @dataclass(frozen=True)
