@@ -26,12 +26,14 @@ def adt_message(
     *,
     control_id: str = "",
     merged_ipp: str | None = None,
+    ipp: str | None = None,
     facility: str = "RELAIS-DEMO",
 ) -> bytes:
     """An ADT^A01/A04/A08/A40 from ``facility`` (the demo documents' facility by default)."""
     given = patient.given.split()
     pid = (
-        f"PID|||{patient.ins}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||"
+        f"PID|||{patient.ins}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS"
+        f"{'~' + ipp if ipp else ''}||"
         f"{patient.family}^{given[0]}^{patient.given}^^^^L||{patient.birth_date}|"
         f"{patient.sex}|||^^^^^^BDL^^{patient.birthplace}" + "|" * 21 + reliability
     )

@@ -60,22 +60,22 @@ def document(
     return record, CODEC.encode("DocumentSubmitted", record)
 
 
-def adt(patient: Patient, trigger: str, reliability: str, *, merged_ipp: bool = False) -> Record:
-    pid = (
-        f"PID|||{patient.ins}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||"
-        f"{patient.family}^{patient.given.split()[0]}^{patient.given}^^^^L||{patient.birth_date}|"
-        f"{patient.sex}|||^^^^^^BDL^^{patient.birthplace}" + "|" * 21 + reliability
+def adt(
+    patient: Patient,
+    trigger: str,
+    reliability: str,
+    *,
+    merged_ipp: bool = False,
+    with_ipp: bool = False,
+) -> Record:
+    raw = adt_message(
+        patient,
+        trigger,
+        reliability,
+        merged_ipp=IPP if merged_ipp else None,
+        ipp=IPP if with_ipp else None,
     )
-    segments = [
-        f"MSH|^~\\&|GAM|RELAIS-DEMO|RELAIS|RELAIS|20261122||ADT^{trigger}^ADT_A01|ADT{trigger}|P|2.5|||||FRA|UNICODE UTF-8",
-        "EVN||20261122",
-        pid,
-    ]
-    if merged_ipp:
-        segments.append(f"MRG|{IPP}")
-    segments.append("PV1|1|I")
-    message = parse_message(("\r".join(segments) + "\r").encode())
-    return identity_update(message, sector="HOSPITAL", keyring=KEYRING, now=NOW)
+    return identity_update(parse_message(raw), sector="HOSPITAL", keyring=KEYRING, now=NOW)
 
 
 def topics(outputs: list[Output]) -> list[str]:
@@ -232,16 +232,7 @@ async def test_an_adt_with_ins_and_ipp_redirects_ipp_only_documents() -> None:
     proc = processor()
     orphan, raw = document(SARAH_LOU, 1, ipp_only=True)
     await proc.on_document(orphan, raw, NOW)
-    update = identity_update(
-        parse_message(
-            adt_message(SARAH_LOU, "A08", "QUAL").replace(
-                b"^INS||", b"^INS~" + IPP.encode() + b"||", 1
-            )
-        ),
-        sector="HOSPITAL",
-        keyring=KEYRING,
-        now=NOW,
-    )
+    update = adt(SARAH_LOU, "A08", "QUAL", with_ipp=True)
     outputs = await proc.on_identity(update, NOW)
     redirect = next(o for o in outputs if o.topic == IDENTITY_EVENTS)
     assert redirect.key == orphan["patient"]["patient_key"].encode()
@@ -252,26 +243,8 @@ async def test_an_adt_with_ins_and_ipp_redirects_ipp_only_documents() -> None:
 
 async def test_one_local_id_tied_to_two_ins_blocks_with_an_alert() -> None:
     proc = processor()
-    first = identity_update(
-        parse_message(
-            adt_message(SARAH_LOU, "A08", "QUAL").replace(
-                b"^INS||", b"^INS~" + IPP.encode() + b"||", 1
-            )
-        ),
-        sector="HOSPITAL",
-        keyring=KEYRING,
-        now=NOW,
-    )
-    second = identity_update(
-        parse_message(
-            adt_message(DOMINIQUE, "A08", "QUAL").replace(
-                b"^INS||", b"^INS~" + IPP.encode() + b"||", 1
-            )
-        ),
-        sector="HOSPITAL",
-        keyring=KEYRING,
-        now=NOW,
-    )
+    first = adt(SARAH_LOU, "A08", "QUAL", with_ipp=True)
+    second = adt(DOMINIQUE, "A08", "QUAL", with_ipp=True)
     [r1] = [o for o in await proc.on_identity(first, NOW) if o.topic == IDENTITY_EVENTS]
     [r2] = [o for o in await proc.on_identity(second, NOW) if o.topic == IDENTITY_EVENTS]
     assert await proc.on_identity(r1.record, NOW) == []
