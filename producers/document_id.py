@@ -27,6 +27,11 @@ def cda_id(content: bytes) -> str | None:
         root = etree.fromstring(content, safe_parser())
     except etree.XMLSyntaxError:
         return None
+    return cda_id_of(root)
+
+
+def cda_id_of(root: etree._Element) -> str | None:
+    """:func:`cda_id` of an already parsed document."""
     if root.tag != f"{{{HL7V3}}}ClinicalDocument":
         return None
     element = root.find(f"{{{HL7V3}}}id")

@@ -56,11 +56,17 @@ def parse(document: bytes) -> tuple[etree._Element | None, list[str]]:
         return None, [f"well-formed: line {exc.lineno}: {exc.msg}"]
     except ValueError as exc:  # e.g. an empty document
         return None, [f"well-formed: {exc}"]
+    problems = root_problems(root)
+    return (None, problems) if problems else (root, [])
+
+
+def root_problems(root: etree._Element) -> list[str]:
+    """Why a parsed document cannot be read as a CDA (a DOCTYPE, another root element)."""
     if root.getroottree().docinfo.internalDTD is not None:
-        return None, ["doctype: a CDA carries no DOCTYPE (entities and DTDs are refused)"]
+        return ["doctype: a CDA carries no DOCTYPE (entities and DTDs are refused)"]
     if root.tag != f"{{{HL7V3}}}ClinicalDocument":
-        return None, ["root: the root element is not an HL7 v3 ClinicalDocument"]
-    return root, []
+        return ["root: the root element is not an HL7 v3 ClinicalDocument"]
+    return []
 
 
 #: A value libxml2 quotes in a message ("The value '…' is not accepted", "'…' is not a valid
@@ -89,8 +95,10 @@ class CdaSchema:
     def validate(self, document: bytes) -> list[str]:
         """XSD messages (``line N: ...``); empty when the document is schema-valid."""
         root, problems = parse(document)
-        if root is None:
-            return problems
+        return problems if root is None else self.validate_root(root)
+
+    def validate_root(self, root: etree._Element) -> list[str]:
+        """:meth:`validate` on a document already parsed (and checked by :func:`root_problems`)."""
         with self._lock:
             if self._schema.validate(root):
                 return []
@@ -207,8 +215,11 @@ CR_BIO_RULES: Final[tuple[tuple[str, str, Check], ...]] = (
 def header_problems(document: bytes) -> list[str]:
     """``rule: explanation`` for each CI-SIS header rule the document breaks."""
     root, problems = parse(document)
-    if root is None:
-        return problems
+    return problems if root is None else header_problems_of(root)
+
+
+def header_problems_of(root: etree._Element) -> list[str]:
+    """:func:`header_problems` on a document already parsed."""
     rules = RULES
     if _values(root, f"{_template(CR_BIO_MODEL)}/@root"):
         rules += CR_BIO_RULES

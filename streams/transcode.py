@@ -14,15 +14,15 @@ see streams.cda_build and streams.lab_catalogue.)
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from typing import Final, NoReturn
 
 from lxml import etree
 
-from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
+from producers.document_id import HL7V3, cda_id_of, safe_parser, xpath_strings
 from relais.contracts import Record
 from relais.envelope import Envelope, open_envelope, seal
 from relais.topics import QUALIFIED, READY
-from streams.cda_validate import CdaSchema, header_problems
+from streams.cda_validate import CdaSchema, header_problems_of, parse, root_problems
 from streams.cda_wrap import cda_id_for, wrap_pdf
 from streams.identity import read_traits
 from streams.ins import INS_OIDS
@@ -43,10 +43,8 @@ class TranscodeFailure(StageFailure):
     reason_code = "cda-invalid"
 
 
-def check_cda(
-    content: bytes, *, ins: str | None, unique_id: str, ins_oid: str | None = None
-) -> str:
-    """Check a CDA document; return its CI-SIS model name."""
+def parse_cda(content: bytes) -> etree._Element:
+    """The document's root, parsed once (no network, no entity expansion)."""
     try:
         root = etree.fromstring(content, safe_parser())
     except etree.XMLSyntaxError as exc:
@@ -56,7 +54,21 @@ def check_cda(
         ) from None
     if root.tag != f"{{{HL7V3}}}ClinicalDocument":
         raise TranscodeFailure(f"root element is {root.tag}, not an HL7 v3 ClinicalDocument")
-    if cda_id(content) != unique_id:
+    return root
+
+
+def check_cda(
+    content: bytes, *, ins: str | None, unique_id: str, ins_oid: str | None = None
+) -> str:
+    """Check a CDA document; return its CI-SIS model name."""
+    return check_root(parse_cda(content), ins=ins, unique_id=unique_id, ins_oid=ins_oid)
+
+
+def check_root(
+    root: etree._Element, *, ins: str | None, unique_id: str, ins_oid: str | None = None
+) -> str:
+    """:func:`check_cda` on a parsed document."""
+    if cda_id_of(root) != unique_id:
         raise TranscodeFailure("ClinicalDocument/id differs from the document id the sender gave")
     patient_ids = [
         extension
@@ -77,29 +89,47 @@ def check_cda(
 
 
 DICOM_MODALITY: Final = "1.2.840.10008.2.16.4"
+_MODALITIES: Final = (
+    "v3:documentationOf/v3:serviceEvent/v3:code/v3:translation[@codeSystem=$system]/@code"
+)
 
 
 def modalities(content: bytes) -> list[str]:
     """The DICOM acquisition modalities a CR-IMG declares (serviceEvent code translations)."""
-    root = etree.fromstring(content, safe_parser())
-    path = "v3:documentationOf/v3:serviceEvent/v3:code/v3:translation[@codeSystem=$system]/@code"
-    return sorted(set(xpath_strings(root, path, system=DICOM_MODALITY)))
+    return modalities_of(parse_cda(content))
+
+
+def modalities_of(root: etree._Element) -> list[str]:
+    return sorted(set(xpath_strings(root, _MODALITIES, system=DICOM_MODALITY)))
 
 
 def validate(content: bytes, schema: CdaSchema | None) -> None:
     """CI-SIS header rules always; the CDA R2 schema when one is configured."""
-    problems = header_problems(content)
+    root, problems = parse(content)
+    if root is None:
+        _refuse_header(problems)
+    else:
+        validate_root(root, schema)
+
+
+def validate_root(root: etree._Element, schema: CdaSchema | None) -> None:
+    """:func:`validate` on the document the stage already parsed."""
+    problems = root_problems(root) or header_problems_of(root)
     if problems:
-        raise TranscodeFailure(
-            "CDA header breaks CI-SIS rules: " + "; ".join(problems),
-            reason_code="cda-header-invalid",
-        )
-    errors = schema.validate(content) if schema is not None else []
+        _refuse_header(problems)
+    errors = schema.validate_root(root) if schema is not None else []
     if errors:
         raise TranscodeFailure(
             "CDA does not validate against the CDA R2 schema: " + "; ".join(errors[:10]),
             reason_code="cda-schema-invalid",
         )
+
+
+def _refuse_header(problems: list[str]) -> NoReturn:
+    raise TranscodeFailure(
+        "CDA header breaks CI-SIS rules: " + "; ".join(problems),
+        reason_code="cda-header-invalid",
+    )
 
 
 def _as_cda(document: Record, cda: bytes, doc_id: str, event_id: str, ctx: StageContext) -> Record:
@@ -158,15 +188,16 @@ def _handle(
     elif document["media_type"] == LAB_REPORT_MEDIA:
         content, doc_id, _ = build_lab_report(record, content, traits, lab)
         document = _as_cda(document, content, doc_id, record["event_id"], ctx)
-    model = check_cda(
-        content,
+    root = parse_cda(content)
+    model = check_root(
+        root,
         ins=traits.get("ins"),
         ins_oid=traits.get("ins_oid"),
         unique_id=document["unique_id"],
     )
-    validate(content, schema)
+    validate_root(root, schema)
     ready = {
-        "modalities": modalities(content),
+        "modalities": modalities_of(root),
         "event_id": record["event_id"],
         "ready_at": ctx.now,
         "submitted_at": record["submitted_at"],
