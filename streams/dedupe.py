@@ -9,7 +9,7 @@ duplicate and only leaves an audit trace. A redelivery of the
 *same* event (at-least-once replay) is not a duplicate: it is processed again
 and the idempotent sinks absorb it.
 
-The store is injected: a Faust table in the worker, a dict in the tests.
+The store is injected: the identity shell passes its Faust table.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Protocol
 from relais.audit import audit_event
 from relais.contracts import Record
 from relais.topics import AUDIT
-from streams.stage import Handler, Output, StageContext
+from streams.stage import Output, StageContext
 
 
 class SeenStore(Protocol):
@@ -55,19 +55,3 @@ def duplicate_audit(record: Record, owner: str, ctx: StageContext) -> Output:
         detail="same message (facility + MSH-10) or same document id and action seen before",
     )
     return Output(AUDIT, "AuditEvent", audit, record["patient"]["patient_key"].encode())
-
-
-def deduplicating(handle: Handler, seen: SeenStore) -> Handler:
-    """``handle`` for first sightings; an audit record for duplicates."""
-
-    def wrapped(record: Record, ctx: StageContext) -> list[Output]:
-        owner = first_owner(seen, record)
-        if owner is not None:
-            ctx.note("duplicate")
-            return [duplicate_audit(record, owner, ctx)]
-        outputs = handle(record, ctx)
-        for key in dedupe_keys(record):
-            seen[key] = record["event_id"]
-        return outputs
-
-    return wrapped

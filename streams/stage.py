@@ -42,17 +42,12 @@ class StageFailure(Exception):
             self.reason_code = reason_code
 
 
-def _ignore(_: str) -> None:
-    return None
-
-
 @dataclass(frozen=True)
 class StageContext:
-    """What a core may use besides the record: keys, the time, a way to note events."""
+    """What a core may use besides the record: the keys and the time."""
 
     keyring: Keyring
     now: datetime
-    note: Callable[[str], None] = _ignore  # e.g. "duplicate"; the shell counts them
 
 
 @dataclass(frozen=True)

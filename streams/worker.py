@@ -148,7 +148,7 @@ def _register(app: faust.App, stage: Stage, codec: Codec, keyring: Keyring, pref
             message = event.message
             metrics.received()
             with metrics.timed():
-                ctx = StageContext(keyring=keyring, now=datetime.now(UTC), note=metrics.noted)
+                ctx = StageContext(keyring=keyring, now=datetime.now(UTC))
                 result = run_step(
                     stage,
                     codec,
