@@ -1,0 +1,197 @@
+"""From a sealed MSSanté ``DeliveryRequest`` to the mail that carries it (pure).
+
+Opens the three envelopes the mail needs (the CDA, the patient's traits, the
+recipient address), derives the XDS metadata from the CDA
+(:func:`consumers.xds_metadata.document_entry`, with the release decision's
+visibility), packs ``IHE_XDM.ZIP``, finds the PDF copy the CDA carries (N1 body or
+an N3 ``observationMedia``), and builds the mail with its tracking Message-ID.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any, Final
+
+from lxml import etree
+
+from consumers.dmp_sink import visibility_flags
+from consumers.xds_metadata import DocumentEntry, MetadataError, document_entry, xds_time
+from mss_bridge.addresses import MailAddress, parse_address
+from mss_bridge.errors import AddressError, MailFormatError, MssError
+from mss_bridge.mail_message import OutboundMail, PatientHeading, build_mail
+from mss_bridge.tracking import MailRef, envelope_id, message_id, recipient_tag
+from mss_bridge.xdm_metadata import SubmissionSet
+from mss_bridge.xdm_package import XdmDocument, build_package
+from producers.document_id import HL7V3, safe_parser
+from relais.contracts import Record
+from relais.deadletter import RELAIS_IDS
+from relais.envelope import Envelope, open_envelope
+from relais.keyring import Keyring
+from streams.identity import open_traits
+from streams.ins import INS_OIDS
+
+# The sending system's OID in XDM submission sets: 2.25 (UUID-derived) under Relais's id.
+SOURCE_OID: Final = f"2.25.{RELAIS_IDS.int}"
+_PDF_PATHS: Final = (
+    "v3:component/v3:nonXMLBody/v3:text[@mediaType='application/pdf']",
+    ".//v3:observationMedia/v3:value[@mediaType='application/pdf']",
+)
+
+
+@dataclass(frozen=True)
+class ComposeConfig:
+    """What the operator configures: sender mailbox, product reference, receipts, domains."""
+
+    sender: MailAddress
+    product_nil: str
+    read_receipt: bool = True
+    patient_may_reply: bool = False
+    domains: tuple[str, ...] = ("mssante.fr",)
+
+
+@dataclass(frozen=True)
+class ComposedMail:
+    """The mail and what the sender and the status records need to know of it."""
+
+    message: EmailMessage
+    recipient: MailAddress
+    ref: MailRef
+    envelope_id: str | None
+
+
+def recipient_of(request: Record, keyring: Keyring, domains: tuple[str, ...]) -> MailAddress:
+    """The sealed recipient address: plain text, or a JSON list holding one address."""
+    sealed = request.get("recipient")
+    if not sealed:
+        raise AddressError(
+            "the MSSanté delivery request has no recipient", reason_code="no-recipient"
+        )
+    plain = open_envelope(
+        keyring, Envelope.from_record(sealed), event_id=request["event_id"], purpose="recipient"
+    ).decode("utf-8", errors="replace")
+    text = plain.strip()
+    if text.startswith(("[", '"')):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise AddressError("the sealed recipient is neither an address nor JSON") from None
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+            text = value[0]
+        elif isinstance(value, str):
+            text = value
+        else:
+            raise AddressError("the sealed recipient must name exactly one address per request")
+    return parse_address(text, domains)
+
+
+def pdf_copy(cda: bytes) -> bytes | None:
+    """The PDF the CDA carries (N1 body, or the N3 copy in an observationMedia), if any."""
+    try:
+        root = etree.fromstring(cda, safe_parser())
+    except etree.XMLSyntaxError:
+        return None
+    for path in _PDF_PATHS:
+        node = root.find(path, {"v3": HL7V3})
+        if node is not None and node.text:
+            try:
+                pdf = base64.b64decode("".join(node.text.split()), validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            if pdf.startswith(b"%PDF-"):
+                return pdf
+    return None
+
+
+def ins_qualified(traits: dict[str, Any]) -> bool:
+    """A qualified INS present: matricule, INS OID and the traits ECO.2.4.2 lists."""
+    needed = ("ins", "birth_name", "given_names", "birth_date", "sex")
+    return traits.get("ins_oid") in INS_OIDS and all(traits.get(k) for k in needed)
+
+
+def mail_ref(request: Record) -> MailRef:
+    source = request["source"]
+    submitted: datetime = request["submitted_at"]
+    return MailRef(
+        event_id=request["event_id"],
+        request_id=request["request_id"],
+        document_unique_id=request["document"]["unique_id"],
+        submitted_at_ms=int(submitted.timestamp() * 1000),
+        facility=source["facility"],
+        application=source["application"],
+        control_id=source["message_control_id"],
+    )
+
+
+def compose(
+    request: Record, keyring: Keyring, config: ComposeConfig, now: datetime
+) -> ComposedMail:
+    """The mail for one ``DeliveryRequest``; :class:`MssError` says why it cannot be made."""
+    if request["destination"] != "MSSANTE":
+        raise MailFormatError(
+            f"a {request['destination']} request reached the MSSanté sender",
+            reason_code="wrong-destination",
+        )
+    recipient = recipient_of(request, keyring, config.domains)
+    event_id = request["event_id"]
+    document = request["document"]
+    cda = open_envelope(
+        keyring, Envelope.from_record(document["content"]), event_id=event_id, purpose="content"
+    )
+    traits = open_traits(request, keyring)
+    try:
+        entry = document_entry(cda, visibility_flags(request.get("release"), now))
+    except MetadataError as exc:
+        raise MailFormatError(
+            f"XDS metadata for the XDM package: {exc}", reason_code="xdm-metadata"
+        ) from None
+    ref = mail_ref(request)
+    tag = recipient_tag(ref.request_id, str(recipient))
+    package = build_package(
+        [XdmDocument(cda, entry)],
+        _submission_set(entry, ref, tag, now),
+        sender=str(config.sender),
+        product=config.product_nil,
+    )
+    given = str(traits.get("given_names") or "").split()
+    heading = PatientHeading(
+        birth_name=str(traits.get("birth_name") or ""),
+        first_given=given[0] if given else "",
+        birth_date=str(traits.get("birth_date") or ""),
+    )
+    mail = OutboundMail(
+        sender=config.sender,
+        recipient=recipient,
+        message_id=message_id(ref, config.sender.domain, tag),
+        date=now,
+        type_label=document["type_label"],
+        cda_codes=[entry.type_code.code],
+        patient=heading,
+        ins_qualified=ins_qualified(traits),
+        product_nil=config.product_nil,
+        package=package,
+        pdf=pdf_copy(cda),
+        patient_may_reply=config.patient_may_reply,
+        read_receipt=config.read_receipt,
+    )
+    return ComposedMail(build_mail(mail), recipient, ref, envelope_id(ref))
+
+
+def _submission_set(entry: DocumentEntry, ref: MailRef, tag: str, now: datetime) -> SubmissionSet:
+    # Same request and recipient: same submission set id (a re-sent mail is recognisable).
+    ident = uuid.uuid5(RELAIS_IDS, f"xdm|{ref.request_id}|{tag}")
+    return SubmissionSet(
+        unique_id=f"2.25.{ident.int}",
+        source_id=SOURCE_OID,
+        submission_time=xds_time(now.strftime("%Y%m%d%H%M%S+0000")),
+        title=entry.title,
+        content_type=entry.type_code,
+    )
+
+
+__all__ = ["ComposeConfig", "ComposedMail", "MssError", "compose", "pdf_copy", "recipient_of"]

@@ -1,0 +1,287 @@
+"""METADATA.XML of an IHE XDM package: an ebRIM ``SubmitObjectsRequest`` (pure).
+
+Written from the XDS DocumentEntry that :func:`consumers.xds_metadata.document_entry`
+derives from the CDA (the same slots, classifications and external identifiers as an
+XDS.b submission), plus the XDM ``URI`` slot naming the document file and a submission
+set (IHE ITI TF-2b §3.32; the shape of the ANS example
+``DRIM-M_DATA/informatif/XDM/KA202401/IHE_XDM/SS000001/METADATA.XML``).
+
+:func:`read_metadata` reads the document entries back (unique id, patient id, URI,
+mime type, SHA-1 hash, size) for the inbound side's checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from lxml import etree
+
+from consumers.xds_codes import Coded
+from consumers.xds_metadata import DocumentEntry
+from mss_bridge.errors import PackageError
+from producers.document_id import safe_parser
+
+LCM: Final = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
+RIM: Final = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
+NS: Final = {"lcm": LCM, "rim": RIM}
+
+DOCUMENT_ENTRY: Final = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
+SUBMISSION_SET: Final = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
+HAS_MEMBER: Final = "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember"
+DE_AUTHOR: Final = "urn:uuid:93606bcf-9494-43ec-9b4e-a7748d1a838d"
+DE_CLASS: Final = "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a"
+DE_CONFIDENTIALITY: Final = "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f"
+DE_FORMAT: Final = "urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d"
+DE_FACILITY: Final = "urn:uuid:f33fb8ac-18af-42cc-ae0e-ed0b0bdb91e1"
+DE_PRACTICE: Final = "urn:uuid:cccf5598-8b07-4b77-a05e-ae952c785ead"
+DE_TYPE: Final = "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983"
+DE_PATIENT_ID: Final = "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427"
+DE_UNIQUE_ID: Final = "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab"
+SS_AUTHOR: Final = "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d"
+SS_CONTENT_TYPE: Final = "urn:uuid:aa543740-bdda-424e-8c96-df4873be8500"
+SS_UNIQUE_ID: Final = "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8"
+SS_SOURCE_ID: Final = "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832"
+SS_PATIENT_ID: Final = "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446"
+
+
+@dataclass(frozen=True)
+class SubmissionSet:
+    """The XDM submission set: its ids, time and the content type of the exchange."""
+
+    unique_id: str  # an OID
+    source_id: str  # the sending system's OID
+    submission_time: str  # XDS time, UTC
+    title: str
+    content_type: Coded
+
+
+@dataclass(frozen=True)
+class PackagedDocument:
+    """One document entry as METADATA.XML describes it (read back by the inbound side)."""
+
+    entry_id: str
+    unique_id: str
+    patient_id: str
+    uri: str
+    mime_type: str
+    hash_sha1: str
+    size: int
+
+
+def metadata_xml(submission: SubmissionSet, entries: Sequence[tuple[DocumentEntry, str]]) -> bytes:
+    """The SubmitObjectsRequest for ``entries`` (each a DocumentEntry and its file URI)."""
+    if not entries:
+        raise PackageError("an XDM submission set needs at least one document")
+    root = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
+    objects = etree.SubElement(root, _rim("RegistryObjectList"))
+    for index, (entry, uri) in enumerate(entries, start=1):
+        objects.append(_extrinsic_object(entry, uri, f"Document{index:02d}"))
+    objects.append(_registry_package(submission, entries[0][0].patient_id))
+    _sub(
+        objects,
+        "Classification",
+        id="cl-ss",
+        classifiedObject="SubmissionSet01",
+        classificationNode=SUBMISSION_SET,
+    )
+    for index in range(1, len(entries) + 1):
+        association = _sub(
+            objects,
+            "Association",
+            id=f"as{index:02d}",
+            associationType=HAS_MEMBER,
+            sourceObject="SubmissionSet01",
+            targetObject=f"Document{index:02d}",
+        )
+        _slot(association, "SubmissionSetStatus", ["Original"])
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+def _rim(tag: str) -> str:
+    return f"{{{RIM}}}{tag}"
+
+
+def _sub(parent: etree._Element, tag: str, **attrs: str) -> etree._Element:
+    return etree.SubElement(parent, _rim(tag), dict(attrs))
+
+
+def _slot(parent: etree._Element, name: str, values: Iterable[str]) -> None:
+    slot = _sub(parent, "Slot", name=name)
+    value_list = _sub(slot, "ValueList")
+    for value in values:
+        _sub(value_list, "Value").text = value
+
+
+def _name(parent: etree._Element, text: str) -> None:
+    _sub(_sub(parent, "Name"), "LocalizedString", value=text)
+
+
+def _classify(parent: etree._Element, scheme: str, owner: str, ident: str, code: Coded) -> None:
+    node = _sub(
+        parent,
+        "Classification",
+        id=ident,
+        classificationScheme=scheme,
+        classifiedObject=owner,
+        nodeRepresentation=code.code,
+    )
+    _slot(node, "codingScheme", [code.scheme])
+    _name(node, code.display)
+
+
+def _author(
+    parent: etree._Element, scheme: str, owner: str, ident: str, *, person: str, institution: str
+) -> None:
+    node = _sub(
+        parent,
+        "Classification",
+        id=ident,
+        classificationScheme=scheme,
+        classifiedObject=owner,
+        nodeRepresentation="",
+    )
+    _slot(node, "authorPerson", [person])
+    _slot(node, "authorInstitution", [institution])
+
+
+def _identifier(
+    parent: etree._Element, scheme: str, owner: str, ident: str, *, value: str, label: str
+) -> None:
+    node = _sub(
+        parent,
+        "ExternalIdentifier",
+        id=ident,
+        identificationScheme=scheme,
+        registryObject=owner,
+        value=value,
+    )
+    _name(node, label)
+
+
+def _extrinsic_object(entry: DocumentEntry, uri: str, ident: str) -> etree._Element:
+    node = etree.Element(
+        _rim("ExtrinsicObject"), id=ident, mimeType=entry.mime_type, objectType=DOCUMENT_ENTRY
+    )
+    _slot(node, "creationTime", [entry.creation_time])
+    _slot(node, "languageCode", [entry.language])
+    if entry.legal_authenticator:
+        _slot(node, "legalAuthenticator", [entry.legal_authenticator])
+    if entry.service_start:
+        _slot(node, "serviceStartTime", [entry.service_start])
+    if entry.service_stop:
+        _slot(node, "serviceStopTime", [entry.service_stop])
+    _slot(node, "sourcePatientId", [entry.source_patient_id])
+    _slot(node, "sourcePatientInfo", entry.source_patient_info)
+    _slot(node, "hash", [entry.hash_sha1])
+    _slot(node, "size", [str(entry.size)])
+    _slot(node, "URI", [uri])
+    if entry.reference_ids:
+        _slot(node, "urn:ihe:iti:xds:2013:referenceIdList", entry.reference_ids)
+    _name(node, entry.title)
+    _author(
+        node,
+        DE_AUTHOR,
+        ident,
+        f"{ident}-author",
+        person=entry.author_person,
+        institution=entry.author_institution,
+    )
+    _classify(node, DE_CLASS, ident, f"{ident}-class", entry.class_code)
+    for n, code in enumerate(entry.confidentiality):
+        _classify(node, DE_CONFIDENTIALITY, ident, f"{ident}-conf{n}", code)
+    _classify(node, DE_FORMAT, ident, f"{ident}-format", entry.format_code)
+    _classify(node, DE_FACILITY, ident, f"{ident}-facility", entry.healthcare_facility_type)
+    _classify(node, DE_PRACTICE, ident, f"{ident}-practice", entry.practice_setting)
+    _classify(node, DE_TYPE, ident, f"{ident}-type", entry.type_code)
+    _identifier(
+        node,
+        DE_PATIENT_ID,
+        ident,
+        f"{ident}-pid",
+        value=entry.patient_id,
+        label="XDSDocumentEntry.patientId",
+    )
+    _identifier(
+        node,
+        DE_UNIQUE_ID,
+        ident,
+        f"{ident}-uid",
+        value=entry.unique_id,
+        label="XDSDocumentEntry.uniqueId",
+    )
+    return node
+
+
+def _registry_package(submission: SubmissionSet, patient_id: str) -> etree._Element:
+    owner = "SubmissionSet01"
+    node = etree.Element(_rim("RegistryPackage"), id=owner)
+    _slot(node, "submissionTime", [submission.submission_time])
+    _name(node, submission.title)
+    _classify(node, SS_CONTENT_TYPE, owner, "ss-content", submission.content_type)
+    _identifier(
+        node,
+        SS_UNIQUE_ID,
+        owner,
+        "ss-uid",
+        value=submission.unique_id,
+        label="XDSSubmissionSet.uniqueId",
+    )
+    _identifier(
+        node,
+        SS_SOURCE_ID,
+        owner,
+        "ss-source",
+        value=submission.source_id,
+        label="XDSSubmissionSet.sourceId",
+    )
+    _identifier(
+        node, SS_PATIENT_ID, owner, "ss-pid", value=patient_id, label="XDSSubmissionSet.patientId"
+    )
+    return node
+
+
+def _first(node: etree._Element, path: str, what: str) -> str:
+    found = node.xpath(path, namespaces=NS)
+    values = [str(v).strip() for v in found] if isinstance(found, list) else []
+    if not values:
+        raise PackageError(f"METADATA.XML: document entry {node.get('id', '?')} has no {what}")
+    return values[0]
+
+
+def _slot_value(node: etree._Element, name: str) -> str:
+    return _first(node, f"rim:Slot[@name='{name}']/rim:ValueList/rim:Value/text()", f"{name} slot")
+
+
+def _identifier_value(node: etree._Element, scheme: str, label: str) -> str:
+    return _first(node, f"rim:ExternalIdentifier[@identificationScheme='{scheme}']/@value", label)
+
+
+def read_metadata(xml: bytes) -> list[PackagedDocument]:
+    """The document entries of a METADATA.XML (any namespace prefix; ebRIM 3.0)."""
+    try:
+        root = etree.fromstring(xml, safe_parser())
+    except etree.XMLSyntaxError as exc:
+        raise PackageError(f"METADATA.XML is not well-formed XML (line {exc.lineno})") from None
+    documents = []
+    for node in root.iter(_rim("ExtrinsicObject")):
+        size = _slot_value(node, "size")
+        if not size.isdigit():
+            raise PackageError(
+                f"METADATA.XML: document entry {node.get('id')} size is not a number"
+            )
+        documents.append(
+            PackagedDocument(
+                entry_id=node.get("id", "?"),
+                unique_id=_identifier_value(node, DE_UNIQUE_ID, "XDSDocumentEntry.uniqueId"),
+                patient_id=_identifier_value(node, DE_PATIENT_ID, "XDSDocumentEntry.patientId"),
+                uri=_slot_value(node, "URI"),
+                mime_type=node.get("mimeType", ""),
+                hash_sha1=_slot_value(node, "hash").lower(),
+                size=int(size),
+            )
+        )
+    if not documents:
+        raise PackageError("METADATA.XML describes no document (no ExtrinsicObject)")
+    return documents
