@@ -29,14 +29,10 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
-from signxml import (
-    CanonicalizationMethod,
-    DigestAlgorithm,
-    SignatureMethod,
-    XMLSigner,
-    XMLVerifier,
-)
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidInput, InvalidSignature
+from signxml.signer import XMLSigner
+from signxml.verifier import XMLVerifier
 
 from producers.document_id import safe_parser
 
@@ -234,7 +230,9 @@ def verify_vihf(assertion: etree._Element | bytes, ca_file: Path, *, now: dateti
     name_id = signed.findtext("saml:Subject/saml:NameID", "", _NS).strip()
     if not name_id:
         raise VihfError("the VIHF has no Subject/NameID")
-    return VerifiedVihf(name_id, attributes, _signer(result.signature_xml, result.signature_key), not_after)
+    return VerifiedVihf(
+        name_id, attributes, _signer(result.signature_xml, result.signature_key), not_after
+    )
 
 
 _NS: Final = {"saml": SAML, "hl7": HL7V3}
@@ -242,8 +240,8 @@ _NS: Final = {"saml": SAML, "hl7": HL7V3}
 
 def _signer(signature: etree._Element, public_key_pem: bytes) -> x509.Certificate:
     """The certificate of KeyInfo whose key made the signature (signxml checked its chain)."""
-    for text in signature.itertext(f"{{{DS}}}X509Certificate"):
-        der = base64.b64decode("".join(text.split()))
+    for element in signature.iter(f"{{{DS}}}X509Certificate"):
+        der = base64.b64decode("".join((element.text or "").split()))
         certificate = x509.load_der_x509_certificate(der)
         key = certificate.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
