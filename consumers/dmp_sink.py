@@ -72,7 +72,7 @@ class DmpClient:
         await self._session.close()
 
 
-def submission_of(request: Record, keyring: Keyring) -> Submission:
+def submission_of(request: Record, keyring: Keyring, now: datetime | None = None) -> Submission:
     """Decrypt what the DMP needs from a ``DeliveryRequest``."""
     event_id = request["event_id"]
     document = request["document"]
@@ -85,17 +85,25 @@ def submission_of(request: Record, keyring: Keyring) -> Submission:
         patient_id=patient_cx(str(traits["ins"]), str(traits["ins_oid"])),
         type_code=document["type_code"],
         content=content,
-        metadata=document_entry(content, visibility_flags(request.get("release"))),
+        metadata=document_entry(
+            content, visibility_flags(request.get("release"), now or datetime.now(UTC))
+        ),
     )
 
 
-def visibility_flags(release: Record | None) -> dict[str, bool]:
-    """The MetaDMPMSS visibility flags the release decision stands for (XDS confidentiality)."""
+def visibility_flags(release: Record | None, now: datetime) -> dict[str, bool]:
+    """The MetaDMPMSS visibility flags the release decision stands for (XDS confidentiality).
+
+    A document under embargo (visible to the patient only later) is filed invisible
+    to the patient: the patient is told when the embargo lifts (notifications), and
+    the DMP's patient-visibility update (TD3.3b) is what a later release would send.
+    """
     if not release:
         return {}
+    visible_from = release["patient_visible_from"]
     return {
         "MASQUE_PS": bool(release["hidden_from_professionals"]),
-        "INVISIBLE_PATIENT": release["patient_visible_from"] is None,
+        "INVISIBLE_PATIENT": visible_from is None or visible_from > now,
         "INVISIBLE_REP_LEGAUX": bool(release["hidden_from_legal_representatives"]),
     }
 
@@ -228,7 +236,7 @@ class DmpSink:
                 offset=message.offset,
             )
             origin = Origin(topic, message.partition, message.offset, request["event_id"])
-            submission = submission_of(request, self.keyring)
+            submission = submission_of(request, self.keyring, _now())
         except Exception as exc:  # any unreadable request is dead-lettered, never a crash
             failure = failure_of(exc)
             return [self._dead_letter(failure, origin, message)]

@@ -14,8 +14,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Final, NamedTuple
+from typing import Final
 
 from lxml import etree
 
@@ -24,6 +23,7 @@ from consumers.xds_codes import Coded, ValueSet
 from producers.document_id import HL7V3
 from streams.cda_model import ORG_ID_ROOT, PS_ID_ROOT
 from streams.cda_validate import parse
+from streams.hl7_time import Hl7TimeError, Instant, instant
 from streams.ins import INS_C_OLD, INS_OIDS
 
 __all__ = ["Coded", "DocumentEntry", "MetadataError", "document_entry", "xds_time"]
@@ -43,9 +43,6 @@ _LEGAL: Final = "v3:legalAuthenticator/v3:assignedEntity"
 _BR: Final = "[@qualifier='BR']"  # birth name / first birth first name
 _PLAIN: Final = "[not(@qualifier)]"  # all the birth first names (CI-SIS)
 _BIRTH_DATE: Final = re.compile(r"^\d{4}(?:\d{2}){0,2}")
-_TS: Final = re.compile(
-    r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d{1,4})?(?:([+-])(\d{2})(\d{2}))?$"
-)
 _HL7_ESCAPES: Final = str.maketrans(
     {"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\"}
 )
@@ -294,34 +291,11 @@ def _patient_info(root: etree._Element) -> tuple[str, ...]:
     return tuple(info)
 
 
-class _Instant(NamedTuple):
-    at: datetime  # UTC
-    digits: int  # precision kept: 4, 6, 8, 10, 12 or 14 digits
-
-    def xds(self) -> str:
-        return self.at.strftime("%Y%m%d%H%M%S")[: self.digits]
-
-
-def _instant(value: str, element: str) -> _Instant:
-    if (match := _TS.match(value.strip())) is None:
-        raise InvalidValue(element, "not an HL7 TS (YYYYMMDD[HH[MM[SS]]] and an offset +hhmm)")
-    parts = [int(g) for g in match.groups()[:6] if g is not None]
-    digits = 4 + 2 * (len(parts) - 1)
-    sign, hours, minutes = match.group(7), match.group(8), match.group(9)
-    if digits > 8 and sign is None:
-        raise InvalidValue(element, "a time needs its UTC offset (+hhmm) to be put in UTC")
+def _instant(value: str, element: str) -> Instant:
     try:
-        year, month, day, hour, minute, second = parts + [1, 1, 0, 0, 0][len(parts) - 1 :]
-        if digits <= 8 or sign is None:  # a date: the day stays the day
-            return _Instant(datetime(year, month, day, tzinfo=UTC), digits)
-        if int(minutes) >= 60:
-            raise ValueError("offset minutes must be < 60")
-        delta = timedelta(hours=int(hours), minutes=int(minutes)) * (-1 if sign == "-" else 1)
-        local = datetime(year, month, day, hour, minute, second, tzinfo=timezone(delta))
-    except ValueError as exc:
-        raise InvalidValue(element, f"not a valid date, time or offset ({exc})") from exc
-    # an offset with minutes (+0530) moves the minutes: keep them
-    return _Instant(local.astimezone(UTC), max(digits, 12) if int(minutes) else digits)
+        return instant(value)
+    except Hl7TimeError as exc:
+        raise InvalidValue(element, str(exc)) from None
 
 
 def _service_times(root: etree._Element) -> tuple[str | None, str | None]:

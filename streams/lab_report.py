@@ -15,7 +15,14 @@ from typing import Any
 
 from relais.contracts import Record
 from streams.cda_build import build_cr_bio_n3
-from streams.cda_wrap import WrapFailure, document_header, patient_header
+from streams.cda_wrap import (
+    BIOLOGIST,
+    WrapFailure,
+    document_header,
+    first_version,
+    patient_header,
+)
+from streams.document_series import Version
 from streams.lab_catalogue import (
     CatalogueStore,
     LoincTable,
@@ -64,9 +71,17 @@ def coded_results(
 
 
 def build_lab_report(
-    record: Record, content: bytes, traits: Mapping[str, Any], refs: LabReferences | None
+    record: Record,
+    content: bytes,
+    traits: Mapping[str, Any],
+    refs: LabReferences | None,
+    version: Version | None = None,
 ) -> tuple[bytes, str, tuple[CodedResult, ...]]:
-    """The CR-BIO N3 (with the PDF copy), its id, and how each result was coded."""
+    """The CR-BIO N3 (with the PDF copy), its id, and how each result was coded.
+
+    The sending professional is the validating biologist: author and legal
+    authenticator, with the biology profession code (TRE_G15).
+    """
     if refs is None:
         raise WrapFailure(
             "lab reports need the LOINC table and the UCUM list: set RELAIS_LOINC_TABLE and "
@@ -77,5 +92,5 @@ def build_lab_report(
     except ValueError as exc:
         raise WrapFailure(str(exc)) from None
     coded = coded_results(results, record["source"]["facility"], refs)
-    header = document_header(record)
+    header = document_header(record, version or first_version(record), profession=BIOLOGIST)
     return build_cr_bio_n3(header, patient_header(traits), coded, pdf), header.id_root, coded

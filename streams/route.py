@@ -54,7 +54,8 @@ def release_of(record: Record, policy: Sequence[Rule] = DEFAULT_POLICY) -> tuple
         type_code=record["document"]["type_code"],
         sector=record["sector"],
         flags=flags,
-        validated_at=record["submitted_at"],  # the producer's hand-over time, for now
+        # legalAuthenticator/time; a document without one counts from its hand-over
+        validated_at=record.get("validated_at") or record["submitted_at"],
         cda_model=record.get("cda_model"),
         modalities=record.get("modalities") or (),
     )

@@ -18,7 +18,7 @@ Errors a ``handle`` function raises::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,10 +44,15 @@ class StageFailure(Exception):
 
 @dataclass(frozen=True)
 class StageContext:
-    """What a core may use besides the record: the keys and the time."""
+    """What a core may use besides the record: the keys, the time, and the stage's state.
+
+    ``state`` is the stage's table (a Faust table in the worker, a dict in tests),
+    shared by the records of one partition; stateless stages leave it None.
+    """
 
     keyring: Keyring
     now: datetime
+    state: MutableMapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class Stage:
     source: TopicSpec
     record_type: str
     handle: Handler
+    stateful: bool = False  # the shell gives it a table as ``StageContext.state``
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ see streams.cda_build and streams.lab_catalogue.)
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Final, NoReturn
 
 from lxml import etree
@@ -23,7 +24,9 @@ from relais.contracts import Record
 from relais.envelope import Envelope, open_envelope, seal
 from relais.topics import QUALIFIED, READY
 from streams.cda_validate import CdaSchema, header_problems_of, parse, root_problems
-from streams.cda_wrap import cda_id_for, wrap_pdf
+from streams.cda_wrap import wrap_pdf
+from streams.document_series import State, Version, assign, latest
+from streams.hl7_time import Hl7TimeError, instant
 from streams.identity import read_traits
 from streams.ins import INS_OIDS
 from streams.lab_report import LabReferences, build_lab_report
@@ -132,19 +135,19 @@ def _refuse_header(problems: list[str]) -> NoReturn:
     )
 
 
-def _as_cda(document: Record, cda: bytes, doc_id: str, event_id: str, ctx: StageContext) -> Record:
+def _as_cda(
+    document: Record, cda: bytes, version: Version, event_id: str, ctx: StageContext
+) -> Record:
     """The document record now carrying the CDA (sealed again, for the same event)."""
     sealed = seal(ctx.keyring, cda, event_id=event_id, purpose="content")
     return {
         **document,
-        "unique_id": doc_id,
+        "unique_id": version.cda_id,
         "media_type": "text/xml",
         "content_sha256": hashlib.sha256(cda).hexdigest(),
         "size_bytes": len(cda),
         "content": sealed.to_record(),
-        "parent_unique_id": cda_id_for(document["parent_unique_id"])
-        if document.get("parent_unique_id")
-        else None,
+        "parent_unique_id": version.replaces,
     }
 
 
@@ -158,7 +161,7 @@ def transcode_stage(schema: CdaSchema | None, lab: LabReferences | None = None) 
     def handle_validated(record: Record, ctx: StageContext) -> list[Output]:
         return _handle(record, ctx, schema, lab)
 
-    return Stage("transcode", QUALIFIED, "IdentityQualified", handle_validated)
+    return Stage("transcode", QUALIFIED, "IdentityQualified", handle_validated, stateful=True)
 
 
 def handle(record: Record, ctx: StageContext) -> list[Output]:
@@ -182,12 +185,23 @@ def _handle(
         purpose="content",
     )
     traits = read_traits(record, ctx)
-    if document["media_type"] == "application/pdf":
-        content, doc_id = wrap_pdf(record, content, traits)
-        document = _as_cda(document, content, doc_id, record["event_id"], ctx)
-    elif document["media_type"] == LAB_REPORT_MEDIA:
-        content, doc_id, _ = build_lab_report(record, content, traits, lab)
-        document = _as_cda(document, content, doc_id, record["event_id"], ctx)
+    state = ctx.state if ctx.state is not None else {}
+    built = document["media_type"] != "text/xml"  # Relais builds the CDA, and owns its ids
+    if document["action"] == "DELETE":
+        return [_deletion(record, document, state if built else None)]
+    if built:
+        version = assign(
+            state,
+            unique_id=document["unique_id"],
+            action=document["action"],
+            parent_unique_id=document.get("parent_unique_id"),
+            event_id=record["event_id"],
+        )
+        if document["media_type"] == "application/pdf":
+            content, _ = wrap_pdf(record, content, traits, version)
+        else:
+            content, _, _ = build_lab_report(record, content, traits, lab, version)
+        document = _as_cda(document, content, version, record["event_id"], ctx)
     root = parse_cda(content)
     model = check_root(
         root,
@@ -196,10 +210,49 @@ def _handle(
         unique_id=document["unique_id"],
     )
     validate_root(root, schema)
+    ready = _ready(
+        record,
+        document,
+        model=model,
+        found_modalities=modalities_of(root),
+        ctx=ctx,
+        validated=validated_at(root),
+    )
+    return [ready]
+
+
+def validated_at(root: etree._Element) -> datetime | None:
+    """legalAuthenticator/time: when the responsible professional validated the document."""
+    found = xpath_strings(root, "v3:legalAuthenticator/v3:time/@value")
+    try:
+        return instant(found[0]).at if found else None
+    except Hl7TimeError:
+        return None  # the header rules already vouched for the time; a bare date has no offset
+
+
+def _deletion(record: Record, document: Record, state: State | None) -> Output:
+    """A deletion names the document to delete; there is no new CDA to build or check.
+
+    For a CDA Relais built, the name is the CDA id of the series' current version.
+    """
+    if state is not None:
+        document = {**document, "unique_id": latest(state, document["unique_id"])}
+    return _ready(record, document, model="deletion", found_modalities=[], ctx=None, validated=None)
+
+
+def _ready(
+    record: Record,
+    document: Record,
+    *,
+    model: str,
+    found_modalities: list[str],
+    ctx: StageContext | None,
+    validated: datetime | None,
+) -> Output:
     ready = {
-        "modalities": modalities_of(root),
+        "modalities": found_modalities,
         "event_id": record["event_id"],
-        "ready_at": ctx.now,
+        "ready_at": ctx.now if ctx else record["submitted_at"],
         "submitted_at": record["submitted_at"],
         "sector": record["sector"],
         "source": record["source"],
@@ -208,5 +261,6 @@ def _handle(
         "document": document,
         "cda_model": model,
         "hints": record["hints"],
+        "validated_at": validated,
     }
-    return [Output(READY, "DocumentReady", ready, record["patient"]["patient_key"].encode())]
+    return Output(READY, "DocumentReady", ready, record["patient"]["patient_key"].encode())

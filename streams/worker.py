@@ -136,6 +136,13 @@ def _register_identity(app: faust.App, settings: Settings, keyring: Keyring) -> 
 def _register(app: faust.App, stage: Stage, codec: Codec, keyring: Keyring, prefix: str) -> None:
     metrics = StageMetrics(stage.name)
     source = app.topic(stage.source.name(prefix), key_type=bytes, value_type=bytes)
+    # Written only while handling a record of the same partition: Faust logs each change to
+    # the changelog partition of that record, so a rebalance moves a patient's state with it.
+    state = (
+        app.Table(f"{stage.name}-state", default=None, partitions=4, key_type=str, value_type=str)
+        if stage.stateful
+        else None
+    )
     topics: dict[str, Any] = {}
 
     def topic(name: str) -> Any:
@@ -148,7 +155,7 @@ def _register(app: faust.App, stage: Stage, codec: Codec, keyring: Keyring, pref
             message = event.message
             metrics.received()
             with metrics.timed():
-                ctx = StageContext(keyring=keyring, now=datetime.now(UTC))
+                ctx = StageContext(keyring=keyring, now=datetime.now(UTC), state=state)
                 result = run_step(
                     stage,
                     codec,

@@ -226,13 +226,30 @@ LAB_RESULTS: Final = (
 )
 
 
-def lab_report_sample(patient: Patient, n: int, *, facility: str = "LABO-X") -> bytes:
+#: ORC-1 and OBX-11 of each life-cycle step of an ORU (volet CI-SIS): initial, correction, deletion.
+_ORU_STEPS: Final = {"F": "NW", "C": "RO", "D": "CA"}
+
+
+def lab_report_sample(
+    patient: Patient, n: int, *, facility: str = "LABO-X", status: str = "F", resend: int = 0
+) -> bytes:
     """An ORU^R01 with structured results (local codes) and the report's PDF: the transcode
-    stage maps the codes with ``facility``'s catalogue and builds the CR-BIO N3."""
+    stage maps the codes with ``facility``'s catalogue and builds the CR-BIO N3.
+
+    ``status`` C is a correction of report ``n`` and D its deletion (same OBR-3, ORC-1 RO /
+    CA); ``resend`` numbers the message (a new MSH-10) for a second correction.
+    """
     control_id = f"LAB{n:06d}"
-    raw = hl7_message(LAB, patient, control_id, _pdf(f"Compte rendu {n}"), media="PDF")
+    raw = hl7_message(LAB, patient, control_id, _pdf(f"Compte rendu {n} ({status}{resend})"), "PDF")
     results = "".join(
-        f"OBX|{10 + i}|NM|{code}^{label}^L||{value}|{unit}|{ref}|{flag}|||F|||20261122080000\r"
+        f"OBX|{10 + i}|NM|{code}^{label}^L||{value}|{unit}|{ref}|{flag}|||{status}"
+        "|||20261122080000\r"
         for i, (code, label, value, unit, ref, flag) in enumerate(LAB_RESULTS)
     )
-    return raw.replace(b"|RELAIS-DEMO|", f"|{facility}|".encode(), 1) + results.encode()
+    raw = raw.replace(b"|RELAIS-DEMO|", f"|{facility}|".encode(), 1)
+    if status != "F" or resend:
+        message_id = f"{control_id}{status}{resend}"
+        raw = raw.replace(f"|{control_id}|P|".encode(), f"|{message_id}|P|".encode(), 1)
+        raw = raw.replace(b"ORC|NW|", f"ORC|{_ORU_STEPS[status]}|".encode(), 1)
+        raw = raw.replace(b"||||||F\rPRT|", f"||||||{status}\rPRT|".encode(), 1)
+    return raw + results.encode()

@@ -50,3 +50,29 @@ async def test_lab_results_are_transcoded_to_loinc_and_filed(lab_stack: LocalSta
     assert {"3016-3", "718-7"} <= set(codes)  # mapped with LABO-X's catalogue
     assert cda.xpath("//v3:observation/v3:code/v3:translation/@code", namespaces=V3) == ["CRPX"]
     assert cda.xpath("v3:code/@code", namespaces=V3) == ["11502-2"]
+
+
+async def test_a_correction_files_version_two_replacing_the_original(
+    lab_stack: LocalStack,
+) -> None:
+    s = lab_stack.settings
+    async with Publisher(
+        bootstrap=s.bootstrap_servers, keyring=lab_stack.keyring, topic_prefix=s.topic_prefix
+    ) as publisher:
+        [first] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 7))
+        [second] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 7, status="C"))
+    landing = await read_landing(
+        s.bootstrap_servers,
+        s.topic_prefix,
+        timeout_s=90,
+        until=lambda lan: {first, second} <= set(lan.delivered) or bool(lan.dead),
+    )
+    assert landing.dead == [], [d["reason"] for d in landing.dead]
+    original_id = landing.delivered[first]["document_unique_id"]
+    corrected_id = landing.delivered[second]["document_unique_id"]
+    assert original_id != corrected_id
+    corrected = etree.fromstring(lab_stack.sandbox.content[corrected_id])
+    assert corrected.xpath("v3:setId/@root", namespaces=V3) == [original_id]
+    assert corrected.xpath("v3:versionNumber/@value", namespaces=V3) == ["2"]
+    parent = "v3:relatedDocument[@typeCode='RPLC']/v3:parentDocument/v3:id/@root"
+    assert corrected.xpath(parent, namespaces=V3) == [original_id]

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumers.dmp_sink import visibility_flags
 from streams import release_policy as rp
 from streams.release_policy import DEFAULT_POLICY, Decision, Delay, Effect, Match, PolicyError, Rule
 from tests.shared_data import REPO, shared
@@ -395,3 +396,17 @@ def test_the_outcome_is_the_most_restrictive_of_the_applied_rules_in_any_order(
     assert first.hidden_from_professionals == any(e.hidden_from_professionals for e in chosen)
     legal = any(e.hidden_from_legal_representatives for e in chosen)
     assert first.hidden_from_legal_representatives == legal
+
+
+def test_the_dmp_files_a_document_under_embargo_invisible_to_the_patient() -> None:
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    release = {
+        "patient_visible_from": now + timedelta(days=15),
+        "hidden_from_professionals": False,
+        "hidden_from_legal_representatives": False,
+        "explanation": "",
+    }
+    assert visibility_flags(release, now)["INVISIBLE_PATIENT"] is True
+    assert visibility_flags(release, now + timedelta(days=15))["INVISIBLE_PATIENT"] is False
+    assert visibility_flags({**release, "patient_visible_from": None}, now)["INVISIBLE_PATIENT"]
+    assert visibility_flags(None, now) == {}
