@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -14,7 +15,25 @@ from relais.topics import AUDIT
 async def audits_for(
     bootstrap: str, prefix: str, document: str, *, quiet_s: float = 1.0, timeout_s: float = 30.0
 ) -> list[dict[str, Any]]:
-    """Audit records whose document unique id or event id is ``document``, oldest first.
+    """Audit records whose document unique id or event id is ``document``, oldest first."""
+    return await read_audits(
+        bootstrap,
+        prefix,
+        lambda record: document in {record["document_unique_id"], record["event_id"]},
+        quiet_s=quiet_s,
+        timeout_s=timeout_s,
+    )
+
+
+async def read_audits(
+    bootstrap: str,
+    prefix: str,
+    wanted: Callable[[dict[str, Any]], bool],
+    *,
+    quiet_s: float = 1.0,
+    timeout_s: float = 30.0,
+) -> list[dict[str, Any]]:
+    """The ``wanted`` audit records, oldest first.
 
     Reads the whole audit topic from the start until it has been quiet for ``quiet_s``.
     """
@@ -39,7 +58,7 @@ async def audits_for(
                     _, record = codec.decode(message.value, expected="AuditEvent")
                 except ContractError:
                     continue
-                if document in {record["document_unique_id"], record["event_id"]}:
+                if wanted(record):
                     found.append(record)
     finally:
         await consumer.stop()

@@ -8,10 +8,15 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+from aiokafka.errors import KafkaError
 
 from relais.cli_context import settings_of as _settings
+
+if TYPE_CHECKING:
+    from streams.lab_findings import SeenLine
 
 
 @click.command()
@@ -199,10 +204,26 @@ def catalogue() -> None:
     required=True,
     help="UCUM unit list (the ANS JDV XML)",
 )
-def catalogue_report_cmd(facility: str | None, directory: Path, loinc: Path, ucum: Path) -> None:
+@click.option(
+    "--seen",
+    is_flag=True,
+    help="also list the codes laboratories sent that were unmapped or suspicious "
+    "(unit mismatch...), with counts: reads the audit topic of RELAIS_BOOTSTRAP_SERVERS",
+)
+@click.pass_context
+def catalogue_report_cmd(
+    ctx: click.Context,
+    *,
+    facility: str | None,
+    directory: Path,
+    loinc: Path,
+    ucum: Path,
+    seen: bool,
+) -> None:
     """List each laboratory's missing and suspicious mappings: unmapped local codes,
-    unknown LOINC codes, units that are not UCUM. FACILITY limits it to one laboratory.
-    Exit code 1 when there is anything to fix."""
+    unknown LOINC codes, units that are not UCUM; with --seen, also what the traffic
+    showed (codes missing from the catalogue, units differing from it).
+    FACILITY limits it to one laboratory. Exit code 1 when there is anything to fix."""
     from streams.lab_catalogue import (
         CatalogueError,
         LoincTable,
@@ -219,9 +240,35 @@ def catalogue_report_cmd(facility: str | None, directory: Path, loinc: Path, ucu
         lines = catalogue_report(store, table, units, facility)
     except CatalogueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(format_report(lines))
-    if lines:
+    click.echo("## Catalogue\n\n" + format_report(lines) if seen else format_report(lines))
+    traffic = _seen_in_traffic(ctx, facility) if seen else []
+    if seen:
+        from streams.lab_findings import format_seen
+
+        click.echo("## Seen in traffic\n\n" + format_seen(traffic))
+    if lines or traffic:
         sys.exit(1)
+
+
+def _seen_in_traffic(ctx: click.Context, facility: str | None) -> list[SeenLine]:
+    from relais.audit_trail import read_audits
+    from streams.lab_findings import PREFIX, seen_in_traffic
+
+    s = _settings(ctx)
+    try:
+        records = asyncio.run(
+            read_audits(
+                s.bootstrap_servers,
+                s.topic_prefix,
+                lambda r: r["component"] == "transcode" and PREFIX in (r["detail"] or ""),
+            )
+        )
+    except KafkaError as exc:
+        raise click.ClickException(
+            f"cannot read the audit topic at {s.bootstrap_servers} ({exc}): "
+            "is the broker running (RELAIS_BOOTSTRAP_SERVERS)?"
+        ) from None
+    return seen_in_traffic((r["detail"] for r in records), facility)
 
 
 @click.command("explain")

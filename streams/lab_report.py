@@ -30,6 +30,7 @@ from streams.lab_catalogue import (
     UnknownFacility,
     map_result,
 )
+from streams.lab_findings import NO_CATALOGUE, Finding, findings
 from streams.lab_results import (
     LOINC_WAITING_OID,
     CodedResult,
@@ -94,3 +95,15 @@ def build_lab_report(
     coded = coded_results(results, record["source"]["facility"], refs)
     header = document_header(record, version or first_version(record), profession=BIOLOGIST)
     return build_cr_bio_n3(header, patient_header(traits), coded, pdf), header.id_root, coded
+
+
+def traffic_findings(
+    facility: str, coded: tuple[CodedResult, ...], refs: LabReferences
+) -> list[Finding]:
+    """What the catalogue report should hear about this report's results (no values)."""
+    try:
+        catalogue = refs.catalogues.current(facility)
+    except UnknownFacility:
+        return findings(facility, NO_CATALOGUE, coded, {})
+    units = {code: row.unit for code, row in catalogue.rows.items()}
+    return findings(facility, catalogue.info.version, coded, units)

@@ -20,16 +20,17 @@ from typing import Final, NoReturn
 from lxml import etree
 
 from producers.document_id import HL7V3, cda_id_of, safe_parser, xpath_strings
+from relais.audit import audit_event
 from relais.contracts import Record
 from relais.envelope import Envelope, open_envelope, seal
-from relais.topics import QUALIFIED, READY
+from relais.topics import AUDIT, QUALIFIED, READY
 from streams.cda_validate import CdaSchema, header_problems_of, parse, root_problems
 from streams.cda_wrap import wrap_pdf
 from streams.document_series import State, Version, assign, latest
 from streams.hl7_time import Hl7TimeError, instant
 from streams.identity import read_traits
 from streams.ins import INS_OIDS
-from streams.lab_report import LabReferences, build_lab_report
+from streams.lab_report import LabReferences, build_lab_report, traffic_findings
 from streams.lab_results import LAB_REPORT_MEDIA
 from streams.stage import Output, Stage, StageContext, StageFailure
 
@@ -189,6 +190,7 @@ def _handle(
     built = document["media_type"] != "text/xml"  # Relais builds the CDA, and owns its ids
     if document["action"] == "DELETE":
         return [_deletion(record, document, state if built else None)]
+    detail: str | None = None
     if built:
         version = assign(
             state,
@@ -200,7 +202,10 @@ def _handle(
         if document["media_type"] == "application/pdf":
             content, _ = wrap_pdf(record, content, traits, version)
         else:
-            content, _, _ = build_lab_report(record, content, traits, lab, version)
+            content, _, coded = build_lab_report(record, content, traits, lab, version)
+            assert lab is not None  # build_lab_report refuses lab reports without references
+            found = traffic_findings(record["source"]["facility"], coded, lab)
+            detail = "\n".join(f.line() for f in found) or None
         document = _as_cda(document, content, version, record["event_id"], ctx)
     root = parse_cda(content)
     model = check_root(
@@ -218,7 +223,16 @@ def _handle(
         ctx=ctx,
         validated=validated_at(root),
     )
-    return [ready]
+    audit = audit_event(
+        event_id=record["event_id"],
+        component="transcode",
+        action="TRANSCODED",
+        outcome=model,
+        now=ctx.now,
+        document_unique_id=document["unique_id"],
+        detail=detail,
+    )
+    return [ready, Output(AUDIT, "AuditEvent", audit, ready.key)]
 
 
 def validated_at(root: etree._Element) -> datetime | None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from lxml import etree
 
 from producers.publisher import Publisher
+from relais.cli import main
 from relais.demo.samples import DOMINIQUE, lab_report_sample
 from relais.localstack import LocalStack, read_landing
 from tests.shared_data import shared
@@ -76,3 +79,39 @@ async def test_a_correction_files_version_two_replacing_the_original(
     assert corrected.xpath("v3:versionNumber/@value", namespaces=V3) == ["2"]
     parent = "v3:relatedDocument[@typeCode='RPLC']/v3:parentDocument/v3:id/@root"
     assert corrected.xpath(parent, namespaces=V3) == [original_id]
+
+
+async def test_the_catalogue_report_lists_what_the_traffic_showed(lab_stack: LocalStack) -> None:
+    s = lab_stack.settings
+    raw = lab_report_sample(DOMINIQUE, 8).replace(b"|13.9|g/dL|", b"|139|g/L|")
+    async with Publisher(
+        bootstrap=s.bootstrap_servers, keyring=lab_stack.keyring, topic_prefix=s.topic_prefix
+    ) as publisher:
+        [event_id] = await publisher.submit_lab_result(raw)
+    landing = await read_landing(
+        s.bootstrap_servers,
+        s.topic_prefix,
+        timeout_s=90,
+        until=lambda lan: event_id in lan.delivered or bool(lan.dead),
+    )
+    assert event_id in landing.delivered
+    args = [
+        "catalogue",
+        "report",
+        "LABO-X",
+        "--seen",
+        "--dir",
+        str(FIXTURES),
+        "--loinc",
+        str(shared("loinc", "loinc_fr_labels_from_ans_crbio_examples.csv")),
+        "--ucum",
+        str(shared("jdv", "UCUM_2.16.840.1.113883.6.8.xml")),
+    ]
+    env = {"RELAIS_BOOTSTRAP_SERVERS": s.bootstrap_servers, "RELAIS_TOPIC_PREFIX": s.topic_prefix}
+    result = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)
+    assert result.exit_code == 1, result.output
+    traffic = result.output.split("## Seen in traffic")[1]
+    assert "| LABO-X | 2026-06 | HB | unit-mismatch | 1 |" in traffic
+    assert "(sent g/L, catalogue g/dL)" in traffic
+    assert "| CRPX | unmapped |" in traffic
+    assert "| TSH1 |" not in traffic  # mapped with the catalogue's unit: nothing to fix
