@@ -27,6 +27,7 @@ import ipaddress
 import os
 import pwd
 import shutil
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -251,8 +252,6 @@ class MailServers:
 
     def deliver(self, user_address: str, raw: bytes, sender: str = DOCTOR) -> None:
         """Deliver ``raw`` into a mailbox the way the operator's MTA does: over LMTP."""
-        import smtplib  # the standard library's LMTP client: the test plays the MTA
-
         with smtplib.LMTP("127.0.0.1", self.lmtp_port) as lmtp:
             lmtp.sendmail(sender, [user_address], raw)
 
