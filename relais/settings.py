@@ -29,6 +29,24 @@ RELAIS_BROKER_STORAGE          tansu storage engine URL                    memor
 RELAIS_BROKER_KIND             ``tansu`` or ``kafka`` (workarounds on/off) tansu
 RELAIS_SESSION_TIMEOUT_S       consumer-group session timeout              6
 RELAIS_LOG_LEVEL               log level of every process                  info
+RELAIS_MSS_SENDER              Relais's MSSanté mailbox (From of mails)    relais@relais.mssante.fr
+RELAIS_MSS_NIL                 X-MSS-NIL product reference (ECO.2.4.3)     RELAIS-0.1.0
+RELAIS_MSS_DOMAINS             mail domains Relais may write to (a,b)      mssante.fr
+RELAIS_MSS_SMTP                operator's SMTP submission host:port        127.0.0.1:587
+RELAIS_MSS_SMTP_TLS            ``starttls`` or ``implicit`` (SMTPS)        starttls
+RELAIS_MSS_SMTP_ROUTES         per domain: ``dom=host:port[/implicit],..`` (none)
+RELAIS_MSS_SMTP_USER           SMTP AUTH user, when the operator wants it  (none)
+RELAIS_MSS_SMTP_PASSWORD       its password                                (none)
+RELAIS_MSS_CA_FILE             CAs of the operators' servers (IGC-Santé)   (system trust store)
+RELAIS_MSS_CLIENT_CERT         Relais's client certificate (PEM), mTLS     (none)
+RELAIS_MSS_CLIENT_KEY          its private key (PEM)                       (none)
+RELAIS_MSS_READ_RECEIPT        ask for MDNs (Disposition-Notification-To)  yes
+RELAIS_MSS_PATIENT_REPLY       patient may answer (else X-MSS-MES: FIN)    no
+RELAIS_MSS_IMAP                IMAPS host:port of the watched mailbox      127.0.0.1:993
+RELAIS_MSS_IMAP_USER           IMAP login of Relais's mailbox              (none)
+RELAIS_MSS_IMAP_PASSWORD       its password                                (none)
+RELAIS_MSS_MAILBOXES           folders watched, comma-separated            INBOX
+RELAIS_MSS_POLL_S              polling period when IDLE is unavailable     30
 =============================  ==========================================  ======================
 """
 
@@ -69,6 +87,24 @@ class Settings:
     broker_kind: str = "tansu"
     session_timeout_s: float = 6.0
     log_level: str = "info"
+    mss_sender: str = "relais@relais.mssante.fr"
+    mss_nil: str = "RELAIS-0.1.0"
+    mss_domains: tuple[str, ...] = ("mssante.fr",)
+    mss_smtp: str = "127.0.0.1:587"
+    mss_smtp_tls: str = "starttls"
+    mss_smtp_routes: str = ""
+    mss_smtp_user: str = ""
+    mss_smtp_password: str = field(default="", repr=False)  # secret: never printed
+    mss_ca_file: Path | None = None
+    mss_client_cert: Path | None = None
+    mss_client_key: Path | None = None
+    mss_read_receipt: bool = True
+    mss_patient_reply: bool = False
+    mss_imap: str = "127.0.0.1:993"
+    mss_imap_user: str = ""
+    mss_imap_password: str = field(default="", repr=False)  # secret: never printed
+    mss_mailboxes: tuple[str, ...] = ("INBOX",)
+    mss_poll_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +138,24 @@ class Settings:
         kind = text("RELAIS_BROKER_KIND", d.broker_kind)
         if kind not in {"tansu", "kafka"}:
             raise SettingsError(f"RELAIS_BROKER_KIND={kind!r}: expected 'tansu' or 'kafka'")
+        mss_tls = text("RELAIS_MSS_SMTP_TLS", d.mss_smtp_tls).lower()
+        if mss_tls not in {"starttls", "implicit"}:
+            raise SettingsError(
+                f"RELAIS_MSS_SMTP_TLS={mss_tls!r}: expected 'starttls' or 'implicit'"
+            )
+
+        def flag(name: str, default: bool) -> bool:
+            raw = e.get(name, "").strip().lower()
+            if not raw:
+                return default
+            if raw not in {"yes", "no", "true", "false", "1", "0"}:
+                raise SettingsError(f"{name}={raw!r}: expected yes or no")
+            return raw in {"yes", "true", "1"}
+
+        def names(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+            found = tuple(p.strip() for p in e.get(name, "").split(",") if p.strip())
+            return found or default
+
         return cls(
             bootstrap_servers=text("RELAIS_BOOTSTRAP_SERVERS", d.bootstrap_servers),
             topic_prefix=text("RELAIS_TOPIC_PREFIX", d.topic_prefix),
@@ -125,4 +179,22 @@ class Settings:
             broker_kind=kind,
             session_timeout_s=timeout,
             log_level=text("RELAIS_LOG_LEVEL", d.log_level).lower(),
+            mss_sender=text("RELAIS_MSS_SENDER", d.mss_sender),
+            mss_nil=text("RELAIS_MSS_NIL", d.mss_nil),
+            mss_domains=names("RELAIS_MSS_DOMAINS", d.mss_domains),
+            mss_smtp=text("RELAIS_MSS_SMTP", d.mss_smtp),
+            mss_smtp_tls=mss_tls,
+            mss_smtp_routes=e.get("RELAIS_MSS_SMTP_ROUTES", "").strip(),
+            mss_smtp_user=e.get("RELAIS_MSS_SMTP_USER", "").strip(),
+            mss_smtp_password=e.get("RELAIS_MSS_SMTP_PASSWORD", "").strip(),
+            mss_ca_file=path("RELAIS_MSS_CA_FILE"),
+            mss_client_cert=path("RELAIS_MSS_CLIENT_CERT"),
+            mss_client_key=path("RELAIS_MSS_CLIENT_KEY"),
+            mss_read_receipt=flag("RELAIS_MSS_READ_RECEIPT", d.mss_read_receipt),
+            mss_patient_reply=flag("RELAIS_MSS_PATIENT_REPLY", d.mss_patient_reply),
+            mss_imap=text("RELAIS_MSS_IMAP", d.mss_imap),
+            mss_imap_user=e.get("RELAIS_MSS_IMAP_USER", "").strip(),
+            mss_imap_password=e.get("RELAIS_MSS_IMAP_PASSWORD", "").strip(),
+            mss_mailboxes=names("RELAIS_MSS_MAILBOXES", d.mss_mailboxes),
+            mss_poll_s=number("RELAIS_MSS_POLL_S", d.mss_poll_s, float),
         )
