@@ -18,19 +18,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from consumers.dmp_client import DmpClient, DmpConfig
 from consumers.dmp_submission import (
-    Answer,
     DmpError,
     DmpRejected,
     DmpUnavailable,
     Submission,
-    http_request,
     patient_cx,
-    read_answer,
 )
 from consumers.xds_metadata import document_entry
 from relais.backoff import exponential_backoff
@@ -47,29 +44,6 @@ from streams.stage import failure_of
 
 log = logging.getLogger(__name__)
 STAGE = "dmp-sink"
-
-
-class DmpClient:
-    """The one seam to the DMP endpoint: ``file(submission)``."""
-
-    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
-        self.url = base_url.rstrip("/") + "/documents"
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
-
-    async def file(self, submission: Submission) -> Answer:
-        headers, body = http_request(submission)
-        try:
-            async with self._session.post(self.url, data=body, headers=headers) as response:
-                try:
-                    payload = await response.json(content_type=None)
-                except (ValueError, aiohttp.ContentTypeError):
-                    payload = {"detail": "answer is not JSON"}
-                return read_answer(response.status, payload if isinstance(payload, dict) else {})
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise DmpUnavailable(f"DMP unreachable: {type(exc).__name__}") from None
-
-    async def close(self) -> None:
-        await self._session.close()
 
 
 def submission_of(request: Record, keyring: Keyring, now: datetime | None = None) -> Submission:
@@ -299,7 +273,7 @@ def _now() -> datetime:
 async def run_dmp_sink(settings: Settings, keyring: Keyring) -> None:
     """Run the sink until SIGINT/SIGTERM; finish the record in hand, then stop."""
     stop = stop_on_signals()
-    client = DmpClient(settings.dmp_url)
+    client = DmpClient(DmpConfig.from_settings(settings))
     sink = DmpSink(
         bootstrap=settings.bootstrap_servers,
         prefix=settings.topic_prefix,

@@ -191,12 +191,25 @@ def sandbox() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=39180, show_default=True, type=int)
 @click.option("--store", type=click.Path(path_type=Path), help="also write documents here")
-def sandbox_dmp(host: str, port: int, store: Path | None) -> None:
-    """Run the DMP sandbox: validates, stores and lists filed documents."""
-    from sandboxes.dmp import serve_forever
+@click.option(
+    "--pki",
+    type=click.Path(path_type=Path),
+    default=Path(".relais/dmp-sandbox-pki"),
+    show_default=True,
+    help="test CA, server and structure certificates (made when absent or expiring)",
+)
+def sandbox_dmp(host: str, port: int, store: Path | None, pki: Path) -> None:
+    """Run the DMP sandbox: an ITI-41 repository over mutual TLS that checks, stores and lists."""
+    import shlex
 
-    click.echo(f"DMP sandbox on http://{host}:{port}/documents")
-    asyncio.run(serve_forever(host, port, store))
+    from sandboxes.dmp import client_environment, sandbox_pki, serve_forever
+
+    keys = sandbox_pki(pki)
+    url = f"https://{host}:{port}/repository"
+    click.echo(f"DMP sandbox on {url} (mutual TLS, test PKI in {pki}); a DMP sink needs:")
+    for name, value in client_environment(keys, url).items():
+        click.echo(f"  export {name}={shlex.quote(value)}")
+    asyncio.run(serve_forever(host, port, store, keys))
 
 
 @sandbox.command("insi")

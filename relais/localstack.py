@@ -34,7 +34,7 @@ from relais.keyring import Keyring
 from relais.settings import Settings
 from relais.topic_admin import ensure_topics
 from relais.topics import AUDIT, DEADLETTER, DELIVERY_STATUS, IDENTITY_PENDING
-from sandboxes.dmp import DmpSandbox, start_sandbox
+from sandboxes.dmp import DmpSandbox, client_environment, sandbox_pki, start_sandbox
 from sandboxes.insi import InsiSandbox
 from sandboxes.insi import start_sandbox as start_insi
 
@@ -76,6 +76,8 @@ class LocalStack:
     sandbox: DmpSandbox = field(init=False)
     insi: InsiSandbox = field(init=False)
     processes: list[Process] = field(default_factory=list)
+    #: RELAIS_DMP_* of the sink: the sandbox's URL, its test CA, the structure's test cert
+    dmp_environment: dict[str, str] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _insi_runner: web.AppRunner | None = None
 
@@ -89,16 +91,17 @@ class LocalStack:
         self.broker = LocalBroker(listen, log_path=self.work_dir / "broker.log")
         await self.broker.start()
         await ensure_topics(self.broker.bootstrap, self.prefix)
+        pki = sandbox_pki(self.work_dir / "dmp-pki")
         self._runner, self.sandbox, dmp_port = await start_sandbox(
-            "127.0.0.1", 0, self.work_dir / "dmp-sandbox"
+            "127.0.0.1", 0, self.work_dir / "dmp-sandbox", pki=pki
         )
+        self.dmp_environment = client_environment(pki, f"https://127.0.0.1:{dmp_port}/repository")
         self._insi_runner, self.insi, insi_port = await start_insi("127.0.0.1", 0)
         self.settings = replace(
-            Settings(),
+            Settings.from_env(self.dmp_environment),
             bootstrap_servers=self.broker.bootstrap,
             topic_prefix=self.prefix,
             keyring_file=keyring_file,
-            dmp_url=f"http://127.0.0.1:{dmp_port}",
             insi_url=f"http://127.0.0.1:{insi_port}",
             data_dir=self.work_dir / "data",
         )
@@ -127,7 +130,7 @@ class LocalStack:
             "RELAIS_BOOTSTRAP_SERVERS": s.bootstrap_servers,
             "RELAIS_TOPIC_PREFIX": s.topic_prefix,
             "RELAIS_KEYRING_FILE": str(s.keyring_file),
-            "RELAIS_DMP_URL": s.dmp_url,
+            **self.dmp_environment,
             "RELAIS_INSI_URL": s.insi_url,
             "RELAIS_INSI_TIMEOUT_S": "2",
             "RELAIS_TABLE_STORE": self.table_store,

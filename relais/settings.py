@@ -4,16 +4,26 @@ Library modules receive a :class:`Settings` (or the part they need); only
 :func:`Settings.from_env` looks at environment variables. Every variable has a
 default that runs the local stack on 127.0.0.1.
 
-=============================  ==========================================  ======================
+=============================  ==========================================  ========================
 variable                       meaning                                     default
-=============================  ==========================================  ======================
+=============================  ==========================================  ========================
 RELAIS_BOOTSTRAP_SERVERS       Kafka bootstrap servers                     127.0.0.1:39092
 RELAIS_TOPIC_PREFIX            prefix of every topic name                  relais
 RELAIS_KEYRING_FILE            path of the keyring JSON file               (none)
 RELAIS_KEYRING                 keyring JSON inline (instead of a file)     (none)
 RELAIS_METRICS_HOST            address /metrics listens on                 127.0.0.1
 RELAIS_METRICS_PORT            port of /metrics (0: pick a free port)      0
-RELAIS_DMP_URL                 DMP endpoint the DMP sink files into        http://127.0.0.1:39180
+RELAIS_DMP_URL                 DMP ITI-41 endpoint (https://) of the sink  (the local sandbox's)
+RELAIS_DMP_CA_FILE             CAs the DMP's server certificate chains to  (system trust store)
+RELAIS_DMP_CLIENT_CERT         structure certificate (PEM): mTLS and VIHF  (none: required)
+RELAIS_DMP_CLIENT_KEY          its private key (PEM, unencrypted)          (none: required)
+RELAIS_DMP_STRUCTURE_ID        VIHF Identifiant_Structure (IdNat_Struct)   (none: required)
+RELAIS_DMP_SUBJECT_ID          VIHF NameID: IdNat_PS of the responsible    (none: required)
+RELAIS_DMP_SUBJECT_NAME        VIHF subject-id: that person's name         (none: required)
+RELAIS_DMP_SUBJECT_ROLE        VIHF roles, ``code^OID`` comma-separated    10^1.2.250.1.71.1.2.7
+RELAIS_DMP_ACTIVITY_SECTOR     VIHF Secteur_Activite ``code^OID``          SA25^1.2.250.1.71.4.2.4
+RELAIS_DMP_SOURCE_ID           submission set sourceId (system OID)        (none: required)
+RELAIS_DMP_LPS_HOMOLOGATION    VIHF LPS_ID_HOMOLOGATION_DMP                (none: required)
 RELAIS_INSI_URL                INSi endpoint of the identity stage         http://127.0.0.1:39181
 RELAIS_INSI_TIMEOUT_S          timeout of one INSi call                    5
 RELAIS_TABLE_STORE             Faust table store (memory:// or rocksdb://) memory://
@@ -47,7 +57,12 @@ RELAIS_MSS_IMAP_USER           IMAP login of Relais's mailbox              (none
 RELAIS_MSS_IMAP_PASSWORD       its password                                (none)
 RELAIS_MSS_MAILBOXES           folders watched, comma-separated            INBOX
 RELAIS_MSS_POLL_S              polling period when IDLE is unavailable     30
-=============================  ==========================================  ======================
+=============================  ==========================================  ========================
+
+RELAIS_DMP_URL defaults to https://127.0.0.1:39180/repository, where ``relais sandbox dmp``
+listens. The DMP sink needs the structure's certificate and the VIHF identity: the
+variables marked "required" have no default, and the sink refuses to start without them
+(the local stack and ``relais sandbox dmp`` make a test PKI and say what to set).
 """
 
 from __future__ import annotations
@@ -71,7 +86,17 @@ class Settings:
     keyring_json: str | None = field(default=None, repr=False)  # key material: never printed
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
-    dmp_url: str = "http://127.0.0.1:39180"
+    dmp_url: str = "https://127.0.0.1:39180/repository"
+    dmp_ca_file: Path | None = None
+    dmp_client_cert: Path | None = None
+    dmp_client_key: Path | None = None
+    dmp_structure_id: str = ""
+    dmp_subject_id: str = ""
+    dmp_subject_name: str = ""
+    dmp_subject_role: str = "10^1.2.250.1.71.1.2.7"
+    dmp_activity_sector: str = "SA25^1.2.250.1.71.4.2.4"
+    dmp_source_id: str = ""
+    dmp_lps_homologation: str = ""
     insi_url: str = "http://127.0.0.1:39181"
     insi_timeout_s: float = 5.0
     table_store: str = "memory://"
@@ -164,6 +189,16 @@ class Settings:
             metrics_host=text("RELAIS_METRICS_HOST", d.metrics_host),
             metrics_port=port,
             dmp_url=text("RELAIS_DMP_URL", d.dmp_url),
+            dmp_ca_file=path("RELAIS_DMP_CA_FILE"),
+            dmp_client_cert=path("RELAIS_DMP_CLIENT_CERT"),
+            dmp_client_key=path("RELAIS_DMP_CLIENT_KEY"),
+            dmp_structure_id=text("RELAIS_DMP_STRUCTURE_ID", d.dmp_structure_id),
+            dmp_subject_id=text("RELAIS_DMP_SUBJECT_ID", d.dmp_subject_id),
+            dmp_subject_name=text("RELAIS_DMP_SUBJECT_NAME", d.dmp_subject_name),
+            dmp_subject_role=text("RELAIS_DMP_SUBJECT_ROLE", d.dmp_subject_role),
+            dmp_activity_sector=text("RELAIS_DMP_ACTIVITY_SECTOR", d.dmp_activity_sector),
+            dmp_source_id=text("RELAIS_DMP_SOURCE_ID", d.dmp_source_id),
+            dmp_lps_homologation=text("RELAIS_DMP_LPS_HOMOLOGATION", d.dmp_lps_homologation),
             insi_url=text("RELAIS_INSI_URL", d.insi_url),
             insi_timeout_s=number("RELAIS_INSI_TIMEOUT_S", d.insi_timeout_s, float),
             table_store=text("RELAIS_TABLE_STORE", d.table_store),

@@ -1,13 +1,27 @@
-"""A local DMP sandbox: an HTTP server that checks, stores and lists documents.
+"""A local DMP sandbox: an ITI-41 repository over mutual TLS that checks, stores and lists.
 
-``POST /documents`` takes a CDA with its XDS identifiers as headers (see
-:mod:`consumers.dmp_submission`) and answers JSON ``{"status": "success"}``,
-``{"status": "duplicate"}`` for a document it already holds, or
-``{"status": "failure", "code": ..., "detail": ...}`` with HTTP 400/409.
-It checks what a repository would: the patient id is an INS (OID and key),
-the hash matches, the CDA is a well-formed ClinicalDocument whose id is the
-unique id and whose recordTarget is that patient. ``GET /documents`` lists
-what it holds, ``GET /documents/{unique_id}`` returns one document.
+``POST /repository`` takes an IHE ITI-41 Provide and Register Document Set-b request
+(:mod:`consumers.iti41`: SOAP 1.2, MTOM/XOP, WS-Addressing, the VIHF) and checks what the
+DMP would:
+
+* transport: HTTPS with a client certificate issued by the trusted CA (mutual TLS);
+* envelope (a SOAP 1.2 Fault, HTTP 400): an MTOM package whose parts the envelope
+  references, the WS-Addressing Action / MessageID / To, a VIHF whose XML signature
+  verifies with a certificate of the trusted CA — the one that authenticated the TLS
+  session — within its validity window, with every attribute the DMP requires;
+* metadata (a RegistryResponse Failure with an XDS errorCode): one document entry, one
+  submission set and their HasMember association, the required slots, classifications and
+  identifiers, codes of the value sets (:mod:`consumers.xds_codes`), a patient id that is
+  an INS (OID and key) and the same in the entry, the submission set and the VIHF, the
+  hash and size of the attached document, a CDA whose id is the uniqueId and whose
+  recordTarget is the patient, and an RPLC target it holds for the same patient;
+* the uniqueId: a document it already holds is answered Success with the warning
+  ``XDSDuplicateUniqueIdInRegistry`` when its hash is the same (an idempotent re-send,
+  stored once, counted in :attr:`DmpSandbox.resent`) and refused ``XDSNonIdenticalHash``
+  otherwise.
+
+``GET /documents`` lists what it holds, ``GET /documents/{unique_id}`` returns one document.
+Error contexts name what is wrong, never patient data.
 """
 
 from __future__ import annotations
@@ -15,14 +29,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+import ssl
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
+from cryptography import x509
 from lxml import etree
 
+from consumers import iti41
+from consumers.iti41 import Metadata, Received, RegistryError, RegistryObject, Scheme, SoapFault
+from consumers.mtom import MtomError
+from consumers.vihf import RESOURCE_ID, VerifiedVihf, VihfError, verify_vihf
 from consumers.xds_codes import (
     CLASS_CODES,
     CONFIDENTIALITY_CODES,
@@ -30,109 +51,256 @@ from consumers.xds_codes import (
     FORMAT_CODES,
     PRACTICE_SETTINGS,
     TYPE_CODES,
+    ValueSet,
 )
 from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
 from relais.signals import stop_on_signals
 from sandboxes import Refusal
+from sandboxes.pki import SandboxPki, write_test_pki
 from streams.ins import INS_OIDS, ins_key_valid
 
 PATIENT_CX = re.compile(r"^(?P<ins>[0-9AB]{15})\^\^\^&(?P<oid>[0-9.]+)&ISO\^NH$")
 MAX_BODY = 32 << 20
+METADATA_ERROR = "XDSRegistryMetadataError"
+CODED: Mapping[str, tuple[str, ValueSet]] = {
+    Scheme.DE_CLASS: ("classCode", CLASS_CODES),
+    Scheme.DE_TYPE: ("typeCode", TYPE_CODES),
+    Scheme.DE_FORMAT: ("formatCode", FORMAT_CODES),
+    Scheme.DE_FACILITY: ("healthcareFacilityTypeCode", FACILITY_TYPES),
+    Scheme.DE_PRACTICE: ("practiceSettingCode", PRACTICE_SETTINGS),
+}
+REQUIRED_SLOTS = ("creationTime", "hash", "size", "languageCode", "sourcePatientId")
+CONTENT_TYPES = frozenset((c.code, c.scheme) for c in iti41.CONTENT_TYPES.values())
+#: The fictitious filer of the local stack: the demo laboratory and its biologist.
+LOCAL_FILER = {
+    "RELAIS_DMP_STRUCTURE_ID": "1120459876",
+    "RELAIS_DMP_SUBJECT_ID": "801234567866",
+    "RELAIS_DMP_SUBJECT_NAME": "DEMO Biologiste",
+    "RELAIS_DMP_SUBJECT_ROLE": "10^1.2.250.1.71.1.2.7,SM03^1.2.250.1.71.4.2.5",
+    "RELAIS_DMP_SOURCE_ID": "2.25.121669151512218839935402744578862317633",
+    "RELAIS_DMP_LPS_HOMOLOGATION": "SANDBOX",
+}
 
 
 class Rejected(Refusal):
-    """The DMP refuses the submission (HTTP 400, 409 for a duplicate unique id)."""
+    """The registry refuses the submission: RegistryResponse Failure with an XDS errorCode."""
+
+    default_status = 200
+
+
+class Faulted(Refusal):
+    """The request is refused before its metadata is read: a SOAP 1.2 Sender Fault."""
 
 
 @dataclass(frozen=True)
 class Filed:
     unique_id: str
+    entry_uuid: str
     patient_id: str
     type_code: str
     sha256: str
+    sha1: str
     size_bytes: int
     received_at: str
+    submission_set: str  # its uniqueId
+    structure_id: str  # Identifiant_Structure of the VIHF
+    replaces: str | None = None  # uniqueId of the replaced document
+    status: str = "Approved"  # Approved | Deprecated (replaced)
 
 
-def check(headers: Mapping[str, str], body: bytes) -> Filed:
-    """Validate one submission; raise :class:`Rejected` with a DMP-style code."""
-    unique_id = headers.get("X-Document-UniqueId", "")
-    if not unique_id:
-        raise Rejected("MissingUniqueId", "X-Document-UniqueId is required")
-    match = PATIENT_CX.match(headers.get("X-Patient-Id", ""))
-    if not match:
-        raise Rejected("InvalidPatientId", "X-Patient-Id must be <INS>^^^&<OID>&ISO^NH")
-    ins, oid = match["ins"], match["oid"]
-    if oid not in INS_OIDS:
-        raise Rejected("UnknownPatientIdDomain", f"{oid} is not an INS assigning authority")
-    if not ins_key_valid(ins):
-        raise Rejected("InvalidPatientId", "INS matricule fails its key check")
-    digest = hashlib.sha256(body).hexdigest()
-    if headers.get("X-Content-SHA256", "").lower() != digest:
-        raise Rejected("HashMismatch", "X-Content-SHA256 does not match the document")
+@dataclass(frozen=True)
+class Checked:
+    filed: Filed
+    content: bytes
+    metadata: bytes  # the ProvideAndRegisterDocumentSetRequest (xop:Include), kept to inspect
+
+
+def check_envelope(
+    received: Received,
+    *,
+    ca_file: Path,
+    now: datetime,
+    client_cert: x509.Certificate | None,
+) -> VerifiedVihf:
+    """Addressing and the VIHF; :class:`Faulted` with the fault subcode when they fail."""
+    if received.action != iti41.ACTION:
+        raise Faulted("wsa:ActionNotSupported", f"wsa:Action must be {iti41.ACTION}")
+    if not received.message_id or not received.to:
+        raise Faulted("wsa:MessageAddressingHeaderRequired", "wsa:MessageID and wsa:To required")
+    if received.assertion is None:
+        raise Faulted("wsse:InvalidSecurity", "no VIHF (saml:Assertion) in wsse:Security")
     try:
-        root = etree.fromstring(body, safe_parser())
+        vihf = verify_vihf(received.assertion, ca_file, now=now)
+    except VihfError as exc:
+        raise Faulted("wsse:FailedAuthentication", exc.reason) from None
+    if client_cert is not None and vihf.certificate.subject != client_cert.subject:
+        raise Faulted(
+            "wsse:FailedAuthentication",
+            "the VIHF is not signed by the structure that authenticated the TLS session",
+        )
+    return vihf
+
+
+def check_submission(received: Received, vihf: VerifiedVihf, *, now: datetime) -> Checked:
+    """The metadata and the document; :class:`Rejected` with an XDS errorCode when wrong."""
+    metadata = iti41.read_metadata(received.body)
+    entry, submission_set = _members(metadata)
+    unique_id = _identifier(entry, Scheme.DE_UNIQUE_ID, "DocumentEntry.uniqueId")
+    patient_id = _identifier(entry, Scheme.DE_PATIENT_ID, "DocumentEntry.patientId")
+    ins, oid = _patient(patient_id)
+    if _identifier(submission_set, Scheme.SS_PATIENT_ID, "SubmissionSet.patientId") != patient_id:
+        raise Rejected(
+            "XDSPatientIdDoesNotMatch", "SubmissionSet and DocumentEntry patientId differ"
+        )
+    if vihf.value(RESOURCE_ID) != patient_id:
+        raise Rejected("XDSPatientIdDoesNotMatch", "the VIHF resource-id is not the patientId")
+    _check_entry(entry)
+    _check_submission_set(submission_set)
+    if received.unreferenced_parts:
+        raise Rejected("XDSMissingDocumentMetadata", "a MIME part is not referenced by a Document")
+    content = received.documents.get(entry.id)
+    if content is None:
+        raise Rejected("XDSMissingDocument", "no xdsb:Document for the DocumentEntry")
+    sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()
+    if (entry.slot("hash") or "").lower() != sha1 or entry.slot("size") != str(len(content)):
+        raise Rejected("XDSRepositoryMetadataError", "hash/size do not match the document")
+    _check_cda(content, unique_id, ins, oid)
+    replaced = [a for a in metadata.associations if a.type == iti41.RPLC and a.source == entry.id]
+    return Checked(
+        filed=Filed(
+            unique_id=unique_id,
+            entry_uuid=entry.id,
+            patient_id=patient_id,
+            type_code=_codes(entry, Scheme.DE_TYPE)[0].node,
+            sha256=hashlib.sha256(content).hexdigest(),
+            sha1=sha1,
+            size_bytes=len(content),
+            received_at=now.isoformat(),
+            submission_set=_identifier(submission_set, Scheme.SS_UNIQUE_ID, "SS.uniqueId"),
+            structure_id=vihf.value("Identifiant_Structure"),
+            replaces=replaced[0].target if replaced else None,  # an entryUUID until resolved
+        ),
+        content=content,
+        metadata=etree.tostring(received.body),
+    )
+
+
+def _members(metadata: Metadata) -> tuple[RegistryObject, RegistryObject]:
+    if len(metadata.entries) != 1 or len(metadata.submission_sets) != 1:
+        raise Rejected(METADATA_ERROR, "one DocumentEntry and one SubmissionSet expected")
+    entry, submission_set = metadata.entries[0], metadata.submission_sets[0]
+    if metadata.nodes.get(submission_set.id) != iti41.SUBMISSION_SET_NODE:
+        raise Rejected(METADATA_ERROR, "the RegistryPackage is not classified as SubmissionSet")
+    if not any(
+        a.type == iti41.HAS_MEMBER and a.source == submission_set.id and a.target == entry.id
+        for a in metadata.associations
+    ):
+        raise Rejected(METADATA_ERROR, "no HasMember association SubmissionSet -> DocumentEntry")
+    if entry.attributes.get("objectType") != iti41.STABLE_DOCUMENT:
+        raise Rejected(METADATA_ERROR, "DocumentEntry objectType is not a stable document")
+    return entry, submission_set
+
+
+def _identifier(registry_object: RegistryObject, scheme: str, label: str) -> str:
+    value = registry_object.identifiers.get(scheme, "").strip()
+    if not value:
+        raise Rejected(METADATA_ERROR, f"{label} is missing")
+    return value
+
+
+def _patient(patient_id: str) -> tuple[str, str]:
+    match = PATIENT_CX.match(patient_id)
+    if not match:
+        raise Rejected("XDSUnknownPatientId", "patientId must be <INS>^^^&<OID>&ISO^NH")
+    if match["oid"] not in INS_OIDS:
+        raise Rejected("XDSUnknownPatientId", f"{match['oid']} is not an INS assigning authority")
+    if not ins_key_valid(match["ins"]):
+        raise Rejected("XDSUnknownPatientId", "the INS matricule fails its key check")
+    return match["ins"], match["oid"]
+
+
+def _codes(registry_object: RegistryObject, scheme: str) -> tuple[iti41.Classified, ...]:
+    return registry_object.classifications.get(scheme, ())
+
+
+def _check_entry(entry: RegistryObject) -> None:
+    if entry.attributes.get("mimeType") != "text/xml":
+        raise Rejected(METADATA_ERROR, "DocumentEntry mimeType must be text/xml (a CDA)")
+    for name in REQUIRED_SLOTS:
+        if not entry.slot(name):
+            raise Rejected(METADATA_ERROR, f"DocumentEntry.{name} is missing")
+    if not any(entry.slots.get("sourcePatientInfo", ())):
+        raise Rejected(METADATA_ERROR, "DocumentEntry.sourcePatientInfo is missing")
+    if not entry.name:
+        raise Rejected(METADATA_ERROR, "DocumentEntry.title is missing")
+    _check_author(entry, Scheme.DE_AUTHOR, "DocumentEntry")
+    for scheme, (label, value_set) in CODED.items():
+        found = _codes(entry, scheme)
+        if len(found) != 1:
+            raise Rejected(METADATA_ERROR, f"DocumentEntry.{label}: exactly one expected")
+        _in(found[0], value_set, f"DocumentEntry.{label}")
+    confidentiality = _codes(entry, Scheme.DE_CONFIDENTIALITY)
+    if not confidentiality:
+        raise Rejected(METADATA_ERROR, "DocumentEntry.confidentialityCode is missing")
+    for coded in confidentiality:
+        _in(coded, CONFIDENTIALITY_CODES, "DocumentEntry.confidentialityCode")
+
+
+def _check_submission_set(submission_set: RegistryObject) -> None:
+    if not submission_set.slot("submissionTime"):
+        raise Rejected(METADATA_ERROR, "SubmissionSet.submissionTime is missing")
+    _check_author(submission_set, Scheme.SS_AUTHOR, "SubmissionSet")
+    _identifier(submission_set, Scheme.SS_UNIQUE_ID, "SubmissionSet.uniqueId")
+    _identifier(submission_set, Scheme.SS_SOURCE_ID, "SubmissionSet.sourceId")
+    content_type = _codes(submission_set, Scheme.SS_CONTENT_TYPE)
+    if len(content_type) != 1 or (content_type[0].node, content_type[0].scheme) not in (
+        CONTENT_TYPES
+    ):
+        raise Rejected(METADATA_ERROR, "SubmissionSet.contentTypeCode is not one of JDV_J59")
+
+
+def _check_author(registry_object: RegistryObject, scheme: str, label: str) -> None:
+    authors = _codes(registry_object, scheme)
+    if not any(any(a.slots.get("authorPerson", ())) for a in authors):
+        raise Rejected(METADATA_ERROR, f"{label}.author (authorPerson) is missing")
+    if not any(any(a.slots.get("authorInstitution", ())) for a in authors):
+        raise Rejected(METADATA_ERROR, f"{label}.author (authorInstitution) is missing")
+
+
+def _in(coded: iti41.Classified, value_set: ValueSet, label: str) -> None:
+    if value_set.find(coded.node, coded.scheme or "") is None:
+        raise Rejected(METADATA_ERROR, f"{label} {coded.node} is not in {value_set.name}")
+
+
+def _check_cda(content: bytes, unique_id: str, ins: str, oid: str) -> None:
+    try:
+        root = etree.fromstring(content, safe_parser())
     except etree.XMLSyntaxError:
-        raise Rejected("InvalidDocument", "document is not well-formed XML") from None
+        raise Rejected(METADATA_ERROR, "the document is not well-formed XML") from None
     if root.tag != f"{{{HL7V3}}}ClinicalDocument":
-        raise Rejected("InvalidDocument", "document is not an HL7 CDA ClinicalDocument")
-    if cda_id(body) != unique_id:
-        raise Rejected("UniqueIdMismatch", "ClinicalDocument/id differs from the unique id")
+        raise Rejected(METADATA_ERROR, "the document is not an HL7 CDA ClinicalDocument")
+    if cda_id(content) != unique_id:
+        raise Rejected(METADATA_ERROR, "ClinicalDocument/id differs from the uniqueId")
     targets = xpath_strings(
         root, "v3:recordTarget/v3:patientRole/v3:id[@root=$oid]/@extension", oid=oid
     )
     if ins not in targets:
-        raise Rejected("PatientMismatch", "recordTarget does not carry the submitted INS")
-    check_metadata(headers.get("X-XDS-Metadata", ""), unique_id, match.group(0), body)
-    return Filed(
-        unique_id=unique_id,
-        patient_id=match.group(0),
-        type_code=headers.get("X-Document-TypeCode", ""),
-        sha256=digest,
-        size_bytes=len(body),
-        received_at=datetime.now(UTC).isoformat(),
-    )
-
-
-CODED_FIELDS = {
-    "class_code": CLASS_CODES,
-    "type_code": TYPE_CODES,
-    "format_code": FORMAT_CODES,
-    "healthcare_facility_type": FACILITY_TYPES,
-    "practice_setting": PRACTICE_SETTINGS,
-}
-
-
-def check_metadata(raw: str, unique_id: str, patient_id: str, body: bytes) -> None:
-    """The DocumentEntry must describe this very document with codes of the value sets."""
-    try:
-        entry = json.loads(raw) if raw else None
-    except ValueError:
-        entry = None
-    if not isinstance(entry, dict):
-        raise Rejected("MissingMetadata", "X-XDS-Metadata (the DocumentEntry, JSON) is required")
-    if entry.get("unique_id") != unique_id or entry.get("patient_id") != patient_id:
-        raise Rejected(
-            "MetadataMismatch", "DocumentEntry uniqueId/patientId differ from the request"
-        )
-    if entry.get("hash_sha1") != hashlib.sha1(body).hexdigest() or entry.get("size") != len(body):  # noqa: S324 - XDS hash is SHA-1
-        raise Rejected("MetadataMismatch", "DocumentEntry hash/size do not match the document")
-    for name, value_set in CODED_FIELDS.items():
-        coded = entry.get(name) or {}
-        if value_set.find(str(coded.get("code")), str(coded.get("scheme"))) is None:
-            raise Rejected("UnknownCode", f"DocumentEntry {name} is not in {value_set.name}")
-    for coded in entry.get("confidentiality") or [{}]:
-        if CONFIDENTIALITY_CODES.find(str(coded.get("code")), str(coded.get("scheme"))) is None:
-            raise Rejected("UnknownCode", "DocumentEntry confidentialityCode is not in JDV_J08")
+        raise Rejected("XDSPatientIdDoesNotMatch", "recordTarget does not carry the patientId")
 
 
 class DmpSandbox:
     """The documents the sandbox holds, in memory and optionally on disk."""
 
-    def __init__(self, store_dir: Path | None = None) -> None:
+    def __init__(self, ca_file: Path, store_dir: Path | None = None) -> None:
+        self.ca_file = ca_file
         self.store_dir = store_dir
         self.filed: dict[str, Filed] = {}
         self.content: dict[str, bytes] = {}
+        self.by_entry: dict[str, str] = {}  # entryUUID -> uniqueId
+        #: requests that passed every check, by uniqueId: 1 when a document was sent once
+        self.submissions: Counter[str] = Counter()
+        #: idempotent re-sends (same uniqueId, same hash), answered without storing again
+        self.resent: Counter[str] = Counter()
         self.rejections = 0
         if store_dir:
             store_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +309,7 @@ class DmpSandbox:
         app = web.Application(client_max_size=MAX_BODY)
         app.add_routes(
             [
-                web.post("/documents", self._post),
+                web.post("/repository", self._provide_and_register),
                 web.get("/documents", self._list),
                 web.get("/documents/{unique_id}", self._get),
                 web.get("/health", self._health),
@@ -149,27 +317,78 @@ class DmpSandbox:
         )
         return app
 
-    async def _post(self, request: web.Request) -> web.Response:
-        body = await request.read()
+    def file(
+        self, content_type: str, body: bytes, *, client_cert: x509.Certificate | None = None
+    ) -> tuple[int, bytes]:
+        """Handle one ITI-41 request: (HTTP status, SOAP answer)."""
+        relates_to = ""
+        now = datetime.now(UTC)
         try:
-            filed = check(request.headers, body)
-            held = self.filed.get(filed.unique_id)
-            if held is not None:
-                if held.sha256 == filed.sha256:
-                    return web.json_response({"status": "duplicate", "code": "AlreadyFiled"})
-                raise Rejected("DuplicateUniqueId", "another document has this unique id", 409)
+            try:
+                received = iti41.read_request(content_type, body)
+            except (MtomError, iti41.Iti41Error) as exc:
+                raise Faulted("rim:InvalidRequestException", str(exc)) from None
+            relates_to = received.message_id
+            vihf = check_envelope(received, ca_file=self.ca_file, now=now, client_cert=client_cert)
+            checked = check_submission(received, vihf, now=now)
+            warnings = self._register(checked)
+        except Faulted as exc:
+            self.rejections += 1
+            fault = SoapFault("Sender", exc.code, exc.detail)
+            return 400, iti41.soap_fault(fault, relates_to=relates_to)
         except Rejected as exc:
             self.rejections += 1
-            return web.json_response(
-                {"status": "failure", "code": exc.code, "detail": exc.detail}, status=exc.status
+            return 200, iti41.registry_response(
+                [RegistryError(exc.code, exc.detail)], relates_to=relates_to
             )
+        return 200, iti41.registry_response(warnings, relates_to=relates_to)
+
+    def _register(self, checked: Checked) -> Sequence[RegistryError]:
+        filed = checked.filed
+        held = self.filed.get(filed.unique_id)
+        if held is not None:
+            if held.sha1 != filed.sha1:
+                raise Rejected("XDSNonIdenticalHash", "this uniqueId is held with another hash")
+            self.submissions[filed.unique_id] += 1
+            self.resent[filed.unique_id] += 1
+            context = "this document is already held: not stored again"
+            return [RegistryError(iti41.ALREADY_HELD, context, "Warning")]
+        if filed.entry_uuid in self.by_entry:
+            raise Rejected("XDSDuplicateUniqueIdInRegistry", "the entryUUID is already used")
+        parent: Filed | None = None
+        if filed.replaces is not None:
+            parent_id = self.by_entry.get(filed.replaces)
+            parent = self.filed.get(parent_id) if parent_id else None
+            if parent is None:
+                raise Rejected("UnresolvedReferenceException", "the RPLC target is not held")
+            if parent.patient_id != filed.patient_id:
+                raise Rejected(
+                    "XDSPatientIdDoesNotMatch", "the replaced entry is another patient's"
+                )
+            if parent.status != "Approved":
+                raise Rejected(METADATA_ERROR, "the replaced entry is already deprecated")
+            filed = replace(filed, replaces=parent.unique_id)
+        if parent is not None:
+            self.filed[parent.unique_id] = replace(parent, status="Deprecated")
         self.filed[filed.unique_id] = filed
-        self.content[filed.unique_id] = body
+        self.content[filed.unique_id] = checked.content
+        self.by_entry[filed.entry_uuid] = filed.unique_id
+        self.submissions[filed.unique_id] += 1
         if self.store_dir:
             name = hashlib.sha256(filed.unique_id.encode()).hexdigest()[:32]
-            (self.store_dir / f"{name}.xml").write_bytes(body)
+            (self.store_dir / f"{name}.xml").write_bytes(checked.content)
+            (self.store_dir / f"{name}.metadata.xml").write_bytes(checked.metadata)
             (self.store_dir / f"{name}.json").write_text(json.dumps(asdict(filed)))
-        return web.json_response({"status": "success"})
+        return []
+
+    async def _provide_and_register(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        status, answer = self.file(
+            request.headers.get("Content-Type", ""), body, client_cert=_peer(request)
+        )
+        return web.Response(
+            status=status, body=answer, headers={"Content-Type": "application/soap+xml"}
+        )
 
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -186,22 +405,64 @@ class DmpSandbox:
         return web.json_response({"status": "ok"})
 
 
+def _peer(request: web.Request) -> x509.Certificate | None:
+    """The TLS client certificate of the request, when served over TLS."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+def server_context(pki: SandboxPki) -> ssl.SSLContext:
+    """HTTPS that requires a client certificate issued by the test CA (mutual TLS)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca_cert))
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 async def start_sandbox(
-    host: str = "127.0.0.1", port: int = 0, store_dir: Path | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    store_dir: Path | None = None,
+    *,
+    pki: SandboxPki,
 ) -> tuple[web.AppRunner, DmpSandbox, int]:
-    """Start the sandbox in the running loop; return (runner, sandbox, port)."""
-    sandbox = DmpSandbox(store_dir)
+    """Start the sandbox (HTTPS, mutual TLS) in the running loop; return (runner, sandbox, port)."""
+    sandbox = DmpSandbox(pki.ca_cert, store_dir)
     runner = web.AppRunner(sandbox.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=server_context(pki))
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port
     return runner, sandbox, bound
 
 
-async def serve_forever(host: str, port: int, store_dir: Path | None) -> None:
+def client_environment(pki: SandboxPki, url: str) -> dict[str, str]:
+    """The RELAIS_DMP_* variables of a DMP sink that files into this sandbox at ``url``."""
+    return {
+        "RELAIS_DMP_URL": url,
+        "RELAIS_DMP_CA_FILE": str(pki.ca_cert),
+        "RELAIS_DMP_CLIENT_CERT": str(pki.client_cert),
+        "RELAIS_DMP_CLIENT_KEY": str(pki.client_key),
+        **LOCAL_FILER,
+    }
+
+
+def sandbox_pki(
+    directory: Path, structure_id: str = LOCAL_FILER["RELAIS_DMP_STRUCTURE_ID"]
+) -> SandboxPki:
+    """The test PKI under ``directory``: the one there if complete, else a new one."""
+    pki = SandboxPki.under(directory)
+    if pki.usable(datetime.now(UTC)):
+        return pki
+    return write_test_pki(directory, structure_id=structure_id)
+
+
+async def serve_forever(host: str, port: int, store_dir: Path | None, pki: SandboxPki) -> None:
     """Run the sandbox until SIGINT/SIGTERM."""
-    runner, _sandbox, _port = await start_sandbox(host, port, store_dir)
+    runner, _sandbox, _port = await start_sandbox(host, port, store_dir, pki=pki)
     stop = stop_on_signals()
     try:
         await stop.wait()

@@ -32,6 +32,24 @@ class SandboxPki:
     client_cert: Path  # the structure's certificate (mTLS and VIHF signature)
     client_key: Path
 
+    @classmethod
+    def under(cls, directory: Path) -> SandboxPki:
+        """The paths of the PKI files in ``directory`` (written by :func:`write_test_pki`)."""
+        return cls(
+            ca_cert=directory / "ca.pem",
+            server_cert=directory / "server.pem",
+            server_key=directory / "server.key",
+            client_cert=directory / "structure.pem",
+            client_key=directory / "structure.key",
+        )
+
+    def usable(self, now: datetime) -> bool:
+        """Every file is there and the CA is valid for at least another day."""
+        if not all(path.exists() for path in vars(self).values()):
+            return False
+        ca = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
+        return ca.not_valid_after_utc > now + timedelta(days=1)
+
 
 def write_test_pki(
     directory: Path, *, structure_id: str, ca_name: str = "RELAIS TEST IGC-SANTE"
@@ -48,13 +66,7 @@ def write_test_pki(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
-    pki = SandboxPki(
-        ca_cert=directory / "ca.pem",
-        server_cert=directory / "server.pem",
-        server_key=directory / "server.key",
-        client_cert=directory / "structure.pem",
-        client_key=directory / "structure.key",
-    )
+    pki = SandboxPki.under(directory)
     pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     server_key = _key()
     server = (

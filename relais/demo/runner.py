@@ -122,7 +122,7 @@ def _report(stack: LocalStack, sent: list[tuple[str, DemoDocument]], landing: La
     store = Path(stack.work_dir / "dmp-sandbox")
     click.echo(
         f"    DMP sandbox holds {len(stack.sandbox.filed)} documents "
-        f"({stack.settings.dmp_url}/documents, copies in {store})"
+        f"({stack.settings.dmp_url.removesuffix('/repository')}/documents, copies in {store})"
     )
     for letter in landing.dead:
         click.echo(

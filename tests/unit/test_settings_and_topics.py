@@ -25,6 +25,16 @@ VARIABLES = (
     "RELAIS_METRICS_HOST",
     "RELAIS_METRICS_PORT",
     "RELAIS_DMP_URL",
+    "RELAIS_DMP_CA_FILE",
+    "RELAIS_DMP_CLIENT_CERT",
+    "RELAIS_DMP_CLIENT_KEY",
+    "RELAIS_DMP_STRUCTURE_ID",
+    "RELAIS_DMP_SUBJECT_ID",
+    "RELAIS_DMP_SUBJECT_NAME",
+    "RELAIS_DMP_SUBJECT_ROLE",
+    "RELAIS_DMP_ACTIVITY_SECTOR",
+    "RELAIS_DMP_SOURCE_ID",
+    "RELAIS_DMP_LPS_HOMOLOGATION",
     "RELAIS_INSI_URL",
     "RELAIS_INSI_TIMEOUT_S",
     "RELAIS_TABLE_STORE",
@@ -70,7 +80,9 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.keyring_json is None
     assert settings.metrics_host == "127.0.0.1"
     assert settings.metrics_port == 0
-    assert settings.dmp_url == "http://127.0.0.1:39180"
+    assert settings.dmp_url == "https://127.0.0.1:39180/repository"
+    assert settings.dmp_client_cert is None
+    assert settings.dmp_structure_id == ""
     assert settings.data_dir == Path(".relais")
     assert settings.broker_bin is None
     assert settings.broker_listen == "127.0.0.1:39092"
@@ -93,7 +105,17 @@ def test_every_variable_is_read() -> None:
         "RELAIS_KEYRING": '{"active": "k"}',
         "RELAIS_METRICS_HOST": "0.0.0.0",
         "RELAIS_METRICS_PORT": " 9108 ",
-        "RELAIS_DMP_URL": "http://dmp.example:8080",
+        "RELAIS_DMP_URL": "https://dmp.example/si-dmp-server/v2/services/repository",
+        "RELAIS_DMP_CA_FILE": "/etc/relais/igc-sante.pem",
+        "RELAIS_DMP_CLIENT_CERT": "/run/secrets/structure.pem",
+        "RELAIS_DMP_CLIENT_KEY": "/run/secrets/structure.key",
+        "RELAIS_DMP_STRUCTURE_ID": "1120459876",
+        "RELAIS_DMP_SUBJECT_ID": "801234567866",
+        "RELAIS_DMP_SUBJECT_NAME": "DEMO Biologiste",
+        "RELAIS_DMP_SUBJECT_ROLE": "10^1.2.250.1.71.1.2.7",
+        "RELAIS_DMP_ACTIVITY_SECTOR": "SA07^1.2.250.1.71.4.2.4",
+        "RELAIS_DMP_SOURCE_ID": "2.25.42",
+        "RELAIS_DMP_LPS_HOMOLOGATION": "HOMOL-1",
         "RELAIS_INSI_URL": "https://insi.example/ws",
         "RELAIS_INSI_TIMEOUT_S": "2.5",
         "RELAIS_TABLE_STORE": "rocksdb://",
@@ -137,7 +159,17 @@ def test_every_variable_is_read() -> None:
         keyring_json='{"active": "k"}',
         metrics_host="0.0.0.0",
         metrics_port=9108,
-        dmp_url="http://dmp.example:8080",
+        dmp_url="https://dmp.example/si-dmp-server/v2/services/repository",
+        dmp_ca_file=Path("/etc/relais/igc-sante.pem"),
+        dmp_client_cert=Path("/run/secrets/structure.pem"),
+        dmp_client_key=Path("/run/secrets/structure.key"),
+        dmp_structure_id="1120459876",
+        dmp_subject_id="801234567866",
+        dmp_subject_name="DEMO Biologiste",
+        dmp_subject_role="10^1.2.250.1.71.1.2.7",
+        dmp_activity_sector="SA07^1.2.250.1.71.4.2.4",
+        dmp_source_id="2.25.42",
+        dmp_lps_homologation="HOMOL-1",
         insi_url="https://insi.example/ws",
         insi_timeout_s=2.5,
         table_store="rocksdb://",
