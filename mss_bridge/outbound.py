@@ -1,0 +1,255 @@
+"""The MSSanté send worker: consume delivery requests, mail them, report, commit.
+
+A plain aiokafka consumer of ``deliveries.mssante`` with manual commits, shaped
+like the DMP sink (:mod:`consumers.dmp_sink`). For each request it composes the
+mail (:mod:`mss_bridge.compose`), sends it (:class:`SmtpSender`), writes a
+``DeliveryStatus``, waits for the broker's acknowledgement, and only then commits:
+
+- accepted by the operator's server: ``DELIVERED`` with the SMTP reply code (the
+  recipient side's DSN and MDN follow as further statuses, see :mod:`inbound`);
+- 5xx, or a request that can never make a mail (bad address, CDA without XDS
+  metadata): ``REJECTED`` plus a dead letter with the reason;
+- transient (4xx, timeout, server down, TLS trouble): ``RETRYING``, the partition
+  is paused and rewound, and the same request is tried again after a backoff.
+
+A re-sent mail after a crash carries the same Message-ID (derived from the
+request), so the recipient's software can recognise the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from mss_bridge.compose import ComposeConfig, ComposedMail, compose
+from mss_bridge.errors import MssError, SmtpPermanent, SmtpTransient
+from mss_bridge.smtp_sender import SmtpSender
+from mss_bridge.status import status_of_request
+from relais.backoff import exponential_backoff
+from relais.contracts import Codec, Record
+from relais.deadletter import Failure, Origin, dead_letter
+from relais.keyring import Keyring
+from relais.metrics import StageMetrics
+from relais.topics import DEADLETTER, DELIVERY_MSSANTE, DELIVERY_STATUS
+from streams.stage import failure_of
+
+log = logging.getLogger(__name__)
+STAGE = "mss-sender"
+Outputs = list[tuple[str, bytes]]
+
+
+class MssSendWorker:
+    """Consume ``deliveries.mssante``, send each mail, write its status, then commit."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        prefix: str,
+        keyring: Keyring,
+        sender: SmtpSender,
+        compose_config: ComposeConfig,
+        session_timeout_s: float = 6.0,
+        retry_base_s: float = 0.5,
+        retry_cap_s: float = 30.0,
+    ) -> None:
+        self.prefix, self.keyring, self.sender = prefix, keyring, sender
+        self.compose_config = compose_config
+        self.codec = Codec()
+        self.metrics = StageMetrics(STAGE)
+        self.retry_base_s, self.retry_cap_s = retry_base_s, retry_cap_s
+        self.consumer = AIOKafkaConsumer(
+            DELIVERY_MSSANTE.name(prefix),
+            bootstrap_servers=bootstrap,
+            group_id=f"{prefix}-mss-sender",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(session_timeout_s * 1000),
+            heartbeat_interval_ms=1000,
+            max_partition_fetch_bytes=16 << 20,
+            fetch_max_bytes=64 << 20,
+        )
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20
+        )
+        self.retry_at: dict[TopicPartition, float] = {}
+        self.backoffs: dict[TopicPartition, Iterator[float]] = {}
+        self.attempts: dict[str, int] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll, send, report, commit until ``stop``; an operator outage pauses, never blocks."""
+        await self.producer.start()
+        await self.consumer.start()
+        try:
+            while not stop.is_set():
+                self._resume_due()
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=20)
+                for tp, messages in batches.items():
+                    for message in messages:
+                        if not await self._handle(tp, message):
+                            break
+                        await self._commit(tp, message.offset + 1)
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    def _resume_due(self) -> None:
+        now = time.monotonic()
+        assigned = self.consumer.assignment()
+        for tp, due in list(self.retry_at.items()):
+            if tp not in assigned:
+                del self.retry_at[tp]
+            elif due <= now:
+                del self.retry_at[tp]
+                self.consumer.resume(tp)
+
+    def _pause(self, tp: TopicPartition, offset: int) -> None:
+        backoff = self.backoffs.setdefault(
+            tp, exponential_backoff(self.retry_base_s, self.retry_cap_s)
+        )
+        self.consumer.pause(tp)
+        self.consumer.seek(tp, offset)
+        self.retry_at[tp] = time.monotonic() + next(backoff)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        try:
+            await self.consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
+
+    async def _handle(self, tp: TopicPartition, message: Any) -> bool:
+        """One request; False when it must be tried again later (partition paused)."""
+        self.metrics.received()
+        with self.metrics.timed():
+            outputs, done = await self._outputs(message)
+            if outputs:
+                sends = [await self.producer.send(t, key=message.key, value=v) for t, v in outputs]
+                await asyncio.gather(*sends)
+                for topic, _ in outputs:
+                    self.metrics.emitted(topic)
+            if not done:
+                self._pause(tp, message.offset)
+                return False
+            self.backoffs.pop(tp, None)
+        return True
+
+    async def _outputs(self, message: Any) -> tuple[Outputs, bool]:
+        """Records to emit, and whether the request is finished (False: retry later)."""
+        topic = DELIVERY_MSSANTE.name(self.prefix)
+        origin = Origin(topic, message.partition, message.offset)
+        try:
+            _, request = self.codec.decode(
+                message.value,
+                expected="DeliveryRequest",
+                topic=topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+        except Exception as exc:  # an unreadable record is dead-lettered, never a crash
+            return [self._dead_letter(failure_of(exc), origin, message)], True
+        origin = Origin(topic, message.partition, message.offset, request["event_id"])
+        attempt = self.attempts.get(request["request_id"], 0) + 1
+        try:
+            mail = compose(request, self.keyring, self.compose_config, _now())
+        except MssError as exc:
+            return self._rejected(
+                request, exc, "compose", attempt, origin=origin, message=message
+            ), True
+        except Exception as exc:  # envelopes, contracts: dead-letter with the stage's reason
+            failure = failure_of(exc)
+            return [self._dead_letter(failure, origin, message)], True
+        return await self._send(request, mail, attempt, origin, message)
+
+    async def _send(
+        self, request: Record, mail: ComposedMail, attempt: int, origin: Origin, message: Any
+    ) -> tuple[Outputs, bool]:
+        try:
+            sent = await self.sender.send(
+                mail.message,
+                sender=str(self.compose_config.sender),
+                recipient=str(mail.recipient),
+                envelope_id=mail.envelope_id,
+            )
+        except SmtpTransient as exc:
+            self.attempts[request["request_id"]] = attempt
+            log.warning(
+                "MSSanté mail for event %s to operator %s not sent yet (attempt %d): %s",
+                request["event_id"],
+                mail.recipient.domain,
+                attempt,
+                exc.reason_code,
+            )
+            status = status_of_request(
+                request,
+                outcome="RETRYING",
+                code=f"SMTP {exc.reply}",
+                detail=exc.reason,
+                attempt=attempt,
+                now=_now(),
+            )
+            return [self._status(status)], False
+        except SmtpPermanent as exc:
+            self.attempts.pop(request["request_id"], None)
+            return self._rejected(
+                request, exc, "smtp", attempt, origin=origin, message=message
+            ), True
+        self.attempts.pop(request["request_id"], None)
+        code = "SMTP 250" + (f" {sent.reply.split()[0]}" if sent.reply[:1].isdigit() else "")
+        status = status_of_request(
+            request,
+            outcome="DELIVERED",
+            code=code,
+            detail=f"accepted by the MSSanté operator of {mail.recipient.domain}",
+            attempt=attempt,
+            now=_now(),
+        )
+        log.info(
+            "MSSanté mail for event %s accepted by %s", request["event_id"], mail.recipient.domain
+        )
+        return [self._status(status)], True
+
+    def _rejected(
+        self,
+        request: Record,
+        exc: MssError,
+        step: str,
+        attempt: int,
+        *,
+        origin: Origin,
+        message: Any,
+    ) -> Outputs:
+        code = f"SMTP {exc.reply}" if isinstance(exc, SmtpPermanent) else exc.reason_code
+        status = status_of_request(
+            request, outcome="REJECTED", code=code, detail=exc.reason, attempt=attempt, now=_now()
+        )
+        log.warning(
+            "MSSanté delivery of event %s rejected at %s: %s", request["event_id"], step, code
+        )
+        failure = Failure(exc.reason_code, exc.reason)
+        return [self._status(status), self._dead_letter(failure, origin, message)]
+
+    def _status(self, status: Record) -> tuple[str, bytes]:
+        return DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status)
+
+    def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> tuple[str, bytes]:
+        self.metrics.failed(failure.reason_code, dead_lettered=True)
+        letter = dead_letter(
+            self.keyring,
+            stage=STAGE,
+            failure=failure,
+            origin=origin,
+            original=message.value or b"",
+            now=_now(),
+        )
+        return DEADLETTER.name(self.prefix), self.codec.encode("DeadLetter", letter)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
