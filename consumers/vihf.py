@@ -113,7 +113,10 @@ class SigningKey:
 
     @property
     def certificate(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.cert_pem)
+        try:
+            return x509.load_pem_x509_certificate(self.cert_pem)
+        except ValueError:
+            raise VihfError("the structure certificate is not a PEM X.509 certificate") from None
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,8 @@ def verify_vihf(assertion: etree._Element | bytes, ca_file: Path, *, now: dateti
     try:
         result = XMLVerifier().verify(data, ca_pem_file=str(ca_file), parser=safe_parser())
     except (InvalidSignature, InvalidInput) as exc:
-        raise VihfError(f"the VIHF signature does not verify: {exc}") from None
+        reason = f"the VIHF signature does not verify with a certificate of the trusted CA: {exc}"
+        raise VihfError(reason) from None
     except (x509.verification.VerificationError, ValueError) as exc:
         raise VihfError(f"the VIHF certificate is not trusted: {exc}") from None
     if isinstance(result, list):

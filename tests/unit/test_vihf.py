@@ -1,0 +1,132 @@
+"""The VIHF: built, signed with the structure's key, verified against the trusted CA only."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from lxml import etree
+
+from consumers.vihf import (
+    PURPOSE_OF_USE,
+    RESOURCE_ID,
+    SUBJECT_ROLE,
+    Role,
+    SigningKey,
+    VihfError,
+    VihfIdentity,
+    signed_vihf,
+    verify_vihf,
+)
+from sandboxes.pki import SandboxPki, write_test_pki
+
+PATIENT = "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
+NOW = datetime.now(UTC)
+IDENTITY = VihfIdentity(
+    structure_id="1120459876",
+    subject_id="801234567866",
+    subject_name="DEMO Biologiste",
+    roles=(Role("10", "1.2.250.1.71.1.2.7", "Médecin"), Role("SM03", "1.2.250.1.71.4.2.5")),
+    activity_sector="SA25^1.2.250.1.71.4.2.4",
+    lps_id="relais-test",
+    lps_name="Relais",
+    lps_version="0.1.0",
+    lps_homologation="SANDBOX",
+)
+SAML = {"saml": "urn:oasis:names:tc:SAML:2.0:assertion", "ds": "http://www.w3.org/2000/09/xmldsig#"}
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> SandboxPki:
+    return write_test_pki(tmp_path_factory.mktemp("pki"), structure_id=IDENTITY.structure_id)
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory: pytest.TempPathFactory) -> SandboxPki:
+    return write_test_pki(tmp_path_factory.mktemp("other"), structure_id=IDENTITY.structure_id)
+
+
+def key(pki: SandboxPki) -> SigningKey:
+    return SigningKey(pki.client_cert.read_bytes(), pki.client_key.read_bytes())
+
+
+def signed(pki: SandboxPki) -> bytes:
+    return bytes(etree.tostring(signed_vihf(IDENTITY, PATIENT, key(pki), now=NOW)))
+
+
+def test_a_signed_assertion_verifies_and_says_who_does_what(pki: SandboxPki) -> None:
+    verified = verify_vihf(signed(pki), pki.ca_cert, now=NOW)
+    assert verified.name_id == "801234567866"
+    assert verified.value("Identifiant_Structure") == "1120459876"
+    assert verified.value("Authentification_Mode") == "INDIRECTE"
+    assert verified.value("Ressource_URN") == "urn:dmp"
+    assert verified.value(RESOURCE_ID) == PATIENT
+    assert verified.attributes[SUBJECT_ROLE] == ("10^1.2.250.1.71.1.2.7", "SM03^1.2.250.1.71.4.2.5")
+    assert verified.value(PURPOSE_OF_USE) == "normal^1.2.250.1.213.1.1.4.248"
+    assert verified.certificate.subject.rfc4514_string().startswith("CN=RELAIS TEST STRUCTURE")
+
+
+def test_the_assertion_is_saml_with_the_signature_after_the_issuer(pki: SandboxPki) -> None:
+    root = etree.fromstring(signed(pki))
+    assert root.tag == "{urn:oasis:names:tc:SAML:2.0:assertion}Assertion"
+    assert [etree.QName(child).localname for child in root][:3] == [
+        "Issuer",
+        "Signature",
+        "Subject",
+    ]
+    issuer = root.findtext("saml:Issuer", None, SAML)
+    assert issuer is not None
+    assert "OU=1120459876" in issuer
+    reference = root.find("ds:Signature/ds:SignedInfo/ds:Reference", SAML)
+    assert reference is not None
+    assert reference.get("URI") == "#" + root.get("ID", "")
+    assert root.find("saml:Conditions", SAML) is not None
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b">1120459876<", b">1999999999<"),  # another structure
+        (b"279035121518989", b"277010115400329"),  # another patient
+        (b">INDIRECTE<", b">DIRECTE<"),
+    ],
+)
+def test_a_tampered_assertion_fails(pki: SandboxPki, old: bytes, new: bytes) -> None:
+    data = signed(pki)
+    assert old in data
+    with pytest.raises(VihfError, match="signature"):
+        verify_vihf(data.replace(old, new), pki.ca_cert, now=NOW)
+
+
+def test_a_certificate_from_another_ca_is_refused(pki: SandboxPki, foreign: SandboxPki) -> None:
+    with pytest.raises(VihfError, match="trusted CA"):
+        verify_vihf(signed(foreign), pki.ca_cert, now=NOW)
+    # the same assertion verifies against its own CA: the refusal is the trust, not the form
+    assert verify_vihf(signed(foreign), foreign.ca_cert, now=NOW).name_id == IDENTITY.subject_id
+
+
+def test_an_unsigned_assertion_is_refused(pki: SandboxPki) -> None:
+    root = etree.fromstring(signed(pki))
+    signature = root.find("ds:Signature", SAML)
+    assert signature is not None
+    root.remove(signature)
+    with pytest.raises(VihfError):
+        verify_vihf(etree.tostring(root), pki.ca_cert, now=NOW)
+
+
+@pytest.mark.parametrize("shift", [timedelta(minutes=-10), timedelta(minutes=6)])
+def test_an_assertion_outside_its_window_is_refused(pki: SandboxPki, shift: timedelta) -> None:
+    with pytest.raises(VihfError, match="validity window"):
+        verify_vihf(signed(pki), pki.ca_cert, now=NOW + shift)
+
+
+def test_the_identity_must_be_complete(pki: SandboxPki) -> None:
+    with pytest.raises(VihfError, match="lps_homologation"):
+        signed_vihf(replace(IDENTITY, lps_homologation=""), PATIENT, key(pki), now=NOW)
+    with pytest.raises(VihfError, match="PEM"):
+        signed_vihf(IDENTITY, PATIENT, SigningKey(b"not a certificate"), now=NOW)
+
+
+def test_the_key_is_never_printed(pki: SandboxPki) -> None:
+    assert "PRIVATE" not in repr(key(pki))
