@@ -1,24 +1,29 @@
 """The routing stage: turn a ready document into delivery requests (pure core).
 
-The spine routes to the DMP: a qualified INS and the DESTDMP flag (absent
-means yes, as the volet's default) give one DMP filing request. The release
-policy (streams/release_policy.toml) decides who may see the document and
-from when; the decision travels with each request and its explanation is in
-the audit record (`relais explain`). MetaDMPMSS flag combinations that the
-volet forbids are refused with its rule, never guessed. MSSanté and
-patient notifications join with the fan-out issue. Every decision is also
-written to the audit topic, so a document that goes nowhere is still
-accounted for.
+Which destinations a document goes to — the DMP, the professionals' and the
+patient's MSSanté mailboxes, a patient notification — and how replacements
+and deletions follow the version they replace: :mod:`streams.fanout`. The
+release policy (streams/release_policy.toml) decides who may see the
+document and from when; the decision travels with each request and its
+explanation is in the audit record (`relais explain`). MetaDMPMSS flag
+combinations that the volet forbids are refused with its rule, never
+guessed. Every decision is also written to the audit topic, so a document
+that goes nowhere is still accounted for.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
+from typing import Final
 
 from relais.audit import audit_event
 from relais.contracts import Record
-from relais.topics import AUDIT, DELIVERY_DMP, READY
+from relais.envelope import Envelope, open_envelope, seal
+from relais.topics import AUDIT, DELIVERY_DMP, DELIVERY_MSSANTE, DELIVERY_NOTIFY, READY
+from streams import fanout
+from streams.identity import open_traits
 from streams.release_policy import (
     DEFAULT_POLICY,
     Rule,
@@ -32,13 +37,6 @@ from streams.stage import Output, Stage, StageContext, StageFailure
 def request_id(unique_id: str, action: str, destination: str) -> str:
     """Stable id of a delivery: the sink's idempotency key."""
     return hashlib.sha256(f"{unique_id}|{action}|{destination}".encode()).hexdigest()[:32]
-
-
-def destinations(record: Record) -> list[str]:
-    flags = record["hints"]["flags"]
-    if record["identity_status"] == "QUAL" and flags.get("DESTDMP", True):
-        return ["DMP"]
-    return []
 
 
 def release_of(record: Record, policy: Sequence[Rule] = DEFAULT_POLICY) -> tuple[Record, str]:
@@ -79,41 +77,105 @@ def route_stage(policy: Sequence[Rule]) -> Stage:
     def handle_with_policy(record: Record, ctx: StageContext) -> list[Output]:
         return _route(record, ctx, policy)
 
-    return Stage("route", READY, "DocumentReady", handle_with_policy)
+    return Stage("route", READY, "DocumentReady", handle_with_policy, stateful=True)
 
 
 def _route(record: Record, ctx: StageContext, policy: Sequence[Rule]) -> list[Output]:
     key = record["patient"]["patient_key"].encode()
     document = record["document"]
-    outputs: list[Output] = []
+    state = ctx.state if ctx.state is not None else {}
     release, explanation = release_of(record, policy)
-    chosen = destinations(record)
-    for destination in chosen:
-        request = {
-            "event_id": record["event_id"],
-            "request_id": request_id(document["unique_id"], document["action"], destination),
-            "destination": destination,
-            "requested_at": ctx.now,
-            "submitted_at": record["submitted_at"],
-            "sector": record["sector"],
-            "source": record["source"],
-            "patient": record["patient"],
-            "document": document,
-            "recipient": None,
-            "release": release,
-        }
-        outputs.append(Output(DELIVERY_DMP, "DeliveryRequest", request, key))
+    flags = record["hints"]["flags"]
+    action = document["action"]
+    fresh = fanout.plan(
+        identity_status=record["identity_status"],
+        flags=flags,
+        recipients=_recipients(record, ctx) if flags.get("DESTMSSANTEPS") else (),
+        ins=_ins(record, ctx) if flags.get("DESTMSSANTEPAT") else None,
+        patient_may_see=release["patient_visible_from"] is not None,
+        action=action,
+    )
+    history_id = document["unique_id"] if action == "DELETE" else document.get("parent_unique_id")
+    previous = fanout.recall(state, ctx.keyring, history_id) if history_id else ()
+    chosen = fanout.with_history(
+        fresh, action=action, previous=previous, parent_known=bool(previous)
+    )
+    if action != "DELETE":
+        fanout.remember(state, ctx.keyring, document["unique_id"], chosen.targets)
+    outputs = [_request(record, target, release, ctx) for target in chosen.targets]
+    detail = "\n".join((explanation, *chosen.notes))
     audit = audit_event(
         event_id=record["event_id"],
         component="route",
         action="ROUTED",
-        outcome=",".join(chosen) or "no-destination",
+        outcome=",".join(t.label for t in chosen.targets) or "no-destination",
         now=ctx.now,
         document_unique_id=document["unique_id"],
-        detail=explanation,
+        detail=detail,
     )
     outputs.append(Output(AUDIT, "AuditEvent", audit, key))
     return outputs
 
 
-STAGE = Stage(name="route", source=READY, record_type="DocumentReady", handle=handle)
+TOPICS: Final = {
+    fanout.DMP: DELIVERY_DMP,
+    fanout.MSSANTE: DELIVERY_MSSANTE,
+    fanout.NOTIFY: DELIVERY_NOTIFY,
+}
+
+
+def _request(record: Record, target: fanout.Target, release: Record, ctx: StageContext) -> Output:
+    document = record["document"]
+    recipient = None
+    if target.recipient is not None:
+        recipient = seal(
+            ctx.keyring,
+            target.recipient.encode(),
+            event_id=record["event_id"],
+            purpose="recipient",
+        ).to_record()
+    request = {
+        "event_id": record["event_id"],
+        "request_id": request_id(document["unique_id"], document["action"], target.discriminator),
+        "destination": target.destination,
+        "requested_at": ctx.now,
+        "submitted_at": record["submitted_at"],
+        "sector": record["sector"],
+        "source": record["source"],
+        "patient": record["patient"],
+        "document": document,
+        "recipient": recipient,
+        "release": release,
+    }
+    key = record["patient"]["patient_key"].encode()
+    return Output(TOPICS[target.destination], "DeliveryRequest", request, key)
+
+
+def _recipients(record: Record, ctx: StageContext) -> list[str]:
+    """The professionals' addresses the producer gave (PRT RCT), unsealed."""
+    sealed = record["hints"].get("recipients")
+    if not sealed:
+        return []
+    plain = open_envelope(
+        ctx.keyring, Envelope.from_record(sealed), event_id=record["event_id"], purpose="recipient"
+    )
+    try:
+        addresses = json.loads(plain)
+    except ValueError:
+        raise StageFailure(
+            "the MSSanté recipients are not a JSON list", reason_code="recipients-unreadable"
+        ) from None
+    if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+        raise StageFailure(
+            "the MSSanté recipients are not a list of addresses",
+            reason_code="recipients-unreadable",
+        )
+    return addresses
+
+
+def _ins(record: Record, ctx: StageContext) -> str | None:
+    ins = open_traits(record, ctx.keyring).get("ins")
+    return str(ins) if ins else None
+
+
+STAGE = Stage(name="route", source=READY, record_type="DocumentReady", handle=handle, stateful=True)

@@ -116,7 +116,7 @@ def test_versions_are_contiguous_whatever_the_replays(steps: list[str]) -> None:
 def _transcode(raw: bytes, state: dict[str, str]) -> tuple[Record, bytes]:
     [submitted] = submissions(parse_message(raw), sector="LAB", keyring=KEYRING, now=NOW)
     ctx = StageContext(keyring=KEYRING, now=NOW, state=state)
-    [out] = transcode_stage(SCHEMA, REFS).handle(qualified(submitted, NOW), ctx)
+    out = transcode_stage(SCHEMA, REFS).handle(qualified(submitted, NOW), ctx)[0]
     document = out.record["document"]
     content = open_envelope(
         KEYRING,

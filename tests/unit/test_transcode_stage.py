@@ -279,7 +279,8 @@ def qualified(kind: Kind = LAB, patient: Patient = DOMINIQUE) -> Record:
 
 def test_handle_emits_a_ready_document() -> None:
     record = qualified()
-    [out] = handle(record, CTX)
+    out, audit = handle(record, CTX)
+    assert audit.record["action"] == "TRANSCODED"
     assert out.topic == READY
     assert out.record_type == "DocumentReady"
     assert out.key == record["patient"]["patient_key"].encode()
