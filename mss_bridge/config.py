@@ -32,8 +32,8 @@ class ImapConfig:
     client_key: Path | None = None
     poll_s: float = 30.0
     idle_s: float = 300.0  # re-issue IDLE at least this often (servers drop idle clients)
-    processed_folder: str = "Relais/Processed"
-    quarantine_folder: str = "Relais/Quarantine"
+    processed_folder: str = "Relais-Processed"
+    quarantine_folder: str = "Relais-Quarantine"
     timeout_s: float = 30.0
 
 

@@ -1,0 +1,222 @@
+"""The mailbox worker: what Relais does with each mail its watchers take.
+
+- a DSN or MDN becomes ``DeliveryStatus`` records on ``deliveries.status`` (linked to
+  the original document through its Message-ID) and an HL7 business acknowledgement
+  ZAM^Z02 (delivery) / ZAM^Z03 (read) for the producer, dropped as an ER7 file into
+  ``<RELAIS_DATA_DIR>/mss/business-acks/`` (the producers' return channel);
+- a document mail becomes one ``DocumentSubmitted`` per CDA on ``mssante.inbound``,
+  then an MDN ``processed`` goes back when the sender asked for one;
+- a mail that cannot be taken in is dead-lettered (the raw mail, sealed) with its
+  reason, quarantined, and answered with an error MDN (or a plain error mail when no
+  receipt was asked for); reports and auto-submitted mail are never answered.
+
+Records are published with acks=all and awaited before the watcher moves the mail:
+if the broker is down the mail stays in place and is tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from mss_bridge.acknowledgements import (
+    Acknowledgement,
+    MdnRequest,
+    build_error_mail,
+    build_mdn,
+    error_reply_to,
+    mdn_recipient,
+)
+from mss_bridge.addresses import MailAddress
+from mss_bridge.errors import AcknowledgementError, MssError, SmtpError
+from mss_bridge.imap_watcher import Disposition
+from mss_bridge.inbound import InboundMail, is_report, parse_mail, read_mail, submissions
+from mss_bridge.metrics import ACKNOWLEDGEMENTS, INBOUND_DOCUMENTS, INBOUND_MAILS, REPLIES_SENT
+from mss_bridge.smtp_sender import SmtpSender
+from mss_bridge.status import status_of_ref
+from producers.hl7_business_ack import BusinessAck, build_business_ack
+from relais.contracts import Codec
+from relais.deadletter import RELAIS_IDS, Failure, Origin, dead_letter, derived_id
+from relais.keyring import Keyring
+from relais.topics import DEADLETTER, DELIVERY_STATUS, MSSANTE_INBOUND
+
+log = logging.getLogger(__name__)
+STAGE = "mss-inbound"
+
+
+@dataclass(frozen=True)
+class InboundSetup:
+    mailbox: MailAddress  # Relais's own address: From of its MDNs
+    reporting_ua: str  # "<host>; Relais <version>"
+    ack_dir: Path  # where ZAM business acks are dropped for the producers
+
+
+class MailboxWorker:
+    """The handler a :class:`MailboxWatcher` calls for each mail."""
+
+    def __init__(
+        self,
+        *,
+        producer: AIOKafkaProducer,
+        prefix: str,
+        keyring: Keyring,
+        sender: SmtpSender,
+        setup: InboundSetup,
+    ) -> None:
+        self.producer, self.prefix, self.keyring = producer, prefix, keyring
+        self.sender, self.setup = sender, setup
+        self.codec = Codec()
+
+    async def __call__(self, raw: bytes) -> Disposition:
+        now = datetime.now(UTC)
+        try:
+            mail = read_mail(raw)
+        except MssError as exc:
+            return await self._refuse(raw, exc, now)
+        try:
+            if mail.acknowledgements:
+                await self._acknowledgements(mail, now)
+                INBOUND_MAILS.labels("acknowledgement").inc()
+            else:
+                await self._documents(mail, now)
+                INBOUND_MAILS.labels("processed").inc()
+        except KafkaError as exc:
+            log.warning(
+                "broker unavailable for mail %s (%s); kept", _hash(mail), type(exc).__name__
+            )
+            return Disposition.RETRY
+        return Disposition.PROCESSED
+
+    async def _publish(
+        self, records: list[tuple[str, str, dict[str, object], bytes | None]]
+    ) -> None:
+        sends = [
+            await self.producer.send(topic, key=key, value=self.codec.encode(kind, record))
+            for topic, kind, record, key in records
+        ]
+        await asyncio.gather(*sends)
+
+    async def _acknowledgements(self, mail: InboundMail, now: datetime) -> None:
+        records: list[tuple[str, str, dict[str, object], bytes | None]] = []
+        for ack in mail.acknowledgements:
+            ACKNOWLEDGEMENTS.labels(ack.kind, ack.outcome).inc()
+            status = status_of_ref(
+                ack.ref, outcome=ack.outcome, code=ack.code, detail=ack.detail, now=now
+            )
+            records.append((DELIVERY_STATUS.name(self.prefix), "DeliveryStatus", status, None))
+        await self._publish(records)
+        for ack in mail.acknowledgements:
+            self._business_ack(ack, mail, now)
+            log.info("%s for event %s: %s", ack.kind, ack.ref.event_id, ack.code)
+
+    def _business_ack(self, ack: Acknowledgement, mail: InboundMail, now: datetime) -> None:
+        if ack.receipt is None:
+            return
+        control_id = derived_id("zam", mail.message_id, ack.ref.request_id, ack.recipient or "")
+        zam = build_business_ack(
+            BusinessAck(
+                kind=ack.receipt,
+                accepted=ack.outcome == "DELIVERED",
+                original_control_id=ack.ref.control_id,
+                producer_application=ack.ref.application,
+                producer_facility=ack.ref.facility,
+                party_address=ack.recipient,
+                error=(ack.error_code, ack.detail[:80]) if ack.error_code else None,
+            ),
+            control_id=control_id[:20],
+            now=now,
+        )
+        self.setup.ack_dir.mkdir(parents=True, exist_ok=True)
+        target = self.setup.ack_dir / f"{ack.receipt}-{control_id}.hl7"
+        temporary = target.with_suffix(".tmp")
+        temporary.write_bytes(zam)
+        temporary.replace(target)  # producers never see a half-written file
+
+    async def _documents(self, mail: InboundMail, now: datetime) -> None:
+        records = submissions(mail, self.keyring, now)
+        await self._publish(
+            [
+                (
+                    MSSANTE_INBOUND.name(self.prefix),
+                    "DocumentSubmitted",
+                    r,
+                    str(r["patient"]["patient_key"]).encode(),
+                )
+                for r in records
+            ]
+        )
+        INBOUND_DOCUMENTS.inc(len(records))
+        for record in records:
+            log.info(
+                "document event %s received by mail from %s", record["event_id"], mail.sender_domain
+            )
+        if mdn_recipient(mail.message) is not None and not is_report(mail.message):
+            await self._reply(mail.message, mail.message_id, None, now)
+
+    async def _refuse(self, raw: bytes, exc: MssError, now: datetime) -> Disposition:
+        try:
+            message = parse_mail(raw)
+        except MssError:
+            message = EmailMessage()
+        mail_id = str(message.get("Message-ID", "")) or _hash_bytes(raw)
+        letter = dead_letter(
+            self.keyring,
+            stage=STAGE,
+            failure=Failure(exc.reason_code, exc.reason),
+            origin=Origin(f"mailbox:{self.setup.mailbox}"),
+            original=raw,
+            now=now,
+            dead_letter_id=derived_id("mss-quarantine", mail_id),
+        )
+        try:
+            await self._publish([(DEADLETTER.name(self.prefix), "DeadLetter", letter, None)])
+        except KafkaError:
+            return Disposition.RETRY
+        INBOUND_MAILS.labels("quarantined").inc()
+        log.warning("mail %s quarantined: %s", letter["dead_letter_id"], exc.reason_code)
+        if not is_report(message) and not isinstance(exc, AcknowledgementError):
+            await self._reply(message, mail_id, (exc.reason_code, exc.reason[:200]), now)
+        return Disposition.QUARANTINE
+
+    async def _reply(
+        self, original: EmailMessage, mail_id: str, error: tuple[str, str] | None, now: datetime
+    ) -> None:
+        request = MdnRequest(original, self.setup.mailbox, self.setup.reporting_ua, now)
+        message_id = f"<relais-reply.{uuid.uuid5(RELAIS_IDS, mail_id)}@{self.setup.mailbox.domain}>"
+        try:
+            if mdn_recipient(original) is not None:
+                reply, kind = build_mdn(request, message_id=message_id, error=error), "mdn"
+            elif error is not None and error_reply_to(original) is not None:
+                reply, kind = (
+                    build_error_mail(request, message_id=message_id, error=error),
+                    "error-mail",
+                )
+            else:
+                return
+            await self.sender.send(
+                reply, sender=str(self.setup.mailbox), recipient=str(reply["To"]), request_dsn=False
+            )
+        except (AcknowledgementError, SmtpError) as exc:
+            # The mail itself is handled; a reply that cannot go is logged, not retried.
+            log.warning(
+                "reply to mail %s not sent: %s", _hash_bytes(mail_id.encode()), exc.reason_code
+            )
+            return
+        REPLIES_SENT.labels(kind).inc()
+
+
+def _hash(mail: InboundMail) -> str:
+    return _hash_bytes(mail.message_id.encode())
+
+
+def _hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
