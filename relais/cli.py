@@ -204,7 +204,7 @@ def sandbox_dmp(host: str, port: int, store: Path | None, pki: Path) -> None:
 
     from sandboxes.dmp import client_environment, sandbox_pki, serve_forever
 
-    keys = sandbox_pki(pki)
+    keys = sandbox_pki(pki.resolve())
     url = f"https://{host}:{port}/repository"
     click.echo(f"DMP sandbox on {url} (mutual TLS, test PKI in {pki}); a DMP sink needs:")
     for name, value in client_environment(keys, url).items():
