@@ -61,6 +61,8 @@ RPLC: Final = "urn:ihe:iti:2007:AssociationType:RPLC"
 STABLE_DOCUMENT: Final = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
 SUBMISSION_SET_NODE: Final = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
 REFERENCE_ID_LIST: Final = "urn:ihe:iti:xds:2013:referenceIdList"
+#: the warning of a repository that already holds this very document (same uniqueId and hash)
+ALREADY_HELD: Final = "XDSDuplicateUniqueIdInRegistry"
 #: namespace of the UUIDs Relais derives (entry UUIDs, submission set uniqueIds)
 RELAIS_UUIDS: Final = uuid.UUID("5b0c1c36-55a3-4c8e-9d36-6f2f3a2d8e41")
 
