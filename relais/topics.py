@@ -50,6 +50,15 @@ IDENTITY_ALERTS: Final = TopicSpec(
     "identity.alerts.v1", 4, "identitovigilance alerts: contradictions blocked for a human", _KEEP
 )
 MSSANTE_INBOUND: Final = TopicSpec("mssante.inbound.v1", 4, "documents received by mail", _DATA)
+DELIVERY_LEDGER: Final = TopicSpec(
+    "deliveries.ledger.v1",
+    4,  # as many as the delivery topics: entry partition = request partition
+    "what each sink already did per request: retries never deliver twice",
+    {"cleanup.policy": "compact", "retention.ms": _MONTH_MS, "max.message.bytes": str(1 << 20)},
+)
+BUSINESS_ACKS: Final = TopicSpec(
+    "acks.business.v1", 4, "HL7 business acknowledgements (ZAM) for the producers", _KEEP
+)
 DEADLETTER: Final = TopicSpec("deadletter.v1", 4, "records a stage could not process", _KEEP)
 AUDIT: Final = TopicSpec("audit.v1", 4, "who/what/when for every document", _KEEP)
 
@@ -65,6 +74,8 @@ ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     IDENTITY_EVENTS,
     IDENTITY_ALERTS,
     MSSANTE_INBOUND,
+    DELIVERY_LEDGER,
+    BUSINESS_ACKS,
     DEADLETTER,
     AUDIT,
 )

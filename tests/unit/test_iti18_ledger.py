@@ -1,0 +1,66 @@
+"""ITI-18 GetDocuments by uniqueId, and the delivery ledger's decisions."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumers import iti18
+from consumers.delivery_ledger import Entry, Step, done, next_step, sending
+
+
+def test_a_query_reads_back_with_its_ids_and_message_id() -> None:
+    body = iti18.get_documents(("1.2.3", "2.25.9"), to="https://dmp/registry", message_id="urn:x")
+    query = iti18.read_query(body)
+    assert query == iti18.Query("urn:x", ("1.2.3", "2.25.9"))
+
+
+@given(
+    st.lists(
+        st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(
+            lambda s: s.strip() == s and "," not in s and "(" not in s and ")" not in s
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_unique_id_survives_the_quoting(ids: list[str]) -> None:
+    body = iti18.get_documents(tuple(ids), to="x")
+    assert iti18.read_query(body).unique_ids == tuple(ids)
+
+
+def test_the_answer_lists_what_the_registry_holds() -> None:
+    answer = iti18.read_answer(iti18.query_response(("urn:uuid:a",), relates_to="urn:x"))
+    assert answer == iti18.Answer("Success", ("urn:uuid:a",))
+    assert iti18.read_answer(iti18.query_response(())).entry_uuids == ()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<not-xml", "not XML"),
+        (b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"/>', "Action"),
+    ],
+)
+def test_what_is_not_a_query_is_refused_with_the_reason(body: bytes, message: str) -> None:
+    with pytest.raises(iti18.Iti18Error, match=message):
+        iti18.read_query(body)
+
+
+def test_no_id_no_query() -> None:
+    with pytest.raises(iti18.Iti18Error, match="at least one"):
+        iti18.get_documents((), to="x")
+
+
+def test_the_ledger_says_send_reconcile_or_skip() -> None:
+    assert next_step(None) is Step.SEND
+    assert next_step(sending("r1", 1)) is Step.RECONCILE
+    assert next_step(done("r1", "DELIVERED", None, 1)) is Step.ALREADY_DONE
+
+
+def test_ledger_entries_round_trip_and_foreign_values_are_refused() -> None:
+    entry = done("r1", "REJECTED", "XDSPatientIdDoesNotMatch", 3)
+    assert Entry.decode(entry.encode()) == entry
+    with pytest.raises(ValueError, match="ledger"):
+        Entry.decode(b'{"state": "MAYBE"}')
