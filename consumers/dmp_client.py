@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+from lxml import etree
 
-from consumers import iti41
+from consumers import iti18, iti41
 from consumers.dmp_submission import Answer, DmpRejected, DmpUnavailable, Submission, read_answer
 from consumers.vihf import Role, SigningKey, VihfIdentity, signed_vihf
 from relais import __version__
@@ -152,6 +153,43 @@ class DmpClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             reason = f"DMP unreachable: {type(exc).__name__}"
             raise DmpUnavailable(reason, code="Unreachable") from None
+
+    @property
+    def registry_endpoint(self) -> str:
+        """The registry's stored-query endpoint, beside the repository's."""
+        base, _, last = self.config.endpoint.rstrip("/").rpartition("/")
+        return f"{base}/registry" if last == "repository" else f"{self.config.endpoint}/registry"
+
+    def query(self, unique_id: str, patient_id: str, now: datetime) -> bytes:
+        """The ITI-18 GetDocuments request for ``unique_id``, VIHF signed."""
+        config = self.config
+        vihf = signed_vihf(config.identity, patient_id, config.signing, now=now)
+        security = etree.Element(f"{{{iti41.WSSE}}}Security", nsmap={"wsse": iti41.WSSE})
+        security.append(vihf)
+        return iti18.get_documents((unique_id,), to=self.registry_endpoint, security=security)
+
+    async def holds(self, unique_id: str, patient_id: str) -> bool:
+        """Whether the DMP already holds ``unique_id`` (ITI-18): the reconcile before a resend."""
+        body = await asyncio.to_thread(self.query, unique_id, patient_id, datetime.now(UTC))
+        headers = {"Content-Type": iti18.CONTENT_TYPE}
+        try:
+            async with self._session.post(self.registry_endpoint, data=body, headers=headers) as r:
+                answer = await r.read()
+                status = r.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            reason = f"DMP registry unreachable: {type(exc).__name__}"
+            raise DmpUnavailable(reason, code="Unreachable") from None
+        if status >= 500 or status in {408, 429}:
+            raise DmpUnavailable(f"DMP registry answered HTTP {status}", code=f"HTTP{status}")
+        try:
+            found = iti18.read_answer(answer)
+        except iti18.Iti18Error as exc:
+            raise DmpUnavailable(f"unreadable registry answer: {exc}", code="BadAnswer") from None
+        if found.status != "Success":
+            raise DmpUnavailable(
+                "the registry query failed: " + ", ".join(found.errors), code="QueryFailed"
+            )
+        return bool(found.entry_uuids)
 
     async def close(self) -> None:
         await self._session.close()

@@ -1,12 +1,16 @@
-"""The DMP sink: file each DMP delivery request, then report and commit.
+"""The DMP sink: file each DMP delivery request once, then report and commit.
 
 A plain aiokafka consumer (manual commits). For each request it decrypts the
-document and the INS, files them with :class:`DmpClient`, writes a
-``DeliveryStatus`` (and a dead letter when the DMP refuses), waits for the
-broker's acknowledgement, and only then commits the offset. Transient
-failures (DMP down, 5xx) are retried with backoff on the same record, so
-nothing is skipped; the DMP recognises a re-sent document by its unique id,
-which makes a replay after a crash harmless.
+document and the INS, files them with :class:`DmpClient` (ITI-41), writes a
+``DeliveryStatus`` (a dead letter when the DMP refuses, a ZAM^Z01 when the
+producer asked for one), waits for the broker's acknowledgement, and only
+then commits the offset. Transient failures (DMP down, 5xx, timeouts) are
+retried with backoff on the same record (partition paused, no hot loop), so
+nothing is skipped. The delivery ledger (:mod:`consumers.delivery_ledger`)
+makes every retry harmless: a request already done is not sent again, and
+one whose send went unanswered is reconciled with the DMP (ITI-18) first —
+the DMP never sees the same document filed twice, even when the sink is
+killed between the send and the commit.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from consumers.business_ack import asked, business_ack
+from consumers.delivery_ledger import LedgerStore, Step, done, next_step, sending
 from consumers.dmp_client import DmpClient, DmpConfig
 from consumers.dmp_submission import (
-    DmpError,
     DmpRejected,
     DmpUnavailable,
     Submission,
@@ -33,12 +38,19 @@ from consumers.xds_metadata import document_entry
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
+from relais.delivery_metrics import DeliveryMetrics
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
-from relais.metrics import DMP_DELIVERIES, StageMetrics
+from relais.metrics import StageMetrics
 from relais.settings import Settings
 from relais.signals import stop_on_signals
-from relais.topics import DEADLETTER, DELIVERY_DMP, DELIVERY_STATUS
+from relais.topics import (
+    BUSINESS_ACKS,
+    DEADLETTER,
+    DELIVERY_DMP,
+    DELIVERY_LEDGER,
+    DELIVERY_STATUS,
+)
 from streams.identity import open_traits
 from streams.stage import failure_of
 
@@ -62,6 +74,7 @@ def submission_of(request: Record, keyring: Keyring, now: datetime | None = None
         metadata=document_entry(
             content, visibility_flags(request.get("release"), now or datetime.now(UTC))
         ),
+        parent_unique_id=document["parent_unique_id"] if document["action"] == "REPLACE" else None,
     )
 
 
@@ -118,8 +131,8 @@ class DmpSink:
         self.prefix, self.keyring, self.client = prefix, keyring, client
         self.codec = Codec()
         self.metrics = StageMetrics(STAGE)
+        self.deliveries = DeliveryMetrics("DMP")
         self.consumer = AIOKafkaConsumer(
-            DELIVERY_DMP.name(prefix),
             bootstrap_servers=bootstrap,
             group_id=f"{prefix}-dmp-sink",
             enable_auto_commit=False,
@@ -132,6 +145,7 @@ class DmpSink:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20
         )
+        self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.producer)
         self.retry_at: dict[TopicPartition, float] = {}
         self.backoffs: dict[TopicPartition, Iterator[float]] = {}
         self.attempts: dict[str, int] = {}
@@ -142,9 +156,11 @@ class DmpSink:
         On a transient failure the partition is paused and rewound to the
         request, and polling goes on (heartbeats and poll interval stay
         healthy); the partition resumes after its backoff delay and the same
-        request is tried again. Other partitions keep flowing.
+        request is tried again. Other partitions keep flowing. The ledger of a
+        partition is restored before its first request is handled.
         """
         await self.producer.start()
+        self.consumer.subscribe([DELIVERY_DMP.name(self.prefix)], listener=_Restore(self.ledger))
         await self.consumer.start()
         try:
             while not stop.is_set():
@@ -155,6 +171,7 @@ class DmpSink:
                         if not await self._handle(tp, message):
                             break
                         await self._commit(tp, message.offset + 1)
+                self.deliveries.refresh(_now(), self.ledger.size())
         finally:
             await self.consumer.stop()
             await self.producer.stop()
@@ -179,7 +196,7 @@ class DmpSink:
         try:
             await self.consumer.commit({tp: offset})
         except (CommitFailedError, IllegalStateError) as exc:
-            # Rebalanced away: the new owner redelivers, and filing is idempotent.
+            # Rebalanced away: the new owner redelivers, and its ledger says what was done.
             log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
 
     async def _handle(self, tp: TopicPartition, message: Any) -> bool:
@@ -198,7 +215,14 @@ class DmpSink:
         return True
 
     async def _outputs(self, message: Any) -> list[tuple[str, bytes]] | None:
-        """Records to emit for one request, or None on a transient DMP failure."""
+        """Records to emit for one request, or None on a transient DMP failure.
+
+        The delivery ledger decides first: a request already DONE is reported
+        again and never re-sent; one left SENDING (a crash or a timeout between
+        the call and its answer) is reconciled with the DMP (ITI-18) before any
+        resend; otherwise SENDING is recorded, the document filed, and DONE
+        recorded with the outcome.
+        """
         topic = DELIVERY_DMP.name(self.prefix)
         origin = Origin(topic, message.partition, message.offset)
         try:
@@ -214,12 +238,43 @@ class DmpSink:
         except Exception as exc:  # any unreadable request is dead-lettered, never a crash
             failure = failure_of(exc)
             return [self._dead_letter(failure, origin, message)]
-        attempt = self.attempts.get(request["request_id"], 0) + 1
+        rid, partition = request["request_id"], message.partition
+        entry = self.ledger.get(partition, rid)
+        step = next_step(entry)
+        if entry is not None and step is Step.ALREADY_DONE:
+            detail = "already done (delivery ledger): not sent again"
+            return self._final(
+                request,
+                entry.outcome or "DELIVERED",
+                code=entry.code,
+                attempt=entry.attempt,
+                origin=origin,
+                message=message,
+                detail=detail,
+                count=False,
+            )
+        attempt = max(self.attempts.get(rid, 0), entry.attempt if entry else 0) + 1
         try:
+            if step is Step.RECONCILE and await self.client.holds(
+                submission.unique_id, submission.patient_id
+            ):
+                await self.ledger.write(partition, done(rid, "DELIVERED", None, attempt))
+                self._settle(request)
+                detail = "reconciled: the DMP already held it after an unanswered send"
+                return self._final(
+                    request,
+                    "DELIVERED",
+                    code=None,
+                    attempt=attempt,
+                    origin=origin,
+                    message=message,
+                    detail=detail,
+                )
+            await self.ledger.write(partition, sending(rid, attempt))
             answer = await self.client.file(submission)
         except DmpUnavailable as exc:
-            self.attempts[request["request_id"]] = attempt
-            DMP_DELIVERIES.labels("RETRYING").inc()
+            self.attempts[rid] = attempt
+            self.deliveries.retrying(rid, request["submitted_at"])
             log.warning(
                 "DMP unavailable for event %s (attempt %d): %s",
                 request["event_id"],
@@ -228,30 +283,56 @@ class DmpSink:
             )
             return None
         except DmpRejected as exc:
-            self.attempts.pop(request["request_id"], None)
-            return self._rejected(request, exc, attempt, origin, message)
-        self.attempts.pop(request["request_id"], None)
+            await self.ledger.write(partition, done(rid, "REJECTED", exc.code, attempt))
+            self._settle(request)
+            return self._final(
+                request, "REJECTED", code=exc.code, attempt=attempt, origin=origin, message=message
+            )
         outcome = "DELIVERED" if answer.status == "success" else "DUPLICATE"
-        DMP_DELIVERIES.labels(outcome).inc()
-        status = status_record(
-            request, outcome=outcome, code=answer.code, detail=None, attempt=attempt, now=_now()
+        await self.ledger.write(partition, done(rid, outcome, answer.code, attempt))
+        self._settle(request)
+        return self._final(
+            request, outcome, code=answer.code, attempt=attempt, origin=origin, message=message
         )
-        return [(DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status))]
 
-    def _rejected(
-        self, request: Record, exc: DmpError, attempt: int, origin: Origin, message: Any
+    def _settle(self, request: Record) -> None:
+        self.attempts.pop(request["request_id"], None)
+        self.deliveries.settled(request["request_id"])
+
+    def _final(
+        self,
+        request: Record,
+        outcome: str,
+        *,
+        code: str | None,
+        attempt: int,
+        origin: Origin,
+        message: Any,
+        detail: str | None = None,
+        count: bool = True,
     ) -> list[tuple[str, bytes]]:
-        DMP_DELIVERIES.labels("REJECTED").inc()
-        # The DMP's free text may echo identifiers: only its code travels in clear.
-        detail = f"the DMP refused the document with code {exc.code}"
+        """The status (+ dead letter when refused, + ZAM^Z01 when asked) of a final outcome."""
+        now = _now()
+        if count:
+            self.deliveries.outcome(outcome, submitted_at=request["submitted_at"], now=now)
+        outputs: list[tuple[str, bytes]] = []
+        if outcome == "REJECTED":
+            # The DMP's free text may echo identifiers: only its code travels in clear.
+            detail = f"the DMP refused the document with code {code}"
+            failure = Failure("dmp-rejected", detail)
+            outputs.append(self._dead_letter(failure, origin, message))
         status = status_record(
-            request, outcome="REJECTED", code=exc.code, detail=detail, attempt=attempt, now=_now()
+            request, outcome=outcome, code=code, detail=detail, attempt=attempt, now=now
         )
-        failure = Failure("dmp-rejected", detail)
-        return [
-            (DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status)),
-            self._dead_letter(failure, origin, message),
-        ]
+        outputs.insert(
+            0, (DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status))
+        )
+        if asked(request, "Z01"):
+            ack = business_ack(
+                request, kind="Z01", accepted=outcome != "REJECTED", now=now, code=code
+            )
+            outputs.append((BUSINESS_ACKS.name(self.prefix), self.codec.encode("BusinessAck", ack)))
+        return outputs
 
     def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> tuple[str, bytes]:
         self.metrics.failed(failure.reason_code, dead_lettered=True)
@@ -264,6 +345,19 @@ class DmpSink:
             now=_now(),
         )
         return DEADLETTER.name(self.prefix), self.codec.encode("DeadLetter", letter)
+
+
+class _Restore(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Restore the ledger of the partitions given to this sink before it reads them."""
+
+    def __init__(self, ledger: LedgerStore) -> None:
+        self.ledger = ledger
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.ledger.forget(tp.partition for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.ledger.restore(tp.partition for tp in assigned)
 
 
 def _now() -> datetime:

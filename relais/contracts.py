@@ -191,7 +191,9 @@ class Codec:
         out.write(MAGIC)
         out.write(schema.fingerprint)
         try:
-            fastavro.schemaless_writer(out, schema.parsed, dict(record), strict=True)
+            fastavro.schemaless_writer(
+                out, schema.parsed, dict(record), strict=True, strict_allow_default=True
+            )
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise EncodeError(f"{name} record does not match its schema: {exc}") from None
         return out.getvalue()

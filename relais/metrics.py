@@ -52,14 +52,6 @@ STAGE_EVENTS = Counter(
     ["stage", "event"],
     registry=REGISTRY,
 )
-DMP_DELIVERIES = Counter(
-    "relais_dmp_deliveries_total",
-    "DMP filing attempts by outcome (DELIVERED, DUPLICATE, RETRYING, REJECTED).",
-    ["outcome"],
-    registry=REGISTRY,
-)
-
-
 class StageMetrics:
     """The metrics of one stage, pre-bound to its label."""
 

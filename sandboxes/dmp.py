@@ -40,10 +40,10 @@ from aiohttp import web
 from cryptography import x509
 from lxml import etree
 
-from consumers import iti41
+from consumers import iti18, iti41
 from consumers.iti41 import Metadata, Received, RegistryError, RegistryObject, Scheme, SoapFault
 from consumers.mtom import MtomError
-from consumers.vihf import RESOURCE_ID, VerifiedVihf, VihfError, verify_vihf
+from consumers.vihf import RESOURCE_ID, SAML, VerifiedVihf, VihfError, verify_vihf
 from consumers.xds_codes import (
     CLASS_CODES,
     CONFIDENTIALITY_CODES,
@@ -302,6 +302,8 @@ class DmpSandbox:
         #: idempotent re-sends (same uniqueId, same hash), answered without storing again
         self.resent: Counter[str] = Counter()
         self.rejections = 0
+        #: ITI-18 stored queries answered (the sink's reconcile before a resend)
+        self.queries = 0
         if store_dir:
             store_dir.mkdir(parents=True, exist_ok=True)
 
@@ -310,6 +312,7 @@ class DmpSandbox:
         app.add_routes(
             [
                 web.post("/repository", self._provide_and_register),
+                web.post("/registry", self._stored_query),
                 web.get("/documents", self._list),
                 web.get("/documents/{unique_id}", self._get),
                 web.get("/health", self._health),
@@ -386,6 +389,41 @@ class DmpSandbox:
         status, answer = self.file(
             request.headers.get("Content-Type", ""), body, client_cert=_peer(request)
         )
+        return web.Response(
+            status=status, body=answer, headers={"Content-Type": "application/soap+xml"}
+        )
+
+    def stored_query(
+        self, body: bytes, *, client_cert: x509.Certificate | None = None
+    ) -> tuple[int, bytes]:
+        """ITI-18 GetDocuments: (HTTP status, AdhocQueryResponse or SOAP Fault)."""
+        relates_to = ""
+        try:
+            try:
+                query = iti18.read_query(body)
+            except iti18.Iti18Error as exc:
+                raise Faulted("rim:InvalidRequestException", str(exc)) from None
+            relates_to = query.message_id
+            assertion = etree.fromstring(body, safe_parser()).find(
+                f".//{{{iti41.WSSE}}}Security/{{{SAML}}}Assertion"
+            )
+            if assertion is None:
+                raise Faulted("wsse:InvalidSecurity", "no VIHF (saml:Assertion) in wsse:Security")
+            try:
+                vihf = verify_vihf(assertion, self.ca_file, now=datetime.now(UTC))
+            except VihfError as exc:
+                raise Faulted("wsse:FailedAuthentication", exc.reason) from None
+            if client_cert is not None and vihf.certificate.subject != client_cert.subject:
+                raise Faulted("wsse:FailedAuthentication", "VIHF and TLS structures differ")
+        except Faulted as exc:
+            fault = SoapFault("Sender", exc.code, exc.detail)
+            return 400, iti41.soap_fault(fault, relates_to=relates_to)
+        self.queries += 1
+        found = tuple(self.filed[uid].entry_uuid for uid in query.unique_ids if uid in self.filed)
+        return 200, iti18.query_response(found, relates_to=relates_to)
+
+    async def _stored_query(self, request: web.Request) -> web.Response:
+        status, answer = self.stored_query(await request.read(), client_cert=_peer(request))
         return web.Response(
             status=status, body=answer, headers={"Content-Type": "application/soap+xml"}
         )

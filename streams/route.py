@@ -146,6 +146,7 @@ def _request(record: Record, target: fanout.Target, release: Record, ctx: StageC
         "document": document,
         "recipient": recipient,
         "release": release,
+        "flags": dict(record["hints"]["flags"]),
     }
     key = record["patient"]["patient_key"].encode()
     return Output(TOPICS[target.destination], "DeliveryRequest", request, key)

@@ -69,7 +69,13 @@ RELAIS_METRICS = {
     "relais_stage_processing_seconds_bucket",
     "relais_stage_processing_seconds_sum",
     "relais_stage_processing_seconds_count",
-    "relais_dmp_deliveries_total",
+    "relais_deliveries_total",
+    "relais_delivery_latency_seconds_bucket",
+    "relais_delivery_latency_seconds_sum",
+    "relais_delivery_latency_seconds_count",
+    "relais_delivery_retries_total",
+    "relais_delivery_ledger_entries",
+    "relais_delivery_oldest_pending_age_seconds",
 }
 METRIC_NAME = re.compile(r"\brelais_[a-zA-Z0-9_]+")
 # Grafana's dashboard variables, replaced by plausible values before promtool parses a query.

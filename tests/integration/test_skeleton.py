@@ -145,7 +145,7 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
     assert route['relais_stage_records_in_total{stage="route"}'] == 5
     sink = scrape(stack.process("sink-dmp").metrics_port)
     assert sink['relais_stage_records_in_total{stage="dmp-sink"}'] == 5
-    assert sink['relais_dmp_deliveries_total{outcome="DELIVERED"}'] == 5
+    assert sink['relais_deliveries_total{destination="DMP",outcome="DELIVERED"}'] == 5
 
 
 async def test_explain_says_which_rules_decided(stack: LocalStack) -> None:
