@@ -230,15 +230,22 @@ def _port_open(port: int) -> bool:
 class Landing:
     """Where documents landed, read from the status, pending and dead-letter topics."""
 
+    #: the DMP status of each event (the demo's and most tests' question)
     delivered: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: every status, by (event id, destination): DMP, MSSANTE, NOTIFY
+    statuses: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
     dead: list[dict[str, Any]] = field(default_factory=list)
     audits: list[dict[str, Any]] = field(default_factory=list)
-    #: how many outcome records each event has, by kind: a document doubled shows up here
+    #: outcome records per ("status", request id) and ("held", event id): doubles show here
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def doubled(self) -> list[tuple[str, str]]:
-        """(kind, event id) pairs with more than one delivery status or hold."""
+        """(kind, id) pairs with more than one delivery status (per request) or hold (per event).
+
+        A status a sink reports again after a crash for a request its ledger marks
+        done ("already done ...") is a report, not a second delivery: not counted.
+        """
         return [k for k, n in self.counts.items() if n > 1 and k[0] in {"status", "held"}]
 
     def where(self, event_id: str) -> str:
@@ -300,8 +307,12 @@ def _absorb(codec: Codec, landing: Landing, messages: Iterable[Any]) -> None:
         except ContractError:
             continue
         if name == "DeliveryStatus":
-            landing.delivered[record["event_id"]] = record
-            landing.counts["status", record["event_id"]] += 1
+            key = (record["event_id"], record["destination"])
+            landing.statuses.setdefault(key, []).append(record)
+            if record["destination"] == "DMP":
+                landing.delivered[record["event_id"]] = record
+            if not (record["detail"] or "").startswith("already done"):
+                landing.counts["status", record["request_id"]] += 1
         elif name == "IdentityHeld":
             landing.held[record["event_id"]] = record
             landing.counts["held", record["event_id"]] += 1

@@ -26,6 +26,7 @@ Error contexts name what is wrong, never patient data.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -304,6 +305,10 @@ class DmpSandbox:
         self.rejections = 0
         #: ITI-18 stored queries answered (the sink's reconcile before a resend)
         self.queries = 0
+        #: test levers: a DMP that is down (HTTP 503), and answers held after filing (set the
+        #: event to let them go) to crash a sink between its send and its commit
+        self.unavailable = False
+        self.hold_answers: asyncio.Event | None = None
         if store_dir:
             store_dir.mkdir(parents=True, exist_ok=True)
 
@@ -385,10 +390,14 @@ class DmpSandbox:
         return []
 
     async def _provide_and_register(self, request: web.Request) -> web.Response:
+        if self.unavailable:
+            raise web.HTTPServiceUnavailable(text="DMP sandbox: down for maintenance")
         body = await request.read()
         status, answer = self.file(
             request.headers.get("Content-Type", ""), body, client_cert=_peer(request)
         )
+        if self.hold_answers is not None:
+            await self.hold_answers.wait()
         return web.Response(
             status=status, body=answer, headers={"Content-Type": "application/soap+xml"}
         )
@@ -423,6 +432,8 @@ class DmpSandbox:
         return 200, iti18.query_response(found, relates_to=relates_to)
 
     async def _stored_query(self, request: web.Request) -> web.Response:
+        if self.unavailable:
+            raise web.HTTPServiceUnavailable(text="DMP sandbox: down for maintenance")
         status, answer = self.stored_query(await request.read(), client_cert=_peer(request))
         return web.Response(
             status=status, body=answer, headers={"Content-Type": "application/soap+xml"}
