@@ -5,6 +5,9 @@ recipient address), derives the XDS metadata from the CDA
 (:func:`consumers.xds_metadata.document_entry`, with the release decision's
 visibility), packs ``IHE_XDM.ZIP``, finds the PDF copy the CDA carries (N1 body or
 an N3 ``observationMedia``), and builds the mail with its tracking Message-ID.
+The producer's flags decide the receipts: ``ACK_LECTURE_MSS`` a read receipt
+(Disposition-Notification-To; default RELAIS_MSS_READ_RECEIPT), ``ACK_RECEPTION`` a
+DSN on success too (default: yes).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class ComposedMail:
     recipient: MailAddress
     ref: MailRef
     envelope_id: str | None
+    delivery_receipt: bool = True  # ACK_RECEPTION: ask the DSN for success too
 
 
 def recipient_of(request: Record, keyring: Keyring, domains: tuple[str, ...]) -> MailAddress:
@@ -151,6 +155,7 @@ def compose(
             f"XDS metadata for the XDM package: {exc}", reason_code="xdm-metadata"
         ) from None
     ref = mail_ref(request)
+    flags: dict[str, bool] = dict(request.get("flags") or {})  # the producer's MetaDMPMSS flags
     tag = recipient_tag(ref.request_id, str(recipient))
     package = build_package(
         [XdmDocument(cda, entry)],
@@ -177,9 +182,10 @@ def compose(
         package=package,
         pdf=pdf_copy(cda),
         patient_may_reply=config.patient_may_reply,
-        read_receipt=config.read_receipt,
+        read_receipt=flags.get("ACK_LECTURE_MSS", config.read_receipt),
     )
-    return ComposedMail(build_mail(mail), recipient, ref, envelope_id(ref))
+    receipt = flags.get("ACK_RECEPTION", flags.get("ACK_RECEPTION_MSS", True))
+    return ComposedMail(build_mail(mail), recipient, ref, envelope_id(ref), receipt)
 
 
 def _submission_set(entry: DocumentEntry, ref: MailRef, tag: str, now: datetime) -> SubmissionSet:

@@ -1,9 +1,8 @@
 """The mailbox worker: what Relais does with each mail its watchers take.
 
 - a DSN or MDN becomes ``DeliveryStatus`` records on ``deliveries.status`` (linked to
-  the original document through its Message-ID) and an HL7 business acknowledgement
-  ZAM^Z02 (delivery) / ZAM^Z03 (read) for the producer, dropped as an ER7 file into
-  ``<RELAIS_DATA_DIR>/mss/business-acks/`` (the producers' return channel);
+  the original document through its Message-ID) and ``BusinessAck`` records on
+  ``acks.business``: the HL7 ZAM^Z02 (delivery) / ZAM^Z03 (read) for the producer;
 - a document mail becomes one ``DocumentSubmitted`` per CDA on ``mssante.inbound``,
   then an MDN ``processed`` goes back when the sender asked for one;
 - a mail that cannot be taken in is dead-lettered (the raw mail, sealed) with its
@@ -23,7 +22,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -36,7 +34,7 @@ from mss_bridge.acknowledgements import (
     error_reply_to,
     mdn_recipient,
 )
-from mss_bridge.addresses import MailAddress
+from mss_bridge.addresses import PATIENT_DOMAIN, MailAddress
 from mss_bridge.errors import AcknowledgementError, MssError, SmtpError
 from mss_bridge.imap_watcher import Disposition
 from mss_bridge.inbound import InboundMail, is_report, parse_mail, read_mail, submissions
@@ -44,10 +42,10 @@ from mss_bridge.metrics import ACKNOWLEDGEMENTS, INBOUND_DOCUMENTS, INBOUND_MAIL
 from mss_bridge.smtp_sender import SmtpSender
 from mss_bridge.status import status_of_ref
 from producers.hl7_business_ack import BusinessAck, build_business_ack
-from relais.contracts import Codec
+from relais.contracts import Codec, Record
 from relais.deadletter import RELAIS_IDS, Failure, Origin, dead_letter, derived_id
 from relais.keyring import Keyring
-from relais.topics import DEADLETTER, DELIVERY_STATUS, MSSANTE_INBOUND
+from relais.topics import BUSINESS_ACKS, DEADLETTER, DELIVERY_STATUS, MSSANTE_INBOUND
 
 log = logging.getLogger(__name__)
 STAGE = "mss-inbound"
@@ -57,7 +55,6 @@ STAGE = "mss-inbound"
 class InboundSetup:
     mailbox: MailAddress  # Relais's own address: From of its MDNs
     reporting_ua: str  # "<host>; Relais <version>"
-    ack_dir: Path  # where ZAM business acks are dropped for the producers
 
 
 class MailboxWorker:
@@ -113,15 +110,19 @@ class MailboxWorker:
                 ack.ref, outcome=ack.outcome, code=ack.code, detail=ack.detail, now=now
             )
             records.append((DELIVERY_STATUS.name(self.prefix), "DeliveryStatus", status, None))
-        await self._publish(records)
-        for ack in mail.acknowledgements:
-            self._business_ack(ack, mail, now)
+            zam = self._business_ack(ack, now)
+            if zam is not None:
+                records.append((BUSINESS_ACKS.name(self.prefix), "BusinessAck", zam, None))
             log.info("%s for event %s: %s", ack.kind, ack.ref.event_id, ack.code)
+        await self._publish(records)
 
-    def _business_ack(self, ack: Acknowledgement, mail: InboundMail, now: datetime) -> None:
+    def _business_ack(self, ack: Acknowledgement, now: datetime) -> Record | None:
+        """The ``BusinessAck`` (ZAM^Z02 delivery / Z03 read) this acknowledgement makes."""
         if ack.receipt is None:
-            return
-        control_id = derived_id("zam", mail.message_id, ack.ref.request_id, ack.recipient or "")
+            return None
+        ack_id = derived_id("zam", ack.ref.request_id, ack.receipt, ack.outcome, ack.recipient)
+        # The ZAM carries no patient data: a patient's address is its INS, so it is left out.
+        party = ack.recipient if ack.recipient and not _is_patient(ack.recipient) else None
         zam = build_business_ack(
             BusinessAck(
                 kind=ack.receipt,
@@ -129,17 +130,24 @@ class MailboxWorker:
                 original_control_id=ack.ref.control_id,
                 producer_application=ack.ref.application,
                 producer_facility=ack.ref.facility,
-                party_address=ack.recipient,
+                party_address=party,
                 error=(ack.error_code, ack.detail[:80]) if ack.error_code else None,
             ),
-            control_id=control_id[:20],
+            control_id=ack_id.replace("-", "")[:20],
             now=now,
         )
-        self.setup.ack_dir.mkdir(parents=True, exist_ok=True)
-        target = self.setup.ack_dir / f"{ack.receipt}-{control_id}.hl7"
-        temporary = target.with_suffix(".tmp")
-        temporary.write_bytes(zam)
-        temporary.replace(target)  # producers never see a half-written file
+        return {
+            "ack_id": ack_id,
+            "event_id": ack.ref.event_id,
+            "request_id": ack.ref.request_id,
+            "kind": ack.receipt,
+            "accepted": ack.outcome == "DELIVERED",
+            "facility": ack.ref.facility,
+            "application": ack.ref.application,
+            "original_control_id": ack.ref.control_id,
+            "message": zam,
+            "at": now,
+        }
 
     async def _documents(self, mail: InboundMail, now: datetime) -> None:
         records = submissions(mail, self.keyring, now)
@@ -220,3 +228,7 @@ def _hash(mail: InboundMail) -> str:
 
 def _hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _is_patient(address: str) -> bool:
+    return address.lower().endswith("@" + PATIENT_DOMAIN)

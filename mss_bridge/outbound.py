@@ -176,6 +176,7 @@ class MssSendWorker:
                 sender=str(self.compose_config.sender),
                 recipient=str(mail.recipient),
                 envelope_id=mail.envelope_id,
+                notify_success=mail.delivery_receipt,
             )
         except SmtpTransient as exc:
             self.attempts[request["request_id"]] = attempt

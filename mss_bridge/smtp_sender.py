@@ -130,6 +130,7 @@ class SmtpSender:
         recipient: str,
         envelope_id: str | None = None,
         request_dsn: bool = True,
+        notify_success: bool = True,
     ) -> Sent:
         """Send ``message`` to one recipient; retry transient failures, raise on the rest."""
         domain = recipient.rpartition("@")[2].lower()
@@ -145,6 +146,7 @@ class SmtpSender:
                     recipient=recipient,
                     envelope_id=envelope_id,
                     request_dsn=request_dsn,
+                    notify_success=notify_success,
                 )
             except SmtpTransient as exc:
                 MAILS_FAILED.labels(domain, "transient").inc()
@@ -180,6 +182,7 @@ class SmtpSender:
         recipient: str,
         envelope_id: str | None,
         request_dsn: bool,
+        notify_success: bool,
     ) -> str:
         pool = self._pools.setdefault(server, _Pool(self.config.pool_size))
         async with pool.slots:
@@ -191,7 +194,8 @@ class SmtpSender:
                     mail_options.append("RET=HDRS")
                     if envelope_id:
                         mail_options.append(f"ENVID={_xtext(envelope_id)}")
-                    rcpt_options += ["NOTIFY=SUCCESS,FAILURE,DELAY", f"ORCPT=rfc822;{recipient}"]
+                    notify = "SUCCESS,FAILURE,DELAY" if notify_success else "FAILURE,DELAY"
+                    rcpt_options += [f"NOTIFY={notify}", f"ORCPT=rfc822;{recipient}"]
                 _errors, reply = await client.send_message(
                     message,
                     sender=sender,
@@ -234,6 +238,8 @@ class SmtpSender:
             raise _translate(exc, server) from None
         except (OSError, ssl.SSLError) as exc:
             client.close()
+            if _certificate_failure(exc):
+                raise _tls_refused(server) from None
             raise SmtpTransient(
                 f"SMTP {server}: cannot connect ({type(exc).__name__})",
                 reason_code="smtp-connection",
@@ -278,11 +284,27 @@ def _translate(exc: aiosmtplib.SMTPException, server: SmtpServer) -> SmtpError:
         return SmtpTransient(text, code=code, enhanced=enhanced)
     if isinstance(exc, aiosmtplib.SMTPTimeoutError):
         return SmtpTransient(f"SMTP {server}: timed out", reason_code="smtp-timeout")
-    if isinstance(exc, aiosmtplib.SMTPConnectError) and isinstance(
-        exc.__cause__ or exc.__context__, ssl.SSLCertVerificationError
-    ):
-        return SmtpTransient(
-            f"SMTP {server}: the server certificate does not verify against RELAIS_MSS_CA_FILE",
-            reason_code="smtp-tls",
-        )
+    if _certificate_failure(exc):
+        return _tls_refused(server)
     return SmtpTransient(f"SMTP {server}: {type(exc).__name__}", reason_code="smtp-connection")
+
+
+def _certificate_failure(exc: BaseException) -> bool:
+    """Whether the server's certificate failed verification, anywhere in the chain."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
+            seen
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _tls_refused(server: SmtpServer) -> SmtpTransient:
+    return SmtpTransient(
+        f"SMTP {server}: the server certificate does not verify against RELAIS_MSS_CA_FILE",
+        reason_code="smtp-tls",
+    )

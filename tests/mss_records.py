@@ -33,6 +33,7 @@ def mss_request(
     event_id: str | None = None,
     control_id: str = "MSG-0001",
     recipient_plain: bytes | None = None,
+    flags: dict[str, bool] | None = None,
 ) -> Record:
     """A ``DeliveryRequest`` to MSSANTE for ``cda`` (the lab report by default)."""
     content = cda if cda is not None else sample_cda()
@@ -59,7 +60,9 @@ def mss_request(
     plain = recipient_plain if recipient_plain is not None else recipient.encode()
     return {
         "event_id": event,
-        "request_id": hashlib.sha256(f"{unique_id}|SUBMIT|MSSANTE|{recipient}".encode()).hexdigest()[:32],
+        "request_id": hashlib.sha256(
+            f"{unique_id}|SUBMIT|MSSANTE|{recipient}".encode()
+        ).hexdigest()[:32],
         "destination": "MSSANTE",
         "requested_at": NOW,
         "submitted_at": NOW,
@@ -69,4 +72,5 @@ def mss_request(
         "document": submitted["document"],
         "recipient": seal(keyring, plain, event_id=event, purpose="recipient").to_record(),
         "release": None,
+        "flags": dict(flags or {}),
     }

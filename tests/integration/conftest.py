@@ -19,3 +19,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
         work, prefix=f"t{uuid.uuid4().hex[:8]}", cda_xsd_dir=shared("cda-xsd")
     ) as local:
         yield local
+
+
+# mss_bridge: real Dovecot + Postfix and a broker of its own (session fixtures).
+from tests.integration.mail_servers import mail_servers, mss_broker  # noqa: E402, F401

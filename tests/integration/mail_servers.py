@@ -33,16 +33,22 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from aioimaplib import IMAP4_SSL
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from relais.broker import LocalBroker
+from relais.contracts import Codec, Record
+from relais.topic_admin import ensure_topics
 
 DOMAINS = ("ch-relais.mssante.fr", "medecin.mssante.fr", "patient.mssante.fr")
 RELAIS = "relais@ch-relais.mssante.fr"  # Relais's application mailbox (BAL applicative)
@@ -342,8 +348,8 @@ alias_database =
 mynetworks = 127.0.0.0/8
 relay_domains = {domains}
 transport_maps = inline:{{ {transports} }}
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtpd_recipient_restrictions = check_recipient_access inline:{{ {{ {busy} = 450 4.2.1 Mailbox busy, try again later }} }}, permit_mynetworks, reject_unauth_destination
+smtpd_relay_restrictions = reject_unauth_destination
+smtpd_recipient_restrictions = check_recipient_access inline:{{ {{ {busy} = 450 4.2.1 Mailbox busy, try again later }} }}, reject_unauth_destination
 smtpd_tls_cert_file = {p}/conf/server.pem
 smtpd_tls_key_file = {p}/conf/server.key
 smtpd_tls_CAfile = {p}/conf/ca.pem
@@ -495,3 +501,61 @@ def mail_servers() -> Iterator[MailServers]:
     finally:
         stop_servers(servers)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# The bus ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def mss_broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A tansu broker of the mss tests' own (bootstrap address); topics per test prefix."""
+    log_path = Path(tmp_path_factory.mktemp("mss-broker")) / "tansu.log"
+    async with LocalBroker(listen=f"127.0.0.1:{free_port()}", log_path=log_path) as broker:
+        yield broker.bootstrap
+
+
+async def new_topics(bootstrap: str) -> str:
+    """A fresh topic prefix with every topic created."""
+    prefix = f"m{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, prefix)
+    return prefix
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=b"k")
+    finally:
+        await producer.stop()
+
+
+async def read_records(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Record]], bool],
+    timeout_s: float = 30.0,
+) -> list[Record]:
+    """Decode ``topic`` from the start until ``until(records)`` holds (or the timeout)."""
+    codec = Codec()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=16 << 20,
+    )
+    records: list[Record] = []
+    await consumer.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not until(records):
+            batches = await consumer.getmany(timeout_ms=300)
+            for batch in batches.values():
+                records += [codec.decode(m.value)[1] for m in batch]
+    finally:
+        await consumer.stop()
+    return records
