@@ -255,9 +255,9 @@ class DmpSink:
             )
         attempt = max(self.attempts.get(rid, 0), entry.attempt if entry else 0) + 1
         try:
-            if step is Step.RECONCILE and await self.client.holds(
-                submission.unique_id, submission.patient_id
-            ):
+            # the registry knows the XDS uniqueId (root^extension), not Relais's id
+            xds_id = submission.metadata.unique_id if submission.metadata else submission.unique_id
+            if step is Step.RECONCILE and await self.client.holds(xds_id, submission.patient_id):
                 await self.ledger.write(partition, done(rid, "DELIVERED", None, attempt))
                 self._settle(request)
                 detail = "reconciled: the DMP already held it after an unanswered send"
