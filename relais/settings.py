@@ -57,6 +57,13 @@ RELAIS_MSS_IMAP_USER           IMAP login of Relais's mailbox              (none
 RELAIS_MSS_IMAP_PASSWORD       its password                                (none)
 RELAIS_MSS_MAILBOXES           folders watched, comma-separated            INBOX
 RELAIS_MSS_POLL_S              polling period when IDLE is unavailable     30
+RELAIS_NOTIFY_PREFERENCES      patients' channels (JSON, by patient_key)   (none: MSSanté mailbox)
+RELAIS_NOTIFY_EMAIL_SMTP       e-mail relay ``host:port[/implicit]``       127.0.0.1:587
+RELAIS_NOTIFY_EMAIL_FROM       From of e-mail notifications                noreply@relais.localhost
+RELAIS_NOTIFY_CA_FILE          CAs of the e-mail relay and SMS gateway     (system trust store)
+RELAIS_NOTIFY_SMS_URL          SMS gateway webhook (POST JSON)             http://127.0.0.1:39126/
+RELAIS_NOTIFY_RATE_LIMIT       notifications per patient per window        3
+RELAIS_NOTIFY_RATE_WINDOW_S    the rate limit's sliding window, seconds    86400
 =============================  ==========================================  ========================
 
 RELAIS_DMP_URL defaults to https://127.0.0.1:39180/repository, where ``relais sandbox dmp``
@@ -130,6 +137,13 @@ class Settings:
     mss_imap_password: str = field(default="", repr=False)  # secret: never printed
     mss_mailboxes: tuple[str, ...] = ("INBOX",)
     mss_poll_s: float = 30.0
+    notify_preferences: Path | None = None
+    notify_email_smtp: str = "127.0.0.1:587"
+    notify_email_from: str = "noreply@relais.localhost"
+    notify_ca_file: Path | None = None
+    notify_sms_url: str = "http://127.0.0.1:39126/"
+    notify_rate_limit: int = 3
+    notify_rate_window_s: float = 86400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -168,6 +182,13 @@ class Settings:
             raise SettingsError(
                 f"RELAIS_MSS_SMTP_TLS={mss_tls!r}: expected 'starttls' or 'implicit'"
             )
+
+        rate_limit = int(number("RELAIS_NOTIFY_RATE_LIMIT", d.notify_rate_limit, int))
+        if rate_limit < 1:
+            raise SettingsError(f"RELAIS_NOTIFY_RATE_LIMIT={rate_limit}: allow at least 1")
+        window = number("RELAIS_NOTIFY_RATE_WINDOW_S", d.notify_rate_window_s, float)
+        if not (math.isfinite(window) and window > 0):
+            raise SettingsError(f"RELAIS_NOTIFY_RATE_WINDOW_S={window}: give seconds above 0")
 
         def flag(name: str, default: bool) -> bool:
             raw = e.get(name, "").strip().lower()
@@ -232,4 +253,11 @@ class Settings:
             mss_imap_password=e.get("RELAIS_MSS_IMAP_PASSWORD", "").strip(),
             mss_mailboxes=names("RELAIS_MSS_MAILBOXES", d.mss_mailboxes),
             mss_poll_s=number("RELAIS_MSS_POLL_S", d.mss_poll_s, float),
+            notify_preferences=path("RELAIS_NOTIFY_PREFERENCES"),
+            notify_email_smtp=text("RELAIS_NOTIFY_EMAIL_SMTP", d.notify_email_smtp),
+            notify_email_from=text("RELAIS_NOTIFY_EMAIL_FROM", d.notify_email_from),
+            notify_ca_file=path("RELAIS_NOTIFY_CA_FILE"),
+            notify_sms_url=text("RELAIS_NOTIFY_SMS_URL", d.notify_sms_url),
+            notify_rate_limit=rate_limit,
+            notify_rate_window_s=window,
         )

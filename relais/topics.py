@@ -61,6 +61,14 @@ BUSINESS_ACKS: Final = TopicSpec(
 )
 DEADLETTER: Final = TopicSpec("deadletter.v1", 4, "records a stage could not process", _KEEP)
 AUDIT: Final = TopicSpec("audit.v1", 4, "who/what/when for every document", _KEEP)
+# The notifier's ledger: one entry per notification request, keyed by request id, in the
+# same partition number as the request (so as many partitions as DELIVERY_NOTIFY).
+NOTIFY_LEDGER: Final = TopicSpec(
+    "notify.ledger.v1",
+    DELIVERY_NOTIFY.partitions,
+    "patient notifications: scheduled, sent, cancelled (compacted, by request id)",
+    {"cleanup.policy": "compact", "retention.ms": _MONTH_MS, "max.message.bytes": str(1 << 20)},
+)
 
 ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     SUBMITTED,
@@ -78,4 +86,5 @@ ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     BUSINESS_ACKS,
     DEADLETTER,
     AUDIT,
+    NOTIFY_LEDGER,
 )

@@ -68,6 +68,13 @@ VARIABLES = (
     "RELAIS_MSS_IMAP_PASSWORD",
     "RELAIS_MSS_MAILBOXES",
     "RELAIS_MSS_POLL_S",
+    "RELAIS_NOTIFY_PREFERENCES",
+    "RELAIS_NOTIFY_EMAIL_SMTP",
+    "RELAIS_NOTIFY_EMAIL_FROM",
+    "RELAIS_NOTIFY_CA_FILE",
+    "RELAIS_NOTIFY_SMS_URL",
+    "RELAIS_NOTIFY_RATE_LIMIT",
+    "RELAIS_NOTIFY_RATE_WINDOW_S",
 )
 
 
@@ -149,6 +156,13 @@ def test_every_variable_is_read() -> None:
         "RELAIS_MSS_IMAP_PASSWORD": "pw2",
         "RELAIS_MSS_MAILBOXES": "INBOX, Urgent",
         "RELAIS_MSS_POLL_S": "5",
+        "RELAIS_NOTIFY_PREFERENCES": "/etc/relais/notify-preferences.json",
+        "RELAIS_NOTIFY_EMAIL_SMTP": "smtp.example.org:465/implicit",
+        "RELAIS_NOTIFY_EMAIL_FROM": "ne-pas-repondre@chu-x.fr",
+        "RELAIS_NOTIFY_CA_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "RELAIS_NOTIFY_SMS_URL": "https://sms.example/v1/messages",
+        "RELAIS_NOTIFY_RATE_LIMIT": "5",
+        "RELAIS_NOTIFY_RATE_WINDOW_S": "3600",
     }
     documented = set(re.findall(r"^(RELAIS_[A-Z_]+)\s", settings_module.__doc__ or "", re.M))
     assert set(env) == documented == {*VARIABLES, "RELAIS_KEYRING"}
@@ -203,6 +217,13 @@ def test_every_variable_is_read() -> None:
         mss_imap_password="pw2",
         mss_mailboxes=("INBOX", "Urgent"),
         mss_poll_s=5.0,
+        notify_preferences=Path("/etc/relais/notify-preferences.json"),
+        notify_email_smtp="smtp.example.org:465/implicit",
+        notify_email_from="ne-pas-repondre@chu-x.fr",
+        notify_ca_file=Path("/etc/ssl/certs/ca-certificates.crt"),
+        notify_sms_url="https://sms.example/v1/messages",
+        notify_rate_limit=5,
+        notify_rate_window_s=3600.0,
     )
 
 
@@ -245,6 +266,9 @@ def test_a_bad_broker_kind_is_refused(kind: str) -> None:
         ("RELAIS_SESSION_TIMEOUT_S", "-6"),
         ("RELAIS_SESSION_TIMEOUT_S", "nan"),
         ("RELAIS_SESSION_TIMEOUT_S", "inf"),
+        ("RELAIS_NOTIFY_RATE_LIMIT", "0"),
+        ("RELAIS_NOTIFY_RATE_WINDOW_S", "0"),
+        ("RELAIS_NOTIFY_RATE_WINDOW_S", "inf"),
     ],
 )
 def test_an_unusable_number_names_its_variable(name: str, value: str) -> None:
