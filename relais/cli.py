@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from mss_bridge.cli import mss
 from relais.cli_context import settings_of as _settings
 from relais.cli_documents import catalogue, explain_cmd, mllp, publish
 from relais.settings import Settings, SettingsError
@@ -302,6 +303,7 @@ main.add_command(publish)
 main.add_command(mllp)
 main.add_command(catalogue)
 main.add_command(explain_cmd)
+main.add_command(mss)
 
 if __name__ == "__main__":
     main()

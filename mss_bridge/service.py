@@ -1,0 +1,64 @@
+"""The long-running mss_bridge processes, wired from :class:`Settings` (async shells)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from aiokafka import AIOKafkaProducer
+
+from mss_bridge.addresses import parse_address
+from mss_bridge.config import compose_config, imap_config, smtp_config
+from mss_bridge.imap_watcher import MailboxWatcher
+from mss_bridge.inbound_worker import InboundSetup, MailboxWorker
+from mss_bridge.outbound import MssSendWorker
+from mss_bridge.smtp_sender import SmtpSender
+from relais import __version__
+from relais.keyring import Keyring
+from relais.settings import Settings
+from relais.signals import stop_on_signals
+
+
+async def run_send_worker(settings: Settings, keyring: Keyring) -> None:
+    """Mail MSSanté delivery requests until SIGINT/SIGTERM."""
+    stop = stop_on_signals()
+    sender = SmtpSender(smtp_config(settings))
+    worker = MssSendWorker(
+        bootstrap=settings.bootstrap_servers,
+        prefix=settings.topic_prefix,
+        keyring=keyring,
+        sender=sender,
+        compose_config=compose_config(settings),
+        session_timeout_s=settings.session_timeout_s,
+    )
+    try:
+        await worker.run(stop)
+    finally:
+        await sender.close()
+
+
+async def run_watch(settings: Settings, keyring: Keyring) -> None:
+    """Watch RELAIS_MSS_MAILBOXES of Relais's mailbox until SIGINT/SIGTERM."""
+    stop = stop_on_signals()
+    config = imap_config(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", max_request_size=16 << 20
+    )
+    sender = SmtpSender(smtp_config(settings))
+    await producer.start()
+    try:
+        worker = MailboxWorker(
+            producer=producer,
+            prefix=settings.topic_prefix,
+            keyring=keyring,
+            sender=sender,
+            setup=InboundSetup(
+                mailbox=parse_address(settings.mss_sender, ()),
+                reporting_ua=f"{socket.gethostname()}; Relais {__version__}",
+            ),
+        )
+        watchers = [MailboxWatcher(config, folder, worker) for folder in config.folders]
+        await asyncio.gather(*(w.run(stop) for w in watchers))
+    finally:
+        await sender.close()
+        await producer.stop()
