@@ -98,6 +98,11 @@ class LedgerStore:
         )
         self.entries.setdefault(partition, {})[entry.request_id] = entry
 
+    async def ensure(self, partition: int) -> None:
+        """Restore ``partition`` unless it is already known (call before reading its entries)."""
+        if partition not in self.entries:
+            await self.restore([partition])
+
     def forget(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
             self.entries.pop(partition, None)

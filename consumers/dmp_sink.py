@@ -239,6 +239,7 @@ class DmpSink:
             failure = failure_of(exc)
             return [self._dead_letter(failure, origin, message)]
         rid, partition = request["request_id"], message.partition
+        await self.ledger.ensure(partition)
         entry = self.ledger.get(partition, rid)
         step = next_step(entry)
         if entry is not None and step is Step.ALREADY_DONE:
@@ -348,7 +349,11 @@ class DmpSink:
 
 
 class _Restore(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Restore the ledger of the partitions given to this sink before it reads them."""
+    """Forget the ledger of partitions that move: the next request restores it from the topic.
+
+    (aiokafka may hand out records of a new assignment before this listener has
+    finished, so the restore happens on first use, in :meth:`LedgerStore.ensure`.)
+    """
 
     def __init__(self, ledger: LedgerStore) -> None:
         self.ledger = ledger
@@ -357,7 +362,7 @@ class _Restore(ConsumerRebalanceListener):  # type: ignore[misc]
         self.ledger.forget(tp.partition for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.ledger.restore(tp.partition for tp in assigned)
+        self.ledger.forget(tp.partition for tp in assigned)
 
 
 def _now() -> datetime:
