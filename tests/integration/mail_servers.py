@@ -53,10 +53,20 @@ from relais.topic_admin import ensure_topics
 DOMAINS = ("ch-relais.mssante.fr", "medecin.mssante.fr", "patient.mssante.fr")
 RELAIS = "relais@ch-relais.mssante.fr"  # Relais's application mailbox (BAL applicative)
 DOCTOR = "dr.martin@medecin.mssante.fr"
+OUTBOX = "outbox@ch-relais.mssante.fr"  # the sender of the outbound tests (their DSNs land there)
+DURAND = "dr.durand@medecin.mssante.fr"  # the inbound tests' doctor, a mailbox of their own
 PATIENT = "279035121518989@patient.mssante.fr"
 BUSY = "busy.doctor@medecin.mssante.fr"  # 450 at RCPT: transient
 PASSWORD = "secret-test-password"
-USERS = ("relais", "dr.martin", "279035121518989", "busy.doctor", "secretariat")
+USERS = (
+    "relais",
+    "outbox",
+    "dr.martin",
+    "dr.durand",
+    "279035121518989",
+    "busy.doctor",
+    "secretariat",
+)
 PACKAGES = ("dovecot-imapd", "dovecot-lmtpd", "postfix")
 
 

@@ -30,7 +30,9 @@ from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
 from relais.topics import BUSINESS_ACKS, DEADLETTER, DELIVERY_STATUS, MSSANTE_INBOUND
 from tests.integration.mail_servers import (
-    DOCTOR,
+    DURAND as DOCTOR,
+)
+from tests.integration.mail_servers import (
     PASSWORD,
     RELAIS,
     MailServers,
@@ -141,7 +143,7 @@ async def test_acknowledgements_documents_and_bad_mail_in_relais_mailbox(
                 envelope_id=mail.envelope_id,
             )
         # 2. The doctor's software answers Relais's mail with an MDN "processed".
-        [received] = await mail_servers.wait_for_mail("dr.martin")
+        [received] = await mail_servers.wait_for_mail("dr.durand")
         mdn = build_mdn(
             MdnRequest(
                 parse(received), parse_address(DOCTOR), "cabinet; LGC 1.0", datetime.now(UTC)
@@ -159,8 +161,15 @@ async def test_acknowledgements_documents_and_bad_mail_in_relais_mailbox(
             tampered(document_mail), sender=DOCTOR, recipient=RELAIS, request_dsn=False
         )
 
+        wanted = {
+            (to_ghost["event_id"], "DSN 5.1.1"),
+            (to_doctor["event_id"], "DSN 2.0.0"),
+            (to_doctor["event_id"], "MDN processed"),
+        }
         statuses = await read_records(
-            mss_broker, DELIVERY_STATUS.name(prefix), until=lambda r: len(r) >= 3
+            mss_broker,
+            DELIVERY_STATUS.name(prefix),
+            until=lambda r, w=wanted: w <= {(s["event_id"], s["code"]) for s in r},
         )
         acks = await read_records(
             mss_broker, BUSINESS_ACKS.name(prefix), until=lambda r: len(r) >= 3
@@ -169,7 +178,7 @@ async def test_acknowledgements_documents_and_bad_mail_in_relais_mailbox(
             mss_broker, MSSANTE_INBOUND.name(prefix), until=lambda r: len(r) >= 1
         )
         dead = await read_records(mss_broker, DEADLETTER.name(prefix), until=lambda r: len(r) >= 1)
-        doctor_mail = await mail_servers.wait_for_mail("dr.martin", 3)
+        doctor_mail = await mail_servers.wait_for_mail("dr.durand", 3)
 
     # Acknowledgements became statuses of the right deliveries.
     by_code = {(s["event_id"], s["code"]): s for s in statuses}

@@ -33,11 +33,13 @@ from tests.integration.mail_servers import (
     BUSY,
     DOCTOR,
     PATIENT,
-    RELAIS,
     MailServers,
     new_topics,
     produce,
     read_records,
+)
+from tests.integration.mail_servers import (
+    OUTBOX as RELAIS,
 )
 from tests.mss_records import LETTER_CDA, mss_request, sample_cda
 
@@ -92,6 +94,18 @@ def parse(raw: bytes) -> EmailMessage:
     return message
 
 
+async def mail_of(servers: MailServers, user: str, event_id: str) -> EmailMessage:
+    """The mail in ``user``'s inbox that carries ``event_id`` (other tests write there too)."""
+    for _ in range(50):
+        for raw in await servers.fetch_all(user):
+            message = parse(raw)
+            ref = read_message_id(message["Message-ID"])
+            if ref is not None and ref.event_id == event_id:
+                return message
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no mail for event {event_id} in {user}'s mailbox")
+
+
 def attachments(message: EmailMessage) -> dict[str, bytes]:
     return {part.get_filename() or "": part.get_content() for part in message.iter_attachments()}
 
@@ -126,8 +140,7 @@ async def test_documents_reach_the_patient_and_the_doctor_as_mssante_mail(
     assert [d["reason_code"] for d in dead] == ["undecodable-record"]
 
     # The patient's Mon espace santé mailbox, read with the test's own IMAP client.
-    [raw] = await mail_servers.wait_for_mail("279035121518989")
-    mail = parse(raw)
+    mail = await mail_of(mail_servers, "279035121518989", to_patient["event_id"])
     assert mail["Subject"] == "XDM/1.0/DDM+CR d'examens biologiques PAT-TROIS DOMINIQUE 28/03/1979"
     assert mail["From"] == RELAIS
     assert mail["To"] == PATIENT
@@ -153,8 +166,7 @@ async def test_documents_reach_the_patient_and_the_doctor_as_mssante_mail(
     assert files["DOCUMENT.PDF"].startswith(b"%PDF-")
 
     # The doctor's mailbox: the letter, no PDF copy (it has none), no X-MSS-MES.
-    [raw] = await mail_servers.wait_for_mail("dr.martin")
-    mail = parse(raw)
+    mail = await mail_of(mail_servers, "dr.martin", to_doctor["event_id"])
     assert mail["X-MSS-CODECDA"] == "11490-0"
     assert mail["X-MSS-MES"] is None
     assert set(attachments(mail)) == {"IHE_XDM.ZIP"}
