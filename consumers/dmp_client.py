@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 from lxml import etree
 
-from consumers import iti18, iti41
+from consumers import iti18, iti41, iti62
 from consumers.dmp_submission import Answer, DmpRejected, DmpUnavailable, Submission, read_answer
 from consumers.vihf import Role, SigningKey, VihfIdentity, signed_vihf
 from relais import __version__
@@ -160,18 +160,21 @@ class DmpClient:
         base, _, last = self.config.endpoint.rstrip("/").rpartition("/")
         return f"{base}/registry" if last == "repository" else f"{self.config.endpoint}/registry"
 
-    def query(self, unique_id: str, patient_id: str, now: datetime) -> bytes:
-        """The ITI-18 GetDocuments request for ``unique_id``, VIHF signed."""
+    def _security(self, patient_id: str, now: datetime) -> etree._Element:
+        """``wsse:Security`` holding a VIHF signed for ``patient_id``."""
         config = self.config
         vihf = signed_vihf(config.identity, patient_id, config.signing, now=now)
         security = etree.Element(f"{{{iti41.WSSE}}}Security", nsmap={"wsse": iti41.WSSE})
         security.append(vihf)
-        return iti18.get_documents((unique_id,), to=self.registry_endpoint, security=security)
+        return security
 
-    async def holds(self, unique_id: str, patient_id: str) -> bool:
-        """Whether the DMP already holds ``unique_id`` (ITI-18): the reconcile before a resend."""
-        body = await asyncio.to_thread(self.query, unique_id, patient_id, datetime.now(UTC))
-        headers = {"Content-Type": iti18.CONTENT_TYPE}
+    def query(self, unique_ids: tuple[str, ...], patient_id: str, now: datetime) -> bytes:
+        """The ITI-18 GetDocuments request for ``unique_ids``, VIHF signed."""
+        security = self._security(patient_id, now)
+        return iti18.get_documents(unique_ids, to=self.registry_endpoint, security=security)
+
+    async def _registry(self, body: bytes, content_type: str) -> tuple[int, bytes]:
+        headers = {"Content-Type": content_type}
         try:
             async with self._session.post(self.registry_endpoint, data=body, headers=headers) as r:
                 answer = await r.read()
@@ -181,6 +184,14 @@ class DmpClient:
             raise DmpUnavailable(reason, code="Unreachable") from None
         if status >= 500 or status in {408, 429}:
             raise DmpUnavailable(f"DMP registry answered HTTP {status}", code=f"HTTP{status}")
+        return status, answer
+
+    async def find(self, unique_ids: tuple[str, ...], patient_id: str) -> tuple[str, ...]:
+        """The entryUUIDs of the documents the DMP holds among ``unique_ids`` (ITI-18)."""
+        body = await asyncio.to_thread(self.query, unique_ids, patient_id, datetime.now(UTC))
+        status, answer = await self._registry(body, iti18.CONTENT_TYPE)
+        if status >= 400:  # a SOAP Fault: refused (Sender) or unavailable (Receiver)
+            read_answer(status, "application/soap+xml", answer)
         try:
             found = iti18.read_answer(answer)
         except iti18.Iti18Error as exc:
@@ -189,7 +200,18 @@ class DmpClient:
             raise DmpUnavailable(
                 "the registry query failed: " + ", ".join(found.errors), code="QueryFailed"
             )
-        return bool(found.entry_uuids)
+        return found.entry_uuids
+
+    async def holds(self, unique_id: str, patient_id: str) -> bool:
+        """Whether the DMP already holds ``unique_id``: the reconcile before a resend."""
+        return bool(await self.find((unique_id,), patient_id))
+
+    async def delete(self, entry_uuids: tuple[str, ...], patient_id: str) -> Answer:
+        """Remove documents from the DMP (ITI-62 Delete Document Set)."""
+        security = await asyncio.to_thread(self._security, patient_id, datetime.now(UTC))
+        body = iti62.delete_document_set(entry_uuids, to=self.registry_endpoint, security=security)
+        status, answer = await self._registry(body, iti62.CONTENT_TYPE)
+        return read_answer(status, "application/soap+xml", answer)
 
     async def close(self) -> None:
         await self._session.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from consumers.business_ack import asked, business_ack
-from consumers.delivery_ledger import LedgerStore, Step, done, next_step, sending
+from consumers.delivery_ledger import Entry, LedgerStore, Step, done, next_step, sending
 from consumers.dmp_client import DmpClient, DmpConfig
 from consumers.dmp_submission import (
     DmpRejected,
@@ -56,6 +57,7 @@ from streams.stage import failure_of
 
 log = logging.getLogger(__name__)
 STAGE = "dmp-sink"
+_OID_OR_UUID = re.compile(r"^(?:[0-2](?:\.(?:0|[1-9]\d*))+|[0-9A-Fa-f-]{36})$")
 
 
 def submission_of(request: Record, keyring: Keyring, now: datetime | None = None) -> Submission:
@@ -76,6 +78,14 @@ def submission_of(request: Record, keyring: Keyring, now: datetime | None = None
         ),
         parent_unique_id=document["parent_unique_id"] if document["action"] == "REPLACE" else None,
     )
+
+
+def xds_ids(unique_id: str) -> tuple[str, ...]:
+    """The XDS uniqueIds a document id may be filed under: itself, and ``root^extension``."""
+    if _OID_OR_UUID.match(unique_id) or "." not in unique_id:
+        return (unique_id,)
+    root, extension = unique_id.rsplit(".", 1)
+    return (unique_id, f"{root}^{extension}")
 
 
 def visibility_flags(release: Record | None, now: datetime) -> dict[str, bool]:
@@ -234,15 +244,17 @@ class DmpSink:
                 offset=message.offset,
             )
             origin = Origin(topic, message.partition, message.offset, request["event_id"])
-            submission = submission_of(request, self.keyring, _now())
+            deletion = request["document"]["action"] == "DELETE"
+            submission = None if deletion else submission_of(request, self.keyring, _now())
+            traits = open_traits(request, self.keyring)
+            patient_id = patient_cx(str(traits["ins"]), str(traits["ins_oid"]))
         except Exception as exc:  # any unreadable request is dead-lettered, never a crash
             failure = failure_of(exc)
             return [self._dead_letter(failure, origin, message)]
-        rid, partition = request["request_id"], message.partition
+        partition = message.partition
         await self.ledger.ensure(partition)
-        entry = self.ledger.get(partition, rid)
-        step = next_step(entry)
-        if entry is not None and step is Step.ALREADY_DONE:
+        entry = self.ledger.get(partition, request["request_id"])
+        if entry is not None and next_step(entry) is Step.ALREADY_DONE:
             detail = "already done (delivery ledger): not sent again"
             return self._final(
                 request,
@@ -254,47 +266,88 @@ class DmpSink:
                 detail=detail,
                 count=False,
             )
+        if submission is None:
+            return await self._delete(request, patient_id, entry, origin, message)
+        return await self._file(request, submission, entry, origin, message)
+
+    async def _file(
+        self,
+        request: Record,
+        submission: Submission,
+        entry: Entry | None,
+        origin: Origin,
+        message: Any,
+    ) -> list[tuple[str, bytes]] | None:
+        """File (ITI-41), reconciling first (ITI-18) when an earlier send went unanswered."""
+        rid, partition = request["request_id"], message.partition
         attempt = max(self.attempts.get(rid, 0), entry.attempt if entry else 0) + 1
+        where = {"origin": origin, "message": message, "attempt": attempt}
         try:
             # the registry knows the XDS uniqueId (root^extension), not Relais's id
             xds_id = submission.metadata.unique_id if submission.metadata else submission.unique_id
-            if step is Step.RECONCILE and await self.client.holds(xds_id, submission.patient_id):
+            reconcile = next_step(entry) is Step.RECONCILE
+            if reconcile and await self.client.holds(xds_id, submission.patient_id):
                 await self.ledger.write(partition, done(rid, "DELIVERED", None, attempt))
                 self._settle(request)
                 detail = "reconciled: the DMP already held it after an unanswered send"
-                return self._final(
-                    request,
-                    "DELIVERED",
-                    code=None,
-                    attempt=attempt,
-                    origin=origin,
-                    message=message,
-                    detail=detail,
-                )
+                return self._final(request, "DELIVERED", code=None, detail=detail, **where)
             await self.ledger.write(partition, sending(rid, attempt))
             answer = await self.client.file(submission)
         except DmpUnavailable as exc:
-            self.attempts[rid] = attempt
-            self.deliveries.retrying(rid, request["submitted_at"])
-            log.warning(
-                "DMP unavailable for event %s (attempt %d): %s",
-                request["event_id"],
-                attempt,
-                exc.code,
-            )
+            self._retrying(request, attempt, exc)
             return None
         except DmpRejected as exc:
             await self.ledger.write(partition, done(rid, "REJECTED", exc.code, attempt))
             self._settle(request)
-            return self._final(
-                request, "REJECTED", code=exc.code, attempt=attempt, origin=origin, message=message
-            )
+            return self._final(request, "REJECTED", code=exc.code, **where)
         outcome = "DELIVERED" if answer.status == "success" else "DUPLICATE"
         await self.ledger.write(partition, done(rid, outcome, answer.code, attempt))
         self._settle(request)
-        return self._final(
-            request, outcome, code=answer.code, attempt=attempt, origin=origin, message=message
+        return self._final(request, outcome, code=answer.code, **where)
+
+    def _retrying(self, request: Record, attempt: int, exc: DmpUnavailable) -> None:
+        self.attempts[request["request_id"]] = attempt
+        self.deliveries.retrying(request["request_id"], request["submitted_at"])
+        log.warning(
+            "DMP unavailable for event %s (attempt %d): %s", request["event_id"], attempt, exc.code
         )
+
+    async def _delete(
+        self,
+        request: Record,
+        patient_id: str,
+        entry: Entry | None,
+        origin: Origin,
+        message: Any,
+    ) -> list[tuple[str, bytes]] | None:
+        """Remove the document from the DMP (ITI-18 to find it, ITI-62 to delete it)."""
+        rid, partition = request["request_id"], message.partition
+        attempt = max(self.attempts.get(rid, 0), entry.attempt if entry else 0) + 1
+        where = {"origin": origin, "message": message, "attempt": attempt}
+        try:
+            found = await self.client.find(xds_ids(request["document"]["unique_id"]), patient_id)
+            if not found:
+                self._settle(request)
+                if entry is not None:  # our earlier delete went through, unanswered
+                    await self.ledger.write(partition, done(rid, "DELIVERED", None, attempt))
+                    detail = "reconciled: the DMP no longer holds it after an unanswered delete"
+                    return self._final(request, "DELIVERED", code=None, detail=detail, **where)
+                code = "UnresolvedReferenceException"
+                await self.ledger.write(partition, done(rid, "REJECTED", code, attempt))
+                return self._final(request, "REJECTED", code=code, **where)
+            await self.ledger.write(partition, sending(rid, attempt))
+            answer = await self.client.delete(found, patient_id)
+        except DmpUnavailable as exc:
+            self._retrying(request, attempt, exc)
+            return None
+        except DmpRejected as exc:
+            await self.ledger.write(partition, done(rid, "REJECTED", exc.code, attempt))
+            self._settle(request)
+            return self._final(request, "REJECTED", code=exc.code, **where)
+        await self.ledger.write(partition, done(rid, "DELIVERED", answer.code, attempt))
+        self._settle(request)
+        detail = "deleted from the DMP"
+        return self._final(request, "DELIVERED", code=answer.code, detail=detail, **where)
 
     def _settle(self, request: Record) -> None:
         self.attempts.pop(request["request_id"], None)

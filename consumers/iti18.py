@@ -53,17 +53,18 @@ def _q(ns: str, tag: str) -> str:
     return f"{{{ns}}}{tag}"
 
 
-def _envelope(action: str, message_id: str, to: str, relates_to: str = "") -> etree._Element:
-    envelope = etree.Element(_q(SOAP, "Envelope"), nsmap={"s": SOAP, "a": WSA})
-    header = etree.SubElement(envelope, _q(SOAP, "Header"))
+def envelope(action: str, message_id: str, to: str, relates_to: str = "") -> etree._Element:
+    """A SOAP 1.2 envelope with its WS-Addressing headers and an empty Body."""
+    root = etree.Element(_q(SOAP, "Envelope"), nsmap={"s": SOAP, "a": WSA})
+    header = etree.SubElement(root, _q(SOAP, "Header"))
     etree.SubElement(header, _q(WSA, "Action"), {_q(SOAP, "mustUnderstand"): "1"}).text = action
     etree.SubElement(header, _q(WSA, "MessageID")).text = message_id
     if relates_to:
         etree.SubElement(header, _q(WSA, "RelatesTo")).text = relates_to
     if to:
         etree.SubElement(header, _q(WSA, "To")).text = to
-    etree.SubElement(envelope, _q(SOAP, "Body"))
-    return envelope
+    etree.SubElement(root, _q(SOAP, "Body"))
+    return root
 
 
 def get_documents(
@@ -76,11 +77,11 @@ def get_documents(
     """The SOAP request asking which of ``unique_ids`` the registry holds."""
     if not unique_ids:
         raise Iti18Error("GetDocuments needs at least one uniqueId")
-    envelope = _envelope(ACTION, message_id or f"urn:uuid:{uuid.uuid4()}", to)
+    root = envelope(ACTION, message_id or f"urn:uuid:{uuid.uuid4()}", to)
     if security is not None:
-        envelope[0].append(security)
+        root[0].append(security)
     request = etree.SubElement(
-        envelope[1], _q(QUERY, "AdhocQueryRequest"), nsmap={"query": QUERY, "rim": RIM}
+        root[1], _q(QUERY, "AdhocQueryRequest"), nsmap={"query": QUERY, "rim": RIM}
     )
     etree.SubElement(request, _q(QUERY, "ResponseOption"), returnType="ObjectRef")
     query = etree.SubElement(request, _q(RIM, "AdhocQuery"), id=GET_DOCUMENTS)
@@ -88,7 +89,7 @@ def get_documents(
     values = etree.SubElement(slot, _q(RIM, "ValueList"))
     quoted = ",".join("'" + u.replace("'", "''") + "'" for u in unique_ids)
     etree.SubElement(values, _q(RIM, "Value")).text = f"({quoted})"
-    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
 def _parse(body: bytes) -> etree._Element:
@@ -128,14 +129,14 @@ def _unquote(value: str) -> str:
 
 def query_response(entry_uuids: tuple[str, ...], *, relates_to: str = "") -> bytes:
     """The registry's answer: one ObjectRef per document found."""
-    envelope = _envelope(RESPONSE_ACTION, f"urn:uuid:{uuid.uuid4()}", "", relates_to)
+    root = envelope(RESPONSE_ACTION, f"urn:uuid:{uuid.uuid4()}", "", relates_to)
     response = etree.SubElement(
-        envelope[1], _q(QUERY, "AdhocQueryResponse"), status=SUCCESS, nsmap={"query": QUERY}
+        root[1], _q(QUERY, "AdhocQueryResponse"), status=SUCCESS, nsmap={"query": QUERY}
     )
     found = etree.SubElement(response, _q(RIM, "RegistryObjectList"), nsmap={"rim": RIM})
     for entry in entry_uuids:
         etree.SubElement(found, _q(RIM, "ObjectRef"), id=entry)
-    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
 def read_answer(body: bytes) -> Answer:

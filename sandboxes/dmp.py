@@ -41,7 +41,7 @@ from aiohttp import web
 from cryptography import x509
 from lxml import etree
 
-from consumers import iti18, iti41
+from consumers import iti18, iti41, iti62
 from consumers.iti41 import Metadata, Received, RegistryError, RegistryObject, Scheme, SoapFault
 from consumers.mtom import MtomError
 from consumers.vihf import RESOURCE_ID, SAML, VerifiedVihf, VihfError, verify_vihf
@@ -106,7 +106,7 @@ class Filed:
     submission_set: str  # its uniqueId
     structure_id: str  # Identifiant_Structure of the VIHF
     replaces: str | None = None  # uniqueId of the replaced document
-    status: str = "Approved"  # Approved | Deprecated (replaced)
+    status: str = "Approved"  # Approved | Deprecated (replaced) | Deleted (ITI-62)
 
 
 @dataclass(frozen=True)
@@ -305,6 +305,8 @@ class DmpSandbox:
         self.rejections = 0
         #: ITI-18 stored queries answered (the sink's reconcile before a resend)
         self.queries = 0
+        #: ITI-62 deletions applied, by uniqueId (a deleted document is not found any more)
+        self.deletions: Counter[str] = Counter()
         #: test levers: a DMP that is down (HTTP 503), and answers held after filing (set the
         #: event to let them go) to crash a sink between its send and its commit
         self.unavailable = False
@@ -413,17 +415,7 @@ class DmpSandbox:
             except iti18.Iti18Error as exc:
                 raise Faulted("rim:InvalidRequestException", str(exc)) from None
             relates_to = query.message_id
-            assertion = etree.fromstring(body, safe_parser()).find(
-                f".//{{{iti41.WSSE}}}Security/{{{SAML}}}Assertion"
-            )
-            if assertion is None:
-                raise Faulted("wsse:InvalidSecurity", "no VIHF (saml:Assertion) in wsse:Security")
-            try:
-                vihf = verify_vihf(assertion, self.ca_file, now=datetime.now(UTC))
-            except VihfError as exc:
-                raise Faulted("wsse:FailedAuthentication", exc.reason) from None
-            if client_cert is not None and vihf.certificate.subject != client_cert.subject:
-                raise Faulted("wsse:FailedAuthentication", "VIHF and TLS structures differ")
+            self._authenticated(body, client_cert)
         except Faulted as exc:
             fault = SoapFault("Sender", exc.code, exc.detail)
             return 400, iti41.soap_fault(fault, relates_to=relates_to)
@@ -431,10 +423,57 @@ class DmpSandbox:
         found = tuple(self.filed[uid].entry_uuid for uid in query.unique_ids if uid in self.filed)
         return 200, iti18.query_response(found, relates_to=relates_to)
 
+    def _authenticated(self, body: bytes, client_cert: x509.Certificate | None) -> VerifiedVihf:
+        """The VIHF of a registry request, verified; :class:`Faulted` when it fails."""
+        assertion = etree.fromstring(body, safe_parser()).find(
+            f".//{{{iti41.WSSE}}}Security/{{{SAML}}}Assertion"
+        )
+        if assertion is None:
+            raise Faulted("wsse:InvalidSecurity", "no VIHF (saml:Assertion) in wsse:Security")
+        try:
+            vihf = verify_vihf(assertion, self.ca_file, now=datetime.now(UTC))
+        except VihfError as exc:
+            raise Faulted("wsse:FailedAuthentication", exc.reason) from None
+        if client_cert is not None and vihf.certificate.subject != client_cert.subject:
+            raise Faulted("wsse:FailedAuthentication", "VIHF and TLS structures differ")
+        return vihf
+
+    def delete_document_set(
+        self, body: bytes, *, client_cert: x509.Certificate | None = None
+    ) -> tuple[int, bytes]:
+        """ITI-62: remove the named DocumentEntries (RegistryResponse, or a SOAP Fault)."""
+        relates_to = ""
+        try:
+            try:
+                removal = iti62.read_removal(body)
+            except iti62.Iti62Error as exc:
+                raise Faulted("rim:InvalidRequestException", str(exc)) from None
+            relates_to = removal.message_id
+            vihf = self._authenticated(body, client_cert)
+        except Faulted as exc:
+            fault = SoapFault("Sender", exc.code, exc.detail)
+            return 400, iti41.soap_fault(fault, relates_to=relates_to)
+        targets = [self.by_entry.get(entry) for entry in removal.entry_uuids]
+        held = [self.filed[uid] for uid in targets if uid and uid in self.filed]
+        if len(held) != len(targets) or any(f.status == "Deleted" for f in held):
+            error = RegistryError("UnresolvedReferenceException", "no such document to delete")
+            return 200, iti41.registry_response([error], relates_to=relates_to)
+        if any(f.patient_id != vihf.value(RESOURCE_ID) for f in held):
+            error = RegistryError("XDSPatientIdDoesNotMatch", "the VIHF is for another patient")
+            return 200, iti41.registry_response([error], relates_to=relates_to)
+        for filed in held:
+            self.filed[filed.unique_id] = replace(filed, status="Deleted")
+            self.deletions[filed.unique_id] += 1
+        return 200, iti41.registry_response([], relates_to=relates_to)
+
     async def _stored_query(self, request: web.Request) -> web.Response:
         if self.unavailable:
             raise web.HTTPServiceUnavailable(text="DMP sandbox: down for maintenance")
-        status, answer = self.stored_query(await request.read(), client_cert=_peer(request))
+        body = await request.read()
+        if iti62.action_of(body) == iti62.ACTION:
+            status, answer = self.delete_document_set(body, client_cert=_peer(request))
+        else:
+            status, answer = self.stored_query(body, client_cert=_peer(request))
         return web.Response(
             status=status, body=answer, headers={"Content-Type": "application/soap+xml"}
         )

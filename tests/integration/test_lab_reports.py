@@ -115,3 +115,30 @@ async def test_the_catalogue_report_lists_what_the_traffic_showed(lab_stack: Loc
     assert "(sent g/L, catalogue g/dL)" in traffic
     assert "| CRPX | unmapped |" in traffic
     assert "| TSH1 |" not in traffic  # mapped with the catalogue's unit: nothing to fix
+
+
+async def test_a_deletion_removes_the_current_version_from_the_dmp(lab_stack: LocalStack) -> None:
+    s = lab_stack.settings
+    sandbox = lab_stack.sandbox
+    async with Publisher(
+        bootstrap=s.bootstrap_servers, keyring=lab_stack.keyring, topic_prefix=s.topic_prefix
+    ) as publisher:
+        [first] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 9))
+        landing = await read_landing(
+            s.bootstrap_servers,
+            s.topic_prefix,
+            timeout_s=90,
+            until=lambda lan: first in lan.delivered,
+        )
+        filed_id = landing.delivered[first]["document_unique_id"]
+        assert sandbox.filed[filed_id].status == "Approved"
+        [gone] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 9, status="D"))
+    landing = await read_landing(
+        s.bootstrap_servers, s.topic_prefix, timeout_s=90, until=lambda lan: gone in lan.delivered
+    )
+    status = landing.delivered[gone]
+    assert status["outcome"] == "DELIVERED", status
+    assert status["detail"] == "deleted from the DMP"
+    assert status["document_unique_id"] == filed_id
+    assert sandbox.filed[filed_id].status == "Deleted"
+    assert sandbox.deletions[filed_id] == 1

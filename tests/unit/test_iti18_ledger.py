@@ -1,4 +1,4 @@
-"""ITI-18 GetDocuments by uniqueId, and the delivery ledger's decisions."""
+"""ITI-18 GetDocuments, ITI-62 Delete Document Set, and the delivery ledger's decisions."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers import iti18
+from consumers import iti18, iti62
 from consumers.delivery_ledger import Entry, Step, done, next_step, sending
+from consumers.dmp_sink import xds_ids
 
 
 def test_a_query_reads_back_with_its_ids_and_message_id() -> None:
@@ -64,3 +65,30 @@ def test_ledger_entries_round_trip_and_foreign_values_are_refused() -> None:
     assert Entry.decode(entry.encode()) == entry
     with pytest.raises(ValueError, match="ledger"):
         Entry.decode(b'{"state": "MAYBE"}')
+
+
+def test_a_deletion_names_the_entries_and_reads_back() -> None:
+    body = iti62.delete_document_set(["urn:uuid:a", "urn:uuid:b"], to="x", message_id="urn:m")
+    assert iti62.action_of(body) == iti62.ACTION
+    assert iti62.read_removal(body) == iti62.Removal("urn:m", ("urn:uuid:a", "urn:uuid:b"))
+    with pytest.raises(iti62.Iti62Error, match="at least one"):
+        iti62.delete_document_set([], to="x")
+    query = iti18.get_documents(("1.2",), to="x")
+    assert iti62.action_of(query) == iti18.ACTION
+    with pytest.raises(iti62.Iti62Error, match="Action"):
+        iti62.read_removal(query)
+
+
+@pytest.mark.parametrize(
+    ("unique_id", "candidates"),
+    [
+        ("2.25.1234", ("2.25.1234",)),
+        ("1.2.250.1.213.1.1.9.4242.115022000001", ("1.2.250.1.213.1.1.9.4242.115022000001",)),
+        ("1.2.250.1.9.DOC-7", ("1.2.250.1.9.DOC-7", "1.2.250.1.9^DOC-7")),
+        ("LAB000001.1", ("LAB000001.1", "LAB000001^1")),
+    ],
+)
+def test_a_document_id_is_looked_up_under_its_xds_forms(
+    unique_id: str, candidates: tuple[str, ...]
+) -> None:
+    assert xds_ids(unique_id) == candidates
