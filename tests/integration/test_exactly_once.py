@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from producers.publisher import Publisher
+from relais.contracts import Codec
 from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, sample
 from relais.localstack import LocalStack, read_landing, scrape
+from relais.topics import BUSINESS_ACKS
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +109,47 @@ async def test_a_sink_killed_between_send_and_commit_does_not_file_twice(
     assert sandbox.submissions[unique_id] == 1  # never sent again
     assert sandbox.queries > queries  # the new sink asked the registry first
     assert landing.doubled() == []
+
+
+async def test_the_producer_gets_a_zam_z01_when_it_asked_for_the_dmp_reception(
+    once_stack: LocalStack,
+) -> None:
+    s = once_stack.settings
+    asked = b"OBX|3|CE|ACK_RECEPTION^Accuse de reception^MetaDMPMSS||Y^^expandedYes-NoIndicator||||||F\r"
+    raw = sample(LAB, SARAH_LOU, 33) + asked
+    event_id = await _publish(once_stack, raw)
+    consumer = AIOKafkaConsumer(
+        BUSINESS_ACKS.name(s.topic_prefix),
+        bootstrap_servers=s.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    acks: list[dict[str, object]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any(a["event_id"] == event_id for a in acks) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            acks += [Codec().decode(m.value)[1] for b in batches.values() for m in b]
+    finally:
+        await consumer.stop()
+    [ack] = [a for a in acks if a["event_id"] == event_id]
+    assert (ack["kind"], ack["accepted"], ack["facility"]) == ("Z01", True, "RELAIS-DEMO")
+    message = parse_message_segments(bytes(ack["message"]))  # type: ignore[arg-type]
+    assert message["MSH"][8] == "ZAM^Z01^ZAM_Z01"
+    assert message["OBX"][2].startswith("ACK_RECEPTION_DMP^")
+    assert message["OBX"][3] == ack["original_control_id"] == "DEMO115022000033"
+    assert message["OBX"][4].startswith("Y^")
+    # documents that did not ask get none
+    assert all(a["original_control_id"] != "DEMO115022000031" for a in acks)
+
+
+def parse_message_segments(raw: bytes) -> dict[str, list[str]]:
+    """Fields of the first segment of each kind (MSH-1 is the separator)."""
+    found: dict[str, list[str]] = {}
+    for line in raw.decode().split("\r"):
+        if line:
+            fields = line.split("|")
+            found.setdefault(fields[0], fields[1:] if fields[0] != "MSH" else ["|", *fields[1:]])
+    return found
