@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,13 +34,13 @@ from consumers.dmp_submission import (
     patient_cx,
 )
 from consumers.xds_metadata import document_entry
-from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
 from relais.delivery_metrics import DeliveryMetrics
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
+from relais.partition_retry import PartitionRetry
 from relais.settings import Settings
 from relais.signals import stop_on_signals
 from relais.topics import (
@@ -156,8 +154,7 @@ class DmpSink:
             bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20
         )
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.producer)
-        self.retry_at: dict[TopicPartition, float] = {}
-        self.backoffs: dict[TopicPartition, Iterator[float]] = {}
+        self.retry = PartitionRetry(self.consumer)
         self.attempts: dict[str, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -174,7 +171,7 @@ class DmpSink:
         await self.consumer.start()
         try:
             while not stop.is_set():
-                self._resume_due()
+                self.retry.resume_due()
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=50)
                 for tp, messages in batches.items():
                     for message in messages:
@@ -185,22 +182,6 @@ class DmpSink:
         finally:
             await self.consumer.stop()
             await self.producer.stop()
-
-    def _resume_due(self) -> None:
-        now = time.monotonic()
-        assigned = self.consumer.assignment()
-        for tp, due in list(self.retry_at.items()):
-            if tp not in assigned:
-                del self.retry_at[tp]  # revoked: the new owner retries it
-            elif due <= now:
-                del self.retry_at[tp]
-                self.consumer.resume(tp)
-
-    def _pause(self, tp: TopicPartition, offset: int) -> None:
-        backoff = self.backoffs.setdefault(tp, exponential_backoff())
-        self.consumer.pause(tp)
-        self.consumer.seek(tp, offset)
-        self.retry_at[tp] = time.monotonic() + next(backoff)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:
@@ -215,9 +196,9 @@ class DmpSink:
         with self.metrics.timed():
             outputs = await self._outputs(message)
             if outputs is None:
-                self._pause(tp, message.offset)
+                self.retry.later(tp, message.offset)
                 return False
-            self.backoffs.pop(tp, None)
+            self.retry.succeeded(tp)
             sends = [await self.producer.send(t, key=message.key, value=v) for t, v in outputs]
             await asyncio.gather(*sends)
             for topic, _ in outputs:

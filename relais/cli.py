@@ -168,6 +168,56 @@ def sink() -> None:
     """Run delivery sinks (consumers that file documents at their destination)."""
 
 
+@main.group()
+def acks() -> None:
+    """HL7 business acknowledgements (ZAM^Z01/Z02/Z03) for the producers."""
+
+
+@acks.command("forward")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="seconds to wait for the producer's ACK",
+)
+@click.pass_context
+def acks_forward(ctx: click.Context, timeout_s: float) -> None:
+    """Send ZAM acknowledgements back to the producers' MLLP listeners (RELAIS_ACK_ROUTES:
+    FACILITY=host:port,...) until Ctrl-C / SIGTERM; unroutable or refused ones are
+    dead-lettered, unreachable producers retried with backoff."""
+    from producers.ack_forwarder import AckForwarder
+    from producers.ack_routes import AckRouteError, parse_routes
+    from relais.keyring_source import load_keyring
+    from relais.metrics import serve_metrics
+    from relais.signals import stop_on_signals
+
+    s = _settings(ctx)
+    try:
+        routes = parse_routes(s.ack_routes)
+    except AckRouteError as exc:
+        raise click.ClickException(str(exc)) from None
+    keyring = load_keyring(s)
+    port = serve_metrics(s.metrics_host, s.metrics_port)
+    click.echo(
+        f"ack-forwarder -> {len(routes)} producer(s): metrics on http://{s.metrics_host}:{port}/metrics"
+    )
+
+    async def run() -> None:
+        forwarder = AckForwarder(
+            bootstrap=s.bootstrap_servers,
+            prefix=s.topic_prefix,
+            keyring=keyring,
+            routes=routes,
+            timeout_s=timeout_s,
+            session_timeout_s=s.session_timeout_s,
+        )
+        await forwarder.run(stop_on_signals())
+
+    asyncio.run(run())
+
+
 @sink.command("dmp")
 @click.pass_context
 def sink_dmp(ctx: click.Context) -> None:
@@ -181,6 +231,21 @@ def sink_dmp(ctx: click.Context) -> None:
     port = serve_metrics(s.metrics_host, s.metrics_port)
     click.echo(f"dmp-sink -> {s.dmp_url}: metrics on http://{s.metrics_host}:{port}/metrics")
     asyncio.run(run_dmp_sink(s, keyring))
+
+
+@sink.command("notify")
+@click.pass_context
+def sink_notify(ctx: click.Context) -> None:
+    """Tell patients a document is available (MSSanté, e-mail or SMS) until Ctrl-C / SIGTERM."""
+    from consumers.notify_sink import run_notify_sink
+    from relais.keyring_source import load_keyring
+    from relais.metrics import serve_metrics
+
+    s = _settings(ctx)
+    keyring = load_keyring(s)
+    port = serve_metrics(s.metrics_host, s.metrics_port)
+    click.echo(f"notify-sink: metrics on http://{s.metrics_host}:{port}/metrics")
+    asyncio.run(run_notify_sink(s, keyring))
 
 
 @main.group()

@@ -39,6 +39,8 @@ RELAIS_BROKER_STORAGE          tansu storage engine URL                    memor
 RELAIS_BROKER_KIND             ``tansu`` or ``kafka`` (workarounds on/off) tansu
 RELAIS_SESSION_TIMEOUT_S       consumer-group session timeout              6
 RELAIS_LOG_LEVEL               log level of every process                  info
+RELAIS_ACK_ROUTES              ZAM back to producers: FACILITY=host:port,  (none)
+                               ... (their MLLP listeners)
 RELAIS_MSS_SENDER              Relais's MSSanté mailbox (From of mails)    relais@relais.mssante.fr
 RELAIS_MSS_NIL                 X-MSS-NIL product reference (ECO.2.4.3)     RELAIS-0.1.0
 RELAIS_MSS_DOMAINS             mail domains Relais may write to (a,b)      mssante.fr
@@ -119,6 +121,7 @@ class Settings:
     broker_kind: str = "tansu"
     session_timeout_s: float = 6.0
     log_level: str = "info"
+    ack_routes: str = ""  # FACILITY=host:port,...: where business acks (ZAM) go back to
     mss_sender: str = "relais@relais.mssante.fr"
     mss_nil: str = "RELAIS-0.1.0"
     mss_domains: tuple[str, ...] = ("mssante.fr",)
@@ -235,6 +238,7 @@ class Settings:
             broker_kind=kind,
             session_timeout_s=timeout,
             log_level=text("RELAIS_LOG_LEVEL", d.log_level).lower(),
+            ack_routes=e.get("RELAIS_ACK_ROUTES", "").strip(),
             mss_sender=text("RELAIS_MSS_SENDER", d.mss_sender),
             mss_nil=text("RELAIS_MSS_NIL", d.mss_nil),
             mss_domains=names("RELAIS_MSS_DOMAINS", d.mss_domains),

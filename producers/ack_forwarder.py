@@ -1,0 +1,178 @@
+"""Send business acknowledgements (ZAM) back to the producers over MLLP.
+
+Consumes ``acks.business``; for each ZAM, opens an MLLP connection to the
+producer's interface engine (``RELAIS_ACK_ROUTES``: its MSH-4 facility ->
+host:port), sends the message and waits for the producer's HL7 ACK. AA/CA:
+delivered, the offset is committed. AR, a refused connection or a timeout:
+tried again later with backoff (the partition pauses; others flow). AE, or a
+facility with no route: dead-lettered with the reason, so nothing is dropped
+silently. A ZAM carries codes and ids only, never patient data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from prometheus_client import Counter
+
+from producers.ack_routes import Endpoint, accepted
+from producers.mllp_framing import MllpDecoder, frame
+from relais.contracts import Codec
+from relais.deadletter import Failure, Origin, dead_letter
+from relais.keyring import Keyring
+from relais.metrics import REGISTRY
+from relais.partition_retry import PartitionRetry
+from relais.topics import BUSINESS_ACKS, DEADLETTER
+from streams.stage import failure_of
+
+log = logging.getLogger(__name__)
+STAGE = "ack-forwarder"
+MAX_ANSWER = 1 << 20
+
+FORWARDED = Counter(
+    "relais_business_acks_total",
+    "Business acknowledgements (ZAM) sent back to producers, by kind and outcome "
+    "(delivered, retrying, refused, unrouted).",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+
+
+class Retry(Exception):
+    """The producer could not take the ZAM now; try again later."""
+
+
+async def send_mllp(endpoint: Endpoint, message: bytes, timeout_s: float) -> bytes:
+    """Send one message over MLLP and return the first frame answered."""
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+        try:
+            writer.write(frame(message))
+            await writer.drain()
+            decoder = MllpDecoder(MAX_ANSWER)
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    raise ConnectionError("the producer closed the connection without an ACK")
+                if frames := decoder.feed(data):
+                    return frames[0]
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+class AckForwarder:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        prefix: str,
+        keyring: Keyring,
+        routes: Mapping[str, Endpoint],
+        timeout_s: float = 10.0,
+        session_timeout_s: float = 6.0,
+    ) -> None:
+        self.prefix, self.keyring, self.routes, self.timeout_s = prefix, keyring, routes, timeout_s
+        self.codec = Codec()
+        self.consumer = AIOKafkaConsumer(
+            BUSINESS_ACKS.name(prefix),
+            bootstrap_servers=bootstrap,
+            group_id=f"{prefix}-ack-forwarder",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(session_timeout_s * 1000),
+            heartbeat_interval_ms=1000,
+        )
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self.retry = PartitionRetry(self.consumer)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+        try:
+            while not stop.is_set():
+                self.retry.resume_due()
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=50)
+                for tp, messages in batches.items():
+                    for message in messages:
+                        try:
+                            await self._forward(message)
+                        except Retry as exc:
+                            delay = self.retry.later(tp, message.offset)
+                            log.warning(
+                                "ZAM at %s@%d: %s; retry in %.1f s", tp, message.offset, exc, delay
+                            )
+                            break
+                        self.retry.succeeded(tp)
+                        await self._commit(tp, message.offset + 1)
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        try:
+            await self.consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
+
+    async def _forward(self, message: Any) -> None:
+        topic = BUSINESS_ACKS.name(self.prefix)
+        origin = Origin(topic, message.partition, message.offset)
+        try:
+            _, ack = self.codec.decode(
+                message.value,
+                expected="BusinessAck",
+                topic=topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+        except Exception as exc:  # unreadable: dead-lettered, never a crash
+            await self._dead_letter(failure_of(exc), origin, message)
+            return
+        kind = ack["kind"]
+        origin = Origin(topic, message.partition, message.offset, ack["event_id"])
+        endpoint = self.routes.get(ack["facility"])
+        if endpoint is None:
+            FORWARDED.labels(kind, "unrouted").inc()
+            reason = (
+                f"no MLLP route for facility {ack['facility']}: add it to RELAIS_ACK_ROUTES "
+                "and replay this dead letter"
+            )
+            await self._dead_letter(Failure("no-ack-route", reason), origin, message)
+            return
+        try:
+            answer = await send_mllp(endpoint, bytes(ack["message"]), self.timeout_s)
+        except (OSError, TimeoutError) as exc:
+            FORWARDED.labels(kind, "retrying").inc()
+            raise Retry(f"producer {ack['facility']} unreachable ({type(exc).__name__})") from None
+        taken, code = accepted(answer)
+        if taken:
+            FORWARDED.labels(kind, "delivered").inc()
+            return
+        if code in {"AR", "CR"}:
+            FORWARDED.labels(kind, "retrying").inc()
+            raise Retry(f"producer {ack['facility']} answered {code}")
+        FORWARDED.labels(kind, "refused").inc()
+        reason = f"producer {ack['facility']} refused the ZAM with MSA-1 {code}"
+        await self._dead_letter(Failure("ack-refused", reason), origin, message)
+
+    async def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> None:
+        letter = dead_letter(
+            self.keyring,
+            stage=STAGE,
+            failure=failure,
+            origin=origin,
+            original=message.value or b"",
+            now=datetime.now(UTC),
+        )
+        await self.producer.send_and_wait(
+            DEADLETTER.name(self.prefix),
+            key=message.key,
+            value=self.codec.encode("DeadLetter", letter),
+        )
