@@ -31,7 +31,8 @@ class Producer:
     """A hospital interface engine's MLLP listener: answers each message with the next code."""
 
     def __init__(self, answers: list[str]) -> None:
-        self.answers, self.received = answers, []  # type: list[bytes]
+        self.answers = answers
+        self.received: list[bytes] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder = MllpDecoder(1 << 20)
