@@ -38,6 +38,7 @@ from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
 from relais.delivery_metrics import DeliveryMetrics
 from relais.envelope import Envelope, open_envelope
+from relais.health import READINESS, Flag, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
@@ -156,6 +157,9 @@ class DmpSink:
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.producer)
         self.retry = PartitionRetry(self.consumer)
         self.attempts: dict[str, int] = {}
+        self.dmp_state = Flag(True, "no DMP call yet")
+        READINESS.register("broker", broker_reachable(bootstrap))
+        READINESS.register("dmp", self.dmp_state)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll, file, report, commit, until ``stop``; a DMP outage pauses, never blocks.
@@ -287,6 +291,7 @@ class DmpSink:
         return self._final(request, outcome, code=answer.code, **where)
 
     def _retrying(self, request: Record, attempt: int, exc: DmpUnavailable) -> None:
+        self.dmp_state.set(False, f"DMP unavailable ({exc.code}): deliveries paused, retrying")
         self.attempts[request["request_id"]] = attempt
         self.deliveries.retrying(request["request_id"], request["submitted_at"])
         log.warning(
@@ -331,6 +336,7 @@ class DmpSink:
         return self._final(request, "DELIVERED", code=answer.code, detail=detail, **where)
 
     def _settle(self, request: Record) -> None:
+        self.dmp_state.set(True, "DMP answering")
         self.attempts.pop(request["request_id"], None)
         self.deliveries.settled(request["request_id"])
 

@@ -25,6 +25,7 @@ from producers.ack_routes import Endpoint, accepted
 from producers.mllp_framing import MllpDecoder, frame
 from relais.contracts import Codec
 from relais.deadletter import Failure, Origin, dead_letter
+from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import REGISTRY
 from relais.partition_retry import PartitionRetry
@@ -91,6 +92,7 @@ class AckForwarder:
         )
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
         self.retry = PartitionRetry(self.consumer)
+        READINESS.register("broker", broker_reachable(bootstrap))
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.producer.start()

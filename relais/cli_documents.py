@@ -141,6 +141,7 @@ def mllp(
     from producers.mllp_gateway import GatewayConfig, MllpGateway, server_tls_context
     from producers.mllp_metrics import PrometheusGatewayObserver, PrometheusIngestObserver
     from producers.publisher import Publisher
+    from relais.health import READINESS, broker_reachable
     from relais.keyring_source import load_keyring
     from relais.metrics import serve_metrics
     from relais.signals import stop_on_signals
@@ -166,6 +167,7 @@ def mllp(
             handler = Ingest(publisher, sector=sector, observer=PrometheusIngestObserver())
             gateway = MllpGateway(config, handler, PrometheusGatewayObserver())
             bound = await gateway.start()
+            READINESS.register("broker", broker_reachable(s.bootstrap_servers))
             metrics_port = serve_metrics(s.metrics_host, s.metrics_port)
             click.echo(
                 f"MLLP{'S' if tls else ''} on {host}:{bound} -> {s.bootstrap_servers}; "

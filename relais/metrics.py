@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -52,6 +52,8 @@ STAGE_EVENTS = Counter(
     ["stage", "event"],
     registry=REGISTRY,
 )
+
+
 class StageMetrics:
     """The metrics of one stage, pre-bound to its label."""
 
@@ -87,6 +89,11 @@ class StageMetrics:
 
 
 def serve_metrics(host: str, port: int) -> int:
-    """Serve ``/metrics`` on ``host:port`` (0: a free port); return the port."""
-    server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
-    return int(server.server_port)
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` (0: a free port).
+
+    Returns the port. Readiness checks are those registered on
+    :data:`relais.health.READINESS` by the components of the process.
+    """
+    from relais.health import serve_health_and_metrics  # noqa: PLC0415 - health imports us
+
+    return serve_health_and_metrics(host, port)

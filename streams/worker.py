@@ -20,6 +20,7 @@ import faust
 
 from relais import tansu_quirks
 from relais.contracts import Codec
+from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.settings import Settings
@@ -71,6 +72,7 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
     )
     if settings.broker_kind == "tansu":
         tansu_quirks.install(settings.bootstrap_servers)
+    READINESS.register("broker", broker_reachable(settings.bootstrap_servers))
     codec = Codec()
     for name in stage_names:
         if name == "identity":
@@ -130,6 +132,14 @@ def _register_identity(app: faust.App, settings: Settings, keyring: Keyring) -> 
         verify=insi_verifier(client),
         consistency=consistency_problems,
         insi_ready=lambda: breaker.ready(time.monotonic()),
+    )
+    READINESS.register(
+        "insi",
+        lambda: (
+            (True, "INSi answering (circuit closed)")
+            if breaker.ready(time.monotonic())
+            else (False, "INSi failing: circuit open, documents held until it answers")
+        ),
     )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 
 from aiokafka import AIOKafkaProducer
 from lxml import etree
@@ -146,6 +148,17 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
     sink = scrape(stack.process("sink-dmp").metrics_port)
     assert sink['relais_stage_records_in_total{stage="dmp-sink"}'] == 5
     assert sink['relais_deliveries_total{destination="DMP",outcome="DELIVERED"}'] == 5
+    # every process is alive and ready: broker reachable, INSi and the DMP answering
+    for process in stack.processes:
+        base = f"http://127.0.0.1:{process.metrics_port}"
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as alive:
+            assert alive.status == 200
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as ready:
+            checks = json.loads(ready.read())["checks"]
+        assert ready.status == 200, (process.name, checks)
+        assert checks["broker"]["ok"] is True
+        dependency = {"identity": "insi", "sink-dmp": "dmp"}.get(process.name)
+        assert dependency is None or checks[dependency]["ok"] is True, (process.name, checks)
 
 
 async def test_explain_says_which_rules_decided(stack: LocalStack) -> None:
