@@ -22,4 +22,4 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
 
 
 # mss_bridge: real Dovecot + Postfix and a broker of its own (session fixtures).
-from tests.integration.mail_servers import mail_servers, mss_broker  # noqa: E402, F401
+from tests.integration.mail_servers import mss_broker, mss_mail_servers  # noqa: E402, F401

@@ -1,6 +1,6 @@
 """Real mail servers for the mss_bridge tests: Dovecot (IMAPS + LMTP) and Postfix.
 
-One session fixture, :func:`mail_servers`, starts on 127.0.0.1 and free ports:
+One session fixture, :func:`mss_mail_servers`, starts on 127.0.0.1 and free ports:
 
 - a test PKI made with ``cryptography``: a CA, the servers' certificate
   (``127.0.0.1``/``localhost``) and Relais's client certificate;
@@ -407,27 +407,34 @@ def _chown_tree(path: Path, user: str) -> None:
             os.chown(name, entry.pw_uid, entry.pw_gid)
 
 
-def _run(command: list[str], what: str, log: Path | None = None) -> None:
-    # Postfix prints fatal errors only to a tty or syslog: `script` gives it a tty.
-    done = subprocess.run(
-        ["script", "-qec", " ".join(command), "/dev/null"],
-        capture_output=True,
-        check=False,
-        timeout=60,
-    )
-    if done.returncode != 0:
-        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-        pytest.fail(f"{what} failed ({done.returncode}): {done.stdout[-1500:]!r} {tail}")
+def _run(command: list[str], what: str, log: Path) -> None:
+    """Start a daemon in a session of its own, its output in a file (never a pipe it keeps)."""
+    out = log.with_name(log.name + ".start")
+    with out.open("wb") as sink:
+        code = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=60,
+            start_new_session=True,
+        ).returncode
+    if code != 0:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        output = out.read_text(errors="replace")[-1500:]
+        pytest.fail(f"{what} failed ({code}): {output} {tail}")
 
 
-def _wait_port(port: int, what: str, timeout_s: float = 20) -> None:
+def _wait_port(port: int, what: str, timeout_s: float = 20, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    pytest.fail(f"{what} is not listening on 127.0.0.1:{port} after {timeout_s}s")
+    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else "(no log)"
+    pytest.fail(f"{what} is not listening on 127.0.0.1:{port} after {timeout_s}s: {tail}")
 
 
 def start_dovecot(root: Path, pki: Pki, imaps: int, lmtp: int) -> Path:
@@ -440,8 +447,8 @@ def start_dovecot(root: Path, pki: Pki, imaps: int, lmtp: int) -> Path:
     (d / "dovecot.conf").write_text(DOVECOT_CONF.format(d=d, imaps=imaps, lmtp=lmtp))
     _chown_tree(d / "mail", "nobody")  # mail processes run as the userdb's uid (nobody)
     _run(["dovecot", "-c", str(d / "dovecot.conf")], "dovecot start", d / "dovecot.log")
-    _wait_port(imaps, "dovecot IMAPS")
-    _wait_port(lmtp, "dovecot LMTP")
+    _wait_port(imaps, "dovecot IMAPS", log=d / "dovecot.log")
+    _wait_port(lmtp, "dovecot LMTP", log=d / "dovecot.log")
     return d
 
 
@@ -487,7 +494,7 @@ def stop_servers(servers: MailServers) -> None:
 
 
 @pytest.fixture(scope="session")
-def mail_servers() -> Iterator[MailServers]:
+def mss_mail_servers() -> Iterator[MailServers]:
     ensure_packages()
     root = Path(tempfile.mkdtemp(prefix="relais-mail-"))
     root.chmod(0o755)  # dovecot runs as nobody and must reach its folder

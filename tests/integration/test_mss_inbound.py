@@ -124,13 +124,13 @@ def tampered(message: EmailMessage) -> EmailMessage:
 
 
 async def test_acknowledgements_documents_and_bad_mail_in_relais_mailbox(
-    mail_servers: MailServers, mss_broker: str
+    mss_mail_servers: MailServers, mss_broker: str
 ) -> None:
     prefix = await new_topics(mss_broker)
     relais_config = ComposeConfig(sender=parse_address(RELAIS), product_nil="NIL-RELAIS-TEST")
-    sender = smtp(mail_servers)
+    sender = smtp(mss_mail_servers)
 
-    async for _ in watching(mail_servers, mss_broker, prefix):
+    async for _ in watching(mss_mail_servers, mss_broker, prefix):
         # 1. Relais's own mails: one to a mailbox that does not exist, one to the doctor.
         to_ghost = mss_request(KEYRING, GHOST, control_id="CTL-GHOST")
         to_doctor = mss_request(KEYRING, DOCTOR, control_id="CTL-DOC")
@@ -143,7 +143,7 @@ async def test_acknowledgements_documents_and_bad_mail_in_relais_mailbox(
                 envelope_id=mail.envelope_id,
             )
         # 2. The doctor's software answers Relais's mail with an MDN "processed".
-        [received] = await mail_servers.wait_for_mail("dr.durand")
+        [received] = await mss_mail_servers.wait_for_mail("dr.durand")
         mdn = build_mdn(
             MdnRequest(
                 parse(received), parse_address(DOCTOR), "cabinet; LGC 1.0", datetime.now(UTC)
@@ -178,7 +178,7 @@ async def test_acknowledgements_documents_and_bad_mail_in_relais_mailbox(
             mss_broker, MSSANTE_INBOUND.name(prefix), until=lambda r: len(r) >= 1
         )
         dead = await read_records(mss_broker, DEADLETTER.name(prefix), until=lambda r: len(r) >= 1)
-        doctor_mail = await mail_servers.wait_for_mail("dr.durand", 3)
+        doctor_mail = await mss_mail_servers.wait_for_mail("dr.durand", 3)
 
     # Acknowledgements became statuses of the right deliveries.
     by_code = {(s["event_id"], s["code"]): s for s in statuses}
@@ -218,9 +218,9 @@ async def test_acknowledgements_documents_and_bad_mail_in_relais_mailbox(
     [letter_dead] = dead
     assert letter_dead["reason_code"] == "xdm-hash-mismatch"
     assert letter_dead["stage"] == "mss-inbound"
-    assert await mail_servers.fetch_all("relais") == []
-    assert len(await mail_servers.fetch_all("relais", "Relais-Quarantine")) == 1
-    assert len(await mail_servers.fetch_all("relais", "Relais-Processed")) == 4
+    assert await mss_mail_servers.fetch_all("relais") == []
+    assert len(await mss_mail_servers.fetch_all("relais", "Relais-Quarantine")) == 1
+    assert len(await mss_mail_servers.fetch_all("relais", "Relais-Processed")) == 4
     subjects = sorted(str(parse(m)["Subject"]) for m in doctor_mail)
     assert any(s.startswith("[OK Intégration système]") for s in subjects)
     assert any(s.startswith("[KO Intégration système !][xdm-hash-mismatch]") for s in subjects)
@@ -232,8 +232,8 @@ async def test_acknowledgements_documents_and_bad_mail_in_relais_mailbox(
     # A restart: a mail delivered while no watcher runs is taken, and nothing is taken twice.
     late = mss_request(KEYRING, RELAIS, recipient_plain=RELAIS.encode())
     late_mail = compose(late, KEYRING, doctor_compose(), NOW).message
-    mail_servers.deliver(RELAIS, late_mail.as_bytes())
-    async for _ in watching(mail_servers, mss_broker, prefix):
+    mss_mail_servers.deliver(RELAIS, late_mail.as_bytes())
+    async for _ in watching(mss_mail_servers, mss_broker, prefix):
         inbound = await read_records(
             mss_broker, MSSANTE_INBOUND.name(prefix), until=lambda r: len(r) >= 2
         )
@@ -243,4 +243,4 @@ async def test_acknowledgements_documents_and_bad_mail_in_relais_mailbox(
         )
     assert len(inbound) == 2
     assert len({r["event_id"] for r in inbound}) == 2
-    assert len(await mail_servers.fetch_all("relais", "Relais-Processed")) == 5
+    assert len(await mss_mail_servers.fetch_all("relais", "Relais-Processed")) == 5

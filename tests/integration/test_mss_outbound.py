@@ -111,7 +111,7 @@ def attachments(message: EmailMessage) -> dict[str, bytes]:
 
 
 async def test_documents_reach_the_patient_and_the_doctor_as_mssante_mail(
-    mail_servers: MailServers, mss_broker: str
+    mss_mail_servers: MailServers, mss_broker: str
 ) -> None:
     prefix = await new_topics(mss_broker)
     lab = sample_cda()
@@ -127,7 +127,7 @@ async def test_documents_reach_the_patient_and_the_doctor_as_mssante_mail(
             CODEC.encode("DeliveryRequest", to_doctor),
         ],
     )
-    async for _ in run_worker(mail_servers, mss_broker, prefix):
+    async for _ in run_worker(mss_mail_servers, mss_broker, prefix):
         statuses = await read_records(
             mss_broker, DELIVERY_STATUS.name(prefix), until=lambda r: len(r) >= 2
         )
@@ -140,7 +140,7 @@ async def test_documents_reach_the_patient_and_the_doctor_as_mssante_mail(
     assert [d["reason_code"] for d in dead] == ["undecodable-record"]
 
     # The patient's Mon espace santé mailbox, read with the test's own IMAP client.
-    mail = await mail_of(mail_servers, "279035121518989", to_patient["event_id"])
+    mail = await mail_of(mss_mail_servers, "279035121518989", to_patient["event_id"])
     assert mail["Subject"] == "XDM/1.0/DDM+CR d'examens biologiques PAT-TROIS DOMINIQUE 28/03/1979"
     assert mail["From"] == RELAIS
     assert mail["To"] == PATIENT
@@ -166,7 +166,7 @@ async def test_documents_reach_the_patient_and_the_doctor_as_mssante_mail(
     assert files["DOCUMENT.PDF"].startswith(b"%PDF-")
 
     # The doctor's mailbox: the letter, no PDF copy (it has none), no X-MSS-MES.
-    mail = await mail_of(mail_servers, "dr.martin", to_doctor["event_id"])
+    mail = await mail_of(mss_mail_servers, "dr.martin", to_doctor["event_id"])
     assert mail["X-MSS-CODECDA"] == "11490-0"
     assert mail["X-MSS-MES"] is None
     assert set(attachments(mail)) == {"IHE_XDM.ZIP"}
@@ -174,7 +174,7 @@ async def test_documents_reach_the_patient_and_the_doctor_as_mssante_mail(
 
 
 async def test_refusals_are_rejected_and_a_busy_mailbox_is_retried(
-    mail_servers: MailServers, mss_broker: str
+    mss_mail_servers: MailServers, mss_broker: str
 ) -> None:
     prefix = await new_topics(mss_broker)
     outside = mss_request(KEYRING, "someone@elsewhere.mssante.fr")  # not relayed: 554
@@ -187,7 +187,7 @@ async def test_refusals_are_rejected_and_a_busy_mailbox_is_retried(
             CODEC.encode("DeliveryRequest", r) for r in (outside, bad_ins, busy)
         ],  # busy last: it holds its partition,
     )
-    async for _ in run_worker(mail_servers, mss_broker, prefix):
+    async for _ in run_worker(mss_mail_servers, mss_broker, prefix):
         statuses = await read_records(
             mss_broker,
             DELIVERY_STATUS.name(prefix),
@@ -214,10 +214,12 @@ async def test_refusals_are_rejected_and_a_busy_mailbox_is_retried(
     assert retries[0]["code"] == "SMTP 450 4.2.1"
     assert [s["attempt"] for s in retries][:2] == [1, 2]
     assert sorted(d["reason_code"] for d in dead) == ["mss-bad-address", "smtp-rejected"]
-    assert await mail_servers.fetch_all("busy.doctor") == []
+    assert await mss_mail_servers.fetch_all("busy.doctor") == []
 
 
-async def test_tls_is_verified_both_ways_and_implicit_tls_works(mail_servers: MailServers) -> None:
+async def test_tls_is_verified_both_ways_and_implicit_tls_works(
+    mss_mail_servers: MailServers,
+) -> None:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = (
         RELAIS,
@@ -228,7 +230,8 @@ async def test_tls_is_verified_both_ways_and_implicit_tls_works(mail_servers: Ma
 
     implicit = SmtpSender(
         smtp_config(
-            mail_servers, server=SmtpServer("127.0.0.1", mail_servers.smtps_port, "implicit")
+            mss_mail_servers,
+            server=SmtpServer("127.0.0.1", mss_mail_servers.smtps_port, "implicit"),
         )
     )
     sent = await implicit.send(message, sender=RELAIS, recipient="secretariat@medecin.mssante.fr")
@@ -238,7 +241,7 @@ async def test_tls_is_verified_both_ways_and_implicit_tls_works(mail_servers: Ma
 
     # A server whose certificate does not chain to the configured CA is not trusted.
     wrong_ca = SmtpSender(
-        smtp_config(mail_servers, ca_file=mail_servers.pki.other_ca, max_attempts=1)
+        smtp_config(mss_mail_servers, ca_file=mss_mail_servers.pki.other_ca, max_attempts=1)
     )
     with pytest.raises(SmtpTransient) as caught:
         await wrong_ca.send(message, sender=RELAIS, recipient="secretariat@medecin.mssante.fr")
@@ -249,21 +252,23 @@ async def test_tls_is_verified_both_ways_and_implicit_tls_works(mail_servers: Ma
         await aiosmtplib.send(
             message,
             hostname="127.0.0.1",
-            port=mail_servers.smtp_port,
+            port=mss_mail_servers.smtp_port,
             start_tls=True,
-            tls_context=mail_servers.client_context(with_cert=False),
+            tls_context=mss_mail_servers.client_context(with_cert=False),
         )
     no_cert = SmtpSender(
-        smtp_config(mail_servers, client_cert=None, client_key=None, max_attempts=1)
+        smtp_config(mss_mail_servers, client_cert=None, client_key=None, max_attempts=1)
     )
     with pytest.raises(SmtpError):
         await no_cert.send(message, sender=RELAIS, recipient="secretariat@medecin.mssante.fr")
     await no_cert.close()
-    assert len(await mail_servers.wait_for_mail("secretariat")) == 1  # only the implicit-TLS one
+    assert (
+        len(await mss_mail_servers.wait_for_mail("secretariat")) == 1
+    )  # only the implicit-TLS one
 
 
-async def test_a_pooled_connection_carries_several_mails(mail_servers: MailServers) -> None:
-    sender = SmtpSender(smtp_config(mail_servers, pool_size=1))
+async def test_a_pooled_connection_carries_several_mails(mss_mail_servers: MailServers) -> None:
+    sender = SmtpSender(smtp_config(mss_mail_servers, pool_size=1))
     for n in range(3):
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = RELAIS, DOCTOR, f"pool {n}"
@@ -273,6 +278,6 @@ async def test_a_pooled_connection_carries_several_mails(mail_servers: MailServe
     assert len(pool.idle) == 1  # one connection, reused
     await sender.close()
     with pytest.raises(SmtpPermanent):
-        await SmtpSender(smtp_config(mail_servers)).send(
+        await SmtpSender(smtp_config(mss_mail_servers)).send(
             message, sender=RELAIS, recipient="x@not-relayed.mssante.fr"
         )
