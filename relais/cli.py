@@ -168,6 +168,40 @@ def sink() -> None:
     """Run delivery sinks (consumers that file documents at their destination)."""
 
 
+@main.command()
+@click.option(
+    "--interval",
+    "interval_s",
+    default=15.0,
+    show_default=True,
+    type=float,
+    help="seconds between two measurements",
+)
+@click.pass_context
+def monitor(ctx: click.Context, interval_s: float) -> None:
+    """Export the consumer lag of every Relais consumer group (relais_consumer_lag_records,
+    committed and end offsets per topic partition) on /metrics until Ctrl-C / SIGTERM."""
+    from relais.health import READINESS, broker_reachable
+    from relais.lag_monitor import LagMonitor
+    from relais.metrics import serve_metrics
+    from relais.signals import stop_on_signals
+
+    s = _settings(ctx)
+    READINESS.register("broker", broker_reachable(s.bootstrap_servers))
+    port = serve_metrics(s.metrics_host, s.metrics_port)
+    click.echo(
+        f"lag monitor of '{s.topic_prefix}' groups: metrics on "
+        f"http://{s.metrics_host}:{port}/metrics"
+    )
+
+    async def run() -> None:
+        await LagMonitor(s.bootstrap_servers, s.topic_prefix, interval_s=interval_s).run(
+            stop_on_signals()
+        )
+
+    asyncio.run(run())
+
+
 @main.group()
 def acks() -> None:
     """HL7 business acknowledgements (ZAM^Z01/Z02/Z03) for the producers."""
