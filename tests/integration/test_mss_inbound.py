@@ -28,6 +28,7 @@ from mss_bridge.inbound_worker import InboundSetup, MailboxWorker
 from mss_bridge.smtp_sender import SmtpConfig, SmtpSender, SmtpServer
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
+from relais.metrics import REGISTRY
 from relais.topics import BUSINESS_ACKS, DEADLETTER, DELIVERY_STATUS, MSSANTE_INBOUND
 from tests.integration.mail_servers import (
     DURAND as DOCTOR,
@@ -179,6 +180,19 @@ async def test_acknowledgements_documents_and_bad_mail_in_relais_mailbox(
         )
         dead = await read_records(mss_broker, DEADLETTER.name(prefix), until=lambda r: len(r) >= 1)
         doctor_mail = await mss_mail_servers.wait_for_mail("dr.durand", 3)
+        connected = REGISTRY.get_sample_value("relais_mss_imap_connected", {"mailbox": "INBOX"})
+    assert connected == 1  # while it watched
+    assert REGISTRY.get_sample_value("relais_mss_imap_connected", {"mailbox": "INBOX"}) == 0
+    sample = REGISTRY.get_sample_value
+    assert (
+        sample("relais_mss_acknowledgements_total", {"kind": "DSN", "outcome": "REJECTED"}) or 0
+    ) >= 1
+    assert (
+        sample("relais_mss_acknowledgements_total", {"kind": "MDN", "outcome": "DELIVERED"}) or 0
+    ) >= 1
+    assert (sample("relais_mss_inbound_mails_total", {"outcome": "quarantined"}) or 0) >= 1
+    assert (sample("relais_mss_mails_sent_total", {"operator": "medecin.mssante.fr"}) or 0) >= 2
+    assert (sample("relais_mss_smtp_seconds_count", {"operator": "medecin.mssante.fr"}) or 0) >= 2
 
     # Acknowledgements became statuses of the right deliveries.
     by_code = {(s["event_id"], s["code"]): s for s in statuses}
