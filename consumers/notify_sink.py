@@ -203,7 +203,15 @@ class NotifySink:
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         async with self.lock:
             for tp in sorted(partitions):
-                self.ledgers[tp.partition] = await self._recover(tp.partition)
+                if tp.partition not in self.ledgers:
+                    self.ledgers[tp.partition] = await self._recover(tp.partition)
+
+    async def _ledger_for(self, tp: TopicPartition) -> Ledger | None:
+        """The partition's ledger; read back now if its records came before the listener ran."""
+        ledger = self.ledgers.get(tp.partition)
+        if ledger is None and tp in self.consumer.assignment():
+            ledger = self.ledgers[tp.partition] = await self._recover(tp.partition)
+        return ledger
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         async with self.lock:  # waits for the message being sent and its ledger entry
@@ -245,7 +253,7 @@ class NotifySink:
     # -- admitting ----------------------------------------------------------------
     async def _admit_all(self, tp: TopicPartition, messages: list[Any]) -> None:
         async with self.lock:
-            ledger = self.ledgers.get(tp.partition)
+            ledger = await self._ledger_for(tp)
             if ledger is None or not messages:
                 return  # revoked meanwhile: the next owner reads them again
             outputs: list[Output] = []
