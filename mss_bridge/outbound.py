@@ -12,22 +12,25 @@ mail (:mod:`mss_bridge.compose`), sends it (:class:`SmtpSender`), writes a
 - transient (4xx, timeout, server down, TLS trouble): ``RETRYING``, the partition
   is paused and rewound, and the same request is tried again after a backoff.
 
-A re-sent mail after a crash carries the same Message-ID (derived from the
-request), so the recipient's software can recognise the duplicate.
+The delivery ledger (:mod:`consumers.delivery_ledger`) records SENDING before
+the SMTP transaction and DONE after: a request already done is reported again,
+never mailed twice. SMTP has no way to ask whether a mail arrived, so a request
+left SENDING by a crash is mailed again — with the same Message-ID (derived
+from the request), which the recipient's software recognises as the same mail;
+its status says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from consumers.delivery_ledger import LedgerStore, Step, done, next_step, sending
 from mss_bridge.compose import ComposeConfig, ComposedMail, compose
 from mss_bridge.errors import MssError, SmtpPermanent, SmtpTransient
 from mss_bridge.smtp_sender import SmtpSender
@@ -35,9 +38,12 @@ from mss_bridge.status import status_of_request
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
+from relais.delivery_metrics import DeliveryMetrics
+from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
-from relais.topics import DEADLETTER, DELIVERY_MSSANTE, DELIVERY_STATUS
+from relais.partition_retry import PartitionRetry
+from relais.topics import DEADLETTER, DELIVERY_LEDGER, DELIVERY_MSSANTE, DELIVERY_STATUS
 from streams.stage import failure_of
 
 log = logging.getLogger(__name__)
@@ -79,9 +85,13 @@ class MssSendWorker:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20
         )
-        self.retry_at: dict[TopicPartition, float] = {}
-        self.backoffs: dict[TopicPartition, Iterator[float]] = {}
+        self.retry = PartitionRetry(
+            self.consumer, backoff=lambda: exponential_backoff(retry_base_s, retry_cap_s)
+        )
+        self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.producer)
+        self.deliveries = DeliveryMetrics("MSSANTE")
         self.attempts: dict[str, int] = {}
+        READINESS.register("broker", broker_reachable(bootstrap))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll, send, report, commit until ``stop``; an operator outage pauses, never blocks."""
@@ -89,34 +99,17 @@ class MssSendWorker:
         await self.consumer.start()
         try:
             while not stop.is_set():
-                self._resume_due()
+                self.retry.resume_due()
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=20)
                 for tp, messages in batches.items():
                     for message in messages:
                         if not await self._handle(tp, message):
                             break
                         await self._commit(tp, message.offset + 1)
+                self.deliveries.refresh(_now(), self.ledger.size())
         finally:
             await self.consumer.stop()
             await self.producer.stop()
-
-    def _resume_due(self) -> None:
-        now = time.monotonic()
-        assigned = self.consumer.assignment()
-        for tp, due in list(self.retry_at.items()):
-            if tp not in assigned:
-                del self.retry_at[tp]
-            elif due <= now:
-                del self.retry_at[tp]
-                self.consumer.resume(tp)
-
-    def _pause(self, tp: TopicPartition, offset: int) -> None:
-        backoff = self.backoffs.setdefault(
-            tp, exponential_backoff(self.retry_base_s, self.retry_cap_s)
-        )
-        self.consumer.pause(tp)
-        self.consumer.seek(tp, offset)
-        self.retry_at[tp] = time.monotonic() + next(backoff)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:
@@ -135,9 +128,9 @@ class MssSendWorker:
                 for topic, _ in outputs:
                     self.metrics.emitted(topic)
             if not done:
-                self._pause(tp, message.offset)
+                self.retry.later(tp, message.offset)
                 return False
-            self.backoffs.pop(tp, None)
+            self.retry.succeeded(tp)
         return True
 
     async def _outputs(self, message: Any) -> tuple[Outputs, bool]:
@@ -155,7 +148,21 @@ class MssSendWorker:
         except Exception as exc:  # an unreadable record is dead-lettered, never a crash
             return [self._dead_letter(failure_of(exc), origin, message)], True
         origin = Origin(topic, message.partition, message.offset, request["event_id"])
-        attempt = self.attempts.get(request["request_id"], 0) + 1
+        await self.ledger.ensure(message.partition)
+        entry = self.ledger.get(message.partition, request["request_id"])
+        if entry is not None and next_step(entry) is Step.ALREADY_DONE:
+            status = status_of_request(
+                request,
+                outcome=entry.outcome or "DELIVERED",
+                code=entry.code,
+                detail="already done (delivery ledger): not mailed again",
+                attempt=entry.attempt,
+                now=_now(),
+            )
+            return [self._status(status)], True
+        attempt = (
+            max(self.attempts.get(request["request_id"], 0), entry.attempt if entry else 0) + 1
+        )
         try:
             mail = compose(request, self.keyring, self.compose_config, _now())
         except MssError as exc:
@@ -165,7 +172,27 @@ class MssSendWorker:
         except Exception as exc:  # envelopes, contracts: dead-letter with the stage's reason
             failure = failure_of(exc)
             return [self._dead_letter(failure, origin, message)], True
-        return await self._send(request, mail, attempt, origin, message)
+        resent = entry is not None  # SENDING: a crash left its fate unknown
+        await self.ledger.write(message.partition, sending(request["request_id"], attempt))
+        outputs, finished = await self._send(request, mail, attempt, origin, message)
+        if finished:
+            final = self._final_outcome(outputs)
+            await self.ledger.write(
+                message.partition, done(request["request_id"], final, None, attempt)
+            )
+            self.deliveries.settled(request["request_id"])
+            self.deliveries.outcome(final, submitted_at=request["submitted_at"], now=_now())
+            if resent and final == "DELIVERED":
+                log.info("event %s mailed again after an unanswered send", request["event_id"])
+        else:
+            self.deliveries.retrying(request["request_id"], request["submitted_at"])
+        return outputs, finished
+
+    def _final_outcome(self, outputs: Outputs) -> str:
+        for topic, value in outputs:
+            if topic == DELIVERY_STATUS.name(self.prefix):
+                return str(self.codec.decode(value)[1]["outcome"])
+        return "REJECTED"
 
     async def _send(
         self, request: Record, mail: ComposedMail, attempt: int, origin: Origin, message: Any

@@ -311,7 +311,8 @@ def _absorb(codec: Codec, landing: Landing, messages: Iterable[Any]) -> None:
             landing.statuses.setdefault(key, []).append(record)
             if record["destination"] == "DMP":
                 landing.delivered[record["event_id"]] = record
-            if not (record["detail"] or "").startswith("already done"):
+            final = record["outcome"] in {"DELIVERED", "DUPLICATE", "REJECTED"}
+            if final and not (record["detail"] or "").startswith("already done"):
                 landing.counts["status", record["request_id"]] += 1
         elif name == "IdentityHeld":
             landing.held[record["event_id"]] = record
