@@ -16,6 +16,7 @@ import click
 
 from mss_bridge.cli import mss
 from relais.cli_context import settings_of as _settings
+from relais.cli_dlq import dlq
 from relais.cli_documents import catalogue, explain_cmd, mllp, publish
 from relais.settings import Settings, SettingsError
 
@@ -403,6 +404,7 @@ main.add_command(mllp)
 main.add_command(catalogue)
 main.add_command(explain_cmd)
 main.add_command(mss)
+main.add_command(dlq)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,142 @@
+"""Read topics for the operator's tools: everything up to now, or what comes after a point.
+
+:func:`read_to_end` reads the given topics from their start to their end offsets
+as they are when it is called (the Fetch high watermark, right on tansu and on
+Kafka: :func:`relais.tansu_quirks.true_end_offsets`), so a command that lists
+or traces sees a consistent snapshot and returns as soon as it has it.
+:func:`follow` reads on from given offsets until a condition holds (or a timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from relais.tansu_quirks import true_end_offsets
+from relais.topics import TopicSpec
+
+Offsets = dict[tuple[str, int], int]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One record as read, with its place on the bus."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def partitions_of(specs: Iterable[TopicSpec], prefix: str) -> list[tuple[str, int]]:
+    """Every (topic name, partition) of ``specs`` under ``prefix``."""
+    return [(spec.name(prefix), p) for spec in specs for p in range(spec.partitions)]
+
+
+async def end_offsets(bootstrap: str, partitions: Sequence[tuple[str, int]]) -> Offsets:
+    """The current end offset of each partition (where a later reader starts)."""
+    return await true_end_offsets(bootstrap, partitions)
+
+
+def _consumer(bootstrap: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=16 << 20,
+        fetch_max_bytes=64 << 20,
+    )
+
+
+def _message(record: Any) -> Message:
+    headers = tuple((str(k), bytes(v or b"")) for k, v in (record.headers or ()))
+    return Message(record.topic, record.partition, record.offset, record.key, record.value, headers)
+
+
+async def read_to_end(
+    bootstrap: str,
+    partitions: Sequence[tuple[str, int]],
+    *,
+    timeout_s: float = 60.0,
+) -> list[Message]:
+    """Every record of ``partitions`` from the start to the end offsets of now."""
+    ends = await end_offsets(bootstrap, partitions)
+    return await read_range(bootstrap, dict.fromkeys(partitions, 0), ends, timeout_s=timeout_s)
+
+
+async def read_range(
+    bootstrap: str, starts: Mapping[tuple[str, int], int], ends: Offsets, *, timeout_s: float
+) -> list[Message]:
+    """The records between ``starts`` (included) and ``ends`` (excluded) of each partition."""
+    wanted = {TopicPartition(t, p): ends.get((t, p), 0) for (t, p) in starts}
+    remaining = {tp for tp, end in wanted.items() if end > starts[(tp.topic, tp.partition)]}
+    if not remaining:
+        return []
+    consumer = _consumer(bootstrap)
+    found: list[Message] = []
+    await consumer.start()
+    try:
+        consumer.assign(list(remaining))
+        for tp in remaining:
+            consumer.seek(tp, starts[(tp.topic, tp.partition)])
+        deadline = time.monotonic() + timeout_s
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {len(remaining)} partition(s) to their end")
+            batches = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, records in batches.items():
+                found.extend(_message(r) for r in records if r.offset < wanted[tp])
+            for tp in list(remaining):
+                if await consumer.position(tp) >= wanted[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def follow(
+    bootstrap: str,
+    starts: Offsets,
+    until: Callable[[list[Message]], bool],
+    *,
+    timeout_s: float,
+    settle_s: float = 2.0,
+    progress: Callable[[float], None] | None = None,
+) -> list[Message]:
+    """Read on from ``starts`` until ``until(records so far)`` holds, then ``settle_s`` more.
+
+    Returns what was read when the condition held (plus what came while settling)
+    or when ``timeout_s`` ran out. ``progress`` is called about once a second with
+    the seconds waited so far.
+    """
+    consumer = _consumer(bootstrap)
+    found: list[Message] = []
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for (t, p) in starts]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, starts[(tp.topic, tp.partition)])
+        began = time.monotonic()
+        deadline, settle_until = began + timeout_s, None
+        next_tick = began + 1.0
+        while time.monotonic() < (settle_until or deadline):
+            batches = await consumer.getmany(timeout_ms=300)
+            found.extend(_message(r) for records in batches.values() for r in records)
+            if settle_until is None and until(found):
+                settle_until = min(deadline, time.monotonic() + settle_s)
+            if progress is not None and time.monotonic() >= next_tick:
+                next_tick += 1.0
+                progress(time.monotonic() - began)
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    return found
