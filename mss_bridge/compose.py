@@ -27,7 +27,7 @@ from consumers.dmp_sink import visibility_flags
 from consumers.xds_metadata import DocumentEntry, MetadataError, document_entry, xds_time
 from mss_bridge.addresses import MailAddress, parse_address
 from mss_bridge.errors import AddressError, MailFormatError, MssError
-from mss_bridge.mail_message import OutboundMail, PatientHeading, build_mail
+from mss_bridge.mail_message import OutboundMail, PatientHeading, build_mail, build_withdrawal
 from mss_bridge.tracking import MailRef, envelope_id, message_id, recipient_tag
 from mss_bridge.xdm_metadata import SubmissionSet
 from mss_bridge.xdm_package import XdmDocument, build_package
@@ -144,6 +144,8 @@ def compose(
     recipient = recipient_of(request, keyring, config.domains)
     event_id = request["event_id"]
     document = request["document"]
+    if document["action"] == "DELETE":
+        return _withdrawal(request, keyring, config, now, recipient)
     cda = open_envelope(
         keyring, Envelope.from_record(document["content"]), event_id=event_id, purpose="content"
     )
@@ -186,6 +188,36 @@ def compose(
     )
     receipt = flags.get("ACK_RECEPTION", flags.get("ACK_RECEPTION_MSS", True))
     return ComposedMail(build_mail(mail), recipient, ref, envelope_id(ref), receipt)
+
+
+def _withdrawal(
+    request: Record, keyring: Keyring, config: ComposeConfig, now: datetime, recipient: MailAddress
+) -> ComposedMail:
+    """A deletion cannot recall a mail: the recipient is told the document was withdrawn."""
+    traits = open_traits(request, keyring)
+    given = str(traits.get("given_names") or "").split()
+    ref = mail_ref(request)
+    tag = recipient_tag(ref.request_id, str(recipient))
+    mail = OutboundMail(
+        sender=config.sender,
+        recipient=recipient,
+        message_id=message_id(ref, config.sender.domain, tag),
+        date=now,
+        type_label=request["document"]["type_label"],
+        cda_codes=[request["document"]["type_code"]],
+        patient=PatientHeading(
+            birth_name=str(traits.get("birth_name") or ""),
+            first_given=given[0] if given else "",
+            birth_date=str(traits.get("birth_date") or ""),
+        ),
+        ins_qualified=ins_qualified(traits),
+        product_nil=config.product_nil,
+        package=b"",
+        pdf=None,
+        patient_may_reply=config.patient_may_reply,
+        read_receipt=False,
+    )
+    return ComposedMail(build_withdrawal(mail), recipient, ref, envelope_id(ref), False)
 
 
 def _submission_set(entry: DocumentEntry, ref: MailRef, tag: str, now: datetime) -> SubmissionSet:

@@ -123,3 +123,34 @@ def build_mail(mail: OutboundMail) -> EmailMessage:
             mail.pdf, maintype="application", subtype="pdf", filename="DOCUMENT.PDF"
         )
     return message
+
+
+WITHDRAWAL_BODY: Final = (
+    "Bonjour,\n\n"
+    "Le document « {label} » qui vous a été adressé par messagerie sécurisée de santé "
+    "a été annulé par son émetteur. Merci de ne plus en tenir compte.\n\n"
+    "Ce message a été envoyé automatiquement.\n"
+)
+
+
+def build_withdrawal(mail: OutboundMail) -> EmailMessage:
+    """The notice that a document sent earlier was withdrawn (deleted by its producer).
+
+    Same headers as the document's mail (subject prefixed ``Annulation :``), a plain
+    French body naming the document type, and no attachment: the document is gone.
+    """
+    if not mail.product_nil.strip():
+        raise MailFormatError("X-MSS-NIL is empty: set RELAIS_MSS_NIL to the product reference")
+    message = EmailMessage(policy=SMTP)
+    message["From"] = str(mail.sender)
+    message["To"] = str(mail.recipient)
+    message["Subject"] = "Annulation : " + subject(mail.type_label, mail.patient)
+    message["Date"] = format_datetime(mail.date)
+    message["Message-ID"] = mail.message_id
+    message["X-MSS-CODECDA"] = ",".join(mail.cda_codes)
+    message["X-MSS-INS"] = "O" if mail.ins_qualified else "N"
+    message["X-MSS-NIL"] = mail.product_nil
+    if mail.recipient.is_patient and not mail.patient_may_reply:
+        message["X-MSS-MES"] = "FIN"
+    message.set_content(WITHDRAWAL_BODY.format(label=_one_line(mail.type_label)), charset="utf-8")
+    return message

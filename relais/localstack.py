@@ -51,6 +51,7 @@ class Process:
     popen: subprocess.Popen[bytes]
     metrics_port: int
     log_path: Path
+    args: tuple[str, ...] = ()  # the `relais` arguments that started it
 
 
 @dataclass
@@ -78,6 +79,8 @@ class LocalStack:
     processes: list[Process] = field(default_factory=list)
     #: RELAIS_DMP_* of the sink: the sandbox's URL, its test CA, the structure's test cert
     dmp_environment: dict[str, str] = field(default_factory=dict)
+    #: more RELAIS_* for the processes (mail servers of the MSSanté and notify sinks...)
+    extra_environment: dict[str, str] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _insi_runner: web.AppRunner | None = None
 
@@ -98,7 +101,7 @@ class LocalStack:
         self.dmp_environment = client_environment(pki, f"https://127.0.0.1:{dmp_port}/repository")
         self._insi_runner, self.insi, insi_port = await start_insi("127.0.0.1", 0)
         self.settings = replace(
-            Settings.from_env(self.dmp_environment),
+            Settings.from_env({**self.dmp_environment, **self.extra_environment}),
             bootstrap_servers=self.broker.bootstrap,
             topic_prefix=self.prefix,
             keyring_file=keyring_file,
@@ -143,11 +146,18 @@ class LocalStack:
             "RELAIS_METRICS_PORT": str(metrics_port),
             "RELAIS_SESSION_TIMEOUT_S": str(s.session_timeout_s),
             "RELAIS_LOG_LEVEL": "warn",
+            **self.extra_environment,
         }
 
     def spawn(self, *args: str) -> Process:
         port = free_port()
-        name = "-".join(args[1:]) if args[0] == "worker" else "-".join(args)
+        name = (
+            "-".join(args[1:])
+            if args[0] == "worker"
+            else "-".join(
+                a for a in args if not a.startswith("-") and not a.replace(".", "").isdigit()
+            )
+        )
         log_path = self.work_dir / f"{name}.log"
         popen = subprocess.Popen(
             [sys.executable, "-m", "relais", *args],
@@ -157,7 +167,7 @@ class LocalStack:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        process = Process(name, popen, port, log_path)
+        process = Process(name, popen, port, log_path, args)
         self.processes.append(process)
         return process
 
@@ -167,12 +177,7 @@ class LocalStack:
         old.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         await asyncio.to_thread(old.popen.wait, 30)
         self.processes.remove(old)
-        args = (
-            ("worker", name)
-            if name in {"identity", "transcode", "route"}
-            else tuple(name.split("-"))
-        )
-        new = self.spawn(*args)
+        new = self.spawn(*old.args)
         await self.wait_for_metrics()
         return new
 

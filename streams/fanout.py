@@ -11,7 +11,7 @@ Rules (volet CDA en HL7v2, MetaDMPMSS flags, STANDARDS.md §2 and §5):
   the end of an embargo);
 * **replacements** go to every destination the replaced version was routed to, plus
   what their own flags ask; **deletions** go to every destination the deleted version
-  was routed to (no notification).
+  was routed to (the notify sink cancels a notification still under embargo).
 
 The routing stage remembers, per document id, where each version went (its table,
 ``dest:<document id>``; recipient addresses are sealed in it). What is asked for
@@ -172,7 +172,8 @@ def with_history(
             note = "deletion of a document Relais did not route: sent where the flags say"
             kept = tuple(t for t in fresh.targets if t.destination != NOTIFY)
             return Plan(kept, (*fresh.notes, note))
-        return Plan(tuple(t for t in previous if t.destination != NOTIFY), fresh.notes)
+        # NOTIFY included: the notify sink cancels a notification still waiting (embargo)
+        return Plan(tuple(previous), fresh.notes)
     merged = dict.fromkeys((*previous, *fresh.targets))
     notes = fresh.notes
     if not parent_known:
