@@ -4,6 +4,7 @@ Postfix + Dovecot with mutual TLS, worker and sink processes."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import io
 import uuid
@@ -141,6 +142,13 @@ async def test_a_lab_result_reaches_dmp_doctor_and_patient_and_its_correction_fo
         assert len(to_patient) == 1
         assert to_patient[0]["X-MSS-MES"] == "FIN"  # the patient may not answer
         assert to_doctor[0]["X-MSS-INS"] == "O"
+        [notified] = statuses(landing, original, "NOTIFY")
+        assert notified["outcome"] == "DELIVERED"
+        [notice] = await notifications(mss_mail_servers, DOMINIQUE.ins, 1)
+        text = str(notice.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+        assert "nouveau document" in text
+        for private in (DOMINIQUE.family, DOMINIQUE.ins, "biolog", "Hémoglobine"):
+            assert private not in text  # no health data, no identity in a notification
 
         # the correction only repeats the flags: it goes where the original went
         [corrected] = await publisher.submit_lab_result(message(61, status="C"))
