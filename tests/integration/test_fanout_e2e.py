@@ -89,12 +89,32 @@ def statuses(landing: Landing, event_id: str, destination: str) -> list[dict[str
 
 def arrived(event_id: str, mails: int) -> object:
     def check(landing: Landing) -> bool:
-        return (
+        everywhere = (
             len(statuses(landing, event_id, "DMP")) == 1
-            and (len(statuses(landing, event_id, "MSSANTE")) == mails)
-        ) or bool(landing.dead)
+            and len(statuses(landing, event_id, "MSSANTE")) == mails
+            and len(statuses(landing, event_id, "NOTIFY")) == 1
+        )
+        return everywhere or bool(landing.dead)
 
     return check
+
+
+async def notifications(servers: MailServers, user: str, count: int) -> list[EmailMessage]:
+    """The patient's notifications: plain mails, no attachment, announcing a document."""
+    found: list[EmailMessage] = []
+    for _ in range(100):
+        found = []
+        for raw in await servers.fetch_all(user):
+            parsed = email.message_from_bytes(raw, policy=default)
+            assert isinstance(parsed, EmailMessage)
+            body = parsed.get_body(("plain",))
+            text = str(body.get_content()) if body is not None else ""
+            if not list(parsed.iter_attachments()) and "Mon espace santé" in text:
+                found.append(parsed)
+        if len(found) >= count:
+            break
+        await asyncio.sleep(0.2)
+    return found
 
 
 async def mails_for(servers: MailServers, user: str, document_id: str) -> list[EmailMessage]:
