@@ -34,6 +34,7 @@ from consumers.dmp_submission import (
     patient_cx,
 )
 from consumers.xds_metadata import document_entry
+from relais.audit_records import acknowledged, delivery
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
 from relais.delivery_metrics import DeliveryMetrics
@@ -45,6 +46,7 @@ from relais.partition_retry import PartitionRetry
 from relais.settings import Settings
 from relais.signals import stop_on_signals
 from relais.topics import (
+    AUDIT,
     BUSINESS_ACKS,
     DEADLETTER,
     DELIVERY_DMP,
@@ -368,11 +370,16 @@ class DmpSink:
         outputs.insert(
             0, (DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status))
         )
+        audit = AUDIT.name(self.prefix)
+        outputs.append((audit, self.codec.encode("AuditEvent", delivery(status, component=STAGE))))
         if asked(request, "Z01"):
             ack = business_ack(
                 request, kind="Z01", accepted=outcome != "REJECTED", now=now, code=code
             )
             outputs.append((BUSINESS_ACKS.name(self.prefix), self.codec.encode("BusinessAck", ack)))
+            unique_id = request["document"]["unique_id"]
+            acked = acknowledged(ack, component=STAGE, document_unique_id=unique_id)
+            outputs.append((audit, self.codec.encode("AuditEvent", acked)))
         return outputs
 
     def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> tuple[str, bytes]:

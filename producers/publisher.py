@@ -24,10 +24,11 @@ from producers.document_files import FileSubmission
 from producers.hl7_errors import Hl7ValidationError
 from producers.hl7_message import Hl7Message, parse_message
 from producers.submission import document_submitted, identity_update, submissions
+from relais.audit_records import received
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
 from relais.keyring import Keyring
-from relais.topics import DEADLETTER, IDENTITY_EVENTS, SUBMITTED
+from relais.topics import AUDIT, DEADLETTER, IDENTITY_EVENTS, SUBMITTED
 
 _ADT = {"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A40"}
 SECTOR_MESSAGES = {
@@ -76,6 +77,7 @@ class Publisher:
         self.topic = SUBMITTED.name(topic_prefix)
         self.identity_topic = IDENTITY_EVENTS.name(topic_prefix)
         self.deadletter_topic = DEADLETTER.name(topic_prefix)
+        self.audit_topic = AUDIT.name(topic_prefix)
         self.clock = clock
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -148,14 +150,17 @@ class Publisher:
         return str(letter["dead_letter_id"])
 
     async def _send(self, records: list[tuple[str, str, Record]]) -> None:
-        """Send all, then wait until the broker acknowledged every one (acks=all)."""
+        """Send all, with each document's RECEIVED audit event, then wait until the broker
+        acknowledged every one (acks=all)."""
+        keyed = [(t, n, r, r["patient"]["patient_key"].encode()) for t, n, r in records]
+        keyed += [
+            (self.audit_topic, "AuditEvent", received(r), key)
+            for _, n, r, key in list(keyed)
+            if n == "DocumentSubmitted"
+        ]
         sends = [
-            await self._producer.send(
-                topic,
-                key=record["patient"]["patient_key"].encode(),
-                value=self.codec.encode(record_type, record),
-            )
-            for topic, record_type, record in records
+            await self._producer.send(topic, key=key, value=self.codec.encode(record_type, record))
+            for topic, record_type, record, key in keyed
         ]
         await asyncio.gather(*sends)
 

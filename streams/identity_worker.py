@@ -21,11 +21,12 @@ from typing import Any
 
 import faust
 
+from relais.audit_records import identity_decided
 from relais.contracts import Codec, Record
 from relais.deadletter import Origin, dead_letter, derived_id
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
-from relais.topics import DEADLETTER, IDENTITY_EVENTS, SUBMITTED
+from relais.topics import AUDIT, DEADLETTER, IDENTITY_EVENTS, SUBMITTED
 from streams.dedupe import dedupe_keys, duplicate_audit, first_owner
 from streams.identity_metrics import IdentityMetrics
 from streams.identity_processor import IdentityProcessor, InsiVerifier, Observed
@@ -52,6 +53,15 @@ class _TableView:
 
     def __setitem__(self, key: str, value: bytes) -> None:
         self.table[key] = value
+
+
+def decision_audits(outputs: list[Output], now: datetime) -> list[Output]:
+    """The IDENTITY_DECIDED audit event of each document the step qualified, held or blocked."""
+    return [
+        Output(AUDIT, "AuditEvent", audit, o.key)
+        for o in outputs
+        if (audit := identity_decided(o.record_type, o.record, now)) is not None
+    ]
 
 
 class IdentityShell:
@@ -117,7 +127,7 @@ class IdentityShell:
             raise ValueError(f"the identity stage does not take {name} records")
         return [
             (o.topic.name(self.prefix), o.key, self.codec.encode(o.record_type, o.record))
-            for o in outputs
+            for o in [*outputs, *decision_audits(outputs, now)]
         ]
 
     async def _document(self, record: Record, raw: bytes, now: datetime) -> list[Output]:

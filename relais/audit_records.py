@@ -1,0 +1,101 @@
+"""The audit events of a document's journey that components write beside their records.
+
+Who/what/when, never whose: a document is RECEIVED from a sender (facility,
+application, MSH-10), its IDENTITY_DECIDED (qualified, held or blocked, by
+reason code), each delivery DELIVERED or DELIVERY_FAILED (destination,
+request, answer code) and each business acknowledgement ACKNOWLEDGED. Ids are
+derived from what happened, so a replayed step writes the same audit id.
+Pure: each component adds the record to the outputs it already produces.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from relais.audit import audit_event
+from relais.contracts import Record
+from relais.deadletter import derived_id
+
+_DELIVERED = {"DELIVERED", "DUPLICATE"}
+
+
+def received(submitted: Record, *, component: str = "producer") -> Record:
+    """RECEIVED: a ``DocumentSubmitted`` taken by the bus, and from whom."""
+    source, document = submitted["source"], submitted["document"]
+    return audit_event(
+        event_id=submitted["event_id"],
+        component=component,
+        action="RECEIVED",
+        outcome="accepted",
+        now=submitted["submitted_at"],
+        document_unique_id=document["unique_id"],
+        detail=(
+            f"from {source['facility']} ({source['application']}), {source['message_type']} "
+            f"MSH-10 {source['message_control_id']}\n"
+            f"sector {submitted['sector']}, {document['type_code']} {document['type_label']}, "
+            f"{document['action']}, {document['size_bytes']} bytes"
+        ),
+    )
+
+
+def identity_decided(record_type: str, record: Record, now: datetime) -> Record | None:
+    """IDENTITY_DECIDED for an identity stage output about a document, else None."""
+    if record_type == "IdentityQualified":
+        status, attributes = record["identity_status"], record["identity_attributes"]
+        outcome = f"qualified:{status}"
+        detail = f"identity status {status}" + (f", {', '.join(attributes)}" if attributes else "")
+    elif record_type == "IdentityHeld":
+        outcome = f"held:{record['reason_code']}"
+        detail = f"identity status {record['identity_status']}: held until it is qualified"
+    elif record_type == "IdentityAlert" and record["document_unique_id"]:
+        outcome = f"blocked:{record['reason_code']}"
+        detail = "identitovigilance alert: blocked until a human resolves it"
+    else:
+        return None
+    unique_id = record.get("document_unique_id") or record["document"]["unique_id"]
+    audit = audit_event(
+        event_id=record["event_id"],
+        component="identity",
+        action="IDENTITY_DECIDED",
+        outcome=outcome,
+        now=now,
+        document_unique_id=unique_id,
+        detail=detail,
+    )
+    return {**audit, "audit_id": derived_id(record["event_id"], "identity", outcome)}
+
+
+def delivery(status: Record, *, component: str) -> Record:
+    """DELIVERED or DELIVERY_FAILED for a final ``DeliveryStatus`` (same instant)."""
+    action = "DELIVERED" if status["outcome"] in _DELIVERED else "DELIVERY_FAILED"
+    parts = [f"request {status['request_id']}, attempt {status['attempt']}"]
+    if status["code"]:
+        parts.append(f"answer code {status['code']}")
+    if status["detail"]:
+        parts.append(status["detail"])
+    audit = audit_event(
+        event_id=status["event_id"],
+        component=component,
+        action=action,
+        outcome=f"{status['destination']}:{status['outcome']}",
+        now=status["at"],
+        document_unique_id=status["document_unique_id"],
+        detail="\n".join(parts),
+    )
+    return {**audit, "audit_id": derived_id(status["request_id"], component, action)}
+
+
+def acknowledged(ack: Record, *, component: str, document_unique_id: str | None) -> Record:
+    """ACKNOWLEDGED: a business acknowledgement (ZAM) produced for the document's sender."""
+    verdict = "accepted" if ack["accepted"] else "refused"
+    audit = audit_event(
+        event_id=ack["event_id"],
+        component=component,
+        action="ACKNOWLEDGED",
+        outcome=f"ZAM^{ack['kind']}:{verdict}",
+        now=ack["at"],
+        document_unique_id=document_unique_id,
+        detail=f"to {ack['facility']} ({ack['application']}) for MSH-10 "
+        f"{ack['original_control_id']}",
+    )
+    return {**audit, "audit_id": ack["ack_id"]}
