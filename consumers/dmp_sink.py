@@ -357,7 +357,13 @@ class DmpSink:
         """The status (+ dead letter when refused, + ZAM^Z01 when asked) of a final outcome."""
         now = _now()
         if count:
-            self.deliveries.outcome(outcome, submitted_at=request["submitted_at"], now=now)
+            self.deliveries.outcome(
+                outcome,
+                submitted_at=request["submitted_at"],
+                now=now,
+                sector=request["sector"],
+                type_code=request["document"]["type_code"],
+            )
         outputs: list[tuple[str, bytes]] = []
         if outcome == "REJECTED":
             # The DMP's free text may echo identifiers: only its code travels in clear.

@@ -181,7 +181,13 @@ class MssSendWorker:
                 message.partition, done(request["request_id"], final, None, attempt)
             )
             self.deliveries.settled(request["request_id"])
-            self.deliveries.outcome(final, submitted_at=request["submitted_at"], now=_now())
+            self.deliveries.outcome(
+                final,
+                submitted_at=request["submitted_at"],
+                now=_now(),
+                sector=request["sector"],
+                type_code=request["document"]["type_code"],
+            )
             if resent and final == "DELIVERED":
                 log.info("event %s mailed again after an unanswered send", request["event_id"])
         else:

@@ -170,6 +170,23 @@ def sink() -> None:
     """Run delivery sinks (consumers that file documents at their destination)."""
 
 
+@main.group("metrics")
+def metrics_group() -> None:
+    """The Prometheus metrics Relais exposes."""
+
+
+@metrics_group.command("catalogue")
+@click.option("--check", is_flag=True, help="exit 1 when a metric breaks the naming conventions")
+def metrics_catalogue_cmd(check: bool) -> None:
+    """Print the catalogue of every metric (Markdown: docs/metrics.md is this output)."""
+    from relais.metrics_catalogue import catalogue, convention_problems, markdown
+
+    docs = catalogue()
+    click.echo(markdown(docs), nl=False)
+    if check and (problems := convention_problems(docs)):
+        raise click.ClickException("; ".join(problems))
+
+
 @main.command()
 @click.option(
     "--interval",
@@ -300,14 +317,22 @@ def sandbox() -> None:
     show_default=True,
     help="test CA, server and structure certificates (made when absent or expiring)",
 )
-def sandbox_dmp(host: str, port: int, store: Path | None, pki: Path) -> None:
+@click.option(
+    "--server-name",
+    "server_names",
+    multiple=True,
+    help="host name the sinks reach the sandbox by (in its certificate), e.g. dmp-sandbox",
+)
+def sandbox_dmp(
+    host: str, port: int, store: Path | None, pki: Path, server_names: tuple[str, ...]
+) -> None:
     """Run the DMP sandbox: an ITI-41 repository over mutual TLS that checks, stores and lists."""
     import shlex
 
     from sandboxes.dmp import client_environment, sandbox_pki, serve_forever
 
-    keys = sandbox_pki(pki.resolve())
-    url = f"https://{host}:{port}/repository"
+    keys = sandbox_pki(pki.resolve(), server_names=server_names)
+    url = f"https://{server_names[0] if server_names else host}:{port}/repository"
     click.echo(f"DMP sandbox on {url} (mutual TLS, test PKI in {pki}); a DMP sink needs:")
     for name, value in client_environment(keys, url).items():
         click.echo(f"  export {name}={shlex.quote(value)}")

@@ -2,6 +2,8 @@
 
 * ``relais_deliveries_total{destination,outcome}`` — final outcomes (DELIVERED,
   DUPLICATE, REJECTED) and transient failures (RETRYING);
+* ``relais_documents_delivered_total{destination,sector,type_code}`` — what the Ségur
+  transparency view counts;
 * ``relais_delivery_latency_seconds{destination}`` — from the producer's hand-over
   (``submitted_at``) to the destination's acceptance;
 * ``relais_delivery_retries_total{destination}`` — tries that will be repeated;
@@ -50,6 +52,13 @@ OLDEST_PENDING = Gauge(
     ["destination"],
     registry=REGISTRY,
 )
+DOCUMENTS = Counter(
+    "relais_documents_delivered_total",
+    "Documents accepted by a destination, by sector and LOINC document type (the Ségur "
+    "transparency figures: documents made available per sector).",
+    ["destination", "sector", "type_code"],
+    registry=REGISTRY,
+)
 OUTCOMES = ("DELIVERED", "DUPLICATE", "RETRYING", "REJECTED")
 
 
@@ -65,10 +74,18 @@ class DeliveryMetrics:
         OLDEST_PENDING.labels(destination).set(0)
         self.pending: dict[str, datetime] = {}  # request id -> submitted_at, while retrying
 
-    def outcome(self, outcome: str, *, submitted_at: datetime, now: datetime) -> None:
+    def outcome(
+        self,
+        outcome: str,
+        *,
+        submitted_at: datetime,
+        now: datetime,
+        sector: str = "OTHER",
+        type_code: str = "",
+    ) -> None:
         DELIVERIES.labels(self.destination, outcome).inc()
-        if outcome == "RETRYING":
-            return
+        if outcome == "DELIVERED":
+            DOCUMENTS.labels(self.destination, sector, type_code).inc()
         if outcome in {"DELIVERED", "DUPLICATE"}:
             LATENCY.labels(self.destination).observe(max(0.0, (now - submitted_at).total_seconds()))
 

@@ -539,13 +539,15 @@ def client_environment(pki: SandboxPki, url: str) -> dict[str, str]:
 
 
 def sandbox_pki(
-    directory: Path, structure_id: str = LOCAL_FILER["RELAIS_DMP_STRUCTURE_ID"]
+    directory: Path,
+    structure_id: str = LOCAL_FILER["RELAIS_DMP_STRUCTURE_ID"],
+    server_names: tuple[str, ...] = (),
 ) -> SandboxPki:
     """The test PKI under ``directory``: the one there if complete, else a new one."""
     pki = SandboxPki.under(directory)
-    if pki.usable(datetime.now(UTC)):
+    if pki.usable(datetime.now(UTC), server_names):
         return pki
-    return write_test_pki(directory, structure_id=structure_id)
+    return write_test_pki(directory, structure_id=structure_id, server_names=server_names)
 
 
 async def serve_forever(host: str, port: int, store_dir: Path | None, pki: SandboxPki) -> None:

@@ -43,18 +43,30 @@ class SandboxPki:
             client_key=directory / "structure.key",
         )
 
-    def usable(self, now: datetime) -> bool:
-        """Every file is there and the CA is valid for at least another day."""
+    def usable(self, now: datetime, server_names: tuple[str, ...] = ()) -> bool:
+        """Every file is there, the CA is valid for at least another day, and the server
+        certificate names ``server_names``."""
         if not all(path.exists() for path in vars(self).values()):
             return False
         ca = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
-        return ca.not_valid_after_utc > now + timedelta(days=1)
+        server = x509.load_pem_x509_certificate(self.server_cert.read_bytes())
+        names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        named = set(names.get_values_for_type(x509.DNSName))
+        return ca.not_valid_after_utc > now + timedelta(days=1) and set(server_names) <= named
 
 
 def write_test_pki(
-    directory: Path, *, structure_id: str, ca_name: str = "RELAIS TEST IGC-SANTE"
+    directory: Path,
+    *,
+    structure_id: str,
+    ca_name: str = "RELAIS TEST IGC-SANTE",
+    server_names: tuple[str, ...] = (),
 ) -> SandboxPki:
-    """Write a fresh CA, server and structure certificate (with keys) under ``directory``."""
+    """Write a fresh CA, server and structure certificate (with keys) under ``directory``.
+
+    The server certificate names 127.0.0.1 and localhost, plus ``server_names`` (the
+    sandbox's host name on a compose network, e.g. ``dmp-sandbox``).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC) - timedelta(minutes=5)  # tolerate small clock skews
     ca_key = _key()
@@ -73,7 +85,11 @@ def write_test_pki(
         _leaf(_name("127.0.0.1", "RELAIS DMP SANDBOX"), server_key, ca, ca_key, now)
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(name) for name in server_names),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
             ),
             critical=False,
         )
