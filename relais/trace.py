@@ -72,6 +72,10 @@ class Journey:
         """The latest word on each delivery branch (DMP: DELIVERED, ...)."""
         last: dict[str, str] = {}
         for step in self.steps:
+            if step.action == "ROUTED":  # labels: DMP, MSSANTE:ps-..., NOTIFY, or no-destination
+                for label in step.outcome.split(","):
+                    if label.split(":")[0] in {"DMP", "MSSANTE", "NOTIFY"}:
+                        last.setdefault(label.split(":")[0], "routed, no outcome yet")
             if step.branch == DOCUMENT or step.action == "ACKNOWLEDGED":
                 continue
             if step.action == "DEAD_LETTERED":

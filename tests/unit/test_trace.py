@@ -226,7 +226,7 @@ def test_the_journey_is_in_time_order_across_branches_and_says_each_thing_once()
 
 def test_journey_lines_and_json() -> None:
     doc = submitted()
-    audits = [wire("AuditEvent", received(doc)), audit(doc, "route", "ROUTED", "DMP", 3)]
+    audits = [wire("AuditEvent", received(doc)), audit(doc, "route", "ROUTED", "DMP,NOTIFY", 3)]
     found = journey(doc["event_id"], audits=audits, statuses=[status(doc, "REJECTED", 4)])
     lines = journey_lines(found)
     assert lines[0] == f"journey of {doc['event_id']} (event {doc['event_id']})"
@@ -234,11 +234,11 @@ def test_journey_lines_and_json() -> None:
     assert lines[3].startswith("2026-03-02 10:00:00.000Z  document  producer")
     assert "RECEIVED" in lines[3]
     assert lines[4].strip().startswith("from ")
-    assert lines[-1] == "DMP: REJECTED"
+    assert lines[-2:] == ["DMP: REJECTED", "NOTIFY: routed, no outcome yet"]
     text = "\n".join(lines)
     assert DOMINIQUE.family not in text
     assert doc["patient"]["patient_key"] not in text
     data = json.loads(json.dumps(found.to_json()))
-    assert data["destinations"] == {"DMP": "REJECTED"}
+    assert data["destinations"] == {"DMP": "REJECTED", "NOTIFY": "routed, no outcome yet"}
     assert data["steps"][0]["at"] == "2026-03-02T10:00:00+00:00"
     assert journey("nothing", audits=audits).steps == ()
