@@ -21,8 +21,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumers.business_ack import asked, business_ack
 from consumers.delivery_ledger import Entry, LedgerStore, Step, done, next_step, sending
@@ -45,6 +44,7 @@ from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
 from relais.settings import Settings
 from relais.signals import stop_on_signals
+from relais.sink_loop import SinkLoop
 from relais.topics import (
     AUDIT,
     BUSINESS_ACKS,
@@ -172,44 +172,24 @@ class DmpSink:
         request is tried again. Other partitions keep flowing. The ledger of a
         partition is restored before its first request is handled.
         """
-        await self.producer.start()
-        self.consumer.subscribe([DELIVERY_DMP.name(self.prefix)], listener=_Restore(self.ledger))
-        await self.consumer.start()
-        try:
-            while not stop.is_set():
-                self.retry.resume_due()
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=50)
-                for tp, messages in batches.items():
-                    for message in messages:
-                        if not await self._handle(tp, message):
-                            break
-                        await self._commit(tp, message.offset + 1)
-                self.deliveries.refresh(_now(), self.ledger.size())
-        finally:
-            await self.consumer.stop()
-            await self.producer.stop()
+        loop = SinkLoop(
+            self.consumer,
+            self.producer,
+            self.retry,
+            topics=[DELIVERY_DMP.name(self.prefix)],
+            partitions_moved=self.ledger.forget,
+            after_batch=lambda: self.deliveries.refresh(_now(), self.ledger.size()),
+        )
+        await loop.run(stop, self._handle)
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
-        try:
-            await self.consumer.commit({tp: offset})
-        except (CommitFailedError, IllegalStateError) as exc:
-            # Rebalanced away: the new owner redelivers, and its ledger says what was done.
-            log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
-
-    async def _handle(self, tp: TopicPartition, message: Any) -> bool:
-        """Process one request; False when it must be retried later (partition paused)."""
+    async def _handle(self, tp: TopicPartition, message: Any) -> list[tuple[str, bytes]] | None:
+        """Process one request; None when it must be retried later (partition paused)."""
         self.metrics.received()
         with self.metrics.timed():
             outputs = await self._outputs(message)
-            if outputs is None:
-                self.retry.later(tp, message.offset)
-                return False
-            self.retry.succeeded(tp)
-            sends = [await self.producer.send(t, key=message.key, value=v) for t, v in outputs]
-            await asyncio.gather(*sends)
-            for topic, _ in outputs:
-                self.metrics.emitted(topic)
-        return True
+        for topic, _ in outputs or ():
+            self.metrics.emitted(topic)
+        return outputs
 
     async def _outputs(self, message: Any) -> list[tuple[str, bytes]] | None:
         """Records to emit for one request, or None on a transient DMP failure.
@@ -399,23 +379,6 @@ class DmpSink:
             now=_now(),
         )
         return DEADLETTER.name(self.prefix), self.codec.encode("DeadLetter", letter)
-
-
-class _Restore(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Forget the ledger of partitions that move: the next request restores it from the topic.
-
-    (aiokafka may hand out records of a new assignment before this listener has
-    finished, so the restore happens on first use, in :meth:`LedgerStore.ensure`.)
-    """
-
-    def __init__(self, ledger: LedgerStore) -> None:
-        self.ledger = ledger
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.ledger.forget(tp.partition for tp in revoked)
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.ledger.forget(tp.partition for tp in assigned)
 
 
 def _now() -> datetime:

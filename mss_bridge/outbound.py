@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from consumers.delivery_ledger import LedgerStore, Step, done, next_step, sending
 from mss_bridge.compose import ComposeConfig, ComposedMail, compose
@@ -43,6 +42,7 @@ from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
+from relais.sink_loop import SinkLoop
 from relais.topics import DEADLETTER, DELIVERY_LEDGER, DELIVERY_MSSANTE, DELIVERY_STATUS
 from streams.stage import failure_of
 
@@ -72,7 +72,6 @@ class MssSendWorker:
         self.metrics = StageMetrics(STAGE)
         self.retry_base_s, self.retry_cap_s = retry_base_s, retry_cap_s
         self.consumer = AIOKafkaConsumer(
-            DELIVERY_MSSANTE.name(prefix),
             bootstrap_servers=bootstrap,
             group_id=f"{prefix}-mss-sender",
             enable_auto_commit=False,
@@ -95,43 +94,28 @@ class MssSendWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll, send, report, commit until ``stop``; an operator outage pauses, never blocks."""
-        await self.producer.start()
-        await self.consumer.start()
-        try:
-            while not stop.is_set():
-                self.retry.resume_due()
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=20)
-                for tp, messages in batches.items():
-                    for message in messages:
-                        if not await self._handle(tp, message):
-                            break
-                        await self._commit(tp, message.offset + 1)
-                self.deliveries.refresh(_now(), self.ledger.size())
-        finally:
-            await self.consumer.stop()
-            await self.producer.stop()
+        self.loop = SinkLoop(
+            self.consumer,
+            self.producer,
+            self.retry,
+            topics=[DELIVERY_MSSANTE.name(self.prefix)],
+            max_records=20,
+            partitions_moved=self.ledger.forget,
+            after_batch=lambda: self.deliveries.refresh(_now(), self.ledger.size()),
+        )
+        await self.loop.run(stop, self._handle)
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
-        try:
-            await self.consumer.commit({tp: offset})
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
-
-    async def _handle(self, tp: TopicPartition, message: Any) -> bool:
-        """One request; False when it must be tried again later (partition paused)."""
+    async def _handle(self, tp: TopicPartition, message: Any) -> Outputs | None:
+        """One request; None when it must be tried again later (partition paused)."""
         self.metrics.received()
         with self.metrics.timed():
             outputs, done = await self._outputs(message)
-            if outputs:
-                sends = [await self.producer.send(t, key=message.key, value=v) for t, v in outputs]
-                await asyncio.gather(*sends)
-                for topic, _ in outputs:
-                    self.metrics.emitted(topic)
-            if not done:
-                self.retry.later(tp, message.offset)
-                return False
-            self.retry.succeeded(tp)
-        return True
+        for topic, _ in outputs:
+            self.metrics.emitted(topic)
+        if not done:
+            await self.loop.emit(outputs, message.key)  # the RETRYING status, now
+            return None
+        return outputs
 
     async def _outputs(self, message: Any) -> tuple[Outputs, bool]:
         """Records to emit, and whether the request is finished (False: retry later)."""

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter
 
 from producers.ack_routes import Endpoint, accepted
@@ -29,6 +28,7 @@ from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import REGISTRY
 from relais.partition_retry import PartitionRetry
+from relais.sink_loop import Outputs, SinkLoop
 from relais.topics import BUSINESS_ACKS, DEADLETTER
 from streams.stage import failure_of
 
@@ -82,7 +82,6 @@ class AckForwarder:
         self.prefix, self.keyring, self.routes, self.timeout_s = prefix, keyring, routes, timeout_s
         self.codec = Codec()
         self.consumer = AIOKafkaConsumer(
-            BUSINESS_ACKS.name(prefix),
             bootstrap_servers=bootstrap,
             group_id=f"{prefix}-ack-forwarder",
             enable_auto_commit=False,
@@ -95,33 +94,18 @@ class AckForwarder:
         READINESS.register("broker", broker_reachable(bootstrap))
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.producer.start()
-        await self.consumer.start()
-        try:
-            while not stop.is_set():
-                self.retry.resume_due()
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=50)
-                for tp, messages in batches.items():
-                    for message in messages:
-                        try:
-                            await self._forward(message)
-                        except Retry as exc:
-                            delay = self.retry.later(tp, message.offset)
-                            log.warning(
-                                "ZAM at %s@%d: %s; retry in %.1f s", tp, message.offset, exc, delay
-                            )
-                            break
-                        self.retry.succeeded(tp)
-                        await self._commit(tp, message.offset + 1)
-        finally:
-            await self.consumer.stop()
-            await self.producer.stop()
+        loop = SinkLoop(
+            self.consumer, self.producer, self.retry, topics=[BUSINESS_ACKS.name(self.prefix)]
+        )
+        await loop.run(stop, self._handle)
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+    async def _handle(self, tp: TopicPartition, message: Any) -> Outputs | None:
         try:
-            await self.consumer.commit({tp: offset})
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
+            await self._forward(message)
+        except Retry as exc:
+            log.warning("ZAM at %s@%d: %s; retrying later", tp, message.offset, exc)
+            return None
+        return []
 
     async def _forward(self, message: Any) -> None:
         topic = BUSINESS_ACKS.name(self.prefix)
