@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -129,6 +130,8 @@ def dlq() -> None:
     is fixed. Reads RELAIS_BOOTSTRAP_SERVERS / RELAIS_TOPIC_PREFIX and the keyring
     (RELAIS_KEYRING_FILE) to open the originals.
     """
+    # one-shot commands report their own errors; aiokafka's retry logs are noise here
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 @dlq.command("list")

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from relais.tansu_quirks import true_end_offsets
 from relais.topics import TopicSpec
 
 Offsets = dict[tuple[str, int], int]
@@ -42,7 +41,12 @@ def partitions_of(specs: Iterable[TopicSpec], prefix: str) -> list[tuple[str, in
 
 async def end_offsets(bootstrap: str, partitions: Sequence[tuple[str, int]]) -> Offsets:
     """The current end offset of each partition (where a later reader starts)."""
-    return await true_end_offsets(bootstrap, partitions)
+    consumer = await _started(bootstrap)
+    try:
+        ends = await _ends(consumer, [TopicPartition(t, p) for t, p in partitions])
+    finally:
+        await consumer.stop()
+    return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
 def _consumer(bootstrap: str) -> AIOKafkaConsumer:
@@ -54,6 +58,33 @@ def _consumer(bootstrap: str) -> AIOKafkaConsumer:
         max_partition_fetch_bytes=16 << 20,
         fetch_max_bytes=64 << 20,
     )
+
+
+async def _started(bootstrap: str) -> AIOKafkaConsumer:
+    """A started consumer; closed again when it cannot start (no broker: no leak, no noise)."""
+    consumer = _consumer(bootstrap)
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
+
+
+async def _ends(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """End offsets as the Fetch high watermark says them (tansu's ListOffsets answers the
+    last batch's base offset + 1: see :func:`relais.tansu_quirks.true_end_offsets`)."""
+    reported = await consumer.end_offsets(tps) if tps else {}
+    ends: dict[TopicPartition, int] = {}
+    for tp in tps:
+        end = int(reported.get(tp, 0))
+        if end > 0:
+            consumer.assign([tp])
+            consumer.seek(tp, end - 1)
+            await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+            end = max(end, int(consumer.highwater(tp) or 0))
+        ends[tp] = end
+    return ends
 
 
 def _message(record: Any) -> Message:
@@ -68,25 +99,15 @@ async def read_to_end(
     timeout_s: float = 60.0,
 ) -> list[Message]:
     """Every record of ``partitions`` from the start to the end offsets of now."""
-    ends = await end_offsets(bootstrap, partitions)
-    return await read_range(bootstrap, dict.fromkeys(partitions, 0), ends, timeout_s=timeout_s)
-
-
-async def read_range(
-    bootstrap: str, starts: Mapping[tuple[str, int], int], ends: Offsets, *, timeout_s: float
-) -> list[Message]:
-    """The records between ``starts`` (included) and ``ends`` (excluded) of each partition."""
-    wanted = {TopicPartition(t, p): ends.get((t, p), 0) for (t, p) in starts}
-    remaining = {tp for tp, end in wanted.items() if end > starts[(tp.topic, tp.partition)]}
-    if not remaining:
-        return []
-    consumer = _consumer(bootstrap)
+    consumer = await _started(bootstrap)
     found: list[Message] = []
-    await consumer.start()
     try:
+        wanted = await _ends(consumer, [TopicPartition(t, p) for t, p in partitions])
+        remaining = {tp for tp, end in wanted.items() if end > 0}
+        if not remaining:
+            return []
         consumer.assign(list(remaining))
-        for tp in remaining:
-            consumer.seek(tp, starts[(tp.topic, tp.partition)])
+        await consumer.seek_to_beginning(*remaining)
         deadline = time.monotonic() + timeout_s
         while remaining:
             if time.monotonic() > deadline:
@@ -117,9 +138,8 @@ async def follow(
     or when ``timeout_s`` ran out. ``progress`` is called about once a second with
     the seconds waited so far.
     """
-    consumer = _consumer(bootstrap)
+    consumer = await _started(bootstrap)
     found: list[Message] = []
-    await consumer.start()
     try:
         tps = [TopicPartition(t, p) for (t, p) in starts]
         consumer.assign(tps)
