@@ -40,7 +40,7 @@ _RANK = {
     "REPLAYED": 8,
 }
 _ACK_BRANCH = {"Z01": "DMP", "Z02": "MSSANTE", "Z03": "MSSANTE"}
-_STAGE_BRANCH = {"dmp-sink": "DMP", "mss-outbound": "MSSANTE", "notify": "NOTIFY"}
+_STAGE_BRANCH = {"dmp-sink": "DMP", "mss-sender": "MSSANTE", "notify-sink": "NOTIFY"}
 _DELIVERY_ACTIONS = {"DELIVERED", "DELIVERY_FAILED"}
 
 

@@ -242,3 +242,15 @@ def test_journey_lines_and_json() -> None:
     assert data["destinations"] == {"DMP": "REJECTED", "NOTIFY": "routed, no outcome yet"}
     assert data["steps"][0]["at"] == "2026-03-02T10:00:00+00:00"
     assert journey("nothing", audits=audits).steps == ()
+
+
+def test_a_sink_s_dead_letter_is_on_its_destination_s_branch() -> None:
+    for stage, branch in (
+        ("dmp-sink", "DMP"),
+        ("mss-sender", "MSSANTE"),
+        ("notify-sink", "NOTIFY"),
+    ):
+        [step] = journey("ev-9", audits=[], letters=[letter("ev-9", 1, stage=stage)]).steps
+        assert step.branch == branch
+    [step] = journey("ev-9", audits=[], letters=[letter("ev-9", 1)]).steps
+    assert step.branch == "document"
