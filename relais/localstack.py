@@ -61,6 +61,8 @@ class LocalStack:
     work_dir: Path
     prefix: str = "relais"
     table_store: str = "memory://"
+    #: tansu storage URL: memory://tansu/, or s3://BUCKET/ to survive a broker restart
+    broker_storage: str = "memory://tansu/"
     cda_xsd_dir: Path | None = None  # the CDA R2 schema folder, when the caller has one
     catalogue_dir: Path | None = None  # laboratories' catalogues (lab reports)
     loinc_table: Path | None = None
@@ -91,7 +93,9 @@ class LocalStack:
         keyring_file.unlink(missing_ok=True)
         self.keyring.write(keyring_file)
         listen = broker_listen or f"127.0.0.1:{free_port()}"
-        self.broker = LocalBroker(listen, log_path=self.work_dir / "broker.log")
+        self.broker = LocalBroker(
+            listen, self.broker_storage, log_path=self.work_dir / "broker.log"
+        )
         await self.broker.start()
         await ensure_topics(self.broker.bootstrap, self.prefix)
         pki = sandbox_pki(self.work_dir / "dmp-pki")
