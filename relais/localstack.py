@@ -37,6 +37,8 @@ from relais.topics import AUDIT, DEADLETTER, DELIVERY_STATUS, IDENTITY_PENDING
 from sandboxes.dmp import DmpSandbox, client_environment, sandbox_pki, start_sandbox
 from sandboxes.insi import InsiSandbox
 from sandboxes.insi import start_sandbox as start_insi
+from sandboxes.mail import MailSandbox
+from sandboxes.pki import SandboxPki
 
 
 def free_port() -> int:
@@ -83,6 +85,9 @@ class LocalStack:
     dmp_environment: dict[str, str] = field(default_factory=dict)
     #: more RELAIS_* for the processes (mail servers of the MSSanté and notify sinks...)
     extra_environment: dict[str, str] = field(default_factory=dict)
+    #: also run the MSSanté operator sandbox and the MSSanté and notification sinks
+    mail: bool = False
+    mail_sandbox: MailSandbox | None = None
     _runner: web.AppRunner | None = None
     _insi_runner: web.AppRunner | None = None
 
@@ -103,6 +108,8 @@ class LocalStack:
             "127.0.0.1", 0, self.work_dir / "dmp-sandbox", pki=pki
         )
         self.dmp_environment = client_environment(pki, f"https://127.0.0.1:{dmp_port}/repository")
+        if self.mail:
+            self._start_mail(pki)
         self._insi_runner, self.insi, insi_port = await start_insi("127.0.0.1", 0)
         self.settings = replace(
             Settings.from_env({**self.dmp_environment, **self.extra_environment}),
@@ -114,6 +121,25 @@ class LocalStack:
         )
         for args in self.workers:
             self.spawn(*args)
+        if self.mail:
+            self.spawn("mss", "send-worker")
+            self.spawn("sink", "notify")
+
+    def _start_mail(self, pki: SandboxPki) -> None:
+        """The MSSanté operator sandbox, and the RELAIS_MSS_* that reach it with the test PKI."""
+        port = free_port()
+        self.mail_sandbox = MailSandbox(pki, port, store_dir=self.work_dir / "mail-sandbox")
+        self.mail_sandbox.start()
+        self.extra_environment = {
+            "RELAIS_MSS_SMTP": f"127.0.0.1:{port}",
+            "RELAIS_MSS_SMTP_TLS": "starttls",
+            "RELAIS_MSS_CA_FILE": str(pki.ca_cert),
+            "RELAIS_MSS_CLIENT_CERT": str(pki.client_cert),
+            "RELAIS_MSS_CLIENT_KEY": str(pki.client_key),
+            "RELAIS_MSS_SENDER": "relais@relais-demo.mssante.fr",
+            "RELAIS_MSS_READ_RECEIPT": "no",
+            **self.extra_environment,
+        }
 
     async def __aenter__(self) -> LocalStack:
         """Start everything and wait until every process serves /metrics."""
@@ -212,6 +238,8 @@ class LocalStack:
         for runner in (self._runner, self._insi_runner):
             if runner is not None:
                 await runner.cleanup()
+        if self.mail_sandbox is not None:
+            self.mail_sandbox.stop()
         with contextlib.suppress(AttributeError):
             self.broker.stop()
 

@@ -10,6 +10,7 @@ import asyncio
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from relais.demo.samples import (
 from relais.localstack import Landing, LocalStack, read_landing, scrape
 from relais.settings import Settings
 from relais.signals import stop_on_signals
+from sandboxes.mail import MailSandbox
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,22 @@ class DemoDocument:
     sector: str
     broken: bool = False
     pdf: bool = False
+    mail: bool = False  # also to a doctor's and the patient's MSSanté mailboxes
 
+
+DOCTOR = "dr.martin@medecin.mssante.fr"
+#: PRT RCT (the doctor's mailbox) and the MetaDMPMSS flags of a document also sent by mail.
+MAIL_SEGMENTS = (
+    "PRT||UC||RCT^^participation|801234567890^MARTIN^Jean^^^^^^"
+    "ASIP-SANTE-PS&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS" + "|" * 10 + f"^^X.400^{DOCTOR}\r"
+    "OBX|20|CE|DESTMSSANTEPS^Destinataire MSSante PS^MetaDMPMSS||Y^^expandedYes-NoIndicator"
+    "||||||F\r"
+    "OBX|21|CE|DESTMSSANTEPAT^Destinataire MSSante patient^MetaDMPMSS||Y^^expandedYes-NoIndicator"
+    "||||||F\r"
+)
 
 DOCUMENTS = (
-    DemoDocument("lab result (CR-BIO), ORU^R01", LAB, DOMINIQUE, "LAB"),
+    DemoDocument("lab result (CR-BIO) to the DMP and by MSSanté", LAB, DOMINIQUE, "LAB", mail=True),
     DemoDocument("imaging report (CR-IMG), ORU^R01", IMAGING, SARAH_LOU, "RADIOLOGY"),
     DemoDocument(
         "imaging report as a PDF, wrapped as CDA N1", IMAGING, SARAH_LOU, "RADIOLOGY", pdf=True
@@ -66,6 +80,8 @@ def _message(n: int, doc: DemoDocument) -> bytes:
         head, _, rest = raw.partition(b"^XML^Base64^")
         data, _, tail = rest.partition(b"|")
         raw = head + b"^XML^Base64^" + data[: len(data) // 2 // 4 * 4] + b"|" + tail
+    if doc.mail:
+        raw += MAIL_SEGMENTS.encode()
     return raw
 
 
@@ -78,11 +94,12 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
     if task is not None:  # SIGTERM unwinds like Ctrl-C: the finally below stops every process
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     work = settings.data_dir / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    stack = LocalStack(work, prefix="demo")
+    stack = LocalStack(work, prefix="demo", mail=True)
     started = time.monotonic()
     try:
         _step(
-            f"starting broker, topics, DMP and INSi sandboxes, 4 worker processes (logs in {work})"
+            "starting broker, topics, DMP, INSi and MSSanté sandboxes, 6 worker processes "
+            f"(logs in {work})"
         )
         await stack.start()
         await stack.wait_for_metrics()
@@ -105,6 +122,13 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
             timeout_s=90,
             until=lambda lan: all(lan.where(i) != "in flight" for i in ids),
         )
+        # then the mailboxes and the notifications (an embargoed one waits: not this demo's)
+        landing = await read_landing(
+            stack.broker.bootstrap,
+            stack.prefix,
+            timeout_s=20,
+            until=lambda lan: all(_routed_everywhere(lan, i) for i in ids),
+        )
         _report(stack, sent, landing)
         if keep_running:
             await _wait_for_signal()
@@ -115,10 +139,48 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
         click.echo(f"    done in {time.monotonic() - started:.1f} s")
 
 
+FINAL = frozenset({"DELIVERED", "DUPLICATE", "REJECTED"})
+
+
+def _routed_to(landing: Landing, event_id: str) -> Counter[str]:
+    """How many requests the route stage made per destination for ``event_id``."""
+    for audit in landing.audits:
+        if audit["event_id"] == event_id and audit["action"] == "ROUTED":
+            labels = [o for o in str(audit["outcome"]).split(",") if o != "no-destination"]
+            return Counter(label.split(":")[0] for label in labels)
+    return Counter()
+
+
+def _finals(landing: Landing, event_id: str, destination: str) -> list[dict[str, object]]:
+    statuses = landing.statuses.get((event_id, destination), [])
+    return [s for s in statuses if s["outcome"] in FINAL]
+
+
+def _routed_everywhere(landing: Landing, event_id: str) -> bool:
+    routed = _routed_to(landing, event_id)
+    return all(len(_finals(landing, event_id, d)) >= n for d, n in routed.items())
+
+
+def _elsewhere(landing: Landing, event_id: str) -> str:
+    """What happened besides the DMP: mails and the notification."""
+    parts = []
+    for destination, count in sorted(_routed_to(landing, event_id).items()):
+        if destination == "DMP":
+            continue
+        done = [str(s["outcome"]).lower() for s in _finals(landing, event_id, destination)]
+        what = {"MSSANTE": "MSSanté mail", "NOTIFY": "patient notification"}[destination]
+        pending = count - len(done)
+        state = ", ".join(done) + (f"{', ' if done else ''}{pending} waiting" if pending else "")
+        parts.append(f"{what}{'s' if count > 1 else ''}: {state}")
+    return "; ".join(parts)
+
+
 def _report(stack: LocalStack, sent: list[tuple[str, DemoDocument]], landing: Landing) -> None:
     _step("where each document landed")
     for event_id, doc in sent:
-        click.echo(f"    {doc.title:<42} -> {landing.where(event_id)}")
+        click.echo(f"    {doc.title:<46} -> {landing.where(event_id)}")
+        if more := _elsewhere(landing, event_id):
+            click.echo(f"    {'':<46}    {more}")
     store = Path(stack.work_dir / "dmp-sandbox")
     click.echo(
         f"    DMP sandbox holds {len(stack.sandbox.filed)} documents "
@@ -128,10 +190,29 @@ def _report(stack: LocalStack, sent: list[tuple[str, DemoDocument]], landing: La
         click.echo(
             f"    dead letter [{letter['stage']}] {letter['reason_code']}: {letter['reason']}"
         )
+    if stack.mail_sandbox is not None:
+        _mailboxes(stack.mail_sandbox, stack.work_dir / "mail-sandbox")
     _step("metrics (Prometheus text format, one endpoint per process)")
     for p in stack.processes:
         counts = _stage_counts(scrape(p.metrics_port))
         click.echo(f"    {p.name:<10} http://127.0.0.1:{p.metrics_port}/metrics   {counts}")
+
+
+def _mailboxes(sandbox: MailSandbox, store: Path) -> None:
+    """What the MSSanté operator sandbox received, per mailbox (patient addresses masked)."""
+    boxes = sandbox.mailboxes()
+    click.echo(f"    MSSanté operator sandbox: {len(boxes)} mailboxes (mails in {store})")
+    for box, mails in sorted(boxes.items()):
+        local, _, domain = box.partition("@")
+        shown = f"{local[:4]}…{local[-3:]}@{domain}" if domain.startswith("patient.") else box
+        kinds = Counter(
+            "document (" + ", ".join(str(a.get_filename()) for a in attachments) + ")"
+            if (attachments := list(m.message.iter_attachments()))
+            else "notification"
+            for m in mails
+        )
+        listed = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        click.echo(f"      {shown:<40} {listed}")
 
 
 def _stage_counts(samples: dict[str, float]) -> str:
