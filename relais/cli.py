@@ -18,6 +18,7 @@ from mss_bridge.cli import mss
 from relais.cli_context import settings_of as _settings
 from relais.cli_dlq import dlq
 from relais.cli_documents import catalogue, explain_cmd, mllp, publish
+from relais.cli_load import load_cmd
 from relais.cli_trace import trace_cmd
 from relais.settings import Settings, SettingsError
 
@@ -432,6 +433,7 @@ main.add_command(explain_cmd)
 main.add_command(mss)
 main.add_command(dlq)
 main.add_command(trace_cmd)
+main.add_command(load_cmd)
 
 if __name__ == "__main__":
     main()

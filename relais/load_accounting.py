@@ -39,7 +39,8 @@ class Sent:
     unique_id: str
     defect: Defect
     sha256: str  # of the raw message (bad HL7 is found in the dead letters by it)
-    answer: str  # AA / AE / AR from the gateway, OK / ERROR from the library
+    answer: str  # AA / AE from the gateway, OK / ERROR from the library
+    copy_of: int | None = None  # a duplicate: the seq of its original
 
 
 @dataclass
@@ -169,13 +170,22 @@ def _problem(sent: Sent, outcome: str, seen: Observed, doubled_events: set[str])
 
 def account(sent: Sequence[Sent], seen: Observed) -> Accounting:
     """Each sent document's outcome and problem, and where documents were routed."""
+    outcomes = {s.seq: outcome_of(s, seen) for s in sent}
+    for s in sent:  # a copy sent on another connection may reach the bus before its original
+        overtook = s.copy_of is not None and outcomes[s.seq] == "delivered"
+        if overtook and s.copy_of is not None and outcomes[s.copy_of] == "duplicate-ignored":
+            outcomes[s.seq] = "duplicate-ignored: overtook its original, filed in its place"
+            outcomes[s.copy_of] = "delivered: as its copy, which reached the bus first"
     doubled_events = {ident for kind, ident in seen.doubled if kind == "held"}
-    lines = []
-    for s in sent:
-        outcome = outcome_of(s, seen)
-        lines.append(
-            Line(s.seq, EXPECTED[s.defect], outcome, _problem(s, outcome, seen, doubled_events))
+    lines = [
+        Line(
+            s.seq,
+            EXPECTED[s.defect],
+            outcomes[s.seq],
+            _problem(s, outcomes[s.seq], seen, doubled_events),
         )
+        for s in sent
+    ]
     routed: Counter[str] = Counter()
     for destinations in seen.routed.values():
         routed.update(d.split(":")[0] for d in destinations)

@@ -1,0 +1,182 @@
+"""Chaos for a replay: SIGKILL random workers and restart them; restart the broker once.
+
+The broker keeps its data across a restart only on a durable store: tansu on
+``s3://`` over npm's ``s3rver@3.7.1`` (../shared/LOCAL-STACK.md §2), which
+:class:`S3Store` starts on a free port of 127.0.0.1 with its files under the
+replay's folder. :func:`kill_times` is the pure schedule; :class:`Chaos` the
+shell that carries it out against a :class:`~relais.localstack.LocalStack`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from relais.localstack import LocalStack, Process, free_port
+
+S3_BUCKET: Final = "tansu"
+S3RVER_HINT: Final = (
+    "npm install --prefix .relais/s3rver --no-audit --no-fund s3rver@3.7.1 "
+    "(then --s3rver .relais/s3rver/node_modules/s3rver/bin/s3rver.js)"
+)
+#: the worker kinds chaos may kill (the MLLP gateway and the broker are handled apart)
+KILLABLE: Final = ("identity", "transcode", "route", "identity-transcode-route", "sink-dmp")
+
+
+def kill_times(kills: int, window_s: float, seed: int) -> list[float]:
+    """``kills`` instants spread over the middle 80 % of the window, one per equal slice."""
+    rng = random.Random(seed)  # noqa: S311 (a reproducible schedule, not a secret)
+    start, width = 0.1 * window_s, 0.8 * window_s
+    return [start + width * (i + rng.random()) / max(kills, 1) for i in range(kills)]
+
+
+class S3Error(RuntimeError):
+    """s3rver is not installed or did not start."""
+
+
+@dataclass
+class S3Store:
+    """An s3rver process holding the broker's data under ``directory``."""
+
+    script: Path  # node_modules/s3rver/bin/s3rver.js
+    directory: Path
+    port: int = 0
+    popen: subprocess.Popen[bytes] | None = None
+
+    def environment(self) -> dict[str, str]:
+        """What tansu reads to reach the store (AmazonS3Builder::from_env)."""
+        return {
+            "AWS_ACCESS_KEY_ID": "S3RVER",
+            "AWS_SECRET_ACCESS_KEY": "S3RVER",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT": f"http://127.0.0.1:{self.port}",
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    async def start(self) -> None:
+        node = shutil.which("node")
+        if node is None or not self.script.is_file():
+            raise S3Error(f"s3rver not found at {self.script} (or no node): {S3RVER_HINT}")
+        self.port = free_port()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log_path = self.directory.parent / "s3rver.log"
+        command = [node, str(self.script), "-d", str(self.directory), "-a", "127.0.0.1"]
+        command += ["-p", str(self.port), "--configure-bucket", S3_BUCKET]
+        self.popen = _spawn(command, log_path)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return
+            except OSError:
+                if self.popen.poll() is not None:
+                    raise S3Error(f"s3rver exited: see {log_path}") from None
+                await asyncio.sleep(0.2)
+        raise S3Error("s3rver did not listen within 20 s")
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+@dataclass
+class ChaosEvent:
+    at_s: float  # replay seconds
+    what: str  # "SIGKILL identity", "broker restart", "transcode exited by itself"
+    recovered_s: float | None = None  # until it served /metrics (or answered) again
+
+
+@dataclass
+class Chaos:
+    """Carries out the kills and the broker restart; restarts any worker that dies."""
+
+    stack: LocalStack
+    clock: Callable[[], float]  # replay seconds
+    seed: int = 1
+    events: list[ChaosEvent] = field(default_factory=list)
+    _killing: set[int] = field(default_factory=set)
+
+    def killable(self) -> list[Process]:
+        return [p for p in self.stack.processes if p.name in KILLABLE]
+
+    async def kill_one(self, rng: random.Random) -> None:
+        victims = self.killable()
+        if not victims:
+            return
+        victim = victims[rng.randrange(len(victims))]
+        event = ChaosEvent(self.clock(), f"SIGKILL {victim.name}")
+        self.events.append(event)
+        await self._respawn(victim, kill=True)
+        event.recovered_s = self.clock() - event.at_s
+
+    async def _respawn(self, old: Process, *, kill: bool) -> None:
+        self._killing.add(old.popen.pid)
+        if kill:
+            old.popen.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(old.popen.wait, 30)
+        self.stack.processes.remove(old)
+        self.stack.spawn(*old.args)
+        await self.stack.wait_for_metrics(timeout_s=120)
+
+    async def restart_broker(self) -> None:
+        """Stop the broker (SIGTERM) and start it again on the same port and store."""
+        event = ChaosEvent(self.clock(), f"broker restart ({self.stack.broker.storage})")
+        self.events.append(event)
+        self.stack.broker.stop()
+        await self.stack.broker.start(timeout_s=60)
+        event.recovered_s = self.clock() - event.at_s
+
+    async def run(self, kills: int, window_s: float, broker_at_s: float | None) -> None:
+        rng = random.Random(self.seed)  # noqa: S311 (which worker: reproducible, not secret)
+        plan: list[tuple[float, str]] = [
+            (t, "kill") for t in kill_times(kills, window_s, self.seed)
+        ]
+        if broker_at_s is not None:
+            plan.append((broker_at_s, "broker"))
+        for at_s, action in sorted(plan):
+            await asyncio.sleep(max(0.0, at_s - self.clock()))
+            if action == "kill":
+                await self.kill_one(rng)
+            else:
+                await self.restart_broker()
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Restart a worker that exited by itself (e.g. lost the broker for too long)."""
+        while not stop.is_set():
+            for p in list(self.stack.processes):
+                if p.popen.poll() is not None and p.popen.pid not in self._killing:
+                    event = ChaosEvent(
+                        self.clock(), f"{p.name} exited by itself ({p.popen.returncode})"
+                    )
+                    self.events.append(event)
+                    await self._respawn(p, kill=False)
+                    event.recovered_s = self.clock() - event.at_s
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                continue
