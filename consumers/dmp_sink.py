@@ -37,6 +37,7 @@ from relais.audit_records import acknowledged, delivery
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
 from relais.delivery_metrics import DeliveryMetrics
+from relais.dlq_replay import HEADER as REPLAY_HEADER
 from relais.envelope import Envelope, open_envelope
 from relais.health import READINESS, Flag, broker_reachable
 from relais.keyring import Keyring
@@ -58,6 +59,7 @@ from streams.stage import failure_of
 
 log = logging.getLogger(__name__)
 STAGE = "dmp-sink"
+
 _OID_OR_UUID = re.compile(r"^(?:[0-2](?:\.(?:0|[1-9]\d*))+|[0-9A-Fa-f-]{36})$")
 
 
@@ -221,6 +223,8 @@ class DmpSink:
         partition = message.partition
         await self.ledger.ensure(partition)
         entry = self.ledger.get(partition, request["request_id"])
+        if entry is not None and entry.outcome == "REJECTED" and _replayed(message):
+            entry = None  # an operator replays a refused document after a fix: file it again
         if entry is not None and next_step(entry) is Step.ALREADY_DONE:
             detail = "already done (delivery ledger): not sent again"
             return self._final(
@@ -379,6 +383,11 @@ class DmpSink:
             now=_now(),
         )
         return DEADLETTER.name(self.prefix), self.codec.encode("DeadLetter", letter)
+
+
+def _replayed(message: Any) -> bool:
+    """Whether ``relais dlq replay`` sent this record back (its ``relais-replay-of`` header)."""
+    return any(key == REPLAY_HEADER for key, _ in (message.headers or ()))
 
 
 def _now() -> datetime:

@@ -335,6 +335,13 @@ class Ledger:
             kind = cancelled[0].kind if cancelled else Kind.UPDATED
         scheduled = replace(fresh, kind=kind)
         notes = tuple((c, _CANCELLED_NOTE) for c in cancelled)
+        if scheduled.due_at > now:  # under embargo: say when, so nobody wonders
+            waiting = Note(
+                "RETRYING",
+                "EMBARGOED",
+                f"the patient is told from {scheduled.due_at:%Y-%m-%d %H:%M} UTC (release policy)",
+            )
+            notes = (*notes, (scheduled, waiting))
         return Admission((*cancelled, scheduled), notes)
 
     def _deletion(self, request: Incoming, fresh: Entry, now: datetime) -> Admission:

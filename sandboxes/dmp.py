@@ -311,6 +311,8 @@ class DmpSandbox:
         #: event to let them go) to crash a sink between its send and its commit
         self.unavailable = False
         self.hold_answers: asyncio.Event | None = None
+        #: refuse every submission with this XDS error code (a DMP that says no), None: check
+        self.refuse_with: str | None = None
         if store_dir:
             store_dir.mkdir(parents=True, exist_ok=True)
 
@@ -340,6 +342,8 @@ class DmpSandbox:
                 raise Faulted("rim:InvalidRequestException", str(exc)) from None
             relates_to = received.message_id
             vihf = check_envelope(received, ca_file=self.ca_file, now=now, client_cert=client_cert)
+            if self.refuse_with is not None:
+                raise Rejected(self.refuse_with, "refused by the sandbox operator (test lever)")
             checked = check_submission(received, vihf, now=now)
             warnings = self._register(checked)
         except Faulted as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import hashlib
+import logging
 import ssl
 import threading
 from collections import defaultdict
@@ -27,6 +28,7 @@ from aiosmtpd.controller import Controller
 from sandboxes.pki import SandboxPki
 
 DOMAIN_SUFFIX = "mssante.fr"
+logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd narrates every command
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from click.testing import CliRunner
 
 from producers.publisher import Publisher
+from relais.cli import main
 from relais.contracts import Codec
 from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, sample
 from relais.localstack import LocalStack, read_landing, scrape
@@ -153,3 +155,38 @@ def parse_message_segments(raw: bytes) -> dict[str, list[str]]:
             fields = line.split("|")
             found.setdefault(fields[0], fields[1:] if fields[0] != "MSH" else ["|", *fields[1:]])
     return found
+
+
+async def test_a_document_the_dmp_refused_is_filed_once_when_replayed_after_the_fix(
+    once_stack: LocalStack,
+) -> None:
+    sandbox, s = once_stack.sandbox, once_stack.settings
+    before = set(sandbox.filed)
+    sandbox.refuse_with = "XDSUnknownPatientId"  # e.g. the patient's DMP was not open yet
+    try:
+        event_id = await _publish(once_stack, sample(LAB, SARAH_LOU, 34))
+        landing = await read_landing(
+            s.bootstrap_servers,
+            s.topic_prefix,
+            timeout_s=60,
+            until=lambda lan: event_id in lan.delivered,
+        )
+    finally:
+        sandbox.refuse_with = None
+    refused = landing.delivered[event_id]
+    assert (refused["outcome"], refused["code"]) == ("REJECTED", "XDSUnknownPatientId")
+    assert set(sandbox.filed) == before
+    env = {
+        "RELAIS_BOOTSTRAP_SERVERS": s.bootstrap_servers,
+        "RELAIS_TOPIC_PREFIX": s.topic_prefix,
+        "RELAIS_KEYRING_FILE": str(s.keyring_file),
+    }
+    args = ["dlq", "replay", event_id, "--stage", "dmp-sink", "--wait", "60"]
+    result = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)
+    assert result.exit_code == 0, result.output
+    [unique_id] = set(sandbox.filed) - before
+    assert sandbox.submissions[unique_id] == 1
+    # replayed again (--again): the ledger now says DELIVERED, nothing is filed twice
+    again = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--again"], env=env)
+    assert again.exit_code == 0, again.output
+    assert sandbox.submissions[unique_id] == 1

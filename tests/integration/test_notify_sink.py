@@ -199,12 +199,14 @@ async def test_each_patient_by_their_channel_embargo_and_never_visible(
     async with running(broker.bootstrap, prefix, keyring, mail_servers, gateway, preferences=prefs):
         found = await statuses(broker.bootstrap, prefix, final([*visible, hidden]), 30)
         early = outcomes(found)
-        assert embargoed["request_id"] not in early  # still embargoed...
+        assert early.get(embargoed["request_id"]) == ["RETRYING"]  # still embargoed, and says so
+        [waiting] = [s for s in found if s["request_id"] == embargoed["request_id"]]
+        assert waiting["code"] == "EMBARGOED"
         assert metric("relais_notify_pending", state="embargoed") == 1
         found = await statuses(broker.bootstrap, prefix, final(requests), 30)
 
     assert outcomes(found) == {
-        embargoed["request_id"]: ["DELIVERED"],
+        embargoed["request_id"]: ["RETRYING", "DELIVERED"],
         hidden["request_id"]: ["REJECTED"],
         **{r["request_id"]: ["DELIVERED"] for r in visible},
     }
@@ -297,7 +299,10 @@ async def test_rate_limit_merges_and_an_embargo_survives_a_restart(
     assert datetime.now(UTC) < embargo_ends
     async with running(broker.bootstrap, prefix, keyring, mail_servers, gateway, rate=rate):
         found = await statuses(broker.bootstrap, prefix, final([*dominique, sarah]), 40)
-    assert outcomes(found) == {r["request_id"]: ["DELIVERED"] for r in [*dominique, sarah]}
+    assert outcomes(found) == {
+        **{r["request_id"]: ["DELIVERED"] for r in dominique},
+        sarah["request_id"]: ["RETRYING", "DELIVERED"],  # EMBARGOED first, then told
+    }
     mails = mail_servers.operator.mails
     to_dominique = [m for m in mails if m.recipients[0].startswith("279035121518989")]
     [to_sarah] = [m for m in mails if m.recipients[0].startswith("277010115400329")]

@@ -130,8 +130,11 @@ def test_a_replacement_before_the_embargo_lifts_cancels_the_original() -> None:
     cancelled, replacement = admission.writes
     assert (cancelled.request_id, cancelled.state) == ("req-1", State.CANCELLED)
     assert replacement.kind is Kind.NEW  # the patient never heard of version 1
-    [(entry, note)] = admission.notes
+    (entry, note), (waiting, embargo) = admission.notes
     assert (entry.request_id, note.outcome, note.code) == ("req-1", "REJECTED", "CANCELLED")
+    # the replacement is under embargo: its status says until when
+    assert (waiting.request_id, embargo.outcome, embargo.code) == ("req-2", "RETRYING", "EMBARGOED")
+    assert "2026-11-24 09:00 UTC" in embargo.detail
     for entry in admission.writes:
         ledger.apply(entry)
     assert send_due(ledger, T0 + 48 * HOUR) == [["req-2"]]
