@@ -28,7 +28,9 @@ from aiosmtpd.controller import Controller
 from sandboxes.pki import SandboxPki
 
 DOMAIN_SUFFIX = "mssante.fr"
-logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd narrates every command
+# aiosmtpd narrates every command, and warns that a required client certificate "might cause
+# client connection problems": that is the point here
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)

@@ -152,8 +152,12 @@ def _routed_to(landing: Landing, event_id: str) -> Counter[str]:
 
 
 def _finals(landing: Landing, event_id: str, destination: str) -> list[dict[str, object]]:
+    """Final statuses, and "scheduled" ones (a notification under embargo says until when)."""
     statuses = landing.statuses.get((event_id, destination), [])
-    return [s for s in statuses if s["outcome"] in FINAL]
+    finals = [s for s in statuses if s["outcome"] in FINAL]
+    settled = {s["request_id"] for s in finals}
+    scheduled = [s for s in statuses if s["code"] == "EMBARGOED" and s["request_id"] not in settled]
+    return finals + scheduled
 
 
 def _routed_everywhere(landing: Landing, event_id: str) -> bool:
@@ -167,7 +171,10 @@ def _elsewhere(landing: Landing, event_id: str) -> str:
     for destination, count in sorted(_routed_to(landing, event_id).items()):
         if destination == "DMP":
             continue
-        done = [str(s["outcome"]).lower() for s in _finals(landing, event_id, destination)]
+        done = [
+            f"scheduled ({s['detail']})" if s["code"] == "EMBARGOED" else str(s["outcome"]).lower()
+            for s in _finals(landing, event_id, destination)
+        ]
         what = {"MSSANTE": "MSSanté mail", "NOTIFY": "patient notification"}[destination]
         pending = count - len(done)
         state = ", ".join(done) + (f"{', ' if done else ''}{pending} waiting" if pending else "")
