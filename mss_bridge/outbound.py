@@ -34,6 +34,7 @@ from mss_bridge.compose import ComposeConfig, ComposedMail, compose
 from mss_bridge.errors import MssError, SmtpPermanent, SmtpTransient
 from mss_bridge.smtp_sender import SmtpSender
 from mss_bridge.status import status_of_request
+from relais.audit_records import delivery
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
@@ -43,7 +44,7 @@ from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
 from relais.sink_loop import SinkLoop
-from relais.topics import DEADLETTER, DELIVERY_LEDGER, DELIVERY_MSSANTE, DELIVERY_STATUS
+from relais.topics import AUDIT, DEADLETTER, DELIVERY_LEDGER, DELIVERY_MSSANTE, DELIVERY_STATUS
 from streams.stage import failure_of
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,7 @@ class MssSendWorker:
         await self.ledger.write(message.partition, sending(request["request_id"], attempt))
         outputs, finished = await self._send(request, mail, attempt, origin, message)
         if finished:
+            outputs = self._audited(outputs)
             final = self._final_outcome(outputs)
             await self.ledger.write(
                 message.partition, done(request["request_id"], final, None, attempt)
@@ -183,6 +185,15 @@ class MssSendWorker:
             if topic == DELIVERY_STATUS.name(self.prefix):
                 return str(self.codec.decode(value)[1]["outcome"])
         return "REJECTED"
+
+    def _audited(self, outputs: Outputs) -> Outputs:
+        """The outputs plus a DELIVERED / DELIVERY_FAILED audit event of the final status."""
+        for topic, value in outputs:
+            if topic == DELIVERY_STATUS.name(self.prefix):
+                status = self.codec.decode(value)[1]
+                audit = self.codec.encode("AuditEvent", delivery(status, component=STAGE))
+                return [*outputs, (AUDIT.name(self.prefix), audit)]
+        return outputs
 
     async def _send(
         self, request: Record, mail: ComposedMail, attempt: int, origin: Origin, message: Any
