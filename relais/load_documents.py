@@ -169,7 +169,8 @@ def _cda(doc: PlannedDocument, patient: SyntheticPatient, uid: str) -> bytes:
     )
     pdf = padded_pdf(f"{header.title}: document de charge {uid}", doc.pdf_bytes)
     if doc.kind is CR_BIO:
-        return build_cr_bio_n3(header, person, lab_results(doc.results, doc.seq), pdf)
+        original = doc.copy_of if doc.copy_of is not None else doc.seq  # a copy: same values
+        return build_cr_bio_n3(header, person, lab_results(doc.results, original), pdf)
     if doc.kind is CR_IMG:
         text = "Examen sans particularité. Pas d'anomalie décelable."
         sections = (("55111-9", "Technique", text), ("19005-8", "Résultat", text))

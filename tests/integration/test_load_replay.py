@@ -1,0 +1,49 @@
+"""`relais load` on a tiny profile: every document accounted for, the report written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from relais.cli import main
+from tests.shared_data import shared
+
+
+def test_a_tiny_replay_accounts_for_every_document_and_writes_its_report(tmp_path: Path) -> None:
+    out = tmp_path / "load"
+    result = CliRunner().invoke(
+        main,
+        [
+            "load",
+            "--documents", "30",
+            "--span-in", "8",
+            "--city-doctors",
+            "--unqualified", "0.1",
+            "--duplicates", "0.1",
+            "--bad-inputs", "0.1",
+            "--seed", "7",
+            "--cda-xsd-dir", str(shared("cda-xsd")),
+            "--drain-timeout", "40",
+            "--progress-every", "2",
+            "--out", str(out),
+        ],
+        env={"RELAIS_DATA_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "all accounted for" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is True
+    assert summary["documents"] == 30
+    outcomes = summary["outcomes"]
+    assert sum(outcomes.values()) == 30
+    # seed 7 plans every kind of outcome
+    assert set(outcomes) == {"delivered", "held", "duplicate-ignored", "dead-lettered", "refused"}
+    report = (out / "report.md").read_text()
+    for heading in ("## Accounting", "## Latency (ms, HDR histograms)", "## Processes"):
+        assert heading in report
+    assert "| end to end |" in report
+    assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
+    lines = (out / "accounting.csv").read_text().splitlines()
+    assert len(lines) == 31
