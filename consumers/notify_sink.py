@@ -68,6 +68,7 @@ from mss_bridge.smtp_sender import SmtpConfig
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec
 from relais.deadletter import Origin, dead_letter
+from relais.delivery_metrics import DELIVERIES
 from relais.envelope import EnvelopeError
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
@@ -425,6 +426,8 @@ class NotifySink:
             "submitted_at": entry.submitted_at,
         }
         value = self.codec.encode("DeliveryStatus", status)
+        if note.outcome in {"DELIVERED", "DUPLICATE", "REJECTED"}:  # the cross-sink view
+            DELIVERIES.labels("NOTIFY", note.outcome).inc()
         return DELIVERY_STATUS.name(self.prefix), entry.patient_key.encode(), value, None
 
     def _dead_letter(self, exc: Exception, origin: Origin, message: Any) -> Output:

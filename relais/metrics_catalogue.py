@@ -23,7 +23,7 @@ from relais.metrics import REGISTRY
 #: Every module that declares metrics, with the process(es) that serve them.
 MODULES: Final = {
     "relais.metrics": "every worker and sink",
-    "relais.delivery_metrics": "dmp-sink, mss-sender",
+    "relais.delivery_metrics": "dmp-sink, mss-sender, notify-sink",
     "relais.lag_monitor": "monitor",
     "producers.mllp_metrics": "mllp",
     "producers.ack_forwarder": "ack-forwarder",
