@@ -202,7 +202,7 @@ def _report(stack: LocalStack, sent: list[tuple[str, DemoDocument]], landing: La
     _step("metrics (Prometheus text format, one endpoint per process)")
     for p in stack.processes:
         counts = _stage_counts(scrape(p.metrics_port))
-        click.echo(f"    {p.name:<10} http://127.0.0.1:{p.metrics_port}/metrics   {counts}")
+        click.echo(f"    {p.name:<16} http://127.0.0.1:{p.metrics_port}/metrics   {counts}")
 
 
 def _mailboxes(sandbox: MailSandbox, store: Path) -> None:
