@@ -26,7 +26,7 @@ from typing import Final, Literal
 
 from mss_bridge.addresses import MailAddress
 from mss_bridge.errors import AcknowledgementError
-from mss_bridge.tracking import MailRef, read_message_id
+from mss_bridge.tracking import MailRef, Signer, read_message_id
 
 Kind = Literal["DSN", "MDN"]
 Outcome = Literal["DELIVERED", "RETRYING", "REJECTED"]
@@ -79,13 +79,14 @@ def report_type(message: Message) -> str | None:
     return str(value).lower() if isinstance(value, str) else None
 
 
-def read_acknowledgement(message: Message) -> list[Acknowledgement]:
-    """The acknowledgements a DSN or MDN carries (one per recipient for a DSN)."""
+def read_acknowledgement(message: Message, sign: Signer) -> list[Acknowledgement]:
+    """The acknowledgements a DSN or MDN carries (one per recipient for a DSN); ``sign``
+    authenticates the Message-ID of the mail they answer."""
     kind = report_type(message)
     if kind == DSN_TYPE:
-        return _read_dsn(message)
+        return _read_dsn(message, sign)
     if kind == MDN_TYPE:
-        return [_read_mdn(message)]
+        return [_read_mdn(message, sign)]
     raise AcknowledgementError("the mail is not a multipart/report DSN or MDN")
 
 
@@ -100,7 +101,7 @@ def _part(message: Message, content_type: str) -> Message | None:
     return next((p for p in _parts(message) if p.get_content_type() == content_type), None)
 
 
-def _original_ref(message: Message, hint: str | None) -> MailRef:
+def _original_ref(message: Message, hint: str | None, sign: Signer) -> MailRef:
     candidates = [hint]
     returned = _part(message, "text/rfc822-headers") or _part(message, "message/rfc822")
     if returned is not None:
@@ -111,7 +112,7 @@ def _original_ref(message: Message, hint: str | None) -> MailRef:
             found = re.search(r"(?im)^Message-ID:\s*(<[^>\r\n]+>)", inner)
             candidates.append(found.group(1) if found else None)
     for candidate in candidates:
-        ref = read_message_id(candidate)
+        ref = read_message_id(candidate, sign)
         if ref is not None:
             return ref
     raise AcknowledgementError(
@@ -128,7 +129,7 @@ def _field_address(value: str | None) -> str | None:
     return parseaddr(address.strip() or value.strip())[1] or None
 
 
-def _read_dsn(message: Message) -> list[Acknowledgement]:
+def _read_dsn(message: Message, sign: Signer) -> list[Acknowledgement]:
     status_part = _part(message, "message/delivery-status")
     if status_part is None:
         raise AcknowledgementError("the DSN has no message/delivery-status part")
@@ -136,7 +137,7 @@ def _read_dsn(message: Message) -> list[Acknowledgement]:
     blocks = [b for b in payload if isinstance(b, Message)] if isinstance(payload, list) else []
     if len(blocks) < 2:
         raise AcknowledgementError("the DSN has no per-recipient fields")
-    ref = _original_ref(message, None)
+    ref = _original_ref(message, None, sign)
     acks = []
     for block in blocks[1:]:
         action = str(block.get("Action", "")).strip().lower()
@@ -173,7 +174,7 @@ def _dsn_detail(action: str, enhanced: str, reply: str | None) -> str:
     return text
 
 
-def _read_mdn(message: Message) -> Acknowledgement:
+def _read_mdn(message: Message, sign: Signer) -> Acknowledgement:
     part = _part(message, "message/disposition-notification")
     if part is None:
         raise AcknowledgementError("the MDN has no message/disposition-notification part")
@@ -191,7 +192,7 @@ def _read_mdn(message: Message) -> Acknowledgement:
         raise AcknowledgementError(f"the MDN has an unknown disposition type {kind!r}")
     error = error_text.strip().lower().startswith("error")
     error_code = _mdn_error_code(error_text) if error else None
-    ref = _original_ref(message, fields.get("Original-Message-ID"))
+    ref = _original_ref(message, fields.get("Original-Message-ID"), sign)
     outcome: Outcome = "REJECTED" if error else "DELIVERED"
     detail = (
         f"the recipient's software reports {kind} with an error"

@@ -28,7 +28,7 @@ from consumers.xds_metadata import DocumentEntry, MetadataError, document_entry,
 from mss_bridge.addresses import MailAddress, parse_address
 from mss_bridge.errors import AddressError, MailFormatError, MssError
 from mss_bridge.mail_message import OutboundMail, PatientHeading, build_mail, build_withdrawal
-from mss_bridge.tracking import MailRef, envelope_id, message_id, recipient_tag
+from mss_bridge.tracking import MailRef, envelope_id, mail_signer, message_id, recipient_tag
 from mss_bridge.xdm_metadata import SubmissionSet
 from mss_bridge.xdm_package import XdmDocument, build_package
 from producers.document_id import HL7V3, safe_parser
@@ -174,7 +174,7 @@ def compose(
     mail = OutboundMail(
         sender=config.sender,
         recipient=recipient,
-        message_id=message_id(ref, config.sender.domain, tag),
+        message_id=message_id(ref, config.sender.domain, tag, mail_signer(keyring)),
         date=now,
         type_label=document["type_label"],
         cda_codes=[entry.type_code.code],
@@ -201,7 +201,7 @@ def _withdrawal(
     mail = OutboundMail(
         sender=config.sender,
         recipient=recipient,
-        message_id=message_id(ref, config.sender.domain, tag),
+        message_id=message_id(ref, config.sender.domain, tag, mail_signer(keyring)),
         date=now,
         type_label=request["document"]["type_label"],
         cda_codes=[request["document"]["type_code"]],

@@ -28,6 +28,7 @@ from lxml import etree
 
 from mss_bridge.acknowledgements import Acknowledgement, read_acknowledgement, report_type
 from mss_bridge.errors import MailFormatError, PackageError, VerificationError
+from mss_bridge.tracking import Signer
 from mss_bridge.xdm_package import PACKAGE_NAME, UnpackedDocument, unpack_package
 from producers.document_files import cda_patient
 from producers.document_id import HL7V3, cda_id_of, safe_parser
@@ -90,8 +91,11 @@ def is_report(message: Message) -> bool:
     )
 
 
-def read_mail(raw: bytes) -> InboundMail:
-    """Acknowledgements or verified documents; raises with the reason otherwise."""
+def read_mail(raw: bytes, sign: Signer) -> InboundMail:
+    """Acknowledgements or verified documents; raises with the reason otherwise.
+
+    ``sign`` authenticates the Message-IDs that acknowledgements name
+    (:func:`mss_bridge.tracking.mail_signer`)."""
     message = parse_mail(raw)
     sender = parseaddr(str(message.get("From", "")))[1]
     base = InboundMail(message, mail_identity(message, raw), sender.rpartition("@")[2].lower())
@@ -100,7 +104,7 @@ def read_mail(raw: bytes) -> InboundMail:
             base.message,
             base.message_id,
             base.sender_domain,
-            acknowledgements=tuple(read_acknowledgement(message)),
+            acknowledgements=tuple(read_acknowledgement(message, sign)),
         )
     documents = tuple(extract_documents(message))
     return InboundMail(base.message, base.message_id, base.sender_domain, documents=documents)

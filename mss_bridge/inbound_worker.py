@@ -41,6 +41,7 @@ from mss_bridge.inbound import InboundMail, is_report, parse_mail, read_mail, su
 from mss_bridge.metrics import ACKNOWLEDGEMENTS, INBOUND_DOCUMENTS, INBOUND_MAILS, REPLIES_SENT
 from mss_bridge.smtp_sender import SmtpSender
 from mss_bridge.status import status_of_ref
+from mss_bridge.tracking import mail_signer
 from producers.hl7_business_ack import BusinessAck, build_business_ack
 from relais.contracts import Codec, Record
 from relais.deadletter import RELAIS_IDS, Failure, Origin, dead_letter, derived_id
@@ -76,7 +77,7 @@ class MailboxWorker:
     async def __call__(self, raw: bytes) -> Disposition:
         now = datetime.now(UTC)
         try:
-            mail = read_mail(raw)
+            mail = read_mail(raw, mail_signer(self.keyring))
         except MssError as exc:
             return await self._refuse(raw, exc, now)
         try:

@@ -24,7 +24,7 @@ from mss_bridge.compose import ComposeConfig, pdf_copy
 from mss_bridge.errors import SmtpError, SmtpPermanent, SmtpTransient
 from mss_bridge.outbound import MssSendWorker
 from mss_bridge.smtp_sender import SmtpConfig, SmtpSender, SmtpServer
-from mss_bridge.tracking import read_message_id
+from mss_bridge.tracking import mail_signer, read_message_id
 from mss_bridge.xdm_package import unpack_package
 from relais.contracts import Codec
 from relais.keyring import Keyring
@@ -99,7 +99,7 @@ async def mail_of(servers: MailServers, user: str, event_id: str) -> EmailMessag
     for _ in range(50):
         for raw in await servers.fetch_all(user):
             message = parse(raw)
-            ref = read_message_id(message["Message-ID"])
+            ref = read_message_id(message["Message-ID"], mail_signer(KEYRING))
             if ref is not None and ref.event_id == event_id:
                 return message
         await asyncio.sleep(0.2)
@@ -149,7 +149,7 @@ async def test_documents_reach_the_patient_and_the_doctor_as_mssante_mail(
     assert mail["X-MSS-NIL"] == "NIL-RELAIS-TEST"
     assert mail["X-MSS-MES"] == "FIN"
     assert mail["Disposition-Notification-To"] == RELAIS
-    ref = read_message_id(mail["Message-ID"])
+    ref = read_message_id(mail["Message-ID"], mail_signer(KEYRING))
     assert ref is not None
     assert ref.event_id == to_patient["event_id"]
     assert ref.control_id == "MSG-0001"

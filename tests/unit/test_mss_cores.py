@@ -31,7 +31,7 @@ from mss_bridge.errors import (
 )
 from mss_bridge.inbound import read_mail, submissions
 from mss_bridge.smtp_sender import SmtpConfig, SmtpServer, _xtext
-from mss_bridge.tracking import MailRef, message_id, read_message_id
+from mss_bridge.tracking import MailRef, mail_signer, message_id, read_message_id
 from mss_bridge.xdm_package import unpack_package
 from producers.hl7_business_ack import BusinessAck, build_business_ack
 from relais.keyring import Keyring
@@ -39,6 +39,7 @@ from tests.mss_records import LETTER_CDA, NOW, mss_request, sample_cda
 from tests.shared_data import shared
 
 KEYRING = Keyring.generate()
+SIGN = mail_signer(KEYRING)
 RELAIS = "relais@ch-relais.mssante.fr"
 DOCTOR = "dr.martin@medecin.mssante.fr"
 PATIENT = "279035121518989@patient.mssante.fr"
@@ -98,16 +99,22 @@ def test_a_message_id_names_its_delivery(
     event: str, request: str, uid: str, at: int, facility: str, app: str, control: str
 ) -> None:
     ref = MailRef(event, request, uid, at, facility, app, control)
-    value = message_id(ref, "ch-relais.mssante.fr", "0123456789ab")
+    value = message_id(ref, "ch-relais.mssante.fr", "0123456789ab", SIGN)
     assert value.isascii()
     assert " " not in value
-    assert read_message_id(value) == ref
+    assert read_message_id(value, SIGN) == ref
+    # a forged or altered Message-ID is nobody's: another key, or a changed token
+    assert read_message_id(value, mail_signer(Keyring.generate("other"))) is None
+    local, _, domain = value.strip("<>").partition("@")
+    tag, token, mac = local.removeprefix("relais.").split(".")
+    forged = f"<relais.{tag}.{token[:-2]}AA.{mac}@{domain}>"
+    assert read_message_id(forged, SIGN) is None
 
 
 def test_foreign_message_ids_name_nothing() -> None:
-    assert read_message_id("<20261122.ABC@mta.localhost>") is None
-    assert read_message_id("<relais.tag.not-base64!@x>") is None
-    assert read_message_id(None) is None
+    assert read_message_id("<20261122.ABC@mta.localhost>", SIGN) is None
+    assert read_message_id("<relais.tag.not-base64!@x>", SIGN) is None
+    assert read_message_id(None, SIGN) is None
 
 
 # The outbound mail and its XDM package ---------------------------------------------
@@ -210,7 +217,9 @@ def _dsn(original: EmailMessage, action: str, status: str, diagnostic: str) -> b
 
 def test_a_dsn_is_linked_to_its_delivery_and_quotes_no_address() -> None:
     original = composed()
-    failed = read_mail(_dsn(original, "failed", "5.1.1", f"550 5.1.1 <{PATIENT}>: User unknown"))
+    failed = read_mail(
+        _dsn(original, "failed", "5.1.1", f"550 5.1.1 <{PATIENT}>: User unknown"), SIGN
+    )
     [ack] = failed.acknowledgements
     assert (ack.kind, ack.outcome, ack.code, ack.receipt, ack.error_code) == (
         "DSN",
@@ -219,16 +228,18 @@ def test_a_dsn_is_linked_to_its_delivery_and_quotes_no_address() -> None:
         "Z02",
         "5.1.1",
     )
-    assert ack.ref == read_message_id(original["Message-ID"])
+    assert ack.ref == read_message_id(original["Message-ID"], SIGN)
     assert "279035121518989" not in ack.detail
     assert "bad destination mailbox address" in ack.detail
-    [delayed] = read_mail(_dsn(original, "delayed", "4.4.1", "451 4.4.1 later")).acknowledgements
+    [delayed] = read_mail(
+        _dsn(original, "delayed", "4.4.1", "451 4.4.1 later"), SIGN
+    ).acknowledgements
     assert delayed.outcome == "RETRYING"
     assert delayed.receipt is None
     foreign = EmailMessage()
     foreign["Message-ID"] = "<someone.else@example>"
     with pytest.raises(AcknowledgementError, match="Message-ID Relais wrote"):
-        read_mail(_dsn(foreign, "failed", "5.1.1", "550"))
+        read_mail(_dsn(foreign, "failed", "5.1.1", "550"), SIGN)
 
 
 def test_an_mdn_round_trips_and_an_error_mdn_says_why() -> None:
@@ -236,7 +247,7 @@ def test_an_mdn_round_trips_and_an_error_mdn_says_why() -> None:
     request = MdnRequest(original, parse_address(DOCTOR), "cabinet; LGC", NOW)
     processed = build_mdn(request, message_id="<m1@medecin.mssante.fr>")
     assert processed["To"] == RELAIS
-    [ack] = read_acknowledgement(parse(processed.as_bytes()))
+    [ack] = read_acknowledgement(parse(processed.as_bytes()), SIGN)
     assert (ack.kind, ack.outcome, ack.code, ack.receipt) == (
         "MDN",
         "DELIVERED",
@@ -248,7 +259,7 @@ def test_an_mdn_round_trips_and_an_error_mdn_says_why() -> None:
     assert str(error["Subject"]).startswith(
         "[KO Intégration système !][xdm-hash-mismatch] XDM/1.0/DDM+"
     )
-    [bad] = read_acknowledgement(parse(error.as_bytes()))
+    [bad] = read_acknowledgement(parse(error.as_bytes()), SIGN)
     assert (bad.outcome, bad.code, bad.error_code) == (
         "REJECTED",
         "MDN processed/error",
@@ -319,28 +330,28 @@ def _mail_with(*attachments: tuple[bytes, str, str, str]) -> bytes:
 
 def test_a_document_mail_gives_verified_documents_with_stable_event_ids() -> None:
     raw = composed(RELAIS).as_bytes()
-    mail = read_mail(raw)
+    mail = read_mail(raw, SIGN)
     [document] = mail.documents
     assert document.patient.ins == "279035121518989"
     first = submissions(mail, KEYRING, NOW)
-    again = submissions(read_mail(raw), KEYRING, NOW)
+    again = submissions(read_mail(raw, SIGN), KEYRING, NOW)
     assert [r["event_id"] for r in first] == [r["event_id"] for r in again]
     assert first[0]["sector"] == "MSSANTE"
-    plain = read_mail(_mail_with((sample_cda(LETTER_CDA), "text", "xml", "lettre.xml")))
+    plain = read_mail(_mail_with((sample_cda(LETTER_CDA), "text", "xml", "lettre.xml")), SIGN)
     assert plain.documents[0].type_code == "11490-0"
 
 
 def test_bad_mail_is_refused_with_the_reason() -> None:
     pdf = pdf_copy(sample_cda()) or b""
     with pytest.raises(MailFormatError, match="PDF without its CDA"):
-        read_mail(_mail_with((pdf, "application", "pdf", "cr.pdf")))
+        read_mail(_mail_with((pdf, "application", "pdf", "cr.pdf")), SIGN)
     with pytest.raises(MailFormatError, match="no document"):
-        read_mail(_mail_with())
+        read_mail(_mail_with(), SIGN)
     with pytest.raises(VerificationError, match="not well-formed"):
-        read_mail(_mail_with((b"<ClinicalDocument", "text", "xml", "x.xml")))
+        read_mail(_mail_with((b"<ClinicalDocument", "text", "xml", "x.xml")), SIGN)
     no_ins = sample_cda(LETTER_CDA).replace(b"1.2.250.1.213.1.4.10", b"1.2.250.1.999.9")
     with pytest.raises(VerificationError, match="INS") as caught:
-        read_mail(_mail_with((no_ins, "text", "xml", "x.xml")))
+        read_mail(_mail_with((no_ins, "text", "xml", "x.xml")), SIGN)
     assert caught.value.reason_code in {"ins-missing", "ins-malformed"}
 
 
