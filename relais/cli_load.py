@@ -95,6 +95,13 @@ DEFAULT_S3RVER = Path(".relais/s3rver/node_modules/s3rver/bin/s3rver.js")
 )
 @click.option("--kills", default=4, show_default=True, help="worker kills with --chaos")
 @click.option(
+    "--mail/--no-mail",
+    default=True,
+    show_default=True,
+    help="run the MSSanté operator sandbox, the MSSanté sender and the notify sink, and "
+    "account for every mail and notification the route stage asked for",
+)
+@click.option(
     "--s3rver",
     type=click.Path(path_type=Path),
     help="s3rver.js of npm s3rver@3.7.1 "
@@ -145,6 +152,7 @@ def load_cmd(
     library_tasks: int,
     chaos: bool,
     kills: int,
+    mail: bool,
     s3rver: Path | None,
     drain_timeout_s: float,
     cda_xsd_dir: Path | None,
@@ -199,6 +207,7 @@ def load_cmd(
         library_tasks=library_tasks,
         chaos=chaos,
         kills=kills,
+        mail=mail,
         s3rver=store.resolve() if store else None,
         drain_timeout_s=drain_timeout_s,
         progress_s=progress_s,

@@ -60,6 +60,13 @@ class Observed:
     duplicates: set[str] = field(default_factory=set)  # event ids ignored as copies
     #: event id -> destinations the route stage chose (DMP, NOTIFY, MSSANTE:...)
     routed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: event id -> destination -> request id -> outcome (DELIVERED, DUPLICATE, REJECTED, or
+    #: SCHEDULED for a notification under embargo), for MSSANTE and NOTIFY
+    other: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    #: the non-DMP destinations whose sinks ran (accounted); the others are only counted routed
+    checked: frozenset[str] = frozenset()
+    #: (mails the MSSanté operator sandbox received, distinct Message-IDs among them)
+    mails: tuple[int, int] = (0, 0)
     #: document unique id -> ITI-41 requests the DMP sandbox received for it
     filings: Mapping[str, int] = field(default_factory=dict)
     #: (kind, id) pairs the landing counted more than once (statuses per request, holds)
@@ -139,7 +146,8 @@ def outcome_of(sent: Sent, seen: Observed) -> str:
 def _from_events(events: list[str], seen: Observed) -> str:
     statuses = [s for e in events for s in seen.dmp.get(e, [])]
     if any(s in {"DELIVERED", "DUPLICATE"} for s in statuses):
-        return "delivered"
+        lacking = [d for e in events for d in _lacking(e, seen)]
+        return f"missing: {', '.join(sorted(set(lacking)))}" if lacking else "delivered"
     if "REJECTED" in statuses:
         return "rejected by the DMP"
     for e in events:
@@ -152,8 +160,19 @@ def _from_events(events: list[str], seen: Observed) -> str:
     return "missing"
 
 
+def _lacking(event_id: str, seen: Observed) -> list[str]:
+    """The accounted destinations the route stage chose for ``event_id`` with no outcome yet."""
+    wanted = Counter(
+        label.split(":")[0]
+        for label in seen.routed.get(event_id, ())
+        if label.split(":")[0] in seen.checked
+    )
+    got = seen.other.get(event_id, {})
+    return [d for d, n in wanted.items() if len(got.get(d, {})) < n]
+
+
 def _problem(sent: Sent, outcome: str, seen: Observed, doubled_events: set[str]) -> str | None:
-    if outcome == "missing" or outcome.endswith("no dead letter"):
+    if outcome.startswith("missing") or outcome.endswith("no dead letter"):
         return "missing"
     events = seen.events.get(sent.control_id, [])
     if any(e in doubled_events for e in events):
@@ -194,7 +213,7 @@ def account(sent: Sequence[Sent], seen: Observed) -> Accounting:
 
 def settled(sent: Sequence[Sent], seen: Observed) -> bool:
     """Every document has an outcome (the replay may stop waiting)."""
-    return all(outcome_of(s, seen) != "missing" for s in sent)
+    return all(not outcome_of(s, seen).startswith("missing") for s in sent)
 
 
 def check(accounting: Accounting) -> None:

@@ -192,8 +192,15 @@ def markdown(result: LoadResult, fig: Figures, command: str, chart: bool) -> str
         f"at most {max(filings.values(), default=0)} per document.",
         "Routed (requests made by the route stage): "
         + ", ".join(f"{d} {n}" for d, n in sorted(acc.routed.items()))
-        + ". Only the DMP sink runs in a replay: NOTIFY and MSSANTE requests stay on their "
-        "topics and are not accounted as deliveries.",
+        + (
+            ". MSSanté and notification outcomes are accounted (a notification under embargo "
+            "counts as scheduled); the MSSanté operator sandbox received "
+            f"{result.observed.mails[0]} mails with {result.observed.mails[1]} distinct "
+            "Message-IDs (a mail resent after a crash keeps its Message-ID)."
+            if result.observed.checked
+            else ". --no-mail: only the DMP sink runs; NOTIFY and MSSANTE requests stay on "
+            "their topics and are not accounted."
+        ),
         "",
     ]
     if not acc.ok:

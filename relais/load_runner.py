@@ -15,7 +15,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,9 @@ class LoadConfig:
     progress_s: float = 5.0
     cda_xsd_dir: Path | None = None
     prefix: str = "load"
+    #: also run the MSSanté operator sandbox, the MSSanté sender and the notify sink, and
+    #: account for the mails and notifications the route stage asked for
+    mail: bool = True
 
     def layout(self, mllp_port: int) -> tuple[tuple[str, ...], ...]:
         stages: list[tuple[str, ...]] = (
@@ -103,6 +106,7 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
         workers=config.layout(mllp_port),
         cda_xsd_dir=config.cda_xsd_dir,
         broker_storage=f"s3://{store.bucket}/" if store else "memory://tansu/",
+        mail=config.mail,
     )
     try:
         with _environment(store.environment() if store else {}):
@@ -122,11 +126,15 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
             stack.prefix,
             timeout_s=config.drain_timeout_s,
             settle_s=3.0,
-            until=lambda lan: settled(sent, observe(lan, stack.sandbox.submissions)),
+            until=lambda lan: settled(
+                sent, observe(lan, stack.sandbox.submissions, mail=config.mail)
+            ),
         )
         drained_s = run.clock()
         run.sample()
-        observed = observe(landing, stack.sandbox.submissions)
+        observed = observe(landing, stack.sandbox.submissions, mail=config.mail)
+        if stack.mail_sandbox is not None:
+            observed.mails = mail_copies(stack.mail_sandbox.mailboxes())
     finally:
         await stack.stop()
         if store:
@@ -296,13 +304,30 @@ def _environment(extra: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _other(seen: Observed, event_id: str, destination: str, statuses: list[Any]) -> None:
+    """MSSanté and notification outcomes, per request (a scheduled notification counts)."""
+    for status in statuses:
+        scheduled = status["code"] == "EMBARGOED"
+        if status["outcome"] in {"DELIVERED", "DUPLICATE", "REJECTED"} or scheduled:
+            outcome = "SCHEDULED" if scheduled else status["outcome"]
+            by_request = seen.other.setdefault(event_id, {}).setdefault(destination, {})
+            by_request.setdefault(status["request_id"], outcome)
+
+
+def mail_copies(mailboxes: Mapping[str, Sequence[Any]]) -> tuple[int, int]:
+    """(mails received, distinct Message-IDs): a resent mail keeps its Message-ID."""
+    ids = [str(m.message["Message-ID"]) for mails in mailboxes.values() for m in mails]
+    return len(ids), len(set(ids))
+
+
 def _answered(s: Sent, a: Answer) -> Sent:
     return Sent(s.seq, s.control_id, s.unique_id, s.defect, s.sha256, a.answer, s.copy_of)
 
 
-def observe(landing: Landing, submissions: Any) -> Observed:
+def observe(landing: Landing, submissions: Any, *, mail: bool = False) -> Observed:
     """What the outcome topics and the sandbox say, in the accounting's terms."""
     seen = Observed(filings=dict(submissions), doubled=landing.doubled())
+    seen.checked = frozenset({"MSSANTE", "NOTIFY"}) if mail else frozenset()
     for audit in landing.audits:
         event_id, action = audit["event_id"], audit["action"]
         stamps = seen.stamps.setdefault(event_id, {})
@@ -315,6 +340,7 @@ def observe(landing: Landing, submissions: Any) -> Observed:
             seen.routed[event_id] = tuple(audit["outcome"].split(","))
     for (event_id, destination), statuses in landing.statuses.items():
         if destination != "DMP":
+            _other(seen, event_id, destination, statuses)
             continue
         for status in statuses:
             final = status["outcome"] in {"DELIVERED", "DUPLICATE", "REJECTED"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -44,6 +45,12 @@ def test_a_tiny_replay_accounts_for_every_document_and_writes_its_report(tmp_pat
     for heading in ("## Accounting", "## Latency (ms, HDR histograms)", "## Processes"):
         assert heading in report
     assert "| end to end |" in report
+    # the notifications the route stage asked for were accounted, and mailed once each
+    assert "MSSanté and notification outcomes are accounted" in report
+    mails = re.search(r"received (\d+) mails with (\d+) distinct Message-IDs", report)
+    assert mails is not None
+    assert int(mails.group(1)) > 0
+    assert mails.group(1) == mails.group(2)
     assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
     lines = (out / "accounting.csv").read_text().splitlines()
     assert len(lines) == 31

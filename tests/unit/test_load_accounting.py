@@ -147,3 +147,25 @@ def test_stage_latencies_come_from_the_audit_timeline() -> None:
         300, rel=0.01
     )
     assert of_values("x", [1, 2, 3, 1000]).max_ms == pytest.approx(1000, rel=0.01)
+
+
+def test_a_notification_or_mail_the_route_asked_for_must_have_an_outcome() -> None:
+    docs, seen = good_run()
+    seen.checked = frozenset({"NOTIFY", "MSSANTE"})
+    seen.routed["e0"] = ("DMP", "MSSANTE:ps-1", "MSSANTE:patient", "NOTIFY")
+    accounting = account(docs, seen)
+    assert not settled(docs, seen)
+    assert accounting.lines[0].outcome == "missing: MSSANTE, NOTIFY"
+    assert accounting.lines[0].problem == "missing"
+    seen.other["e0"] = {"MSSANTE": {"r1": "DELIVERED"}, "NOTIFY": {"r3": "SCHEDULED"}}
+    assert account(docs, seen).lines[0].outcome == "missing: MSSANTE"  # one mail of two
+    seen.other["e0"]["MSSANTE"]["r2"] = "DELIVERED"
+    assert settled(docs, seen)
+    assert account(docs, seen).ok  # a notification under embargo counts as scheduled
+
+
+def test_destinations_whose_sinks_did_not_run_are_only_counted() -> None:
+    docs, seen = good_run()
+    seen.routed["e0"] = ("DMP", "NOTIFY")
+    assert account(docs, seen).ok  # --no-mail: NOTIFY routed, not accounted
+    assert account(docs, seen).routed == {"DMP": 1, "NOTIFY": 1}
