@@ -65,6 +65,7 @@ from consumers.notify_schedule import (
 )
 from mss_bridge.config import smtp_config
 from mss_bridge.smtp_sender import SmtpConfig
+from relais.audit_records import delivery
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec
 from relais.deadletter import Origin, dead_letter
@@ -75,7 +76,7 @@ from relais.metrics import StageMetrics
 from relais.settings import Settings
 from relais.signals import stop_on_signals
 from relais.tansu_quirks import true_end_offsets
-from relais.topics import DEADLETTER, DELIVERY_NOTIFY, DELIVERY_STATUS, NOTIFY_LEDGER
+from relais.topics import AUDIT, DEADLETTER, DELIVERY_NOTIFY, DELIVERY_STATUS, NOTIFY_LEDGER
 from streams.identity import open_traits
 from streams.stage import StageFailure, failure_of
 
@@ -291,7 +292,7 @@ class NotifySink:
                 metrics.DELIVERIES.labels(entry.channel or "none", "duplicate").inc()
             elif entry.state is State.SKIPPED and note.outcome == "REJECTED":
                 metrics.DELIVERIES.labels("none", "rejected").inc()
-            outputs.append(self._status(entry, note, attempt=max(entry.attempt, 1)))
+            outputs += self._reports(entry, note, attempt=max(entry.attempt, 1))
         return outputs
 
     # -- dispatching --------------------------------------------------------------
@@ -402,7 +403,7 @@ class NotifySink:
         now = self.clock()
         entries = [e.moved(state, now, attempt=attempt, **changes) for e in batch.entries]
         outputs = [self._ledger_record(e, partition) for e in entries]
-        outputs += [self._status(e, note, attempt) for e in entries]
+        outputs += [out for e in entries for out in self._reports(e, note, attempt)]
         await self._emit(outputs)
         for entry in entries:
             ledger.apply(entry)
@@ -429,6 +430,15 @@ class NotifySink:
         if note.outcome in {"DELIVERED", "DUPLICATE", "REJECTED"}:  # the cross-sink view
             DELIVERIES.labels("NOTIFY", note.outcome).inc()
         return DELIVERY_STATUS.name(self.prefix), entry.patient_key.encode(), value, None
+
+    def _reports(self, entry: Entry, note: Note, attempt: int) -> list[Output]:
+        """The status, and for a final one the DELIVERED / DELIVERY_FAILED audit event."""
+        status = self._status(entry, note, attempt)
+        if note.outcome not in {"DELIVERED", "DUPLICATE", "REJECTED"}:
+            return [status]
+        record = self.codec.decode(status[2])[1]
+        audit = self.codec.encode("AuditEvent", delivery(record, component=STAGE))
+        return [status, (AUDIT.name(self.prefix), status[1], audit, None)]
 
     def _dead_letter(self, exc: Exception, origin: Origin, message: Any) -> Output:
         failure = failure_of(exc)

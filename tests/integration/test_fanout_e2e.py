@@ -164,6 +164,13 @@ async def test_a_lab_result_reaches_dmp_doctor_and_patient_and_its_correction_fo
         assert to_doctor[0]["X-MSS-INS"] == "O"
         [notified] = statuses(landing, original, "NOTIFY")
         assert notified["outcome"] == "DELIVERED"
+        # every sink writes its delivery into the audit trail (relais trace shows them)
+        delivered_by = {
+            a["component"]
+            for a in landing.audits
+            if a["event_id"] == original and a["action"] == "DELIVERED"
+        }
+        assert delivered_by >= {"dmp-sink", "mss-sender", "notify-sink"}
         [notice] = await notifications(mss_mail_servers, DOMINIQUE.ins, 1)
         text = str(notice.get_body(("plain",)).get_content())  # type: ignore[union-attr]
         assert "nouveau document" in text
