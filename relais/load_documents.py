@@ -18,7 +18,14 @@ from typing import Final
 from producers.document_files import FileSubmission
 from producers.hl7_message import PatientIdentity
 from producers.submission import Delivery, DocumentInput, Origin
-from relais.demo.samples import BIOLOGIST, INS_TEST_OID, LABORATORY, Patient, hl7_message
+from relais.demo.samples import (
+    BIOLOGIST,
+    INS_TEST_OID,
+    LABORATORY,
+    Patient,
+    hl7_message,
+    minimal_pdf,
+)
 from relais.demo.samples import Kind as SampleKind
 from relais.load_profile import (
     CONSULTATION,
@@ -77,27 +84,7 @@ class Built:
 
 def padded_pdf(text: str, size: int) -> bytes:
     """A one-page PDF of about ``size`` bytes: the text, plus a filler stream object."""
-    words = text.encode("ascii", "replace").replace(b"(", b"[").replace(b")", b"]")
-    page = b"BT /F1 12 Tf 72 720 Td (" + words + b") Tj ET"
-    filler = (b"% relais load filler " + b"0123456789abcdef" * 4 + b"\n") * (max(0, size) // 86)
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length " + str(len(page)).encode() + b" >>\nstream\n" + page + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Length " + str(len(filler)).encode() + b" >>\nstream\n" + filler + b"\nendstream",
-    ]
-    out, offsets = b"%PDF-1.4\n", []
-    for n, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    trailer = f"trailer << /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
-    return out + trailer.encode()
+    return minimal_pdf(text, filler_bytes=size)
 
 
 def unique_id(doc: PlannedDocument) -> str:

@@ -75,8 +75,9 @@ LETTER: Final = Kind(
 )
 
 
-def _pdf(text: str) -> bytes:
-    """A one-page PDF of the project's own (valid structure, ASCII text)."""
+def minimal_pdf(text: str, *, filler_bytes: int | None = None) -> bytes:
+    """A one-page PDF of the project's own (valid structure, ASCII text); with
+    ``filler_bytes``, a filler stream object makes it about that much bigger."""
     words = text.encode("ascii", "replace").replace(b"(", b"[").replace(b")", b"]")
     stream = b"BT /F1 12 Tf 72 720 Td (" + words + b") Tj ET"
     objects = [
@@ -87,6 +88,13 @@ def _pdf(text: str) -> bytes:
         b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    if filler_bytes is not None:
+        filler = (b"% relais load filler " + b"0123456789abcdef" * 4 + b"\n") * (
+            max(0, filler_bytes) // 86
+        )
+        objects.append(
+            b"<< /Length " + str(len(filler)).encode() + b" >>\nstream\n" + filler + b"\nendstream"
+        )
     out, offsets = b"%PDF-1.4\n", []
     for n, body in enumerate(objects, start=1):
         offsets.append(len(out))
@@ -157,7 +165,7 @@ def cda(kind: Kind, patient: Patient, doc_id: str, text: str) -> bytes:
         patient.sex,
         patient.birthplace,
     )
-    pdf = _pdf(f"{kind.title}: {text}")
+    pdf = minimal_pdf(f"{kind.title}: {text}")
     if kind is LAB:
         return build_cr_bio_n3(header, person, RESULTS, pdf)
     if kind is IMAGING:
@@ -214,7 +222,7 @@ def sample(kind: Kind, patient: Patient, n: int, *, text: str | None = None) -> 
 def pdf_sample(kind: Kind, patient: Patient, n: int) -> bytes:
     """The ``n``-th demo message of ``kind`` carrying a PDF (the transcode stage wraps it as N1)."""
     control_id = f"PDF{kind.loinc.replace('-', '')}{n:06d}"
-    pdf = _pdf(f"{kind.title}, document PDF de demonstration {n}")
+    pdf = minimal_pdf(f"{kind.title}, document PDF de demonstration {n}")
     return hl7_message(kind, patient, control_id, pdf, media="PDF")
 
 
@@ -240,7 +248,9 @@ def lab_report_sample(
     CA); ``resend`` numbers the message (a new MSH-10) for a second correction.
     """
     control_id = f"LAB{n:06d}"
-    raw = hl7_message(LAB, patient, control_id, _pdf(f"Compte rendu {n} ({status}{resend})"), "PDF")
+    raw = hl7_message(
+        LAB, patient, control_id, minimal_pdf(f"Compte rendu {n} ({status}{resend})"), "PDF"
+    )
     results = "".join(
         f"OBX|{10 + i}|NM|{code}^{label}^L||{value}|{unit}|{ref}|{flag}|||{status}"
         "|||20261122080000\r"
