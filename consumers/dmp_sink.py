@@ -21,7 +21,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from consumers.business_ack import asked, business_ack
 from consumers.delivery_ledger import Entry, LedgerStore, Step, done, next_step, sending
@@ -37,6 +37,7 @@ from relais.audit_records import acknowledged, delivery
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
 from relais.delivery_metrics import DeliveryMetrics
+from relais.delivery_status import status_of
 from relais.dlq_replay import HEADER as REPLAY_HEADER
 from relais.envelope import Envelope, open_envelope
 from relais.health import READINESS, Flag, broker_reachable
@@ -45,7 +46,7 @@ from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
 from relais.settings import Settings
 from relais.signals import stop_on_signals
-from relais.sink_loop import SinkLoop
+from relais.sink_loop import SinkLoop, sink_consumer, sink_producer
 from relais.topics import (
     AUDIT,
     BUSINESS_ACKS,
@@ -108,29 +109,6 @@ def visibility_flags(release: Record | None, now: datetime) -> dict[str, bool]:
     }
 
 
-def status_record(
-    request: Record,
-    *,
-    outcome: str,
-    code: str | None,
-    detail: str | None,
-    attempt: int,
-    now: datetime,
-) -> Record:
-    return {
-        "event_id": request["event_id"],
-        "request_id": request["request_id"],
-        "destination": "DMP",
-        "document_unique_id": request["document"]["unique_id"],
-        "outcome": outcome,
-        "code": code,
-        "detail": detail,
-        "attempt": attempt,
-        "at": now,
-        "submitted_at": request["submitted_at"],
-    }
-
-
 class DmpSink:
     def __init__(
         self,
@@ -145,19 +123,8 @@ class DmpSink:
         self.codec = Codec()
         self.metrics = StageMetrics(STAGE)
         self.deliveries = DeliveryMetrics("DMP")
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=f"{prefix}-dmp-sink",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(session_timeout_s * 1000),
-            heartbeat_interval_ms=1000,
-            max_partition_fetch_bytes=16 << 20,
-            fetch_max_bytes=64 << 20,
-        )
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20
-        )
+        self.consumer = sink_consumer(bootstrap, f"{prefix}-dmp-sink", session_timeout_s)
+        self.producer = sink_producer(bootstrap)
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.producer)
         self.retry = PartitionRetry(self.consumer)
         self.attempts: dict[str, int] = {}
@@ -354,7 +321,7 @@ class DmpSink:
             detail = f"the DMP refused the document with code {code}"
             failure = Failure("dmp-rejected", detail)
             outputs.append(self._dead_letter(failure, origin, message))
-        status = status_record(
+        status = status_of(
             request, outcome=outcome, code=code, detail=detail, attempt=attempt, now=now
         )
         outputs.insert(

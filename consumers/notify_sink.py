@@ -70,6 +70,7 @@ from relais.backoff import exponential_backoff
 from relais.contracts import Codec
 from relais.deadletter import Origin, dead_letter
 from relais.delivery_metrics import DELIVERIES
+from relais.delivery_status import delivery_status
 from relais.envelope import EnvelopeError
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
@@ -414,18 +415,18 @@ class NotifySink:
         return self.ledger_topic, entry.request_id.encode(), entry.to_bytes(), partition
 
     def _status(self, entry: Entry, note: Note, attempt: int) -> Output:
-        status = {
-            "event_id": entry.event_id,
-            "request_id": entry.request_id,
-            "destination": "NOTIFY",
-            "document_unique_id": entry.document_unique_id,
-            "outcome": note.outcome,
-            "code": note.code,
-            "detail": note.detail,
-            "attempt": attempt,
-            "at": self.clock(),
-            "submitted_at": entry.submitted_at,
-        }
+        status = delivery_status(
+            event_id=entry.event_id,
+            request_id=entry.request_id,
+            destination="NOTIFY",
+            document_unique_id=entry.document_unique_id,
+            outcome=note.outcome,
+            code=note.code,
+            detail=note.detail,
+            attempt=attempt,
+            now=self.clock(),
+            submitted_at=entry.submitted_at,
+        )
         value = self.codec.encode("DeliveryStatus", status)
         if note.outcome in {"DELIVERED", "DUPLICATE", "REJECTED"}:  # the cross-sink view
             DELIVERIES.labels("NOTIFY", note.outcome).inc()

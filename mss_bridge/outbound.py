@@ -27,23 +27,23 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from consumers.delivery_ledger import LedgerStore, Step, done, next_step, sending
 from mss_bridge.compose import ComposeConfig, ComposedMail, compose
 from mss_bridge.errors import MssError, SmtpPermanent, SmtpTransient
 from mss_bridge.smtp_sender import SmtpSender
-from mss_bridge.status import status_of_request
 from relais.audit_records import delivery
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
 from relais.delivery_metrics import DeliveryMetrics
+from relais.delivery_status import status_of
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
-from relais.sink_loop import SinkLoop
+from relais.sink_loop import SinkLoop, sink_consumer, sink_producer
 from relais.topics import AUDIT, DEADLETTER, DELIVERY_LEDGER, DELIVERY_MSSANTE, DELIVERY_STATUS
 from streams.stage import failure_of
 
@@ -72,19 +72,8 @@ class MssSendWorker:
         self.codec = Codec()
         self.metrics = StageMetrics(STAGE)
         self.retry_base_s, self.retry_cap_s = retry_base_s, retry_cap_s
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=f"{prefix}-mss-sender",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(session_timeout_s * 1000),
-            heartbeat_interval_ms=1000,
-            max_partition_fetch_bytes=16 << 20,
-            fetch_max_bytes=64 << 20,
-        )
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20
-        )
+        self.consumer = sink_consumer(bootstrap, f"{prefix}-mss-sender", session_timeout_s)
+        self.producer = sink_producer(bootstrap)
         self.retry = PartitionRetry(
             self.consumer, backoff=lambda: exponential_backoff(retry_base_s, retry_cap_s)
         )
@@ -136,7 +125,7 @@ class MssSendWorker:
         await self.ledger.ensure(message.partition)
         entry = self.ledger.get(message.partition, request["request_id"])
         if entry is not None and next_step(entry) is Step.ALREADY_DONE:
-            status = status_of_request(
+            status = status_of(
                 request,
                 outcome=entry.outcome or "DELIVERED",
                 code=entry.code,
@@ -215,7 +204,7 @@ class MssSendWorker:
                 attempt,
                 exc.reason_code,
             )
-            status = status_of_request(
+            status = status_of(
                 request,
                 outcome="RETRYING",
                 code=f"SMTP {exc.reply}",
@@ -231,7 +220,7 @@ class MssSendWorker:
             ), True
         self.attempts.pop(request["request_id"], None)
         code = "SMTP 250" + (f" {sent.reply.split()[0]}" if sent.reply[:1].isdigit() else "")
-        status = status_of_request(
+        status = status_of(
             request,
             outcome="DELIVERED",
             code=code,
@@ -255,7 +244,7 @@ class MssSendWorker:
         message: Any,
     ) -> Outputs:
         code = f"SMTP {exc.reply}" if isinstance(exc, SmtpPermanent) else exc.reason_code
-        status = status_of_request(
+        status = status_of(
             request, outcome="REJECTED", code=code, detail=exc.reason, attempt=attempt, now=_now()
         )
         log.warning(

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from prometheus_client import Counter
 
 from producers.ack_routes import Endpoint, accepted
@@ -28,7 +28,7 @@ from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import REGISTRY
 from relais.partition_retry import PartitionRetry
-from relais.sink_loop import Outputs, SinkLoop
+from relais.sink_loop import Outputs, SinkLoop, sink_consumer, sink_producer
 from relais.topics import BUSINESS_ACKS, DEADLETTER
 from streams.stage import failure_of
 
@@ -81,15 +81,8 @@ class AckForwarder:
     ) -> None:
         self.prefix, self.keyring, self.routes, self.timeout_s = prefix, keyring, routes, timeout_s
         self.codec = Codec()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=f"{prefix}-ack-forwarder",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(session_timeout_s * 1000),
-            heartbeat_interval_ms=1000,
-        )
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self.consumer = sink_consumer(bootstrap, f"{prefix}-ack-forwarder", session_timeout_s)
+        self.producer = sink_producer(bootstrap)
         self.retry = PartitionRetry(self.consumer)
         READINESS.register("broker", broker_reachable(bootstrap))
 

@@ -27,6 +27,30 @@ Outputs = list[tuple[str, bytes]]
 Handler = Callable[[TopicPartition, Any], Awaitable[Outputs | None]]
 
 
+MAX_RECORD_BYTES = 16 << 20  # documents with their PDF: 16 MiB records
+
+
+def sink_consumer(bootstrap: str, group_id: str, session_timeout_s: float) -> AIOKafkaConsumer:
+    """A sink's consumer: manual commits, from the earliest uncommitted record, big records."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(session_timeout_s * 1000),
+        heartbeat_interval_ms=1000,
+        max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        fetch_max_bytes=4 * MAX_RECORD_BYTES,
+    )
+
+
+def sink_producer(bootstrap: str) -> AIOKafkaProducer:
+    """A sink's producer: every output acknowledged by all replicas before the commit."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=MAX_RECORD_BYTES
+    )
+
+
 class _Forget(ConsumerRebalanceListener):  # type: ignore[misc]
     """Tell the owner which partitions moved (e.g. to forget their ledger entries)."""
 
