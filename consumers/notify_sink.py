@@ -67,7 +67,7 @@ from mss_bridge.config import smtp_config
 from mss_bridge.smtp_sender import SmtpConfig
 from relais.audit_records import delivery
 from relais.backoff import exponential_backoff
-from relais.contracts import Codec
+from relais.contracts import Codec, Record
 from relais.deadletter import Origin, dead_letter
 from relais.delivery_metrics import DELIVERIES
 from relais.delivery_status import delivery_status
@@ -387,7 +387,7 @@ class NotifySink:
             self.attempts[request_id] = attempt
         if attempt == 1:  # one RETRYING status per request, not one per try
             note = Note("RETRYING", exc.code, str(exc))
-            await self._emit([self._status(e, note, attempt) for e in batch.entries])
+            await self._emit([o for e in batch.entries for o in self._reports(e, note, attempt)])
 
     async def _settle(
         self,
@@ -414,8 +414,8 @@ class NotifySink:
     def _ledger_record(self, entry: Entry, partition: int) -> Output:
         return self.ledger_topic, entry.request_id.encode(), entry.to_bytes(), partition
 
-    def _status(self, entry: Entry, note: Note, attempt: int) -> Output:
-        status = delivery_status(
+    def _status_record(self, entry: Entry, note: Note, attempt: int) -> Record:
+        return delivery_status(
             event_id=entry.event_id,
             request_id=entry.request_id,
             destination="NOTIFY",
@@ -427,19 +427,18 @@ class NotifySink:
             now=self.clock(),
             submitted_at=entry.submitted_at,
         )
-        value = self.codec.encode("DeliveryStatus", status)
-        if note.outcome in {"DELIVERED", "DUPLICATE", "REJECTED"}:  # the cross-sink view
-            DELIVERIES.labels("NOTIFY", note.outcome).inc()
-        return DELIVERY_STATUS.name(self.prefix), entry.patient_key.encode(), value, None
 
     def _reports(self, entry: Entry, note: Note, attempt: int) -> list[Output]:
         """The status, and for a final one the DELIVERED / DELIVERY_FAILED audit event."""
-        status = self._status(entry, note, attempt)
-        if note.outcome not in {"DELIVERED", "DUPLICATE", "REJECTED"}:
-            return [status]
-        record = self.codec.decode(status[2])[1]
-        audit = self.codec.encode("AuditEvent", delivery(record, component=STAGE))
-        return [status, (AUDIT.name(self.prefix), status[1], audit, None)]
+        record = self._status_record(entry, note, attempt)
+        key = entry.patient_key.encode()
+        status = self.codec.encode("DeliveryStatus", record)
+        outputs: list[Output] = [(DELIVERY_STATUS.name(self.prefix), key, status, None)]
+        if note.outcome in {"DELIVERED", "DUPLICATE", "REJECTED"}:
+            DELIVERIES.labels("NOTIFY", note.outcome).inc()  # the cross-sink view
+            audit = self.codec.encode("AuditEvent", delivery(record, component=STAGE))
+            outputs.append((AUDIT.name(self.prefix), key, audit, None))
+        return outputs
 
     def _dead_letter(self, exc: Exception, origin: Origin, message: Any) -> Output:
         failure = failure_of(exc)

@@ -140,18 +140,22 @@ class MssSendWorker:
         try:
             mail = compose(request, self.keyring, self.compose_config, _now())
         except MssError as exc:
-            return self._rejected(
+            status, extra = self._rejected(
                 request, exc, "compose", attempt, origin=origin, message=message
-            ), True
+            )
+            return [self._status(status), *extra], True
         except Exception as exc:  # envelopes, contracts: dead-letter with the stage's reason
             failure = failure_of(exc)
             return [self._dead_letter(failure, origin, message)], True
         resent = entry is not None  # SENDING: a crash left its fate unknown
         await self.ledger.write(message.partition, sending(request["request_id"], attempt))
-        outputs, finished = await self._send(request, mail, attempt, origin, message)
+        status, extra = await self._send(request, mail, attempt, origin, message)
+        outputs = [self._status(status), *extra]
+        finished = status["outcome"] != "RETRYING"
         if finished:
-            outputs = self._audited(outputs)
-            final = self._final_outcome(outputs)
+            final = str(status["outcome"])
+            audit = self.codec.encode("AuditEvent", delivery(status, component=STAGE))
+            outputs.append((AUDIT.name(self.prefix), audit))
             await self.ledger.write(
                 message.partition, done(request["request_id"], final, None, attempt)
             )
@@ -169,24 +173,10 @@ class MssSendWorker:
             self.deliveries.retrying(request["request_id"], request["submitted_at"])
         return outputs, finished
 
-    def _final_outcome(self, outputs: Outputs) -> str:
-        for topic, value in outputs:
-            if topic == DELIVERY_STATUS.name(self.prefix):
-                return str(self.codec.decode(value)[1]["outcome"])
-        return "REJECTED"
-
-    def _audited(self, outputs: Outputs) -> Outputs:
-        """The outputs plus a DELIVERED / DELIVERY_FAILED audit event of the final status."""
-        for topic, value in outputs:
-            if topic == DELIVERY_STATUS.name(self.prefix):
-                status = self.codec.decode(value)[1]
-                audit = self.codec.encode("AuditEvent", delivery(status, component=STAGE))
-                return [*outputs, (AUDIT.name(self.prefix), audit)]
-        return outputs
-
     async def _send(
         self, request: Record, mail: ComposedMail, attempt: int, origin: Origin, message: Any
-    ) -> tuple[Outputs, bool]:
+    ) -> tuple[Record, Outputs]:
+        """Send the mail: its status (RETRYING, DELIVERED, REJECTED) and any dead letter."""
         try:
             sent = await self.sender.send(
                 mail.message,
@@ -212,12 +202,10 @@ class MssSendWorker:
                 attempt=attempt,
                 now=_now(),
             )
-            return [self._status(status)], False
+            return status, []
         except SmtpPermanent as exc:
             self.attempts.pop(request["request_id"], None)
-            return self._rejected(
-                request, exc, "smtp", attempt, origin=origin, message=message
-            ), True
+            return self._rejected(request, exc, "smtp", attempt, origin=origin, message=message)
         self.attempts.pop(request["request_id"], None)
         code = "SMTP 250" + (f" {sent.reply.split()[0]}" if sent.reply[:1].isdigit() else "")
         status = status_of(
@@ -231,7 +219,7 @@ class MssSendWorker:
         log.info(
             "MSSanté mail for event %s accepted by %s", request["event_id"], mail.recipient.domain
         )
-        return [self._status(status)], True
+        return status, []
 
     def _rejected(
         self,
@@ -242,7 +230,8 @@ class MssSendWorker:
         *,
         origin: Origin,
         message: Any,
-    ) -> Outputs:
+    ) -> tuple[Record, Outputs]:
+        """The REJECTED status and the dead letter of a request that can never be mailed."""
         code = f"SMTP {exc.reply}" if isinstance(exc, SmtpPermanent) else exc.reason_code
         status = status_of(
             request, outcome="REJECTED", code=code, detail=exc.reason, attempt=attempt, now=_now()
@@ -251,7 +240,7 @@ class MssSendWorker:
             "MSSanté delivery of event %s rejected at %s: %s", request["event_id"], step, code
         )
         failure = Failure(exc.reason_code, exc.reason)
-        return [self._status(status), self._dead_letter(failure, origin, message)]
+        return status, [self._dead_letter(failure, origin, message)]
 
     def _status(self, status: Record) -> tuple[str, bytes]:
         return DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status)
