@@ -35,6 +35,7 @@ from aioimaplib import IMAP4_SSL, AioImapException
 from mss_bridge.config import ImapConfig
 from mss_bridge.errors import ImapError
 from mss_bridge.metrics import IMAP_CONNECTED, IMAP_RECONNECTS
+from mss_bridge.tls import client_context
 from relais.backoff import exponential_backoff
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,7 @@ Handler = Callable[[bytes], Awaitable[Disposition]]
 
 def imap_tls_context(config: ImapConfig) -> ssl.SSLContext:
     try:
-        context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if config.client_cert is not None:
-            context.load_cert_chain(
-                str(config.client_cert), str(config.client_key) if config.client_key else None
-            )
+        context = client_context(config.ca_file, config.client_cert, config.client_key)
     except (OSError, ssl.SSLError) as exc:
         raise ImapError(
             f"TLS material cannot be loaded ({type(exc).__name__}); check RELAIS_MSS_CA_FILE, "

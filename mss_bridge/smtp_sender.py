@@ -29,6 +29,7 @@ import aiosmtplib
 
 from mss_bridge.errors import SmtpError, SmtpPermanent, SmtpTransient
 from mss_bridge.metrics import MAILS_FAILED, MAILS_SENT, SMTP_SECONDS
+from mss_bridge.tls import client_context
 from relais.backoff import exponential_backoff
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,7 @@ class SmtpConfig:
 def tls_context(config: SmtpConfig) -> ssl.SSLContext:
     """Verify the server against ``ca_file``; present the client certificate if given."""
     try:
-        context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if config.client_cert is not None:
-            context.load_cert_chain(
-                str(config.client_cert), str(config.client_key) if config.client_key else None
-            )
+        context = client_context(config.ca_file, config.client_cert, config.client_key)
     except (OSError, ssl.SSLError) as exc:
         raise SmtpError(
             f"TLS material cannot be loaded ({type(exc).__name__}: {exc}); check "
