@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +32,7 @@ from consumers.dmp_submission import (
     patient_cx,
 )
 from consumers.xds_metadata import document_entry
+from producers.document_id import split_id
 from relais.audit_records import acknowledged, delivery
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
@@ -61,8 +61,6 @@ from streams.stage import failure_of
 log = logging.getLogger(__name__)
 STAGE = "dmp-sink"
 
-_OID_OR_UUID = re.compile(r"^(?:[0-2](?:\.(?:0|[1-9]\d*))+|[0-9A-Fa-f-]{36})$")
-
 
 def submission_of(request: Record, keyring: Keyring, now: datetime | None = None) -> Submission:
     """Decrypt what the DMP needs from a ``DeliveryRequest``."""
@@ -71,10 +69,9 @@ def submission_of(request: Record, keyring: Keyring, now: datetime | None = None
     content = open_envelope(
         keyring, Envelope.from_record(document["content"]), event_id=event_id, purpose="content"
     )
-    traits = open_traits(request, keyring)
     return Submission(
         unique_id=document["unique_id"],
-        patient_id=patient_cx(str(traits["ins"]), str(traits["ins_oid"])),
+        patient_id=_patient_id(request, keyring),
         type_code=document["type_code"],
         content=content,
         metadata=document_entry(
@@ -84,12 +81,16 @@ def submission_of(request: Record, keyring: Keyring, now: datetime | None = None
     )
 
 
+def _patient_id(request: Record, keyring: Keyring) -> str:
+    """The patient's XDS id (INS CX ^NH), from the request's sealed identity."""
+    traits = open_traits(request, keyring)
+    return patient_cx(str(traits["ins"]), str(traits["ins_oid"]))
+
+
 def xds_ids(unique_id: str) -> tuple[str, ...]:
     """The XDS uniqueIds a document id may be filed under: itself, and ``root^extension``."""
-    if _OID_OR_UUID.match(unique_id) or "." not in unique_id:
-        return (unique_id,)
-    root, extension = unique_id.rsplit(".", 1)
-    return (unique_id, f"{root}^{extension}")
+    root, extension = split_id(unique_id)
+    return (unique_id,) if extension is None else (unique_id, f"{root}^{extension}")
 
 
 def visibility_flags(release: Record | None, now: datetime) -> dict[str, bool]:
@@ -180,10 +181,11 @@ class DmpSink:
                 offset=message.offset,
             )
             origin = Origin(topic, message.partition, message.offset, request["event_id"])
-            deletion = request["document"]["action"] == "DELETE"
-            submission = None if deletion else submission_of(request, self.keyring, _now())
-            traits = open_traits(request, self.keyring)
-            patient_id = patient_cx(str(traits["ins"]), str(traits["ins_oid"]))
+            if request["document"]["action"] == "DELETE":
+                submission, patient_id = None, _patient_id(request, self.keyring)
+            else:  # the submission opened the identity already
+                submission = submission_of(request, self.keyring, _now())
+                patient_id = submission.patient_id
         except Exception as exc:  # any unreadable request is dead-lettered, never a crash
             failure = failure_of(exc)
             return [self._dead_letter(failure, origin, message)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Final
+
 from lxml import etree
 
 from producers.hl7_message import EmbeddedDocument, Hl7Message
@@ -39,6 +42,22 @@ def cda_id_of(root: etree._Element) -> str | None:
         return None
     ext = element.get("extension")
     return f"{element.get('root')}.{ext}" if ext else str(element.get("root"))
+
+
+_UID: Final = re.compile(
+    r"^(?:[0-2](?:\.(?:0|[1-9]\d*))+|[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})$"
+)
+
+
+def split_id(document_id: str) -> tuple[str, str | None]:
+    """(root, extension) of an id :func:`cda_id` wrote as ``root.extension``.
+
+    An OID or a UUID is a root alone; anything else with a dot is split at its last dot.
+    """
+    if _UID.match(document_id) or "." not in document_id:
+        return document_id, None
+    root, extension = document_id.rsplit(".", 1)
+    return root, extension
 
 
 def unique_id(message: Hl7Message, document: EmbeddedDocument) -> str:

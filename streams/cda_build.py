@@ -13,13 +13,12 @@ derived from the document id, so the same input always gives the same bytes.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Sequence
 from typing import Final
 
 from lxml import etree
 
-from producers.document_id import HL7V3
+from producers.document_id import HL7V3, split_id
 from streams.cda_body import (
     XSI,
     Element,
@@ -74,9 +73,6 @@ CR_IMG_SECTIONS: Final = {
 }
 CONFIDENTIALITY: Final = {"N": "Normal", "R": "Restreint", "V": "Très restreint"}
 SEX: Final = {"M": "Masculin", "F": "Féminin", "U": "Inconnu", "UN": "Inconnu"}
-_UID: Final = re.compile(
-    r"^(?:[0-2](?:\.(?:0|[1-9]\d*))+|[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})$"
-)
 
 
 # ---------------------------------------------------------------- header
@@ -214,9 +210,7 @@ def _context(root: Element, header: DocumentHeader, service: tuple[str, str] | N
     _assigned(entity, header.author, header.author_org, header, contact=True)
     if header.replaces:
         parent = sub(sub(root, "relatedDocument", typeCode="RPLC"), "parentDocument")
-        replaced, extension = header.replaces, None
-        if not _UID.match(replaced) and "." in replaced:
-            replaced, extension = replaced.rsplit(".", 1)
+        replaced, extension = split_id(header.replaces)
         sub(parent, "id", root=replaced, extension=extension)
     encounter = sub(sub(root, "componentOf"), "encompassingEncounter")
     _interval(encounter, "effectiveTime", start, header.service_stop)
