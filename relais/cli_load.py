@@ -17,7 +17,6 @@ import click
 from relais.cli_context import settings_of
 
 DEFAULT_XSD = Path("../shared/data/cda-xsd")
-DEFAULT_S3RVER = Path(".relais/s3rver/node_modules/s3rver/bin/s3rver.js")
 
 
 @click.command("load")
@@ -91,7 +90,7 @@ DEFAULT_S3RVER = Path(".relais/s3rver/node_modules/s3rver/bin/s3rver.js")
     "--chaos",
     is_flag=True,
     help="SIGKILL random workers during the replay and "
-    "restart them; restart the broker once on its s3:// store (needs --s3rver)",
+    "restart them; run the broker on s3:// (an S3 store by moto) and restart it once",
 )
 @click.option("--kills", default=4, show_default=True, help="worker kills with --chaos")
 @click.option(
@@ -100,12 +99,6 @@ DEFAULT_S3RVER = Path(".relais/s3rver/node_modules/s3rver/bin/s3rver.js")
     show_default=True,
     help="run the MSSanté operator sandbox, the MSSanté sender and the notify sink, and "
     "account for every mail and notification the route stage asked for",
-)
-@click.option(
-    "--s3rver",
-    type=click.Path(path_type=Path),
-    help="s3rver.js of npm s3rver@3.7.1 "
-    f"for the durable broker [default: {DEFAULT_S3RVER} when present]",
 )
 @click.option(
     "--drain-timeout",
@@ -153,7 +146,6 @@ def load_cmd(
     chaos: bool,
     kills: int,
     mail: bool,
-    s3rver: Path | None,
     drain_timeout_s: float,
     cda_xsd_dir: Path | None,
     out: Path | None,
@@ -175,6 +167,7 @@ def load_cmd(
       relais load --documents 1500 --span-in 180 --chaos
     """
     from relais.load_accounting import check  # noqa: PLC0415
+    from relais.load_chaos import S3Error  # noqa: PLC0415
     from relais.load_profile import Profile, ProfileError, Shares  # noqa: PLC0415
     from relais.load_report import write_report  # noqa: PLC0415
     from relais.load_runner import LoadConfig, run_load  # noqa: PLC0415
@@ -197,7 +190,6 @@ def load_cmd(
         raise click.UsageError(str(exc)) from None
     folder = out or settings_of(ctx).data_dir / f"load-{time.strftime('%Y%m%d-%H%M%S')}"
     xsd = cda_xsd_dir or (DEFAULT_XSD if DEFAULT_XSD.is_dir() else None)
-    store = s3rver or (DEFAULT_S3RVER if DEFAULT_S3RVER.is_file() else None)
     config = LoadConfig(
         profile=profile,
         out_dir=folder.resolve(),
@@ -208,14 +200,16 @@ def load_cmd(
         chaos=chaos,
         kills=kills,
         mail=mail,
-        s3rver=store.resolve() if store else None,
         drain_timeout_s=drain_timeout_s,
         progress_s=progress_s,
         cda_xsd_dir=xsd.resolve() if xsd else None,
     )
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # broker restarts are expected
     click.echo(f"relais load -> {config.out_dir}", err=True)
-    result = asyncio.run(run_load(config, lambda line: click.echo(line, err=True)))
+    try:
+        result = asyncio.run(run_load(config, lambda line: click.echo(line, err=True)))
+    except S3Error as exc:
+        raise click.ClickException(f"--chaos needs an S3 store for the broker: {exc}") from None
     command = "relais load " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     for path in write_report(result, command):
         click.echo(f"wrote {path}", err=True)

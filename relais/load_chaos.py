@@ -1,20 +1,22 @@
 """Chaos for a replay: SIGKILL random workers and restart them; restart the broker once.
 
 The broker keeps its data across a restart only on a durable store: tansu on
-``s3://`` over npm's ``s3rver@3.7.1`` (../shared/LOCAL-STACK.md §2), which
-:class:`S3Store` starts on a free port of 127.0.0.1 with its files under the
-replay's folder. :func:`kill_times` is the pure schedule; :class:`Chaos` the
-shell that carries it out against a :class:`~relais.localstack.LocalStack`.
+``s3://`` (../shared/LOCAL-STACK.md §2) over an S3 server that honours
+conditional PUTs, which :class:`S3Store` starts on a free port of 127.0.0.1.
+:func:`kill_times` is the pure schedule; :class:`Chaos` the shell that carries
+it out against a :class:`~relais.localstack.LocalStack`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import random
-import shutil
 import signal
 import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +25,7 @@ from typing import Final
 from relais.localstack import LocalStack, Process, free_port
 
 S3_BUCKET: Final = "tansu"
-S3RVER_HINT: Final = (
-    "npm install --prefix .relais/s3rver --no-audit --no-fund s3rver@3.7.1 "
-    "(then --s3rver .relais/s3rver/node_modules/s3rver/bin/s3rver.js)"
-)
+S3_HINT: Final = "pip install 'moto[server]' (or pip install -e '.[load]')"
 #: the worker kinds chaos may kill (the MLLP gateway and the broker are handled apart)
 KILLABLE: Final = ("identity", "transcode", "route", "identity-transcode-route", "sink-dmp")
 
@@ -39,49 +38,64 @@ def kill_times(kills: int, window_s: float, seed: int) -> list[float]:
 
 
 class S3Error(RuntimeError):
-    """s3rver is not installed or did not start."""
+    """The S3 store is not installed or did not start."""
 
 
 @dataclass
 class S3Store:
-    """An s3rver process holding the broker's data under ``directory``."""
+    """An S3 server (moto) that holds the broker's data and outlives the broker's restarts.
 
-    script: Path  # node_modules/s3rver/bin/s3rver.js
-    directory: Path
+    tansu keeps each partition's offsets in a ``watermark.json`` object that it
+    updates with conditional PUTs (If-None-Match / If-Match); a restarted broker
+    learns where a partition ends from the 412 its first PUT gets. moto enforces
+    conditional PUTs; npm ``s3rver@3.7.1`` ignores them, and a tansu restarted
+    on it starts every partition again at offset 0, overwriting the records
+    already there (measured: see docs/performance.md). moto keeps the objects in
+    memory: they survive the broker, not moto itself.
+    """
+
+    log_path: Path
     port: int = 0
     popen: subprocess.Popen[bytes] | None = None
 
     def environment(self) -> dict[str, str]:
         """What tansu reads to reach the store (AmazonS3Builder::from_env)."""
         return {
-            "AWS_ACCESS_KEY_ID": "S3RVER",
-            "AWS_SECRET_ACCESS_KEY": "S3RVER",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT": f"http://127.0.0.1:{self.port}",
+            "AWS_ENDPOINT": self.endpoint,
             "AWS_ALLOW_HTTP": "true",
         }
 
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     async def start(self) -> None:
-        node = shutil.which("node")
-        if node is None or not self.script.is_file():
-            raise S3Error(f"s3rver not found at {self.script} (or no node): {S3RVER_HINT}")
+        if importlib.util.find_spec("moto") is None:
+            raise S3Error(f"moto is not installed: {S3_HINT}")
         self.port = free_port()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        log_path = self.directory.parent / "s3rver.log"
-        command = [node, str(self.script), "-d", str(self.directory), "-a", "127.0.0.1"]
-        command += ["-p", str(self.port), "--configure-bucket", S3_BUCKET]
-        self.popen = _spawn(command, log_path)
-        deadline = time.monotonic() + 20
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        self.popen = _spawn(command, self.log_path)
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise S3Error(f"moto exited ({self.popen.returncode}): see {self.log_path}")
             try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
+                await asyncio.to_thread(self._create_bucket)
                 return
             except OSError:
-                if self.popen.poll() is not None:
-                    raise S3Error(f"s3rver exited: see {log_path}") from None
-                await asyncio.sleep(0.2)
-        raise S3Error("s3rver did not listen within 20 s")
+                await asyncio.sleep(0.3)
+        self.stop()
+        raise S3Error(f"moto did not answer within 30 s: see {self.log_path}")
+
+    def _create_bucket(self) -> None:
+        url = f"http://127.0.0.1:{self.port}/{S3_BUCKET}"
+        request = urllib.request.Request(url, method="PUT")
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 (http to 127.0.0.1)
+            response.read()
 
     def stop(self) -> None:
         if self.popen is not None and self.popen.poll() is None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from producers.publisher import Publisher
 from relais.load_accounting import Accounting, Observed, Sent, account, settled
-from relais.load_chaos import Chaos, ChaosEvent, S3Store
+from relais.load_chaos import S3_BUCKET, Chaos, ChaosEvent, S3Store
 from relais.load_documents import build
 from relais.load_procs import ProcessSampler, Usage, children_named
 from relais.load_profile import Channel, PlannedDocument, Profile, plan
@@ -43,7 +43,6 @@ class LoadConfig:
     library_tasks: int = 4  # concurrent producer-library callers
     chaos: bool = False
     kills: int = 4
-    s3rver: Path | None = None  # s3rver.js: with chaos, the broker restarts on s3://
     drain_timeout_s: float = 300.0
     progress_s: float = 5.0
     cda_xsd_dir: Path | None = None
@@ -98,22 +97,24 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
         f"replaying over {config.profile.wall_seconds():.0f} s"
     )
     notes: list[str] = []
-    store = await _store(config, notes, echo)
+    store = await _store(config, echo)
+    if store:
+        notes.append(f"the broker stored on s3://{S3_BUCKET}/ over moto, which outlived it")
     mllp_port = free_port()
     stack = LocalStack(
         config.out_dir / "stack",
         prefix=config.prefix,
         workers=config.layout(mllp_port),
         cda_xsd_dir=config.cda_xsd_dir,
-        broker_storage=f"s3://{store.bucket}/" if store else "memory://tansu/",
+        broker_storage=f"s3://{S3_BUCKET}/" if store else "memory://tansu/",
         mail=config.mail,
     )
+    run = _Run(config, stack, echo, mllp_port)
     try:
         with _environment(store.environment() if store else {}):
             await stack.start()
             await stack.wait_for_metrics(timeout_s=120)
         echo(f"stack up: {len(stack.processes)} processes, broker {stack.broker.bootstrap}")
-        run = _Run(config, stack, echo, mllp_port)
         with _environment(store.environment() if store else {}):
             answers = await run.send(deque(zip(docs, built, strict=True)))
         del built
@@ -131,11 +132,13 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
             ),
         )
         drained_s = run.clock()
+        await run.finish()
         run.sample()
         observed = observe(landing, stack.sandbox.submissions, mail=config.mail)
         if stack.mail_sandbox is not None:
             observed.mails = mail_copies(stack.mail_sandbox.mailboxes())
     finally:
+        await run.finish()
         await stack.stop()
         if store:
             store.stop()
@@ -159,7 +162,7 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
 
 
 class _Run:
-    """The sending phase: pacer, senders, progress, sampler and chaos side by side."""
+    """The replay: pacer, senders, progress, sampler and chaos side by side."""
 
     def __init__(self, config: LoadConfig, stack: LocalStack, echo: Echo, mllp_port: int) -> None:
         self.config, self.stack, self.echo, self.mllp_port = config, stack, echo, mllp_port
@@ -168,6 +171,8 @@ class _Run:
         self.t0_epoch = time.time()
         self.chaos: Chaos | None = None
         self.answers: list[Answer] = []
+        self.drained = asyncio.Event()  # progress and the chaos watcher run until then
+        self.helpers: list[asyncio.Task[None]] = []
 
     def clock(self) -> float:
         return time.monotonic() - self.t0
@@ -178,8 +183,8 @@ class _Run:
         def classify(cmdline: list[str]) -> str | None:
             if any("tansu" in part for part in cmdline[:1]):
                 return "broker"
-            if any("s3rver" in part for part in cmdline[:3]):
-                return "s3rver"
+            if "moto.server" in cmdline[:3]:
+                return "S3 store (moto)"
             return None
 
         named = [(name, pid) for pid, name in by_pid.items()]
@@ -193,7 +198,7 @@ class _Run:
         counts = {Channel.MLLP: self.config.connections, Channel.LIBRARY: self.config.library_tasks}
         self.sample(baseline=True)  # start-up CPU is not the replay's
         self.t0, self.t0_epoch = time.monotonic(), time.time()
-        stop = asyncio.Event()
+        sent_all = asyncio.Event()
         async with Publisher(
             bootstrap=self.stack.settings.bootstrap_servers,
             keyring=self.stack.keyring,
@@ -212,22 +217,28 @@ class _Run:
                 )
                 for _ in range(counts[Channel.LIBRARY])
             ]
-            helpers = [asyncio.create_task(self._progress(total, stop))]
+            self.helpers.append(asyncio.create_task(self._progress(total, self.drained)))
             if self.config.chaos:
-                helpers += self._start_chaos(stop)
+                self.helpers += self._start_chaos(sent_all)
             try:
                 await pace(items, queues, counts, self.clock)
                 await asyncio.gather(*senders)
             finally:
-                stop.set()
+                sent_all.set()
                 for task in senders:
                     task.cancel()
-                for task in helpers:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
         return self.answers
 
-    def _start_chaos(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    async def finish(self) -> None:
+        """Once drained: stop the progress lines and the watcher restarting dead workers."""
+        self.drained.set()
+        for task in self.helpers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.helpers.clear()
+
+    def _start_chaos(self, sent_all: asyncio.Event) -> list[asyncio.Task[None]]:
+        """Kills and the broker restart while sending; the watcher until the drain is over."""
         self.chaos = Chaos(self.stack, self.clock, seed=self.config.profile.seed)
         window = self.config.profile.wall_seconds()
         broker_at = 0.5 * window if self.stack.broker.storage.startswith("s3://") else None
@@ -237,9 +248,8 @@ class _Run:
             await self.chaos.run(self.config.kills, window, broker_at)
 
         run = asyncio.create_task(chaos_run())
-        stop_task = asyncio.create_task(_cancel_on(stop, run))
-        assert self.chaos is not None
-        return [run, stop_task, asyncio.create_task(self.chaos.watch(stop))]
+        stop_task = asyncio.create_task(_cancel_on(sent_all, run))
+        return [run, stop_task, asyncio.create_task(self.chaos.watch(self.drained))]
 
     async def _progress(self, total: int, stop: asyncio.Event) -> None:
         last = -1.0
@@ -265,28 +275,14 @@ async def _cancel_on(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
         await task
 
 
-async def _store(config: LoadConfig, notes: list[str], echo: Echo) -> _Bucket | None:
+async def _store(config: LoadConfig, echo: Echo) -> S3Store | None:
+    """With chaos, the S3 store the broker keeps its data in across its restart."""
     if not config.chaos:
         return None
-    if config.s3rver is None:
-        notes.append("no --s3rver: the broker stays on memory:// and is not restarted")
-        return None
-    store = _Bucket(S3Store(config.s3rver, config.out_dir / "s3data"))
-    await store.s3.start()
-    echo(f"s3rver on 127.0.0.1:{store.s3.port}: the broker stores on s3://{store.bucket}/")
+    store = S3Store(config.out_dir / "s3.log")
+    await store.start()
+    echo(f"S3 store (moto) on {store.endpoint}: the broker stores on s3://{S3_BUCKET}/")
     return store
-
-
-@dataclass
-class _Bucket:
-    s3: S3Store
-    bucket: str = "tansu"
-
-    def environment(self) -> dict[str, str]:
-        return self.s3.environment()
-
-    def stop(self) -> None:
-        self.s3.stop()
 
 
 @contextlib.contextmanager
