@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from mode import CrashingSupervisor
 
 from relais.audit_records import identity_decided
 from relais.contracts import Codec, Record
@@ -189,7 +190,8 @@ def register_identity(
     source = app.topic(
         SUBMITTED.name(prefix), IDENTITY_EVENTS.name(prefix), key_type=bytes, value_type=bytes
     )
-    app.agent(source, name="relais.identity")(shell.agent)
+    # crash-only, like the other stages (see streams.worker)
+    app.agent(source, name="relais.identity", supervisor_strategy=CrashingSupervisor)(shell.agent)
 
     async def retry() -> None:
         await shell.retry_waiting(insi_ready)

@@ -5,6 +5,14 @@ one Faust app (``relais worker identity`` alone runs one per process). Each
 agent reads its input topic, calls :func:`streams.stage.run_step` and sends
 what it returns; Faust commits the offset only after the step, so processing
 is at least once. The web server stays off and bound to 127.0.0.1.
+
+An agent that raises (its step turns bad records into dead letters, so what
+escapes is the bus failing under it: a send that was not acknowledged) crashes
+the worker instead of being restarted in place by Faust's default supervisor:
+a restarted agent would go on with the next records while the one it failed
+on stays unacknowledged, holding the partition's committed offset back. The
+process exits, its supervisor (compose, systemd, ``relais load --chaos``)
+starts it again, and it resumes from the committed offset.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from importlib import resources
 from typing import Any
 
 import faust
+from mode import CrashingSupervisor
 
 from relais import tansu_quirks
 from relais.contracts import Codec
@@ -190,7 +199,7 @@ def _register(app: faust.App, stage: Stage, codec: Codec, keyring: Keyring, pref
                     result.failure.reason_code,
                 )
 
-    app.agent(source, name=f"relais.{stage.name}")(agent)
+    app.agent(source, name=f"relais.{stage.name}", supervisor_strategy=CrashingSupervisor)(agent)
 
 
 def run_worker(settings: Settings, stage_names: Sequence[str], keyring: Keyring) -> None:
