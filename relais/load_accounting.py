@@ -97,6 +97,8 @@ class Accounting:
     lines: tuple[Line, ...]
     #: destination -> documents routed there (to see what the replay's sinks did not cover)
     routed: Mapping[str, int]
+    #: mails a mailbox received again under a Message-ID it already had (a resend)
+    mails_twice: int = 0
 
     @property
     def missing(self) -> list[Line]:
@@ -112,7 +114,7 @@ class Accounting:
 
     @property
     def ok(self) -> bool:
-        return not any(x.problem for x in self.lines)
+        return not any(x.problem for x in self.lines) and self.mails_twice == 0
 
     def outcomes(self) -> Counter[str]:
         """Documents by outcome class (the part before ':')."""
@@ -124,7 +126,7 @@ class Accounting:
             "all accounted for"
             if self.ok
             else f"{len(self.missing)} missing, {len(self.doubled)} doubled, "
-            f"{len(self.unexpected)} unexpected"
+            f"{len(self.unexpected)} unexpected, {self.mails_twice} mails received twice"
         )
         return f"{len(self.lines)} sent: {', '.join(parts)} -- {verdict}"
 
@@ -208,7 +210,7 @@ def account(sent: Sequence[Sent], seen: Observed) -> Accounting:
     routed: Counter[str] = Counter()
     for destinations in seen.routed.values():
         routed.update(d.split(":")[0] for d in destinations)
-    return Accounting(tuple(lines), dict(routed))
+    return Accounting(tuple(lines), dict(routed), mails_twice=seen.mails[0] - seen.mails[1])
 
 
 def settled(sent: Sequence[Sent], seen: Observed) -> bool:
@@ -221,7 +223,8 @@ def check(accounting: Accounting) -> None:
     if accounting.ok:
         return
     bad = [x for x in accounting.lines if x.problem][:10]
-    listed = "; ".join(
-        f"#{x.seq} {x.problem} (expected {x.expected}, got {x.outcome})" for x in bad
+    listed = (
+        "; ".join(f"#{x.seq} {x.problem} (expected {x.expected}, got {x.outcome})" for x in bad)
+        or "a mail was sent again under the same Message-ID (see report.md)"
     )
     raise AccountingError(f"{accounting.summary()}: {listed}")

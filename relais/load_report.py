@@ -107,6 +107,12 @@ def summary(result: LoadResult, fig: Figures) -> dict[str, Any]:
         "latency_ms": {p.name: [p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms] for p in fig.latency},
         "processes": {u.name: [round(u.cpu_s, 1), round(u.peak_rss_mb)] for u in result.usage},
         "mb_sent": round(sum(result.sizes.values()) / 1e6, 1),
+        "dmp_sandbox": {
+            "documents": len(filings := result.observed.filings),
+            "requests": sum(filings.values()),
+            "max_per_document": max(filings.values(), default=0),
+        },
+        "mails": {"received": result.observed.mails[0], "message_ids": result.observed.mails[1]},
         "chaos_events": [[round(e.at_s, 1), e.what, e.recovered_s] for e in result.chaos],
     }
 

@@ -94,6 +94,17 @@ def test_a_document_filed_twice_at_the_dmp_is_doubled() -> None:
         check(accounting)
 
 
+def test_a_mail_received_twice_under_one_message_id_fails_the_replay() -> None:
+    docs, seen = good_run()
+    seen.mails = (3, 3)
+    check(account(docs, seen))
+    seen.mails = (4, 3)  # a resend after a crash mid-SMTP keeps its Message-ID
+    accounting = account(docs, seen)
+    assert not accounting.ok
+    with pytest.raises(AccountingError, match="1 mails received twice"):
+        check(accounting)
+
+
 def test_two_delivered_statuses_for_one_document_are_doubled() -> None:
     docs, seen = good_run()
     received(seen, 0, "e0-resent")  # an AR'd send that did reach the bus, then a resend
