@@ -10,14 +10,16 @@ it out against a :class:`~relais.localstack.LocalStack`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import os
 import random
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -105,6 +107,21 @@ class S3Store:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+@contextlib.contextmanager
+def exported(extra: dict[str, str]) -> Iterator[None]:
+    """Variables the broker process inherits (tansu reads its S3 endpoint from them)."""
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:

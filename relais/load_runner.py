@@ -15,14 +15,14 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from producers.publisher import Publisher
 from relais.load_accounting import Accounting, Observed, Sent, account, settled
-from relais.load_chaos import S3_BUCKET, Chaos, ChaosEvent, S3Store
+from relais.load_chaos import S3_BUCKET, Chaos, ChaosEvent, S3Store, exported
 from relais.load_documents import build
 from relais.load_procs import ProcessSampler, Usage, children_named
 from relais.load_profile import Channel, PlannedDocument, Profile, plan
@@ -111,11 +111,11 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
     )
     run = _Run(config, stack, echo, mllp_port)
     try:
-        with _environment(store.environment() if store else {}):
+        with exported(store.environment() if store else {}):
             await stack.start()
             await stack.wait_for_metrics(timeout_s=120)
         echo(f"stack up: {len(stack.processes)} processes, broker {stack.broker.bootstrap}")
-        with _environment(store.environment() if store else {}):
+        with exported(store.environment() if store else {}):
             answers = await run.send(deque(zip(docs, built, strict=True)))
         del built
         echo(f"all {len(answers)} documents answered at {run.clock():.1f} s; draining")
@@ -283,21 +283,6 @@ async def _store(config: LoadConfig, echo: Echo) -> S3Store | None:
     await store.start()
     echo(f"S3 store (moto) on {store.endpoint}: the broker stores on s3://{S3_BUCKET}/")
     return store
-
-
-@contextlib.contextmanager
-def _environment(extra: dict[str, str]) -> Iterator[None]:
-    """Variables the broker process inherits (tansu reads its S3 endpoint from them)."""
-    saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _other(seen: Observed, event_id: str, destination: str, statuses: list[Any]) -> None:

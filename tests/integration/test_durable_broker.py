@@ -9,7 +9,6 @@ committed offsets survive.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
 from relais.broker import LocalBroker
-from relais.load_chaos import S3_BUCKET, S3Store
+from relais.load_chaos import S3_BUCKET, S3Store, exported
 from relais.localstack import free_port
 
 TOPIC = "durable"
@@ -30,16 +29,10 @@ PARTITION = TopicPartition(TOPIC, 0)
 async def store(tmp_path: Path) -> AsyncIterator[S3Store]:
     s3 = S3Store(tmp_path / "s3.log")
     await s3.start()
-    saved = {k: os.environ.get(k) for k in s3.environment()}
-    os.environ.update(s3.environment())  # the broker process inherits its S3 endpoint
     try:
-        yield s3
+        with exported(s3.environment()):  # the broker process inherits its S3 endpoint
+            yield s3
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         s3.stop()
 
 
