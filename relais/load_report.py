@@ -249,7 +249,7 @@ def markdown(result: LoadResult, fig: Figures, command: str, chart: bool) -> str
         out += ["## Chaos", "", "| at s | what | back after s |", "|---|---|---|"]
         out += [
             f"| {e.at_s:.1f} | {e.what} | "
-            f"{'' if e.recovered_s is None else f'{e.recovered_s:.1f}'} |"
+            f"{'exited again' if e.recovered_s is None else f'{e.recovered_s:.1f}'} |"
             for e in result.chaos
         ]
         out.append("")

@@ -225,6 +225,15 @@ class LocalStack:
                     raise TimeoutError(f"{p.name} serves no /metrics after {timeout_s} s")
                 await asyncio.sleep(0.2)
 
+    async def serving(self, process: Process, timeout_s: float = 60.0) -> bool:
+        """Wait until one process serves /metrics; False if it exited or timed out first."""
+        deadline = time.monotonic() + timeout_s
+        while not _port_open(process.metrics_port):
+            if process.popen.poll() is not None or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.2)
+        return True
+
     async def stop(self) -> None:
         for p in self.processes:
             if p.popen.poll() is None:
