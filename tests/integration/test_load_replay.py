@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -12,30 +13,36 @@ from relais.cli import main
 from tests.shared_data import shared
 
 
-def test_a_tiny_replay_accounts_for_every_document_and_writes_its_report(tmp_path: Path) -> None:
-    out = tmp_path / "load"
+def replay(tmp_path: Path, out: Path, *options: str) -> dict[str, Any]:
+    """Run `relais load` into ``out``; it must exit 0; its summary.json."""
     result = CliRunner().invoke(
         main,
-        [
-            "load",
-            "--documents", "30",
-            "--span-in", "8",
-            "--city-doctors",
-            "--unqualified", "0.1",
-            "--duplicates", "0.1",
-            "--bad-inputs", "0.1",
-            "--seed", "7",
-            "--cda-xsd-dir", str(shared("cda-xsd")),
-            "--drain-timeout", "40",
-            "--progress-every", "2",
-            "--out", str(out),
-        ],
+        ["load", *options, "--out", str(out)],
         env={"RELAIS_DATA_DIR": str(tmp_path)},
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     assert "all accounted for" in result.output
-    summary = json.loads((out / "summary.json").read_text())
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
     assert summary["ok"] is True
+    return summary
+
+
+def test_a_tiny_replay_accounts_for_every_document_and_writes_its_report(tmp_path: Path) -> None:
+    out = tmp_path / "load"
+    summary = replay(
+        tmp_path,
+        out,
+        "--documents", "30",
+        "--span-in", "8",
+        "--city-doctors",
+        "--unqualified", "0.1",
+        "--duplicates", "0.1",
+        "--bad-inputs", "0.1",
+        "--seed", "7",
+        "--cda-xsd-dir", str(shared("cda-xsd")),
+        "--drain-timeout", "40",
+        "--progress-every", "2",
+    )  # fmt: skip
     assert summary["documents"] == 30
     outcomes = summary["outcomes"]
     assert sum(outcomes.values()) == 30
@@ -58,25 +65,17 @@ def test_a_tiny_replay_accounts_for_every_document_and_writes_its_report(tmp_pat
 
 def test_a_chaos_replay_loses_and_doubles_nothing(tmp_path: Path) -> None:
     """Workers SIGKILLed and restarted, the broker restarted on its S3 store: 0 lost, 0 doubled."""
-    out = tmp_path / "chaos"
-    result = CliRunner().invoke(
-        main,
-        [
-            "load",
-            "--documents", "24",
-            "--rate", "1.5",
-            "--chaos",
-            "--kills", "2",
-            "--seed", "3",
-            "--drain-timeout", "240",
-            "--progress-every", "4",
-            "--out", str(out),
-        ],
-        env={"RELAIS_DATA_DIR": str(tmp_path)},
+    summary = replay(
+        tmp_path,
+        tmp_path / "chaos",
+        "--documents", "24",
+        "--rate", "1.5",
+        "--chaos",
+        "--kills", "2",
+        "--seed", "3",
+        "--drain-timeout", "240",
+        "--progress-every", "4",
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["ok"] is True
     assert sum(summary["outcomes"].values()) == 24
     events = [what for _, what, _ in summary["chaos_events"]]
     assert sum(e.startswith("SIGKILL ") for e in events) == 2
