@@ -1,6 +1,8 @@
 """Latency summaries shared by the benchmarks: exact nearest-rank percentiles.
 
-hdrh is not installed here; every sample is kept, so the percentiles are exact.
+A benchmark keeps every sample (thousands, often below a millisecond), so its
+percentiles are exact; `relais load` (hours of samples, milliseconds and up)
+uses HDR histograms instead (relais.load_latency).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Final
 
@@ -357,17 +357,7 @@ def plan(profile: Profile) -> list[PlannedDocument]:
 
 
 def _duplicate(source: PlannedDocument, seq: int, at_s: float) -> PlannedDocument:
-    return PlannedDocument(
-        seq=seq,
-        at_s=at_s,
-        sector=source.sector,
-        kind=source.kind,
-        patient=source.patient,
-        defect=Defect.DUPLICATE,
-        pdf_bytes=source.pdf_bytes,
-        results=source.results,
-        copy_of=source.seq,
-    )
+    return replace(source, seq=seq, at_s=at_s, defect=Defect.DUPLICATE, copy_of=source.seq)
 
 
 def _cumulative(shares: list[float]) -> list[float]:

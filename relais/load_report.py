@@ -47,6 +47,16 @@ def delivered_events(result: LoadResult) -> list[str]:
     return [e for e, statuses in result.observed.dmp.items() if ok & set(statuses)]
 
 
+def dmp_filings(result: LoadResult) -> dict[str, int]:
+    """Documents the DMP sandbox holds, ITI-41 requests for them, the most for one."""
+    filings = result.observed.filings
+    return {
+        "documents": len(filings),
+        "requests": sum(filings.values()),
+        "max_per_document": max(filings.values(), default=0),
+    }
+
+
 def figures(result: LoadResult) -> Figures:
     events = delivered_events(result)
     stamps = result.observed.stamps
@@ -107,11 +117,7 @@ def summary(result: LoadResult, fig: Figures) -> dict[str, Any]:
         "latency_ms": {p.name: [p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms] for p in fig.latency},
         "processes": {u.name: [round(u.cpu_s, 1), round(u.peak_rss_mb)] for u in result.usage},
         "mb_sent": round(sum(result.sizes.values()) / 1e6, 1),
-        "dmp_sandbox": {
-            "documents": len(filings := result.observed.filings),
-            "requests": sum(filings.values()),
-            "max_per_document": max(filings.values(), default=0),
-        },
+        "dmp_sandbox": dmp_filings(result),
         "mails": {"received": result.observed.mails[0], "message_ids": result.observed.mails[1]},
         "chaos_events": [[round(e.at_s, 1), e.what, e.recovered_s] for e in result.chaos],
     }
@@ -192,10 +198,10 @@ def markdown(result: LoadResult, fig: Figures, command: str, chart: bool) -> str
         *[f"| {k} | {n} |" for k, n in sorted(Counter(x.outcome for x in acc.lines).items())],
         "",
     ]
-    filings = result.observed.filings
+    dmp = dmp_filings(result)
     out += [
-        f"DMP sandbox: {len(filings)} documents, {sum(filings.values())} ITI-41 requests, "
-        f"at most {max(filings.values(), default=0)} per document.",
+        f"DMP sandbox: {dmp['documents']} documents, {dmp['requests']} ITI-41 requests, "
+        f"at most {dmp['max_per_document']} per document.",
         "Routed (requests made by the route stage): "
         + ", ".join(f"{d} {n}" for d, n in sorted(acc.routed.items()))
         + (

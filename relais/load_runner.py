@@ -111,11 +111,11 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
     )
     run = _Run(config, stack, echo, mllp_port)
     try:
+        # the broker, started now and restarted by chaos, reads its S3 endpoint from these
         with exported(store.environment() if store else {}):
             await stack.start()
             await stack.wait_for_metrics(timeout_s=120)
-        echo(f"stack up: {len(stack.processes)} processes, broker {stack.broker.bootstrap}")
-        with exported(store.environment() if store else {}):
+            echo(f"stack up: {len(stack.processes)} processes, broker {stack.broker.bootstrap}")
             answers = await run.send(deque(zip(docs, built, strict=True)))
         del built
         echo(f"all {len(answers)} documents answered at {run.clock():.1f} s; draining")

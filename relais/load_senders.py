@@ -10,7 +10,6 @@ after a pause, as a producer keeps and resends it; a bad message's AE is final.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -166,11 +165,3 @@ async def pace(
     for channel, count in senders.items():
         for _ in range(count):
             queues[channel].put_nowait(None)
-
-
-async def cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
