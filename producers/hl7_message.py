@@ -158,7 +158,7 @@ def parse_message(raw: bytes) -> Hl7Message:
         parent_document_id=parent_id,
         visit_class=_opt(pv1.get(2)) if pv1 else None,
         merged_ids=_merged_ids(segments) if kind == "ADT^A40" else (),
-        results=lab_results(obx) if kind == "ORU^R01" else (),
+        results=lab_results([s for s in obx if not _is_metadata(s)]) if kind == "ORU^R01" else (),
     )
 
 

@@ -33,10 +33,6 @@ VALUE_TYPES: Final = {
 _NUMBER: Final = re.compile(r"^[<>]?=?\s*-?\d+(?:[.,]\d+)?$")
 
 
-def is_result(obx: Segment) -> bool:
-    return obx.get(2) in VALUE_TYPES and obx.get(3, 3).upper() != "METADMPMSS"
-
-
 def _sn(obx: Segment) -> tuple[str, ValueType]:
     """Structured numeric: <comparator>^<num1>[^<separator>^<num2>]."""
     comparator, first, separator, second = (obx.get(5, c) for c in (1, 2, 3, 4))
@@ -75,9 +71,10 @@ def lab_result(obx: Segment) -> LabResult:
 
 
 def lab_results(obx: Sequence[Segment]) -> tuple[LabResult, ...]:
-    """Every result OBX; an OBX of a value type Relais cannot carry is refused, never dropped."""
+    """Every result among an ORU's OBX but its MetaDMPMSS ones: documents (ED) are not
+    results; an OBX of a value type Relais cannot carry is refused, never dropped."""
     for segment in obx:
         kind = segment.get(2)
-        if kind not in VALUE_TYPES and kind != "ED" and segment.get(3, 3).upper() != "METADMPMSS":
+        if kind not in VALUE_TYPES and kind != "ED":
             raise segment.error(2, f"OBX-2 value type '{kind}' is not supported for results", "102")
-    return tuple(lab_result(s) for s in obx if is_result(s))
+    return tuple(lab_result(s) for s in obx if s.get(2) in VALUE_TYPES)

@@ -153,14 +153,14 @@ class Publisher:
         """Send all, with each document's RECEIVED audit event, then wait until the broker
         acknowledged every one (acks=all)."""
         keyed = [(t, n, r, r["patient"]["patient_key"].encode()) for t, n, r in records]
-        keyed += [
+        audits = [
             (self.audit_topic, "AuditEvent", received(r), key)
-            for _, n, r, key in list(keyed)
+            for _, n, r, key in keyed
             if n == "DocumentSubmitted"
         ]
         sends = [
             await self._producer.send(topic, key=key, value=self.codec.encode(record_type, record))
-            for topic, record_type, record, key in keyed
+            for topic, record_type, record, key in keyed + audits
         ]
         await asyncio.gather(*sends)
 
