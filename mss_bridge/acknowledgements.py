@@ -251,17 +251,8 @@ def build_mdn(
     to = mdn_recipient(request.original)
     if to is None:
         raise AcknowledgementError("the mail asks for no MDN (no Disposition-Notification-To)")
-    original_subject = str(request.original.get("Subject", ""))
-    report = EmailMessage(policy=SMTP)
-    report["From"] = str(request.final_recipient)
-    report["To"] = to
-    report["Subject"] = _reply_subject(original_subject, error)
-    report["Date"] = format_datetime(request.now)
-    report["Message-ID"] = message_id
+    report = _reply(request, to, message_id, error)
     original_id = request.original.get("Message-ID")
-    if original_id:
-        report["In-Reply-To"] = str(original_id)
-        report["References"] = str(original_id)
     report.make_mixed()
     report.set_type("multipart/report")
     report.set_param("report-type", MDN_TYPE)
@@ -296,18 +287,26 @@ def build_error_mail(
     to = error_reply_to(request.original)
     if to is None:
         raise AcknowledgementError("the received mail names no sender to answer (From/Reply-To)")
-    mail = EmailMessage(policy=SMTP)
-    mail["From"] = str(request.final_recipient)
-    mail["To"] = to
-    mail["Subject"] = _reply_subject(str(request.original.get("Subject", "")), error)
-    mail["Date"] = format_datetime(request.now)
-    mail["Message-ID"] = message_id
-    original_id = request.original.get("Message-ID")
-    if original_id:
-        mail["In-Reply-To"] = str(original_id)
-        mail["References"] = str(original_id)
+    mail = _reply(request, to, message_id, error)
     mail.set_content(_human_text(error), charset="utf-8")
     return mail
+
+
+def _reply(
+    request: MdnRequest, to: str, message_id: str, error: tuple[str, str] | None
+) -> EmailMessage:
+    """The headers of an answer to the received mail: from its recipient, in reply to it."""
+    reply = EmailMessage(policy=SMTP)
+    reply["From"] = str(request.final_recipient)
+    reply["To"] = to
+    reply["Subject"] = _reply_subject(str(request.original.get("Subject", "")), error)
+    reply["Date"] = format_datetime(request.now)
+    reply["Message-ID"] = message_id
+    original_id = request.original.get("Message-ID")
+    if original_id:
+        reply["In-Reply-To"] = str(original_id)
+        reply["References"] = str(original_id)
+    return reply
 
 
 def _reply_subject(original_subject: str, error: tuple[str, str] | None) -> str:

@@ -118,6 +118,16 @@ def ins_qualified(traits: dict[str, Any]) -> bool:
     return traits.get("ins_oid") in INS_OIDS and all(traits.get(k) for k in needed)
 
 
+def patient_heading(traits: dict[str, Any]) -> PatientHeading:
+    """What the subject names of the patient: birth name, first given name, birth date."""
+    given = str(traits.get("given_names") or "").split()
+    return PatientHeading(
+        birth_name=str(traits.get("birth_name") or ""),
+        first_given=given[0] if given else "",
+        birth_date=str(traits.get("birth_date") or ""),
+    )
+
+
 def mail_ref(request: Record) -> MailRef:
     source = request["source"]
     submitted: datetime = request["submitted_at"]
@@ -165,12 +175,6 @@ def compose(
         sender=str(config.sender),
         product=config.product_nil,
     )
-    given = str(traits.get("given_names") or "").split()
-    heading = PatientHeading(
-        birth_name=str(traits.get("birth_name") or ""),
-        first_given=given[0] if given else "",
-        birth_date=str(traits.get("birth_date") or ""),
-    )
     mail = OutboundMail(
         sender=config.sender,
         recipient=recipient,
@@ -178,7 +182,7 @@ def compose(
         date=now,
         type_label=document["type_label"],
         cda_codes=[entry.type_code.code],
-        patient=heading,
+        patient=patient_heading(traits),
         ins_qualified=ins_qualified(traits),
         product_nil=config.product_nil,
         package=package,
@@ -195,7 +199,6 @@ def _withdrawal(
 ) -> ComposedMail:
     """A deletion cannot recall a mail: the recipient is told the document was withdrawn."""
     traits = open_traits(request, keyring)
-    given = str(traits.get("given_names") or "").split()
     ref = mail_ref(request)
     tag = recipient_tag(ref.request_id, str(recipient))
     mail = OutboundMail(
@@ -205,11 +208,7 @@ def _withdrawal(
         date=now,
         type_label=request["document"]["type_label"],
         cda_codes=[request["document"]["type_code"]],
-        patient=PatientHeading(
-            birth_name=str(traits.get("birth_name") or ""),
-            first_given=given[0] if given else "",
-            birth_date=str(traits.get("birth_date") or ""),
-        ),
+        patient=patient_heading(traits),
         ins_qualified=ins_qualified(traits),
         product_nil=config.product_nil,
         package=b"",

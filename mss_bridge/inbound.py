@@ -98,16 +98,12 @@ def read_mail(raw: bytes, sign: Signer) -> InboundMail:
     (:func:`mss_bridge.tracking.mail_signer`)."""
     message = parse_mail(raw)
     sender = parseaddr(str(message.get("From", "")))[1]
-    base = InboundMail(message, mail_identity(message, raw), sender.rpartition("@")[2].lower())
+    mail_id, sender_domain = mail_identity(message, raw), sender.rpartition("@")[2].lower()
     if report_type(message) is not None:
-        return InboundMail(
-            base.message,
-            base.message_id,
-            base.sender_domain,
-            acknowledgements=tuple(read_acknowledgement(message, sign)),
-        )
+        acknowledgements = tuple(read_acknowledgement(message, sign))
+        return InboundMail(message, mail_id, sender_domain, acknowledgements=acknowledgements)
     documents = tuple(extract_documents(message))
-    return InboundMail(base.message, base.message_id, base.sender_domain, documents=documents)
+    return InboundMail(message, mail_id, sender_domain, documents=documents)
 
 
 def extract_documents(message: EmailMessage) -> list[ReceivedDocument]:

@@ -92,18 +92,16 @@ def _french_date(value: str) -> str:
     return f"{digits[6:8]}/{digits[4:6]}/{digits[0:4]}"
 
 
-def build_mail(mail: OutboundMail) -> EmailMessage:
-    """The MIME message: text body, ``IHE_XDM.ZIP`` and the optional PDF copy."""
-    if not mail.product_nil.strip():
-        raise MailFormatError("X-MSS-NIL is empty: set RELAIS_MSS_NIL to the product reference")
-    if not mail.cda_codes:
-        raise MailFormatError("X-MSS-CODECDA needs the CDA code of at least one document")
+def _headed(
+    mail: OutboundMail, subject_text: str, *, reply_to: MailAddress | None = None
+) -> EmailMessage:
+    """A message with the headers every MSSanté mail of Relais carries (ECO.2.1.3, ECO.2.4)."""
     message = EmailMessage(policy=SMTP)
     message["From"] = str(mail.sender)
     message["To"] = str(mail.recipient)
-    if mail.reply_to is not None:
-        message["Reply-To"] = str(mail.reply_to)
-    message["Subject"] = subject(mail.type_label, mail.patient)
+    if reply_to is not None:
+        message["Reply-To"] = str(reply_to)
+    message["Subject"] = subject_text
     message["Date"] = format_datetime(mail.date)
     message["Message-ID"] = mail.message_id
     message["X-MSS-CODECDA"] = ",".join(mail.cda_codes)
@@ -111,6 +109,16 @@ def build_mail(mail: OutboundMail) -> EmailMessage:
     message["X-MSS-NIL"] = mail.product_nil
     if mail.recipient.is_patient and not mail.patient_may_reply:
         message["X-MSS-MES"] = "FIN"
+    return message
+
+
+def build_mail(mail: OutboundMail) -> EmailMessage:
+    """The MIME message: text body, ``IHE_XDM.ZIP`` and the optional PDF copy."""
+    if not mail.product_nil.strip():
+        raise MailFormatError("X-MSS-NIL is empty: set RELAIS_MSS_NIL to the product reference")
+    if not mail.cda_codes:
+        raise MailFormatError("X-MSS-CODECDA needs the CDA code of at least one document")
+    message = _headed(mail, subject(mail.type_label, mail.patient), reply_to=mail.reply_to)
     if mail.read_receipt:
         message["Disposition-Notification-To"] = str(mail.sender)
     default = BODY_PATIENT if mail.recipient.is_patient else BODY_PROFESSIONAL
@@ -141,16 +149,6 @@ def build_withdrawal(mail: OutboundMail) -> EmailMessage:
     """
     if not mail.product_nil.strip():
         raise MailFormatError("X-MSS-NIL is empty: set RELAIS_MSS_NIL to the product reference")
-    message = EmailMessage(policy=SMTP)
-    message["From"] = str(mail.sender)
-    message["To"] = str(mail.recipient)
-    message["Subject"] = "Annulation : " + subject(mail.type_label, mail.patient)
-    message["Date"] = format_datetime(mail.date)
-    message["Message-ID"] = mail.message_id
-    message["X-MSS-CODECDA"] = ",".join(mail.cda_codes)
-    message["X-MSS-INS"] = "O" if mail.ins_qualified else "N"
-    message["X-MSS-NIL"] = mail.product_nil
-    if mail.recipient.is_patient and not mail.patient_may_reply:
-        message["X-MSS-MES"] = "FIN"
+    message = _headed(mail, "Annulation : " + subject(mail.type_label, mail.patient))
     message.set_content(WITHDRAWAL_BODY.format(label=_one_line(mail.type_label)), charset="utf-8")
     return message

@@ -18,32 +18,21 @@ from typing import Final
 
 from lxml import etree
 
+from consumers.iti41 import (
+    HAS_MEMBER,
+    LCM,
+    REFERENCE_ID_LIST,
+    RIM,
+    STABLE_DOCUMENT,
+    SUBMISSION_SET_NODE,
+    Scheme,
+)
 from consumers.xds_codes import Coded
 from consumers.xds_metadata import DocumentEntry
 from mss_bridge.errors import PackageError
 from producers.document_id import safe_parser
 
-LCM: Final = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
-RIM: Final = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
 NS: Final = {"lcm": LCM, "rim": RIM}
-
-DOCUMENT_ENTRY: Final = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
-SUBMISSION_SET: Final = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
-HAS_MEMBER: Final = "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember"
-DE_AUTHOR: Final = "urn:uuid:93606bcf-9494-43ec-9b4e-a7748d1a838d"
-DE_CLASS: Final = "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a"
-DE_CONFIDENTIALITY: Final = "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f"
-DE_FORMAT: Final = "urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d"
-DE_FACILITY: Final = "urn:uuid:f33fb8ac-18af-42cc-ae0e-ed0b0bdb91e1"
-DE_PRACTICE: Final = "urn:uuid:cccf5598-8b07-4b77-a05e-ae952c785ead"
-DE_TYPE: Final = "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983"
-DE_PATIENT_ID: Final = "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427"
-DE_UNIQUE_ID: Final = "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab"
-SS_AUTHOR: Final = "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d"
-SS_CONTENT_TYPE: Final = "urn:uuid:aa543740-bdda-424e-8c96-df4873be8500"
-SS_UNIQUE_ID: Final = "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8"
-SS_SOURCE_ID: Final = "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832"
-SS_PATIENT_ID: Final = "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446"
 
 
 @dataclass(frozen=True)
@@ -84,7 +73,7 @@ def metadata_xml(submission: SubmissionSet, entries: Sequence[tuple[DocumentEntr
         "Classification",
         id="cl-ss",
         classifiedObject="SubmissionSet01",
-        classificationNode=SUBMISSION_SET,
+        classificationNode=SUBMISSION_SET_NODE,
     )
     for index in range(1, len(entries) + 1):
         association = _sub(
@@ -118,15 +107,21 @@ def _name(parent: etree._Element, text: str) -> None:
     _sub(_sub(parent, "Name"), "LocalizedString", value=text)
 
 
-def _classify(parent: etree._Element, scheme: str, owner: str, ident: str, code: Coded) -> None:
-    node = _sub(
+def _classification(
+    parent: etree._Element, scheme: str, owner: str, ident: str, representation: str
+) -> etree._Element:
+    return _sub(
         parent,
         "Classification",
         id=ident,
         classificationScheme=scheme,
         classifiedObject=owner,
-        nodeRepresentation=code.code,
+        nodeRepresentation=representation,
     )
+
+
+def _classify(parent: etree._Element, scheme: str, owner: str, ident: str, code: Coded) -> None:
+    node = _classification(parent, scheme, owner, ident, code.code)
     _slot(node, "codingScheme", [code.scheme])
     _name(node, code.display)
 
@@ -134,14 +129,7 @@ def _classify(parent: etree._Element, scheme: str, owner: str, ident: str, code:
 def _author(
     parent: etree._Element, scheme: str, owner: str, ident: str, *, person: str, institution: str
 ) -> None:
-    node = _sub(
-        parent,
-        "Classification",
-        id=ident,
-        classificationScheme=scheme,
-        classifiedObject=owner,
-        nodeRepresentation="",
-    )
+    node = _classification(parent, scheme, owner, ident, "")
     _slot(node, "authorPerson", [person])
     _slot(node, "authorInstitution", [institution])
 
@@ -162,7 +150,7 @@ def _identifier(
 
 def _extrinsic_object(entry: DocumentEntry, uri: str, ident: str) -> etree._Element:
     node = etree.Element(
-        _rim("ExtrinsicObject"), id=ident, mimeType=entry.mime_type, objectType=DOCUMENT_ENTRY
+        _rim("ExtrinsicObject"), id=ident, mimeType=entry.mime_type, objectType=STABLE_DOCUMENT
     )
     _slot(node, "creationTime", [entry.creation_time])
     _slot(node, "languageCode", [entry.language])
@@ -178,26 +166,26 @@ def _extrinsic_object(entry: DocumentEntry, uri: str, ident: str) -> etree._Elem
     _slot(node, "size", [str(entry.size)])
     _slot(node, "URI", [uri])
     if entry.reference_ids:
-        _slot(node, "urn:ihe:iti:xds:2013:referenceIdList", entry.reference_ids)
+        _slot(node, REFERENCE_ID_LIST, entry.reference_ids)
     _name(node, entry.title)
     _author(
         node,
-        DE_AUTHOR,
+        Scheme.DE_AUTHOR,
         ident,
         f"{ident}-author",
         person=entry.author_person,
         institution=entry.author_institution,
     )
-    _classify(node, DE_CLASS, ident, f"{ident}-class", entry.class_code)
+    _classify(node, Scheme.DE_CLASS, ident, f"{ident}-class", entry.class_code)
     for n, code in enumerate(entry.confidentiality):
-        _classify(node, DE_CONFIDENTIALITY, ident, f"{ident}-conf{n}", code)
-    _classify(node, DE_FORMAT, ident, f"{ident}-format", entry.format_code)
-    _classify(node, DE_FACILITY, ident, f"{ident}-facility", entry.healthcare_facility_type)
-    _classify(node, DE_PRACTICE, ident, f"{ident}-practice", entry.practice_setting)
-    _classify(node, DE_TYPE, ident, f"{ident}-type", entry.type_code)
+        _classify(node, Scheme.DE_CONFIDENTIALITY, ident, f"{ident}-conf{n}", code)
+    _classify(node, Scheme.DE_FORMAT, ident, f"{ident}-format", entry.format_code)
+    _classify(node, Scheme.DE_FACILITY, ident, f"{ident}-facility", entry.healthcare_facility_type)
+    _classify(node, Scheme.DE_PRACTICE, ident, f"{ident}-practice", entry.practice_setting)
+    _classify(node, Scheme.DE_TYPE, ident, f"{ident}-type", entry.type_code)
     _identifier(
         node,
-        DE_PATIENT_ID,
+        Scheme.DE_PATIENT_ID,
         ident,
         f"{ident}-pid",
         value=entry.patient_id,
@@ -205,7 +193,7 @@ def _extrinsic_object(entry: DocumentEntry, uri: str, ident: str) -> etree._Elem
     )
     _identifier(
         node,
-        DE_UNIQUE_ID,
+        Scheme.DE_UNIQUE_ID,
         ident,
         f"{ident}-uid",
         value=entry.unique_id,
@@ -219,10 +207,10 @@ def _registry_package(submission: SubmissionSet, patient_id: str) -> etree._Elem
     node = etree.Element(_rim("RegistryPackage"), id=owner)
     _slot(node, "submissionTime", [submission.submission_time])
     _name(node, submission.title)
-    _classify(node, SS_CONTENT_TYPE, owner, "ss-content", submission.content_type)
+    _classify(node, Scheme.SS_CONTENT_TYPE, owner, "ss-content", submission.content_type)
     _identifier(
         node,
-        SS_UNIQUE_ID,
+        Scheme.SS_UNIQUE_ID,
         owner,
         "ss-uid",
         value=submission.unique_id,
@@ -230,14 +218,19 @@ def _registry_package(submission: SubmissionSet, patient_id: str) -> etree._Elem
     )
     _identifier(
         node,
-        SS_SOURCE_ID,
+        Scheme.SS_SOURCE_ID,
         owner,
         "ss-source",
         value=submission.source_id,
         label="XDSSubmissionSet.sourceId",
     )
     _identifier(
-        node, SS_PATIENT_ID, owner, "ss-pid", value=patient_id, label="XDSSubmissionSet.patientId"
+        node,
+        Scheme.SS_PATIENT_ID,
+        owner,
+        "ss-pid",
+        value=patient_id,
+        label="XDSSubmissionSet.patientId",
     )
     return node
 
@@ -274,8 +267,10 @@ def read_metadata(xml: bytes) -> list[PackagedDocument]:
         documents.append(
             PackagedDocument(
                 entry_id=node.get("id", "?"),
-                unique_id=_identifier_value(node, DE_UNIQUE_ID, "XDSDocumentEntry.uniqueId"),
-                patient_id=_identifier_value(node, DE_PATIENT_ID, "XDSDocumentEntry.patientId"),
+                unique_id=_identifier_value(node, Scheme.DE_UNIQUE_ID, "XDSDocumentEntry.uniqueId"),
+                patient_id=_identifier_value(
+                    node, Scheme.DE_PATIENT_ID, "XDSDocumentEntry.patientId"
+                ),
                 uri=_slot_value(node, "URI"),
                 mime_type=node.get("mimeType", ""),
                 hash_sha1=_slot_value(node, "hash").lower(),
