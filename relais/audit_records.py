@@ -65,14 +65,29 @@ def identity_decided(record_type: str, record: Record, now: datetime) -> Record 
     return {**audit, "audit_id": derived_id(record["event_id"], "identity", outcome)}
 
 
-def delivery(status: Record, *, component: str) -> Record:
-    """DELIVERED or DELIVERY_FAILED for a final ``DeliveryStatus`` (same instant)."""
-    action = "DELIVERED" if status["outcome"] in _DELIVERED else "DELIVERY_FAILED"
+def delivery_detail(status: Record) -> str:
+    """What a ``DeliveryStatus`` says besides its outcome: request, attempt, answer code, detail."""
     parts = [f"request {status['request_id']}, attempt {status['attempt']}"]
     if status["code"]:
         parts.append(f"answer code {status['code']}")
     if status["detail"]:
         parts.append(status["detail"])
+    return "\n".join(parts)
+
+
+def ack_outcome(ack: Record) -> str:
+    """``ZAM^<kind>:accepted`` or ``:refused``: the outcome of a business acknowledgement."""
+    return f"ZAM^{ack['kind']}:{'accepted' if ack['accepted'] else 'refused'}"
+
+
+def ack_detail(ack: Record) -> str:
+    """Whom a business acknowledgement goes to, for which message."""
+    return f"to {ack['facility']} ({ack['application']}) for MSH-10 {ack['original_control_id']}"
+
+
+def delivery(status: Record, *, component: str) -> Record:
+    """DELIVERED or DELIVERY_FAILED for a final ``DeliveryStatus`` (same instant)."""
+    action = "DELIVERED" if status["outcome"] in _DELIVERED else "DELIVERY_FAILED"
     audit = audit_event(
         event_id=status["event_id"],
         component=component,
@@ -80,22 +95,20 @@ def delivery(status: Record, *, component: str) -> Record:
         outcome=f"{status['destination']}:{status['outcome']}",
         now=status["at"],
         document_unique_id=status["document_unique_id"],
-        detail="\n".join(parts),
+        detail=delivery_detail(status),
     )
     return {**audit, "audit_id": derived_id(status["request_id"], component, action)}
 
 
 def acknowledged(ack: Record, *, component: str, document_unique_id: str | None) -> Record:
     """ACKNOWLEDGED: a business acknowledgement (ZAM) produced for the document's sender."""
-    verdict = "accepted" if ack["accepted"] else "refused"
     audit = audit_event(
         event_id=ack["event_id"],
         component=component,
         action="ACKNOWLEDGED",
-        outcome=f"ZAM^{ack['kind']}:{verdict}",
+        outcome=ack_outcome(ack),
         now=ack["at"],
         document_unique_id=document_unique_id,
-        detail=f"to {ack['facility']} ({ack['application']}) for MSH-10 "
-        f"{ack['original_control_id']}",
+        detail=ack_detail(ack),
     )
     return {**audit, "audit_id": ack["ack_id"]}

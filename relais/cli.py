@@ -15,12 +15,16 @@ from typing import Any
 import click
 
 from mss_bridge.cli import mss
+from relais.cli_context import serve_metrics_and_say
 from relais.cli_context import settings_of as _settings
 from relais.cli_dlq import dlq
 from relais.cli_documents import catalogue, explain_cmd, mllp, publish
 from relais.cli_load import load_cmd
 from relais.cli_trace import trace_cmd
 from relais.settings import Settings, SettingsError
+
+#: commands that report their own errors: aiokafka's retry logs are silenced for them
+ONE_SHOT = frozenset({"topics", "publish", "broker", "demo", "explain", "dlq", "trace", "load"})
 
 
 class RelaisGroup(click.Group):
@@ -65,8 +69,9 @@ def main(ctx: click.Context) -> None:
         level=settings.log_level.upper().replace("WARN", "WARNING").replace("CRIT", "CRITICAL"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if ctx.invoked_subcommand in {"topics", "publish", "broker", "demo", "explain"}:
-        # One-shot commands report their own errors; aiokafka's retry logs are noise there.
+    if ctx.invoked_subcommand in ONE_SHOT:
+        # One-shot commands report their own errors; aiokafka's retry logs are noise there
+        # (and `load` restarts the broker on purpose).
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
@@ -151,7 +156,6 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
     /metrics is served on RELAIS_METRICS_HOST:RELAIS_METRICS_PORT.
     """
     from relais.keyring_source import load_keyring
-    from relais.metrics import serve_metrics
     from streams.worker import STAGE_NAMES, run_worker
 
     unknown = [s for s in stages if s not in STAGE_NAMES]
@@ -161,8 +165,7 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
         )
     s = _settings(ctx)
     keyring = load_keyring(s)
-    port = serve_metrics(s.metrics_host, s.metrics_port)
-    click.echo(f"stages {', '.join(stages)}: metrics on http://{s.metrics_host}:{port}/metrics")
+    serve_metrics_and_say(s, f"stages {', '.join(stages)}")
     run_worker(s, list(stages), keyring)
 
 
@@ -203,16 +206,11 @@ def monitor(ctx: click.Context, interval_s: float) -> None:
     committed and end offsets per topic partition) on /metrics until Ctrl-C / SIGTERM."""
     from relais.health import READINESS, broker_reachable
     from relais.lag_monitor import LagMonitor
-    from relais.metrics import serve_metrics
     from relais.signals import stop_on_signals
 
     s = _settings(ctx)
     READINESS.register("broker", broker_reachable(s.bootstrap_servers))
-    port = serve_metrics(s.metrics_host, s.metrics_port)
-    click.echo(
-        f"lag monitor of '{s.topic_prefix}' groups: metrics on "
-        f"http://{s.metrics_host}:{port}/metrics"
-    )
+    serve_metrics_and_say(s, f"lag monitor of '{s.topic_prefix}' groups")
 
     async def run() -> None:
         await LagMonitor(s.bootstrap_servers, s.topic_prefix, interval_s=interval_s).run(
@@ -244,7 +242,6 @@ def acks_forward(ctx: click.Context, timeout_s: float) -> None:
     from producers.ack_forwarder import AckForwarder
     from producers.ack_routes import AckRouteError, parse_routes
     from relais.keyring_source import load_keyring
-    from relais.metrics import serve_metrics
     from relais.signals import stop_on_signals
 
     s = _settings(ctx)
@@ -253,10 +250,7 @@ def acks_forward(ctx: click.Context, timeout_s: float) -> None:
     except AckRouteError as exc:
         raise click.ClickException(str(exc)) from None
     keyring = load_keyring(s)
-    port = serve_metrics(s.metrics_host, s.metrics_port)
-    click.echo(
-        f"ack-forwarder -> {len(routes)} producer(s): metrics on http://{s.metrics_host}:{port}/metrics"
-    )
+    serve_metrics_and_say(s, f"ack-forwarder -> {len(routes)} producer(s)")
 
     async def run() -> None:
         forwarder = AckForwarder(
@@ -278,12 +272,10 @@ def sink_dmp(ctx: click.Context) -> None:
     """File DMP delivery requests at RELAIS_DMP_URL until Ctrl-C / SIGTERM."""
     from consumers.dmp_sink import run_dmp_sink
     from relais.keyring_source import load_keyring
-    from relais.metrics import serve_metrics
 
     s = _settings(ctx)
     keyring = load_keyring(s)
-    port = serve_metrics(s.metrics_host, s.metrics_port)
-    click.echo(f"dmp-sink -> {s.dmp_url}: metrics on http://{s.metrics_host}:{port}/metrics")
+    serve_metrics_and_say(s, f"dmp-sink -> {s.dmp_url}")
     asyncio.run(run_dmp_sink(s, keyring))
 
 
@@ -293,12 +285,10 @@ def sink_notify(ctx: click.Context) -> None:
     """Tell patients a document is available (MSSanté, e-mail or SMS) until Ctrl-C / SIGTERM."""
     from consumers.notify_sink import run_notify_sink
     from relais.keyring_source import load_keyring
-    from relais.metrics import serve_metrics
 
     s = _settings(ctx)
     keyring = load_keyring(s)
-    port = serve_metrics(s.metrics_host, s.metrics_port)
-    click.echo(f"notify-sink: metrics on http://{s.metrics_host}:{port}/metrics")
+    serve_metrics_and_say(s, "notify-sink")
     asyncio.run(run_notify_sink(s, keyring))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -130,8 +129,6 @@ def dlq() -> None:
     is fixed. Reads RELAIS_BOOTSTRAP_SERVERS / RELAIS_TOPIC_PREFIX and the keyring
     (RELAIS_KEYRING_FILE) to open the originals.
     """
-    # one-shot commands report their own errors; aiokafka's retry logs are noise here
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 @dlq.command("list")
@@ -169,8 +166,9 @@ def dlq_list(
         rows = [{**v.summary(), "replays": len(replays.get(v.dead_letter_id, []))} for v in chosen]
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
-    lines = count_lines(chosen) if counts else []
-    if not counts:
+    if counts:
+        lines = count_lines(chosen)
+    else:
         lines = list_lines(chosen, {k: len(v) for k, v in replays.items()})
     click.echo("\n".join(lines or ["no dead letter matches"]))
 

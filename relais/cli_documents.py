@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from aiokafka.errors import KafkaError
 
 from relais.cli_context import settings_of as _settings
 
@@ -243,16 +242,19 @@ def catalogue_report_cmd(
     except CatalogueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("## Catalogue\n\n" + format_report(lines) if seen else format_report(lines))
-    traffic = _seen_in_traffic(ctx, facility) if seen else []
+    traffic: list[SeenLine] = []
     if seen:
         from streams.lab_findings import format_seen
 
+        traffic = _seen_in_traffic(ctx, facility)
         click.echo("## Seen in traffic\n\n" + format_seen(traffic))
     if lines or traffic:
         sys.exit(1)
 
 
 def _seen_in_traffic(ctx: click.Context, facility: str | None) -> list[SeenLine]:
+    from aiokafka.errors import KafkaError
+
     from relais.audit_trail import read_audits
     from streams.lab_findings import PREFIX, seen_in_traffic
 

@@ -6,7 +6,6 @@ Registered on the main group by :mod:`relais.cli`.
 from __future__ import annotations
 
 import asyncio
-import logging
 import shlex
 import sys
 import time
@@ -204,7 +203,6 @@ def load_cmd(
         progress_s=progress_s,
         cda_xsd_dir=xsd.resolve() if xsd else None,
     )
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # broker restarts are expected
     click.echo(f"relais load -> {config.out_dir}", err=True)
     try:
         result = asyncio.run(run_load(config, lambda line: click.echo(line, err=True)))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 
 import click
 
@@ -30,7 +29,6 @@ def trace_cmd(ctx: click.Context, document: str, as_json: bool) -> None:
     from relais.trace import journey_lines  # noqa: PLC0415
     from relais.trace_shell import read_journey  # noqa: PLC0415
 
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # errors are reported once, below
     s = settings_of(ctx)
     try:
         keyring = load_keyring(s)

@@ -51,6 +51,14 @@ def open_original(keyring: Keyring | None, letter: Record) -> tuple[bytes | None
     return plain, None
 
 
+def letter_view(
+    codec: Codec, keyring: Keyring | None, letter: Record, key: bytes | None
+) -> LetterView:
+    """The view of a decoded dead letter, its original opened when ``keyring`` can."""
+    original, problem = open_original(keyring, letter)
+    return describe(letter, key=key, original=original, problem=problem, codec=codec)
+
+
 @dataclass
 class DlqBus:
     """Dead letters on one broker under one topic prefix."""
@@ -63,15 +71,11 @@ class DlqBus:
     async def letters(self) -> list[LetterView]:
         """Every dead letter on the topic now, with its original opened when possible."""
         messages = await read_to_end(self.bootstrap, partitions_of([DEADLETTER], self.prefix))
-        views = []
-        for name, letter, m in decoded(self.codec, messages):
-            if name != "DeadLetter":
-                continue
-            original, problem = open_original(self.keyring, letter)
-            views.append(
-                describe(letter, key=m.key, original=original, problem=problem, codec=self.codec)
-            )
-        return views
+        return [
+            letter_view(self.codec, self.keyring, letter, m.key)
+            for name, letter, m in decoded(self.codec, messages)
+            if name == "DeadLetter"
+        ]
 
     async def audits(self) -> list[Record]:
         messages = await read_to_end(self.bootstrap, partitions_of([AUDIT], self.prefix))

@@ -30,6 +30,7 @@ from prometheus_client import Gauge
 
 from relais.metrics import REGISTRY
 from relais.tansu_quirks import true_end_offsets
+from relais.topic_reader import partitions_of
 from relais.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,7 @@ def lag_rows(
 class LagMonitor:
     def __init__(self, bootstrap: str, prefix: str, *, interval_s: float = 15.0) -> None:
         self.bootstrap, self.prefix, self.interval_s = bootstrap, prefix, interval_s
-        self.partitions = [
-            (spec.name(prefix), p) for spec in ALL_TOPICS for p in range(spec.partitions)
-        ]
+        self.partitions = partitions_of(ALL_TOPICS, prefix)
 
     async def groups(self) -> list[str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)

@@ -346,6 +346,10 @@ async def read_landing(
     return landing
 
 
+#: the outcomes of a delivery status that end its request (RETRYING, scheduled ones do not)
+FINAL_OUTCOMES = frozenset({"DELIVERED", "DUPLICATE", "REJECTED"})
+
+
 def _absorb(codec: Codec, landing: Landing, messages: Iterable[Any]) -> None:
     for m in messages:
         try:
@@ -357,7 +361,7 @@ def _absorb(codec: Codec, landing: Landing, messages: Iterable[Any]) -> None:
             landing.statuses.setdefault(key, []).append(record)
             if record["destination"] == "DMP":
                 landing.delivered[record["event_id"]] = record
-            final = record["outcome"] in {"DELIVERED", "DUPLICATE", "REJECTED"}
+            final = record["outcome"] in FINAL_OUTCOMES
             if final and not (record["detail"] or "").startswith("already done"):
                 landing.counts["status", record["request_id"]] += 1
         elif name == "IdentityHeld":

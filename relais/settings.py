@@ -171,12 +171,16 @@ class Settings:
                 word = "a whole number" if kind is int else "a number"
                 raise SettingsError(f"{name}={raw!r} is not {word}") from None
 
+        def seconds(name: str, default: float) -> float:
+            value = number(name, default, float)
+            if not (math.isfinite(value) and value > 0):
+                raise SettingsError(f"{name}={value}: give seconds above 0")
+            return value
+
         port = int(number("RELAIS_METRICS_PORT", d.metrics_port, int))
         if not 0 <= port <= 65535:
             raise SettingsError(f"RELAIS_METRICS_PORT={port}: a port is 0 (any free one) to 65535")
-        timeout = number("RELAIS_SESSION_TIMEOUT_S", d.session_timeout_s, float)
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise SettingsError(f"RELAIS_SESSION_TIMEOUT_S={timeout}: give seconds above 0")
+        timeout = seconds("RELAIS_SESSION_TIMEOUT_S", d.session_timeout_s)
         kind = text("RELAIS_BROKER_KIND", d.broker_kind)
         if kind not in {"tansu", "kafka"}:
             raise SettingsError(f"RELAIS_BROKER_KIND={kind!r}: expected 'tansu' or 'kafka'")
@@ -189,9 +193,7 @@ class Settings:
         rate_limit = int(number("RELAIS_NOTIFY_RATE_LIMIT", d.notify_rate_limit, int))
         if rate_limit < 1:
             raise SettingsError(f"RELAIS_NOTIFY_RATE_LIMIT={rate_limit}: allow at least 1")
-        window = number("RELAIS_NOTIFY_RATE_WINDOW_S", d.notify_rate_window_s, float)
-        if not (math.isfinite(window) and window > 0):
-            raise SettingsError(f"RELAIS_NOTIFY_RATE_WINDOW_S={window}: give seconds above 0")
+        window = seconds("RELAIS_NOTIFY_RATE_WINDOW_S", d.notify_rate_window_s)
 
         def flag(name: str, default: bool) -> bool:
             raw = e.get(name, "").strip().lower()

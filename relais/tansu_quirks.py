@@ -31,19 +31,28 @@ async def true_end_offsets(
     )
     await consumer.start()
     try:
-        reported = await consumer.end_offsets(wanted)
-        result: dict[tuple[str, int], int] = {}
-        for tp in wanted:
-            end = int(reported.get(tp, 0))
-            if end > 0:
-                consumer.assign([tp])
-                consumer.seek(tp, end - 1)
-                await consumer.getmany(tp, timeout_ms=5000, max_records=1)
-                end = max(end, int(consumer.highwater(tp) or 0))
-            result[(tp.topic, tp.partition)] = end
-        return result
+        ends = await fetched_end_offsets(consumer, wanted)
     finally:
         await consumer.stop()
+    return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+
+async def fetched_end_offsets(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """End offsets as the Fetch high watermark reports them, read with a started ``consumer``
+    (it is left assigned to the last of ``tps``)."""
+    reported = await consumer.end_offsets(tps) if tps else {}
+    ends: dict[TopicPartition, int] = {}
+    for tp in tps:
+        end = int(reported.get(tp, 0))
+        if end > 0:
+            consumer.assign([tp])
+            consumer.seek(tp, end - 1)
+            await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+            end = max(end, int(consumer.highwater(tp) or 0))
+        ends[tp] = end
+    return ends
 
 
 def install(bootstrap: str) -> None:

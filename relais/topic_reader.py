@@ -17,6 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from relais.tansu_quirks import fetched_end_offsets
 from relais.topics import TopicSpec
 
 Offsets = dict[tuple[str, int], int]
@@ -43,7 +44,7 @@ async def end_offsets(bootstrap: str, partitions: Sequence[tuple[str, int]]) -> 
     """The current end offset of each partition (where a later reader starts)."""
     consumer = await _started(bootstrap)
     try:
-        ends = await _ends(consumer, [TopicPartition(t, p) for t, p in partitions])
+        ends = await fetched_end_offsets(consumer, [TopicPartition(t, p) for t, p in partitions])
     finally:
         await consumer.stop()
     return {(tp.topic, tp.partition): end for tp, end in ends.items()}
@@ -71,22 +72,6 @@ async def _started(bootstrap: str) -> AIOKafkaConsumer:
     return consumer
 
 
-async def _ends(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-    """End offsets as the Fetch high watermark says them (tansu's ListOffsets answers the
-    last batch's base offset + 1: see :func:`relais.tansu_quirks.true_end_offsets`)."""
-    reported = await consumer.end_offsets(tps) if tps else {}
-    ends: dict[TopicPartition, int] = {}
-    for tp in tps:
-        end = int(reported.get(tp, 0))
-        if end > 0:
-            consumer.assign([tp])
-            consumer.seek(tp, end - 1)
-            await consumer.getmany(tp, timeout_ms=5000, max_records=1)
-            end = max(end, int(consumer.highwater(tp) or 0))
-        ends[tp] = end
-    return ends
-
-
 def _message(record: Any) -> Message:
     headers = tuple((str(k), bytes(v or b"")) for k, v in (record.headers or ()))
     return Message(record.topic, record.partition, record.offset, record.key, record.value, headers)
@@ -102,7 +87,7 @@ async def read_to_end(
     consumer = await _started(bootstrap)
     found: list[Message] = []
     try:
-        wanted = await _ends(consumer, [TopicPartition(t, p) for t, p in partitions])
+        wanted = await fetched_end_offsets(consumer, [TopicPartition(t, p) for t, p in partitions])
         remaining = {tp for tp, end in wanted.items() if end > 0}
         if not remaining:
             return []

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from relais.audit_records import ack_detail, ack_outcome, delivery_detail
 from relais.contracts import Record
 from relais.dlq import LetterView
 
@@ -175,15 +176,6 @@ def _audit_step(a: Record) -> Step:
 
 
 def _status_step(s: Record) -> Step:
-    detail = "\n".join(
-        part
-        for part in (
-            f"request {s['request_id']}, attempt {s['attempt']}",
-            f"answer code {s['code']}" if s["code"] else "",
-            s["detail"] or "",
-        )
-        if part
-    )
     destination = s["destination"]
     return Step(
         s["at"],
@@ -193,21 +185,20 @@ def _status_step(s: Record) -> Step:
         f"{destination}:{s['outcome']}",
         s["event_id"],
         "status",
-        detail,
+        delivery_detail(s),
     )
 
 
 def _ack_step(a: Record) -> Step:
-    kind = a["kind"]
     return Step(
         a["at"],
-        _ACK_BRANCH.get(kind, DOCUMENT),
+        _ACK_BRANCH.get(a["kind"], DOCUMENT),
         "acks",
         "ACKNOWLEDGED",
-        f"ZAM^{kind}:{'accepted' if a['accepted'] else 'refused'}",
+        ack_outcome(a),
         a["event_id"],
         "ack",
-        f"to {a['facility']} ({a['application']}) for MSH-10 {a['original_control_id']}",
+        ack_detail(a),
     )
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from relais.contracts import Codec
-from relais.dlq import LetterView, describe
-from relais.dlq_shell import decoded, open_original
+from relais.dlq import LetterView
+from relais.dlq_shell import decoded, letter_view
 from relais.keyring import Keyring
 from relais.topic_reader import partitions_of, read_to_end
 from relais.topics import AUDIT, BUSINESS_ACKS, DEADLETTER, DELIVERY_STATUS
@@ -27,10 +27,7 @@ async def read_journey(
     letters: list[LetterView] = []
     for name, record, m in decoded(codec, messages):
         if name == "DeadLetter":
-            original, problem = open_original(keyring, record)
-            letters.append(
-                describe(record, key=m.key, original=original, problem=problem, codec=codec)
-            )
+            letters.append(letter_view(codec, keyring, record, m.key))
         else:
             by_type.setdefault(name, []).append(record)
     return journey(

@@ -30,7 +30,7 @@ from relais.demo.samples import (
     pdf_sample,
     sample,
 )
-from relais.localstack import Landing, LocalStack, read_landing, scrape
+from relais.localstack import FINAL_OUTCOMES, Landing, LocalStack, read_landing, scrape
 from relais.settings import Settings
 from relais.signals import stop_on_signals
 from sandboxes.mail import MailSandbox
@@ -139,9 +139,6 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
         click.echo(f"    done in {time.monotonic() - started:.1f} s")
 
 
-FINAL = frozenset({"DELIVERED", "DUPLICATE", "REJECTED"})
-
-
 def _routed_to(landing: Landing, event_id: str) -> Counter[str]:
     """How many requests the route stage made per destination for ``event_id``."""
     for audit in landing.audits:
@@ -154,7 +151,7 @@ def _routed_to(landing: Landing, event_id: str) -> Counter[str]:
 def _finals(landing: Landing, event_id: str, destination: str) -> list[dict[str, object]]:
     """Final statuses, and "scheduled" ones (a notification under embargo says until when)."""
     statuses = landing.statuses.get((event_id, destination), [])
-    finals = [s for s in statuses if s["outcome"] in FINAL]
+    finals = [s for s in statuses if s["outcome"] in FINAL_OUTCOMES]
     settled = {s["request_id"] for s in finals}
     scheduled = [s for s in statuses if s["code"] == "EMBARGOED" and s["request_id"] not in settled]
     return finals + scheduled
