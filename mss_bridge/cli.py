@@ -9,7 +9,7 @@ import asyncio
 
 import click
 
-from relais.cli_context import settings_of
+from relais.cli_context import serve_metrics_and_say, settings_of
 
 
 @click.group()
@@ -23,14 +23,10 @@ def send_worker(ctx: click.Context) -> None:
     """Mail MSSanté delivery requests through RELAIS_MSS_SMTP until Ctrl-C / SIGTERM."""
     from mss_bridge.service import run_send_worker  # noqa: PLC0415 - fast --help
     from relais.keyring_source import load_keyring  # noqa: PLC0415
-    from relais.metrics import serve_metrics  # noqa: PLC0415
 
     s = settings_of(ctx)
     keyring = load_keyring(s)
-    port = serve_metrics(s.metrics_host, s.metrics_port)
-    click.echo(
-        f"mss send-worker -> {s.mss_smtp}: metrics on http://{s.metrics_host}:{port}/metrics"
-    )
+    serve_metrics_and_say(s, f"mss send-worker -> {s.mss_smtp}")
     asyncio.run(run_send_worker(s, keyring))
 
 
@@ -40,13 +36,8 @@ def watch(ctx: click.Context) -> None:
     """Take mail from RELAIS_MSS_IMAP (DSN, MDN, documents) until Ctrl-C / SIGTERM."""
     from mss_bridge.service import run_watch  # noqa: PLC0415 - fast --help
     from relais.keyring_source import load_keyring  # noqa: PLC0415
-    from relais.metrics import serve_metrics  # noqa: PLC0415
 
     s = settings_of(ctx)
     keyring = load_keyring(s)
-    port = serve_metrics(s.metrics_host, s.metrics_port)
-    folders = ", ".join(s.mss_mailboxes)
-    click.echo(
-        f"mss watch {s.mss_imap} [{folders}]: metrics on http://{s.metrics_host}:{port}/metrics"
-    )
+    serve_metrics_and_say(s, f"mss watch {s.mss_imap} [{', '.join(s.mss_mailboxes)}]")
     asyncio.run(run_watch(s, keyring))
