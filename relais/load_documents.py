@@ -19,10 +19,9 @@ from producers.document_files import FileSubmission
 from producers.hl7_message import PatientIdentity
 from producers.submission import Delivery, DocumentInput, Origin
 from relais.demo.samples import (
-    BIOLOGIST,
     INS_TEST_OID,
-    LABORATORY,
     Patient,
+    cda,
     hl7_message,
     minimal_pdf,
 )
@@ -30,14 +29,11 @@ from relais.demo.samples import Kind as SampleKind
 from relais.load_profile import (
     CONSULTATION,
     CR_BIO,
-    CR_IMG,
     Defect,
     PlannedDocument,
     SyntheticPatient,
     synthetic_patient,
 )
-from streams.cda_build import build_cr_bio_n3, build_cr_img_n3, build_n1
-from streams.cda_model import DocumentHeader, PatientHeader
 from streams.lab_results import LOINC_OID, CodedResult, LabResult, MappingStatus, ValueType
 
 DOC_ROOT: Final = "1.2.250.1.213.1.1.9.4343"
@@ -97,14 +93,9 @@ def build(doc: PlannedDocument) -> Built:
     """The message (or file submission) of ``doc``."""
     patient = synthetic_patient(doc.patient)
     uid = unique_id(doc)
-    content = _cda(doc, patient, uid)
-    if doc.defect is Defect.BROKEN_CDA:  # still base64-clean, no longer well-formed XML
-        content = content[: len(content) // 2]
-    reliability = "PROV" if doc.defect is Defect.UNQUALIFIED else "QUAL"
-    if doc.kind is CONSULTATION:
-        return Built(doc.seq, doc.control_id, uid, None, _file(doc, patient, uid, content))
     title, template, message_type = TITLES[doc.kind.type_code]
     kind = SampleKind(doc.kind.name, doc.kind.type_code, title, template, message_type)
+    reliability = "PROV" if doc.defect is Defect.UNQUALIFIED else "QUAL"
     person = Patient(
         patient.ins,
         patient.family,
@@ -114,55 +105,23 @@ def build(doc: PlannedDocument) -> Built:
         patient.birthplace,
         reliability,
     )
+    original = doc.copy_of if doc.copy_of is not None else doc.seq  # a copy: same values
+    content = cda(
+        kind,
+        person,
+        uid,
+        "Examen sans particularité. Pas d'anomalie décelable.",
+        pdf=padded_pdf(f"{title}: document de charge {uid}", doc.pdf_bytes),
+        results=lab_results(doc.results, original) if doc.kind is CR_BIO else (),
+    )
+    if doc.defect is Defect.BROKEN_CDA:  # still base64-clean, no longer well-formed XML
+        content = content[: len(content) // 2]
+    if doc.kind is CONSULTATION:
+        return Built(doc.seq, doc.control_id, uid, None, _file(doc, patient, uid, content))
     raw = hl7_message(kind, person, doc.control_id, content)
     if doc.defect is Defect.BAD_HL7:  # no PID segment: the gateway answers AE
         raw = b"\r".join(s for s in raw.split(b"\r") if not s.startswith(b"PID|"))
     return Built(doc.seq, doc.control_id, uid, raw, None)
-
-
-def _header(doc: PlannedDocument, uid: str) -> DocumentHeader:
-    root, ext = uid.rsplit(".", 1)
-    title = TITLES[doc.kind.type_code][0]
-    return DocumentHeader(
-        id_root=root,
-        id_extension=ext,
-        set_id_root=root,
-        set_id_extension=ext + "0",
-        version=1,
-        type_code=doc.kind.type_code,
-        type_display=title,
-        title=title,
-        effective_time="20261122101500+0100",
-        author=BIOLOGIST,
-        author_org=LABORATORY,
-        custodian=LABORATORY,
-        legal_authenticator=BIOLOGIST,
-        authored_at="20261122101500+0100",
-        service_start="20261122080000+0100",
-        service_stop="20261122100000+0100",
-    )
-
-
-def _cda(doc: PlannedDocument, patient: SyntheticPatient, uid: str) -> bytes:
-    header = _header(doc, uid)
-    person = PatientHeader(
-        patient.ins,
-        INS_TEST_OID,
-        patient.family,
-        patient.given,
-        patient.birth_date,
-        patient.sex,
-        patient.birthplace,
-    )
-    pdf = padded_pdf(f"{header.title}: document de charge {uid}", doc.pdf_bytes)
-    if doc.kind is CR_BIO:
-        original = doc.copy_of if doc.copy_of is not None else doc.seq  # a copy: same values
-        return build_cr_bio_n3(header, person, lab_results(doc.results, original), pdf)
-    if doc.kind is CR_IMG:
-        text = "Examen sans particularité. Pas d'anomalie décelable."
-        sections = (("55111-9", "Technique", text), ("19005-8", "Résultat", text))
-        return build_cr_img_n3(header, person, sections, pdf)
-    return build_n1(header, person, pdf)
 
 
 def lab_results(count: int, seed: int) -> tuple[CodedResult, ...]:

@@ -135,8 +135,17 @@ RESULTS: Final = (
 )
 
 
-def cda(kind: Kind, patient: Patient, doc_id: str, text: str) -> bytes:
-    """A CI-SIS CDA R2 built with the project's builders: CR-BIO N3, CR-IMG N3 or N1."""
+def cda(
+    kind: Kind,
+    patient: Patient,
+    doc_id: str,
+    text: str,
+    *,
+    pdf: bytes | None = None,
+    results: tuple[CodedResult, ...] = RESULTS,
+) -> bytes:
+    """A CI-SIS CDA R2 built with the project's builders: CR-BIO N3 (``results``), CR-IMG N3
+    (``text`` in its sections) or N1; ``pdf`` (default: one showing ``text``) goes with it."""
     root, ext = doc_id.rsplit(".", 1)
     header = DocumentHeader(
         id_root=root,
@@ -165,10 +174,10 @@ def cda(kind: Kind, patient: Patient, doc_id: str, text: str) -> bytes:
         patient.sex,
         patient.birthplace,
     )
-    pdf = minimal_pdf(f"{kind.title}: {text}")
-    if kind is LAB:
-        return build_cr_bio_n3(header, person, RESULTS, pdf)
-    if kind is IMAGING:
+    pdf = pdf if pdf is not None else minimal_pdf(f"{kind.title}: {text}")
+    if kind.loinc == LAB.loinc:
+        return build_cr_bio_n3(header, person, results, pdf)
+    if kind.loinc == IMAGING.loinc:
         sections = (("55111-9", "Technique", text), ("19005-8", "Résultat", text))
         return build_cr_img_n3(header, person, sections, pdf)
     return build_n1(header, person, pdf)
