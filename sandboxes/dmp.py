@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import ssl
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -43,7 +42,7 @@ from lxml import etree
 from consumers import iti18, iti41, iti62
 from consumers.iti41 import RegistryError, SoapFault
 from consumers.mtom import MtomError
-from consumers.vihf import RESOURCE_ID, SAML, VerifiedVihf, VihfError, verify_vihf
+from consumers.vihf import RESOURCE_ID, SAML, VerifiedVihf
 from producers.document_id import safe_parser
 from relais.signals import stop_on_signals
 from sandboxes.dmp_checks import (
@@ -56,6 +55,7 @@ from sandboxes.dmp_checks import (
     Rejected,
     check_envelope,
     check_submission,
+    verified_vihf,
 )
 from sandboxes.pki import SandboxPki, write_test_pki
 
@@ -119,8 +119,7 @@ class DmpSandbox:
             warnings = self._register(checked)
         except Faulted as exc:
             self.rejections += 1
-            fault = SoapFault("Sender", exc.code, exc.detail)
-            return 400, iti41.soap_fault(fault, relates_to=relates_to)
+            return _fault(exc, relates_to)
         except Rejected as exc:
             self.rejections += 1
             return 200, iti41.registry_response(
@@ -192,8 +191,7 @@ class DmpSandbox:
             relates_to = query.message_id
             self._authenticated(body, client_cert)
         except Faulted as exc:
-            fault = SoapFault("Sender", exc.code, exc.detail)
-            return 400, iti41.soap_fault(fault, relates_to=relates_to)
+            return _fault(exc, relates_to)
         self.queries += 1
         found = tuple(self.filed[uid].entry_uuid for uid in query.unique_ids if uid in self.filed)
         return 200, iti18.query_response(found, relates_to=relates_to)
@@ -203,12 +201,7 @@ class DmpSandbox:
         assertion = etree.fromstring(body, safe_parser()).find(
             f".//{{{iti41.WSSE}}}Security/{{{SAML}}}Assertion"
         )
-        if assertion is None:
-            raise Faulted("wsse:InvalidSecurity", "no VIHF (saml:Assertion) in wsse:Security")
-        try:
-            vihf = verify_vihf(assertion, self.ca_file, now=datetime.now(UTC))
-        except VihfError as exc:
-            raise Faulted("wsse:FailedAuthentication", exc.reason) from None
+        vihf = verified_vihf(assertion, self.ca_file, now=datetime.now(UTC))
         if client_cert is not None and vihf.certificate.subject != client_cert.subject:
             raise Faulted("wsse:FailedAuthentication", "VIHF and TLS structures differ")
         return vihf
@@ -226,8 +219,7 @@ class DmpSandbox:
             relates_to = removal.message_id
             vihf = self._authenticated(body, client_cert)
         except Faulted as exc:
-            fault = SoapFault("Sender", exc.code, exc.detail)
-            return 400, iti41.soap_fault(fault, relates_to=relates_to)
+            return _fault(exc, relates_to)
         targets = [self.by_entry.get(entry) for entry in removal.entry_uuids]
         held = [self.filed[uid] for uid in targets if uid and uid in self.filed]
         if len(held) != len(targets) or any(f.status == "Deleted" for f in held):
@@ -268,21 +260,17 @@ class DmpSandbox:
         return web.json_response({"status": "ok"})
 
 
+def _fault(exc: Faulted, relates_to: str) -> tuple[int, bytes]:
+    """HTTP 400 and the SOAP 1.2 Sender Fault of a refused request."""
+    return 400, iti41.soap_fault(SoapFault("Sender", exc.code, exc.detail), relates_to=relates_to)
+
+
 def _peer(request: web.Request) -> x509.Certificate | None:
     """The TLS client certificate of the request, when served over TLS."""
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport else None
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     return x509.load_der_x509_certificate(der) if der else None
-
-
-def server_context(pki: SandboxPki) -> ssl.SSLContext:
-    """HTTPS that requires a client certificate issued by the test CA (mutual TLS)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca_cert))
-    context.load_cert_chain(pki.server_cert, pki.server_key)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 async def start_sandbox(
@@ -296,7 +284,7 @@ async def start_sandbox(
     sandbox = DmpSandbox(pki.ca_cert, store_dir)
     runner = web.AppRunner(sandbox.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=server_context(pki))
+    site = web.TCPSite(runner, host, port, ssl_context=pki.server_context())
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port
     return runner, sandbox, bound

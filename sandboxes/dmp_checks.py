@@ -32,7 +32,7 @@ from consumers.xds_codes import (
     TYPE_CODES,
     ValueSet,
 )
-from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
+from producers.document_id import HL7V3, cda_id_of, safe_parser, xpath_strings
 from sandboxes import Refusal
 from streams.ins import INS_OIDS, ins_key_valid
 
@@ -104,18 +104,25 @@ def check_envelope(
         raise Faulted("wsa:ActionNotSupported", f"wsa:Action must be {iti41.ACTION}")
     if not received.message_id or not received.to:
         raise Faulted("wsa:MessageAddressingHeaderRequired", "wsa:MessageID and wsa:To required")
-    if received.assertion is None:
-        raise Faulted("wsse:InvalidSecurity", "no VIHF (saml:Assertion) in wsse:Security")
-    try:
-        vihf = verify_vihf(received.assertion, ca_file, now=now)
-    except VihfError as exc:
-        raise Faulted("wsse:FailedAuthentication", exc.reason) from None
+    vihf = verified_vihf(received.assertion, ca_file, now=now)
     if client_cert is not None and vihf.certificate.subject != client_cert.subject:
         raise Faulted(
             "wsse:FailedAuthentication",
             "the VIHF is not signed by the structure that authenticated the TLS session",
         )
     return vihf
+
+
+def verified_vihf(
+    assertion: etree._Element | None, ca_file: Path, *, now: datetime
+) -> VerifiedVihf:
+    """The request's VIHF, its signature verified with the trusted CA; :class:`Faulted` if not."""
+    if assertion is None:
+        raise Faulted("wsse:InvalidSecurity", "no VIHF (saml:Assertion) in wsse:Security")
+    try:
+        return verify_vihf(assertion, ca_file, now=now)
+    except VihfError as exc:
+        raise Faulted("wsse:FailedAuthentication", exc.reason) from None
 
 
 def check_submission(received: Received, vihf: VerifiedVihf, *, now: datetime) -> Checked:
@@ -256,7 +263,7 @@ def _check_cda(content: bytes, unique_id: str, ins: str, oid: str) -> None:
         raise Rejected(METADATA_ERROR, "the document is not well-formed XML") from None
     if root.tag != f"{{{HL7V3}}}ClinicalDocument":
         raise Rejected(METADATA_ERROR, "the document is not an HL7 CDA ClinicalDocument")
-    if cda_id(content) != unique_id:
+    if cda_id_of(root) != unique_id:
         raise Rejected(METADATA_ERROR, "ClinicalDocument/id differs from the uniqueId")
     targets = xpath_strings(
         root, "v3:recordTarget/v3:patientRole/v3:id[@root=$oid]/@extension", oid=oid

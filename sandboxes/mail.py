@@ -14,7 +14,6 @@ from __future__ import annotations
 import email
 import hashlib
 import logging
-import ssl
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -77,15 +76,12 @@ class MailSandbox:
     """Start with :meth:`start`, stop with :meth:`stop`; read with :meth:`mailboxes`."""
 
     def __init__(self, pki: SandboxPki, port: int, *, store_dir: Path | None = None) -> None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca_cert))
-        context.load_cert_chain(str(pki.server_cert), str(pki.server_key))
-        context.verify_mode = ssl.CERT_REQUIRED  # the operators accept certified clients only
         self.handler = _Handler(store_dir)
         self.controller = Controller(
             self.handler,
             hostname="127.0.0.1",
             port=port,
-            tls_context=context,
+            tls_context=pki.server_context(),  # the operators accept certified clients only
             require_starttls=True,
             server_hostname="localhost",
         )

@@ -10,6 +10,7 @@ here is fit for anything but tests and the demo: keys are written unencrypted.
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,14 @@ class SandboxPki:
             client_cert=directory / "structure.pem",
             client_key=directory / "structure.key",
         )
+
+    def server_context(self) -> ssl.SSLContext:
+        """A TLS server context requiring a client certificate issued by the test CA (mTLS)."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(self.ca_cert))
+        context.load_cert_chain(self.server_cert, self.server_key)
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
 
     def usable(self, now: datetime, server_names: tuple[str, ...] = ()) -> bool:
         """Every file is there, the CA is valid for at least another day, and the server

@@ -29,6 +29,7 @@ from typing import Final
 
 from relais.envelope import Envelope, open_envelope, seal
 from relais.keyring import Keyring
+from streams.release_policy import FLAG_DEFAULTS
 
 DMP: Final = "DMP"
 MSSANTE: Final = "MSSANTE"
@@ -75,8 +76,8 @@ def patient_mailbox(ins: str) -> str:
     return f"{ins}@{PATIENT_DOMAIN}"
 
 
-def _flag(flags: Mapping[str, bool], name: str, default: bool) -> bool:
-    return bool(flags.get(name, default))
+def _flag(flags: Mapping[str, bool], name: str) -> bool:
+    return bool(flags.get(name, FLAG_DEFAULTS[name]))
 
 
 def plan(
@@ -92,18 +93,18 @@ def plan(
     qualified = identity_status == "QUAL"
     targets: list[Target] = []
     notes: list[str] = []
-    if qualified and _flag(flags, "DESTDMP", True):
+    if qualified and _flag(flags, "DESTDMP"):
         targets.append(Target(DMP))
-    elif _flag(flags, "DESTDMP", True):
+    elif _flag(flags, "DESTDMP"):
         notes.append(f"DMP: not filed, the INS is {identity_status}, not qualified (QUAL)")
-    if _flag(flags, "DESTMSSANTEPS", False):
+    if _flag(flags, "DESTMSSANTEPS"):
         unique = dict.fromkeys(r.strip() for r in recipients if r.strip())
         targets += [Target(MSSANTE, r) for r in unique]
         if not unique:
             notes.append(
                 "MSSanté to professionals asked (DESTMSSANTEPS=Y) but no PRT RCT recipient"
             )
-    if _flag(flags, "DESTMSSANTEPAT", False):
+    if _flag(flags, "DESTMSSANTEPAT"):
         if qualified and ins:
             targets.append(Target(MSSANTE, patient_mailbox(ins), patient_mailbox=True))
         else:

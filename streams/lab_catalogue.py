@@ -338,27 +338,24 @@ def map_result(
     unit_problems = ("unit-not-ucum",) if unit is not None and ucum_unit is None else ()
     if row is None or row.loinc_code is None:
         label = result.local_label.strip() or (row.label if row else result.local_code.strip())
-        code, waiting = result.local_code.strip(), MappingStatus.WAITING
-        problems = ("unmapped", *unit_problems)
-        return CodedResult(result, code, LOINC_WAITING_OID, label, ucum_unit, waiting, problems)
+        return _waiting(result, label, ucum_unit, ("unmapped", *unit_problems))
     display = loinc.display_name(row.loinc_code)
     if not display:  # not in the LOINC-FR table: never sent as LOINC, like an unmapped code
         label = result.local_label.strip() or row.label
-        problems = ("unknown-loinc", *unit_problems)
-        return CodedResult(
-            result,
-            result.local_code.strip(),
-            LOINC_WAITING_OID,
-            label,
-            ucum_unit,
-            MappingStatus.WAITING,
-            problems,
-        )
-    found: list[str] = []
-    found += [*unit_problems, *([] if same_unit(unit, row.unit) else ["unit-mismatch"])]
+        return _waiting(result, label, ucum_unit, ("unknown-loinc", *unit_problems))
+    found = (*unit_problems, *([] if same_unit(unit, row.unit) else ["unit-mismatch"]))
     status = MappingStatus.SUSPICIOUS if found else MappingStatus.MAPPED
-    name = display or row.label
-    return CodedResult(result, row.loinc_code, LOINC_OID, name, ucum_unit, status, tuple(found))
+    return CodedResult(result, row.loinc_code, LOINC_OID, display, ucum_unit, status, found)
+
+
+def _waiting(
+    result: LabResult, label: str, ucum_unit: str | None, problems: tuple[str, ...]
+) -> CodedResult:
+    """``result`` sent with the laboratory's own code and no LOINC claim (WAITING)."""
+    code = result.local_code.strip()
+    return CodedResult(
+        result, code, LOINC_WAITING_OID, label, ucum_unit, MappingStatus.WAITING, problems
+    )
 
 
 @dataclass(frozen=True)
@@ -403,8 +400,14 @@ def format_report(lines: Sequence[ReportLine]) -> str:
     if not lines:
         return "No missing or suspicious mappings.\n"
     header = ("Facility", "Version", "Local code", "Label", "Problem", "Suggestion")
-    table: list[tuple[str, ...]] = [header, tuple("---" for _ in header)]
-    for ln in lines:
-        cells = (ln.facility, ln.version, ln.local_code, ln.label, ln.problem, ln.suggestion)
-        table.append(tuple(" ".join(v.split()).replace("|", "\\|") for v in cells))
+    rows = (
+        (ln.facility, ln.version, ln.local_code, ln.label, ln.problem, ln.suggestion)
+        for ln in lines
+    )
+    return markdown_table(header, (tuple(" ".join(v.split()) for v in row) for row in rows))
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table of ``rows`` under ``header``; ``|`` in a cell is escaped."""
+    table = [header, ["---"] * len(header), *([v.replace("|", "\\|") for v in r] for r in rows)]
     return "".join("| " + " | ".join(row) + " |\n" for row in table)

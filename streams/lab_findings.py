@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from streams.lab_catalogue import markdown_table
 from streams.lab_results import CodedResult
 
 PREFIX: Final = "lab-mapping"
@@ -110,9 +111,8 @@ def format_seen(lines: Sequence[SeenLine]) -> str:
     if not lines:
         return "No unmapped or suspicious codes seen in traffic.\n"
     header = ("Facility", "Version", "Local code", "Problem", "Seen", "Suggestion")
-    rows: list[tuple[str, ...]] = [header, tuple("---" for _ in header)]
+    rows: list[tuple[str, ...]] = []
     for ln in lines:
         f = ln.finding
-        cells = (f.facility, f.version, f.local_code, f.problem, str(ln.count), ln.suggestion)
-        rows.append(tuple(v.replace("|", "\\|") for v in cells))
-    return "".join("| " + " | ".join(row) + " |\n" for row in rows)
+        rows.append((f.facility, f.version, f.local_code, f.problem, str(ln.count), ln.suggestion))
+    return markdown_table(header, rows)

@@ -105,5 +105,6 @@ def traffic_findings(
         catalogue = refs.catalogues.current(facility)
     except UnknownFacility:
         return findings(facility, NO_CATALOGUE, coded, {})
-    units = {code: row.unit for code, row in catalogue.rows.items()}
+    rows = (catalogue.row(item.result.local_code) for item in coded if item.problems)
+    units = {row.local_code: row.unit for row in rows if row is not None}
     return findings(facility, catalogue.info.version, coded, units)

@@ -4,10 +4,10 @@ Pure and declarative: a :class:`Rule` matches documents (:class:`Match`: type co
 CI-SIS model, imaging modality, MetaDMPMSS flags; an empty condition matches all) and imposes an
 :class:`Effect`. :func:`decide` runs the rules in order, the most restrictive outcome wins, and
 keeps what each applied rule decided and why (:func:`explain`, for ``relais explain``).
-:func:`load_policy` reads the same policy from TOML (``release_policy.toml``). A policy must
-honour the producer's hiding flags and only adds restrictions (no rule requires a hiding flag
-to be N), so raising a hiding flag never makes a document more visible. Nuclear medicine is
-recognised by the DICOM acquisition modality (``NM``, ``PT``) of the CR-IMG header's
+:func:`load_policy` reads a policy from TOML (:data:`DEFAULT_POLICY`: ``release_policy.toml``).
+A policy must honour the producer's hiding flags and only adds restrictions (no rule requires a
+hiding flag to be N), so raising a hiding flag never makes a document more visible. Nuclear
+medicine is recognised by the DICOM acquisition modality (``NM``, ``PT``) of the CR-IMG header's
 ``documentationOf/serviceEvent/code/translation`` (JDV_ModaliteAcquisition-CISIS): every
 imaging report has the type 18748-4 and JDV_J07 has no nuclear-medicine type.
 """
@@ -20,10 +20,11 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from importlib import resources
 from typing import Any, Final
 
 #: MetaDMPMSS Y/N flags (STANDARDS.md §2) and their value when the producer left them out:
-#: DESTDMP defaults to Y, as in streams.route; every other flag to N.
+#: DESTDMP defaults to Y (the volet's default), every other flag to N (also for streams.fanout).
 FLAG_DEFAULTS: Final[Mapping[str, bool]] = {
     **dict.fromkeys(("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REP_LEGAUX"), False),
     **dict.fromkeys(("CONNEXION_SECRETE", "MODIF_CONF_CODE", "ACK_RECEPTION"), False),
@@ -37,12 +38,15 @@ HIDING_FLAGS: Final[Mapping[str, str]] = {
     "INVISIBLE_REP_LEGAUX": "hidden_from_legal_representatives",
 }
 SECTORS: Final = frozenset({"HOSPITAL", "LAB", "RADIOLOGY", "CITY", "MSSANTE", "OTHER"})
-NUCLEAR_MEDICINE_MODALITIES: Final = frozenset({"NM", "PT"})  # DICOM modality codes
-IMAGING_REPORT: Final = "18748-4"  # LOINC "CR d'imagerie médicale" (JDV_J07)
 
 
 class PolicyError(ValueError):
     """A release policy that cannot be used; the message says where and why."""
+
+
+def effective_flags(flags: Mapping[str, bool]) -> dict[str, bool]:
+    """Every MetaDMPMSS flag, as given or as :data:`FLAG_DEFAULTS` has it when left out."""
+    return {name: flags.get(name, default) for name, default in FLAG_DEFAULTS.items()}
 
 
 def _yn(value: bool) -> str:
@@ -146,42 +150,6 @@ class Rule:
     effect: Effect
 
 
-def _flag_rule(flag: str, effect: Effect, description: str) -> Rule:
-    match = Match(flags=frozenset({(flag, True)}))
-    return Rule(f"flag-{flag.lower().replace('_', '-')}", description, match, effect)
-
-
-DEFAULT_POLICY: Final[tuple[Rule, ...]] = (
-    Rule(
-        "imaging-report-delay",
-        "Imaging reports reach the patient 15 days after validation: a clinician speaks first.",
-        Match(type_codes=frozenset({IMAGING_REPORT})),
-        Effect(patient_visible_after=Delay(days=15)),
-    ),
-    Rule(
-        "nuclear-medicine-delay",
-        "Nuclear-medicine reports (imaging, DICOM modality NM or PT) reach the patient a month on.",
-        Match(type_codes=frozenset({IMAGING_REPORT}), modalities=NUCLEAR_MEDICINE_MODALITIES),
-        Effect(patient_visible_after=Delay(months=1)),
-    ),
-    _flag_rule(
-        "INVISIBLE_PATIENT",
-        Effect(hidden_from_patient=True),
-        "The producer made the document invisible to the patient.",
-    ),
-    _flag_rule(
-        "MASQUE_PS",
-        Effect(hidden_from_professionals=True),
-        "The producer masked the document from health professionals.",
-    ),
-    _flag_rule(
-        "INVISIBLE_REP_LEGAUX",
-        Effect(hidden_from_legal_representatives=True),
-        "The producer made the document invisible to the patient's legal representatives.",
-    ),
-)
-
-
 def check_policy(policy: Iterable[Rule]) -> None:
     """Policy-wide checks: rule names, and each hiding flag honoured by a plain rule."""
     rules = tuple(policy)
@@ -264,6 +232,13 @@ def load_policy(text: str) -> tuple[Rule, ...]:
     return rules
 
 
+#: The bundled policy (``release_policy.toml``): what the route stage applies unless
+#: RELAIS_RELEASE_POLICY names the operators' own.
+DEFAULT_POLICY: Final[tuple[Rule, ...]] = load_policy(
+    resources.files("streams").joinpath("release_policy.toml").read_text(encoding="utf-8")
+)
+
+
 @dataclass(frozen=True)
 class Explanation:
     rule: str
@@ -339,7 +314,7 @@ def decide(
         "cda_models": frozenset(" ".join(words[:i]) for i in range(1, len(words) + 1)),
         "modalities": frozenset(modalities),
     }
-    effective = {name: flags.get(name, default) for name, default in FLAG_DEFAULTS.items()}
+    effective = effective_flags(flags)
     visible_from: datetime | None = validated_at
     hide_ps = hide_legal = False
     applied: list[Explanation] = []
@@ -381,7 +356,7 @@ MSSANTE_COMBINATIONS: Final[Mapping[tuple[bool, bool], str]] = {
 
 def mssante_combination_problem(flags: Mapping[str, bool]) -> str | None:
     """The volet rule that the flags break, or None (also None when no MSSanté is asked)."""
-    value = {name: _yn(flags.get(name, default)) for name, default in FLAG_DEFAULTS.items()}
+    value = {name: _yn(flag) for name, flag in effective_flags(flags).items()}
     asked = (value["DESTMSSANTEPS"] == "Y", value["DESTMSSANTEPAT"] == "Y")
     required = MSSANTE_COMBINATIONS.get(asked, "")
     terms = [term.split("=") for term in required.split()]

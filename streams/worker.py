@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 import faust
@@ -42,7 +41,7 @@ from streams.insi_client import HttpInsiClient
 from streams.insi_metrics import PrometheusInsiObserver
 from streams.lab_catalogue import CatalogueStore, LoincTable, UcumUnits, load_directory
 from streams.lab_report import LabReferences
-from streams.release_policy import Rule, load_policy
+from streams.release_policy import DEFAULT_POLICY, Rule, load_policy
 from streams.stage import Stage, StageContext, run_step
 
 #: Stages built from a pure handler and the generic shell; identity has its own shell
@@ -114,8 +113,7 @@ def _release_policy(settings: Settings) -> tuple[Rule, ...]:
     """The operators' policy file (RELAIS_RELEASE_POLICY), else the bundled one."""
     if settings.release_policy is not None:
         return load_policy(settings.release_policy.read_text(encoding="utf-8"))
-    bundled = resources.files("streams").joinpath("release_policy.toml")
-    return load_policy(bundled.read_text(encoding="utf-8"))
+    return DEFAULT_POLICY
 
 
 def _cda_schema(settings: Settings) -> CdaSchema | None:
