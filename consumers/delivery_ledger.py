@@ -21,15 +21,15 @@ from the topic when the sink is given the partition and writes new ones.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from relais.tansu_quirks import true_end_offsets
+from relais.topic_reader import read_to_end
 
 
 class Step(Enum):
@@ -109,39 +109,17 @@ class LedgerStore:
 
     async def restore(self, partitions: Iterable[int]) -> None:
         """Read the given ledger partitions from the start to their current end."""
-        wanted = [TopicPartition(self.topic, p) for p in partitions]
+        wanted = list(partitions)
         if not wanted:
             return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        # as long as it takes: a sink never handles a partition whose ledger it lacks
+        records = await read_to_end(
+            self.bootstrap, [(self.topic, p) for p in wanted], timeout_s=math.inf
         )
-        await consumer.start()
-        try:
-            consumer.assign(wanted)
-            await consumer.seek_to_beginning(*wanted)
-            # the Fetch high watermark: right on Kafka and on tansu (see relais.tansu_quirks)
-            found = await true_end_offsets(
-                self.bootstrap, [(tp.topic, tp.partition) for tp in wanted]
-            )
-            ends = {tp: found.get((tp.topic, tp.partition), 0) for tp in wanted}
-            for tp in wanted:
-                self.entries[tp.partition] = {}
-            remaining = {tp for tp in wanted if ends[tp] > 0}
-            while remaining:
-                batches: dict[TopicPartition, list[Any]] = await consumer.getmany(
-                    *remaining, timeout_ms=500
-                )
-                for tp, messages in batches.items():
-                    for message in messages:
-                        self._apply(tp.partition, message.value)
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-        finally:
-            await consumer.stop()
+        for partition in wanted:
+            self.entries[partition] = {}
+        for record in records:
+            self._apply(record.partition, record.value)
 
     def _apply(self, partition: int, raw: bytes | None) -> None:
         if raw is None:

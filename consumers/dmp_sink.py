@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +47,7 @@ from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
 from relais.settings import Settings
 from relais.signals import stop_on_signals
-from relais.sink_loop import SinkLoop, sink_consumer, sink_producer
+from relais.sink_loop import SinkLoop, decode_record, sink_consumer, sink_producer
 from relais.topics import (
     AUDIT,
     BUSINESS_ACKS,
@@ -110,6 +111,15 @@ def visibility_flags(release: Record | None, now: datetime) -> dict[str, bool]:
     }
 
 
+@dataclass(frozen=True)
+class Where:
+    """The request's place on the bus and the attempt being made."""
+
+    origin: Origin
+    message: Any
+    attempt: int
+
+
 class DmpSink:
     def __init__(
         self,
@@ -170,17 +180,10 @@ class DmpSink:
         resend; otherwise SENDING is recorded, the document filed, and DONE
         recorded with the outcome.
         """
-        topic = DELIVERY_DMP.name(self.prefix)
-        origin = Origin(topic, message.partition, message.offset)
+        origin = Origin(message.topic, message.partition, message.offset)
         try:
-            _, request = self.codec.decode(
-                message.value,
-                expected="DeliveryRequest",
-                topic=topic,
-                partition=message.partition,
-                offset=message.offset,
-            )
-            origin = Origin(topic, message.partition, message.offset, request["event_id"])
+            request = decode_record(self.codec, message, "DeliveryRequest")
+            origin = Origin(message.topic, message.partition, message.offset, request["event_id"])
             if request["document"]["action"] == "DELETE":
                 submission, patient_id = None, _patient_id(request, self.keyring)
             else:  # the submission opened the identity already
@@ -189,9 +192,9 @@ class DmpSink:
         except Exception as exc:  # any unreadable request is dead-lettered, never a crash
             failure = failure_of(exc)
             return [self._dead_letter(failure, origin, message)]
-        partition = message.partition
-        await self.ledger.ensure(partition)
-        entry = self.ledger.get(partition, request["request_id"])
+        rid = request["request_id"]
+        await self.ledger.ensure(message.partition)
+        entry = self.ledger.get(message.partition, rid)
         if entry is not None and entry.outcome == "REJECTED" and _replayed(message):
             entry = None  # an operator replays a refused document after a fix: file it again
         if entry is not None and next_step(entry) is Step.ALREADY_DONE:
@@ -206,44 +209,73 @@ class DmpSink:
                 detail=detail,
                 count=False,
             )
-        if submission is None:
-            return await self._delete(request, patient_id, entry, origin, message)
-        return await self._file(request, submission, entry, origin, message)
-
-    async def _file(
-        self,
-        request: Record,
-        submission: Submission,
-        entry: Entry | None,
-        origin: Origin,
-        message: Any,
-    ) -> list[tuple[str, bytes]] | None:
-        """File (ITI-41), reconciling first (ITI-18) when an earlier send went unanswered."""
-        rid, partition = request["request_id"], message.partition
         attempt = max(self.attempts.get(rid, 0), entry.attempt if entry else 0) + 1
-        where = {"origin": origin, "message": message, "attempt": attempt}
+        where = Where(origin, message, attempt)
         try:
-            # the registry knows the XDS uniqueId (root^extension), not Relais's id
-            xds_id = submission.metadata.unique_id if submission.metadata else submission.unique_id
-            reconcile = next_step(entry) is Step.RECONCILE
-            if reconcile and await self.client.holds(xds_id, submission.patient_id):
-                await self.ledger.write(partition, done(rid, "DELIVERED", None, attempt))
-                self._settle(request)
-                detail = "reconciled: the DMP already held it after an unanswered send"
-                return self._final(request, "DELIVERED", code=None, detail=detail, **where)
-            await self.ledger.write(partition, sending(rid, attempt))
-            answer = await self.client.file(submission)
+            if submission is None:
+                return await self._delete(request, patient_id, entry, where)
+            return await self._file(request, submission, entry, where)
         except DmpUnavailable as exc:
             self._retrying(request, attempt, exc)
             return None
         except DmpRejected as exc:
-            await self.ledger.write(partition, done(rid, "REJECTED", exc.code, attempt))
-            self._settle(request)
-            return self._final(request, "REJECTED", code=exc.code, **where)
+            return await self._done(request, "REJECTED", exc.code, where)
+
+    async def _file(
+        self, request: Record, submission: Submission, entry: Entry | None, where: Where
+    ) -> list[tuple[str, bytes]]:
+        """File (ITI-41), reconciling first (ITI-18) when an earlier send went unanswered."""
+        # the registry knows the XDS uniqueId (root^extension), not Relais's id
+        xds_id = submission.metadata.unique_id if submission.metadata else submission.unique_id
+        reconcile = next_step(entry) is Step.RECONCILE
+        if reconcile and await self.client.holds(xds_id, submission.patient_id):
+            detail = "reconciled: the DMP already held it after an unanswered send"
+            return await self._done(request, "DELIVERED", None, where, detail)
+        await self._sending(request, where)
+        answer = await self.client.file(submission)
         outcome = "DELIVERED" if answer.status == "success" else "DUPLICATE"
-        await self.ledger.write(partition, done(rid, outcome, answer.code, attempt))
+        return await self._done(request, outcome, answer.code, where)
+
+    async def _delete(
+        self, request: Record, patient_id: str, entry: Entry | None, where: Where
+    ) -> list[tuple[str, bytes]]:
+        """Remove the document from the DMP (ITI-18 to find it, ITI-62 to delete it)."""
+        found = await self.client.find(xds_ids(request["document"]["unique_id"]), patient_id)
+        if not found:
+            if entry is not None:  # our earlier delete went through, unanswered
+                detail = "reconciled: the DMP no longer holds it after an unanswered delete"
+                return await self._done(request, "DELIVERED", None, where, detail)
+            return await self._done(request, "REJECTED", "UnresolvedReferenceException", where)
+        await self._sending(request, where)
+        answer = await self.client.delete(found, patient_id)
+        return await self._done(request, "DELIVERED", answer.code, where, "deleted from the DMP")
+
+    async def _sending(self, request: Record, where: Where) -> None:
+        """Record SENDING (acknowledged) before the DMP is called."""
+        entry = sending(request["request_id"], where.attempt)
+        await self.ledger.write(where.message.partition, entry)
+
+    async def _done(
+        self,
+        request: Record,
+        outcome: str,
+        code: str | None,
+        where: Where,
+        detail: str | None = None,
+    ) -> list[tuple[str, bytes]]:
+        """Record DONE with the outcome in the ledger, then report it."""
+        entry = done(request["request_id"], outcome, code, where.attempt)
+        await self.ledger.write(where.message.partition, entry)
         self._settle(request)
-        return self._final(request, outcome, code=answer.code, **where)
+        return self._final(
+            request,
+            outcome,
+            code=code,
+            attempt=where.attempt,
+            origin=where.origin,
+            message=where.message,
+            detail=detail,
+        )
 
     def _retrying(self, request: Record, attempt: int, exc: DmpUnavailable) -> None:
         self.dmp_state.set(False, f"DMP unavailable ({exc.code}): deliveries paused, retrying")
@@ -252,43 +284,6 @@ class DmpSink:
         log.warning(
             "DMP unavailable for event %s (attempt %d): %s", request["event_id"], attempt, exc.code
         )
-
-    async def _delete(
-        self,
-        request: Record,
-        patient_id: str,
-        entry: Entry | None,
-        origin: Origin,
-        message: Any,
-    ) -> list[tuple[str, bytes]] | None:
-        """Remove the document from the DMP (ITI-18 to find it, ITI-62 to delete it)."""
-        rid, partition = request["request_id"], message.partition
-        attempt = max(self.attempts.get(rid, 0), entry.attempt if entry else 0) + 1
-        where = {"origin": origin, "message": message, "attempt": attempt}
-        try:
-            found = await self.client.find(xds_ids(request["document"]["unique_id"]), patient_id)
-            if not found:
-                self._settle(request)
-                if entry is not None:  # our earlier delete went through, unanswered
-                    await self.ledger.write(partition, done(rid, "DELIVERED", None, attempt))
-                    detail = "reconciled: the DMP no longer holds it after an unanswered delete"
-                    return self._final(request, "DELIVERED", code=None, detail=detail, **where)
-                code = "UnresolvedReferenceException"
-                await self.ledger.write(partition, done(rid, "REJECTED", code, attempt))
-                return self._final(request, "REJECTED", code=code, **where)
-            await self.ledger.write(partition, sending(rid, attempt))
-            answer = await self.client.delete(found, patient_id)
-        except DmpUnavailable as exc:
-            self._retrying(request, attempt, exc)
-            return None
-        except DmpRejected as exc:
-            await self.ledger.write(partition, done(rid, "REJECTED", exc.code, attempt))
-            self._settle(request)
-            return self._final(request, "REJECTED", code=exc.code, **where)
-        await self.ledger.write(partition, done(rid, "DELIVERED", answer.code, attempt))
-        self._settle(request)
-        detail = "deleted from the DMP"
-        return self._final(request, "DELIVERED", code=answer.code, detail=detail, **where)
 
     def _settle(self, request: Record) -> None:
         self.dmp_state.set(True, "DMP answering")

@@ -8,7 +8,6 @@ maps the DMP's HTTP status and RegistryResponse (or SOAP Fault) to an :class:`An
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -56,10 +55,6 @@ class Submission:
     content: bytes
     metadata: DocumentEntry | None = None  # the XDS DocumentEntry (required by the DMP)
     parent_unique_id: str | None = None  # the document this one replaces (RPLC), if any
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.content).hexdigest()
 
 
 @dataclass(frozen=True)

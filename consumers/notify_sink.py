@@ -32,15 +32,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from consumers import notify_metrics as metrics
 from consumers.notify_channels import (
@@ -76,7 +74,8 @@ from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.settings import Settings
 from relais.signals import stop_on_signals
-from relais.tansu_quirks import true_end_offsets
+from relais.sink_loop import commit_offset, decode_record, sink_consumer, sink_producer
+from relais.topic_reader import read_to_end
 from relais.topics import AUDIT, DEADLETTER, DELIVERY_NOTIFY, DELIVERY_STATUS, NOTIFY_LEDGER
 from streams.identity import open_traits
 from streams.stage import StageFailure, failure_of
@@ -136,34 +135,24 @@ class NotifySink:
         sender: Sender,
         preferences: Preferences,
         rate: RateLimit,
-        broker_kind: str = "tansu",
         session_timeout_s: float = 6.0,
         clock: Callable[[], datetime] = _now,
         group_id: str | None = None,
     ) -> None:
         self.bootstrap, self.prefix, self.keyring = bootstrap, prefix, keyring
         self.sender, self.preferences, self.rate = sender, preferences, rate
-        self.broker_kind, self.clock = broker_kind, clock
+        self.clock = clock
         self.input = DELIVERY_NOTIFY.name(prefix)
         self.ledger_topic = NOTIFY_LEDGER.name(prefix)
         self.codec = Codec()
         self.stage_metrics = StageMetrics(STAGE)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group_id or f"{prefix}-notify-sink",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(session_timeout_s * 1000),
-            heartbeat_interval_ms=1000,
-            max_partition_fetch_bytes=16 << 20,
-            fetch_max_bytes=64 << 20,
+        self.consumer = sink_consumer(
+            bootstrap, group_id or f"{prefix}-notify-sink", session_timeout_s
         )
         self.reader = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
         )
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20
-        )
+        self.producer = sink_producer(bootstrap)
         self.ledgers: dict[int, Ledger] = {}
         self.lock = asyncio.Lock()  # one send or one rebalance step at a time
         self.backoffs: dict[str, Iterator[float]] = {}
@@ -223,24 +212,13 @@ class NotifySink:
 
     async def _recover(self, partition: int, timeout_s: float = 60.0) -> Ledger:
         """Read one ledger partition back from its start to its end."""
-        tp = TopicPartition(self.ledger_topic, partition)
-        if self.broker_kind == "tansu":  # its ListOffsets is wrong (relais.tansu_quirks)
-            ends = await true_end_offsets(self.bootstrap, [(tp.topic, partition)])
-            end = ends[(tp.topic, partition)]
-        else:
-            end = int((await self.reader.end_offsets([tp]))[tp])
+        records = await read_to_end(
+            self.bootstrap, [(self.ledger_topic, partition)], timeout_s=timeout_s
+        )
         ledger = Ledger()
-        self.reader.assign([tp])
-        await self.reader.seek_to_beginning(tp)
-        deadline = time.monotonic() + timeout_s
-        while await self.reader.position(tp) < end:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{tp.topic}[{partition}] not read back in {timeout_s} s")
-            batches = await self.reader.getmany(tp, timeout_ms=500)
-            for message in batches.get(tp, []):
-                if message.offset < end and message.value is not None:
-                    self._restore(ledger, message)
-        self.reader.unsubscribe()
+        for message in records:
+            if message.value is not None:
+                self._restore(ledger, message)
         log.info("ledger partition %d read back: %d entries", partition, len(ledger.entries))
         return ledger
 
@@ -265,18 +243,12 @@ class NotifySink:
                 with self.stage_metrics.timed():
                     outputs += self._admit(ledger, tp.partition, message)
             await self._emit(outputs)
-        await self._commit(tp, messages[-1].offset + 1)
+        await commit_offset(self.consumer, tp, messages[-1].offset + 1)
 
     def _admit(self, ledger: Ledger, partition: int, message: Any) -> list[Output]:
         origin = Origin(self.input, message.partition, message.offset)
         try:
-            _, request = self.codec.decode(
-                message.value,
-                expected="DeliveryRequest",
-                topic=self.input,
-                partition=message.partition,
-                offset=message.offset,
-            )
+            request = decode_record(self.codec, message, "DeliveryRequest")
             origin = Origin(self.input, message.partition, message.offset, request["event_id"])
             incoming = incoming_of(request)
         except Exception as exc:  # an unusable request is dead-lettered, never a crash
@@ -471,13 +443,6 @@ class NotifySink:
         for topic, *_ in outputs:
             self.stage_metrics.emitted(topic)
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
-        try:
-            await self.consumer.commit({tp: offset})
-        except (CommitFailedError, IllegalStateError) as exc:
-            # Given away: the next owner reads the requests again and finds them in the ledger.
-            log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
-
     def _observe(self) -> None:
         now = self.clock()
         embargoed = due = entries = 0
@@ -512,7 +477,6 @@ async def run_notify_sink(settings: Settings, keyring: Keyring) -> None:
         sender=channels,
         preferences=load_preferences(config.preferences),
         rate=config.rate,
-        broker_kind=settings.broker_kind,
         session_timeout_s=settings.session_timeout_s,
     )
     try:

@@ -28,7 +28,7 @@ from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import REGISTRY
 from relais.partition_retry import PartitionRetry
-from relais.sink_loop import Outputs, SinkLoop, sink_consumer, sink_producer
+from relais.sink_loop import Outputs, SinkLoop, decode_record, sink_consumer, sink_producer
 from relais.topics import BUSINESS_ACKS, DEADLETTER
 from streams.stage import failure_of
 
@@ -94,28 +94,20 @@ class AckForwarder:
 
     async def _handle(self, tp: TopicPartition, message: Any) -> Outputs | None:
         try:
-            await self._forward(message)
+            return await self._forward(message)
         except Retry as exc:
             log.warning("ZAM at %s@%d: %s; retrying later", tp, message.offset, exc)
             return None
-        return []
 
-    async def _forward(self, message: Any) -> None:
-        topic = BUSINESS_ACKS.name(self.prefix)
-        origin = Origin(topic, message.partition, message.offset)
+    async def _forward(self, message: Any) -> Outputs:
+        """Nothing to emit once the producer took the ZAM; its dead letter when it never will."""
+        origin = Origin(message.topic, message.partition, message.offset)
         try:
-            _, ack = self.codec.decode(
-                message.value,
-                expected="BusinessAck",
-                topic=topic,
-                partition=message.partition,
-                offset=message.offset,
-            )
+            ack = decode_record(self.codec, message, "BusinessAck")
         except Exception as exc:  # unreadable: dead-lettered, never a crash
-            await self._dead_letter(failure_of(exc), origin, message)
-            return
+            return self._dead_letter(failure_of(exc), origin, message)
         kind = ack["kind"]
-        origin = Origin(topic, message.partition, message.offset, ack["event_id"])
+        origin = Origin(message.topic, message.partition, message.offset, ack["event_id"])
         endpoint = self.routes.get(ack["facility"])
         if endpoint is None:
             FORWARDED.labels(kind, "unrouted").inc()
@@ -123,8 +115,7 @@ class AckForwarder:
                 f"no MLLP route for facility {ack['facility']}: add it to RELAIS_ACK_ROUTES "
                 "and replay this dead letter"
             )
-            await self._dead_letter(Failure("no-ack-route", reason), origin, message)
-            return
+            return self._dead_letter(Failure("no-ack-route", reason), origin, message)
         try:
             answer = await send_mllp(endpoint, bytes(ack["message"]), self.timeout_s)
         except (OSError, TimeoutError) as exc:
@@ -133,15 +124,16 @@ class AckForwarder:
         taken, code = accepted(answer)
         if taken:
             FORWARDED.labels(kind, "delivered").inc()
-            return
+            return []
         if code in {"AR", "CR"}:
             FORWARDED.labels(kind, "retrying").inc()
             raise Retry(f"producer {ack['facility']} answered {code}")
         FORWARDED.labels(kind, "refused").inc()
         reason = f"producer {ack['facility']} refused the ZAM with MSA-1 {code}"
-        await self._dead_letter(Failure("ack-refused", reason), origin, message)
+        return self._dead_letter(Failure("ack-refused", reason), origin, message)
 
-    async def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> None:
+    def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> Outputs:
+        """The dead letter to emit (the loop sends it with the ZAM's key before committing)."""
         letter = dead_letter(
             self.keyring,
             stage=STAGE,
@@ -150,8 +142,4 @@ class AckForwarder:
             original=message.value or b"",
             now=datetime.now(UTC),
         )
-        await self.producer.send_and_wait(
-            DEADLETTER.name(self.prefix),
-            key=message.key,
-            value=self.codec.encode("DeadLetter", letter),
-        )
+        return [(DEADLETTER.name(self.prefix), self.codec.encode("DeadLetter", letter))]

@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from relais.contracts import Codec, Record
 from relais.partition_retry import PartitionRetry
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,27 @@ def sink_producer(bootstrap: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", max_request_size=MAX_RECORD_BYTES
     )
+
+
+def decode_record(codec: Codec, message: Any, expected: str) -> Record:
+    """The record a consumed message holds; a ContractError names its topic, partition, offset."""
+    _, record = codec.decode(
+        message.value,
+        expected=expected,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+    )
+    return record
+
+
+async def commit_offset(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+    """Commit ``offset`` for ``tp``; a partition rebalanced away is only logged."""
+    try:
+        await consumer.commit({tp: offset})
+    except (CommitFailedError, IllegalStateError) as exc:
+        # Rebalanced away: the new owner redelivers, and its ledger says what was done.
+        log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
 
 
 class _Forget(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -101,7 +123,7 @@ class SinkLoop:
                             break
                         self.retry.succeeded(tp)
                         await self.emit(outputs, message.key)
-                        await self.commit(tp, message.offset + 1)
+                        await commit_offset(self.consumer, tp, message.offset + 1)
                 if self.after_batch is not None:
                     self.after_batch()
         finally:
@@ -112,10 +134,3 @@ class SinkLoop:
         """Send ``outputs`` and wait until the broker has every one (acks=all)."""
         sends = [await self.producer.send(topic, key=key, value=value) for topic, value in outputs]
         await asyncio.gather(*sends)
-
-    async def commit(self, tp: TopicPartition, offset: int) -> None:
-        try:
-            await self.consumer.commit({tp: offset})
-        except (CommitFailedError, IllegalStateError) as exc:
-            # Rebalanced away: the new owner redelivers, and its ledger says what was done.
-            log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
