@@ -174,11 +174,7 @@ class Chaos:
         event = ChaosEvent(self.clock(), what)
         self.events.append(event)
         self._killing.add(old.popen.pid)
-        if kill:
-            old.popen.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(old.popen.wait, 30)
-        self.stack.processes.remove(old)
-        new = self.stack.spawn(*old.args)
+        new = await self.stack.replace(old, kill=kill)
         # one that exits again (the broker is restarting) is the watcher's to restart
         if await self.stack.serving(new, timeout_s=120):
             event.recovered_s = self.clock() - event.at_s

@@ -203,13 +203,16 @@ class LocalStack:
 
     async def restart(self, name: str, *, kill: bool = False) -> Process:
         """Stop one worker process (SIGTERM, or SIGKILL: a crash) and start it again."""
-        old = self.process(name)
-        old.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        await asyncio.to_thread(old.popen.wait, 30)
-        self.processes.remove(old)
-        new = self.spawn(*old.args)
+        new = await self.replace(self.process(name), kill=kill)
         await self.wait_for_metrics()
         return new
+
+    async def replace(self, old: Process, *, kill: bool = False) -> Process:
+        """Stop ``old`` (SIGTERM or SIGKILL; nothing if it exited) and spawn its successor."""
+        old.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)  # no-op once exited
+        await asyncio.to_thread(old.popen.wait, 30)
+        self.processes.remove(old)
+        return self.spawn(*old.args)
 
     def process(self, name: str) -> Process:
         return next(p for p in self.processes if p.name == name)
@@ -218,12 +221,11 @@ class LocalStack:
         """Wait until every process serves /metrics (it has started)."""
         deadline = time.monotonic() + timeout_s
         for p in self.processes:
-            while not _port_open(p.metrics_port):
-                if p.popen.poll() is not None:
-                    raise RuntimeError(f"{p.name} exited: see {p.log_path}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{p.name} serves no /metrics after {timeout_s} s")
-                await asyncio.sleep(0.2)
+            if await self.serving(p, deadline - time.monotonic()):
+                continue
+            if p.popen.poll() is not None:
+                raise RuntimeError(f"{p.name} exited: see {p.log_path}")
+            raise TimeoutError(f"{p.name} serves no /metrics after {timeout_s} s")
 
     async def serving(self, process: Process, timeout_s: float = 60.0) -> bool:
         """Wait until one process serves /metrics; False if it exited or timed out first."""
