@@ -36,7 +36,7 @@ from consumers.xds_metadata import document_entry
 from producers.document_id import split_id
 from relais.audit_records import acknowledged, delivery
 from relais.contracts import Codec, Record
-from relais.deadletter import Failure, Origin, dead_letter
+from relais.deadletter import Failure, Origin, dead_letter_output
 from relais.delivery_metrics import DeliveryMetrics
 from relais.delivery_status import status_of
 from relais.dlq_replay import HEADER as REPLAY_HEADER
@@ -51,7 +51,6 @@ from relais.sink_loop import SinkLoop, decode_record, sink_consumer, sink_produc
 from relais.topics import (
     AUDIT,
     BUSINESS_ACKS,
-    DEADLETTER,
     DELIVERY_DMP,
     DELIVERY_LEDGER,
     DELIVERY_STATUS,
@@ -338,15 +337,16 @@ class DmpSink:
 
     def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> tuple[str, bytes]:
         self.metrics.failed(failure.reason_code, dead_lettered=True)
-        letter = dead_letter(
+        return dead_letter_output(
+            self.codec,
             self.keyring,
+            self.prefix,
             stage=STAGE,
             failure=failure,
             origin=origin,
             original=message.value or b"",
             now=_now(),
         )
-        return DEADLETTER.name(self.prefix), self.codec.encode("DeadLetter", letter)
 
 
 def _replayed(message: Any) -> bool:

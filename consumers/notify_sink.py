@@ -66,7 +66,7 @@ from mss_bridge.smtp_sender import SmtpConfig
 from relais.audit_records import delivery
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
-from relais.deadletter import Origin, dead_letter
+from relais.deadletter import Origin, dead_letter_output
 from relais.delivery_metrics import DELIVERIES
 from relais.delivery_status import delivery_status
 from relais.envelope import EnvelopeError
@@ -76,7 +76,7 @@ from relais.settings import Settings
 from relais.signals import stop_on_signals
 from relais.sink_loop import commit_offset, decode_record, sink_consumer, sink_producer
 from relais.topic_reader import read_to_end
-from relais.topics import AUDIT, DEADLETTER, DELIVERY_NOTIFY, DELIVERY_STATUS, NOTIFY_LEDGER
+from relais.topics import AUDIT, DELIVERY_NOTIFY, DELIVERY_STATUS, NOTIFY_LEDGER
 from streams.identity import open_traits
 from streams.stage import StageFailure, failure_of
 
@@ -422,16 +422,17 @@ class NotifySink:
             origin.offset,
             failure.reason_code,
         )
-        letter = dead_letter(
+        topic, value = dead_letter_output(
+            self.codec,
             self.keyring,
+            self.prefix,
             stage=STAGE,
             failure=failure,
             origin=origin,
             original=message.value or b"",
             now=self.clock(),
         )
-        value = self.codec.encode("DeadLetter", letter)
-        return DEADLETTER.name(self.prefix), message.key, value, None
+        return topic, message.key, value, None
 
     async def _emit(self, outputs: list[Output]) -> None:
         """Produce and wait for every acknowledgement (acks=all)."""

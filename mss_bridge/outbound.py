@@ -36,15 +36,15 @@ from mss_bridge.smtp_sender import SmtpSender
 from relais.audit_records import delivery
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
-from relais.deadletter import Failure, Origin, dead_letter
+from relais.deadletter import Failure, Origin, dead_letter_output
 from relais.delivery_metrics import DeliveryMetrics
 from relais.delivery_status import status_of
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
-from relais.sink_loop import SinkLoop, sink_consumer, sink_producer
-from relais.topics import AUDIT, DEADLETTER, DELIVERY_LEDGER, DELIVERY_MSSANTE, DELIVERY_STATUS
+from relais.sink_loop import SinkLoop, decode_record, sink_consumer, sink_producer
+from relais.topics import AUDIT, DELIVERY_LEDGER, DELIVERY_MSSANTE, DELIVERY_STATUS
 from streams.stage import failure_of
 
 log = logging.getLogger(__name__)
@@ -112,13 +112,7 @@ class MssSendWorker:
         topic = DELIVERY_MSSANTE.name(self.prefix)
         origin = Origin(topic, message.partition, message.offset)
         try:
-            _, request = self.codec.decode(
-                message.value,
-                expected="DeliveryRequest",
-                topic=topic,
-                partition=message.partition,
-                offset=message.offset,
-            )
+            request = decode_record(self.codec, message, "DeliveryRequest")
         except Exception as exc:  # an unreadable record is dead-lettered, never a crash
             return [self._dead_letter(failure_of(exc), origin, message)], True
         origin = Origin(topic, message.partition, message.offset, request["event_id"])
@@ -247,15 +241,16 @@ class MssSendWorker:
 
     def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> tuple[str, bytes]:
         self.metrics.failed(failure.reason_code, dead_lettered=True)
-        letter = dead_letter(
+        return dead_letter_output(
+            self.codec,
             self.keyring,
+            self.prefix,
             stage=STAGE,
             failure=failure,
             origin=origin,
             original=message.value or b"",
             now=_now(),
         )
-        return DEADLETTER.name(self.prefix), self.codec.encode("DeadLetter", letter)
 
 
 def _now() -> datetime:

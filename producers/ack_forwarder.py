@@ -23,13 +23,13 @@ from prometheus_client import Counter
 from producers.ack_routes import Endpoint, accepted
 from producers.mllp_framing import MllpDecoder, frame
 from relais.contracts import Codec
-from relais.deadletter import Failure, Origin, dead_letter
+from relais.deadletter import Failure, Origin, dead_letter_output
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import REGISTRY
 from relais.partition_retry import PartitionRetry
 from relais.sink_loop import Outputs, SinkLoop, decode_record, sink_consumer, sink_producer
-from relais.topics import BUSINESS_ACKS, DEADLETTER
+from relais.topics import BUSINESS_ACKS
 from streams.stage import failure_of
 
 log = logging.getLogger(__name__)
@@ -134,12 +134,15 @@ class AckForwarder:
 
     def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> Outputs:
         """The dead letter to emit (the loop sends it with the ZAM's key before committing)."""
-        letter = dead_letter(
-            self.keyring,
-            stage=STAGE,
-            failure=failure,
-            origin=origin,
-            original=message.value or b"",
-            now=datetime.now(UTC),
-        )
-        return [(DEADLETTER.name(self.prefix), self.codec.encode("DeadLetter", letter))]
+        return [
+            dead_letter_output(
+                self.codec,
+                self.keyring,
+                self.prefix,
+                stage=STAGE,
+                failure=failure,
+                origin=origin,
+                original=message.value or b"",
+                now=datetime.now(UTC),
+            )
+        ]

@@ -7,9 +7,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from relais.contracts import Record
+from relais.contracts import Codec, Record
 from relais.envelope import seal
 from relais.keyring import Keyring
+from relais.topics import DEADLETTER
 
 
 @dataclass(frozen=True)
@@ -74,3 +75,21 @@ def dead_letter(
         "original_sha256": hashlib.sha256(original).hexdigest(),
         "original_size": len(original),
     }
+
+
+def dead_letter_output(
+    codec: Codec,
+    keyring: Keyring,
+    prefix: str,
+    *,
+    stage: str,
+    failure: Failure,
+    origin: Origin,
+    original: bytes,
+    now: datetime,
+) -> tuple[str, bytes]:
+    """(dead-letter topic, encoded :func:`dead_letter`): what a sink produces for a record."""
+    letter = dead_letter(
+        keyring, stage=stage, failure=failure, origin=origin, original=original, now=now
+    )
+    return DEADLETTER.name(prefix), codec.encode("DeadLetter", letter)
