@@ -45,6 +45,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks.latency import Latency, summarise
+from producers.hl7_ack import read_msa
 from producers.hl7_message import parse_message
 from producers.ingest import Ingest
 from producers.mllp_framing import END_BLOCK, START_BLOCK, frame
@@ -397,12 +398,7 @@ class MllpClient:
 
 def msa(ack: bytes) -> tuple[str, str]:
     """MSA-1 and MSA-2 of a framed ACK."""
-    payload = ack.removeprefix(START_BLOCK).removesuffix(END_BLOCK)
-    for segment in payload.replace(b"\n", b"\r").split(b"\r"):
-        if segment.startswith(b"MSA|"):
-            fields = segment.decode("ascii", "replace").split("|")
-            return fields[1], fields[2] if len(fields) > 2 else ""
-    return "none", ""
+    return read_msa(ack.removeprefix(START_BLOCK).removesuffix(END_BLOCK)) or ("none", "")
 
 
 async def measure_relais(workload: Workload, connections: int) -> Measurement:

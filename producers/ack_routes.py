@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from producers.hl7_ack import read_msa
+
 
 class AckRouteError(ValueError):
     """RELAIS_ACK_ROUTES cannot be read; the message says which entry and why."""
@@ -40,9 +42,8 @@ def parse_routes(text: str) -> Mapping[str, Endpoint]:
 
 def accepted(answer: bytes) -> tuple[bool, str]:
     """(taken, MSA-1) of the producer's ACK to a ZAM: AA/CA mean it took responsibility."""
-    for segment in answer.replace(b"\n", b"\r").split(b"\r"):
-        if segment.startswith(b"MSA"):
-            fields = segment.decode("utf-8", "replace").split(segment[3:4].decode() or "|")
-            code = fields[1].strip() if len(fields) > 1 else ""
-            return code in {"AA", "CA"}, code or "none"
-    return False, "no MSA"
+    msa = read_msa(answer)
+    if msa is None:
+        return False, "no MSA"
+    code = msa[0]
+    return code in {"AA", "CA"}, code or "none"

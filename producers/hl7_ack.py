@@ -40,6 +40,18 @@ _DEFAULT_TEXT: Final = MappingProxyType(
 _EMPTY_HEADER: Final = MessageHeader(*([""] * 12))
 
 
+def read_msa(ack: bytes) -> tuple[str, str] | None:
+    """(MSA-1, MSA-2) of an ACK payload, or None when it has no MSA segment.
+
+    Segments may end with CR or LF; the field separator is the one after "MSA".
+    """
+    for segment in ack.replace(b"\n", b"\r").split(b"\r"):
+        if segment.startswith(b"MSA") and len(segment) > 3:
+            fields = segment.decode("utf-8", "replace").split(segment[3:4].decode("latin-1"))
+            return fields[1].strip(), fields[2].strip() if len(fields) > 2 else ""
+    return None
+
+
 def ack_code_for(error: Hl7Error | None) -> str:
     """MSA-1 for an outcome: AA when accepted, AE for any error found in the message.
 

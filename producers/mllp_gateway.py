@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, NoReturn, Protocol
 
-from producers.hl7_ack import build_ack
+from producers.hl7_ack import build_ack, read_msa
 from producers.hl7_errors import Hl7ValidationError
 from producers.hl7_message import message_digest
 from producers.mllp_framing import FrameTooLarge, MllpDecoder, frame
@@ -124,10 +124,8 @@ def reject_frame(raw_prefix: bytes, *, reason: str) -> bytes:
 
 def ack_code_of(ack: bytes) -> str:
     """MSA-1 of an ACK payload, for the metrics ("unknown" when absent)."""
-    for segment in ack.replace(b"\n", b"\r").split(b"\r"):
-        if segment.startswith(b"MSA|"):
-            return segment[4:6].decode("ascii", "replace") or "unknown"
-    return "unknown"
+    msa = read_msa(ack)
+    return (msa[0] if msa else "") or "unknown"
 
 
 class _Closed(Exception):

@@ -17,6 +17,7 @@ from typing import Final
 
 from aiokafka.errors import KafkaError
 
+from producers.hl7_ack import read_msa
 from producers.hl7_errors import Hl7Error
 from producers.mllp_framing import MllpDecoder, frame
 from producers.publisher import Publisher
@@ -51,15 +52,6 @@ class Unavailable(Exception):
     """The bus could not take the message now: send it again later."""
 
 
-def msa(ack: bytes) -> tuple[str, str]:
-    """(MSA-1 code, MSA-2 control id) of an ACK message."""
-    for segment in ack.split(b"\r"):
-        if segment.startswith(b"MSA|"):
-            fields = segment.decode("ascii", "replace").split("|")
-            return fields[1], fields[2] if len(fields) > 2 else ""
-    return "", ""
-
-
 class MllpConnection:
     """One sender connection: frames out one at a time, each ACK awaited."""
 
@@ -82,7 +74,7 @@ class MllpConnection:
             if not data:
                 raise ConnectionResetError("the gateway closed the connection")
             acks = self._decoder.feed(data)
-        code, echoed = msa(acks[0])
+        code, echoed = read_msa(acks[0]) or ("", "")
         if echoed != control_id or code == "AR":
             raise Unavailable(code or "no MSA")
         return code
