@@ -275,6 +275,9 @@ class Ledger:
 
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
+        #: the SCHEDULED entries among them: what the 200 ms poll looks at, however many
+        #: requests were settled before (entries are only ever added or replaced below)
+        self.scheduled: dict[str, Entry] = {}
         self.sent_times: dict[str, list[datetime]] = defaultdict(list)
         self.not_before: dict[str, datetime] = {}  # request id -> retry/rate time (memory)
 
@@ -282,6 +285,10 @@ class Ledger:
     def restore(self, entry: Entry) -> None:
         """Take an entry read back from the topic (the latest one per request wins)."""
         self.entries[entry.request_id] = entry
+        if entry.state is State.SCHEDULED:
+            self.scheduled[entry.request_id] = entry
+        else:
+            self.scheduled.pop(entry.request_id, None)
         if entry.state is State.SENT:
             self.sent_times[entry.patient_key].append(entry.at)
 
@@ -364,18 +371,16 @@ class Ledger:
     def _cancel(self, unique_ids: set[str], patient_key: str, now: datetime) -> tuple[Entry, ...]:
         return tuple(
             e.moved(State.CANCELLED, now)
-            for e in self.entries.values()
-            if e.state is State.SCHEDULED
-            and e.patient_key == patient_key
-            and e.document_unique_id in unique_ids
+            for e in self.scheduled.values()
+            if e.patient_key == patient_key and e.document_unique_id in unique_ids
         )
 
     # -- sending ------------------------------------------------------------------
     def due(self, now: datetime, rate: RateLimit, max_batches: int = 20) -> Due:
         """Batches to send now, one per patient, at most ``max_batches``."""
         groups: dict[str, list[Entry]] = defaultdict(list)
-        for entry in self.entries.values():
-            if entry.state is State.SCHEDULED and entry.due_at <= now:
+        for entry in self.scheduled.values():
+            if entry.due_at <= now:
                 wait = self.not_before.get(entry.request_id)
                 if wait is None or wait <= now:
                     groups[entry.patient_key].append(entry)
@@ -401,8 +406,7 @@ class Ledger:
         """The earliest time something may become sendable (for the poll timeout)."""
         times = [
             max(e.due_at, self.not_before.get(e.request_id, e.due_at))
-            for e in self.entries.values()
-            if e.state is State.SCHEDULED
+            for e in self.scheduled.values()
         ]
         return min(times, default=None)
 
@@ -411,9 +415,7 @@ class Ledger:
         """(under embargo, due and waiting, age in seconds of the oldest due one)."""
         embargoed = waiting = 0
         oldest: datetime | None = None
-        for entry in self.entries.values():
-            if entry.state is not State.SCHEDULED:
-                continue
+        for entry in self.scheduled.values():
             if entry.due_at > now:
                 embargoed += 1
             else:
