@@ -87,10 +87,6 @@ class LedgerStore:
     def size(self) -> int:
         return sum(len(by_id) for by_id in self.entries.values())
 
-    def pending(self) -> list[Entry]:
-        """Entries sent but not answered (what a crash left behind)."""
-        return [e for by_id in self.entries.values() for e in by_id.values() if e.state != "DONE"]
-
     async def write(self, partition: int, entry: Entry) -> None:
         """Write ``entry`` on the ledger partition of its request; return once acknowledged."""
         await self.producer.send_and_wait(
