@@ -16,12 +16,14 @@ ENV PATH=/opt/relais/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY relais ./relais
+COPY domain ./domain
 COPY producers ./producers
 COPY streams ./streams
 COPY consumers ./consumers
 COPY mss_bridge ./mss_bridge
 COPY schemas ./schemas
 COPY sandboxes ./sandboxes
+COPY ops ./ops
 # Smoke test: the installed package finds its schemas and encodes a record.
 RUN pip install . \
     && relais --help > /dev/null \

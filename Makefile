@@ -31,9 +31,10 @@ system-deps: ## Debian packages the tests use (docker-compose 1.29 for the compo
 demo: $(STAMP) ## set up and run the demo: broker, workers, DMP sandbox, a few documents end to end
 	$(BIN)/relais demo
 
-lint: $(STAMP) ## ruff (lint and format check)
+lint: $(STAMP) ## ruff (lint and format check) and the import contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP) ## mypy (strict on the library packages)
 	$(BIN)/mypy

@@ -7,16 +7,16 @@ through five timed phases, one after the other, in this process:
 
 full
     The whole transcode + validate path of one document: every
-    :class:`~streams.lab_results.LabResult` mapped to LOINC with the laboratory's
-    catalogue (:func:`~streams.lab_catalogue.map_result`), the CR-BIO N3 built
-    (:func:`~streams.cda_build.build_cr_bio_n3`, PDF copy included), then
-    :func:`~streams.cda_validate.check_document`: the CDA R2 schema and the CI-SIS
+    :class:`~domain.lab_results.LabResult` mapped to LOINC with the laboratory's
+    catalogue (:func:`~streams.transcode.lab_catalogue.map_result`), the CR-BIO N3 built
+    (:func:`~streams.transcode.cda_build.build_cr_bio_n3`, PDF copy included), then
+    :func:`~streams.transcode.cda_validate.check_document`: the CDA R2 schema and the CI-SIS
     header rules. A document that fails aborts the run.
 xsd (the baseline)
-    :meth:`~streams.cda_validate.CdaSchema.validate` alone (parse + schema), on the
+    :meth:`~streams.transcode.cda_validate.CdaSchema.validate` alone (parse + schema), on the
     bytes the build phase produced: what validation costs without transcoding.
 header, map, build
-    :func:`~streams.cda_validate.header_problems` alone, the mapping of every result
+    :func:`~streams.transcode.cda_validate.header_problems` alone, the mapping of every result
     alone, and the build alone (from the mapped results): the parts of ``full``,
     so that the dominant cost can be named.
 
@@ -47,13 +47,25 @@ from typing import Final, TypeVar
 from lxml import etree
 
 from benchmarks.latency import Latency, summarise
-from relais.demo.samples import BIOLOGIST, INS_TEST_OID, LABORATORY, _pdf
-from streams.cda_build import build_cr_bio_n3
-from streams.cda_model import DocumentHeader, PatientHeader
-from streams.cda_validate import ENTRY_XSD, CdaInvalid, CdaSchema, check_document, header_problems
-from streams.ins import ins_key
-from streams.lab_catalogue import Catalogue, LoincTable, UcumUnits, load_catalogue, map_result
-from streams.lab_results import CodedResult, LabResult, MappingStatus, ValueType
+from domain.cda_model import DocumentHeader, PatientHeader
+from domain.ins import ins_key
+from domain.lab_results import CodedResult, LabResult, MappingStatus, ValueType
+from ops.demo.samples import BIOLOGIST, INS_TEST_OID, LABORATORY, _pdf
+from streams.transcode.cda_build import build_cr_bio_n3
+from streams.transcode.cda_validate import (
+    ENTRY_XSD,
+    CdaInvalid,
+    CdaSchema,
+    check_document,
+    header_problems,
+)
+from streams.transcode.lab_catalogue import (
+    Catalogue,
+    LoincTable,
+    UcumUnits,
+    load_catalogue,
+    map_result,
+)
 
 REPO: Final = Path(__file__).resolve().parents[1]
 SHARED_DATA: Final = REPO.parent / "shared" / "data"
@@ -333,7 +345,7 @@ def bench_patient(n: int) -> PatientHeader:
 
 
 def bench_header(tag: int, n: int, results: Sequence[LabResult]) -> DocumentHeader:
-    """The header relais.demo.samples.cda builds, with this document's own id and times."""
+    """The header ops.demo.samples.cda builds, with this document's own id and times."""
     extension = f"{tag}{n:08d}"
     last = max(r.observed_at or "" for r in results) or hl7_ts(SERVICE_START)
     return DocumentHeader(

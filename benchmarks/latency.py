@@ -2,7 +2,7 @@
 
 A benchmark keeps every sample (thousands, often below a millisecond), so its
 percentiles are exact; `relais load` (hours of samples, milliseconds and up)
-uses HDR histograms instead (relais.load_latency).
+uses HDR histograms instead (ops.load.latency).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ baseline
     then await the delivery future, as the publisher does. Latency: ``send()``
     called -> delivery future resolved.
 relais
-    The real :class:`~producers.mllp_gateway.MllpGateway` +
+    The real :class:`~producers.mllp.gateway.MllpGateway` +
     :class:`~producers.ingest.Ingest` + :class:`~producers.publisher.Publisher`
     with the Prometheus observers, *in this process* (what ``relais mllp`` runs,
     without the CLI around it), and C client connections in the same event loop,
@@ -45,21 +45,21 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks.latency import Latency, summarise
-from producers.hl7_ack import read_msa
-from producers.hl7_message import parse_message
+from domain.ins import ins_key
+from ops.broker import LocalBroker
+from ops.demo.samples import DOMINIQUE, LAB, Patient, cda, hl7_message
+from ops.localstack import free_port
+from producers.hl7.ack import read_msa
+from producers.hl7.message import parse_message
 from producers.ingest import Ingest
-from producers.mllp_framing import END_BLOCK, START_BLOCK, frame
-from producers.mllp_gateway import GatewayConfig, MllpGateway
-from producers.mllp_metrics import PrometheusGatewayObserver, PrometheusIngestObserver
+from producers.mllp.framing import END_BLOCK, START_BLOCK, frame
+from producers.mllp.gateway import GatewayConfig, MllpGateway
+from producers.mllp.metrics import PrometheusGatewayObserver, PrometheusIngestObserver
 from producers.publisher import MAX_REQUEST_BYTES, Publisher
-from relais.broker import LocalBroker
-from relais.demo.samples import DOMINIQUE, LAB, Patient, cda, hl7_message
 from relais.keyring import Keyring
-from relais.localstack import free_port
 from relais.tansu_quirks import true_end_offsets
 from relais.topic_admin import ensure_topics, list_topics
 from relais.topics import DEADLETTER, IDENTITY_EVENTS, SUBMITTED, TopicSpec
-from streams.ins import ins_key
 
 log = logging.getLogger("benchmarks.mllp_ingest")
 
@@ -98,7 +98,7 @@ class Message:
 class Workload:
     label: str
     target_bytes: int
-    cda_shape: str  # "CI-SIS sample" (relais.demo.samples.cda) or "minimal"
+    cda_shape: str  # "CI-SIS sample" (ops.demo.samples.cda) or "minimal"
     warmup: list[Message]
     messages: list[Message]
 

@@ -10,7 +10,7 @@ raw limit L
     (submitted -> qualified -> ready -> deliveries.dmp -> deliveries.status), one
     process per hop as the pipeline has. L = N / (first produce -> last record on h4).
 pipeline
-    A fresh :class:`~relais.localstack.LocalStack` (identity, transcode, route, DMP
+    A fresh :class:`~ops.localstack.LocalStack` (identity, transcode, route, DMP
     sink, W processes each); after one warm-up document went through, the same N
     records are burst onto documents.submitted; throughput = N / (first produce ->
     last DeliveryStatus DELIVERED).
@@ -39,17 +39,17 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.mllp_ingest import PREFIX, Held, broker_contents, machine_info
-from producers.hl7_message import parse_message
+from ops.broker import LocalBroker
+from ops.load.documents import build
+from ops.load.profile import Profile, Shares, plan
+from ops.localstack import LocalStack, free_port, scrape
+from producers.hl7.message import parse_message
 from producers.publisher import MAX_REQUEST_BYTES
 from producers.submission import submissions
 from relais.audit_records import received
-from relais.broker import LocalBroker
 from relais.contracts import Codec
 from relais.envelope import open_envelope, seal
 from relais.keyring import Keyring
-from relais.load_documents import build
-from relais.load_profile import Profile, Shares, plan
-from relais.localstack import LocalStack, free_port, scrape
 from relais.topics import AUDIT, DELIVERY_STATUS, SUBMITTED, TopicSpec
 
 HOPS: Final = 4

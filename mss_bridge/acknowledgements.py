@@ -24,9 +24,9 @@ from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 from typing import Final, Literal
 
-from mss_bridge.addresses import MailAddress
-from mss_bridge.errors import AcknowledgementError
+from domain.mssante_address import MailAddress
 from mss_bridge.tracking import MailRef, Signer, read_message_id
+from relais.mail.errors import AcknowledgementError
 
 Kind = Literal["DSN", "MDN"]
 Outcome = Literal["DELIVERED", "RETRYING", "REJECTED"]

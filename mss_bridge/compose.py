@@ -2,7 +2,7 @@
 
 Opens the three envelopes the mail needs (the CDA, the patient's traits, the
 recipient address), derives the XDS metadata from the CDA
-(:func:`consumers.xds_metadata.document_entry`, with the release decision's
+(:func:`domain.xds.metadata.document_entry`, with the release decision's
 visibility), packs ``IHE_XDM.ZIP``, finds the PDF copy the CDA carries (N1 body or
 an N3 ``observationMedia``), and builds the mail with its tracking Message-ID.
 The producer's flags decide the receipts: ``ACK_LECTURE_MSS`` a read receipt
@@ -23,21 +23,21 @@ from typing import Any, Final
 
 from lxml import etree
 
-from consumers.dmp_sink import visibility_flags
-from consumers.xds_metadata import DocumentEntry, MetadataError, document_entry, xds_time
-from mss_bridge.addresses import MailAddress, parse_address
-from mss_bridge.errors import AddressError, MailFormatError, MssError
+from domain.document_id import HL7V3, safe_parser
+from domain.ins import INS_OIDS
+from domain.mssante_address import MailAddress, parse_address
+from domain.visibility import visibility_flags
+from domain.xds.metadata import DocumentEntry, MetadataError, document_entry, xds_time
 from mss_bridge.mail_message import OutboundMail, PatientHeading, build_mail, build_withdrawal
 from mss_bridge.tracking import MailRef, envelope_id, mail_signer, message_id, recipient_tag
 from mss_bridge.xdm_metadata import SubmissionSet
 from mss_bridge.xdm_package import XdmDocument, build_package
-from producers.document_id import HL7V3, safe_parser
 from relais.contracts import Record
 from relais.deadletter import RELAIS_IDS
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
-from streams.identity import open_traits
-from streams.ins import INS_OIDS
+from relais.mail.errors import AddressError, MailFormatError, MssError
+from relais.patient_traits import open_traits
 
 # The sending system's OID in XDM submission sets: 2.25 (UUID-derived) under Relais's id.
 SOURCE_OID: Final = f"2.25.{RELAIS_IDS.int}"

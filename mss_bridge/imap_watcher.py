@@ -33,10 +33,10 @@ from typing import Any
 from aioimaplib import IMAP4_SSL, AioImapException
 
 from mss_bridge.config import ImapConfig
-from mss_bridge.errors import ImapError
 from mss_bridge.metrics import IMAP_CONNECTED, IMAP_RECONNECTS
-from mss_bridge.tls import client_context
 from relais.backoff import exponential_backoff
+from relais.mail.errors import ImapError
+from relais.mail.tls import client_context
 
 log = logging.getLogger(__name__)
 

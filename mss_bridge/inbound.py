@@ -26,18 +26,18 @@ from typing import Final
 
 from lxml import etree
 
+from domain.document_id import HL7V3, cda_id_of, safe_parser
+from domain.ins import INS_OIDS, check_matricule
 from mss_bridge.acknowledgements import Acknowledgement, read_acknowledgement, report_type
-from mss_bridge.errors import MailFormatError, PackageError, VerificationError
 from mss_bridge.tracking import Signer
 from mss_bridge.xdm_package import PACKAGE_NAME, UnpackedDocument, unpack_package
 from producers.document_files import cda_patient
-from producers.document_id import HL7V3, cda_id_of, safe_parser
-from producers.hl7_message import PatientIdentity
+from producers.hl7.message import PatientIdentity
 from producers.submission import Delivery, DocumentInput, Origin, document_submitted
 from relais.contracts import Record
 from relais.deadletter import derived_id
 from relais.keyring import Keyring
-from streams.ins import INS_OIDS, check_matricule
+from relais.mail.errors import MailFormatError, PackageError, VerificationError
 
 MAX_MAIL_BYTES: Final = 64 << 20
 _NS: Final = {"v3": HL7V3}

@@ -26,6 +26,7 @@ from email.message import EmailMessage
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from domain.mssante_address import PATIENT_DOMAIN, MailAddress
 from mss_bridge.acknowledgements import (
     Acknowledgement,
     MdnRequest,
@@ -34,18 +35,17 @@ from mss_bridge.acknowledgements import (
     error_reply_to,
     mdn_recipient,
 )
-from mss_bridge.addresses import PATIENT_DOMAIN, MailAddress
-from mss_bridge.errors import AcknowledgementError, MssError, SmtpError
 from mss_bridge.imap_watcher import Disposition
 from mss_bridge.inbound import InboundMail, is_report, parse_mail, read_mail, submissions
 from mss_bridge.metrics import ACKNOWLEDGEMENTS, INBOUND_DOCUMENTS, INBOUND_MAILS, REPLIES_SENT
-from mss_bridge.smtp_sender import SmtpSender
 from mss_bridge.status import status_of_ref
 from mss_bridge.tracking import mail_signer
-from producers.hl7_business_ack import BusinessAck, build_business_ack
+from producers.hl7.business_ack import BusinessAck, build_business_ack
 from relais.contracts import Codec, Record
 from relais.deadletter import RELAIS_IDS, Failure, Origin, dead_letter, derived_id
 from relais.keyring import Keyring
+from relais.mail.errors import AcknowledgementError, MssError, SmtpError
+from relais.mail.smtp import SmtpSender
 from relais.topics import BUSINESS_ACKS, DEADLETTER, DELIVERY_STATUS, MSSANTE_INBOUND
 
 log = logging.getLogger(__name__)

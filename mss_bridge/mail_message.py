@@ -25,9 +25,9 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Final
 
-from mss_bridge.addresses import MailAddress
-from mss_bridge.errors import MailFormatError
+from domain.mssante_address import MailAddress
 from mss_bridge.xdm_package import PACKAGE_NAME
+from relais.mail.errors import MailFormatError
 
 SUBJECT_PREFIX: Final = "XDM/1.0/DDM+"
 BODY_PROFESSIONAL: Final = (

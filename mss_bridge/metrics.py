@@ -7,29 +7,10 @@ import this module.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 from relais.metrics import REGISTRY
 
-MAILS_SENT = Counter(
-    "relais_mss_mails_sent_total",
-    "Mails the operator's SMTP server accepted, by recipient operator domain.",
-    ["operator"],
-    registry=REGISTRY,
-)
-MAILS_FAILED = Counter(
-    "relais_mss_mails_failed_total",
-    "Mail sending failures by operator domain and kind (transient: retried; permanent).",
-    ["operator", "kind"],
-    registry=REGISTRY,
-)
-SMTP_SECONDS = Histogram(
-    "relais_mss_smtp_seconds",
-    "Time of one SMTP transaction (connection reuse included), in seconds.",
-    ["operator"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-    registry=REGISTRY,
-)
 INBOUND_MAILS = Counter(
     "relais_mss_inbound_mails_total",
     "Mails taken from watched mailboxes, by outcome (processed, quarantined, acknowledgement).",

@@ -1,7 +1,7 @@
 """The MSSanté send worker: consume delivery requests, mail them, report, commit.
 
 A plain aiokafka consumer of ``deliveries.mssante`` with manual commits, shaped
-like the DMP sink (:mod:`consumers.dmp_sink`). For each request it composes the
+like the DMP sink (:mod:`consumers.dmp.sink`). For each request it composes the
 mail (:mod:`mss_bridge.compose`), sends it (:class:`SmtpSender`), writes a
 ``DeliveryStatus``, waits for the broker's acknowledgement, and only then commits:
 
@@ -12,7 +12,7 @@ mail (:mod:`mss_bridge.compose`), sends it (:class:`SmtpSender`), writes a
 - transient (4xx, timeout, server down, TLS trouble): ``RETRYING``, the partition
   is paused and rewound, and the same request is tried again after a backoff.
 
-The delivery ledger (:mod:`consumers.delivery_ledger`) records SENDING before
+The delivery ledger (:mod:`relais.delivery_ledger`) records SENDING before
 the SMTP transaction and DONE after: a request already done is reported again,
 never mailed twice. SMTP has no way to ask whether a mail arrived, so a request
 left SENDING by a crash is mailed again — with the same Message-ID (derived
@@ -29,23 +29,22 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from consumers.delivery_ledger import LedgerStore, Step, done, next_step, sending
 from mss_bridge.compose import ComposeConfig, ComposedMail, compose
-from mss_bridge.errors import MssError, SmtpPermanent, SmtpTransient
-from mss_bridge.smtp_sender import SmtpSender
 from relais.audit_records import delivery
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
-from relais.deadletter import Failure, Origin, dead_letter_output
+from relais.deadletter import Failure, Origin, dead_letter_output, failure_of
+from relais.delivery_ledger import LedgerStore, Step, done, next_step, sending
 from relais.delivery_metrics import DeliveryMetrics
 from relais.delivery_status import status_of
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
+from relais.mail.errors import MssError, SmtpPermanent, SmtpTransient
+from relais.mail.smtp import SmtpSender
 from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
 from relais.sink_loop import SinkLoop, decode_record, sink_consumer, sink_producer
 from relais.topics import AUDIT, DELIVERY_LEDGER, DELIVERY_MSSANTE, DELIVERY_STATUS
-from streams.stage import failure_of
 
 log = logging.getLogger(__name__)
 STAGE = "mss-sender"

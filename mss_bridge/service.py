@@ -7,14 +7,15 @@ import socket
 
 from aiokafka import AIOKafkaProducer
 
-from mss_bridge.addresses import parse_address
-from mss_bridge.config import compose_config, imap_config, smtp_config
+from domain.mssante_address import parse_address
+from mss_bridge.config import compose_config, imap_config
 from mss_bridge.imap_watcher import MailboxWatcher
 from mss_bridge.inbound_worker import InboundSetup, MailboxWorker
 from mss_bridge.outbound import MssSendWorker
-from mss_bridge.smtp_sender import SmtpSender
 from relais import __version__
 from relais.keyring import Keyring
+from relais.mail.config import smtp_config
+from relais.mail.smtp import SmtpSender
 from relais.settings import Settings
 from relais.signals import stop_on_signals
 

@@ -1,6 +1,6 @@
 """METADATA.XML of an IHE XDM package: an ebRIM ``SubmitObjectsRequest`` (pure).
 
-Written from the XDS DocumentEntry that :func:`consumers.xds_metadata.document_entry`
+Written from the XDS DocumentEntry that :func:`domain.xds.metadata.document_entry`
 derives from the CDA (the same slots, classifications and external identifiers as an
 XDS.b submission), plus the XDM ``URI`` slot naming the document file and a submission
 set (IHE ITI TF-2b §3.32; the shape of the ANS example
@@ -18,7 +18,9 @@ from typing import Final
 
 from lxml import etree
 
-from consumers.iti41 import (
+from domain.document_id import safe_parser
+from domain.xds.codes import Coded
+from domain.xds.ebrim import (
     HAS_MEMBER,
     LCM,
     REFERENCE_ID_LIST,
@@ -27,10 +29,8 @@ from consumers.iti41 import (
     SUBMISSION_SET_NODE,
     Scheme,
 )
-from consumers.xds_codes import Coded
-from consumers.xds_metadata import DocumentEntry
-from mss_bridge.errors import PackageError
-from producers.document_id import safe_parser
+from domain.xds.metadata import DocumentEntry
+from relais.mail.errors import PackageError
 
 NS: Final = {"lcm": LCM, "rim": RIM}
 

@@ -22,9 +22,9 @@ import zipfile
 from dataclasses import dataclass
 from typing import Final
 
-from consumers.xds_metadata import DocumentEntry
-from mss_bridge.errors import PackageError
+from domain.xds.metadata import DocumentEntry
 from mss_bridge.xdm_metadata import PackagedDocument, SubmissionSet, metadata_xml, read_metadata
+from relais.mail.errors import PackageError
 
 PACKAGE_NAME: Final = "IHE_XDM.ZIP"
 SUBSET: Final = "SUBSET01"

@@ -34,10 +34,10 @@ from typing import Any
 
 from lxml import etree
 
-from producers.document_id import HL7V3, cda_id, safe_parser, xpath_strings
-from producers.hl7_message import PatientIdentity
+from domain.document_id import HL7V3, cda_id, safe_parser, xpath_strings
+from domain.ins import INS_OIDS
+from producers.hl7.message import PatientIdentity
 from producers.submission import SECTORS, Delivery, DocumentInput, Origin
-from streams.ins import INS_OIDS
 
 
 class DocumentFileError(ValueError):

@@ -23,9 +23,9 @@ from typing import Protocol
 
 from aiokafka.errors import KafkaError
 
-from producers.hl7_ack import build_ack
-from producers.hl7_errors import Hl7Error, Hl7ValidationError
-from producers.hl7_message import Hl7Message, message_digest, parse_message
+from producers.hl7.ack import build_ack
+from producers.hl7.errors import Hl7Error, Hl7ValidationError
+from producers.hl7.message import Hl7Message, message_digest, parse_message
 from relais.deadletter import Failure
 
 log = logging.getLogger(__name__)

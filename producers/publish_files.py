@@ -16,8 +16,8 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 
 from producers.document_files import DocumentFileError, load_document_file
-from producers.hl7_errors import Hl7Error
-from producers.hl7_message import parse_message
+from producers.hl7.errors import Hl7Error
+from producers.hl7.message import parse_message
 from producers.ingest import sector_of
 from producers.publisher import Publisher
 

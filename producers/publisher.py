@@ -6,7 +6,7 @@
 Each sector has its entry point (hospital, lab, radiology) that checks the
 message types that sector sends. Records are sent with ``acks=all`` and
 awaited: when a ``submit_*`` call returns, the documents are safely on the bus.
-Bad input raises an :class:`~producers.hl7_errors.Hl7Error` that names the
+Bad input raises an :class:`~producers.hl7.errors.Hl7Error` that names the
 field and the rule (the MLLP gateway turns it into an AE/AR acknowledgement).
 """
 
@@ -21,8 +21,8 @@ from types import TracebackType
 from aiokafka import AIOKafkaProducer
 
 from producers.document_files import FileSubmission
-from producers.hl7_errors import Hl7ValidationError
-from producers.hl7_message import Hl7Message, parse_message
+from producers.hl7.errors import Hl7ValidationError
+from producers.hl7.message import Hl7Message, parse_message
 from producers.submission import document_submitted, identity_update, submissions
 from relais.audit_records import received
 from relais.contracts import Codec, Record

@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from producers.document_id import unique_id
-from producers.hl7_message import EmbeddedDocument, Hl7Message, PatientIdentity
+from domain.document_id import cda_id
+from domain.lab_results import LAB_REPORT_MEDIA, encode_lab_report
+from producers.hl7.message import EmbeddedDocument, Hl7Message, PatientIdentity
 from relais.contracts import Record
 from relais.envelope import seal
 from relais.keyring import Keyring, pseudonymise
-from streams.lab_results import LAB_REPORT_MEDIA, encode_lab_report
 
 ACTIONS = {"F": "SUBMIT", "C": "REPLACE", "D": "DELETE"}
 SECTORS = ("HOSPITAL", "LAB", "RADIOLOGY", "CITY")
@@ -244,3 +244,16 @@ def identity_update(
         "merged": merged,
         "target_key": None,
     }
+
+
+def unique_id(message: Hl7Message, document: EmbeddedDocument) -> str:
+    """The id a sink deduplicates on: CDA id, TXA-12, OBR-3 + OBX-1, or sender + MSH-10 + OBX-1."""
+    if document.media_type == "text/xml":
+        found = cda_id(document.content)
+        if found:
+            return found
+    if message.message_type.startswith("MDM") and message.document_unique_id:
+        return message.document_unique_id  # TXA-12: one document per MDM
+    if message.document_unique_id:  # ORU: OBR-3 names the order, OBX-1 the document in it
+        return f"{message.document_unique_id}.{document.set_id}"
+    return f"{message.sending_facility}.{message.control_id}.{document.set_id}"

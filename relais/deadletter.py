@@ -1,4 +1,14 @@
-"""Build dead-letter records: what failed, where, why, and the original bytes (sealed)."""
+"""Dead letters: what failed, where, why, and the original bytes (sealed).
+
+Every stage and sink turns the failure of one record into a dead letter here:
+:func:`failure_of` names the reason, :func:`dead_letter` builds the record. A
+record an operator replays (``relais dlq replay``) carries :data:`REPLAY_HEADER`.
+
+Errors a stage's core raises for a record it cannot process::
+
+    StageFailure                 the record is wrong; dead-letter it (not retried)
+     └── (subclasses per stage, each with a ``reason_code``)
+"""
 
 from __future__ import annotations
 
@@ -7,10 +17,24 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from relais.contracts import Codec, Record
-from relais.envelope import seal
+from relais.contracts import Codec, ContractError, EncodeError, Record
+from relais.envelope import EnvelopeError, seal
 from relais.keyring import Keyring
 from relais.topics import DEADLETTER
+
+#: record header on a replayed record: the dead letter's id
+REPLAY_HEADER = "relais-replay-of"
+
+
+class StageFailure(Exception):
+    """A record a stage cannot process; the message tells a human what to fix."""
+
+    reason_code = "stage-failure"
+
+    def __init__(self, message: str, *, reason_code: str | None = None) -> None:
+        super().__init__(message)
+        if reason_code is not None:
+            self.reason_code = reason_code
 
 
 @dataclass(frozen=True)
@@ -29,6 +53,20 @@ class Origin:
     partition: int | None = None
     offset: int | None = None
     event_id: str | None = None
+
+
+def failure_of(exc: Exception) -> Failure:
+    """The dead-letter reason for an exception raised while processing one record."""
+    if isinstance(exc, StageFailure):
+        return Failure(exc.reason_code, str(exc))
+    if isinstance(exc, ContractError) and not isinstance(exc, EncodeError):
+        return Failure("undecodable-record", exc.reason)
+    if isinstance(exc, EnvelopeError):
+        return Failure("undecryptable-field", str(exc))
+    return Failure(
+        "internal-error",
+        f"Relais failed on this record ({type(exc).__name__}); report it with the dead-letter id",
+    )
 
 
 RELAIS_IDS = uuid.UUID("6f1c2a52-5b0e-4f7e-9a3e-2d8c1b7e4a90")

@@ -86,14 +86,3 @@ class StageMetrics:
             yield
         finally:
             self._seconds.observe(time.perf_counter() - start)
-
-
-def serve_metrics(host: str, port: int) -> int:
-    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` (0: a free port).
-
-    Returns the port. Readiness checks are those registered on
-    :data:`relais.health.READINESS` by the components of the process.
-    """
-    from relais.health import serve_health_and_metrics  # noqa: PLC0415 - health imports us
-
-    return serve_health_and_metrics(host, port)

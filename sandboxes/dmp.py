@@ -1,7 +1,7 @@
 """A local DMP sandbox: an ITI-41 repository over mutual TLS that checks, stores and lists.
 
 ``POST /repository`` takes an IHE ITI-41 Provide and Register Document Set-b request
-(:mod:`consumers.iti41`: SOAP 1.2, MTOM/XOP, WS-Addressing, the VIHF) and checks what the
+(:mod:`consumers.ihe.iti41`: SOAP 1.2, MTOM/XOP, WS-Addressing, the VIHF) and checks what the
 DMP would:
 
 * transport: HTTPS with a client certificate issued by the trusted CA (mutual TLS);
@@ -11,7 +11,7 @@ DMP would:
   session — within its validity window, with every attribute the DMP requires;
 * metadata (a RegistryResponse Failure with an XDS errorCode): one document entry, one
   submission set and their HasMember association, the required slots, classifications and
-  identifiers, codes of the value sets (:mod:`consumers.xds_codes`), a patient id that is
+  identifiers, codes of the value sets (:mod:`domain.xds.codes`), a patient id that is
   an INS (OID and key) and the same in the entry, the submission set and the VIHF, the
   hash and size of the attached document, a CDA whose id is the uniqueId and whose
   recordTarget is the patient, and an RPLC target it holds for the same patient;
@@ -39,11 +39,12 @@ from aiohttp import web
 from cryptography import x509
 from lxml import etree
 
-from consumers import iti18, iti41, iti62
-from consumers.iti41 import RegistryError, SoapFault
-from consumers.mtom import MtomError
-from consumers.vihf import RESOURCE_ID, SAML, VerifiedVihf
-from producers.document_id import safe_parser
+from consumers.ihe import iti18, iti41, iti62
+from consumers.ihe.iti41 import RegistryError, SoapFault
+from consumers.ihe.mtom import MtomError
+from consumers.ihe.vihf import RESOURCE_ID, SAML, VerifiedVihf
+from domain.document_id import safe_parser
+from domain.xds import ebrim
 from relais.signals import stop_on_signals
 from sandboxes.dmp_checks import (
     LOCAL_FILER,
@@ -199,7 +200,7 @@ class DmpSandbox:
     def _authenticated(self, body: bytes, client_cert: x509.Certificate | None) -> VerifiedVihf:
         """The VIHF of a registry request, verified; :class:`Faulted` when it fails."""
         assertion = etree.fromstring(body, safe_parser()).find(
-            f".//{{{iti41.WSSE}}}Security/{{{SAML}}}Assertion"
+            f".//{{{ebrim.WSSE}}}Security/{{{SAML}}}Assertion"
         )
         vihf = verified_vihf(assertion, self.ca_file, now=datetime.now(UTC))
         if client_cert is not None and vihf.certificate.subject != client_cert.subject:

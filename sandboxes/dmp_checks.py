@@ -20,10 +20,13 @@ from pathlib import Path
 from cryptography import x509
 from lxml import etree
 
-from consumers import iti41
-from consumers.iti41 import Metadata, Received, RegistryObject, Scheme
-from consumers.vihf import RESOURCE_ID, VerifiedVihf, VihfError, verify_vihf
-from consumers.xds_codes import (
+from consumers.ihe import iti41
+from consumers.ihe.iti41 import Metadata, Received, RegistryObject
+from consumers.ihe.vihf import RESOURCE_ID, VerifiedVihf, VihfError, verify_vihf
+from domain.document_id import HL7V3, cda_id_of, safe_parser, xpath_strings
+from domain.ins import INS_OIDS, ins_key_valid
+from domain.xds import ebrim
+from domain.xds.codes import (
     CLASS_CODES,
     CONFIDENTIALITY_CODES,
     FACILITY_TYPES,
@@ -32,9 +35,8 @@ from consumers.xds_codes import (
     TYPE_CODES,
     ValueSet,
 )
-from producers.document_id import HL7V3, cda_id_of, safe_parser, xpath_strings
+from domain.xds.ebrim import Scheme
 from sandboxes import Refusal
-from streams.ins import INS_OIDS, ins_key_valid
 
 PATIENT_CX = re.compile(r"^(?P<ins>[0-9AB]{15})\^\^\^&(?P<oid>[0-9.]+)&ISO\^NH$")
 MAX_BODY = 32 << 20
@@ -173,14 +175,14 @@ def _members(metadata: Metadata) -> tuple[RegistryObject, RegistryObject]:
     if len(metadata.entries) != 1 or len(metadata.submission_sets) != 1:
         raise Rejected(METADATA_ERROR, "one DocumentEntry and one SubmissionSet expected")
     entry, submission_set = metadata.entries[0], metadata.submission_sets[0]
-    if metadata.nodes.get(submission_set.id) != iti41.SUBMISSION_SET_NODE:
+    if metadata.nodes.get(submission_set.id) != ebrim.SUBMISSION_SET_NODE:
         raise Rejected(METADATA_ERROR, "the RegistryPackage is not classified as SubmissionSet")
     if not any(
-        a.type == iti41.HAS_MEMBER and a.source == submission_set.id and a.target == entry.id
+        a.type == ebrim.HAS_MEMBER and a.source == submission_set.id and a.target == entry.id
         for a in metadata.associations
     ):
         raise Rejected(METADATA_ERROR, "no HasMember association SubmissionSet -> DocumentEntry")
-    if entry.attributes.get("objectType") != iti41.STABLE_DOCUMENT:
+    if entry.attributes.get("objectType") != ebrim.STABLE_DOCUMENT:
         raise Rejected(METADATA_ERROR, "DocumentEntry objectType is not a stable document")
     return entry, submission_set
 

@@ -1,5 +1,5 @@
 """A local INSi sandbox: an HTTP server speaking the SOAP 1.1 exchange of
-:mod:`streams.insi_messages` over a set of fictitious test identities.
+:mod:`streams.identity.insi_messages` over a set of fictitious test identities.
 
 ``POST /insi`` (``Content-Type: text/xml``, ``SOAPAction`` naming the
 operation) takes ``rechercherInsAvecTraitsIdentite`` (birth name, birth first
@@ -34,11 +34,11 @@ from typing import Final
 from aiohttp import web
 from lxml import etree
 
-from producers.document_id import safe_parser
+from domain.document_id import safe_parser
+from domain.ins import INS_NIR_TEST, INS_OIDS, ins_key_valid
 from relais.signals import stop_on_signals
 from sandboxes import Refusal
-from streams.ins import INS_NIR_TEST, INS_OIDS, ins_key_valid
-from streams.insi_messages import (
+from streams.identity.insi_messages import (
     ACTIONS,
     BODIES,
     NAMESPACES,

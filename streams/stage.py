@@ -9,10 +9,8 @@ shell moves on to the next record. Only bugs in Relais itself escape as
 exceptions other than those listed below, and even they are dead-lettered by
 :func:`run_step` rather than stopping the worker.
 
-Errors a ``handle`` function raises::
-
-    StageFailure                 the record is wrong; dead-letter it
-     └── (subclasses per stage, each with a ``reason_code``)
+Errors a ``handle`` function raises: :class:`relais.deadletter.StageFailure` and its
+subclasses (the record is wrong; dead-letter it).
 """
 
 from __future__ import annotations
@@ -21,25 +19,15 @@ import logging
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from relais.contracts import Codec, ContractError, EncodeError, Record
-from relais.deadletter import Failure, Origin, dead_letter
-from relais.envelope import EnvelopeError
+from relais.contracts import Codec, Record
+from relais.deadletter import Failure, Origin, dead_letter, failure_of
 from relais.keyring import Keyring
+from relais.patient_traits import open_traits
 from relais.topics import DEADLETTER, TopicSpec
 
 log = logging.getLogger(__name__)
-
-
-class StageFailure(Exception):
-    """A record a stage cannot process; the message tells a human what to fix."""
-
-    reason_code = "stage-failure"
-
-    def __init__(self, message: str, *, reason_code: str | None = None) -> None:
-        super().__init__(message)
-        if reason_code is not None:
-            self.reason_code = reason_code
 
 
 @dataclass(frozen=True)
@@ -93,20 +81,6 @@ class StepResult:
     event_id: str | None = None
 
 
-def failure_of(exc: Exception) -> Failure:
-    """The dead-letter reason for an exception raised while processing one record."""
-    if isinstance(exc, StageFailure):
-        return Failure(exc.reason_code, str(exc))
-    if isinstance(exc, ContractError) and not isinstance(exc, EncodeError):
-        return Failure("undecodable-record", exc.reason)
-    if isinstance(exc, EnvelopeError):
-        return Failure("undecryptable-field", str(exc))
-    return Failure(
-        "internal-error",
-        f"Relais failed on this record ({type(exc).__name__}); report it with the dead-letter id",
-    )
-
-
 def run_step(
     stage: Stage,
     codec: Codec,
@@ -146,3 +120,8 @@ def run_step(
         )
         encoded = Encoded(DEADLETTER.name(prefix), key, codec.encode("DeadLetter", letter))
         return StepResult(outputs=[encoded], failure=failure, event_id=event_id)
+
+
+def read_traits(record: Record, ctx: StageContext) -> dict[str, Any]:
+    """The patient's INS and traits (:func:`relais.patient_traits.open_traits`)."""
+    return open_traits(record, ctx.keyring)

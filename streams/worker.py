@@ -32,20 +32,21 @@ from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.settings import Settings
-from streams import route, transcode
-from streams.cda_validate import CdaSchema
-from streams.circuit_breaker import CircuitBreaker
-from streams.identity_insi import consistency_problems, insi_verifier
-from streams.identity_worker import register_identity
-from streams.insi_client import HttpInsiClient
-from streams.insi_metrics import PrometheusInsiObserver
-from streams.lab_catalogue import CatalogueStore, LoincTable, UcumUnits, load_directory
-from streams.lab_report import LabReferences
-from streams.release_policy import DEFAULT_POLICY, Rule, load_policy
+from streams.identity.circuit_breaker import CircuitBreaker
+from streams.identity.insi import consistency_problems, insi_verifier
+from streams.identity.insi_client import HttpInsiClient
+from streams.identity.insi_metrics import PrometheusInsiObserver
+from streams.identity.shell import register_identity
+from streams.route import stage as route
+from streams.route.release_policy import DEFAULT_POLICY, Rule, load_policy
 from streams.stage import Stage, StageContext, run_step
+from streams.transcode import stage as transcode
+from streams.transcode.cda_validate import CdaSchema
+from streams.transcode.lab_catalogue import CatalogueStore, LoincTable, UcumUnits, load_directory
+from streams.transcode.lab_report import LabReferences
 
 #: Stages built from a pure handler and the generic shell; identity has its own shell
-#: (two input topics, patient state, INSi): see streams.identity_worker.
+#: (two input topics, patient state, INSi): see streams.identity.shell.
 STAGE_NAMES = ("identity", "transcode", "route")
 MAX_BYTES = 16 << 20
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ops.demo.samples import Patient
 from relais.contracts import Record
-from relais.demo.samples import Patient
 
 CARRIED = ("event_id", "submitted_at", "sector", "source", "patient", "document", "hints")
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
+from domain.document_id import safe_parser
 from producers.document_files import cda_patient
-from producers.document_id import safe_parser
 from producers.submission import Delivery, DocumentInput, Origin, document_submitted
 from relais.contracts import Record
 from relais.envelope import seal

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relais.localstack import LocalStack
+from ops.localstack import LocalStack
 from tests.shared_data import shared
 
 

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from relais.broker import LocalBroker
+from ops.broker import LocalBroker
 from relais.contracts import Codec, Record
 from relais.topic_admin import ensure_topics
 

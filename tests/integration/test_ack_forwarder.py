@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from consumers.business_ack import business_ack
-from producers.ack_forwarder import AckForwarder
-from producers.ack_routes import Endpoint
-from producers.mllp_framing import MllpDecoder, frame
-from relais.broker import LocalBroker
+from consumers.dmp.business_ack import business_ack
+from ops.broker import LocalBroker
+from ops.localstack import free_port
+from producers.mllp.ack_forwarder import AckForwarder
+from producers.mllp.ack_routes import Endpoint
+from producers.mllp.framing import MllpDecoder, frame
 from relais.contracts import Codec
 from relais.keyring import Keyring
-from relais.localstack import free_port
 from relais.metrics import REGISTRY
 from relais.topic_admin import ensure_topics
 from relais.topics import BUSINESS_ACKS, DEADLETTER

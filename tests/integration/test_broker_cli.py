@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
-from relais.localstack import free_port
+from ops.localstack import free_port
 from relais.topics import ALL_TOPICS
 
 
@@ -19,7 +19,7 @@ def relais(
     *args: str, env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "relais", *args],
+        [sys.executable, "-m", "ops", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -58,7 +58,7 @@ def test_broker_starts_answers_creates_topics_and_stops_on_sigterm(tmp_path: Pat
         "RELAIS_TOPIC_PREFIX": prefix,
     }
     broker = subprocess.Popen(
-        [sys.executable, "-m", "relais", "broker"],
+        [sys.executable, "-m", "ops", "broker"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from relais.metrics_catalogue import catalogue
+from ops.metrics_catalogue import catalogue
 
 try:
     import yaml

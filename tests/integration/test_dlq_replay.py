@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from ops.demo.samples import LAB, SARAH_LOU, sample
+from ops.localstack import Landing, LocalStack, read_landing
 from producers.publisher import Publisher
 from relais.deadletter import Failure
-from relais.demo.samples import LAB, SARAH_LOU, sample
-from relais.localstack import Landing, LocalStack, read_landing
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ async def relais(stack: LocalStack, *args: str, timeout_s: float = 180) -> tuple
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "relais",
+        "ops",
         *args,
         env=stack.environment(0),
         stdout=asyncio.subprocess.PIPE,

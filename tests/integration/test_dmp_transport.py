@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from consumers.dmp_client import DmpClient, DmpConfig
-from consumers.dmp_submission import Answer, DmpRejected, DmpUnavailable, Submission, patient_cx
-from consumers.xds_metadata import document_entry
-from relais.demo.samples import DOMINIQUE, LAB, cda
+from consumers.dmp.client import DmpClient, DmpConfig
+from consumers.dmp.submission import Answer, DmpRejected, DmpUnavailable, Submission, patient_cx
+from domain.xds.metadata import document_entry
+from ops.demo.samples import DOMINIQUE, LAB, cda
 from relais.settings import Settings, SettingsError
 from sandboxes.dmp import DmpSandbox, client_environment, start_sandbox
 from sandboxes.pki import SandboxPki, write_test_pki

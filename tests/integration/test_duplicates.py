@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from producers.document_id import cda_id
-from producers.hl7_message import parse_message
+from domain.document_id import cda_id
+from ops.demo.samples import DOMINIQUE, LAB, SARAH_LOU, sample
+from ops.localstack import Landing, LocalStack, read_landing, scrape
+from producers.hl7.message import parse_message
 from producers.ingest import Ingest
-from producers.mllp_framing import MllpDecoder, frame
-from producers.mllp_gateway import GatewayConfig, MllpGateway
+from producers.mllp.framing import MllpDecoder, frame
+from producers.mllp.gateway import GatewayConfig, MllpGateway
 from producers.publisher import Publisher
-from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, sample
-from relais.localstack import Landing, LocalStack, read_landing, scrape
 
 
 @pytest.fixture(scope="module")

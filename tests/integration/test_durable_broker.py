@@ -17,9 +17,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
-from relais.broker import LocalBroker
-from relais.load_chaos import S3_BUCKET, S3Store, exported
-from relais.localstack import free_port
+from ops.broker import LocalBroker
+from ops.load.chaos import S3_BUCKET, S3Store, exported
+from ops.localstack import free_port
 
 TOPIC = "durable"
 PARTITION = TopicPartition(TOPIC, 0)

@@ -12,11 +12,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from click.testing import CliRunner
 
+from ops.cli.main import main
+from ops.demo.samples import DOMINIQUE, LAB, SARAH_LOU, sample
+from ops.localstack import LocalStack, read_landing, scrape
 from producers.publisher import Publisher
-from relais.cli import main
 from relais.contracts import Codec
-from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, sample
-from relais.localstack import LocalStack, read_landing, scrape
 from relais.topics import BUSINESS_ACKS
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from ops.demo.samples import DOMINIQUE, lab_report_sample
+from ops.localstack import Landing, LocalStack, read_landing
 from producers.publisher import Publisher
-from relais.demo.samples import DOMINIQUE, lab_report_sample
-from relais.localstack import Landing, LocalStack, read_landing
 from tests.integration.mail_servers import DOCTOR, DOMAINS, OUTBOX, MailServers
 from tests.shared_data import shared
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from ops.demo.samples import LAB, SARAH_LOU, Patient, sample
+from ops.localstack import Landing, LocalStack, read_landing, scrape
 from producers.publisher import Publisher
 from relais.contracts import Codec
-from relais.demo.samples import LAB, SARAH_LOU, Patient, sample
-from relais.localstack import Landing, LocalStack, read_landing, scrape
 from relais.topics import IDENTITY_ALERTS
 from tests.builders import adt_message, ipp_only
 

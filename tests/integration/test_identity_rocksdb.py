@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ops.demo.samples import LAB, Patient, sample
+from ops.localstack import LocalStack, read_landing
 from producers.publisher import Publisher
-from relais.demo.samples import LAB, Patient, sample
-from relais.localstack import LocalStack, read_landing
 from tests.builders import adt_message
 
 HOMONYM = Patient(

@@ -17,8 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from domain.ins import INS_NIR, INS_NIR_TEST, ins_key_valid
+from ops.demo import samples
 from relais.backoff import exponential_backoff
-from relais.demo import samples
 from relais.metrics import REGISTRY
 from sandboxes.insi import (
     CONFLICT,
@@ -34,9 +35,8 @@ from sandboxes.insi import (
     InsiSandbox,
     start_sandbox,
 )
-from streams.circuit_breaker import CircuitBreaker, CircuitState
-from streams.ins import INS_NIR, INS_NIR_TEST, ins_key_valid
-from streams.insi_client import (
+from streams.identity.circuit_breaker import CircuitBreaker, CircuitState
+from streams.identity.insi_client import (
     HttpInsiClient,
     InsiAnswer,
     InsiCircuitOpen,
@@ -45,7 +45,7 @@ from streams.insi_client import (
     InsiTraits,
     InsiUnavailable,
 )
-from streams.insi_metrics import PrometheusInsiObserver
+from streams.identity.insi_metrics import PrometheusInsiObserver
 
 HOMONYMS = InsiTraits("Martin", "Claire", "19850612", "F")
 

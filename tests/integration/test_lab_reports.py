@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from lxml import etree
 
+from ops.cli.main import main
+from ops.demo.samples import DOMINIQUE, lab_report_sample
+from ops.localstack import LocalStack, read_landing
 from producers.publisher import Publisher
-from relais.cli import main
-from relais.demo.samples import DOMINIQUE, lab_report_sample
-from relais.localstack import LocalStack, read_landing
 from tests.shared_data import shared
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "catalogues"

@@ -9,7 +9,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from relais.cli import main
+from ops.cli.main import main
 from tests.shared_data import shared
 
 

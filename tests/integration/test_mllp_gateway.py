@@ -24,18 +24,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from producers.hl7_ack import build_ack
-from producers.hl7_errors import Hl7Error
-from producers.hl7_message import parse_message
-from producers.mllp_framing import MllpDecoder, frame
-from producers.mllp_gateway import (
+from producers.hl7.ack import build_ack
+from producers.hl7.errors import Hl7Error
+from producers.hl7.message import parse_message
+from producers.mllp.framing import MllpDecoder, frame
+from producers.mllp.gateway import (
     GatewayConfig,
     MllpGateway,
     ack_code_of,
     reject_frame,
     server_tls_context,
 )
-from producers.mllp_metrics import PrometheusGatewayObserver
+from producers.mllp.metrics import PrometheusGatewayObserver
 from relais.metrics import REGISTRY
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from ops.localstack import LocalStack
 from producers.ingest import Ingest
-from producers.mllp_framing import MllpDecoder, frame
-from producers.mllp_gateway import GatewayConfig, MllpGateway
-from producers.mllp_metrics import PrometheusGatewayObserver, PrometheusIngestObserver
+from producers.mllp.framing import MllpDecoder, frame
+from producers.mllp.gateway import GatewayConfig, MllpGateway
+from producers.mllp.metrics import PrometheusGatewayObserver, PrometheusIngestObserver
 from producers.publisher import Publisher
 from relais.contracts import Codec
 from relais.envelope import Envelope, open_envelope
-from relais.localstack import LocalStack
 from relais.metrics import REGISTRY
 from relais.topic_admin import ensure_topics
 from relais.topics import DEADLETTER, IDENTITY_EVENTS, SUBMITTED

@@ -19,15 +19,15 @@ from email.policy import default
 
 from aiokafka import AIOKafkaProducer
 
+from domain.mssante_address import parse_address
 from mss_bridge.acknowledgements import MdnRequest, build_mdn
-from mss_bridge.addresses import parse_address
 from mss_bridge.compose import ComposeConfig, compose
 from mss_bridge.config import ImapConfig
 from mss_bridge.imap_watcher import MailboxWatcher
 from mss_bridge.inbound_worker import InboundSetup, MailboxWorker
-from mss_bridge.smtp_sender import SmtpConfig, SmtpSender, SmtpServer
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
+from relais.mail.smtp import SmtpConfig, SmtpSender, SmtpServer
 from relais.metrics import REGISTRY
 from relais.topics import BUSINESS_ACKS, DEADLETTER, DELIVERY_STATUS, MSSANTE_INBOUND
 from tests.integration.mail_servers import (

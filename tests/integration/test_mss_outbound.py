@@ -19,15 +19,15 @@ from email.policy import default
 import aiosmtplib
 import pytest
 
-from mss_bridge.addresses import parse_address
+from domain.mssante_address import parse_address
 from mss_bridge.compose import ComposeConfig, pdf_copy
-from mss_bridge.errors import SmtpError, SmtpPermanent, SmtpTransient
 from mss_bridge.outbound import MssSendWorker
-from mss_bridge.smtp_sender import SmtpConfig, SmtpSender, SmtpServer
 from mss_bridge.tracking import mail_signer, read_message_id
 from mss_bridge.xdm_package import unpack_package
 from relais.contracts import Codec
 from relais.keyring import Keyring
+from relais.mail.errors import SmtpError, SmtpPermanent, SmtpTransient
+from relais.mail.smtp import SmtpConfig, SmtpSender, SmtpServer
 from relais.topics import DEADLETTER, DELIVERY_MSSANTE, DELIVERY_STATUS
 from tests.integration.mail_servers import (
     BUSY,

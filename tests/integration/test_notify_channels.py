@@ -35,20 +35,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from consumers.notify_channels import (
+from consumers.notify.channels import (
     ChannelConfig,
     ChannelRejected,
     Channels,
     ChannelUnavailable,
     email_server,
 )
-from consumers.notify_message import Kind, notice_of
-from consumers.notify_preferences import Channel, Preference
-from mss_bridge.smtp_sender import SmtpConfig, SmtpServer
-from producers.hl7_message import PatientIdentity
+from consumers.notify.message import Kind, notice_of
+from consumers.notify.preferences import Channel, Preference
+from producers.hl7.message import PatientIdentity
 from producers.submission import Delivery, DocumentInput, Origin, document_submitted
 from relais.contracts import Record
 from relais.keyring import Keyring
+from relais.mail.smtp import SmtpConfig, SmtpServer
 
 NOW = dt.datetime(2026, 11, 22, 9, 30, tzinfo=dt.UTC)
 INS = "279035121518989"  # public test INS (STANDARDS.md §5)

@@ -22,14 +22,14 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from consumers.notify_channels import Channels
-from consumers.notify_preferences import Preferences, parse_preferences, preference_key
-from consumers.notify_rate import RateLimit
-from consumers.notify_sink import NotifySink
-from relais.broker import LocalBroker
+from consumers.notify.channels import Channels
+from consumers.notify.preferences import Preferences, parse_preferences, preference_key
+from consumers.notify.rate import RateLimit
+from consumers.notify.sink import NotifySink
+from ops.broker import LocalBroker
+from ops.localstack import scrape
 from relais.contracts import Codec, Record
 from relais.keyring import Keyring
-from relais.localstack import scrape
 from relais.metrics import REGISTRY
 from relais.topic_admin import ensure_topics
 from relais.topics import DELIVERY_NOTIFY, DELIVERY_STATUS
@@ -363,7 +363,7 @@ async def test_a_killed_worker_loses_nothing(
 
     def spawn(port: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "relais", "sink", "notify"],
+            [sys.executable, "-m", "ops", "sink", "notify"],
             env={**env, "RELAIS_METRICS_PORT": str(port)},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -36,6 +36,15 @@ def test_wheel_has_schemas_and_every_package(tmp_path: Path) -> None:
     for folder in ("types", "records", "released"):
         for schema in (SCHEMA_DIR / folder).glob("*.avsc"):
             assert f"schemas/{folder}/{schema.name}" in names, f"{folder}/{schema.name} not shipped"
-    assert "streams/release_policy.toml" in names, "the bundled release policy is not shipped"
-    for package in ("relais", "producers", "streams", "consumers", "mss_bridge", "sandboxes"):
+    assert "streams/route/release_policy.toml" in names, "the bundled release policy is not shipped"
+    for package in (
+        "relais",
+        "domain",
+        "producers",
+        "streams",
+        "consumers",
+        "mss_bridge",
+        "sandboxes",
+        "ops",
+    ):
         assert f"{package}/__init__.py" in names, f"package {package} not shipped"

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from producers.hl7_message import parse_message
+from ops.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, sample
+from ops.localstack import LocalStack, free_port, read_landing
+from producers.hl7.message import parse_message
 from producers.publisher import Publisher
-from relais.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, sample
-from relais.localstack import LocalStack, free_port, read_landing
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"

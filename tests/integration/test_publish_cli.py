@@ -12,9 +12,9 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from ops.demo.samples import DOMINIQUE, LAB, LETTER, SARAH_LOU, cda, sample
+from ops.localstack import LocalStack
 from relais.contracts import Codec
-from relais.demo.samples import DOMINIQUE, LAB, LETTER, SARAH_LOU, cda, sample
-from relais.localstack import LocalStack
 from relais.topic_admin import ensure_topics
 from relais.topics import SUBMITTED
 
@@ -75,7 +75,7 @@ async def test_publish_mixed_files(stack: LocalStack, tmp_path: Path) -> None:
     files = [str(tmp_path / n) for n in ("lab.hl7", "letter.xml", "scan.pdf", "bad.hl7")]
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "relais", "publish", *files],
+        [sys.executable, "-m", "ops", "publish", *files],
         env=env,
         capture_output=True,
         text=True,

@@ -14,10 +14,7 @@ import urllib.request
 from aiokafka import AIOKafkaProducer
 from lxml import etree
 
-from producers.hl7_message import parse_message
-from producers.publisher import Publisher
-from producers.submission import patient_key
-from relais.demo.samples import (
+from ops.demo.samples import (
     DOMINIQUE,
     IMAGING,
     LAB,
@@ -27,8 +24,11 @@ from relais.demo.samples import (
     pdf_sample,
     sample,
 )
+from ops.localstack import Landing, LocalStack, read_landing, scrape
+from producers.hl7.message import parse_message
+from producers.publisher import Publisher
+from producers.submission import patient_key
 from relais.envelope import Envelope, open_envelope
-from relais.localstack import Landing, LocalStack, read_landing, scrape
 from relais.topics import SUBMITTED
 
 GARBAGE = b"\x00\x01 this is not an Avro record \xff"
@@ -172,7 +172,7 @@ async def test_explain_says_which_rules_decided(stack: LocalStack) -> None:
     }
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "relais", "explain", imaging.unique_id],
+        [sys.executable, "-m", "ops", "explain", imaging.unique_id],
         env=env,
         capture_output=True,
         text=True,
@@ -184,7 +184,7 @@ async def test_explain_says_which_rules_decided(stack: LocalStack) -> None:
     assert "rule imaging-report-delay" in result.stdout
     missing = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "relais", "explain", "no-such-document"],
+        [sys.executable, "-m", "ops", "explain", "no-such-document"],
         env=env,
         capture_output=True,
         text=True,

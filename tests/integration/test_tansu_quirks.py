@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from relais.localstack import LocalStack
+from ops.localstack import LocalStack
 from relais.tansu_quirks import true_end_offsets
 
 

@@ -8,10 +8,10 @@ import base64
 import json
 import sys
 
-from producers.hl7_message import parse_message
+from ops.demo.samples import LAB, SARAH_LOU, sample
+from ops.localstack import LocalStack, read_landing
+from producers.hl7.message import parse_message
 from producers.publisher import Publisher
-from relais.demo.samples import LAB, SARAH_LOU, sample
-from relais.localstack import LocalStack, read_landing
 
 ASK_Z01 = (
     b"OBX|3|CE|ACK_RECEPTION^Accuse de reception^MetaDMPMSS||Y^^expandedYes-NoIndicator||||||F\r"
@@ -27,7 +27,7 @@ def broken(n: int) -> bytes:
 
 async def trace(stack: LocalStack, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "relais", "trace", *args,
+        sys.executable, "-m", "ops", "trace", *args,
         env=stack.environment(0),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

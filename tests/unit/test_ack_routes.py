@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from producers.ack_routes import AckRouteError, Endpoint, accepted, parse_routes
+from producers.mllp.ack_routes import AckRouteError, Endpoint, accepted, parse_routes
 
 
 def test_routes_map_each_facility_to_its_listener() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from relais.cli import main
+from ops.cli.main import main
 from tests.shared_data import shared
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "catalogues"

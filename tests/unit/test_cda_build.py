@@ -8,11 +8,9 @@ import dataclasses
 import pytest
 from lxml import etree
 
-from producers.document_id import HL7V3, safe_parser
-from streams.cda_build import build_cr_bio_n3, build_cr_img_n3, build_n1
-from streams.cda_model import DocumentHeader, Organisation, PatientHeader, Person
-from streams.cda_validate import CdaSchema, header_problems
-from streams.lab_results import (
+from domain.cda_model import DocumentHeader, Organisation, PatientHeader, Person
+from domain.document_id import HL7V3, safe_parser
+from domain.lab_results import (
     LOINC_OID,
     LOINC_WAITING_OID,
     CodedResult,
@@ -20,6 +18,8 @@ from streams.lab_results import (
     MappingStatus,
     ValueType,
 )
+from streams.transcode.cda_build import build_cr_bio_n3, build_cr_img_n3, build_n1
+from streams.transcode.cda_validate import CdaSchema, header_problems
 from tests.shared_data import shared
 
 NS = {"v3": HL7V3, "xsi": "http://www.w3.org/2001/XMLSchema-instance"}

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from producers.document_id import HL7V3, safe_parser
-from relais.demo.samples import DOMINIQUE, LAB, cda
-from streams.cda_build import build_cr_bio_n3, build_n1
-from streams.cda_validate import (
+from domain.document_id import HL7V3, safe_parser
+from ops.demo.samples import DOMINIQUE, LAB, cda
+from streams.transcode.cda_build import build_cr_bio_n3, build_n1
+from streams.transcode.cda_validate import (
     CR_BIO_RULES,
     RULES,
     CdaInvalid,

@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 import pytest
 from lxml import etree
 
-from producers.hl7_message import parse_message
+from ops.demo.samples import IMAGING, SARAH_LOU, pdf_sample
+from producers.hl7.message import parse_message
 from producers.submission import submissions
-from relais.demo.samples import IMAGING, SARAH_LOU, pdf_sample
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
-from streams.cda_validate import CdaSchema, header_problems
-from streams.cda_wrap import WrapFailure, wrap_pdf
-from streams.document_series import cda_id_for
+from streams.transcode.cda_validate import CdaSchema, header_problems
+from streams.transcode.cda_wrap import WrapFailure, wrap_pdf
+from streams.transcode.document_series import cda_id_for
 from tests.shared_data import shared
 
 KEYRING = Keyring.generate()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.circuit_breaker import (
+from streams.identity.circuit_breaker import (
     TRANSITIONS,
     CircuitBreaker,
     CircuitEvent,

@@ -6,7 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from relais.cli import main
+from ops.cli.main import main
 
 
 def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -1,4 +1,4 @@
-"""relais.dlq: a dead letter's view, filters, listing, and showing without patient data."""
+"""ops.dlq.letters: a dead letter's view, filters, listing, and showing without patient data."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ from typing import Any
 
 import pytest
 
-from producers.hl7_message import parse_message
-from producers.submission import submissions
-from relais.contracts import Codec, Record
-from relais.deadletter import Failure, Origin, dead_letter
-from relais.demo.samples import DOMINIQUE, LAB, sample
-from relais.dlq import (
+from ops.demo.samples import DOMINIQUE, LAB, sample
+from ops.dlq.letters import (
     LetterFilter,
     LetterView,
     count_lines,
@@ -24,6 +20,10 @@ from relais.dlq import (
     select,
     show_lines,
 )
+from producers.hl7.message import parse_message
+from producers.submission import submissions
+from relais.contracts import Codec, Record
+from relais.deadletter import Failure, Origin, dead_letter
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
 

@@ -1,20 +1,13 @@
-"""relais.dlq_replay: the replay plan, the memory of replays, and what came of them."""
+"""ops.dlq.replay: the replay plan, the memory of replays, and what came of them."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ops.dlq.letters import LetterView
+from ops.dlq.replay import Sent, outcomes_of, plan, replay_audit, replays_of, settled
 from relais.contracts import Codec, Record
-from relais.dlq import LetterView
-from relais.dlq_replay import (
-    Sent,
-    outcomes_of,
-    plan,
-    replay_audit,
-    replays_of,
-    settled,
-)
 
 CODEC = Codec()
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

@@ -12,18 +12,19 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
 
-from consumers import iti41
-from consumers.dmp_submission import (
+from consumers.dmp.submission import (
     Answer,
     DmpError,
     DmpRejected,
     DmpUnavailable,
     read_answer,
 )
-from consumers.iti41 import NS, RegistryError, Scheme, SoapFault
-from consumers.vihf import Role, SigningKey, VihfIdentity, signed_vihf
-from consumers.xds_metadata import DocumentEntry, document_entry
-from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, cda
+from consumers.ihe import iti41
+from consumers.ihe.iti41 import NS, RegistryError, SoapFault
+from consumers.ihe.vihf import Role, SigningKey, VihfIdentity, signed_vihf
+from domain.xds.ebrim import Scheme
+from domain.xds.metadata import DocumentEntry, document_entry
+from ops.demo.samples import DOMINIQUE, LAB, SARAH_LOU, cda
 from sandboxes.dmp import DmpSandbox
 from sandboxes.pki import SandboxPki, write_test_pki
 

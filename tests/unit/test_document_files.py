@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ops.demo.samples import LETTER, SARAH_LOU, cda
 from producers.document_files import DocumentFileError, load_document_file
-from relais.demo.samples import LETTER, SARAH_LOU, cda
 from tests.shared_data import shared
 
 PDF = b"%PDF-1.4\n% a test document\n%%EOF\n"

@@ -10,18 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from producers.hl7_message import parse_message
+from ops.demo.samples import DOMINIQUE, lab_report_sample
+from producers.hl7.message import parse_message
 from producers.submission import submissions
 from relais.contracts import Record
-from relais.demo.samples import DOMINIQUE, lab_report_sample
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
-from streams.cda_validate import CdaSchema, header_problems
-from streams.document_series import Version, assign, cda_id_for, latest
-from streams.lab_catalogue import LoincTable, UcumUnits, load_directory
-from streams.lab_report import LabReferences
 from streams.stage import StageContext
-from streams.transcode import transcode_stage
+from streams.transcode.cda_validate import CdaSchema, header_problems
+from streams.transcode.document_series import Version, assign, cda_id_for, latest
+from streams.transcode.lab_catalogue import LoincTable, UcumUnits, load_directory
+from streams.transcode.lab_report import LabReferences
+from streams.transcode.stage import transcode_stage
 from tests.builders import qualified
 from tests.shared_data import shared
 

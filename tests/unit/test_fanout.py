@@ -6,14 +6,14 @@ import json
 
 import pytest
 
+from ops.demo.samples import DOMINIQUE, LAB
 from relais.contracts import Codec, Record
-from relais.demo.samples import DOMINIQUE, LAB
 from relais.envelope import Envelope, EnvelopeError, open_envelope, seal
 from relais.keyring import Keyring
 from relais.topics import AUDIT, DELIVERY_DMP, DELIVERY_MSSANTE, DELIVERY_NOTIFY
-from streams import fanout
-from streams.release_policy import DEFAULT_POLICY
-from streams.route import route_stage
+from streams.route import fanout
+from streams.route.release_policy import DEFAULT_POLICY
+from streams.route.stage import route_stage
 from streams.stage import StageContext
 from tests.unit.test_route_stage import KEYRING, LATER, ready
 

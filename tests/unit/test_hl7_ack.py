@@ -9,9 +9,9 @@ from typing import Any
 import hl7
 import pytest
 
-from producers.hl7_ack import ack_code_for, build_ack
-from producers.hl7_errors import Hl7Error, Hl7ValidationError
-from producers.hl7_message import Hl7Message, decode_message, parse_message
+from producers.hl7.ack import ack_code_for, build_ack
+from producers.hl7.errors import Hl7Error, Hl7ValidationError
+from producers.hl7.message import Hl7Message, decode_message, parse_message
 from tests.shared_data import shared
 
 REPO = Path(__file__).resolve().parents[2]

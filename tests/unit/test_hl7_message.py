@@ -12,15 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from producers.hl7_errors import HL7_ERROR_TEXT, Hl7Error, Hl7ParseError, Hl7ValidationError
-from producers.hl7_message import (
+from domain.ins import ins_key_valid
+from producers.hl7.errors import HL7_ERROR_TEXT, Hl7Error, Hl7ParseError, Hl7ValidationError
+from producers.hl7.message import (
     Hl7Message,
     decode_message,
     message_digest,
     parse_message,
     read_header,
 )
-from streams.ins import ins_key_valid
 from tests.shared_data import shared
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from producers.hl7_errors import Hl7ValidationError
-from producers.hl7_message import parse_message
-from relais.demo.samples import (
+from domain.cda_model import DocumentHeader, PatientHeader
+from domain.lab_results import CodedResult, LabResult, MappingStatus, ValueType
+from ops.demo.samples import (
     BIOLOGIST,
     DOMINIQUE,
     INS_TEST_OID,
@@ -15,9 +15,9 @@ from relais.demo.samples import (
     RESULTS,
     lab_report_sample,
 )
-from streams.cda_build import build_cr_bio_n3
-from streams.cda_model import DocumentHeader, PatientHeader
-from streams.lab_results import CodedResult, LabResult, MappingStatus, ValueType
+from producers.hl7.errors import Hl7ValidationError
+from producers.hl7.message import parse_message
+from streams.transcode.cda_build import build_cr_bio_n3
 
 BASE = lab_report_sample(DOMINIQUE, 1)
 

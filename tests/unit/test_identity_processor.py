@@ -6,17 +6,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from producers.hl7_message import parse_message
+from ops.demo.samples import DOMINIQUE, LAB, SARAH_LOU, Patient, sample
+from producers.hl7.message import parse_message
 from producers.submission import identity_update, patient_key_of, submissions
 from relais.contracts import Codec, Record
-from relais.demo.samples import DOMINIQUE, LAB, SARAH_LOU, Patient, sample
 from relais.keyring import Keyring
+from relais.patient_traits import open_traits
 from relais.topics import IDENTITY_ALERTS, IDENTITY_EVENTS, IDENTITY_PENDING, QUALIFIED, SUBMITTED
-from streams.dedupe import dedupe_keys
-from streams.identity import open_traits
-from streams.identity_processor import IdentityProcessor
-from streams.identity_rules import InsiOutcome
-from streams.identity_state import PatientState
+from streams.identity.dedupe import dedupe_keys
+from streams.identity.processor import IdentityProcessor
+from streams.identity.rules import InsiOutcome
+from streams.identity.state import PatientState
 from streams.stage import Output
 from tests.builders import adt_message
 from tests.shared_data import shared

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.identity_status import (
+from streams.identity.status import (
     TRANSITIONS,
     Event,
     IllegalTransition,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from streams.ins import (
+from domain.ins import (
     INS_C_OLD,
     INS_NIA,
     INS_NIR,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from streams.ins import (
+from domain.ins import (
     INCOMPLETE_MONTHS,
     INS_C_OLD,
     INS_NIA,
@@ -19,7 +19,7 @@ from streams.ins import (
     Mismatch,
     with_key,
 )
-from streams.ins_traits import (
+from streams.identity.traits import (
     BirthDate,
     Traits,
     TraitsError,

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.ins import INS_C_OLD, INS_NIR, INS_NIR_TEST
 from sandboxes.insi import (
     CONFLICT_SENDER_TRAITS,
     DOMINIQUE,
@@ -18,8 +19,7 @@ from sandboxes.insi import (
     parse_request,
     traits_agree,
 )
-from streams.ins import INS_C_OLD, INS_NIR, INS_NIR_TEST
-from streams.insi_messages import (
+from streams.identity.insi_messages import (
     ACTIONS,
     MAX_ANSWER_BYTES,
     InsiAnswer,

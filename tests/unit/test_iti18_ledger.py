@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers import iti18, iti62
-from consumers.delivery_ledger import Entry, Step, done, next_step, sending
-from consumers.dmp_sink import xds_ids
+from consumers.dmp.sink import xds_ids
+from consumers.ihe import iti18, iti62
+from relais.delivery_ledger import Entry, Step, done, next_step, sending
 
 
 def test_a_query_reads_back_with_its_ids_and_message_id() -> None:

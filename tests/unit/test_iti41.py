@@ -1,4 +1,4 @@
-"""ITI-41 requests and answers (consumers.iti41) and their MTOM/XOP packaging (consumers.mtom)."""
+"""ITI-41 requests and answers (consumers.ihe.iti41) and their MTOM/XOP packaging (consumers.ihe.mtom)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from consumers import iti41, mtom
-from consumers.iti41 import NS, RegistryError, RegistryResponse, Scheme, SoapFault
-from consumers.xds_metadata import document_entry
-from relais.demo.samples import DOMINIQUE, LAB, cda
+from consumers.ihe import iti41, mtom
+from consumers.ihe.iti41 import NS, RegistryError, RegistryResponse, SoapFault
+from domain.xds.ebrim import Scheme
+from domain.xds.metadata import document_entry
+from ops.demo.samples import DOMINIQUE, LAB, cda
 
 DOC_ID = "1.2.250.1.213.1.1.9.4242.115022000001"
 CONTENT = cda(LAB, DOMINIQUE, DOC_ID, "texte")

@@ -15,7 +15,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.lab_catalogue import (
+from domain.lab_results import (
+    LOINC_OID,
+    LOINC_WAITING_OID,
+    LabResult,
+    MappingStatus,
+    ValueType,
+)
+from streams.transcode.lab_catalogue import (
     LOINC_KNOWN_BAD_CHECK_DIGITS,
     Catalogue,
     CatalogueError,
@@ -37,13 +44,6 @@ from streams.lab_catalogue import (
     same_unit,
     valid_loinc_code,
     version_key,
-)
-from streams.lab_results import (
-    LOINC_OID,
-    LOINC_WAITING_OID,
-    LabResult,
-    MappingStatus,
-    ValueType,
 )
 from tests.shared_data import shared
 

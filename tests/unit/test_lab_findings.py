@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.lab_findings import (
+from domain.lab_results import LOINC_OID, CodedResult, LabResult, MappingStatus, ValueType
+from streams.transcode.lab_findings import (
     NO_CATALOGUE,
     Finding,
     SeenLine,
@@ -14,7 +15,6 @@ from streams.lab_findings import (
     parse_line,
     seen_in_traffic,
 )
-from streams.lab_results import LOINC_OID, CodedResult, LabResult, MappingStatus, ValueType
 
 
 def coded(code: str, unit: str | None, *problems: str) -> CodedResult:

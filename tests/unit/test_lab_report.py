@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from producers.hl7_message import parse_message
+from domain.lab_results import LAB_REPORT_MEDIA, MappingStatus
+from ops.demo.samples import DOMINIQUE, lab_report_sample
+from producers.hl7.message import parse_message
 from producers.submission import submissions
-from relais.demo.samples import DOMINIQUE, lab_report_sample
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
-from streams.cda_validate import CdaSchema, header_problems
-from streams.cda_wrap import WrapFailure
-from streams.lab_catalogue import LoincTable, UcumUnits, load_directory
-from streams.lab_report import LabReferences, build_lab_report
-from streams.lab_results import LAB_REPORT_MEDIA, MappingStatus
+from streams.transcode.cda_validate import CdaSchema, header_problems
+from streams.transcode.cda_wrap import WrapFailure
+from streams.transcode.lab_catalogue import LoincTable, UcumUnits, load_directory
+from streams.transcode.lab_report import LabReferences, build_lab_report
 from tests.shared_data import shared
 
 KEYRING = Keyring.generate()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relais.load_accounting import (
+from ops.load.accounting import (
     AccountingError,
     Observed,
     Sent,
@@ -12,8 +12,8 @@ from relais.load_accounting import (
     check,
     settled,
 )
-from relais.load_latency import of_values, stage_histograms
-from relais.load_profile import Defect
+from ops.load.latency import of_values, stage_histograms
+from ops.load.profile import Defect
 
 
 def sent(

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relais.load_documents import build
-from relais.load_profile import (
+from domain.ins import INS_NIR_TEST, ins_key_valid
+from ops.load.documents import build
+from ops.load.profile import (
     MONTH_DOCUMENTS,
     ArrivalCurve,
     Channel,
@@ -24,8 +25,7 @@ from relais.load_profile import (
     plan,
     synthetic_patient,
 )
-from streams.ins import INS_NIR_TEST, ins_key_valid
-from streams.ins_traits import Traits, check_consistency
+from streams.identity.traits import Traits, check_consistency
 
 
 def test_a_month_is_ten_million_documents_at_about_3_9_per_second() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from relais.cli import main
-from relais.metrics_catalogue import MetricDoc, catalogue, convention_problems, markdown
+from ops.cli.main import main
+from ops.metrics_catalogue import MetricDoc, catalogue, convention_problems, markdown
 from tests.shared_data import REPO
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producers.mllp_framing import END_BLOCK, START_BLOCK, FrameTooLarge, MllpDecoder, frame
+from producers.mllp.framing import END_BLOCK, START_BLOCK, FrameTooLarge, MllpDecoder, frame
 
 # Payloads MLLP allows: anything but the block characters.
 payloads = st.binary(max_size=300).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b""))

@@ -13,28 +13,29 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.mssante_address import parse_address, patient_address
 from mss_bridge.acknowledgements import (
     MdnRequest,
     build_error_mail,
     build_mdn,
     read_acknowledgement,
 )
-from mss_bridge.addresses import parse_address, patient_address
 from mss_bridge.compose import ComposeConfig, compose, pdf_copy
-from mss_bridge.config import ConfigError, smtp_routes
-from mss_bridge.errors import (
+from mss_bridge.inbound import read_mail, submissions
+from mss_bridge.tracking import MailRef, mail_signer, message_id, read_message_id
+from mss_bridge.xdm_package import unpack_package
+from producers.hl7.business_ack import BusinessAck, build_business_ack
+from relais.keyring import Keyring
+from relais.mail.config import smtp_routes
+from relais.mail.errors import (
     AcknowledgementError,
     AddressError,
+    ConfigError,
     MailFormatError,
     PackageError,
     VerificationError,
 )
-from mss_bridge.inbound import read_mail, submissions
-from mss_bridge.smtp_sender import SmtpConfig, SmtpServer, _xtext
-from mss_bridge.tracking import MailRef, mail_signer, message_id, read_message_id
-from mss_bridge.xdm_package import unpack_package
-from producers.hl7_business_ack import BusinessAck, build_business_ack
-from relais.keyring import Keyring
+from relais.mail.smtp import SmtpConfig, SmtpServer, _xtext
 from tests.mss_records import LETTER_CDA, NOW, mss_request, sample_cda
 from tests.shared_data import shared
 

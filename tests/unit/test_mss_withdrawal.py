@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mss_bridge.addresses import parse_address
+from domain.mssante_address import parse_address
 from mss_bridge.compose import ComposeConfig, compose
 from relais.keyring import Keyring
 from tests.mss_records import mss_request

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.notify_message import (
+from consumers.notify.message import (
     GSM_BASIC,
     Kind,
     MailHeaders,
@@ -23,14 +23,14 @@ from consumers.notify_message import (
     notice_of,
     sms_text,
 )
-from consumers.notify_preferences import (
+from consumers.notify.preferences import (
     Channel,
     PreferencesError,
     load_preferences,
     parse_preferences,
     preference_key,
 )
-from producers.hl7_message import PatientIdentity
+from producers.hl7.message import PatientIdentity
 from producers.submission import patient_key_of
 from relais.keyring import Keyring
 

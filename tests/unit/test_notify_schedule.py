@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.notify_message import Kind
-from consumers.notify_rate import RateLimit
-from consumers.notify_schedule import (
+from consumers.notify.message import Kind
+from consumers.notify.rate import RateLimit
+from consumers.notify.schedule import (
     Entry,
     IllegalTransition,
     Incoming,
@@ -21,7 +21,7 @@ from consumers.notify_schedule import (
     State,
     incoming_of,
 )
-from streams.stage import failure_of
+from relais.deadletter import failure_of
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

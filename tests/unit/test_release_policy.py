@@ -14,14 +14,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.dmp_sink import visibility_flags
-from streams import release_policy as rp
-from streams.release_policy import DEFAULT_POLICY, Decision, Delay, Effect, Match, PolicyError, Rule
+from domain.visibility import visibility_flags
+from streams.route import release_policy as rp
+from streams.route.release_policy import (
+    DEFAULT_POLICY,
+    Decision,
+    Delay,
+    Effect,
+    Match,
+    PolicyError,
+    Rule,
+)
 from tests.shared_data import REPO, shared
 
 VALIDATED = datetime(2026, 1, 31, 10, 30, tzinfo=UTC)
 IMAGING, LAB_REPORT, DISCHARGE = "18748-4", "11502-2", "11490-0"
-TOML_TEXT = files("streams").joinpath("release_policy.toml").read_text(encoding="utf-8")
+TOML_TEXT = files("streams.route").joinpath("release_policy.toml").read_text(encoding="utf-8")
 ALL_FLAGS = sorted(rp.FLAG_DEFAULTS)
 VOLET = "(volet CDA en HL7v2, règles de gestion MSSanté)"
 
@@ -130,7 +138,7 @@ def test_match_conditions_must_all_hold() -> None:
     assert applied(run(policy, sector="LAB", cda_model="CR-IMG N1")) == []
     assert applied(run(policy, sector="HOSPITAL", cda_model="CR-IMGX N1")) == []
     assert applied(run(policy, sector="HOSPITAL", cda_model=None)) == []
-    # DESTDMP left out means Y (as streams.route reads it); N stops the rule.
+    # DESTDMP left out means Y (as streams.route.stage reads it); N stops the rule.
     no_dmp = {"DESTDMP": False}
     assert applied(run(policy, sector="HOSPITAL", cda_model="CR-IMG N1", flags=no_dmp)) == []
     exact = (delay_rule("n1", Delay(days=1), cda_models=frozenset({"CR-IMG N1"})),)

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from producers.hl7_message import parse_message
+from ops.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, Kind, Patient, sample
+from producers.hl7.message import parse_message
 from producers.submission import submissions
 from relais.contracts import Codec, Record
-from relais.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, Kind, Patient, sample
+from relais.deadletter import StageFailure
 from relais.keyring import Keyring
 from relais.settings import Settings
 from relais.topics import AUDIT, DELIVERY_DMP, DELIVERY_NOTIFY
-from streams import transcode
-from streams.release_policy import DEFAULT_POLICY
-from streams.route import STAGE, handle, request_id
-from streams.stage import StageContext, StageFailure
+from streams.route.release_policy import DEFAULT_POLICY
+from streams.route.stage import STAGE, handle, request_id
+from streams.stage import StageContext
+from streams.transcode import stage as transcode
 from streams.worker import _release_policy
 from tests.builders import qualified
 
@@ -180,7 +181,7 @@ def test_the_worker_runs_the_bundled_policy_or_the_operators_file(tmp_path: Path
     assert _release_policy(Settings()) == DEFAULT_POLICY
     own = tmp_path / "policy.toml"
     own.write_text(
-        (Path(__file__).resolve().parents[2] / "streams" / "release_policy.toml")
+        (Path(__file__).resolve().parents[2] / "streams" / "route" / "release_policy.toml")
         .read_text(encoding="utf-8")
         .replace('"15 days"', '"20 days"')
     )

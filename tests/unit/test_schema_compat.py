@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from ops.schema_compat import check_registry, problems
 from relais.contracts import SchemaRegistry
-from relais.schema_compat import check_registry, problems
 from schemas import SCHEMA_DIR
 
 REGISTRY = SchemaRegistry()

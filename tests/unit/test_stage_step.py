@@ -8,22 +8,22 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producers.hl7_message import parse_message
+from ops.demo.samples import DOMINIQUE, LAB, sample
+from producers.hl7.message import parse_message
 from producers.submission import submissions
 from relais.contracts import Codec, Record
-from relais.demo.samples import DOMINIQUE, LAB, sample
+from relais.deadletter import StageFailure
 from relais.envelope import Envelope, open_envelope, seal
 from relais.keyring import Keyring
 from relais.topics import DEADLETTER, QUALIFIED, SUBMITTED
-from streams.identity import read_traits
 from streams.stage import (
     Encoded,
     Handler,
     Output,
     Stage,
     StageContext,
-    StageFailure,
     StepResult,
+    read_traits,
     run_step,
 )
 

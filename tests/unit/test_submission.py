@@ -8,10 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producers.hl7_message import Hl7Message, parse_message
-from producers.submission import SECTORS, patient_key, submissions
-from relais.contracts import Codec, Record
-from relais.demo.samples import (
+from ops.demo.samples import (
     DOMINIQUE,
     IMAGING,
     LAB,
@@ -22,6 +19,9 @@ from relais.demo.samples import (
     Patient,
     sample,
 )
+from producers.hl7.message import Hl7Message, parse_message
+from producers.submission import SECTORS, patient_key, submissions
+from relais.contracts import Codec, Record
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
 

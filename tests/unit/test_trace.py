@@ -1,4 +1,4 @@
-"""relais.trace and relais.audit_records: one document's journey, from what components wrote."""
+"""ops.trace.journey and relais.audit_records: one document's journey, from what components wrote."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from producers.hl7_message import parse_message
+from ops.demo.samples import DOMINIQUE, LAB, sample
+from ops.dlq.letters import LetterView
+from ops.trace.journey import journey, journey_lines
+from producers.hl7.message import parse_message
 from producers.submission import submissions
 from relais.audit import audit_event
 from relais.audit_records import acknowledged, delivery, identity_decided, received
 from relais.contracts import Codec, Record
-from relais.demo.samples import DOMINIQUE, LAB, sample
-from relais.dlq import LetterView
 from relais.keyring import Keyring
 from relais.topics import AUDIT, QUALIFIED
-from relais.trace import journey, journey_lines
-from streams.identity_worker import decision_audits
+from streams.identity.shell import decision_audits
 from streams.stage import Output
 
 KEYRING = Keyring.generate("k-trace")

@@ -9,11 +9,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from producers.document_id import HL7V3, cda_id, safe_parser
-from producers.hl7_message import parse_message
-from producers.submission import submissions
-from relais.contracts import Codec, Record
-from relais.demo.samples import (
+from domain.document_id import HL7V3, cda_id, safe_parser
+from ops.demo.samples import (
     DOMINIQUE,
     IMAGING,
     LAB,
@@ -24,12 +21,16 @@ from relais.demo.samples import (
     cda,
     sample,
 )
+from producers.hl7.message import parse_message
+from producers.submission import submissions
+from relais.contracts import Codec, Record
+from relais.deadletter import StageFailure
 from relais.envelope import seal
 from relais.keyring import Keyring
 from relais.topics import READY
-from streams.cda_validate import CdaSchema
-from streams.stage import StageContext, StageFailure
-from streams.transcode import (
+from streams.stage import StageContext
+from streams.transcode.cda_validate import CdaSchema
+from streams.transcode.stage import (
     TranscodeFailure,
     check_cda,
     handle,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from lxml import etree
 
-from consumers.vihf import (
+from consumers.ihe.vihf import (
     PURPOSE_OF_USE,
     RESOURCE_ID,
     SUBJECT_ROLE,

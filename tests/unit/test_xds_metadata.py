@@ -1,6 +1,6 @@
-"""DMP/XDS DocumentEntry metadata from a CDA and the MetaDMPMSS flags (consumers.xds_metadata).
+"""DMP/XDS DocumentEntry metadata from a CDA and the MetaDMPMSS flags (domain.xds.metadata).
 
-The code tables of consumers.xds_codes are checked against the ANS value sets in
+The code tables of domain.xds.codes are checked against the ANS value sets in
 ../shared/data/jdv (IHE SVS XML): a new ANS release makes these tests say so.
 """
 
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from consumers import xds_codes as codes
-from consumers.xds_codes import Coded, ValueSet
-from consumers.xds_metadata import (
+from domain.document_id import HL7V3, cda_id
+from domain.xds import codes
+from domain.xds.codes import Coded, ValueSet
+from domain.xds.metadata import (
     CodeOutsideValueSet,
     DocumentEntry,
     InvalidValue,
@@ -26,8 +27,7 @@ from consumers.xds_metadata import (
     document_entry,
     xds_time,
 )
-from producers.document_id import HL7V3, cda_id
-from relais.demo import samples
+from ops.demo import samples
 from tests.shared_data import shared
 
 NS = {"v3": HL7V3}

@@ -1,0 +1,218 @@
+"""The one seam to the DMP: ``DmpClient.file(submission)`` over ITI-41 and mutual TLS.
+
+For each document it signs a VIHF for the patient with the structure's key
+(:mod:`consumers.ihe.vihf`), builds the MTOM ITI-41 request (:mod:`consumers.ihe.iti41`), posts it
+over HTTPS with the structure's certificate, and reads the answer
+(:func:`consumers.dmp.submission.read_answer`). Connection errors, TLS failures and timeouts
+are :class:`DmpUnavailable` (try again later): a re-send of the same document is harmless,
+the DMP recognises it by its uniqueId and hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from lxml import etree
+
+from consumers.dmp.submission import Answer, DmpRejected, DmpUnavailable, Submission, read_answer
+from consumers.ihe import iti18, iti41, iti62
+from consumers.ihe.vihf import Role, SigningKey, VihfIdentity, signed_vihf
+from domain.xds import ebrim
+from relais import __version__
+from relais.settings import Settings, SettingsError
+
+
+@dataclass(frozen=True)
+class DmpConfig:
+    """Where and as whom the sink files: the endpoint, the structure's TLS and VIHF identity."""
+
+    endpoint: str
+    source_id: str  # submission set sourceId: the OID of this sending system
+    identity: VihfIdentity
+    signing: SigningKey
+    client_cert: Path
+    client_key: Path
+    ca_file: Path | None = None  # None: the system's trust store
+    timeout_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DmpConfig:
+        """The DMP configuration, or :class:`SettingsError` naming every missing variable."""
+        s = settings
+        required = {
+            "RELAIS_DMP_CLIENT_CERT": s.dmp_client_cert,
+            "RELAIS_DMP_CLIENT_KEY": s.dmp_client_key,
+            "RELAIS_DMP_STRUCTURE_ID": s.dmp_structure_id,
+            "RELAIS_DMP_SUBJECT_ID": s.dmp_subject_id,
+            "RELAIS_DMP_SUBJECT_NAME": s.dmp_subject_name,
+            "RELAIS_DMP_SOURCE_ID": s.dmp_source_id,
+            "RELAIS_DMP_LPS_HOMOLOGATION": s.dmp_lps_homologation,
+        }
+        if missing := [name for name, value in required.items() if not value]:
+            raise SettingsError(
+                "the DMP sink needs " + ", ".join(missing) + " (the structure's certificate "
+                "and VIHF identity); `relais sandbox dmp` prints them for its test PKI"
+            )
+        if not s.dmp_url.startswith("https://"):
+            raise SettingsError(f"RELAIS_DMP_URL={s.dmp_url!r}: the DMP is reached by https://")
+        cert = _file("RELAIS_DMP_CLIENT_CERT", s.dmp_client_cert)
+        key = _file("RELAIS_DMP_CLIENT_KEY", s.dmp_client_key)
+        if s.dmp_ca_file is not None and not s.dmp_ca_file.is_file():
+            raise SettingsError(f"RELAIS_DMP_CA_FILE={s.dmp_ca_file}: no such file")
+        return cls(
+            endpoint=s.dmp_url,
+            source_id=s.dmp_source_id,
+            identity=VihfIdentity(
+                structure_id=s.dmp_structure_id,
+                subject_id=s.dmp_subject_id,
+                subject_name=s.dmp_subject_name,
+                roles=roles_of(s.dmp_subject_role),
+                activity_sector=s.dmp_activity_sector,
+                lps_id=f"relais-{s.topic_prefix}",
+                lps_name="Relais",
+                lps_version=__version__,
+                lps_homologation=s.dmp_lps_homologation,
+            ),
+            signing=SigningKey(cert.read_bytes(), key.read_bytes()),
+            client_cert=cert,
+            client_key=key,
+            ca_file=s.dmp_ca_file,
+        )
+
+
+def _file(name: str, path: Path | None) -> Path:
+    if path is None or not path.is_file():
+        raise SettingsError(f"{name}={path or ''}: no such file")
+    return path
+
+
+def roles_of(text: str) -> tuple[Role, ...]:
+    """``code^OID[,code^OID…]`` (RELAIS_DMP_SUBJECT_ROLE) as VIHF roles."""
+    roles = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        code, caret, scheme = item.partition("^")
+        if not caret or not code or not scheme:
+            raise SettingsError(f"RELAIS_DMP_SUBJECT_ROLE: {item!r} is not code^OID")
+        roles.append(Role(code, scheme))
+    if not roles:
+        raise SettingsError("RELAIS_DMP_SUBJECT_ROLE: at least one role (code^OID) is needed")
+    return tuple(roles)
+
+
+def client_context(config: DmpConfig) -> ssl.SSLContext:
+    """TLS that checks the DMP's certificate and presents the structure's."""
+    ca = str(config.ca_file) if config.ca_file is not None else None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.load_cert_chain(config.client_cert, config.client_key)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class DmpClient:
+    """The one seam to the DMP endpoint: ``file(submission)``."""
+
+    def __init__(self, config: DmpConfig) -> None:
+        self.config = config
+        connector = aiohttp.TCPConnector(ssl=client_context(config))
+        timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+    def request(self, submission: Submission, now: datetime) -> tuple[str, bytes]:
+        """(Content-Type, body) of the ITI-41 request for ``submission``, VIHF signed."""
+        entry = submission.metadata
+        if entry is None:
+            raise DmpRejected("a DMP submission needs its DocumentEntry", code="MissingMetadata")
+        config = self.config
+        vihf = signed_vihf(config.identity, entry.patient_id, config.signing, now=now)
+        submission_set = iti41.submission_set_of(entry, source_id=config.source_id, now=now)
+        return iti41.request(
+            entry,
+            submission_set,
+            submission.content,
+            vihf=vihf,
+            endpoint=config.endpoint,
+            message_id=f"urn:uuid:{uuid.uuid4()}",
+            replaces=submission.parent_unique_id,
+        )
+
+    async def file(self, submission: Submission) -> Answer:
+        # signing and serialising take milliseconds of CPU: keep them off the event loop
+        content_type, body = await asyncio.to_thread(self.request, submission, datetime.now(UTC))
+        headers = {"Content-Type": content_type, "SOAPAction": iti41.ACTION}
+        try:
+            async with self._session.post(self.config.endpoint, data=body, headers=headers) as r:
+                answer = await r.read()
+                return read_answer(r.status, r.headers.get("Content-Type", ""), answer)
+        except aiohttp.ClientSSLError as exc:  # a certificate refused, on either side
+            raise DmpUnavailable(f"TLS with the DMP failed: {exc}", code="TLSFailure") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            reason = f"DMP unreachable: {type(exc).__name__}"
+            raise DmpUnavailable(reason, code="Unreachable") from None
+
+    @property
+    def registry_endpoint(self) -> str:
+        """The registry's stored-query endpoint, beside the repository's."""
+        base, _, last = self.config.endpoint.rstrip("/").rpartition("/")
+        return f"{base}/registry" if last == "repository" else f"{self.config.endpoint}/registry"
+
+    def _security(self, patient_id: str, now: datetime) -> etree._Element:
+        """``wsse:Security`` holding a VIHF signed for ``patient_id``."""
+        config = self.config
+        vihf = signed_vihf(config.identity, patient_id, config.signing, now=now)
+        security = etree.Element(f"{{{ebrim.WSSE}}}Security", nsmap={"wsse": ebrim.WSSE})
+        security.append(vihf)
+        return security
+
+    def query(self, unique_ids: tuple[str, ...], patient_id: str, now: datetime) -> bytes:
+        """The ITI-18 GetDocuments request for ``unique_ids``, VIHF signed."""
+        security = self._security(patient_id, now)
+        return iti18.get_documents(unique_ids, to=self.registry_endpoint, security=security)
+
+    async def _registry(self, body: bytes, content_type: str) -> tuple[int, bytes]:
+        headers = {"Content-Type": content_type}
+        try:
+            async with self._session.post(self.registry_endpoint, data=body, headers=headers) as r:
+                answer = await r.read()
+                status = r.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            reason = f"DMP registry unreachable: {type(exc).__name__}"
+            raise DmpUnavailable(reason, code="Unreachable") from None
+        if status >= 500 or status in {408, 429}:
+            raise DmpUnavailable(f"DMP registry answered HTTP {status}", code=f"HTTP{status}")
+        return status, answer
+
+    async def find(self, unique_ids: tuple[str, ...], patient_id: str) -> tuple[str, ...]:
+        """The entryUUIDs of the documents the DMP holds among ``unique_ids`` (ITI-18)."""
+        body = await asyncio.to_thread(self.query, unique_ids, patient_id, datetime.now(UTC))
+        status, answer = await self._registry(body, iti18.CONTENT_TYPE)
+        if status >= 400:  # a SOAP Fault: refused (Sender) or unavailable (Receiver)
+            read_answer(status, "application/soap+xml", answer)
+        try:
+            found = iti18.read_answer(answer)
+        except iti18.Iti18Error as exc:
+            raise DmpUnavailable(f"unreadable registry answer: {exc}", code="BadAnswer") from None
+        if found.status != "Success":
+            raise DmpUnavailable(
+                "the registry query failed: " + ", ".join(found.errors), code="QueryFailed"
+            )
+        return found.entry_uuids
+
+    async def holds(self, unique_id: str, patient_id: str) -> bool:
+        """Whether the DMP already holds ``unique_id``: the reconcile before a resend."""
+        return bool(await self.find((unique_id,), patient_id))
+
+    async def delete(self, entry_uuids: tuple[str, ...], patient_id: str) -> Answer:
+        """Remove documents from the DMP (ITI-62 Delete Document Set)."""
+        security = await asyncio.to_thread(self._security, patient_id, datetime.now(UTC))
+        body = iti62.delete_document_set(entry_uuids, to=self.registry_endpoint, security=security)
+        status, answer = await self._registry(body, iti62.CONTENT_TYPE)
+        return read_answer(status, "application/soap+xml", answer)
+
+    async def close(self) -> None:
+        await self._session.close()

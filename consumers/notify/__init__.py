@@ -1,0 +1,1 @@
+"""The notification sink: schedule, preferences, rate limits, channels, the shell."""

@@ -1,0 +1,432 @@
+"""The notification ledger (pure): what each request became, and what is due when.
+
+One :class:`Entry` per delivery request, keyed by its ``request_id``, written to the
+compacted topic ``notify.ledger.v1`` in the same partition number as the request's
+input partition (both are keyed by the patient, so one worker owns a patient's
+requests and ledger together). The ledger is the notifier's only state:
+
+* **one notification per document**: a request already in the ledger is never
+  scheduled again; one already ``SENT`` answers ``DUPLICATE``;
+* **embargo**: a request is stored ``SCHEDULED`` with ``due_at`` = the time the
+  patient may see the document, and its input offset is committed once that write is
+  acknowledged; the worker that owns the partition (after any restart) reads the
+  ledger back and sends it when due. Other patients never wait behind it;
+* **rate limit**: the ``SENT`` times of a patient feed :class:`RateLimit`; documents
+  that cannot go yet wait (in memory: recomputed from the ledger after a restart) and
+  are then told together in one message.
+
+Life cycle of an entry (one table; anything else raises :class:`IllegalTransition`)::
+
+    (new) ──▶ SCHEDULED ──▶ SENT        told (one message may cover several entries)
+      │           ├──────▶ FAILED      the channel refused for good (bad address, 5xx)
+      │           ├──────▶ SKIPPED     the patient opted out when it fell due
+      │           └──────▶ CANCELLED   deleted or replaced before the embargo lifted
+      └─────▶ SKIPPED                  never to be told: not visible, or a deletion
+
+Statuses: each decision that ends a request gives a :class:`Note` (outcome, code,
+detail) for its ``DeliveryStatus``. ``REJECTED`` means "will not be notified";
+the code says why (``NOT_VISIBLE_TO_PATIENT``, ``CANCELLED``, ``OPTED_OUT``, or the
+channel's refusal).
+
+Errors::
+
+    NotifyError
+     ├── NotifyInputError     a request the notifier cannot use (dead-lettered)
+     ├── LedgerError          a ledger record that does not read back (a bug or foreign data)
+     └── IllegalTransition    a state change the table above does not allow (a bug)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from consumers.notify.message import Kind
+from consumers.notify.rate import RateLimit
+from relais.contracts import Record
+from relais.deadletter import StageFailure
+
+LEDGER_VERSION: Final = 1
+
+
+class NotifyError(Exception):
+    """Anything the notification core refuses."""
+
+
+class NotifyInputError(StageFailure, NotifyError):
+    """A delivery request the notifier cannot use."""
+
+    reason_code = "notify-request-invalid"
+
+
+class LedgerError(NotifyError):
+    """A ledger record that does not read back."""
+
+
+class IllegalTransition(NotifyError):
+    """A ledger state change the life-cycle table does not allow."""
+
+
+class State(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    SENT = "SENT"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+
+TRANSITIONS: Final[Mapping[State | None, frozenset[State]]] = {
+    None: frozenset({State.SCHEDULED, State.SKIPPED}),
+    State.SCHEDULED: frozenset({State.SENT, State.FAILED, State.SKIPPED, State.CANCELLED}),
+    State.SENT: frozenset(),
+    State.FAILED: frozenset(),
+    State.SKIPPED: frozenset(),
+    State.CANCELLED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class Note:
+    """What a ``DeliveryStatus`` says about a request: outcome, code, detail (no patient data)."""
+
+    outcome: str
+    code: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One request in the ledger. ``identity`` (sealed) is kept only while it may be sent."""
+
+    request_id: str
+    event_id: str
+    patient_key: str
+    document_unique_id: str
+    kind: Kind
+    state: State
+    due_at: datetime  # when the patient may see it (the embargo's end)
+    submitted_at: datetime
+    at: datetime  # when this state was reached
+    identity: Mapping[str, Any] | None = field(default=None, repr=False)
+    channel: str | None = None
+    code: str | None = None
+    attempt: int = 0
+
+    def moved(self, state: State, at: datetime, **changes: Any) -> Entry:
+        if state not in TRANSITIONS[self.state]:
+            raise IllegalTransition(
+                f"ledger entry {self.request_id}: {self.state} -> {state} is not allowed"
+            )
+        return replace(self, state=state, at=at, identity=None, **changes)
+
+    def to_bytes(self) -> bytes:
+        identity = None
+        if self.identity is not None:
+            identity = {
+                "key_id": self.identity["key_id"],
+                "nonce": _b64(self.identity["nonce"]),
+                "ciphertext": _b64(self.identity["ciphertext"]),
+            }
+        body = {
+            "v": LEDGER_VERSION,
+            "request_id": self.request_id,
+            "event_id": self.event_id,
+            "patient_key": self.patient_key,
+            "document_unique_id": self.document_unique_id,
+            "kind": self.kind.value,
+            "state": self.state.value,
+            "due_at": _ms(self.due_at),
+            "submitted_at": _ms(self.submitted_at),
+            "at": _ms(self.at),
+            "identity": identity,
+            "channel": self.channel,
+            "code": self.code,
+            "attempt": self.attempt,
+        }
+        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Entry:
+        try:
+            body = json.loads(data)
+            if body.get("v") != LEDGER_VERSION:
+                raise LedgerError(
+                    f"ledger record version {body.get('v')!r}: this notifier reads version "
+                    f"{LEDGER_VERSION}; upgrade it"
+                )
+            raw = body["identity"]
+            identity = None
+            if raw is not None:
+                identity = {
+                    "key_id": raw["key_id"],
+                    "nonce": base64.b64decode(raw["nonce"], validate=True),
+                    "ciphertext": base64.b64decode(raw["ciphertext"], validate=True),
+                }
+            return cls(
+                request_id=str(body["request_id"]),
+                event_id=str(body["event_id"]),
+                patient_key=str(body["patient_key"]),
+                document_unique_id=str(body["document_unique_id"]),
+                kind=Kind(body["kind"]),
+                state=State(body["state"]),
+                due_at=_time(body["due_at"]),
+                submitted_at=_time(body["submitted_at"]),
+                at=_time(body["at"]),
+                identity=identity,
+                channel=body["channel"],
+                code=body["code"],
+                attempt=int(body["attempt"]),
+            )
+        except LedgerError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LedgerError(f"ledger record does not read back ({type(exc).__name__})") from None
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _time(ms: object) -> datetime:
+    if not isinstance(ms, int):
+        raise TypeError("time is not epoch milliseconds")
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _b64(value: object) -> str:
+    if not isinstance(value, bytes):
+        raise TypeError("envelope bytes expected")
+    return base64.b64encode(value).decode()
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What the notifier reads from a ``DeliveryRequest``: ids, times, the sealed identity."""
+
+    request_id: str
+    event_id: str
+    patient_key: str
+    document_unique_id: str
+    parent_unique_id: str | None
+    action: str
+    visible_from: datetime | None  # None: never visible to the patient
+    submitted_at: datetime
+    identity: Mapping[str, Any] = field(repr=False)
+
+
+def incoming_of(request: Record) -> Incoming:
+    """The notifier's view of a request; :class:`NotifyInputError` says what is wrong."""
+    if request.get("destination") != "NOTIFY":
+        raise NotifyInputError(
+            f"a {request.get('destination')} request on the notification topic: "
+            "fix the routing stage's topic choice",
+            reason_code="notify-wrong-destination",
+        )
+    release = request.get("release")
+    document = request["document"]
+    return Incoming(
+        request_id=request["request_id"],
+        event_id=request["event_id"],
+        patient_key=request["patient"]["patient_key"],
+        document_unique_id=document["unique_id"],
+        parent_unique_id=document.get("parent_unique_id"),
+        action=document["action"],
+        visible_from=release["patient_visible_from"] if release else None,
+        submitted_at=request["submitted_at"],
+        identity=request["patient"]["identity"],
+    )
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a new request changes: ledger entries to write, statuses to report."""
+
+    writes: tuple[Entry, ...] = ()
+    notes: tuple[tuple[Entry, Note], ...] = ()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Due entries of one patient, told in one message."""
+
+    patient_key: str
+    entries: tuple[Entry, ...]
+
+    @property
+    def request_ids(self) -> list[str]:
+        return [e.request_id for e in self.entries]
+
+
+@dataclass(frozen=True)
+class Due:
+    batches: tuple[Batch, ...]
+    rate_limited: int  # patients whose due documents wait for the rate limit
+
+
+class Ledger:
+    """The ledger of one partition (entries keyed by request id); a worker holds one per
+    input partition it owns and drops it when the partition is given away."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        #: the SCHEDULED entries among them: what the 200 ms poll looks at, however many
+        #: requests were settled before (entries are only ever added or replaced below)
+        self.scheduled: dict[str, Entry] = {}
+        self.sent_times: dict[str, list[datetime]] = defaultdict(list)
+        self.not_before: dict[str, datetime] = {}  # request id -> retry/rate time (memory)
+
+    # -- reading back -------------------------------------------------------------
+    def restore(self, entry: Entry) -> None:
+        """Take an entry read back from the topic (the latest one per request wins)."""
+        self.entries[entry.request_id] = entry
+        if entry.state is State.SCHEDULED:
+            self.scheduled[entry.request_id] = entry
+        else:
+            self.scheduled.pop(entry.request_id, None)
+        if entry.state is State.SENT:
+            self.sent_times[entry.patient_key].append(entry.at)
+
+    def apply(self, entry: Entry) -> None:
+        """Record a new entry, checking its transition."""
+        before = self.entries.get(entry.request_id)
+        allowed = TRANSITIONS[before.state if before else None]
+        if entry.state not in allowed:
+            current = before.state if before else "(new)"
+            raise IllegalTransition(
+                f"ledger entry {entry.request_id}: {current} -> {entry.state} is not allowed"
+            )
+        self.not_before.pop(entry.request_id, None)
+        self.restore(entry)
+
+    # -- new requests -------------------------------------------------------------
+    def admit(self, request: Incoming, now: datetime) -> Admission:
+        known = self.entries.get(request.request_id)
+        if known is not None:
+            if known.state is State.SENT:
+                note = Note("DUPLICATE", "ALREADY_NOTIFIED", "the patient was already told")
+                return Admission(notes=((known, note),))
+            return Admission()  # already scheduled or settled: a redelivery changes nothing
+        fresh = Entry(
+            request_id=request.request_id,
+            event_id=request.event_id,
+            patient_key=request.patient_key,
+            document_unique_id=request.document_unique_id,
+            kind=Kind.NEW,
+            state=State.SCHEDULED,
+            due_at=request.visible_from or now,
+            submitted_at=request.submitted_at,
+            at=now,
+            identity=request.identity,
+        )
+        if request.action == "DELETE":
+            return self._deletion(request, fresh, now)
+        if request.visible_from is None:
+            skipped = replace(fresh, state=State.SKIPPED, identity=None)
+            note = Note(
+                "REJECTED",
+                "NOT_VISIBLE_TO_PATIENT",
+                "the release decision hides this document from the patient: no notification",
+            )
+            return Admission((skipped,), ((skipped, note),))
+        cancelled: tuple[Entry, ...] = ()
+        kind = Kind.NEW
+        if request.action == "REPLACE" and request.parent_unique_id:
+            cancelled = self._cancel({request.parent_unique_id}, request.patient_key, now)
+            # The patient never heard of a version cancelled here: this one is new to them.
+            kind = cancelled[0].kind if cancelled else Kind.UPDATED
+        scheduled = replace(fresh, kind=kind)
+        notes = tuple((c, _CANCELLED_NOTE) for c in cancelled)
+        if scheduled.due_at > now:  # under embargo: say when, so nobody wonders
+            waiting = Note(
+                "RETRYING",
+                "EMBARGOED",
+                f"the patient is told from {scheduled.due_at:%Y-%m-%d %H:%M} UTC (release policy)",
+            )
+            notes = (*notes, (scheduled, waiting))
+        return Admission((*cancelled, scheduled), notes)
+
+    def _deletion(self, request: Incoming, fresh: Entry, now: datetime) -> Admission:
+        ids = {request.document_unique_id} | (
+            {request.parent_unique_id} if request.parent_unique_id else set()
+        )
+        cancelled = self._cancel(ids, request.patient_key, now)
+        own = replace(fresh, state=State.SKIPPED, identity=None)
+        if cancelled:
+            note = Note(
+                "DELIVERED",
+                "CANCELLED_PENDING",
+                f"deletion: {len(cancelled)} pending notification(s) cancelled",
+            )
+        else:
+            note = Note("DELIVERED", "NOTHING_PENDING", "deletion: no notification was pending")
+        notes = (*((c, _CANCELLED_NOTE) for c in cancelled), (own, note))
+        return Admission((*cancelled, own), notes)
+
+    def _cancel(self, unique_ids: set[str], patient_key: str, now: datetime) -> tuple[Entry, ...]:
+        return tuple(
+            e.moved(State.CANCELLED, now)
+            for e in self.scheduled.values()
+            if e.patient_key == patient_key and e.document_unique_id in unique_ids
+        )
+
+    # -- sending ------------------------------------------------------------------
+    def due(self, now: datetime, rate: RateLimit, max_batches: int = 20) -> Due:
+        """Batches to send now, one per patient, at most ``max_batches``."""
+        groups: dict[str, list[Entry]] = defaultdict(list)
+        for entry in self.scheduled.values():
+            if entry.due_at <= now:
+                wait = self.not_before.get(entry.request_id)
+                if wait is None or wait <= now:
+                    groups[entry.patient_key].append(entry)
+        batches: list[Batch] = []
+        limited = 0
+        for patient, entries in sorted(groups.items(), key=lambda g: min(e.due_at for e in g[1])):
+            self.sent_times[patient] = rate.recent(self.sent_times.get(patient, ()), now)
+            allowed_at = rate.next_allowed(self.sent_times[patient], now)
+            if allowed_at is not None:
+                limited += 1
+                self.postpone(entries, allowed_at)
+                continue
+            if len(batches) < max_batches:
+                batches.append(Batch(patient, tuple(sorted(entries, key=lambda e: e.due_at))))
+        return Due(tuple(batches), limited)
+
+    def postpone(self, entries: Iterable[Entry], until: datetime) -> None:
+        """Try these entries again at ``until`` (rate limit, transient channel failure)."""
+        for entry in entries:
+            self.not_before[entry.request_id] = until
+
+    def next_due(self) -> datetime | None:
+        """The earliest time something may become sendable (for the poll timeout)."""
+        times = [
+            max(e.due_at, self.not_before.get(e.request_id, e.due_at))
+            for e in self.scheduled.values()
+        ]
+        return min(times, default=None)
+
+    # -- observing ----------------------------------------------------------------
+    def pending(self, now: datetime) -> tuple[int, int, float]:
+        """(under embargo, due and waiting, age in seconds of the oldest due one)."""
+        embargoed = waiting = 0
+        oldest: datetime | None = None
+        for entry in self.scheduled.values():
+            if entry.due_at > now:
+                embargoed += 1
+            else:
+                waiting += 1
+                oldest = entry.due_at if oldest is None else min(oldest, entry.due_at)
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        return embargoed, waiting, age
+
+
+_CANCELLED_NOTE: Final = Note(
+    "REJECTED",
+    "CANCELLED",
+    "deleted or replaced before the patient could see it: not notified",
+)

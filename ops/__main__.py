@@ -1,0 +1,5 @@
+"""``python -m ops``: the ``relais`` command, for subprocesses that know only the interpreter."""
+
+from ops.cli.main import main
+
+main()

@@ -1,0 +1,43 @@
+"""``relais mss``: the MSSanté send worker and the mailbox watcher.
+
+Heavy modules are imported inside the commands so that ``relais --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from ops.cli.context import serve_metrics_and_say, settings_of
+
+
+@click.group()
+def mss() -> None:
+    """MSSanté secure mail: send documents, watch Relais's mailbox (RELAIS_MSS_*)."""
+
+
+@mss.command("send-worker")
+@click.pass_context
+def send_worker(ctx: click.Context) -> None:
+    """Mail MSSanté delivery requests through RELAIS_MSS_SMTP until Ctrl-C / SIGTERM."""
+    from mss_bridge.service import run_send_worker  # noqa: PLC0415 - fast --help
+    from relais.keyring_source import load_keyring  # noqa: PLC0415
+
+    s = settings_of(ctx)
+    keyring = load_keyring(s)
+    serve_metrics_and_say(s, f"mss send-worker -> {s.mss_smtp}")
+    asyncio.run(run_send_worker(s, keyring))
+
+
+@mss.command("watch")
+@click.pass_context
+def watch(ctx: click.Context) -> None:
+    """Take mail from RELAIS_MSS_IMAP (DSN, MDN, documents) until Ctrl-C / SIGTERM."""
+    from mss_bridge.service import run_watch  # noqa: PLC0415 - fast --help
+    from relais.keyring_source import load_keyring  # noqa: PLC0415
+
+    s = settings_of(ctx)
+    keyring = load_keyring(s)
+    serve_metrics_and_say(s, f"mss watch {s.mss_imap} [{', '.join(s.mss_mailboxes)}]")
+    asyncio.run(run_watch(s, keyring))

@@ -1,0 +1,1 @@
+"""The load replay (`relais load`): profile, documents, senders, runner, accounting, report."""

@@ -1,0 +1,1 @@
+"""A document's journey across the topics (`relais trace`, `relais explain`)."""

@@ -1,0 +1,430 @@
+"""Pure HL7 v2 reading for the producers side (no I/O): ``parse_message``.
+
+Supported (CI-SIS volet "Transmission de document(s) CDA en HL7v2", IHE PAM FR):
+``ORU^R01`` v2.5 (1 or 2 document OBX; ORC-1 NW/RO/CA must match OBX-11 F/C/D),
+``MDM^T02|T10|T04`` v2.6 (one document OBX, TXA; OBX-11 F/C/D) and
+``ADT^A01|A04|A08|A40`` v2.5.x (identity only). The splitting and decoding live
+in ``producers.hl7.segments``; this module holds the model and the volet rules.
+Error messages name fields, never their patient data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from domain.ins import INS_OIDS, ins_key_valid
+from domain.lab_results import LabResult
+from producers.hl7.errors import Hl7ValidationError
+from producers.hl7.results import lab_results
+from producers.hl7.segments import (
+    CHARSETS,
+    MessageHeader,
+    Segment,
+    component,
+    decode_message,
+    load_segments,
+    read_header,
+    read_msh,
+)
+
+__all__ = [
+    "CHARSETS",
+    "DOCUMENT_TYPES",
+    "IDENTITY_TYPES",
+    "EmbeddedDocument",
+    "Hl7Message",
+    "MessageHeader",
+    "Participant",
+    "PatientIdentity",
+    "decode_message",
+    "message_digest",
+    "parse_message",
+    "read_header",
+]
+
+STATUSES: Final = frozenset({"PROV", "RECUP", "VALI", "QUAL"})
+ATTRIBUTES: Final = frozenset({"DOUT", "FICT", "HOMD", "HOMA"})
+DOCUMENT_TYPES: Final = frozenset({"ORU^R01", "MDM^T02", "MDM^T10", "MDM^T04"})
+IDENTITY_TYPES: Final = frozenset({"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A40"})
+META_CODING_SYSTEM: Final = "METADMPMSS"
+_ORC_STATUS: Final = MappingProxyType({"NW": "F", "RO": "C", "CA": "D"})
+_MDM_STATUS: Final = MappingProxyType({"MDM^T02": "F", "MDM^T10": "C", "MDM^T04": "D"})
+_MEDIA_TYPES: Final = MappingProxyType({"XML": "text/xml", "PDF": "application/pdf"})
+_INS_RE: Final = re.compile(r"[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{8}")
+_OID_RE: Final = re.compile(r"[0-2](?:\.[0-9]+)+")
+
+
+@dataclass(frozen=True)
+class PatientIdentity:
+    """PID: INS (CX.5 INS/NH) + OID, other PID-3 ids, the 5 INS traits, PID-32 status."""
+
+    ins: str | None
+    ins_oid: str | None
+    local_ids: tuple[tuple[str, str], ...]
+    birth_name: str
+    given_names: str
+    birth_date: str
+    sex: str
+    birthplace_code: str | None
+    reliability: str | None
+    attributes: tuple[str, ...] = ()  # PID-32 repetitions of table 0445: DOUT, FICT, HOMD, HOMA
+
+
+@dataclass(frozen=True)
+class Participant:
+    """PRT: role (SB, RCT, REPLY), PRT-5 person, PRT-8 organisation, PRT-15.4 address."""
+
+    role: str
+    person_id: str | None
+    family: str | None
+    given: str | None
+    id_authority_oid: str | None
+    organisation_id: str | None
+    address: str | None
+
+
+@dataclass(frozen=True)
+class EmbeddedDocument:
+    """A document OBX (OBX-2 ED): OBX-3 type, OBX-5.5 decoded, OBX-11 F/C/D, OBX-1."""
+
+    type_code: str
+    type_label: str
+    coding_system: str
+    media_type: str
+    content: bytes
+    result_status: str
+    set_id: int
+
+
+@dataclass(frozen=True)
+class Hl7Message(MessageHeader):
+    """A supported message: the MSH fields (inherited) plus what the bus needs."""
+
+    patient: PatientIdentity
+    documents: tuple[EmbeddedDocument, ...]
+    participants: tuple[Participant, ...]
+    flags: Mapping[str, bool] = field(hash=False)  # MetaDMPMSS code -> Y/N
+    mail_bodies: Mapping[str, str] = field(hash=False)  # CORPSMAIL_PS / CORPSMAIL_PATIENT
+    order_control: str | None
+    document_unique_id: str | None
+    parent_document_id: str | None
+    visit_class: str | None
+    merged_ids: tuple[tuple[str, str], ...] = ()  # ADT^A40: MRG-1 ids of the absorbed record
+    results: tuple[LabResult, ...] = ()  # ORU^R01: structured results (OBX NM/ST/CE...)
+
+
+def message_digest(raw: bytes) -> str:
+    """SHA-256 hex of the raw bytes: what logs may show instead of the content."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _opt(value: str) -> str | None:
+    return value or None
+
+
+def parse_message(raw: bytes) -> Hl7Message:
+    """Parse and check one inbound message; raises ``Hl7ParseError`` or ``Hl7ValidationError``."""
+    segments = load_segments(decode_message(raw))
+    header = read_msh(segments[0])
+    _check_header(segments[0], header)
+    kind = header.message_type
+    is_document = kind in DOCUMENT_TYPES
+    patient = _patient(_required(segments, "PID"), strict=is_document)
+    obx = [s for s in segments if s.name == "OBX"]
+    meta = [s for s in obx if _is_metadata(s)]
+    doc_obx = [s for s in obx if s.get(2) == "ED" and not _is_metadata(s)] if is_document else []
+    documents = tuple(_document(s) for s in doc_obx)
+    if is_document:
+        _check_documents(kind, segments, doc_obx)
+    unique_id, parent_id = _document_ids(kind, segments)
+    flags, bodies = _metadata(meta, CHARSETS[header.charset.strip().upper()])
+    orc, pv1 = _first(segments, "ORC"), _first(segments, "PV1")
+    return Hl7Message(
+        **vars(header),
+        patient=patient,
+        documents=documents,
+        participants=tuple(_participant(s) for s in segments if s.name == "PRT"),
+        flags=MappingProxyType(flags),
+        mail_bodies=MappingProxyType(bodies),
+        order_control=_opt(orc.get(1)) if orc else None,
+        document_unique_id=unique_id,
+        parent_document_id=parent_id,
+        visit_class=_opt(pv1.get(2)) if pv1 else None,
+        merged_ids=_merged_ids(segments) if kind == "ADT^A40" else (),
+        results=lab_results([s for s in obx if not _is_metadata(s)]) if kind == "ORU^R01" else (),
+    )
+
+
+def _merged_ids(segments: Sequence[Segment]) -> tuple[tuple[str, str], ...]:
+    """MRG-1 of a merge: the identifiers of the record absorbed into PID's."""
+    mrg = _required(segments, "MRG")
+    ids = tuple(
+        (component(rep, 1), component(rep, 4, 1) or component(rep, 4, 2))  # as PID-3 local ids
+        for rep in mrg.reps(1)
+        if component(rep, 1)
+    )
+    if not ids or not all(authority for _, authority in ids):
+        raise mrg.error(
+            1, "MRG-1 needs the absorbed identifiers with their authority (CX.4)", "101"
+        )
+    return ids
+
+
+def _is_metadata(obx: Segment) -> bool:
+    return obx.get(3, 3).upper() == META_CODING_SYSTEM
+
+
+def _first(segments: Sequence[Segment], name: str) -> Segment | None:
+    return next((s for s in segments if s.name == name), None)
+
+
+def _required(segments: Sequence[Segment], name: str) -> Segment:
+    found = _first(segments, name)
+    if found is None:
+        raise Hl7ValidationError(
+            f"the {name} segment is required in this message", hl7_error_code="101", location=name
+        )
+    return found
+
+
+def _shown(value: str) -> str:
+    """A code quoted back to the sender (never patient data), kept short and printable."""
+    return "".join(c if c.isprintable() else "?" for c in value[:24])
+
+
+def _check_header(msh: Segment, header: MessageHeader) -> None:
+    required = {9: header.message_type, 10: header.control_id, 12: header.version}
+    labels = {9: "message type", 10: "message control id", 12: "version id"}
+    for num, value in required.items():
+        if not value:
+            raise msh.error(num, f"MSH-{num} ({labels[num]}) is required", "101")
+    kind, version = header.message_type, header.version
+    if kind not in DOCUMENT_TYPES | IDENTITY_TYPES:
+        raise msh.error(
+            9,
+            f"message type '{_shown(kind)}' is not accepted; send ORU^R01, "
+            "MDM^T02/T10/T04 or ADT^A01/A04/A08/A40",
+            "200",
+        )
+    wanted = {"ORU": "2.5", "MDM": "2.6"}.get(kind[:3])
+    if wanted is None and (version == "2.5" or version.startswith("2.5.")):
+        return
+    if version != wanted:
+        raise msh.error(
+            12,
+            f"{kind} must be sent as HL7 version {wanted or '2.5'} (MSH-12 is '{_shown(version)}')",
+            "203",
+        )
+
+
+def _patient(pid: Segment, *, strict: bool) -> PatientIdentity:
+    ins, ins_oid, local_ids = _identifiers(pid)
+    if strict and ins is None and not local_ids:
+        raise pid.error(3, "PID-3 must hold the patient identifiers (INS and/or IPP)", "101")
+    family, given = _birth_name(pid)
+    if strict and not family:
+        raise pid.error(5, "PID-5 must hold the birth name (name type code L)", "101")
+    birthplaces = [rep for rep in pid.reps(11) if component(rep, 7) == "BDL"]
+    return PatientIdentity(
+        ins=ins,
+        ins_oid=ins_oid,
+        local_ids=local_ids,
+        birth_name=family,
+        given_names=given,
+        birth_date=pid.get(7),
+        sex=pid.get(8),
+        birthplace_code=_opt(component(birthplaces[0], 9)) if birthplaces else None,
+        reliability=next((r for r in _reps(pid, 32) if r in STATUSES), None),
+        attributes=tuple(r for r in _reps(pid, 32) if r in ATTRIBUTES),
+    )
+
+
+def _reps(segment: Segment, field: int) -> list[str]:
+    """The values of a repeated simple field (PID-32: a status plus RNIV attributes)."""
+    return [component(rep, 1).upper() for rep in segment.reps(field) if component(rep, 1)]
+
+
+def _identifiers(pid: Segment) -> tuple[str | None, str | None, tuple[tuple[str, str], ...]]:
+    ins: str | None = None
+    oid: str | None = None
+    local: list[tuple[str, str]] = []
+    for rep in pid.reps(3):
+        value = component(rep, 1)
+        if value and ins is None and component(rep, 5).upper() in ("INS", "NH"):
+            ins, oid = value, component(rep, 4, 2) or None
+        elif value:
+            authority = component(rep, 4, 1) or component(rep, 4, 2)
+            if not authority:  # an IPP means nothing without the structure that assigned it
+                raise pid.error(3, "a local identifier in PID-3 needs its authority in CX.4", "101")
+            local.append((value, authority))
+    if ins is not None and not (_INS_RE.fullmatch(ins) and ins_key_valid(ins)):
+        raise pid.error(3, "the INS in PID-3 must be 15 characters with a valid key", "102")
+    if ins is not None and oid not in INS_OIDS:
+        raise pid.error(
+            3, "the INS in PID-3 needs CX.4.2 = an INS OID (1.2.250.1.213.1.4.8/9/10/11)", "103"
+        )
+    return ins, oid, tuple(local)
+
+
+def _birth_name(pid: Segment) -> tuple[str, str]:
+    reps = pid.reps(5)
+    chosen = next((r for r in reps if component(r, 7) == "L"), None)
+    chosen = chosen or next((r for r in reps if not component(r, 7)), None)
+    if chosen is None:
+        return "", ""
+    return component(chosen, 1), _given_names(component(chosen, 2), component(chosen, 3))
+
+
+def _given_names(first: str, others: str) -> str:
+    """PAM FR puts the first birth first name in PID-5.2 and all of them in PID-5.3."""
+    words = others.split()
+    if first and (not words or words[0] != first):
+        words.insert(0, first)
+    return " ".join(words)
+
+
+def _document(obx: Segment) -> EmbeddedDocument:
+    code, system = obx.get(3, 1), obx.get(3, 3)
+    if not code or not system:
+        raise obx.error(3, "OBX-3 must give the document type code and its coding system", "101")
+    if system.upper() not in ("LN", "TRE_A05"):
+        raise obx.error(3, "OBX-3.3 (document type coding system) must be LN or TRE_A05", "103")
+    media_type = _MEDIA_TYPES.get(obx.get(5, 3).upper())
+    if media_type is None:
+        raise obx.error(5, "OBX-5.3 must be XML (CDA) or PDF", "103")
+    if obx.get(5, 4).upper() != "BASE64":
+        raise obx.error(5, "OBX-5.4 must be Base64", "102")
+    return EmbeddedDocument(
+        type_code=code,
+        type_label=obx.get(3, 2),
+        coding_system=system,
+        media_type=media_type,
+        content=_base64(obx, strict=True),
+        result_status=obx.get(11),
+        set_id=_set_id(obx),
+    )
+
+
+def _base64(obx: Segment, *, strict: bool) -> bytes:
+    data = obx.get(5, 5)
+    if not data:
+        raise obx.error(5, "OBX-5.5 must hold the base64-encoded data", "101")
+    if not strict:  # mail bodies: tolerate a missing padding or a cut last character
+        data = data.rstrip("=")
+        data = data[:-1] if len(data) % 4 == 1 else data
+        data += "=" * (-len(data) % 4)
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise obx.error(
+            5, "OBX-5.5 is not valid base64 (A-Z a-z 0-9 + / only, padded with =)", "102"
+        ) from None
+
+
+def _set_id(obx: Segment) -> int:
+    value = obx.get(1)
+    if not value:
+        return obx.sequence
+    if not re.fullmatch(r"[0-9]{1,9}", value):
+        raise obx.error(1, "OBX-1 (set id) must be a number", "102")
+    return int(value)
+
+
+def _check_documents(kind: str, segments: Sequence[Segment], doc_obx: Sequence[Segment]) -> None:
+    if not doc_obx:
+        raise Hl7ValidationError(
+            "the message needs an OBX with OBX-2 = ED carrying the document "
+            "(OBX-3 = its type, coding system LN or TRE_A05)",
+            hl7_error_code="101",
+            location="OBX",
+        )
+    limit = 2 if kind == "ORU^R01" else 1
+    if len(doc_obx) > limit:
+        raise doc_obx[limit].error(None, f"{kind} carries at most {limit} document OBX", "198")
+    expected, source = _expected_status(kind, segments)
+    for obx in doc_obx:
+        if obx.get(11) != expected:
+            raise obx.error(
+                11,
+                f"OBX-11 is '{_shown(obx.get(11))}' but {source} requires '{expected}' "
+                "(F initial, C replacement, D deletion)",
+                "207",
+                "906",
+            )
+
+
+def _expected_status(kind: str, segments: Sequence[Segment]) -> tuple[str, str]:
+    if kind != "ORU^R01":
+        return _MDM_STATUS[kind], f"MSH-9 '{kind}'"
+    orc = _required(segments, "ORC")
+    control = orc.get(1)
+    if not control:
+        raise orc.error(1, "ORC-1 is required (NW new, RO replacement, CA deletion)", "101")
+    if control not in _ORC_STATUS:
+        raise orc.error(1, "ORC-1 must be NW (new), RO (replacement) or CA (deletion)", "103")
+    return _ORC_STATUS[control], f"ORC-1 '{control}'"
+
+
+def _document_ids(kind: str, segments: Sequence[Segment]) -> tuple[str | None, str | None]:
+    """Unique id (and parent id) as ``root^extension`` when EI.3 is given, else EI.1."""
+    if kind == "ORU^R01":
+        obr = _first(segments, "OBR")
+        return (_opt(obr.get(3)) if obr else None), None
+    if kind not in DOCUMENT_TYPES:
+        return None, None
+    txa = _required(segments, "TXA")
+    unique, parent = _entity_id(txa, 12), _entity_id(txa, 13)
+    if not unique:
+        raise txa.error(12, "TXA-12 must hold the unique id of the document (the CDA id)", "101")
+    if kind == "MDM^T10" and not parent:
+        raise txa.error(13, "MDM^T10 is a replacement: TXA-13 must hold the replaced id", "101")
+    return unique, parent or None
+
+
+def _entity_id(seg: Segment, num: int) -> str:
+    extension, root = seg.get(num, 1), seg.get(num, 3)
+    return f"{root}^{extension}" if root and extension else extension or root
+
+
+def _metadata(meta: Sequence[Segment], codec: str) -> tuple[dict[str, bool], dict[str, str]]:
+    flags: dict[str, bool] = {}
+    bodies: dict[str, str] = {}
+    for obx in meta:
+        code = obx.get(3)
+        if obx.get(2) == "ED":
+            bodies[code] = _text(_base64(obx, strict=False), codec)
+            continue
+        value = obx.get(5)
+        if value not in ("Y", "N"):
+            message = f"OBX-5 of {_shown(code)} must be Y or N"
+            raise obx.error(5, message, "103" if value else "101")
+        flags[code] = value == "Y"
+    return flags, bodies
+
+
+def _text(data: bytes, codec: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode(codec, errors="replace")
+
+
+def _participant(prt: Segment) -> Participant:
+    authority = prt.get(5, 9, 2) or prt.get(5, 9, 1)
+    address = next((a for rep in prt.reps(15) if (a := component(rep, 4))), "")
+    return Participant(
+        role=prt.get(4),
+        person_id=_opt(prt.get(5)),
+        family=_opt(prt.get(5, 2)),
+        given=_opt(prt.get(5, 3)),
+        id_authority_oid=authority if _OID_RE.fullmatch(authority) else None,
+        organisation_id=_opt(prt.get(8, 10) or prt.get(8, 1)),
+        address=_opt(address),
+    )

@@ -1,0 +1,1 @@
+"""MLLP: framing, the gateway that takes messages in, the forwarder that sends ZAMs back."""

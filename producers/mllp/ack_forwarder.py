@@ -1,0 +1,147 @@
+"""Send business acknowledgements (ZAM) back to the producers over MLLP.
+
+Consumes ``acks.business``; for each ZAM, opens an MLLP connection to the
+producer's interface engine (``RELAIS_ACK_ROUTES``: its MSH-4 facility ->
+host:port), sends the message and waits for the producer's HL7 ACK. AA/CA:
+delivered, the offset is committed. AR, a refused connection or a timeout:
+tried again later with backoff (the partition pauses; others flow). AE, or a
+facility with no route: dead-lettered with the reason, so nothing is dropped
+silently. A ZAM carries codes and ids only, never patient data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import TopicPartition
+from prometheus_client import Counter
+
+from producers.mllp.ack_routes import Endpoint, accepted
+from producers.mllp.framing import MllpDecoder, frame
+from relais.contracts import Codec
+from relais.deadletter import Failure, Origin, dead_letter_output, failure_of
+from relais.health import READINESS, broker_reachable
+from relais.keyring import Keyring
+from relais.metrics import REGISTRY
+from relais.partition_retry import PartitionRetry
+from relais.sink_loop import Outputs, SinkLoop, decode_record, sink_consumer, sink_producer
+from relais.topics import BUSINESS_ACKS
+
+log = logging.getLogger(__name__)
+STAGE = "ack-forwarder"
+MAX_ANSWER = 1 << 20
+
+FORWARDED = Counter(
+    "relais_business_acks_total",
+    "Business acknowledgements (ZAM) sent back to producers, by kind and outcome "
+    "(delivered, retrying, refused, unrouted).",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+
+
+class Retry(Exception):
+    """The producer could not take the ZAM now; try again later."""
+
+
+async def send_mllp(endpoint: Endpoint, message: bytes, timeout_s: float) -> bytes:
+    """Send one message over MLLP and return the first frame answered."""
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+        try:
+            writer.write(frame(message))
+            await writer.drain()
+            decoder = MllpDecoder(MAX_ANSWER)
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    raise ConnectionError("the producer closed the connection without an ACK")
+                if frames := decoder.feed(data):
+                    return frames[0]
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+class AckForwarder:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        prefix: str,
+        keyring: Keyring,
+        routes: Mapping[str, Endpoint],
+        timeout_s: float = 10.0,
+        session_timeout_s: float = 6.0,
+    ) -> None:
+        self.prefix, self.keyring, self.routes, self.timeout_s = prefix, keyring, routes, timeout_s
+        self.codec = Codec()
+        self.consumer = sink_consumer(bootstrap, f"{prefix}-ack-forwarder", session_timeout_s)
+        self.producer = sink_producer(bootstrap)
+        self.retry = PartitionRetry(self.consumer)
+        READINESS.register("broker", broker_reachable(bootstrap))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = SinkLoop(
+            self.consumer, self.producer, self.retry, topics=[BUSINESS_ACKS.name(self.prefix)]
+        )
+        await loop.run(stop, self._handle)
+
+    async def _handle(self, tp: TopicPartition, message: Any) -> Outputs | None:
+        try:
+            return await self._forward(message)
+        except Retry as exc:
+            log.warning("ZAM at %s@%d: %s; retrying later", tp, message.offset, exc)
+            return None
+
+    async def _forward(self, message: Any) -> Outputs:
+        """Nothing to emit once the producer took the ZAM; its dead letter when it never will."""
+        origin = Origin(message.topic, message.partition, message.offset)
+        try:
+            ack = decode_record(self.codec, message, "BusinessAck")
+        except Exception as exc:  # unreadable: dead-lettered, never a crash
+            return self._dead_letter(failure_of(exc), origin, message)
+        kind = ack["kind"]
+        origin = Origin(message.topic, message.partition, message.offset, ack["event_id"])
+        endpoint = self.routes.get(ack["facility"])
+        if endpoint is None:
+            FORWARDED.labels(kind, "unrouted").inc()
+            reason = (
+                f"no MLLP route for facility {ack['facility']}: add it to RELAIS_ACK_ROUTES "
+                "and replay this dead letter"
+            )
+            return self._dead_letter(Failure("no-ack-route", reason), origin, message)
+        try:
+            answer = await send_mllp(endpoint, bytes(ack["message"]), self.timeout_s)
+        except (OSError, TimeoutError) as exc:
+            FORWARDED.labels(kind, "retrying").inc()
+            raise Retry(f"producer {ack['facility']} unreachable ({type(exc).__name__})") from None
+        taken, code = accepted(answer)
+        if taken:
+            FORWARDED.labels(kind, "delivered").inc()
+            return []
+        if code in {"AR", "CR"}:
+            FORWARDED.labels(kind, "retrying").inc()
+            raise Retry(f"producer {ack['facility']} answered {code}")
+        FORWARDED.labels(kind, "refused").inc()
+        reason = f"producer {ack['facility']} refused the ZAM with MSA-1 {code}"
+        return self._dead_letter(Failure("ack-refused", reason), origin, message)
+
+    def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> Outputs:
+        """The dead letter to emit (the loop sends it with the ZAM's key before committing)."""
+        return [
+            dead_letter_output(
+                self.codec,
+                self.keyring,
+                self.prefix,
+                stage=STAGE,
+                failure=failure,
+                origin=origin,
+                original=message.value or b"",
+                now=datetime.now(UTC),
+            )
+        ]

@@ -1,0 +1,133 @@
+"""Prometheus metrics of the MLLP gateway, as the gateway's observer.
+
+The gateway only knows the :class:`~producers.mllp.gateway.GatewayObserver`
+protocol; this module is one implementation, on the shared registry of
+``relais.metrics`` so one ``/metrics`` endpoint serves stages and gateway.
+Labels are closed sets (outcomes, ACK codes, reason codes): a value outside
+them is reported as ``other`` so a misbehaving peer cannot grow the series.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from relais.metrics import REGISTRY
+
+OUTCOMES: Final = frozenset(
+    {
+        "eof",
+        "reset",
+        "idle-timeout",
+        "oversized",
+        "tls-error",
+        "too-many",
+        "handler-error",
+        "shutdown",
+    }
+)
+ACK_CODES: Final = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
+REJECTIONS: Final = frozenset({"oversized", "truncated", "junk"})
+
+CONNECTIONS_OPEN = Gauge(
+    "relais_mllp_connections_open",
+    "MLLP connections currently open.",
+    registry=REGISTRY,
+)
+CONNECTIONS = Counter(
+    "relais_mllp_connections_total",
+    "MLLP connections closed, by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+MESSAGES = Counter(
+    "relais_mllp_messages_total",
+    "MLLP messages answered, by MSA-1 acknowledgement code.",
+    ["ack_code"],
+    registry=REGISTRY,
+)
+FRAME_REJECTIONS = Counter(
+    "relais_mllp_frame_rejections_total",
+    "MLLP frames or bytes refused before reaching the handler, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+ACK_SECONDS = Histogram(
+    "relais_mllp_ack_seconds",
+    "Time from a message fully received to its ACK written, in seconds.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+MESSAGE_BYTES = Histogram(
+    "relais_mllp_message_bytes",
+    "Size of the MLLP messages received (payload, without framing), in bytes.",
+    buckets=tuple(float(1 << n) for n in range(10, 25, 2)),  # 1 KiB .. 16 MiB
+    registry=REGISTRY,
+)
+
+
+def _known(value: str, allowed: frozenset[str]) -> str:
+    return value if value in allowed else "other"
+
+
+class PrometheusGatewayObserver:
+    """Reports the gateway's events on the shared Prometheus registry."""
+
+    def __init__(self) -> None:
+        # Export zeros from the start so rates and alerts see the series.
+        for outcome in sorted(OUTCOMES):
+            CONNECTIONS.labels(outcome).inc(0)
+        for code in ("AA", "AE", "AR"):
+            MESSAGES.labels(code).inc(0)
+        for reason in sorted(REJECTIONS):
+            FRAME_REJECTIONS.labels(reason).inc(0)
+
+    def connection_opened(self) -> None:
+        CONNECTIONS_OPEN.inc()
+
+    def connection_closed(self, reason: str) -> None:
+        CONNECTIONS_OPEN.dec()
+        CONNECTIONS.labels(_known(reason, OUTCOMES)).inc()
+
+    def frame_received(self, size: int) -> None:
+        MESSAGE_BYTES.observe(size)
+
+    def ack_sent(self, code: str, seconds: float) -> None:
+        MESSAGES.labels(_known(code, ACK_CODES)).inc()
+        ACK_SECONDS.observe(seconds)
+
+    def frame_rejected(self, reason: str) -> None:
+        FRAME_REJECTIONS.labels(_known(reason, REJECTIONS)).inc()
+
+
+MESSAGES_ACCEPTED = Counter(
+    "relais_producer_messages_accepted_total",
+    "HL7 messages accepted onto the bus, by sector and message type.",
+    ["sector", "message_type"],
+    registry=REGISTRY,
+)
+MESSAGES_REFUSED = Counter(
+    "relais_producer_messages_refused_total",
+    "HL7 messages refused (AE: bad message, AR: bus unavailable), by code and reason.",
+    ["ack_code", "reason"],
+    registry=REGISTRY,
+)
+DOCUMENTS_ACCEPTED = Counter(
+    "relais_producer_documents_accepted_total",
+    "Documents accepted onto the bus, by sector.",
+    ["sector"],
+    registry=REGISTRY,
+)
+
+
+class PrometheusIngestObserver:
+    """Counts what :class:`producers.ingest.Ingest` accepts and refuses."""
+
+    def accepted(self, sector: str, message_type: str, documents: int) -> None:
+        MESSAGES_ACCEPTED.labels(sector, message_type).inc()
+        DOCUMENTS_ACCEPTED.labels(sector).inc(documents)
+
+    def refused(self, code: str, reason: str) -> None:
+        # reason is "<0357 code>-<location>", e.g. "101-PID-3": a closed, data-free set.
+        MESSAGES_REFUSED.labels(code, reason).inc()

@@ -1,3 +1,0 @@
-from relais.cli import main
-
-main()
