@@ -50,7 +50,7 @@ from benchmarks.latency import Latency, summarise
 from domain.cda_model import DocumentHeader, PatientHeader
 from domain.ins import ins_key
 from domain.lab_results import CodedResult, LabResult, MappingStatus, ValueType
-from ops.demo.samples import BIOLOGIST, INS_TEST_OID, LABORATORY, _pdf
+from ops.demo.samples import BIOLOGIST, INS_TEST_OID, LABORATORY, minimal_pdf
 from streams.transcode.cda_build import build_cr_bio_n3
 from streams.transcode.cda_validate import (
     ENTRY_XSD,
@@ -59,13 +59,8 @@ from streams.transcode.cda_validate import (
     check_document,
     header_problems,
 )
-from streams.transcode.lab_catalogue import (
-    Catalogue,
-    LoincTable,
-    UcumUnits,
-    load_catalogue,
-    map_result,
-)
+from streams.transcode.lab_catalogue import Catalogue, load_catalogue, map_result
+from streams.transcode.lab_codes import LoincTable, UcumUnits
 
 REPO: Final = Path(__file__).resolve().parents[1]
 SHARED_DATA: Final = REPO.parent / "shared" / "data"
@@ -325,7 +320,7 @@ def lab_results(count: int, rng: random.Random) -> tuple[LabResult, ...]:
 def pdf_text(n: int) -> str:
     """The report's printable text, sized so that the PDF is about PDF_BYTES."""
     head = f"Compte rendu de biologie, document {n}. "
-    length = PDF_BYTES - len(_pdf("")) - len(head)
+    length = PDF_BYTES - len(minimal_pdf("")) - len(head)
     return head + (PDF_LINE * (length // len(PDF_LINE) + 1))[:length]
 
 
@@ -373,7 +368,9 @@ def build_samples(results: int, count: int, tag: int) -> list[Sample]:
     for n in range(count):
         rng = random.Random(tag * 1_000_003 + n)  # the same documents on every run
         lab = lab_results(results, rng)
-        samples.append(Sample(bench_header(tag, n, lab), bench_patient(n), lab, _pdf(pdf_text(n))))
+        samples.append(
+            Sample(bench_header(tag, n, lab), bench_patient(n), lab, minimal_pdf(pdf_text(n)))
+        )
     return samples
 
 

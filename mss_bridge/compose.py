@@ -146,11 +146,7 @@ def compose(
     request: Record, keyring: Keyring, config: ComposeConfig, now: datetime
 ) -> ComposedMail:
     """The mail for one ``DeliveryRequest``; :class:`MssError` says why it cannot be made."""
-    if request["destination"] != "MSSANTE":
-        raise MailFormatError(
-            f"a {request['destination']} request reached the MSSanté sender",
-            reason_code="wrong-destination",
-        )
+    _require_mssante(request)
     recipient = recipient_of(request, keyring, config.domains)
     event_id = request["event_id"]
     document = request["document"]
@@ -160,21 +156,11 @@ def compose(
         keyring, Envelope.from_record(document["content"]), event_id=event_id, purpose="content"
     )
     traits = open_traits(request, keyring)
-    try:
-        entry = document_entry(cda, visibility_flags(request.get("release"), now))
-    except MetadataError as exc:
-        raise MailFormatError(
-            f"XDS metadata for the XDM package: {exc}", reason_code="xdm-metadata"
-        ) from None
+    entry = _entry_of(cda, request, now)
     ref = mail_ref(request)
     flags: dict[str, bool] = dict(request.get("flags") or {})  # the producer's MetaDMPMSS flags
     tag = recipient_tag(ref.request_id, str(recipient))
-    package = build_package(
-        [XdmDocument(cda, entry)],
-        _submission_set(entry, ref, tag, now),
-        sender=str(config.sender),
-        product=config.product_nil,
-    )
+    package = _package(cda, entry, _submission_set(entry, ref, tag, now), config)
     mail = OutboundMail(
         sender=config.sender,
         recipient=recipient,
@@ -192,6 +178,37 @@ def compose(
     )
     receipt = flags.get("ACK_RECEPTION", flags.get("ACK_RECEPTION_MSS", True))
     return ComposedMail(build_mail(mail), recipient, ref, envelope_id(ref), receipt)
+
+
+def _require_mssante(request: Record) -> None:
+    """Only MSSanté requests reach this sender; anything else is a routing mistake."""
+    if request["destination"] != "MSSANTE":
+        raise MailFormatError(
+            f"a {request['destination']} request reached the MSSanté sender",
+            reason_code="wrong-destination",
+        )
+
+
+def _entry_of(cda: bytes, request: Record, now: datetime) -> DocumentEntry:
+    """The XDS document entry of the CDA, with the release decision's visibility."""
+    try:
+        return document_entry(cda, visibility_flags(request.get("release"), now))
+    except MetadataError as exc:
+        raise MailFormatError(
+            f"XDS metadata for the XDM package: {exc}", reason_code="xdm-metadata"
+        ) from None
+
+
+def _package(
+    cda: bytes, entry: DocumentEntry, submission: SubmissionSet, config: ComposeConfig
+) -> bytes:
+    """``IHE_XDM.ZIP`` holding the one document (its README names the sender and product)."""
+    return build_package(
+        [XdmDocument(cda, entry)],
+        submission,
+        sender=str(config.sender),
+        product=config.product_nil,
+    )
 
 
 def _withdrawal(

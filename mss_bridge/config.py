@@ -36,28 +36,28 @@ class ImapConfig:
 
 def compose_config(settings: Settings) -> ComposeConfig:
     return ComposeConfig(
-        sender=parse_address(settings.mss_sender, ()),
-        product_nil=settings.mss_nil,
-        read_receipt=settings.mss_read_receipt,
-        patient_may_reply=settings.mss_patient_reply,
-        domains=settings.mss_domains,
+        sender=parse_address(settings.mss.sender, ()),
+        product_nil=settings.mss.nil,
+        read_receipt=settings.mss.read_receipt,
+        patient_may_reply=settings.mss.patient_reply,
+        domains=settings.mss.domains,
     )
 
 
 def imap_config(settings: Settings) -> ImapConfig:
-    host, port = host_port(settings.mss_imap, "RELAIS_MSS_IMAP")
-    if not settings.mss_imap_user or not settings.mss_imap_password:
+    host, port = host_port(settings.mss.imap, "RELAIS_MSS_IMAP")
+    if not settings.mss.imap_user or not settings.mss.imap_password:
         raise ConfigError(
             "RELAIS_MSS_IMAP_USER and RELAIS_MSS_IMAP_PASSWORD are needed to watch the mailbox"
         )
     return ImapConfig(
         host=host,
         port=port,
-        user=settings.mss_imap_user,
-        password=settings.mss_imap_password,
-        folders=settings.mss_mailboxes,
-        ca_file=settings.mss_ca_file,
-        client_cert=settings.mss_client_cert,
-        client_key=settings.mss_client_key,
-        poll_s=settings.mss_poll_s,
+        user=settings.mss.imap_user,
+        password=settings.mss.imap_password,
+        folders=settings.mss.mailboxes,
+        ca_file=settings.mss.ca_file,
+        client_cert=settings.mss.client_cert,
+        client_key=settings.mss.client_key,
+        poll_s=settings.mss.poll_s,
     )

@@ -1,4 +1,8 @@
-"""The long-running mss_bridge processes, wired from :class:`Settings` (async shells)."""
+"""The long-running mss_bridge processes, wired from :class:`Settings` (async shells).
+
+Each is a main for :func:`relais.process.run_process`: it runs until ``stop`` is set
+(SIGINT/SIGTERM), then closes what it opened.
+"""
 
 from __future__ import annotations
 
@@ -17,20 +21,18 @@ from relais.keyring import Keyring
 from relais.mail.config import smtp_config
 from relais.mail.smtp import SmtpSender
 from relais.settings import Settings
-from relais.signals import stop_on_signals
 
 
-async def run_send_worker(settings: Settings, keyring: Keyring) -> None:
-    """Mail MSSanté delivery requests until SIGINT/SIGTERM."""
-    stop = stop_on_signals()
+async def run_send_worker(settings: Settings, keyring: Keyring, stop: asyncio.Event) -> None:
+    """Mail MSSanté delivery requests until ``stop``."""
     sender = SmtpSender(smtp_config(settings))
     worker = MssSendWorker(
-        bootstrap=settings.bootstrap_servers,
-        prefix=settings.topic_prefix,
+        bootstrap=settings.kafka.bootstrap,
+        prefix=settings.kafka.prefix,
         keyring=keyring,
         sender=sender,
         compose_config=compose_config(settings),
-        session_timeout_s=settings.session_timeout_s,
+        session_timeout_s=settings.kafka.session_timeout_s,
     )
     try:
         await worker.run(stop)
@@ -38,23 +40,22 @@ async def run_send_worker(settings: Settings, keyring: Keyring) -> None:
         await sender.close()
 
 
-async def run_watch(settings: Settings, keyring: Keyring) -> None:
-    """Watch RELAIS_MSS_MAILBOXES of Relais's mailbox until SIGINT/SIGTERM."""
-    stop = stop_on_signals()
+async def run_watch(settings: Settings, keyring: Keyring, stop: asyncio.Event) -> None:
+    """Watch RELAIS_MSS_MAILBOXES of Relais's mailbox until ``stop``."""
     config = imap_config(settings)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", max_request_size=16 << 20
+        bootstrap_servers=settings.kafka.bootstrap, acks="all", max_request_size=16 << 20
     )
     sender = SmtpSender(smtp_config(settings))
     await producer.start()
     try:
         worker = MailboxWorker(
             producer=producer,
-            prefix=settings.topic_prefix,
+            prefix=settings.kafka.prefix,
             keyring=keyring,
             sender=sender,
             setup=InboundSetup(
-                mailbox=parse_address(settings.mss_sender, ()),
+                mailbox=parse_address(settings.mss.sender, ()),
                 reporting_ua=f"{socket.gethostname()}; Relais {__version__}",
             ),
         )

@@ -152,37 +152,9 @@ def _extrinsic_object(entry: DocumentEntry, uri: str, ident: str) -> etree._Elem
     node = etree.Element(
         _rim("ExtrinsicObject"), id=ident, mimeType=entry.mime_type, objectType=STABLE_DOCUMENT
     )
-    _slot(node, "creationTime", [entry.creation_time])
-    _slot(node, "languageCode", [entry.language])
-    if entry.legal_authenticator:
-        _slot(node, "legalAuthenticator", [entry.legal_authenticator])
-    if entry.service_start:
-        _slot(node, "serviceStartTime", [entry.service_start])
-    if entry.service_stop:
-        _slot(node, "serviceStopTime", [entry.service_stop])
-    _slot(node, "sourcePatientId", [entry.source_patient_id])
-    _slot(node, "sourcePatientInfo", entry.source_patient_info)
-    _slot(node, "hash", [entry.hash_sha1])
-    _slot(node, "size", [str(entry.size)])
-    _slot(node, "URI", [uri])
-    if entry.reference_ids:
-        _slot(node, REFERENCE_ID_LIST, entry.reference_ids)
+    _entry_slots(node, entry, uri)
     _name(node, entry.title)
-    _author(
-        node,
-        Scheme.DE_AUTHOR,
-        ident,
-        f"{ident}-author",
-        person=entry.author_person,
-        institution=entry.author_institution,
-    )
-    _classify(node, Scheme.DE_CLASS, ident, f"{ident}-class", entry.class_code)
-    for n, code in enumerate(entry.confidentiality):
-        _classify(node, Scheme.DE_CONFIDENTIALITY, ident, f"{ident}-conf{n}", code)
-    _classify(node, Scheme.DE_FORMAT, ident, f"{ident}-format", entry.format_code)
-    _classify(node, Scheme.DE_FACILITY, ident, f"{ident}-facility", entry.healthcare_facility_type)
-    _classify(node, Scheme.DE_PRACTICE, ident, f"{ident}-practice", entry.practice_setting)
-    _classify(node, Scheme.DE_TYPE, ident, f"{ident}-type", entry.type_code)
+    _entry_classifications(node, entry, ident)
     _identifier(
         node,
         Scheme.DE_PATIENT_ID,
@@ -200,6 +172,44 @@ def _extrinsic_object(entry: DocumentEntry, uri: str, ident: str) -> etree._Elem
         label="XDSDocumentEntry.uniqueId",
     )
     return node
+
+
+def _entry_slots(node: etree._Element, entry: DocumentEntry, uri: str) -> None:
+    """The document entry's slots, the optional ones only when the document has them."""
+    _slot(node, "creationTime", [entry.creation_time])
+    _slot(node, "languageCode", [entry.language])
+    if entry.legal_authenticator:
+        _slot(node, "legalAuthenticator", [entry.legal_authenticator])
+    if entry.service_start:
+        _slot(node, "serviceStartTime", [entry.service_start])
+    if entry.service_stop:
+        _slot(node, "serviceStopTime", [entry.service_stop])
+    _slot(node, "sourcePatientId", [entry.source_patient_id])
+    _slot(node, "sourcePatientInfo", entry.source_patient_info)
+    _slot(node, "hash", [entry.hash_sha1])
+    _slot(node, "size", [str(entry.size)])
+    _slot(node, "URI", [uri])
+    if entry.reference_ids:
+        _slot(node, REFERENCE_ID_LIST, entry.reference_ids)
+
+
+def _entry_classifications(node: etree._Element, entry: DocumentEntry, ident: str) -> None:
+    """The document entry's author and coded classifications (class, confidentiality, ...)."""
+    _author(
+        node,
+        Scheme.DE_AUTHOR,
+        ident,
+        f"{ident}-author",
+        person=entry.author_person,
+        institution=entry.author_institution,
+    )
+    _classify(node, Scheme.DE_CLASS, ident, f"{ident}-class", entry.class_code)
+    for n, code in enumerate(entry.confidentiality):
+        _classify(node, Scheme.DE_CONFIDENTIALITY, ident, f"{ident}-conf{n}", code)
+    _classify(node, Scheme.DE_FORMAT, ident, f"{ident}-format", entry.format_code)
+    _classify(node, Scheme.DE_FACILITY, ident, f"{ident}-facility", entry.healthcare_facility_type)
+    _classify(node, Scheme.DE_PRACTICE, ident, f"{ident}-practice", entry.practice_setting)
+    _classify(node, Scheme.DE_TYPE, ident, f"{ident}-type", entry.type_code)
 
 
 def _registry_package(submission: SubmissionSet, patient_id: str) -> etree._Element:

@@ -111,13 +111,13 @@ class LocalStack:
         if self.mail:
             self._start_mail(pki)
         self._insi_runner, self.insi, insi_port = await start_insi("127.0.0.1", 0)
+        base = Settings.from_env({**self.dmp_environment, **self.extra_environment})
         self.settings = replace(
-            Settings.from_env({**self.dmp_environment, **self.extra_environment}),
-            bootstrap_servers=self.broker.bootstrap,
-            topic_prefix=self.prefix,
-            keyring_file=keyring_file,
-            insi_url=f"http://127.0.0.1:{insi_port}",
-            data_dir=self.work_dir / "data",
+            base,
+            kafka=replace(base.kafka, bootstrap=self.broker.bootstrap, prefix=self.prefix),
+            keys=replace(base.keys, file=keyring_file),
+            insi=replace(base.insi, url=f"http://127.0.0.1:{insi_port}"),
+            process=replace(base.process, data_dir=self.work_dir / "data"),
         )
         for args in self.workers:
             self.spawn(*args)
@@ -160,21 +160,21 @@ class LocalStack:
         return {
             **inherited,
             "RELAIS_BROKER_KIND": os.environ.get("RELAIS_BROKER_KIND", "tansu"),
-            "RELAIS_BOOTSTRAP_SERVERS": s.bootstrap_servers,
-            "RELAIS_TOPIC_PREFIX": s.topic_prefix,
-            "RELAIS_KEYRING_FILE": str(s.keyring_file),
+            "RELAIS_BOOTSTRAP_SERVERS": s.kafka.bootstrap,
+            "RELAIS_TOPIC_PREFIX": s.kafka.prefix,
+            "RELAIS_KEYRING_FILE": str(s.keys.file),
             **self.dmp_environment,
-            "RELAIS_INSI_URL": s.insi_url,
+            "RELAIS_INSI_URL": s.insi.url,
             "RELAIS_INSI_TIMEOUT_S": "2",
             "RELAIS_TABLE_STORE": self.table_store,
             "RELAIS_CDA_XSD_DIR": str(self.cda_xsd_dir or ""),
             "RELAIS_CATALOGUE_DIR": str(self.catalogue_dir or ""),
             "RELAIS_LOINC_TABLE": str(self.loinc_table or ""),
             "RELAIS_UCUM_UNITS": str(self.ucum_units or ""),
-            "RELAIS_DATA_DIR": str(s.data_dir),
+            "RELAIS_DATA_DIR": str(s.process.data_dir),
             "RELAIS_METRICS_HOST": "127.0.0.1",
             "RELAIS_METRICS_PORT": str(metrics_port),
-            "RELAIS_SESSION_TIMEOUT_S": str(s.session_timeout_s),
+            "RELAIS_SESSION_TIMEOUT_S": str(s.kafka.session_timeout_s),
             "RELAIS_LOG_LEVEL": "warn",
             **self.extra_environment,
         }

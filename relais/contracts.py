@@ -208,53 +208,52 @@ class Codec:
         offset: int | None = None,
     ) -> tuple[str, Record]:
         """Return ``(record type, record)``; raise a :class:`ContractError` naming the place."""
+        place = _Place(topic, partition, offset)
         if not data or len(data) < HEADER_SIZE or not data.startswith(MAGIC):
-            raise CorruptRecordError(
-                "not an Avro single-object encoded record",
-                topic=topic,
-                partition=partition,
-                offset=offset,
-            )
-        fp = data[len(MAGIC) : HEADER_SIZE]
-        writer = self.registry.by_fingerprint.get(fp)
-        if writer is None:
-            raise UnknownSchemaError(
-                f"unknown schema fingerprint {fp.hex()}: written by a newer or foreign "
-                "producer; upgrade this reader or dead-letter the record",
-                topic=topic,
-                partition=partition,
-                offset=offset,
-            )
+            raise place.error(CorruptRecordError, "not an Avro single-object encoded record")
+        writer = self._writer(data[len(MAGIC) : HEADER_SIZE], place)
         reader = self.registry.current.get(writer.name, writer)
         if expected is not None and writer.name != expected:
-            raise UnexpectedRecordError(
-                f"expected a {expected} record, got a {writer.name}",
-                topic=topic,
-                partition=partition,
-                offset=offset,
+            raise place.error(
+                UnexpectedRecordError, f"expected a {expected} record, got a {writer.name}"
             )
-        body = io.BytesIO(data[HEADER_SIZE:])
-        try:
-            record = fastavro.schemaless_reader(body, writer.parsed, reader.parsed)
-        except Exception as exc:  # fastavro raises bare EOFError/ValueError/... on bad bytes
-            raise CorruptRecordError(
-                f"{writer.name} body does not decode ({type(exc).__name__})",
-                topic=topic,
-                partition=partition,
-                offset=offset,
-            ) from None
-        if body.read(1):
-            raise CorruptRecordError(
-                f"{writer.name} body has trailing bytes",
-                topic=topic,
-                partition=partition,
-                offset=offset,
+        return writer.name, _body(data[HEADER_SIZE:], writer, reader, place)
+
+    def _writer(self, fp: bytes, place: _Place) -> WriterSchema:
+        """The schema that wrote a record, by the fingerprint in its header."""
+        writer = self.registry.by_fingerprint.get(fp)
+        if writer is None:
+            raise place.error(
+                UnknownSchemaError,
+                f"unknown schema fingerprint {fp.hex()}: written by a newer or foreign "
+                "producer; upgrade this reader or dead-letter the record",
             )
-        if not isinstance(record, dict):
-            raise CorruptRecordError(
-                f"{writer.name} body is not a record",
-                topic=topic,
-                partition=partition,
-                offset=offset,
-            )
-        return writer.name, record
+        return writer
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a record being decoded was read, for the error to name."""
+
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+    def error(self, kind: type[ContractError], message: str) -> ContractError:
+        return kind(message, topic=self.topic, partition=self.partition, offset=self.offset)
+
+
+def _body(data: bytes, writer: WriterSchema, reader: WriterSchema, place: _Place) -> Record:
+    """The body written with ``writer``'s schema, resolved into ``reader``'s."""
+    body = io.BytesIO(data)
+    try:
+        record = fastavro.schemaless_reader(body, writer.parsed, reader.parsed)
+    except Exception as exc:  # fastavro raises bare EOFError/ValueError/... on bad bytes
+        raise place.error(
+            CorruptRecordError, f"{writer.name} body does not decode ({type(exc).__name__})"
+        ) from None
+    if body.read(1):
+        raise place.error(CorruptRecordError, f"{writer.name} body has trailing bytes")
+    if not isinstance(record, dict):
+        raise place.error(CorruptRecordError, f"{writer.name} body is not a record")
+    return record

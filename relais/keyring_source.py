@@ -7,10 +7,10 @@ from relais.settings import Settings
 
 
 def load_keyring(settings: Settings) -> Keyring:
-    if settings.keyring_json:
-        return Keyring.from_json(settings.keyring_json, origin="RELAIS_KEYRING")
-    if settings.keyring_file:
-        return Keyring.from_file(settings.keyring_file)
+    if settings.keys.json:
+        return Keyring.from_json(settings.keys.json, origin="RELAIS_KEYRING")
+    if settings.keys.file:
+        return Keyring.from_file(settings.keys.file)
     raise KeyringError(
         "no keyring: set RELAIS_KEYRING_FILE to a keyring file "
         "(create one with `relais keys generate --out PATH`) or RELAIS_KEYRING to its JSON"

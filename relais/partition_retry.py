@@ -1,11 +1,11 @@
 """Retry a record later without blocking the others: pause its partition, resume after a backoff.
 
-The shells of the sinks use it the same way: when a record fails transiently
-(destination down, timeout), :meth:`PartitionRetry.later` pauses its partition and
-rewinds to it; polling goes on (heartbeats stay healthy, other partitions flow);
-:meth:`resume_due`, called before each poll, resumes partitions whose delay
-(exponential backoff with jitter) has passed, and the record is tried again.
-:meth:`succeeded` resets a partition's backoff.
+The sink loop (:mod:`relais.sink_loop`) uses it for every sink: when a record
+fails transiently (destination down, timeout), :meth:`PartitionRetry.later`
+pauses its partition and rewinds to it; polling goes on (heartbeats stay
+healthy, other partitions flow); :meth:`resume_due`, called before each poll,
+resumes partitions whose delay (exponential backoff with jitter) has passed,
+and the record is tried again. :meth:`succeeded` resets a partition's backoff.
 """
 
 from __future__ import annotations

@@ -1,34 +1,136 @@
 """The loop every sink shares: poll, handle one record, emit, commit — or retry it later.
 
-A sink (DMP, MSSanté sender, ack forwarder) reads with manual commits. For each
-record its ``handle(tp, message)`` does the work and returns the records to emit,
-or ``None`` when the record must be retried later (its destination is down):
-then the partition is paused and rewound (:class:`PartitionRetry`) and the others
-keep flowing. Outputs are sent and acknowledged by the broker before the offset
-is committed, so a crash replays the record rather than losing it; the sinks'
-delivery ledgers make that replay harmless.
+A sink (DMP, MSSanté sender, notify, ack forwarder) reads with manual commits.
+For each record its ``handle(tp, message)`` does the work and returns the
+records to emit (:class:`Out`), or :class:`RetryLater` when the record must be
+tried again later (its destination is down): then the partition is paused and
+rewound (:class:`PartitionRetry`) and the others keep flowing. A record the
+sink can never process is given up with :class:`GiveUp`: the loop turns it into
+a dead letter (:meth:`SinkStage.dead_letter`, which a sink also calls for the
+dead letter that goes with a refusal). Outputs are sent and acknowledged by the
+broker before the offset is committed, so a crash replays the record rather
+than losing it; the sinks' delivery ledgers make that replay harmless.
+
+Around the records, a sink may give :class:`Hooks`: what to do when partitions
+are assigned or revoked (read their ledger back, forget it) and after each poll
+(the notify sink dispatches what is due). A sink that also works outside the
+records (the notify dispatcher) gives the loop its ``lock``: the loop holds it
+while it handles and emits a partition's records and while the rebalance hooks
+run, so a revoked partition's records in hand are finished first and those not
+begun are left to the next owner. With ``commit_per_poll`` the records one poll
+brings for a partition go out together, under one commit (admission that never
+calls a destination).
+
+Errors a sink's ``handle`` raises for the loop (anything else stops the sink)::
+
+    GiveUp      this record can never be processed: dead-letter it and commit
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
+from relais.deadletter import Failure, Origin, dead_letter_output, failure_of
+from relais.keyring import Keyring
+from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
 
 log = logging.getLogger(__name__)
 
-Outputs = list[tuple[str, bytes]]
-Handler = Callable[[TopicPartition, Any], Awaitable[Outputs | None]]
-
-
 MAX_RECORD_BYTES = 16 << 20  # documents with their PDF: 16 MiB records
+
+
+class Out(NamedTuple):
+    """A record a sink emits."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None  # None: the key of the record being handled
+    partition: int | None = None  # None: the producer's partitioner (by key)
+
+
+Outputs = list[Out]
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """The record must be tried again later; ``outputs`` (a RETRYING status) go out now."""
+
+    outputs: Sequence[Out] = ()
+
+
+class GiveUp(Exception):
+    """A record the sink can never process: the loop dead-letters it and commits."""
+
+    def __init__(self, failure: Failure, event_id: str | None = None) -> None:
+        super().__init__(failure.reason)
+        self.failure, self.event_id = failure, event_id
+
+    @classmethod
+    def because(cls, exc: Exception, event_id: str | None = None) -> GiveUp:
+        """Give up because of ``exc`` (undecodable, undecryptable...: :func:`failure_of`)."""
+        return cls(failure_of(exc), event_id)
+
+
+Handler = Callable[[TopicPartition, Any], Awaitable[Sequence[Out] | RetryLater]]
+PartitionsHook = Callable[[frozenset[TopicPartition]], Awaitable[None]]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SinkStage:
+    """Who the sink is: its stage name (dead letters, metrics), keys, topic prefix, clock.
+
+    ``metrics`` (None for a sink without stage metrics) counts what the loop reads,
+    emits and dead-letters, and times each record.
+    """
+
+    name: str
+    prefix: str
+    keyring: Keyring
+    codec: Codec = field(default_factory=Codec)
+    metrics: StageMetrics | None = None
+    clock: Callable[[], datetime] = _utc_now
+
+    def dead_letter(self, failure: Failure, message: Any, event_id: str | None = None) -> Out:
+        """The dead letter of ``message`` (sealed original, its place on the bus), with its key."""
+        if self.metrics is not None:
+            self.metrics.failed(failure.reason_code, dead_lettered=True)
+        origin = Origin(message.topic, message.partition, message.offset, event_id)
+        topic, value = dead_letter_output(
+            self.codec,
+            self.keyring,
+            self.prefix,
+            stage=self.name,
+            failure=failure,
+            origin=origin,
+            original=message.value or b"",
+            now=self.clock(),
+        )
+        return Out(topic, value, message.key)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a sink does around the records; each is optional."""
+
+    assigned: PartitionsHook | None = None  # given these partitions (read their ledger back)
+    revoked: PartitionsHook | None = None  # these partitions went to another worker
+    after_poll: Callable[[], Awaitable[None]] | None = None  # after each poll's records
 
 
 def sink_consumer(bootstrap: str, group_id: str, session_timeout_s: float) -> AIOKafkaConsumer:
@@ -73,64 +175,129 @@ async def commit_offset(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: 
         log.warning("commit of %s@%d failed (%s)", tp, offset, type(exc).__name__)
 
 
-class _Forget(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Tell the owner which partitions moved (e.g. to forget their ledger entries)."""
+@dataclass
+class _Taken:
+    """What handling some records of one partition came to."""
 
-    def __init__(self, moved: Callable[[list[int]], None]) -> None:
-        self.moved = moved
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.moved([tp.partition for tp in revoked])
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.moved([tp.partition for tp in assigned])
+    outputs: Outputs = field(default_factory=list)
+    next_offset: int | None = None  # to commit, once the outputs are acknowledged
+    later: int | None = None  # the offset to try again later (the partition pauses)
 
 
 class SinkLoop:
     def __init__(
         self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        retry: PartitionRetry,
+        bootstrap: str,
+        stage: SinkStage,
         *,
+        group_id: str,
         topics: Sequence[str],
+        session_timeout_s: float = 6.0,
         max_records: int = 50,
-        partitions_moved: Callable[[list[int]], None] | None = None,
-        after_batch: Callable[[], None] | None = None,
+        backoff: Callable[[], Iterator[float]] = exponential_backoff,
+        hooks: Hooks | None = None,
+        lock: asyncio.Lock | None = None,
+        commit_per_poll: bool = False,
     ) -> None:
-        self.consumer, self.producer, self.retry = consumer, producer, retry
-        self.topics, self.max_records = list(topics), max_records
-        self.partitions_moved, self.after_batch = partitions_moved, after_batch
+        self.stage, self.topics, self.max_records = stage, list(topics), max_records
+        self.consumer = sink_consumer(bootstrap, group_id, session_timeout_s)
+        self.producer = sink_producer(bootstrap)
+        self.retry = PartitionRetry(self.consumer, backoff=backoff)
+        self.hooks, self.lock = hooks or Hooks(), lock
+        self.commit_per_poll = commit_per_poll
 
     async def run(self, stop: asyncio.Event, handle: Handler) -> None:
         """Until ``stop``: the loop above, then stop the consumer and the producer."""
         await self.producer.start()
-        listener = _Forget(self.partitions_moved) if self.partitions_moved else None
-        if listener is not None:
-            self.consumer.subscribe(self.topics, listener=listener)
-        else:
-            self.consumer.subscribe(self.topics)
+        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         await self.consumer.start()
         try:
             while not stop.is_set():
                 self.retry.resume_due()
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 for tp, messages in batches.items():
-                    for message in messages:
-                        outputs = await handle(tp, message)
-                        if outputs is None:
-                            self.retry.later(tp, message.offset)
-                            break
-                        self.retry.succeeded(tp)
-                        await self.emit(outputs, message.key)
-                        await commit_offset(self.consumer, tp, message.offset + 1)
-                if self.after_batch is not None:
-                    self.after_batch()
+                    await self._take(tp, messages, handle)
+                if self.hooks.after_poll is not None:
+                    await self.hooks.after_poll()
         finally:
             await self.consumer.stop()
             await self.producer.stop()
 
-    async def emit(self, outputs: Outputs, key: bytes | None) -> None:
+    async def emit(self, outputs: Sequence[Out]) -> None:
         """Send ``outputs`` and wait until the broker has every one (acks=all)."""
-        sends = [await self.producer.send(topic, key=key, value=value) for topic, value in outputs]
+        sends = [
+            await self.producer.send(out.topic, out.value, key=out.key, partition=out.partition)
+            for out in outputs
+        ]
         await asyncio.gather(*sends)
+        if self.stage.metrics is not None:
+            for out in outputs:
+                self.stage.metrics.emitted(out.topic)
+
+    def exclusive(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The sink's lock, when it gave one (see the module's docstring)."""
+        return self.lock if self.lock is not None else contextlib.nullcontext()
+
+    async def _take(self, tp: TopicPartition, messages: list[Any], handle: Handler) -> None:
+        """One partition's records of one poll, in order, until one must wait."""
+        groups = [messages] if self.commit_per_poll else [[m] for m in messages]
+        for group in groups:
+            async with self.exclusive():
+                if self.lock is not None and tp not in self.consumer.assignment():
+                    return  # revoked meanwhile: the next owner reads them again
+                taken = await self._handle_all(tp, group, handle)
+                await self.emit(taken.outputs)
+            if taken.next_offset is not None:
+                await commit_offset(self.consumer, tp, taken.next_offset)
+            if taken.later is not None:
+                self.retry.later(tp, taken.later)
+                return
+
+    async def _handle_all(self, tp: TopicPartition, messages: list[Any], handle: Handler) -> _Taken:
+        taken = _Taken()
+        for message in messages:
+            result = await self._handle(tp, message, handle)
+            outputs = result.outputs if isinstance(result, RetryLater) else result
+            taken.outputs += _keyed(outputs, message.key)
+            if isinstance(result, RetryLater):
+                taken.later = message.offset
+                break
+            self.retry.succeeded(tp)
+            taken.next_offset = message.offset + 1
+        return taken
+
+    async def _handle(
+        self, tp: TopicPartition, message: Any, handle: Handler
+    ) -> Sequence[Out] | RetryLater:
+        """``handle`` one record, counted and timed; a record given up is dead-lettered."""
+        metrics = self.stage.metrics
+        if metrics is not None:
+            metrics.received()
+        with metrics.timed() if metrics is not None else contextlib.nullcontext():
+            try:
+                return await handle(tp, message)
+            except GiveUp as given_up:
+                return [self.stage.dead_letter(given_up.failure, message, given_up.event_id)]
+
+
+def _keyed(outputs: Sequence[Out], key: bytes | None) -> Outputs:
+    """``outputs``, those without a key of their own with ``key`` (the handled record's)."""
+    return [out if out.key is not None else out._replace(key=key) for out in outputs]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Run the sink's hooks when partitions move (under its lock, when it has one)."""
+
+    def __init__(self, loop: SinkLoop) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._run(self.loop.hooks.revoked, revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._run(self.loop.hooks.assigned, assigned)
+
+    async def _run(self, hook: PartitionsHook | None, partitions: Any) -> None:
+        if hook is not None:
+            async with self.loop.exclusive():
+                await hook(frozenset(partitions))

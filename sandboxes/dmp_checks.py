@@ -142,14 +142,7 @@ def check_submission(received: Received, vihf: VerifiedVihf, *, now: datetime) -
         raise Rejected("XDSPatientIdDoesNotMatch", "the VIHF resource-id is not the patientId")
     _check_entry(entry)
     _check_submission_set(submission_set)
-    if received.unreferenced_parts:
-        raise Rejected("XDSMissingDocumentMetadata", "a MIME part is not referenced by a Document")
-    content = received.documents.get(entry.id)
-    if content is None:
-        raise Rejected("XDSMissingDocument", "no xdsb:Document for the DocumentEntry")
-    sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()
-    if (entry.slot("hash") or "").lower() != sha1 or entry.slot("size") != str(len(content)):
-        raise Rejected("XDSRepositoryMetadataError", "hash/size do not match the document")
+    content, sha1 = _document(received, entry)
     _check_cda(content, unique_id, ins, oid)
     replaced = [a for a in metadata.associations if a.type == iti41.RPLC and a.source == entry.id]
     return Checked(
@@ -169,6 +162,19 @@ def check_submission(received: Received, vihf: VerifiedVihf, *, now: datetime) -
         content=content,
         metadata=etree.tostring(received.body),
     )
+
+
+def _document(received: Received, entry: RegistryObject) -> tuple[bytes, str]:
+    """The one document of the entry and its SHA-1, as the entry's hash and size say."""
+    if received.unreferenced_parts:
+        raise Rejected("XDSMissingDocumentMetadata", "a MIME part is not referenced by a Document")
+    content = received.documents.get(entry.id)
+    if content is None:
+        raise Rejected("XDSMissingDocument", "no xdsb:Document for the DocumentEntry")
+    sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()
+    if (entry.slot("hash") or "").lower() != sha1 or entry.slot("size") != str(len(content)):
+        raise Rejected("XDSRepositoryMetadataError", "hash/size do not match the document")
+    return content, sha1
 
 
 def _members(metadata: Metadata) -> tuple[RegistryObject, RegistryObject]:

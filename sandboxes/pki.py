@@ -78,6 +78,20 @@ def write_test_pki(
     """
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC) - timedelta(minutes=5)  # tolerate small clock skews
+    ca, ca_key = _ca(ca_name, now)
+    pki = SandboxPki.under(directory)
+    pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    server_key = _key()
+    server = _server(server_key, ca, ca_key, now, server_names)
+    _write(pki.server_cert, pki.server_key, server, server_key)
+    client_key = _key()
+    client = _structure(client_key, structure_id, ca, ca_key, now)
+    _write(pki.client_cert, pki.client_key, client, client_key)
+    return pki
+
+
+def _ca(ca_name: str, now: datetime) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """The self-signed test CA (certificate signing only), playing the IGC-Santé."""
     ca_key = _key()
     ca_subject = _name(ca_name, "RELAIS TEST")
     ca = (
@@ -87,11 +101,19 @@ def write_test_pki(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
-    pki = SandboxPki.under(directory)
-    pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    server_key = _key()
-    server = (
-        _leaf(_name("127.0.0.1", "RELAIS DMP SANDBOX"), server_key, ca, ca_key, now)
+    return ca, ca_key
+
+
+def _server(
+    key: rsa.RSAPrivateKey,
+    ca: x509.Certificate,
+    ca_key: rsa.RSAPrivateKey,
+    now: datetime,
+    server_names: tuple[str, ...],
+) -> x509.Certificate:
+    """The sandbox's HTTPS certificate: 127.0.0.1, localhost and ``server_names``."""
+    return (
+        _leaf(_name("127.0.0.1", "RELAIS DMP SANDBOX"), key, ca, ca_key, now)
         .add_extension(
             x509.SubjectAlternativeName(
                 [
@@ -105,15 +127,21 @@ def write_test_pki(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write(pki.server_cert, pki.server_key, server, server_key)
-    client_key = _key()
-    client = (
-        _leaf(_name("RELAIS TEST STRUCTURE", structure_id), client_key, ca, ca_key, now)
+
+
+def _structure(
+    key: rsa.RSAPrivateKey,
+    structure_id: str,
+    ca: x509.Certificate,
+    ca_key: rsa.RSAPrivateKey,
+    now: datetime,
+) -> x509.Certificate:
+    """The structure's certificate (client authentication, and the VIHF's signature)."""
+    return (
+        _leaf(_name("RELAIS TEST STRUCTURE", structure_id), key, ca, ca_key, now)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write(pki.client_cert, pki.client_key, client, client_key)
-    return pki
 
 
 def _key() -> rsa.RSAPrivateKey:

@@ -1,13 +1,15 @@
 """What a stage is, and one step of it, with no Kafka in sight.
 
-A :class:`Stage` names its input topic and record type and a pure ``handle``
-function from a decoded record to the records it emits. :func:`run_step`
+A :class:`Stage` names its input topic(s) and record type(s) and a ``handle``
+function from a decoded record to the records it emits (synchronous for
+transcode and route; asynchronous for identity, which calls INSi). :func:`step`
 wraps ``handle`` with decoding, encoding and the error path: a record that
 cannot be decoded, decrypted or processed becomes a dead letter (reason,
 stage, sealed original bytes) and the step still returns normally, so the
-shell moves on to the next record. Only bugs in Relais itself escape as
-exceptions other than those listed below, and even they are dead-lettered by
-:func:`run_step` rather than stopping the worker.
+loop (:mod:`streams.stage_loop`) moves on to the next record. Only bugs in
+Relais itself escape as exceptions other than those listed below, and even
+they are dead-lettered by :func:`step` rather than stopping the worker.
+:func:`run_step` is :func:`step` for a synchronous handler, outside any event loop.
 
 Errors a ``handle`` function raises: :class:`relais.deadletter.StageFailure` and its
 subclasses (the record is wrong; dead-letter it).
@@ -16,12 +18,12 @@ subclasses (the record is wrong; dead-letter it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from relais.contracts import Codec, Record
+from relais.contracts import Codec, Record, UnexpectedRecordError
 from relais.deadletter import Failure, Origin, dead_letter, failure_of
 from relais.keyring import Keyring
 from relais.patient_traits import open_traits
@@ -36,11 +38,16 @@ class StageContext:
 
     ``state`` is the stage's table (a Faust table in the worker, a dict in tests),
     shared by the records of one partition; stateless stages leave it None.
+    ``record_type`` and ``raw`` are the record's type and its bytes as they came off
+    the bus, filled in by :func:`step` (a stage of several record types dispatches on
+    the type; the identity stage holds the bytes of the documents it holds).
     """
 
     keyring: Keyring
     now: datetime
     state: MutableMapping[str, str] | None = None
+    record_type: str | None = None
+    raw: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -53,16 +60,27 @@ class Output:
     key: bytes | None
 
 
-Handler = Callable[[Record, StageContext], list[Output]]
+#: A stage's core: synchronous (transcode, route) or asynchronous (identity awaits INSi).
+Handler = Callable[[Record, StageContext], list[Output] | Awaitable[list[Output]]]
 
 
 @dataclass(frozen=True)
 class Stage:
+    """A stage: its name, what it reads (one or several topics and record types), its core."""
+
     name: str
-    source: TopicSpec
-    record_type: str
+    source: TopicSpec | tuple[TopicSpec, ...]
+    record_type: str | tuple[str, ...]
     handle: Handler
     stateful: bool = False  # the shell gives it a table as ``StageContext.state``
+
+    @property
+    def sources(self) -> tuple[TopicSpec, ...]:
+        return self.source if isinstance(self.source, tuple) else (self.source,)
+
+    @property
+    def record_types(self) -> tuple[str, ...]:
+        return self.record_type if isinstance(self.record_type, tuple) else (self.record_type,)
 
 
 @dataclass(frozen=True)
@@ -92,34 +110,108 @@ def run_step(
     partition: int | None,
     offset: int | None,
 ) -> StepResult:
-    """Decode, handle and encode one record; turn any failure into a dead letter."""
-    topic = stage.source.name(prefix)
+    """:func:`step` for a stage whose handler is synchronous, called outside an event loop.
+
+    The coroutine of such a step never waits on anything, so it finishes the first time
+    it runs; a handler that does wait (identity) must be awaited with :func:`step`.
+    """
+    running = step(
+        stage, codec, ctx, prefix, key=key, value=value, partition=partition, offset=offset
+    )
+    try:
+        running.send(None)
+    except StopIteration as done:
+        result: StepResult = done.value
+        return result
+    running.close()
+    raise TypeError(f"stage {stage.name} has an asynchronous handler: await step() instead")
+
+
+async def step(
+    stage: Stage,
+    codec: Codec,
+    ctx: StageContext,
+    prefix: str,
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    partition: int | None,
+    offset: int | None,
+    topic: str | None = None,
+) -> StepResult:
+    """Decode, handle and encode one record; turn any failure into a dead letter.
+
+    ``topic`` is the topic the record came from (default: the stage's first source).
+    """
+    topic = topic or stage.sources[0].name(prefix)
     event_id: str | None = None
     try:
-        _, record = codec.decode(
-            value, expected=stage.record_type, topic=topic, partition=partition, offset=offset
-        )
+        name, record = decode(stage, codec, value, topic=topic, partition=partition, offset=offset)
         event_id = str(record.get("event_id") or "") or None
-        outputs = [
+        produced = stage.handle(record, replace(ctx, record_type=name, raw=value or b""))
+        outputs = produced if isinstance(produced, list) else await produced
+        encoded = [
             Encoded(o.topic.name(prefix), o.key, codec.encode(o.record_type, o.record))
-            for o in stage.handle(record, ctx)
+            for o in outputs
         ]
-        return StepResult(outputs=outputs, event_id=event_id)
+        return StepResult(outputs=encoded, event_id=event_id)
     except Exception as exc:  # every failure of one record becomes a dead letter
-        failure = failure_of(exc)
-        if failure.reason_code == "internal-error":
-            log.exception("stage %s: internal error on event %s", stage.name, event_id)
         origin = Origin(topic=topic, partition=partition, offset=offset, event_id=event_id)
-        letter = dead_letter(
-            ctx.keyring,
-            stage=stage.name,
-            failure=failure,
-            origin=origin,
-            original=value or b"",
-            now=ctx.now,
+        return dead_lettered(
+            stage, codec, ctx, prefix, exc=exc, origin=origin, key=key, value=value
         )
-        encoded = Encoded(DEADLETTER.name(prefix), key, codec.encode("DeadLetter", letter))
-        return StepResult(outputs=[encoded], failure=failure, event_id=event_id)
+
+
+def decode(
+    stage: Stage,
+    codec: Codec,
+    value: bytes | None,
+    *,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+) -> tuple[str, Record]:
+    """The record and its type, which must be one of the stage's record types."""
+    types = stage.record_types
+    expected = types[0] if len(types) == 1 else None
+    name, record = codec.decode(
+        value, expected=expected, topic=topic, partition=partition, offset=offset
+    )
+    if name not in types:
+        raise UnexpectedRecordError(
+            f"expected a {' or '.join(types)} record, got a {name}",
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        )
+    return name, record
+
+
+def dead_lettered(
+    stage: Stage,
+    codec: Codec,
+    ctx: StageContext,
+    prefix: str,
+    *,
+    exc: Exception,
+    origin: Origin,
+    key: bytes | None,
+    value: bytes | None,
+) -> StepResult:
+    """The step's result for a record that failed: its dead letter, the only output."""
+    failure = failure_of(exc)
+    if failure.reason_code == "internal-error":
+        log.exception("stage %s: internal error on event %s", stage.name, origin.event_id)
+    letter = dead_letter(
+        ctx.keyring,
+        stage=stage.name,
+        failure=failure,
+        origin=origin,
+        original=value or b"",
+        now=ctx.now,
+    )
+    encoded = Encoded(DEADLETTER.name(prefix), key, codec.encode("DeadLetter", letter))
+    return StepResult(outputs=[encoded], failure=failure, event_id=origin.event_id)
 
 
 def read_traits(record: Record, ctx: StageContext) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 ``relais worker identity transcode route`` runs the named stages as agents of
 one Faust app (``relais worker identity`` alone runs one per process). Each
-agent reads its input topic, calls :func:`streams.stage.run_step` and sends
-what it returns; Faust commits the offset only after the step, so processing
-is at least once. The web server stays off and bound to 127.0.0.1.
+agent is the one stage loop (:mod:`streams.stage_loop`): it reads its input
+topic(s), runs the step, sends what it returns and waits for the broker's
+acks; Faust commits the offset only after the step, so processing is at least
+once. The web server stays off and bound to 127.0.0.1.
 
 An agent that raises (its step turns bad records into dead letters, so what
 escapes is the bus failing under it: a send that was not acknowledged) crashes
@@ -20,17 +21,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 import faust
-from mode import CrashingSupervisor
 
 from relais import tansu_quirks
-from relais.contracts import Codec
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
-from relais.metrics import StageMetrics
 from relais.settings import Settings
 from streams.identity.circuit_breaker import CircuitBreaker
 from streams.identity.insi import consistency_problems, insi_verifier
@@ -39,13 +35,15 @@ from streams.identity.insi_metrics import PrometheusInsiObserver
 from streams.identity.shell import register_identity
 from streams.route import stage as route
 from streams.route.release_policy import DEFAULT_POLICY, Rule, load_policy
-from streams.stage import Stage, StageContext, run_step
+from streams.stage import Stage
+from streams.stage_loop import register_stage
 from streams.transcode import stage as transcode
 from streams.transcode.cda_validate import CdaSchema
-from streams.transcode.lab_catalogue import CatalogueStore, LoincTable, UcumUnits, load_directory
+from streams.transcode.lab_catalogue import CatalogueStore, load_directory
+from streams.transcode.lab_codes import LoincTable, UcumUnits
 from streams.transcode.lab_report import LabReferences
 
-#: Stages built from a pure handler and the generic shell; identity has its own shell
+#: The stages a worker runs, all on the one stage loop; identity adds its own shell
 #: (two input topics, patient state, INSi): see streams.identity.shell.
 STAGE_NAMES = ("identity", "transcode", "route")
 MAX_BYTES = 16 << 20
@@ -54,21 +52,21 @@ log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) -> faust.App:
-    """A Faust app running the given stages against ``settings.bootstrap_servers``."""
+    """A Faust app running the given stages against ``settings.kafka.bootstrap``."""
     unknown = [n for n in stage_names if n not in STAGE_NAMES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; known: {', '.join(STAGE_NAMES)}")
     # The app id is the consumer group: name it after the stages, in a fixed order. Run a
     # stage always in the same grouping, or a new group re-reads its topics from the start.
     app = faust.App(
-        f"{settings.topic_prefix}-{'-'.join(n for n in STAGE_NAMES if n in stage_names)}",
-        broker=f"kafka://{settings.bootstrap_servers}",
+        f"{settings.kafka.prefix}-{'-'.join(n for n in STAGE_NAMES if n in stage_names)}",
+        broker=f"kafka://{settings.kafka.bootstrap}",
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,
         web_bind="127.0.0.1",
         web_port=6066,
-        broker_session_timeout=settings.session_timeout_s,
+        broker_session_timeout=settings.kafka.session_timeout_s,
         broker_heartbeat_interval=1.0,
         producer_max_request_size=MAX_BYTES,
         producer_acks=-1,  # acks=all: an output is on the bus before the input is committed
@@ -76,66 +74,68 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
         topic_allow_declare=True,  # Faust creates its table changelogs; ours exist already
         topic_partitions=4,
         topic_disable_leader=True,
-        datadir=str(settings.data_dir / "faust"),
-        store=settings.table_store,  # rocksdb:// in production (pip install relais[rocksdb])
+        datadir=str(settings.process.data_dir / "faust"),
+        store=settings.kafka.table_store,  # rocksdb:// in production (pip install relais[rocksdb])
     )
-    if settings.broker_kind == "tansu":
-        tansu_quirks.install(settings.bootstrap_servers)
-    READINESS.register("broker", broker_reachable(settings.bootstrap_servers))
-    codec = Codec()
+    if settings.kafka.broker_kind == "tansu":
+        tansu_quirks.install(settings.kafka.bootstrap)
+    READINESS.register("broker", broker_reachable(settings.kafka.bootstrap))
     for name in stage_names:
         if name == "identity":
             _register_identity(app, settings, keyring)
-        elif name == "transcode":
-            stage = transcode.transcode_stage(_cda_schema(settings), _lab_references(settings))
-            _register(app, stage, codec, keyring, settings.topic_prefix)
         else:
-            stage = route.route_stage(_release_policy(settings))
-            _register(app, stage, codec, keyring, settings.topic_prefix)
+            stage = _pure_stage(name, settings)
+            register_stage(app, stage, keyring=keyring, prefix=settings.kafka.prefix)
     return app
+
+
+def _pure_stage(name: str, settings: Settings) -> Stage:
+    """The transcode or route stage, with the reference data ``settings`` name."""
+    if name == "transcode":
+        return transcode.transcode_stage(_cda_schema(settings), _lab_references(settings))
+    return route.route_stage(_release_policy(settings))
 
 
 def _lab_references(settings: Settings) -> LabReferences | None:
     """Catalogues, LOINC-FR table and UCUM list for lab reports, loaded once per worker."""
-    if settings.loinc_table is None or settings.ucum_units is None:
+    if settings.stages.loinc_table is None or settings.stages.ucum_units is None:
         log.warning("RELAIS_LOINC_TABLE / RELAIS_UCUM_UNITS not set: lab reports are refused")
         return None
-    catalogues = (
-        load_directory(settings.catalogue_dir) if settings.catalogue_dir else CatalogueStore()
-    )
+    folder = settings.stages.catalogue_dir
+    catalogues = load_directory(folder) if folder else CatalogueStore()
     return LabReferences(
         catalogues=catalogues,
-        loinc=LoincTable.from_csv(settings.loinc_table.read_text(encoding="utf-8")),
-        ucum=UcumUnits.from_xml(settings.ucum_units.read_bytes()),
+        loinc=LoincTable.from_csv(settings.stages.loinc_table.read_text(encoding="utf-8")),
+        ucum=UcumUnits.from_xml(settings.stages.ucum_units.read_bytes()),
     )
 
 
 def _release_policy(settings: Settings) -> tuple[Rule, ...]:
     """The operators' policy file (RELAIS_RELEASE_POLICY), else the bundled one."""
-    if settings.release_policy is not None:
-        return load_policy(settings.release_policy.read_text(encoding="utf-8"))
+    if settings.stages.release_policy is not None:
+        return load_policy(settings.stages.release_policy.read_text(encoding="utf-8"))
     return DEFAULT_POLICY
 
 
 def _cda_schema(settings: Settings) -> CdaSchema | None:
     """The CDA R2 schema, loaded once per worker; without it, header rules only."""
-    if settings.cda_xsd_dir is None:
+    if settings.stages.cda_xsd_dir is None:
         log.warning("RELAIS_CDA_XSD_DIR is not set: CDAs get the CI-SIS header checks only")
         return None
-    return CdaSchema.load(settings.cda_xsd_dir)
+    return CdaSchema.load(settings.stages.cda_xsd_dir)
 
 
 def _register_identity(app: faust.App, settings: Settings, keyring: Keyring) -> None:
     breaker = CircuitBreaker(failure_threshold=3, reset_after_s=10.0)
     client = HttpInsiClient(
-        settings.insi_url,
-        timeout_s=settings.insi_timeout_s,
+        settings.insi.url,
+        timeout_s=settings.insi.timeout_s,
         breaker=breaker,
         observer=PrometheusInsiObserver(),
     )
     register_identity(
         app,
-        prefix=settings.topic_prefix,
+        prefix=settings.kafka.prefix,
         keyring=keyring,
         verify=insi_verifier(client),
         consistency=consistency_problems,
@@ -151,59 +151,9 @@ def _register_identity(app: faust.App, settings: Settings, keyring: Keyring) -> 
     )
 
 
-def _register(app: faust.App, stage: Stage, codec: Codec, keyring: Keyring, prefix: str) -> None:
-    metrics = StageMetrics(stage.name)
-    source = app.topic(stage.source.name(prefix), key_type=bytes, value_type=bytes)
-    # Written only while handling a record of the same partition: Faust logs each change to
-    # the changelog partition of that record, so a rebalance moves a patient's state with it.
-    state = (
-        app.Table(f"{stage.name}-state", default=None, partitions=4, key_type=str, value_type=str)
-        if stage.stateful
-        else None
-    )
-    topics: dict[str, Any] = {}
-
-    def topic(name: str) -> Any:
-        if name not in topics:
-            topics[name] = app.topic(name, key_type=bytes, value_type=bytes)
-        return topics[name]
-
-    async def agent(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            metrics.received()
-            with metrics.timed():
-                ctx = StageContext(keyring=keyring, now=datetime.now(UTC), state=state)
-                result = run_step(
-                    stage,
-                    codec,
-                    ctx,
-                    prefix,
-                    key=message.key,
-                    value=message.value,
-                    partition=message.partition,
-                    offset=message.offset,
-                )
-                for out in result.outputs:
-                    await topic(out.topic).send(key=out.key, value=out.value)
-                    metrics.emitted(out.topic)
-            if result.failure is not None:
-                metrics.failed(result.failure.reason_code, dead_lettered=True)
-                log.warning(
-                    "stage %s dead-lettered event %s at %s/%s: %s",
-                    stage.name,
-                    result.event_id,
-                    message.partition,
-                    message.offset,
-                    result.failure.reason_code,
-                )
-
-    app.agent(source, name=f"relais.{stage.name}", supervisor_strategy=CrashingSupervisor)(agent)
-
-
 def run_worker(settings: Settings, stage_names: Sequence[str], keyring: Keyring) -> None:
     """Run the stages until SIGINT/SIGTERM (Faust installs the signal handlers)."""
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    (settings.process.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = build_app(settings, stage_names, keyring)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = faust.Worker(app, loglevel=settings.process.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -25,7 +25,7 @@ from consumers.ihe import iti18, iti41, iti62
 from consumers.ihe.vihf import Role, SigningKey, VihfIdentity, signed_vihf
 from domain.xds import ebrim
 from relais import __version__
-from relais.settings import Settings, SettingsError
+from relais.settings import DmpSettings, Settings, SettingsError
 
 
 @dataclass(frozen=True)
@@ -44,46 +44,56 @@ class DmpConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> DmpConfig:
         """The DMP configuration, or :class:`SettingsError` naming every missing variable."""
-        s = settings
-        required = {
-            "RELAIS_DMP_CLIENT_CERT": s.dmp_client_cert,
-            "RELAIS_DMP_CLIENT_KEY": s.dmp_client_key,
-            "RELAIS_DMP_STRUCTURE_ID": s.dmp_structure_id,
-            "RELAIS_DMP_SUBJECT_ID": s.dmp_subject_id,
-            "RELAIS_DMP_SUBJECT_NAME": s.dmp_subject_name,
-            "RELAIS_DMP_SOURCE_ID": s.dmp_source_id,
-            "RELAIS_DMP_LPS_HOMOLOGATION": s.dmp_lps_homologation,
-        }
-        if missing := [name for name, value in required.items() if not value]:
-            raise SettingsError(
-                "the DMP sink needs " + ", ".join(missing) + " (the structure's certificate "
-                "and VIHF identity); `relais sandbox dmp` prints them for its test PKI"
-            )
-        if not s.dmp_url.startswith("https://"):
-            raise SettingsError(f"RELAIS_DMP_URL={s.dmp_url!r}: the DMP is reached by https://")
-        cert = _file("RELAIS_DMP_CLIENT_CERT", s.dmp_client_cert)
-        key = _file("RELAIS_DMP_CLIENT_KEY", s.dmp_client_key)
-        if s.dmp_ca_file is not None and not s.dmp_ca_file.is_file():
-            raise SettingsError(f"RELAIS_DMP_CA_FILE={s.dmp_ca_file}: no such file")
+        dmp = settings.dmp
+        _check_required(dmp)
+        if not dmp.url.startswith("https://"):
+            raise SettingsError(f"RELAIS_DMP_URL={dmp.url!r}: the DMP is reached by https://")
+        cert = _file("RELAIS_DMP_CLIENT_CERT", dmp.client_cert)
+        key = _file("RELAIS_DMP_CLIENT_KEY", dmp.client_key)
+        if dmp.ca_file is not None and not dmp.ca_file.is_file():
+            raise SettingsError(f"RELAIS_DMP_CA_FILE={dmp.ca_file}: no such file")
         return cls(
-            endpoint=s.dmp_url,
-            source_id=s.dmp_source_id,
-            identity=VihfIdentity(
-                structure_id=s.dmp_structure_id,
-                subject_id=s.dmp_subject_id,
-                subject_name=s.dmp_subject_name,
-                roles=roles_of(s.dmp_subject_role),
-                activity_sector=s.dmp_activity_sector,
-                lps_id=f"relais-{s.topic_prefix}",
-                lps_name="Relais",
-                lps_version=__version__,
-                lps_homologation=s.dmp_lps_homologation,
-            ),
+            endpoint=dmp.url,
+            source_id=dmp.source_id,
+            identity=_identity(dmp, lps_id=f"relais-{settings.kafka.prefix}"),
             signing=SigningKey(cert.read_bytes(), key.read_bytes()),
             client_cert=cert,
             client_key=key,
-            ca_file=s.dmp_ca_file,
+            ca_file=dmp.ca_file,
         )
+
+
+def _check_required(dmp: DmpSettings) -> None:
+    """Refuse to start without the structure's certificate and VIHF identity, naming them all."""
+    required = {
+        "RELAIS_DMP_CLIENT_CERT": dmp.client_cert,
+        "RELAIS_DMP_CLIENT_KEY": dmp.client_key,
+        "RELAIS_DMP_STRUCTURE_ID": dmp.structure_id,
+        "RELAIS_DMP_SUBJECT_ID": dmp.subject_id,
+        "RELAIS_DMP_SUBJECT_NAME": dmp.subject_name,
+        "RELAIS_DMP_SOURCE_ID": dmp.source_id,
+        "RELAIS_DMP_LPS_HOMOLOGATION": dmp.lps_homologation,
+    }
+    if missing := [name for name, value in required.items() if not value]:
+        raise SettingsError(
+            "the DMP sink needs " + ", ".join(missing) + " (the structure's certificate "
+            "and VIHF identity); `relais sandbox dmp` prints them for its test PKI"
+        )
+
+
+def _identity(dmp: DmpSettings, *, lps_id: str) -> VihfIdentity:
+    """The VIHF identity the sink signs as: the structure, the responsible person, Relais."""
+    return VihfIdentity(
+        structure_id=dmp.structure_id,
+        subject_id=dmp.subject_id,
+        subject_name=dmp.subject_name,
+        roles=roles_of(dmp.subject_role),
+        activity_sector=dmp.activity_sector,
+        lps_id=lps_id,
+        lps_name="Relais",
+        lps_version=__version__,
+        lps_homologation=dmp.lps_homologation,
+    )
 
 
 def _file(name: str, path: Path | None) -> Path:

@@ -1,16 +1,16 @@
 """The DMP sink: file each DMP delivery request once, then report and commit.
 
-A plain aiokafka consumer (manual commits). For each request it decrypts the
-document and the INS, files them with :class:`DmpClient` (ITI-41), writes a
-``DeliveryStatus`` (a dead letter when the DMP refuses, a ZAM^Z01 when the
-producer asked for one), waits for the broker's acknowledgement, and only
-then commits the offset. Transient failures (DMP down, 5xx, timeouts) are
-retried with backoff on the same record (partition paused, no hot loop), so
-nothing is skipped. The delivery ledger (:mod:`relais.delivery_ledger`)
-makes every retry harmless: a request already done is not sent again, and
-one whose send went unanswered is reconciled with the DMP (ITI-18) first —
-the DMP never sees the same document filed twice, even when the sink is
-killed between the send and the commit.
+It runs on the loop every sink shares (:mod:`relais.sink_loop`, manual
+commits). For each request it decrypts the document and the INS, files them
+with :class:`DmpClient` (ITI-41), writes a ``DeliveryStatus`` (a dead letter
+when the DMP refuses, a ZAM^Z01 when the producer asked for one), waits for
+the broker's acknowledgement, and only then commits the offset. Transient
+failures (DMP down, 5xx, timeouts) are retried with backoff on the same record
+(partition paused, no hot loop), so nothing is skipped. The delivery ledger
+(:mod:`relais.delivery_ledger`) makes every retry harmless: a request already
+done is not sent again, and one whose send went unanswered is reconciled with
+the DMP (ITI-18) first — the DMP never sees the same document filed twice, even
+when the sink is killed between the send and the commit.
 """
 
 from __future__ import annotations
@@ -35,20 +35,36 @@ from domain.document_id import split_id
 from domain.visibility import visibility_flags
 from domain.xds.metadata import document_entry
 from relais.audit_records import acknowledged, delivery
-from relais.contracts import Codec, Record
-from relais.deadletter import REPLAY_HEADER, Failure, Origin, dead_letter_output, failure_of
-from relais.delivery_ledger import Entry, LedgerStore, Step, done, next_step, sending
+from relais.contracts import Record
+from relais.deadletter import REPLAY_HEADER, Failure
+from relais.delivery_ledger import (
+    Entry,
+    LedgerStore,
+    Met,
+    Outcome,
+    Step,
+    done,
+    next_step,
+    sending,
+)
 from relais.delivery_metrics import DeliveryMetrics
 from relais.delivery_status import status_of
 from relais.envelope import Envelope, open_envelope
 from relais.health import READINESS, Flag, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
-from relais.partition_retry import PartitionRetry
 from relais.patient_traits import open_traits
 from relais.settings import Settings
-from relais.signals import stop_on_signals
-from relais.sink_loop import SinkLoop, decode_record, sink_consumer, sink_producer
+from relais.sink_loop import (
+    GiveUp,
+    Hooks,
+    Out,
+    Outputs,
+    RetryLater,
+    SinkLoop,
+    SinkStage,
+    decode_record,
+)
 from relais.topics import (
     AUDIT,
     BUSINESS_ACKS,
@@ -94,9 +110,8 @@ def xds_ids(unique_id: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Where:
-    """The request's place on the bus and the attempt being made."""
+    """The request's record on the bus and the attempt being made."""
 
-    origin: Origin
     message: Any
     attempt: int
 
@@ -112,13 +127,19 @@ class DmpSink:
         session_timeout_s: float = 6.0,
     ) -> None:
         self.prefix, self.keyring, self.client = prefix, keyring, client
-        self.codec = Codec()
-        self.metrics = StageMetrics(STAGE)
+        self.stage = SinkStage(STAGE, prefix, keyring, metrics=StageMetrics(STAGE), clock=_now)
+        self.codec = self.stage.codec
         self.deliveries = DeliveryMetrics("DMP")
-        self.consumer = sink_consumer(bootstrap, f"{prefix}-dmp-sink", session_timeout_s)
-        self.producer = sink_producer(bootstrap)
-        self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.producer)
-        self.retry = PartitionRetry(self.consumer)
+        hooks = Hooks(assigned=self._moved, revoked=self._moved, after_poll=self._refresh)
+        self.loop = SinkLoop(
+            bootstrap,
+            self.stage,
+            group_id=f"{prefix}-dmp-sink",
+            topics=[DELIVERY_DMP.name(prefix)],
+            session_timeout_s=session_timeout_s,
+            hooks=hooks,
+        )
+        self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.loop.producer)
         self.attempts: dict[str, int] = {}
         self.dmp_state = Flag(True, "no DMP call yet")
         READINESS.register("broker", broker_reachable(bootstrap))
@@ -133,27 +154,16 @@ class DmpSink:
         request is tried again. Other partitions keep flowing. The ledger of a
         partition is restored before its first request is handled.
         """
-        loop = SinkLoop(
-            self.consumer,
-            self.producer,
-            self.retry,
-            topics=[DELIVERY_DMP.name(self.prefix)],
-            partitions_moved=self.ledger.forget,
-            after_batch=lambda: self.deliveries.refresh(_now(), self.ledger.size()),
-        )
-        await loop.run(stop, self._handle)
+        await self.loop.run(stop, self._handle)
 
-    async def _handle(self, tp: TopicPartition, message: Any) -> list[tuple[str, bytes]] | None:
-        """Process one request; None when it must be retried later (partition paused)."""
-        self.metrics.received()
-        with self.metrics.timed():
-            outputs = await self._outputs(message)
-        for topic, _ in outputs or ():
-            self.metrics.emitted(topic)
-        return outputs
+    async def _moved(self, partitions: frozenset[TopicPartition]) -> None:
+        await self.ledger.moved(partitions)
 
-    async def _outputs(self, message: Any) -> list[tuple[str, bytes]] | None:
-        """Records to emit for one request, or None on a transient DMP failure.
+    async def _refresh(self) -> None:
+        self.deliveries.refresh(_now(), self.ledger.size())
+
+    async def _handle(self, tp: TopicPartition, message: Any) -> Outputs | RetryLater:
+        """Records to emit for one request, or RetryLater on a transient DMP failure.
 
         The delivery ledger decides first: a request already DONE is reported
         again and never re-sent; one left SENDING (a crash or a timeout between
@@ -161,102 +171,93 @@ class DmpSink:
         resend; otherwise SENDING is recorded, the document filed, and DONE
         recorded with the outcome.
         """
-        origin = Origin(message.topic, message.partition, message.offset)
-        try:
-            request = decode_record(self.codec, message, "DeliveryRequest")
-            origin = Origin(message.topic, message.partition, message.offset, request["event_id"])
-            if request["document"]["action"] == "DELETE":
-                submission, patient_id = None, _patient_id(request, self.keyring)
-            else:  # the submission opened the identity already
-                submission = submission_of(request, self.keyring, _now())
-                patient_id = submission.patient_id
-        except Exception as exc:  # any unreadable request is dead-lettered, never a crash
-            failure = failure_of(exc)
-            return [self._dead_letter(failure, origin, message)]
+        request, submission, patient_id = self._open(message)
         rid = request["request_id"]
         await self.ledger.ensure(message.partition)
         entry = self.ledger.get(message.partition, rid)
-        if entry is not None and entry.outcome == "REJECTED" and _replayed(message):
-            entry = None  # an operator replays a refused document after a fix: file it again
-        if entry is not None and next_step(entry) is Step.ALREADY_DONE:
-            detail = "already done (delivery ledger): not sent again"
-            return self._final(
-                request,
-                entry.outcome or "DELIVERED",
-                code=entry.code,
-                attempt=entry.attempt,
-                origin=origin,
-                message=message,
-                detail=detail,
-                count=False,
-            )
-        attempt = max(self.attempts.get(rid, 0), entry.attempt if entry else 0) + 1
-        where = Where(origin, message, attempt)
+        # an operator replays a refused document after a fix: it is filed again
+        step = next_step(entry, Met.REPLAYED if _replayed(message) else Met.READ)
+        if entry is not None and step is Step.ALREADY_DONE:
+            return self._already_done(request, entry, message)
+        earlier = entry.attempt if entry is not None and step is Step.RECONCILE else 0
+        where = Where(message, max(self.attempts.get(rid, 0), earlier) + 1)
         try:
             if submission is None:
-                return await self._delete(request, patient_id, entry, where)
-            return await self._file(request, submission, entry, where)
+                return await self._delete(request, patient_id, step, where)
+            return await self._file(request, submission, step, where)
         except DmpUnavailable as exc:
-            self._retrying(request, attempt, exc)
-            return None
+            self._retrying(request, where.attempt, exc)
+            return RetryLater()
         except DmpRejected as exc:
-            return await self._done(request, "REJECTED", exc.code, where)
+            return await self._done(request, Outcome.REJECTED, exc.code, where)
+
+    def _open(self, message: Any) -> tuple[Record, Submission | None, str]:
+        """The request, what the DMP needs (None for a deletion) and the patient's XDS id."""
+        event_id = None
+        try:
+            request = decode_record(self.codec, message, "DeliveryRequest")
+            event_id = request["event_id"]
+            if request["document"]["action"] == "DELETE":
+                return request, None, _patient_id(request, self.keyring)
+            submission = submission_of(request, self.keyring, _now())
+        except Exception as exc:  # any unreadable request is dead-lettered, never a crash
+            raise GiveUp.because(exc, event_id) from exc
+        return request, submission, submission.patient_id  # it opened the identity already
+
+    def _already_done(self, request: Record, entry: Entry, message: Any) -> Outputs:
+        """Report again what the ledger says was done; nothing is sent."""
+        detail = "already done (delivery ledger): not sent again"
+        where = Where(message, entry.attempt)
+        outcome = entry.outcome or Outcome.DELIVERED
+        return self._final(request, outcome, entry.code, where, detail=detail, count=False)
 
     async def _file(
-        self, request: Record, submission: Submission, entry: Entry | None, where: Where
-    ) -> list[tuple[str, bytes]]:
+        self, request: Record, submission: Submission, step: Step, where: Where
+    ) -> Outputs:
         """File (ITI-41), reconciling first (ITI-18) when an earlier send went unanswered."""
         # the registry knows the XDS uniqueId (root^extension), not Relais's id
         xds_id = submission.metadata.unique_id if submission.metadata else submission.unique_id
-        reconcile = next_step(entry) is Step.RECONCILE
+        reconcile = step is Step.RECONCILE
         if reconcile and await self.client.holds(xds_id, submission.patient_id):
             detail = "reconciled: the DMP already held it after an unanswered send"
-            return await self._done(request, "DELIVERED", None, where, detail)
+            return await self._done(request, Outcome.DELIVERED, None, where, detail)
         await self._sending(request, where)
         answer = await self.client.file(submission)
-        outcome = "DELIVERED" if answer.status == "success" else "DUPLICATE"
+        outcome = Outcome.DELIVERED if answer.status == "success" else Outcome.DUPLICATE
         return await self._done(request, outcome, answer.code, where)
 
-    async def _delete(
-        self, request: Record, patient_id: str, entry: Entry | None, where: Where
-    ) -> list[tuple[str, bytes]]:
+    async def _delete(self, request: Record, patient_id: str, step: Step, where: Where) -> Outputs:
         """Remove the document from the DMP (ITI-18 to find it, ITI-62 to delete it)."""
         found = await self.client.find(xds_ids(request["document"]["unique_id"]), patient_id)
         if not found:
-            if entry is not None:  # our earlier delete went through, unanswered
+            if step is Step.RECONCILE:  # our earlier delete went through, unanswered
                 detail = "reconciled: the DMP no longer holds it after an unanswered delete"
-                return await self._done(request, "DELIVERED", None, where, detail)
-            return await self._done(request, "REJECTED", "UnresolvedReferenceException", where)
+                return await self._done(request, Outcome.DELIVERED, None, where, detail)
+            unresolved = "UnresolvedReferenceException"
+            return await self._done(request, Outcome.REJECTED, unresolved, where)
         await self._sending(request, where)
         answer = await self.client.delete(found, patient_id)
-        return await self._done(request, "DELIVERED", answer.code, where, "deleted from the DMP")
+        detail = "deleted from the DMP"
+        return await self._done(request, Outcome.DELIVERED, answer.code, where, detail)
 
     async def _sending(self, request: Record, where: Where) -> None:
         """Record SENDING (acknowledged) before the DMP is called."""
-        entry = sending(request["request_id"], where.attempt)
+        entry = sending(request["request_id"], where.attempt, now=_now())
         await self.ledger.write(where.message.partition, entry)
 
     async def _done(
         self,
         request: Record,
-        outcome: str,
+        outcome: Outcome,
         code: str | None,
         where: Where,
         detail: str | None = None,
-    ) -> list[tuple[str, bytes]]:
+    ) -> Outputs:
         """Record DONE with the outcome in the ledger, then report it."""
-        entry = done(request["request_id"], outcome, code, where.attempt)
+        entry = done(request["request_id"], outcome, code, where.attempt, now=_now())
         await self.ledger.write(where.message.partition, entry)
         self._settle(request)
-        return self._final(
-            request,
-            outcome,
-            code=code,
-            attempt=where.attempt,
-            origin=where.origin,
-            message=where.message,
-            detail=detail,
-        )
+        return self._final(request, outcome, code, where, detail=detail)
 
     def _retrying(self, request: Record, attempt: int, exc: DmpUnavailable) -> None:
         self.dmp_state.set(False, f"DMP unavailable ({exc.code}): deliveries paused, retrying")
@@ -274,15 +275,13 @@ class DmpSink:
     def _final(
         self,
         request: Record,
-        outcome: str,
-        *,
+        outcome: Outcome,
         code: str | None,
-        attempt: int,
-        origin: Origin,
-        message: Any,
+        where: Where,
+        *,
         detail: str | None = None,
         count: bool = True,
-    ) -> list[tuple[str, bytes]]:
+    ) -> Outputs:
         """The status (+ dead letter when refused, + ZAM^Z01 when asked) of a final outcome."""
         now = _now()
         if count:
@@ -293,42 +292,37 @@ class DmpSink:
                 sector=request["sector"],
                 type_code=request["document"]["type_code"],
             )
-        outputs: list[tuple[str, bytes]] = []
-        if outcome == "REJECTED":
+        refused: Outputs = []
+        if outcome == Outcome.REJECTED:
             # The DMP's free text may echo identifiers: only its code travels in clear.
             detail = f"the DMP refused the document with code {code}"
             failure = Failure("dmp-rejected", detail)
-            outputs.append(self._dead_letter(failure, origin, message))
+            refused.append(self.stage.dead_letter(failure, where.message, request["event_id"]))
         status = status_of(
-            request, outcome=outcome, code=code, detail=detail, attempt=attempt, now=now
+            request, outcome=outcome, code=code, detail=detail, attempt=where.attempt, now=now
         )
-        outputs.insert(
-            0, (DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status))
-        )
-        audit = AUDIT.name(self.prefix)
-        outputs.append((audit, self.codec.encode("AuditEvent", delivery(status, component=STAGE))))
-        if asked(request, "Z01"):
-            ack = business_ack(
-                request, kind="Z01", accepted=outcome != "REJECTED", now=now, code=code
-            )
-            outputs.append((BUSINESS_ACKS.name(self.prefix), self.codec.encode("BusinessAck", ack)))
-            unique_id = request["document"]["unique_id"]
-            acked = acknowledged(ack, component=STAGE, document_unique_id=unique_id)
-            outputs.append((audit, self.codec.encode("AuditEvent", acked)))
-        return outputs
+        audit = self.codec.encode("AuditEvent", delivery(status, component=STAGE))
+        return [
+            Out(DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status)),
+            *refused,
+            Out(AUDIT.name(self.prefix), audit),
+            *self._business_ack(request, outcome, code, now),
+        ]
 
-    def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> tuple[str, bytes]:
-        self.metrics.failed(failure.reason_code, dead_lettered=True)
-        return dead_letter_output(
-            self.codec,
-            self.keyring,
-            self.prefix,
-            stage=STAGE,
-            failure=failure,
-            origin=origin,
-            original=message.value or b"",
-            now=_now(),
-        )
+    def _business_ack(
+        self, request: Record, outcome: Outcome, code: str | None, now: datetime
+    ) -> Outputs:
+        """The ZAM^Z01 and its audit event, when the producer asked for one."""
+        if not asked(request, "Z01"):
+            return []
+        accepted = outcome != Outcome.REJECTED
+        ack = business_ack(request, kind="Z01", accepted=accepted, now=now, code=code)
+        unique_id = request["document"]["unique_id"]
+        acked = acknowledged(ack, component=STAGE, document_unique_id=unique_id)
+        return [
+            Out(BUSINESS_ACKS.name(self.prefix), self.codec.encode("BusinessAck", ack)),
+            Out(AUDIT.name(self.prefix), self.codec.encode("AuditEvent", acked)),
+        ]
 
 
 def _replayed(message: Any) -> bool:
@@ -340,16 +334,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def run_dmp_sink(settings: Settings, keyring: Keyring) -> None:
-    """Run the sink until SIGINT/SIGTERM; finish the record in hand, then stop."""
-    stop = stop_on_signals()
+async def run_dmp_sink(settings: Settings, keyring: Keyring, stop: asyncio.Event) -> None:
+    """Run the sink until ``stop`` (set on SIGINT/SIGTERM); finish the record in hand, then stop."""
     client = DmpClient(DmpConfig.from_settings(settings))
     sink = DmpSink(
-        bootstrap=settings.bootstrap_servers,
-        prefix=settings.topic_prefix,
+        bootstrap=settings.kafka.bootstrap,
+        prefix=settings.kafka.prefix,
         keyring=keyring,
         client=client,
-        session_timeout_s=settings.session_timeout_s,
+        session_timeout_s=settings.kafka.session_timeout_s,
     )
     try:
         await sink.run(stop)

@@ -182,7 +182,14 @@ def assertion_of(
     conditions.set("NotOnOrAfter", _xs(now + LIFETIME))
     authn = _sub(assertion, "AuthnStatement", AuthnInstant=instant)
     _sub(_sub(authn, "AuthnContext"), "AuthnContextClassRef", AUTHN_CONTEXT)
-    statement = _sub(assertion, "AttributeStatement")
+    _attribute_statement(_sub(assertion, "AttributeStatement"), identity, patient_id)
+    return assertion
+
+
+def _attribute_statement(
+    statement: etree._Element, identity: VihfIdentity, patient_id: str
+) -> None:
+    """Who acts, how, on whom, on what, why and with which software (the VIHF attributes)."""
     plain = {
         "VIHF_Version": VIHF_VERSION,
         "Identifiant_Structure": identity.structure_id,
@@ -203,7 +210,6 @@ def assertion_of(
         _coded(_sub(roles, "AttributeValue"), "Role", role.code, role.scheme, role.display)
     purpose = _sub(_sub(statement, "Attribute", Name=PURPOSE_OF_USE), "AttributeValue")
     _coded(purpose, "PurposeOfUse", "normal", PURPOSE_OF_USE_OID, "Accès normal")
-    return assertion
 
 
 def verify_vihf(assertion: etree._Element | bytes, ca_file: Path, *, now: datetime) -> VerifiedVihf:

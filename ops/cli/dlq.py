@@ -20,7 +20,7 @@ from ops.cli.context import settings_of
 
 if TYPE_CHECKING:
     from ops.dlq.letters import LetterFilter, LetterView
-    from ops.dlq.replay import Replay
+    from ops.dlq.replay import Planned, Replay
     from ops.dlq.shell import DlqBus
     from relais.keyring import Keyring
 
@@ -29,7 +29,8 @@ SECTORS = ["HOSPITAL", "LAB", "RADIOLOGY", "CITY", "MSSANTE", "OTHER"]
 
 
 def _filters(command: F) -> F:
-    """The selection options every dlq command shares."""
+    """The selection options every dlq command shares: the command takes them as
+    ``**filters`` and reads them with :func:`_selection`."""
     options = [
         click.option(
             "--stage",
@@ -113,7 +114,7 @@ def _bus(ctx: click.Context, keyring: Keyring | None) -> DlqBus:
     from relais.contracts import Codec  # noqa: PLC0415
 
     s = settings_of(ctx)
-    return DlqBus(s.bootstrap_servers, s.topic_prefix, keyring, Codec())
+    return DlqBus(s.kafka.bootstrap, s.kafka.prefix, keyring, Codec())
 
 
 async def _read(bus: DlqBus) -> tuple[list[LetterView], dict[str, list[Replay]]]:
@@ -136,30 +137,12 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON array, for machines")
 @click.option("--counts", is_flag=True, help="only how many per stage and reason")
 @click.pass_context
-def dlq_list(
-    ctx: click.Context,
-    *,
-    stages: tuple[str, ...],
-    reasons: tuple[str, ...],
-    sectors: tuple[str, ...],
-    since: str | None,
-    until: str | None,
-    replayed: bool | None,
-    as_json: bool,
-    counts: bool,
-) -> None:
+def dlq_list(ctx: click.Context, /, *, as_json: bool, counts: bool, **filters: Any) -> None:
     """List dead letters, oldest first: id, time, stage, reason, sector, event, replays.
     No patient data is shown. Give `relais dlq show` an id from the first column."""
     from ops.dlq.letters import count_lines, list_lines, select  # noqa: PLC0415
 
-    wanted = _selection(
-        stages=stages,
-        reasons=reasons,
-        sectors=sectors,
-        since=since,
-        until=until,
-        replayed=replayed,
-    )
+    wanted = _selection(**filters)
     letters, replays = asyncio.run(_read(_bus(ctx, _keyring(ctx, required=False))))
     chosen = select(letters, wanted, replays)
     if as_json:
@@ -251,20 +234,16 @@ def dlq_show(ctx: click.Context, dead_letter_id: str, reveal: bool, save: Path |
 @click.pass_context
 def dlq_replay(
     ctx: click.Context,
+    /,
     *,
     dead_letter_ids: tuple[str, ...],
-    stages: tuple[str, ...],
-    reasons: tuple[str, ...],
-    sectors: tuple[str, ...],
-    since: str | None,
-    until: str | None,
-    replayed: bool | None,
     everything: bool,
     again: bool,
     dry_run: bool,
     wait_s: float,
     by: str | None,
     as_json: bool,
+    **filters: Any,
 ) -> None:
     """Send dead letters' originals back to the topic they were read from, once their
     cause is fixed (same partition, same key: the stage sees them as before), and say
@@ -277,40 +256,36 @@ def dlq_replay(
     Exit code: 0 when every selected dead letter was sent back (and, with --wait,
     none failed again or stayed without outcome); 1 otherwise.
     """
-    from ops.dlq.letters import select  # noqa: PLC0415
-    from ops.dlq.replay import plan  # noqa: PLC0415
-
-    wanted = _selection(
-        stages=stages,
-        reasons=reasons,
-        sectors=sectors,
-        since=since,
-        until=until,
-        replayed=replayed,
-        ids=dead_letter_ids,
-    )
+    wanted = _selection(**filters, ids=dead_letter_ids)
     if wanted.is_empty() and not everything:
         raise click.UsageError("say which dead letters: ids, filters (--stage, ...) or --all")
     bus = _bus(ctx, _keyring(ctx, required=True))
-    letters, replays = asyncio.run(_read(bus))
-    chosen = select(letters, wanted, replays)
-    if not chosen:
-        raise click.ClickException("no dead letter matches (see `relais dlq list`)")
-    planned = plan(chosen, replays, topics=bus.topics(), again=again)
+    planned, replays = _plan_replay(bus, wanted, again=again)
     report = asyncio.run(
         _replay(bus, planned, replays, dry_run=dry_run, wait_s=wait_s, by=by, quiet=as_json)
     )
-    if as_json:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
-    else:
-        _echo_report(report, waited=wait_s > 0 and not dry_run)
+    _echo_report(report, as_json=as_json, waited=wait_s > 0 and not dry_run)
     if any(not r["ok"] for r in report):
         sys.exit(1)
 
 
+def _plan_replay(
+    bus: DlqBus, wanted: LetterFilter, *, again: bool
+) -> tuple[list[Planned], dict[str, list[Replay]]]:
+    """The selected dead letters, each with where it goes back to or why it does not."""
+    from ops.dlq.letters import select  # noqa: PLC0415
+    from ops.dlq.replay import plan  # noqa: PLC0415
+
+    letters, replays = asyncio.run(_read(bus))
+    chosen = select(letters, wanted, replays)
+    if not chosen:
+        raise click.ClickException("no dead letter matches (see `relais dlq list`)")
+    return plan(chosen, replays, topics=bus.topics(), again=again), replays
+
+
 async def _replay(
     bus: DlqBus,
-    planned: list[Any],
+    planned: list[Planned],
     replays: dict[str, list[Replay]],
     *,
     dry_run: bool,
@@ -318,7 +293,8 @@ async def _replay(
     by: str | None,
     quiet: bool,
 ) -> list[dict[str, Any]]:
-    from ops.dlq.replay import Planned, Sent  # noqa: PLC0415
+    from ops.dlq.replay import Sent  # noqa: PLC0415
+    from ops.dlq.report import report_row  # noqa: PLC0415
 
     def sent_one(p: Planned, s: Sent) -> None:
         if not quiet:
@@ -341,54 +317,17 @@ async def _replay(
     outcomes = {}
     if sent and wait_s > 0:
         outcomes = await bus.follow(list(sent.values()), starts, timeout_s=wait_s, progress=waited)
-    return [_row(p, sent.get(p.view.dead_letter_id), outcomes, dry_run, wait_s) for p in planned]
+    return [
+        report_row(p, sent.get(p.view.dead_letter_id), outcomes, dry_run=dry_run, wait_s=wait_s)
+        for p in planned
+    ]
 
 
-def _row(
-    p: Any, sent: Any, outcomes: dict[str, list[Any]], dry_run: bool, wait_s: float
-) -> dict[str, Any]:
-    view = p.view
-    row: dict[str, Any] = {
-        "dead_letter_id": view.dead_letter_id,
-        "stage": view.stage,
-        "reason_code": view.reason_code,
-        "event_id": view.event_id,
-    }
-    if p.skip is not None:
-        return {**row, "status": "not sent", "why": p.skip, "ok": False}
-    if dry_run:
-        return {**row, "status": "would be sent", "topic": p.topic, "ok": True}
-    found = outcomes.get(view.dead_letter_id, [])
-    row |= {
-        "status": "sent back",
-        "topic": sent.topic,
-        "partition": sent.partition,
-        "offset": sent.offset,
-        "outcomes": [o.text for o in found],
-    }
-    if wait_s <= 0:
-        return {**row, "ok": True}
-    settled = any(o.final for o in found)
-    failed = any(o.failed for o in found)
-    if not settled:
-        row["outcomes"].append(f"no outcome within {wait_s:g} s (still in flight?)")
-    return {**row, "ok": settled and not failed}
+def _echo_report(report: list[dict[str, Any]], *, as_json: bool, waited: bool) -> None:
+    """The replay report as JSON, or a line per dead letter and how many were sent back."""
+    from ops.dlq.report import report_lines  # noqa: PLC0415
 
-
-def _echo_report(report: list[dict[str, Any]], *, waited: bool) -> None:
-    for r in report:
-        head = f"{r['dead_letter_id'][:8]} ({r['stage']}: {r['reason_code']})"
-        if r["status"] == "not sent":
-            click.echo(f"{head}: NOT SENT: {r['why']}")
-        elif r["status"] == "would be sent":
-            click.echo(f"{head}: would be sent back to {r['topic']}")
-        else:
-            click.echo(f"{head}: sent back to {r['topic']}")
-            for text in r.get("outcomes", []):
-                click.echo(f"    {text}")
-    sent = sum(r["status"] == "sent back" for r in report)
-    bad = sum(not r["ok"] for r in report)
-    tail = f", {bad} need attention" if bad else ""
-    if sent and not waited:
-        tail += " (--wait SECONDS to see what became of them)"
-    click.echo(f"{sent} of {len(report)} sent back{tail}")
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        click.echo("\n".join(report_lines(report, waited=waited)))

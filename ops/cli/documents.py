@@ -6,15 +6,23 @@ Registered on the main group by :mod:`ops.cli.main`; split out to keep each modu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ops.cli.context import settings_of as _settings
+from relais.settings import SettingsError
+from relais.settings_parts import SECTORS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from producers.publish_files import FileOutcome
+    from relais.keyring import Keyring
+    from relais.settings import Settings
     from streams.transcode.lab_findings import SeenLine
 
 
@@ -42,140 +50,126 @@ def publish(ctx: click.Context, paths: tuple[Path, ...], sector: str | None) -> 
     (acks=all) or rejected with the reason; the exit code is 1 if any file
     was rejected.
     """
-    from producers.publish_files import FileOutcome, publish_files
-    from producers.publisher import Publisher
     from relais.keyring_source import load_keyring
 
     s = _settings(ctx)
     keyring = load_keyring(s)
-    bar = (
-        click.progressbar(length=len(paths), label="publishing", file=sys.stderr)
-        if len(paths) > 20
-        else None
-    )
+    report = _PublishReport(len(paths))
+    outcomes = asyncio.run(_publish_all(s, keyring, paths, sector, report.progress))
+    report.finish(outcomes)
+    if any(not o.accepted for o in outcomes):
+        sys.exit(1)
 
-    def progress(outcome: FileOutcome) -> None:
-        if bar is not None:
-            bar.update(1)
+
+async def _publish_all(
+    s: Settings,
+    keyring: Keyring,
+    paths: tuple[Path, ...],
+    sector: str | None,
+    progress: Callable[[FileOutcome], None],
+) -> list[FileOutcome]:
+    from producers.publish_files import publish_files
+    from producers.publisher import Publisher
+
+    async with Publisher(
+        bootstrap=s.kafka.bootstrap, keyring=keyring, topic_prefix=s.kafka.prefix
+    ) as publisher:
+        return await publish_files(publisher, paths, sector, progress)
+
+
+class _PublishReport:
+    """What ``relais publish`` tells the operator: a line per file, or a bar over 20 files."""
+
+    def __init__(self, files: int) -> None:
+        self.bar = (
+            click.progressbar(length=files, label="publishing", file=sys.stderr)
+            if files > 20
+            else None
+        )
+
+    def progress(self, outcome: FileOutcome) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
         elif outcome.accepted:
             click.echo(f"accepted {outcome.path}: {', '.join(outcome.event_ids)}")
         else:
             click.echo(f"REJECTED {outcome.path}: {outcome.error}", err=True)
 
-    async def run() -> list[FileOutcome]:
-        async with Publisher(
-            bootstrap=s.bootstrap_servers, keyring=keyring, topic_prefix=s.topic_prefix
-        ) as publisher:
-            return await publish_files(publisher, paths, sector, progress)
-
-    outcomes = asyncio.run(run())
-    if bar is not None:
-        bar.render_finish()
-    rejected = [o for o in outcomes if not o.accepted]
-    if bar is not None:
-        for outcome in rejected:
-            click.echo(f"REJECTED {outcome.path}: {outcome.error}", err=True)
-    documents = sum(len(o.event_ids) for o in outcomes)
-    click.echo(
-        f"{len(outcomes) - len(rejected)} file(s) accepted ({documents} event(s)), "
-        f"{len(rejected)} rejected"
-    )
-    if rejected:
-        sys.exit(1)
+    def finish(self, outcomes: list[FileOutcome]) -> None:
+        """The rejections (after the bar: it hid them) and the summary line."""
+        rejected = [o for o in outcomes if not o.accepted]
+        if self.bar is not None:
+            self.bar.render_finish()
+            for outcome in rejected:
+                click.echo(f"REJECTED {outcome.path}: {outcome.error}", err=True)
+        documents = sum(len(o.event_ids) for o in outcomes)
+        click.echo(
+            f"{len(outcomes) - len(rejected)} file(s) accepted ({documents} event(s)), "
+            f"{len(rejected)} rejected"
+        )
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
-@click.option("--port", default=2575, show_default=True, type=int, help="MLLP port")
+@click.option("--host", help="address to listen on [RELAIS_MLLP_HOST, default 127.0.0.1]")
+@click.option("--port", type=int, help="MLLP port [RELAIS_MLLP_PORT, default 2575]")
 @click.option(
     "--sector",
-    type=click.Choice(["HOSPITAL", "LAB", "RADIOLOGY"]),
-    help="sector of every sender on this listener; default: implied by the document type",
+    type=click.Choice(SECTORS),
+    help="sector of every sender on this listener [RELAIS_MLLP_SECTOR]; "
+    "default: implied by the document type",
 )
 @click.option(
     "--max-frame-bytes",
-    default=16 << 20,
-    show_default=True,
-    type=int,
-    help="larger messages get an AR and the connection is closed",
+    type=click.IntRange(min=1),
+    help="larger messages get an AR and the connection is closed "
+    "[RELAIS_MLLP_MAX_FRAME_BYTES, default 16777216]",
 )
 @click.option(
     "--idle-timeout",
     "idle_timeout_s",
-    default=300.0,
-    show_default=True,
-    type=float,
-    help="seconds without a byte before a connection is closed",
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds without a byte before a connection is closed "
+    "[RELAIS_MLLP_IDLE_TIMEOUT_S, default 300]",
 )
 @click.option(
-    "--tls-cert", type=click.Path(exists=True, path_type=Path), help="server certificate (PEM)"
+    "--tls-cert",
+    type=click.Path(exists=True, path_type=Path),
+    help="server certificate (PEM) [RELAIS_MLLP_TLS_CERT]",
 )
-@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), help="server key (PEM)")
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, path_type=Path),
+    help="server key (PEM) [RELAIS_MLLP_TLS_KEY]",
+)
 @click.option(
     "--client-ca",
     type=click.Path(exists=True, path_type=Path),
-    help="require client certificates signed by this CA (PEM)",
+    help="require client certificates signed by this CA (PEM) [RELAIS_MLLP_CLIENT_CA]",
 )
 @click.pass_context
-def mllp(
-    ctx: click.Context,
-    *,
-    host: str,
-    port: int,
-    sector: str | None,
-    max_frame_bytes: int,
-    idle_timeout_s: float,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    client_ca: Path | None,
-) -> None:
+def mllp(ctx: click.Context, /, **flags: Any) -> None:
     """Receive HL7 v2 over MLLP and acknowledge each message.
 
     AA only once the broker acknowledged the event (acks=all); AE with an ERR
     segment naming the field and the rule for a bad message (also dead-lettered);
     AR when the bus cannot take it now. TLS with --tls-cert/--tls-key, client
-    certificates with --client-ca. Runs until Ctrl-C / SIGTERM.
+    certificates with --client-ca. Each flag overrides its RELAIS_MLLP_* variable.
+    Runs until Ctrl-C / SIGTERM.
     """
-    from producers.ingest import Ingest
-    from producers.mllp.gateway import GatewayConfig, MllpGateway, server_tls_context
-    from producers.mllp.metrics import PrometheusGatewayObserver, PrometheusIngestObserver
-    from producers.publisher import Publisher
-    from relais.health import READINESS, broker_reachable, serve_health_and_metrics
+    from producers.mllp_intake import run_gateway
     from relais.keyring_source import load_keyring
-    from relais.signals import stop_on_signals
 
-    if bool(tls_cert) != bool(tls_key):
-        raise click.UsageError("--tls-cert and --tls-key go together")
     s = _settings(ctx)
-    keyring = load_keyring(s)
-    tls = server_tls_context(tls_cert, tls_key, client_ca) if tls_cert and tls_key else None
-    config = GatewayConfig(
-        host=host,
-        port=port,
-        max_frame_bytes=max_frame_bytes,
-        idle_timeout_s=idle_timeout_s,
-        tls=tls,
-    )
-
-    async def run() -> None:
-        stop = stop_on_signals()
-        async with Publisher(
-            bootstrap=s.bootstrap_servers, keyring=keyring, topic_prefix=s.topic_prefix
-        ) as publisher:
-            handler = Ingest(publisher, sector=sector, observer=PrometheusIngestObserver())
-            gateway = MllpGateway(config, handler, PrometheusGatewayObserver())
-            bound = await gateway.start()
-            READINESS.register("broker", broker_reachable(s.bootstrap_servers))
-            metrics_port = serve_health_and_metrics(s.metrics_host, s.metrics_port)
-            click.echo(
-                f"MLLP{'S' if tls else ''} on {host}:{bound} -> {s.bootstrap_servers}; "
-                f"metrics on http://{s.metrics_host}:{metrics_port}/metrics"
-            )
-            await stop.wait()
-            await gateway.stop()
-        click.echo("MLLP gateway stopped")
-
-    asyncio.run(run())
+    given = {name: value for name, value in flags.items() if value is not None}
+    listener = dataclasses.replace(s.mllp, **given)
+    if bool(listener.tls_cert) != bool(listener.tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    settings = dataclasses.replace(s, mllp=listener)
+    keyring = load_keyring(settings)
+    try:
+        run_gateway(settings, keyring)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group()
@@ -224,14 +218,8 @@ def catalogue_report_cmd(
     unknown LOINC codes, units that are not UCUM; with --seen, also what the traffic
     showed (codes missing from the catalogue, units differing from it).
     FACILITY limits it to one laboratory. Exit code 1 when there is anything to fix."""
-    from streams.transcode.lab_catalogue import (
-        CatalogueError,
-        LoincTable,
-        UcumUnits,
-        catalogue_report,
-        format_report,
-        load_directory,
-    )
+    from streams.transcode.lab_catalogue import catalogue_report, format_report, load_directory
+    from streams.transcode.lab_codes import CatalogueError, LoincTable, UcumUnits
 
     try:
         store = load_directory(directory)
@@ -261,14 +249,14 @@ def _seen_in_traffic(ctx: click.Context, facility: str | None) -> list[SeenLine]
     try:
         records = asyncio.run(
             read_audits(
-                s.bootstrap_servers,
-                s.topic_prefix,
+                s.kafka.bootstrap,
+                s.kafka.prefix,
                 lambda r: r["component"] == "transcode" and PREFIX in (r["detail"] or ""),
             )
         )
     except KafkaError as exc:
         raise click.ClickException(
-            f"cannot read the audit topic at {s.bootstrap_servers} ({exc}): "
+            f"cannot read the audit topic at {s.kafka.bootstrap} ({exc}): "
             "is the broker running (RELAIS_BOOTSTRAP_SERVERS)?"
         ) from None
     return seen_in_traffic((r["detail"] for r in records), facility)
@@ -283,9 +271,9 @@ def explain_cmd(ctx: click.Context, document: str) -> None:
     from relais.audit_trail import audits_for
 
     s = _settings(ctx)
-    records = asyncio.run(audits_for(s.bootstrap_servers, s.topic_prefix, document))
+    records = asyncio.run(audits_for(s.kafka.bootstrap, s.kafka.prefix, document))
     if not records:
-        raise click.ClickException(f"no audit record for {document} under '{s.topic_prefix}.'")
+        raise click.ClickException(f"no audit record for {document} under '{s.kafka.prefix}.'")
     for record in records:
         click.echo(
             f"{record['at']:%Y-%m-%d %H:%M:%S} {record['component']}: "

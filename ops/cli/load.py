@@ -9,11 +9,17 @@ import asyncio
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ops.cli.context import settings_of
+
+if TYPE_CHECKING:
+    from ops.load.profile import Profile
+    from ops.load.runner import LoadConfig, LoadResult
 
 DEFAULT_XSD = Path("../shared/data/cda-xsd")
 
@@ -124,32 +130,7 @@ DEFAULT_XSD = Path("../shared/data/cda-xsd")
     help="seconds between two progress lines",
 )
 @click.pass_context
-def load_cmd(
-    ctx: click.Context,
-    *,
-    span: str,
-    documents: int | None,
-    compress: float | None,
-    span_in_s: float | None,
-    rate: float | None,
-    city_doctors: bool,
-    unqualified: float,
-    duplicates: float,
-    bad_inputs: float,
-    patients: int,
-    seed: int,
-    workers: int,
-    combined: bool,
-    connections: int,
-    library_tasks: int,
-    chaos: bool,
-    kills: int,
-    mail: bool,
-    drain_timeout_s: float,
-    cda_xsd_dir: Path | None,
-    out: Path | None,
-    progress_s: float,
-) -> None:
+def load_cmd(ctx: click.Context, /, **options: Any) -> None:
     """Replay vague-1 volumes against a whole local stack and account for every document.
 
     Starts a fresh broker, the DMP and INSi sandboxes, the workers and the MLLP
@@ -165,49 +146,103 @@ def load_cmd(
       relais load --documents 2000 --rate 20 --workers 2
       relais load --documents 1500 --span-in 180 --chaos
     """
-    from ops.load.accounting import check  # noqa: PLC0415
-    from ops.load.chaos import S3Error  # noqa: PLC0415
-    from ops.load.profile import Profile, ProfileError, Shares  # noqa: PLC0415
-    from ops.load.report import write_report  # noqa: PLC0415
-    from ops.load.runner import LoadConfig, run_load  # noqa: PLC0415
+    config = _config(ctx, LoadOptions(**options))
+    click.echo(f"relais load -> {config.out_dir}", err=True)
+    result = _run(config)
+    _report(result)
 
-    if span_in_s is not None:
-        compress = 86_400.0 * (30 if span == "month" else 1) / span_in_s
-    try:
-        profile = Profile(
-            span=span,
-            documents=documents,
-            compress=compress,
-            rate=rate,
-            city_doctors=city_doctors,
-            shares=Shares(unqualified, duplicates, bad_inputs),
-            seed=seed,
-            patients=patients,
-        )
-        profile.check()
-    except ProfileError as exc:
-        raise click.UsageError(str(exc)) from None
-    folder = out or settings_of(ctx).data_dir / f"load-{time.strftime('%Y%m%d-%H%M%S')}"
-    xsd = cda_xsd_dir or (DEFAULT_XSD if DEFAULT_XSD.is_dir() else None)
-    config = LoadConfig(
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """The options of ``relais load``, under the names click gives them."""
+
+    span: str
+    documents: int | None
+    compress: float | None
+    span_in_s: float | None
+    rate: float | None
+    city_doctors: bool
+    unqualified: float
+    duplicates: float
+    bad_inputs: float
+    patients: int
+    seed: int
+    workers: int
+    combined: bool
+    connections: int
+    library_tasks: int
+    chaos: bool
+    kills: int
+    mail: bool
+    drain_timeout_s: float
+    cda_xsd_dir: Path | None
+    out: Path | None
+    progress_s: float
+
+    def profile(self) -> Profile:
+        """What to replay (``--span-in`` sets the compression); a bad mix is a usage error."""
+        from ops.load.profile import Profile, ProfileError, Shares  # noqa: PLC0415
+
+        compress = self.compress
+        if self.span_in_s is not None:
+            compress = 86_400.0 * (30 if self.span == "month" else 1) / self.span_in_s
+        try:
+            profile = Profile(
+                span=self.span,
+                documents=self.documents,
+                compress=compress,
+                rate=self.rate,
+                city_doctors=self.city_doctors,
+                shares=Shares(self.unqualified, self.duplicates, self.bad_inputs),
+                seed=self.seed,
+                patients=self.patients,
+            )
+            profile.check()
+        except ProfileError as exc:
+            raise click.UsageError(str(exc)) from None
+        return profile
+
+
+def _config(ctx: click.Context, o: LoadOptions) -> LoadConfig:
+    """The replay's configuration: the profile, the report folder, the CDA schemas."""
+    from ops.load.runner import LoadConfig  # noqa: PLC0415
+
+    profile = o.profile()
+    folder = o.out or settings_of(ctx).process.data_dir / f"load-{time.strftime('%Y%m%d-%H%M%S')}"
+    xsd = o.cda_xsd_dir or (DEFAULT_XSD if DEFAULT_XSD.is_dir() else None)
+    return LoadConfig(
         profile=profile,
         out_dir=folder.resolve(),
-        workers=workers,
-        combined=combined,
-        connections=connections,
-        library_tasks=library_tasks,
-        chaos=chaos,
-        kills=kills,
-        mail=mail,
-        drain_timeout_s=drain_timeout_s,
-        progress_s=progress_s,
+        workers=o.workers,
+        combined=o.combined,
+        connections=o.connections,
+        library_tasks=o.library_tasks,
+        chaos=o.chaos,
+        kills=o.kills,
+        mail=o.mail,
+        drain_timeout_s=o.drain_timeout_s,
+        progress_s=o.progress_s,
         cda_xsd_dir=xsd.resolve() if xsd else None,
     )
-    click.echo(f"relais load -> {config.out_dir}", err=True)
+
+
+def _run(config: LoadConfig) -> LoadResult:
+    """The replay, its progress lines on stderr."""
+    from ops.load.chaos import S3Error  # noqa: PLC0415
+    from ops.load.runner import run_load  # noqa: PLC0415
+
     try:
-        result = asyncio.run(run_load(config, lambda line: click.echo(line, err=True)))
+        return asyncio.run(run_load(config, lambda line: click.echo(line, err=True)))
     except S3Error as exc:
         raise click.ClickException(f"--chaos needs an S3 store for the broker: {exc}") from None
+
+
+def _report(result: LoadResult) -> None:
+    """Write the report files and print the accounting; a document lost, doubled or landed
+    where it should not is an error (exit code 1)."""
+    from ops.load.accounting import check  # noqa: PLC0415
+    from ops.load.report import write_report  # noqa: PLC0415
+
     command = "relais load " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     for path in write_report(result, command):
         click.echo(f"wrote {path}", err=True)

@@ -9,17 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
-from ops.cli.context import serve_metrics_and_say
 from ops.cli.context import settings_of as _settings
 from ops.cli.dlq import dlq
 from ops.cli.documents import catalogue, explain_cmd, mllp, publish
+from ops.cli.keys import keys
 from ops.cli.load import load_cmd
 from ops.cli.mss import mss
+from ops.cli.sandbox import sandbox
+from ops.cli.schemas import schemas
 from ops.cli.trace import trace_cmd
 from relais.settings import Settings, SettingsError
 
@@ -41,7 +42,7 @@ class RelaisGroup(click.Group):
             return super().invoke(ctx)
         except KafkaConnectionError:
             s = ctx.obj
-            where = s.bootstrap_servers if isinstance(s, Settings) else "the broker"
+            where = s.kafka.bootstrap if isinstance(s, Settings) else "the broker"
             raise click.ClickException(
                 f"cannot reach the Kafka broker at {where}: start it (`relais broker`) "
                 "or set RELAIS_BOOTSTRAP_SERVERS"
@@ -65,10 +66,9 @@ def main(ctx: click.Context) -> None:
         ctx.obj = settings = Settings.from_env()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
-    logging.basicConfig(
-        level=settings.log_level.upper().replace("WARN", "WARNING").replace("CRIT", "CRITICAL"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from relais.process import configure_logging
+
+    configure_logging(settings.process.log_level)
     if ctx.invoked_subcommand in ONE_SHOT:
         # One-shot commands report their own errors; aiokafka's retry logs are noise there
         # (and `load` restarts the broker on purpose).
@@ -91,7 +91,7 @@ def broker(ctx: click.Context, listen: str | None, storage: str | None) -> None:
     s = _settings(ctx)
 
     async def run() -> int:
-        local = LocalBroker(listen or s.broker_listen, storage or s.broker_storage, s.broker_bin)
+        local = LocalBroker(listen or s.broker.listen, storage or s.broker.storage, s.broker.bin)
         await local.start()
         click.echo(f"broker ready on {local.bootstrap} (storage {local.storage}); Ctrl-C stops it")
         stop = stop_on_signals()
@@ -125,7 +125,7 @@ def topics_create(ctx: click.Context, replication_factor: int) -> None:
 
     s = _settings(ctx)
     states = asyncio.run(
-        ensure_topics(s.bootstrap_servers, s.topic_prefix, replication_factor=replication_factor)
+        ensure_topics(s.kafka.bootstrap, s.kafka.prefix, replication_factor=replication_factor)
     )
     for t in states:
         verb = "created" if t.created else "exists "
@@ -139,9 +139,9 @@ def topics_list(ctx: click.Context) -> None:
     from relais.topic_admin import list_topics
 
     s = _settings(ctx)
-    found = asyncio.run(list_topics(s.bootstrap_servers, s.topic_prefix))
+    found = asyncio.run(list_topics(s.kafka.bootstrap, s.kafka.prefix))
     if not found:
-        click.echo(f"no topics under '{s.topic_prefix}.'; run `relais topics create`")
+        click.echo(f"no topics under '{s.kafka.prefix}.'; run `relais topics create`")
     for name, partitions in found.items():
         click.echo(f"{name:<40} {partitions:>2} partitions")
 
@@ -156,6 +156,7 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
     /metrics is served on RELAIS_METRICS_HOST:RELAIS_METRICS_PORT.
     """
     from relais.keyring_source import load_keyring
+    from relais.process import serve_and_announce
     from streams.worker import STAGE_NAMES, run_worker
 
     unknown = [s for s in stages if s not in STAGE_NAMES]
@@ -165,8 +166,8 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
         )
     s = _settings(ctx)
     keyring = load_keyring(s)
-    serve_metrics_and_say(s, f"stages {', '.join(stages)}")
-    run_worker(s, list(stages), keyring)
+    serve_and_announce(s.process, f"stages {', '.join(stages)}")
+    run_worker(s, list(stages), keyring)  # Faust's own runner: it stops on signals itself
 
 
 @main.group()
@@ -205,19 +206,17 @@ def monitor(ctx: click.Context, interval_s: float) -> None:
     """Export the consumer lag of every Relais consumer group (relais_consumer_lag_records,
     committed and end offsets per topic partition) on /metrics until Ctrl-C / SIGTERM."""
     from ops.lag_monitor import LagMonitor
-    from relais.health import READINESS, broker_reachable
-    from relais.signals import stop_on_signals
+    from relais.health import broker_reachable
+    from relais.process import Process, run_process
 
     s = _settings(ctx)
-    READINESS.register("broker", broker_reachable(s.bootstrap_servers))
-    serve_metrics_and_say(s, f"lag monitor of '{s.topic_prefix}' groups")
 
-    async def run() -> None:
-        await LagMonitor(s.bootstrap_servers, s.topic_prefix, interval_s=interval_s).run(
-            stop_on_signals()
-        )
+    async def main(process: Process) -> None:
+        monitor = LagMonitor(s.kafka.bootstrap, s.kafka.prefix, interval_s=interval_s)
+        await monitor.run(process.stop)
 
-    asyncio.run(run())
+    what = f"lag monitor of '{s.kafka.prefix}' groups"
+    run_process(s, main, what=what, checks={"broker": broker_reachable(s.kafka.bootstrap)})
 
 
 @main.group()
@@ -242,28 +241,27 @@ def acks_forward(ctx: click.Context, timeout_s: float) -> None:
     from producers.mllp.ack_forwarder import AckForwarder
     from producers.mllp.ack_routes import AckRouteError, parse_routes
     from relais.keyring_source import load_keyring
-    from relais.signals import stop_on_signals
+    from relais.process import Process, run_process
 
     s = _settings(ctx)
     try:
-        routes = parse_routes(s.ack_routes)
+        routes = parse_routes(s.acks.routes)
     except AckRouteError as exc:
         raise click.ClickException(str(exc)) from None
     keyring = load_keyring(s)
-    serve_metrics_and_say(s, f"ack-forwarder -> {len(routes)} producer(s)")
 
-    async def run() -> None:
+    async def main(process: Process) -> None:
         forwarder = AckForwarder(
-            bootstrap=s.bootstrap_servers,
-            prefix=s.topic_prefix,
+            bootstrap=s.kafka.bootstrap,
+            prefix=s.kafka.prefix,
             keyring=keyring,
             routes=routes,
             timeout_s=timeout_s,
-            session_timeout_s=s.session_timeout_s,
+            session_timeout_s=s.kafka.session_timeout_s,
         )
-        await forwarder.run(stop_on_signals())
+        await forwarder.run(process.stop)
 
-    asyncio.run(run())
+    run_process(s, main, what=f"ack-forwarder -> {len(routes)} producer(s)")
 
 
 @sink.command("dmp")
@@ -272,11 +270,15 @@ def sink_dmp(ctx: click.Context) -> None:
     """File DMP delivery requests at RELAIS_DMP_URL until Ctrl-C / SIGTERM."""
     from consumers.dmp.sink import run_dmp_sink
     from relais.keyring_source import load_keyring
+    from relais.process import Process, run_process
 
     s = _settings(ctx)
     keyring = load_keyring(s)
-    serve_metrics_and_say(s, f"dmp-sink -> {s.dmp_url}")
-    asyncio.run(run_dmp_sink(s, keyring))
+
+    async def main(process: Process) -> None:
+        await run_dmp_sink(process.settings, keyring, process.stop)
+
+    run_process(s, main, what=f"dmp-sink -> {s.dmp.url}")
 
 
 @sink.command("notify")
@@ -285,123 +287,15 @@ def sink_notify(ctx: click.Context) -> None:
     """Tell patients a document is available (MSSanté, e-mail or SMS) until Ctrl-C / SIGTERM."""
     from consumers.notify.sink import run_notify_sink
     from relais.keyring_source import load_keyring
+    from relais.process import Process, run_process
 
     s = _settings(ctx)
     keyring = load_keyring(s)
-    serve_metrics_and_say(s, "notify-sink")
-    asyncio.run(run_notify_sink(s, keyring))
 
+    async def main(process: Process) -> None:
+        await run_notify_sink(process.settings, keyring, process.stop)
 
-@main.group()
-def sandbox() -> None:
-    """Run the local stand-ins of national services."""
-
-
-@sandbox.command("dmp")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=39180, show_default=True, type=int)
-@click.option("--store", type=click.Path(path_type=Path), help="also write documents here")
-@click.option(
-    "--pki",
-    type=click.Path(path_type=Path),
-    default=Path(".relais/dmp-sandbox-pki"),
-    show_default=True,
-    help="test CA, server and structure certificates (made when absent or expiring)",
-)
-@click.option(
-    "--server-name",
-    "server_names",
-    multiple=True,
-    help="host name the sinks reach the sandbox by (in its certificate), e.g. dmp-sandbox",
-)
-def sandbox_dmp(
-    host: str, port: int, store: Path | None, pki: Path, server_names: tuple[str, ...]
-) -> None:
-    """Run the DMP sandbox: an ITI-41 repository over mutual TLS that checks, stores and lists."""
-    import shlex
-
-    from sandboxes.dmp import client_environment, sandbox_pki, serve_forever
-
-    keys = sandbox_pki(pki.resolve(), server_names=server_names)
-    url = f"https://{server_names[0] if server_names else host}:{port}/repository"
-    click.echo(f"DMP sandbox on {url} (mutual TLS, test PKI in {pki}); a DMP sink needs:")
-    for name, value in client_environment(keys, url).items():
-        click.echo(f"  export {name}={shlex.quote(value)}")
-    asyncio.run(serve_forever(host, port, store, keys))
-
-
-@sandbox.command("insi")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=39181, show_default=True, type=int)
-def sandbox_insi(host: str, port: int) -> None:
-    """Run the INSi sandbox: fictitious test identities (homonyms, conflicts included)
-    answering INS searches by traits and verifications of a held INS."""
-    from sandboxes.insi import serve_forever
-
-    click.echo(f"INSi sandbox on http://{host}:{port}/insi")
-    asyncio.run(serve_forever(host, port))
-
-
-@main.group()
-def keys() -> None:
-    """Manage the encryption keyring (AES-256-GCM keys and the pseudonym key)."""
-
-
-@keys.command("generate")
-@click.option("--out", type=click.Path(path_type=Path), required=True)
-def keys_generate(out: Path) -> None:
-    """Write a new keyring file (mode 0600); refuses to overwrite one."""
-    from relais.keyring import Keyring
-
-    if out.exists():
-        raise click.ClickException(f"{out} exists; use `relais keys rotate --file {out}`")
-    keyring = Keyring.generate()
-    keyring.write(out)
-    click.echo(f"wrote {out} (active key {keyring.active_key_id})")
-
-
-@keys.command("rotate")
-@click.option("--file", "path", type=click.Path(exists=True, path_type=Path), required=True)
-def keys_rotate(path: Path) -> None:
-    """Add a new active key; old keys stay to decrypt existing records."""
-    from relais.keyring import Keyring
-
-    keyring = Keyring.from_file(path).rotated()
-    keyring.write(path)
-    click.echo(f"{path}: active key is now {keyring.active_key_id} ({len(keyring.keys)} keys)")
-
-
-@main.group()
-def schemas() -> None:
-    """Check and release the Avro record schemas."""
-
-
-@schemas.command("check")
-def schemas_check() -> None:
-    """Fail if a current schema cannot read data written with a released one."""
-    from ops.schema_compat import check_registry
-    from relais.contracts import SchemaRegistry
-    from schemas import SCHEMA_DIR
-
-    report = check_registry(SchemaRegistry(), SCHEMA_DIR / "released")
-    broken = {name: found for name, found in report.items() if found}
-    for name, found in report.items():
-        click.echo(f"{'BREAKS' if found else 'ok    '} {name}")
-        for problem in found:
-            click.echo(f"         {problem}")
-    if broken:
-        raise click.ClickException("backward-incompatible schema change")
-
-
-@schemas.command("freeze")
-def schemas_freeze() -> None:
-    """Snapshot changed schemas into schemas/released (run before a release)."""
-    from ops.schema_compat import freeze
-    from relais.contracts import SchemaRegistry
-    from schemas import SCHEMA_DIR
-
-    written = freeze(SchemaRegistry(), SCHEMA_DIR / "released")
-    click.echo("\n".join(str(p) for p in written) or "nothing changed")
+    run_process(s, main, what="notify-sink")
 
 
 @main.command()
@@ -424,6 +318,9 @@ main.add_command(mss)
 main.add_command(dlq)
 main.add_command(trace_cmd)
 main.add_command(load_cmd)
+main.add_command(sandbox)
+main.add_command(keys)
+main.add_command(schemas)
 
 if __name__ == "__main__":
     main()

@@ -35,13 +35,11 @@ def trace_cmd(ctx: click.Context, document: str, as_json: bool) -> None:
     except KeyringError:
         keyring = None  # dead letters without an event id stay unlinked
     click.echo(
-        f"reading the audit, status, dead-letter and ack topics of {s.bootstrap_servers}", err=True
+        f"reading the audit, status, dead-letter and ack topics of {s.kafka.bootstrap}", err=True
     )
-    found = asyncio.run(
-        read_journey(s.bootstrap_servers, s.topic_prefix, document, keyring=keyring)
-    )
+    found = asyncio.run(read_journey(s.kafka.bootstrap, s.kafka.prefix, document, keyring=keyring))
     if not found.steps:
-        raise click.ClickException(f"nothing is known about {document} under '{s.topic_prefix}.'")
+        raise click.ClickException(f"nothing is known about {document} under '{s.kafka.prefix}.'")
     if as_json:
         click.echo(json.dumps(found.to_json(), indent=2, ensure_ascii=False))
     else:

@@ -93,7 +93,7 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
     task = asyncio.current_task()
     if task is not None:  # SIGTERM unwinds like Ctrl-C: the finally below stops every process
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    work = settings.data_dir / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    work = settings.process.data_dir / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     stack = LocalStack(work, prefix="demo", mail=True)
     started = time.monotonic()
     try:
@@ -104,31 +104,10 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
         await stack.start()
         await stack.wait_for_metrics()
         _step(f"stack up in {time.monotonic() - started:.1f} s; broker {stack.broker.bootstrap}")
-        sent: list[tuple[str, DemoDocument]] = []
-        async with Publisher(
-            bootstrap=stack.settings.bootstrap_servers,
-            keyring=stack.keyring,
-            topic_prefix=stack.prefix,
-        ) as publisher:
-            for n, doc in enumerate(DOCUMENTS, start=1):
-                event_id = (await publisher.submit_hl7(_message(n, doc), sector=doc.sector))[0]
-                sent.append((event_id, doc))
-                click.echo(f"    sent {doc.title:<42} event {event_id[:8]}")
+        sent = await _send(stack)
         _step("waiting for every document to land")
         ids = [event_id for event_id, _ in sent]
-        landing = await read_landing(
-            stack.broker.bootstrap,
-            stack.prefix,
-            timeout_s=90,
-            until=lambda lan: all(lan.where(i) != "in flight" for i in ids),
-        )
-        # then the mailboxes and the notifications (an embargoed one waits: not this demo's)
-        landing = await read_landing(
-            stack.broker.bootstrap,
-            stack.prefix,
-            timeout_s=20,
-            until=lambda lan: all(_routed_everywhere(lan, i) for i in ids),
-        )
+        landing = await _landing(stack, ids)
         _report(stack, sent, landing)
         if keep_running:
             await _wait_for_signal()
@@ -137,6 +116,38 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
         _step("stopping workers, sandbox and broker")
         await stack.stop()
         click.echo(f"    done in {time.monotonic() - started:.1f} s")
+
+
+async def _send(stack: LocalStack) -> list[tuple[str, DemoDocument]]:
+    """Submit every demo document through the producer library: (event id, document)."""
+    sent: list[tuple[str, DemoDocument]] = []
+    async with Publisher(
+        bootstrap=stack.settings.kafka.bootstrap,
+        keyring=stack.keyring,
+        topic_prefix=stack.prefix,
+    ) as publisher:
+        for n, doc in enumerate(DOCUMENTS, start=1):
+            event_id = (await publisher.submit_hl7(_message(n, doc), sector=doc.sector))[0]
+            sent.append((event_id, doc))
+            click.echo(f"    sent {doc.title:<42} event {event_id[:8]}")
+    return sent
+
+
+async def _landing(stack: LocalStack, ids: list[str]) -> Landing:
+    """What the bus says of ``ids`` once each has landed, then been mailed and notified."""
+    await read_landing(
+        stack.broker.bootstrap,
+        stack.prefix,
+        timeout_s=90,
+        until=lambda lan: all(lan.where(i) != "in flight" for i in ids),
+    )
+    # then the mailboxes and the notifications (an embargoed one waits: not this demo's)
+    return await read_landing(
+        stack.broker.bootstrap,
+        stack.prefix,
+        timeout_s=20,
+        until=lambda lan: all(_routed_everywhere(lan, i) for i in ids),
+    )
 
 
 def _routed_to(landing: Landing, event_id: str) -> Counter[str]:
@@ -188,7 +199,7 @@ def _report(stack: LocalStack, sent: list[tuple[str, DemoDocument]], landing: La
     store = Path(stack.work_dir / "dmp-sandbox")
     click.echo(
         f"    DMP sandbox holds {len(stack.sandbox.filed)} documents "
-        f"({stack.settings.dmp_url.removesuffix('/repository')}/documents, copies in {store})"
+        f"({stack.settings.dmp.url.removesuffix('/repository')}/documents, copies in {store})"
     )
     for letter in landing.dead:
         click.echo(

@@ -146,8 +146,20 @@ def cda(
 ) -> bytes:
     """A CI-SIS CDA R2 built with the project's builders: CR-BIO N3 (``results``), CR-IMG N3
     (``text`` in its sections) or N1; ``pdf`` (default: one showing ``text``) goes with it."""
+    header, person = _document_header(kind, doc_id), _patient_header(patient)
+    pdf = pdf if pdf is not None else minimal_pdf(f"{kind.title}: {text}")
+    if kind.loinc == LAB.loinc:
+        return build_cr_bio_n3(header, person, results, pdf)
+    if kind.loinc == IMAGING.loinc:
+        sections = (("55111-9", "Technique", text), ("19005-8", "Résultat", text))
+        return build_cr_img_n3(header, person, sections, pdf)
+    return build_n1(header, person, pdf)
+
+
+def _document_header(kind: Kind, doc_id: str) -> DocumentHeader:
+    """The CDA header of a demo document ``doc_id`` (root.extension), by the demo laboratory."""
     root, ext = doc_id.rsplit(".", 1)
-    header = DocumentHeader(
+    return DocumentHeader(
         id_root=root,
         id_extension=ext,
         set_id_root=root,
@@ -165,7 +177,11 @@ def cda(
         service_start="20261122080000+0100",
         service_stop="20261122100000+0100",
     )
-    person = PatientHeader(
+
+
+def _patient_header(patient: Patient) -> PatientHeader:
+    """The CDA recordTarget of a demo patient (INS on the test OID)."""
+    return PatientHeader(
         patient.ins,
         INS_TEST_OID,
         patient.family,
@@ -174,13 +190,6 @@ def cda(
         patient.sex,
         patient.birthplace,
     )
-    pdf = pdf if pdf is not None else minimal_pdf(f"{kind.title}: {text}")
-    if kind.loinc == LAB.loinc:
-        return build_cr_bio_n3(header, person, results, pdf)
-    if kind.loinc == IMAGING.loinc:
-        sections = (("55111-9", "Technique", text), ("19005-8", "Résultat", text))
-        return build_cr_img_n3(header, person, sections, pdf)
-    return build_n1(header, person, pdf)
 
 
 def hl7_message(

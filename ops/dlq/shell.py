@@ -111,29 +111,40 @@ class DlqBus:
             for p in planned:
                 if p.skip is not None or p.topic is None:
                     continue
-                view = p.view
-                metadata = await producer.send_and_wait(
-                    p.topic,
-                    value=view.original,
-                    key=view.key,
-                    partition=p.partition,
-                    headers=[(REPLAY_HEADER, view.dead_letter_id.encode())],
-                )
-                one = Sent(
-                    view.dead_letter_id, view.event_id, p.topic, metadata.partition, metadata.offset
-                )
-                nth = len(replays.get(view.dead_letter_id, [])) + 1
-                audit = replay_audit(view, one, by=by, nth=nth, now=datetime.now(UTC))
-                await producer.send_and_wait(
-                    AUDIT.name(self.prefix),
-                    value=self.codec.encode("AuditEvent", audit),
-                    key=view.key,
-                )
+                one = await self._send_one(producer, p, p.topic, replays, by=by)
                 sent.append(one)
                 sent_one(p, one)
         finally:
             await producer.stop()
         return sent
+
+    async def _send_one(
+        self,
+        producer: AIOKafkaProducer,
+        p: Planned,
+        topic: str,
+        replays: dict[str, list[Replay]],
+        *,
+        by: str,
+    ) -> Sent:
+        """One original back on ``topic`` (marked as a replay), then its ``REPLAYED`` audit."""
+        view = p.view
+        metadata = await producer.send_and_wait(
+            topic,
+            value=view.original,
+            key=view.key,
+            partition=p.partition,
+            headers=[(REPLAY_HEADER, view.dead_letter_id.encode())],
+        )
+        one = Sent(view.dead_letter_id, view.event_id, topic, metadata.partition, metadata.offset)
+        nth = len(replays.get(view.dead_letter_id, [])) + 1
+        audit = replay_audit(view, one, by=by, nth=nth, now=datetime.now(UTC))
+        await producer.send_and_wait(
+            AUDIT.name(self.prefix),
+            value=self.codec.encode("AuditEvent", audit),
+            key=view.key,
+        )
+        return one
 
     async def follow(
         self,

@@ -320,40 +320,47 @@ def plan(profile: Profile) -> list[PlannedDocument]:
     curve = ArrivalCurve(hourly_weights(profile.span)) if profile.rate is None else None
     sectors = profile.sectors
     cumulative = _cumulative([s.share for s in sectors])
-    # Patients: the unqualified ones are their own tenth of the pool, never mixed with
-    # qualified documents of the same patient (a downgrade would block the patient).
-    qualified_pool = profile.patients - profile.patients // 10
     docs: list[PlannedDocument] = []
     originals: list[PlannedDocument] = []
     for seq in range(count):
         q = (seq + 0.5) / count
         at_s = curve.at(q) * wall / profile.span_seconds() if curve else q * wall
         sector = sectors[bisect.bisect_right(cumulative, rng.random())]
-        kind = sector.kind
-        defect = _defect(rng, profile.shares, kind, len(originals))
+        defect = _defect(rng, profile.shares, sector.kind, len(originals))
         if defect is Defect.DUPLICATE:  # a recent document sent again
             recent = originals[-200:]
             docs.append(_duplicate(recent[rng.randrange(len(recent))], seq, at_s))
             continue
-        patient = (
-            qualified_pool + rng.randrange(profile.patients - qualified_pool)
-            if defect is Defect.UNQUALIFIED
-            else rng.randrange(qualified_pool)
-        )
-        doc = PlannedDocument(
-            seq=seq,
-            at_s=at_s,
-            sector=sector.name,
-            kind=kind,
-            patient=patient,
-            defect=defect,
-            pdf_bytes=1000 * _log_uniform(rng, *kind.pdf_kb),
-            results=_log_uniform(rng, *kind.results) if kind.results[1] else 0,
-        )
+        doc = _original(rng, profile, sector, defect, seq=seq, at_s=at_s)
         docs.append(doc)
         if defect is Defect.NONE:
             originals.append(doc)
     return docs
+
+
+def _original(
+    rng: random.Random, profile: Profile, sector: Sector, defect: Defect, *, seq: int, at_s: float
+) -> PlannedDocument:
+    """A document sent for the first time: its patient, PDF size and lab results drawn."""
+    # Patients: the unqualified ones are their own tenth of the pool, never mixed with
+    # qualified documents of the same patient (a downgrade would block the patient).
+    qualified_pool = profile.patients - profile.patients // 10
+    patient = (
+        qualified_pool + rng.randrange(profile.patients - qualified_pool)
+        if defect is Defect.UNQUALIFIED
+        else rng.randrange(qualified_pool)
+    )
+    kind = sector.kind
+    return PlannedDocument(
+        seq=seq,
+        at_s=at_s,
+        sector=sector.name,
+        kind=kind,
+        patient=patient,
+        defect=defect,
+        pdf_bytes=1000 * _log_uniform(rng, *kind.pdf_kb),
+        results=_log_uniform(rng, *kind.results) if kind.results[1] else 0,
+    )
 
 
 def _duplicate(source: PlannedDocument, seq: int, at_s: float) -> PlannedDocument:

@@ -173,9 +173,20 @@ def _profile_lines(result: LoadResult) -> list[str]:
 
 
 def markdown(result: LoadResult, fig: Figures, command: str, chart: bool) -> str:
-    c, acc = result.config, result.accounting
+    """report.md: the run and its profile, the accounting, throughput and latency, the
+    processes, the chaos events and the chart."""
+    out = [*_head_lines(result, command), *_accounting_lines(result)]
+    out += _throughput_lines(result, fig) + _process_lines(result) + _chaos_lines(result)
+    if chart:
+        out += ["## Chart", "", "![rates and latency](report.png)", ""]
+    return "\n".join(out)
+
+
+def _head_lines(result: LoadResult, command: str) -> list[str]:
+    """The title, how the run was made, and the profile it replayed."""
+    c = result.config
     layout = "identity+transcode+route in one process" if c.combined else "one stage per process"
-    out = [
+    return [
         "# Relais load replay",
         "",
         f"- command: `{command}`",
@@ -189,6 +200,14 @@ def markdown(result: LoadResult, fig: Figures, command: str, chart: bool) -> str
         "",
         *_profile_lines(result),
         "",
+    ]
+
+
+def _accounting_lines(result: LoadResult) -> list[str]:
+    """Outcomes per document, what the DMP sandbox holds, what was routed, the problems."""
+    acc = result.accounting
+    dmp = dmp_filings(result)
+    out = [
         "## Accounting",
         "",
         f"**{acc.summary()}**",
@@ -197,22 +216,9 @@ def markdown(result: LoadResult, fig: Figures, command: str, chart: bool) -> str
         "|---|---|",
         *[f"| {k} | {n} |" for k, n in sorted(Counter(x.outcome for x in acc.lines).items())],
         "",
-    ]
-    dmp = dmp_filings(result)
-    out += [
         f"DMP sandbox: {dmp['documents']} documents, {dmp['requests']} ITI-41 requests, "
         f"at most {dmp['max_per_document']} per document.",
-        "Routed (requests made by the route stage): "
-        + ", ".join(f"{d} {n}" for d, n in sorted(acc.routed.items()))
-        + (
-            ". MSSanté and notification outcomes are accounted (a notification under embargo "
-            "counts as scheduled); the MSSanté operator sandbox received "
-            f"{result.observed.mails[0]} mails with {result.observed.mails[1]} distinct "
-            "Message-IDs (a mail resent after a crash keeps its Message-ID)."
-            if result.observed.checked
-            else ". --no-mail: only the DMP sink runs; NOTIFY and MSSANTE requests stay on "
-            "their topics and are not accounted."
-        ),
+        _routed_line(result),
         "",
     ]
     if not acc.ok:
@@ -223,10 +229,33 @@ def markdown(result: LoadResult, fig: Figures, command: str, chart: bool) -> str
             if x.problem
         ][:30]
         out.append("")
-    out += [
+    return out
+
+
+def _routed_line(result: LoadResult) -> str:
+    """The route stage's requests, and whether mails and notifications were accounted."""
+    return (
+        "Routed (requests made by the route stage): "
+        + ", ".join(f"{d} {n}" for d, n in sorted(result.accounting.routed.items()))
+        + (
+            ". MSSanté and notification outcomes are accounted (a notification under embargo "
+            "counts as scheduled); the MSSanté operator sandbox received "
+            f"{result.observed.mails[0]} mails with {result.observed.mails[1]} distinct "
+            "Message-IDs (a mail resent after a crash keeps its Message-ID)."
+            if result.observed.checked
+            else ". --no-mail: only the DMP sink runs; NOTIFY and MSSANTE requests stay on "
+            "their topics and are not accounted."
+        )
+    )
+
+
+def _throughput_lines(result: LoadResult, fig: Figures) -> list[str]:
+    """Offered, answered and sustained rates; latency percentiles per stage."""
+    return [
         "## Throughput",
         "",
-        f"- offered: {fig.offered_per_s:.2f} documents/s over {c.profile.wall_seconds():.0f} s",
+        f"- offered: {fig.offered_per_s:.2f} documents/s over "
+        f"{result.config.profile.wall_seconds():.0f} s",
         f"- answered by the entry points: {fig.answered_per_s:.2f} documents/s "
         f"(last answer at {result.send_s:.1f} s)",
         f"- **sustained, filed at the DMP: {fig.sustained_per_s:.2f} documents/s** "
@@ -242,6 +271,12 @@ def markdown(result: LoadResult, fig: Figures, command: str, chart: bool) -> str
         "A stage's latency runs from the previous stage's audit event to its own: its work "
         "plus the time the record waited in its input topic.",
         "",
+    ]  # fmt: skip
+
+
+def _process_lines(result: LoadResult) -> list[str]:
+    """CPU and memory of each process over the run (every incarnation)."""
+    return [
         "## Processes",
         "",
         "| process | incarnations | CPU s | CPU % of the run | peak RSS MB |",
@@ -251,17 +286,20 @@ def markdown(result: LoadResult, fig: Figures, command: str, chart: bool) -> str
           for u in result.usage],
         "",
     ]  # fmt: skip
-    if result.chaos:
-        out += ["## Chaos", "", "| at s | what | back after s |", "|---|---|---|"]
-        out += [
-            f"| {e.at_s:.1f} | {e.what} | "
-            f"{'exited again' if e.recovered_s is None else f'{e.recovered_s:.1f}'} |"
-            for e in result.chaos
-        ]
-        out.append("")
-    if chart:
-        out += ["## Chart", "", "![rates and latency](report.png)", ""]
-    return "\n".join(out)
+
+
+def _chaos_lines(result: LoadResult) -> list[str]:
+    """The kills and the broker restart, when and how long until each came back."""
+    if not result.chaos:
+        return []
+    out = ["## Chaos", "", "| at s | what | back after s |", "|---|---|---|"]
+    out += [
+        f"| {e.at_s:.1f} | {e.what} | "
+        f"{'exited again' if e.recovered_s is None else f'{e.recovered_s:.1f}'} |"
+        for e in result.chaos
+    ]
+    out.append("")
+    return out
 
 
 def _series(result: LoadResult) -> dict[str, list[tuple[float, float]]]:

@@ -15,7 +15,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,53 @@ class LoadResult:
 
 async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
     """The whole replay; raises nothing for a bad outcome (see ``result.accounting``)."""
+    batch = _build_all(config, echo)
+    async with _stack(config, echo) as (run, store):
+        stack = run.stack
+        # the broker, started now and restarted by chaos, reads its S3 endpoint from these
+        with exported(store.environment() if store else {}):
+            await stack.start()
+            await stack.wait_for_metrics(timeout_s=120)
+            echo(f"stack up: {len(stack.processes)} processes, broker {stack.broker.bootstrap}")
+            answers = await run.send(batch.items)
+        echo(f"all {len(answers)} documents answered at {run.clock():.1f} s; draining")
+        by_seq = sorted(answers, key=lambda a: a.seq)
+        sent = [_answered(s, a) for s, a in zip(batch.sent, by_seq, strict=True)]
+        observed, drained_s = await run.drain(sent)
+    return LoadResult(
+        config=config,
+        documents=batch.docs,
+        sent=sent,
+        answers=answers,
+        accounting=account(sent, observed),
+        observed=observed,
+        usage=run.sampler.table(),
+        chaos=run.chaos.events if run.chaos else [],
+        sizes=batch.sizes,
+        build_s=batch.build_s,
+        t0_epoch=run.t0_epoch,
+        send_s=max((a.answered_s for a in answers), default=0.0),
+        drained_s=drained_s,
+        broker_storage=stack.broker.storage,
+        notes=[f"the broker stored on s3://{S3_BUCKET}/ over moto, which outlived it"]
+        if store
+        else [],
+    )
+
+
+@dataclass
+class _Batch:
+    """The replay's documents, planned and built before the clock starts."""
+
+    docs: list[PlannedDocument]
+    items: deque[Item]  # (planned, built), in send order: the pacer hands each to a sender
+    sent: list[Sent]  # what each document is, before its answer
+    sizes: dict[int, int]  # seq -> bytes sent
+    build_s: float
+
+
+def _build_all(config: LoadConfig, echo: Echo) -> _Batch:
+    """Plan the replay and build every document (the built ones only in ``items``)."""
     docs = plan(config.profile)
     started = time.monotonic()
     built = [build(d) for d in docs]
@@ -96,10 +143,14 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
         f"built {len(built)} documents ({sum(sizes.values()) / 1e6:.1f} MB) in {build_s:.1f} s; "
         f"replaying over {config.profile.wall_seconds():.0f} s"
     )
-    notes: list[str] = []
+    return _Batch(docs, deque(zip(docs, built, strict=True)), sent, sizes, build_s)
+
+
+@contextlib.asynccontextmanager
+async def _stack(config: LoadConfig, echo: Echo) -> AsyncIterator[tuple[_Run, S3Store | None]]:
+    """The replay on its stack (not started yet) and, with chaos, the S3 store of the
+    broker; on the way out the replay's helpers, the stack and the store are stopped."""
     store = await _store(config, echo)
-    if store:
-        notes.append(f"the broker stored on s3://{S3_BUCKET}/ over moto, which outlived it")
     mllp_port = free_port()
     stack = LocalStack(
         config.out_dir / "stack",
@@ -111,58 +162,16 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
     )
     run = _Run(config, stack, echo, mllp_port)
     try:
-        # the broker, started now and restarted by chaos, reads its S3 endpoint from these
-        with exported(store.environment() if store else {}):
-            await stack.start()
-            await stack.wait_for_metrics(timeout_s=120)
-            echo(f"stack up: {len(stack.processes)} processes, broker {stack.broker.bootstrap}")
-            answers = await run.send(deque(zip(docs, built, strict=True)))
-        del built
-        echo(f"all {len(answers)} documents answered at {run.clock():.1f} s; draining")
-        sent = [
-            _answered(s, a) for s, a in zip(sent, sorted(answers, key=lambda a: a.seq), strict=True)
-        ]
-        landing = await read_landing(
-            stack.broker.bootstrap,
-            stack.prefix,
-            timeout_s=config.drain_timeout_s,
-            settle_s=3.0,
-            until=lambda lan: settled(
-                sent, observe(lan, stack.sandbox.submissions, mail=config.mail)
-            ),
-        )
-        drained_s = run.clock()
-        await run.finish()
-        run.sample()
-        observed = observe(landing, stack.sandbox.submissions, mail=config.mail)
-        if stack.mail_sandbox is not None:
-            observed.mails = mail_copies(stack.mail_sandbox.mailboxes())
+        yield run, store
     finally:
         await run.finish()
         await stack.stop()
         if store:
             store.stop()
-    return LoadResult(
-        config=config,
-        documents=docs,
-        sent=sent,
-        answers=answers,
-        accounting=account(sent, observed),
-        observed=observed,
-        usage=run.sampler.table(),
-        chaos=run.chaos.events if run.chaos else [],
-        sizes=sizes,
-        build_s=build_s,
-        t0_epoch=run.t0_epoch,
-        send_s=max((a.answered_s for a in answers), default=0.0),
-        drained_s=drained_s,
-        broker_storage=stack.broker.storage,
-        notes=notes,
-    )
 
 
 class _Run:
-    """The replay: pacer, senders, progress, sampler and chaos side by side."""
+    """The replay: pacer, senders, progress, sampler and chaos side by side, then the drain."""
 
     def __init__(self, config: LoadConfig, stack: LocalStack, echo: Echo, mllp_port: int) -> None:
         self.config, self.stack, self.echo, self.mllp_port = config, stack, echo, mllp_port
@@ -200,7 +209,7 @@ class _Run:
         self.t0, self.t0_epoch = time.monotonic(), time.time()
         sent_all = asyncio.Event()
         async with Publisher(
-            bootstrap=self.stack.settings.bootstrap_servers,
+            bootstrap=self.stack.settings.kafka.bootstrap,
             keyring=self.stack.keyring,
             topic_prefix=self.stack.prefix,
         ) as publisher:
@@ -236,6 +245,25 @@ class _Run:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.helpers.clear()
+
+    async def drain(self, sent: list[Sent]) -> tuple[Observed, float]:
+        """Wait until every document has an outcome (or the drain timeout), stop the helpers,
+        and read back what happened: (what was observed, the replay second it drained at)."""
+        stack, mail = self.stack, self.config.mail
+        landing = await read_landing(
+            stack.broker.bootstrap,
+            stack.prefix,
+            timeout_s=self.config.drain_timeout_s,
+            settle_s=3.0,
+            until=lambda lan: settled(sent, observe(lan, stack.sandbox.submissions, mail=mail)),
+        )
+        drained_s = self.clock()
+        await self.finish()
+        self.sample()
+        observed = observe(landing, stack.sandbox.submissions, mail=mail)
+        if stack.mail_sandbox is not None:
+            observed.mails = mail_copies(stack.mail_sandbox.mailboxes())
+        return observed, drained_s
 
     def _start_chaos(self, sent_all: asyncio.Event) -> list[asyncio.Task[None]]:
         """Kills and the broker restart while sending; the watcher until the drain is over."""

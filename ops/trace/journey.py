@@ -15,7 +15,7 @@ their ids (:class:`ops.dlq.letters.LetterView`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -131,9 +131,31 @@ def journey(
     pairs += [(a["event_id"], None) for a in acks]
     events, uniques = _ids_of(pairs, document)
 
-    def mine(event_id: str | None, unique_id: str | None = None) -> bool:
+    def mine(event_id: str | None, unique_id: str | None) -> bool:
         return (event_id in events) or (unique_id is not None and unique_id in uniques)
 
+    steps = _steps(mine, audits=audits, statuses=statuses, letters=letters, acks=acks)
+    # ``document`` starts in both sets: keep it only where some record names it so
+    named_events, named_uniques = {e for e, _ in pairs}, {u for _, u in pairs}
+    return Journey(
+        document=document,
+        event_ids=tuple(sorted(e for e in events if e != document or e in named_events)),
+        unique_ids=tuple(sorted(u for u in uniques if u != document or u in named_uniques)),
+        steps=tuple(steps),
+    )
+
+
+def _steps(
+    mine: Callable[[str | None, str | None], bool],
+    *,
+    audits: Sequence[Record],
+    statuses: Sequence[Record],
+    letters: Sequence[LetterView],
+    acks: Sequence[Record],
+) -> list[Step]:
+    """The steps of the records ``mine`` keeps (by event id, document unique id), in time
+    order; a status or acknowledgement an audit already said (same event, time, outcome)
+    is left out, and so is an audit record read twice."""
     steps: list[Step] = []
     seen: set[str] = set()
     for a in audits:
@@ -149,18 +171,11 @@ def journey(
             steps.append(step)
     for a in acks:
         step = _ack_step(a)
-        if mine(a["event_id"]) and (step.event_id, step.at, step.outcome) not in said:
+        if mine(a["event_id"], None) and (step.event_id, step.at, step.outcome) not in said:
             steps.append(step)
     steps += [_letter_step(v) for v in letters if mine(v.event_id, v.document_unique_id)]
     steps.sort(key=lambda s: (s.at, _RANK.get(s.action, 9)))
-    # ``document`` starts in both sets: keep it only where some record names it so
-    named_events, named_uniques = {e for e, _ in pairs}, {u for _, u in pairs}
-    return Journey(
-        document=document,
-        event_ids=tuple(sorted(e for e in events if e != document or e in named_events)),
-        unique_ids=tuple(sorted(u for u in uniques if u != document or u in named_uniques)),
-        steps=tuple(steps),
-    )
+    return steps
 
 
 def _audit_step(a: Record) -> Step:

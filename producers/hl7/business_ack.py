@@ -85,31 +85,7 @@ def build_business_ack(ack: BusinessAck, *, control_id: str, now: datetime) -> b
         raise ValueError(f"unknown business ack kind {ack.kind!r}; expected {', '.join(KINDS)}")
     ts = now.strftime("%Y%m%d%H%M%S")
     segments = [
-        "|".join(
-            [
-                "MSH",
-                "^~\\&",
-                escape(ack.relais_application),
-                escape(ack.relais_facility),
-                escape(ack.producer_application),
-                escape(ack.producer_facility),
-                ts,
-                "",
-                f"ZAM^{kind.trigger}^ZAM_Z01",
-                escape(control_id),
-                "P",
-                "2.6",
-                "",
-                "",
-                "",
-                "",
-                "FRA",
-                "UNICODE UTF-8",
-                "",
-                "",
-                "2.1^CISIS_CDA_HL7_V2",
-            ]
-        ),
+        _msh(ack, kind, control_id, ts),
         f"EVN||{ts}",
         f"OBX|1|CWE|{kind.ack_code}^{kind.ack_label}^AckMetierZAM|"
         f"{escape(ack.original_control_id)}|{'Y' if ack.accepted else 'N'}^^expandedYes-NoIndicator"
@@ -127,3 +103,32 @@ def build_business_ack(ack: BusinessAck, *, control_id: str, now: datetime) -> b
             f"{escape(code)}^{escape(label)}^{kind.error_table}"
         )
     return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def _msh(ack: BusinessAck, kind: AckKind, control_id: str, ts: str) -> str:
+    """MSH of a ZAM: from Relais to the producer, v2.6, UTF-8, the CI-SIS profile 2.1."""
+    return "|".join(
+        [
+            "MSH",
+            "^~\\&",
+            escape(ack.relais_application),
+            escape(ack.relais_facility),
+            escape(ack.producer_application),
+            escape(ack.producer_facility),
+            ts,
+            "",
+            f"ZAM^{kind.trigger}^ZAM_Z01",
+            escape(control_id),
+            "P",
+            "2.6",
+            "",
+            "",
+            "",
+            "",
+            "FRA",
+            "UNICODE UTF-8",
+            "",
+            "",
+            "2.1^CISIS_CDA_HL7_V2",
+        ]
+    )

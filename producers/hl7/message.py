@@ -4,7 +4,8 @@ Supported (CI-SIS volet "Transmission de document(s) CDA en HL7v2", IHE PAM FR):
 ``ORU^R01`` v2.5 (1 or 2 document OBX; ORC-1 NW/RO/CA must match OBX-11 F/C/D),
 ``MDM^T02|T10|T04`` v2.6 (one document OBX, TXA; OBX-11 F/C/D) and
 ``ADT^A01|A04|A08|A40`` v2.5.x (identity only). The splitting and decoding live
-in ``producers.hl7.segments``; this module holds the model and the volet rules.
+in ``producers.hl7.segments``, the patient (PID) in ``producers.hl7.patient``; this
+module holds the message model and the volet rules.
 Error messages name fields, never their patient data.
 """
 
@@ -19,9 +20,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from domain.ins import INS_OIDS, ins_key_valid
 from domain.lab_results import LabResult
 from producers.hl7.errors import Hl7ValidationError
+from producers.hl7.patient import PatientIdentity, read_patient
 from producers.hl7.results import lab_results
 from producers.hl7.segments import (
     CHARSETS,
@@ -49,32 +50,13 @@ __all__ = [
     "read_header",
 ]
 
-STATUSES: Final = frozenset({"PROV", "RECUP", "VALI", "QUAL"})
-ATTRIBUTES: Final = frozenset({"DOUT", "FICT", "HOMD", "HOMA"})
 DOCUMENT_TYPES: Final = frozenset({"ORU^R01", "MDM^T02", "MDM^T10", "MDM^T04"})
 IDENTITY_TYPES: Final = frozenset({"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A40"})
 META_CODING_SYSTEM: Final = "METADMPMSS"
 _ORC_STATUS: Final = MappingProxyType({"NW": "F", "RO": "C", "CA": "D"})
 _MDM_STATUS: Final = MappingProxyType({"MDM^T02": "F", "MDM^T10": "C", "MDM^T04": "D"})
 _MEDIA_TYPES: Final = MappingProxyType({"XML": "text/xml", "PDF": "application/pdf"})
-_INS_RE: Final = re.compile(r"[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{8}")
 _OID_RE: Final = re.compile(r"[0-2](?:\.[0-9]+)+")
-
-
-@dataclass(frozen=True)
-class PatientIdentity:
-    """PID: INS (CX.5 INS/NH) + OID, other PID-3 ids, the 5 INS traits, PID-32 status."""
-
-    ins: str | None
-    ins_oid: str | None
-    local_ids: tuple[tuple[str, str], ...]
-    birth_name: str
-    given_names: str
-    birth_date: str
-    sex: str
-    birthplace_code: str | None
-    reliability: str | None
-    attributes: tuple[str, ...] = ()  # PID-32 repetitions of table 0445: DOUT, FICT, HOMD, HOMA
 
 
 @dataclass(frozen=True)
@@ -136,7 +118,7 @@ def parse_message(raw: bytes) -> Hl7Message:
     _check_header(segments[0], header)
     kind = header.message_type
     is_document = kind in DOCUMENT_TYPES
-    patient = _patient(_required(segments, "PID"), strict=is_document)
+    patient = read_patient(_required(segments, "PID"), strict=is_document)
     obx = [s for s in segments if s.name == "OBX"]
     meta = [s for s in obx if _is_metadata(s)]
     doc_obx = [s for s in obx if s.get(2) == "ED" and not _is_metadata(s)] if is_document else []
@@ -222,72 +204,6 @@ def _check_header(msh: Segment, header: MessageHeader) -> None:
             f"{kind} must be sent as HL7 version {wanted or '2.5'} (MSH-12 is '{_shown(version)}')",
             "203",
         )
-
-
-def _patient(pid: Segment, *, strict: bool) -> PatientIdentity:
-    ins, ins_oid, local_ids = _identifiers(pid)
-    if strict and ins is None and not local_ids:
-        raise pid.error(3, "PID-3 must hold the patient identifiers (INS and/or IPP)", "101")
-    family, given = _birth_name(pid)
-    if strict and not family:
-        raise pid.error(5, "PID-5 must hold the birth name (name type code L)", "101")
-    birthplaces = [rep for rep in pid.reps(11) if component(rep, 7) == "BDL"]
-    return PatientIdentity(
-        ins=ins,
-        ins_oid=ins_oid,
-        local_ids=local_ids,
-        birth_name=family,
-        given_names=given,
-        birth_date=pid.get(7),
-        sex=pid.get(8),
-        birthplace_code=_opt(component(birthplaces[0], 9)) if birthplaces else None,
-        reliability=next((r for r in _reps(pid, 32) if r in STATUSES), None),
-        attributes=tuple(r for r in _reps(pid, 32) if r in ATTRIBUTES),
-    )
-
-
-def _reps(segment: Segment, field: int) -> list[str]:
-    """The values of a repeated simple field (PID-32: a status plus RNIV attributes)."""
-    return [component(rep, 1).upper() for rep in segment.reps(field) if component(rep, 1)]
-
-
-def _identifiers(pid: Segment) -> tuple[str | None, str | None, tuple[tuple[str, str], ...]]:
-    ins: str | None = None
-    oid: str | None = None
-    local: list[tuple[str, str]] = []
-    for rep in pid.reps(3):
-        value = component(rep, 1)
-        if value and ins is None and component(rep, 5).upper() in ("INS", "NH"):
-            ins, oid = value, component(rep, 4, 2) or None
-        elif value:
-            authority = component(rep, 4, 1) or component(rep, 4, 2)
-            if not authority:  # an IPP means nothing without the structure that assigned it
-                raise pid.error(3, "a local identifier in PID-3 needs its authority in CX.4", "101")
-            local.append((value, authority))
-    if ins is not None and not (_INS_RE.fullmatch(ins) and ins_key_valid(ins)):
-        raise pid.error(3, "the INS in PID-3 must be 15 characters with a valid key", "102")
-    if ins is not None and oid not in INS_OIDS:
-        raise pid.error(
-            3, "the INS in PID-3 needs CX.4.2 = an INS OID (1.2.250.1.213.1.4.8/9/10/11)", "103"
-        )
-    return ins, oid, tuple(local)
-
-
-def _birth_name(pid: Segment) -> tuple[str, str]:
-    reps = pid.reps(5)
-    chosen = next((r for r in reps if component(r, 7) == "L"), None)
-    chosen = chosen or next((r for r in reps if not component(r, 7)), None)
-    if chosen is None:
-        return "", ""
-    return component(chosen, 1), _given_names(component(chosen, 2), component(chosen, 3))
-
-
-def _given_names(first: str, others: str) -> str:
-    """PAM FR puts the first birth first name in PID-5.2 and all of them in PID-5.3."""
-    words = others.split()
-    if first and (not words or words[0] != first):
-        words.insert(0, first)
-    return " ".join(words)
 
 
 def _document(obx: Segment) -> EmbeddedDocument:

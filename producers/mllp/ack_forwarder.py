@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -22,13 +21,11 @@ from prometheus_client import Counter
 
 from producers.mllp.ack_routes import Endpoint, accepted
 from producers.mllp.framing import MllpDecoder, frame
-from relais.contracts import Codec
-from relais.deadletter import Failure, Origin, dead_letter_output, failure_of
+from relais.deadletter import Failure
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import REGISTRY
-from relais.partition_retry import PartitionRetry
-from relais.sink_loop import Outputs, SinkLoop, decode_record, sink_consumer, sink_producer
+from relais.sink_loop import GiveUp, Outputs, RetryLater, SinkLoop, SinkStage, decode_record
 from relais.topics import BUSINESS_ACKS
 
 log = logging.getLogger(__name__)
@@ -79,34 +76,34 @@ class AckForwarder:
         session_timeout_s: float = 6.0,
     ) -> None:
         self.prefix, self.keyring, self.routes, self.timeout_s = prefix, keyring, routes, timeout_s
-        self.codec = Codec()
-        self.consumer = sink_consumer(bootstrap, f"{prefix}-ack-forwarder", session_timeout_s)
-        self.producer = sink_producer(bootstrap)
-        self.retry = PartitionRetry(self.consumer)
+        self.stage = SinkStage(STAGE, prefix, keyring)
+        self.codec = self.stage.codec
+        self.loop = SinkLoop(
+            bootstrap,
+            self.stage,
+            group_id=f"{prefix}-ack-forwarder",
+            topics=[BUSINESS_ACKS.name(prefix)],
+            session_timeout_s=session_timeout_s,
+        )
         READINESS.register("broker", broker_reachable(bootstrap))
 
     async def run(self, stop: asyncio.Event) -> None:
-        loop = SinkLoop(
-            self.consumer, self.producer, self.retry, topics=[BUSINESS_ACKS.name(self.prefix)]
-        )
-        await loop.run(stop, self._handle)
+        await self.loop.run(stop, self._handle)
 
-    async def _handle(self, tp: TopicPartition, message: Any) -> Outputs | None:
+    async def _handle(self, tp: TopicPartition, message: Any) -> Outputs | RetryLater:
         try:
             return await self._forward(message)
         except Retry as exc:
             log.warning("ZAM at %s@%d: %s; retrying later", tp, message.offset, exc)
-            return None
+            return RetryLater()
 
     async def _forward(self, message: Any) -> Outputs:
-        """Nothing to emit once the producer took the ZAM; its dead letter when it never will."""
-        origin = Origin(message.topic, message.partition, message.offset)
+        """Nothing to emit once the producer took the ZAM; GiveUp (dead letter) if it never will."""
         try:
             ack = decode_record(self.codec, message, "BusinessAck")
         except Exception as exc:  # unreadable: dead-lettered, never a crash
-            return self._dead_letter(failure_of(exc), origin, message)
+            raise GiveUp.because(exc) from exc
         kind = ack["kind"]
-        origin = Origin(message.topic, message.partition, message.offset, ack["event_id"])
         endpoint = self.routes.get(ack["facility"])
         if endpoint is None:
             FORWARDED.labels(kind, "unrouted").inc()
@@ -114,7 +111,7 @@ class AckForwarder:
                 f"no MLLP route for facility {ack['facility']}: add it to RELAIS_ACK_ROUTES "
                 "and replay this dead letter"
             )
-            return self._dead_letter(Failure("no-ack-route", reason), origin, message)
+            raise GiveUp(Failure("no-ack-route", reason), ack["event_id"])
         try:
             answer = await send_mllp(endpoint, bytes(ack["message"]), self.timeout_s)
         except (OSError, TimeoutError) as exc:
@@ -129,19 +126,4 @@ class AckForwarder:
             raise Retry(f"producer {ack['facility']} answered {code}")
         FORWARDED.labels(kind, "refused").inc()
         reason = f"producer {ack['facility']} refused the ZAM with MSA-1 {code}"
-        return self._dead_letter(Failure("ack-refused", reason), origin, message)
-
-    def _dead_letter(self, failure: Failure, origin: Origin, message: Any) -> Outputs:
-        """The dead letter to emit (the loop sends it with the ZAM's key before committing)."""
-        return [
-            dead_letter_output(
-                self.codec,
-                self.keyring,
-                self.prefix,
-                stage=STAGE,
-                failure=failure,
-                origin=origin,
-                original=message.value or b"",
-                now=datetime.now(UTC),
-            )
-        ]
+        raise GiveUp(Failure("ack-refused", reason), ack["event_id"])

@@ -31,14 +31,14 @@ def smtp_routes(value: str) -> dict[str, SmtpServer]:
 
 
 def smtp_config(settings: Settings) -> SmtpConfig:
-    host, port = host_port(settings.mss_smtp, "RELAIS_MSS_SMTP")
-    tls: TlsMode = "implicit" if settings.mss_smtp_tls == "implicit" else "starttls"
+    host, port = host_port(settings.mss.smtp, "RELAIS_MSS_SMTP")
+    tls: TlsMode = "implicit" if settings.mss.smtp_tls == "implicit" else "starttls"
     return SmtpConfig(
         server=SmtpServer(host, port, tls),
-        routes=smtp_routes(settings.mss_smtp_routes),
-        ca_file=settings.mss_ca_file,
-        client_cert=settings.mss_client_cert,
-        client_key=settings.mss_client_key,
-        username=settings.mss_smtp_user or None,
-        password=settings.mss_smtp_password or None,
+        routes=smtp_routes(settings.mss.smtp_routes),
+        ca_file=settings.mss.ca_file,
+        client_cert=settings.mss.client_cert,
+        client_key=settings.mss.client_key,
+        username=settings.mss.smtp_user or None,
+        password=settings.mss.smtp_password or None,
     )

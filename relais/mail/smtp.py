@@ -101,6 +101,23 @@ class Sent:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class _Dsn:
+    """What a mail asks of the server's DSN extension (RFC 3461), when the server has it."""
+
+    requested: bool
+    envelope_id: str | None
+    notify_success: bool
+
+    def options(self, recipient: str) -> tuple[list[str], list[str]]:
+        """(MAIL FROM options, RCPT TO options): headers only back, which events, for whom."""
+        mail_options = ["RET=HDRS"]
+        if self.envelope_id:
+            mail_options.append(f"ENVID={_xtext(self.envelope_id)}")
+        notify = "SUCCESS,FAILURE,DELAY" if self.notify_success else "FAILURE,DELAY"
+        return mail_options, [f"NOTIFY={notify}", f"ORCPT=rfc822;{recipient}"]
+
+
 class _Pool:
     """Idle connections to one server, at most ``size`` open at once."""
 
@@ -131,19 +148,12 @@ class SmtpSender:
         """Send ``message`` to one recipient; retry transient failures, raise on the rest."""
         domain = recipient.rpartition("@")[2].lower()
         server = self.config.server_for(domain)
+        dsn = _Dsn(request_dsn, envelope_id, notify_success)
         delays = self._delays()
         for attempt in range(1, self.config.max_attempts + 1):
             start = time.perf_counter()
             try:
-                reply = await self._send_once(
-                    server,
-                    message,
-                    sender=sender,
-                    recipient=recipient,
-                    envelope_id=envelope_id,
-                    request_dsn=request_dsn,
-                    notify_success=notify_success,
-                )
+                reply = await self._send_once(server, message, sender, recipient, dsn)
             except SmtpTransient as exc:
                 MAILS_FAILED.labels(domain, "transient").inc()
                 if attempt == self.config.max_attempts:
@@ -170,15 +180,7 @@ class SmtpSender:
         return exponential_backoff(self.config.backoff_base_s, self.config.backoff_cap_s)
 
     async def _send_once(
-        self,
-        server: SmtpServer,
-        message: EmailMessage,
-        *,
-        sender: str,
-        recipient: str,
-        envelope_id: str | None,
-        request_dsn: bool,
-        notify_success: bool,
+        self, server: SmtpServer, message: EmailMessage, sender: str, recipient: str, dsn: _Dsn
     ) -> str:
         pool = self._pools.setdefault(server, _Pool(self.config.pool_size))
         async with pool.slots:
@@ -186,12 +188,8 @@ class SmtpSender:
             try:
                 mail_options: list[str] = []
                 rcpt_options: list[str] = []
-                if request_dsn and client.supports_extension("dsn"):
-                    mail_options.append("RET=HDRS")
-                    if envelope_id:
-                        mail_options.append(f"ENVID={_xtext(envelope_id)}")
-                    notify = "SUCCESS,FAILURE,DELAY" if notify_success else "FAILURE,DELAY"
-                    rcpt_options += [f"NOTIFY={notify}", f"ORCPT=rfc822;{recipient}"]
+                if dsn.requested and client.supports_extension("dsn"):
+                    mail_options, rcpt_options = dsn.options(recipient)
                 _errors, reply = await client.send_message(
                     message,
                     sender=sender,

@@ -5,6 +5,12 @@ are both keyed by the patient's pseudonym, so partition *p* of both topics,
 and of the two tables (patients, seen), belong to the same worker: a patient's
 documents, its ADT events and its state meet in one place and in order.
 
+The agent is the loop every stage runs (:mod:`streams.stage_loop`: decode,
+dead letters, sends and their acks, stage metrics); the shell is its handler
+and its hooks: the processor's staged patient states are dropped when a record
+is dead-lettered and written once its outputs are acknowledged, and the
+decisions the processor observed become the identity metrics.
+
 A timer re-checks patients whose documents wait for INSi: when the circuit
 breaker lets calls through again, it publishes a RETRY identity event for each
 such patient, and the agent (the only writer of the tables) releases them.
@@ -12,7 +18,6 @@ such patient, and the agent (the only writer of the tables) releases them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -20,20 +25,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from mode import CrashingSupervisor
 
 from relais.audit_records import identity_decided
 from relais.contracts import Codec, Record
-from relais.deadletter import Origin, dead_letter, derived_id, failure_of
+from relais.deadletter import derived_id
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
-from relais.topics import AUDIT, DEADLETTER, IDENTITY_EVENTS, SUBMITTED
+from relais.topics import AUDIT, IDENTITY_EVENTS, SUBMITTED
 from streams.identity.dedupe import dedupe_keys, duplicate_audit, first_owner
 from streams.identity.metrics import IdentityMetrics
 from streams.identity.processor import IdentityProcessor, InsiVerifier, Observed
 from streams.identity.rules import InsChecker
 from streams.identity.state import PatientState
-from streams.stage import Output, StageContext
+from streams.stage import Output, Stage, StageContext
+from streams.stage_loop import StageHooks, register_stage
 
 log = logging.getLogger(__name__)
 RETRY_EVERY_S = 2.0
@@ -65,8 +70,8 @@ def decision_audits(outputs: list[Output], now: datetime) -> list[Output]:
     ]
 
 
-class IdentityShell:
-    """Decode, dispatch to the processor, dead-letter failures, send, count."""
+class IdentityShell(StageHooks):
+    """The identity stage's handler and hooks, its tables, its processor."""
 
     def __init__(
         self,
@@ -79,7 +84,7 @@ class IdentityShell:
     ) -> None:
         self.app, self.prefix, self.keyring = app, prefix, keyring
         self.codec = Codec()
-        self.stage = StageMetrics("identity")
+        self.stage_metrics = StageMetrics("identity")
         self.metrics = IdentityMetrics()
         self.patients = app.Table(
             "identity-patients", default=None, partitions=4, key_type=str, value_type=bytes
@@ -98,65 +103,43 @@ class IdentityShell:
     def topic(self, name: str) -> Any:
         return self._topics.setdefault(name, self.app.topic(name, key_type=bytes, value_type=bytes))
 
-    async def agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            message, now = event.message, datetime.now(UTC)
-            self.stage.received()
-            with self.stage.timed():
-                try:
-                    outputs = await self.handle(message, now)
-                except Exception as exc:  # one bad record never stops the stage
-                    self.processor.discard()
-                    outputs = [self._dead_letter(message, exc, now)]
-                sent = [await self.topic(n).send(key=k, value=v) for n, k, v in outputs]
-                await asyncio.gather(*sent)  # acknowledged (acks=all) before the state moves
-                self.processor.commit()
-                for name, _, _ in outputs:
-                    self.stage.emitted(name)
-            self.metrics.observe(self.processor.observed)
-            self.processor.observed = Observed()
-
-    async def handle(self, message: Any, now: datetime) -> list[tuple[str, bytes | None, bytes]]:
-        name, record = self.codec.decode(
-            message.value, topic=message.topic, partition=message.partition, offset=message.offset
+    def as_stage(self) -> Stage:
+        """The stage the loop runs: documents and identity events, handled by :meth:`handle`."""
+        return Stage(
+            "identity",
+            (SUBMITTED, IDENTITY_EVENTS),
+            ("DocumentSubmitted", "IdentityUpdate"),
+            self.handle,
         )
-        if name == "IdentityUpdate":
-            outputs = await self.processor.on_identity(record, now)
-        elif name == "DocumentSubmitted":
-            outputs = await self._document(record, message.value, now)
-        else:
-            raise ValueError(f"the identity stage does not take {name} records")
-        return [
-            (o.topic.name(self.prefix), o.key, self.codec.encode(o.record_type, o.record))
-            for o in [*outputs, *decision_audits(outputs, now)]
-        ]
 
-    async def _document(self, record: Record, raw: bytes, now: datetime) -> list[Output]:
+    async def handle(self, record: Record, ctx: StageContext) -> list[Output]:
+        """What one document or identity event gives, with the decisions' audit events."""
+        if ctx.record_type == "IdentityUpdate":
+            outputs = await self.processor.on_identity(record, ctx.now)
+        else:
+            outputs = await self._document(record, ctx)
+        return [*outputs, *decision_audits(outputs, ctx.now)]
+
+    async def _document(self, record: Record, ctx: StageContext) -> list[Output]:
         owner = first_owner(self.seen, record)
         if owner is not None:
-            self.stage.noted("duplicate")
-            ctx = StageContext(keyring=self.keyring, now=now)
+            self.stage_metrics.noted("duplicate")
             return [duplicate_audit(record, owner, ctx)]
-        outputs = await self.processor.on_document(record, raw, now)
+        outputs = await self.processor.on_document(record, ctx.raw, ctx.now)
         for key in dedupe_keys(record):
             self.seen[key] = record["event_id"]
         return outputs
 
-    def _dead_letter(
-        self, message: Any, exc: Exception, now: datetime
-    ) -> tuple[str, bytes | None, bytes]:
-        failure = failure_of(exc)
-        self.stage.failed(failure.reason_code, dead_lettered=True)
-        origin = Origin(message.topic, message.partition, message.offset)
-        letter = dead_letter(
-            self.keyring,
-            stage="identity",
-            failure=failure,
-            origin=origin,
-            original=message.value or b"",
-            now=now,
-        )
-        return DEADLETTER.name(self.prefix), message.key, self.codec.encode("DeadLetter", letter)
+    # -- hooks of the stage loop -------------------------------------------------------------
+    def discard(self) -> None:
+        self.processor.discard()
+
+    def commit(self) -> None:
+        self.processor.commit()
+
+    def finished(self) -> None:
+        self.metrics.observe(self.processor.observed)
+        self.processor.observed = Observed()
 
     async def retry_waiting(self, insi_ready: Callable[[], bool]) -> None:
         """Publish RETRY for patients waiting on INSi, once INSi may be called again."""
@@ -187,11 +170,14 @@ def register_identity(
     shell = IdentityShell(
         app, prefix=prefix, keyring=keyring, verify=verify, consistency=consistency
     )
-    source = app.topic(
-        SUBMITTED.name(prefix), IDENTITY_EVENTS.name(prefix), key_type=bytes, value_type=bytes
+    register_stage(
+        app,
+        shell.as_stage(),
+        keyring=keyring,
+        prefix=prefix,
+        hooks=shell,
+        metrics=shell.stage_metrics,
     )
-    # crash-only, like the other stages (see streams.worker)
-    app.agent(source, name="relais.identity", supervisor_strategy=CrashingSupervisor)(shell.agent)
 
     async def retry() -> None:
         await shell.retry_waiting(insi_ready)

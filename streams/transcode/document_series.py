@@ -89,16 +89,28 @@ def assign(
       in the series of ``unique_id``, with an id of its own.
     """
     if action == "SUBMIT":
-        set_id = cda_id_for(unique_id)
-        versions = _versions(state, set_id)
-        if not versions:
-            _record(state, set_id, [[set_id, event_id]])
-            return Version(set_id, set_id, 1, None)
-        found = _existing(versions, set_id, event_id)
-        # The same document submitted again by another event (a resend) is the same first version.
-        return found or Version(versions[0][0], set_id, 1, None)
+        return _first_version(state, unique_id, event_id)
     if action != "REPLACE":
         raise SeriesError(f"no new version for a {action}: only SUBMIT and REPLACE build a CDA")
+    return _next_version(state, unique_id, parent_unique_id, event_id)
+
+
+def _first_version(state: State, unique_id: str, event_id: str) -> Version:
+    """The version a SUBMIT gets: the first of its series, also for a resend."""
+    set_id = cda_id_for(unique_id)
+    versions = _versions(state, set_id)
+    if not versions:
+        _record(state, set_id, [[set_id, event_id]])
+        return Version(set_id, set_id, 1, None)
+    found = _existing(versions, set_id, event_id)
+    # The same document submitted again by another event (a resend) is the same first version.
+    return found or Version(versions[0][0], set_id, 1, None)
+
+
+def _next_version(
+    state: State, unique_id: str, parent_unique_id: str | None, event_id: str
+) -> Version:
+    """The version a REPLACE builds (the one it built already, when this event is a replay)."""
     if parent_unique_id:
         parent_cda = cda_id_for(parent_unique_id)
         set_id = state.get(f"id:{parent_cda}") or parent_cda

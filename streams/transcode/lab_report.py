@@ -30,13 +30,8 @@ from streams.transcode.cda_wrap import (
     patient_header,
 )
 from streams.transcode.document_series import Version
-from streams.transcode.lab_catalogue import (
-    CatalogueStore,
-    LoincTable,
-    UcumUnits,
-    UnknownFacility,
-    map_result,
-)
+from streams.transcode.lab_catalogue import CatalogueStore, UnknownFacility, map_result
+from streams.transcode.lab_codes import LoincTable, UcumUnits
 from streams.transcode.lab_findings import NO_CATALOGUE, Finding, findings
 
 

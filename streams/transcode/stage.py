@@ -1,21 +1,25 @@
 """The transcode stage: produce a deliverable CI-SIS CDA R2 document (pure core).
 
-Documents that are CDA already are checked and passed through: well-formed
-XML (parsed without network or entity expansion), a ``ClinicalDocument`` in
-the HL7 v3 namespace, whose ``recordTarget`` carries the same INS as the
-message (PID-3 must equal the CDA ids), whose ``id`` is the document's unique
-id, that follows the CI-SIS header rules and, when ``RELAIS_CDA_XSD_DIR`` names
-the CDA R2 schema, validates against it. The CI-SIS model is named from the
-templateIds. Anything else is dead-lettered with the validation messages,
-never sent. (Building CDAs from PDFs and from HL7 lab results is the next step:
-see streams.transcode.cda_build and streams.transcode.lab_catalogue.)
+Documents that are CDA already are checked and passed through. A PDF is wrapped
+as an N1 CDA (:mod:`streams.transcode.cda_wrap`) and HL7 lab results become a
+CR-BIO N3 (:mod:`streams.transcode.lab_report`, coded with each laboratory's
+catalogue, :mod:`streams.transcode.lab_catalogue`); Relais gives those CDAs
+their ids and versions (:mod:`streams.transcode.document_series`). Every CDA,
+received or built, is then checked the same way: well-formed XML (parsed
+without network or entity expansion), a ``ClinicalDocument`` in the HL7 v3
+namespace, whose ``recordTarget`` carries the same INS as the message (PID-3
+must equal the CDA ids), whose ``id`` is the document's unique id, that follows
+the CI-SIS header rules and, when ``RELAIS_CDA_XSD_DIR`` names the CDA R2
+schema, validates against it. The CI-SIS model is named from the templateIds.
+Anything else is dead-lettered with the validation messages, never sent.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 from lxml import etree
 
@@ -173,12 +177,7 @@ def _handle(
     record: Record, ctx: StageContext, schema: CdaSchema | None, lab: LabReferences | None
 ) -> list[Output]:
     document = record["document"]
-    if document["media_type"] not in MEDIA:
-        raise TranscodeFailure(
-            f"media type {document['media_type']} cannot be transcoded: send a CDA R2, a PDF, "
-            "or lab results with the report's PDF",
-            reason_code="unsupported-media",
-        )
+    _check_media(document["media_type"])
     content = open_envelope(
         ctx.keyring,
         Envelope.from_record(document["content"]),
@@ -192,21 +191,7 @@ def _handle(
         return [_deletion(record, document, state if built else None)]
     detail: str | None = None
     if built:
-        version = assign(
-            state,
-            unique_id=document["unique_id"],
-            action=document["action"],
-            parent_unique_id=document.get("parent_unique_id"),
-            event_id=record["event_id"],
-        )
-        if document["media_type"] == "application/pdf":
-            content, _ = wrap_pdf(record, content, traits, version)
-        else:
-            content, _, coded = build_lab_report(record, content, traits, lab, version)
-            assert lab is not None  # build_lab_report refuses lab reports without references
-            found = traffic_findings(record["source"]["facility"], coded, lab)
-            detail = "\n".join(f.line() for f in found) or None
-        document = _as_cda(document, content, version, record["event_id"], ctx)
+        document, content, detail = _build(record, content, traits, state=state, lab=lab, ctx=ctx)
     root = parse_cda(content)
     model = check_root(
         root,
@@ -223,6 +208,58 @@ def _handle(
         ctx=ctx,
         validated=validated_at(root),
     )
+    return [ready, _transcoded(record, document, model, detail=detail, ctx=ctx, key=ready.key)]
+
+
+def _check_media(media_type: str) -> None:
+    if media_type not in MEDIA:
+        raise TranscodeFailure(
+            f"media type {media_type} cannot be transcoded: send a CDA R2, a PDF, "
+            "or lab results with the report's PDF",
+            reason_code="unsupported-media",
+        )
+
+
+def _build(
+    record: Record,
+    content: bytes,
+    traits: Mapping[str, Any],
+    *,
+    state: State,
+    lab: LabReferences | None,
+    ctx: StageContext,
+) -> tuple[Record, bytes, str | None]:
+    """The CDA Relais builds (PDF as N1, lab results as CR-BIO N3), the document record
+    carrying it, and the lab traffic's findings for the audit event (None for a PDF)."""
+    document = record["document"]
+    version = assign(
+        state,
+        unique_id=document["unique_id"],
+        action=document["action"],
+        parent_unique_id=document.get("parent_unique_id"),
+        event_id=record["event_id"],
+    )
+    detail: str | None = None
+    if document["media_type"] == "application/pdf":
+        cda, _ = wrap_pdf(record, content, traits, version)
+    else:
+        cda, _, coded = build_lab_report(record, content, traits, lab, version)
+        assert lab is not None  # build_lab_report refuses lab reports without references
+        found = traffic_findings(record["source"]["facility"], coded, lab)
+        detail = "\n".join(f.line() for f in found) or None
+    return _as_cda(document, cda, version, record["event_id"], ctx), cda, detail
+
+
+def _transcoded(
+    record: Record,
+    document: Record,
+    model: str,
+    *,
+    detail: str | None,
+    ctx: StageContext,
+    key: bytes | None,
+) -> Output:
+    """The TRANSCODED audit event: the CI-SIS model, and what the lab traffic showed."""
     audit = audit_event(
         event_id=record["event_id"],
         component="transcode",
@@ -232,7 +269,7 @@ def _handle(
         document_unique_id=document["unique_id"],
         detail=detail,
     )
-    return [ready, Output(AUDIT, "AuditEvent", audit, ready.key)]
+    return Output(AUDIT, "AuditEvent", audit, key)
 
 
 def validated_at(root: etree._Element) -> datetime | None:

@@ -53,7 +53,7 @@ async def test_dead_letter_fixed_replayed_delivered_once_and_traced(dlq_stack: L
     # The producer rotated its key; the workers' keyring file was not updated.
     rotated = stack.keyring.rotated()
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=rotated, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=rotated, topic_prefix=s.kafka.prefix
     ) as publisher:
         [event_id] = await publisher.submit_lab_result(sample(LAB, SARAH_LOU, 41))
         # and a message the MLLP gateway refused: dead-lettered, but from no topic
@@ -63,8 +63,8 @@ async def test_dead_letter_fixed_replayed_delivered_once_and_traced(dlq_stack: L
             failure=Failure("hl7-invalid", "PID-3 is missing"),
         )
     landing = await read_landing(
-        s.bootstrap_servers,
-        s.topic_prefix,
+        s.kafka.bootstrap,
+        s.kafka.prefix,
         until=lambda got: bool(dead_for(got, "undecryptable-field")),
         timeout_s=60,
     )
@@ -102,7 +102,7 @@ async def test_dead_letter_fixed_replayed_delivered_once_and_traced(dlq_stack: L
 
     # the fix: the workers get the new keyring and restart
     stack.keyring = rotated
-    rotated.write(s.keyring_file)
+    rotated.write(s.keys.file)
     for name in ("identity", "transcode", "route", "sink-dmp"):
         await stack.restart(name)
 

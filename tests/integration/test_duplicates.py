@@ -38,12 +38,12 @@ async def test_resent_message_and_resent_document_are_delivered_once(own_stack: 
     reexported = first.replace(b"|DEMO115022000001|P|", b"|RESENT-000001|P|", 1)
     assert reexported != first
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=own_stack.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=own_stack.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         original_id = (await publisher.submit_lab_result(first))[0]
         landing = await read_landing(
-            s.bootstrap_servers,
-            s.topic_prefix,
+            s.kafka.bootstrap,
+            s.kafka.prefix,
             timeout_s=60,
             until=lambda lan: original_id in lan.delivered,
         )
@@ -53,8 +53,8 @@ async def test_resent_message_and_resent_document_are_delivered_once(own_stack: 
         other_id = (await publisher.submit_lab_result(sample(LAB, SARAH_LOU, 2)))[0]
 
         landing = await read_landing(
-            s.bootstrap_servers,
-            s.topic_prefix,
+            s.kafka.bootstrap,
+            s.kafka.prefix,
             timeout_s=60,
             until=lambda lan: other_id in lan.delivered and len(duplicates(lan)) >= 2,
         )
@@ -68,8 +68,8 @@ async def test_resent_message_and_resent_document_are_delivered_once(own_stack: 
         await own_stack.restart("identity")
         after_restart_id = (await publisher.submit_lab_result(first))[0]
         landing = await read_landing(
-            s.bootstrap_servers,
-            s.topic_prefix,
+            s.kafka.bootstrap,
+            s.kafka.prefix,
             timeout_s=90,
             until=lambda lan: len(duplicates(lan)) >= 3,
         )
@@ -87,7 +87,7 @@ async def test_sender_that_disconnects_before_its_ack_and_resends_gets_one_deliv
     s = own_stack.settings
     filed_before = len(own_stack.sandbox.filed)
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=own_stack.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=own_stack.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         gateway = MllpGateway(GatewayConfig(port=0), Ingest(publisher))
         port = await gateway.start()
@@ -117,7 +117,7 @@ async def test_sender_that_disconnects_before_its_ack_and_resends_gets_one_deliv
         ours = [a for a in duplicates(lan) if a["document_unique_id"] == unique_id]
         return len(own_stack.sandbox.filed) > filed_before and len(ours) == 1
 
-    landing = await read_landing(s.bootstrap_servers, s.topic_prefix, timeout_s=60, until=settled)
+    landing = await read_landing(s.kafka.bootstrap, s.kafka.prefix, timeout_s=60, until=settled)
     assert settled(landing), "expected one filing and one duplicate for the resent message"
     assert len(own_stack.sandbox.filed) == filed_before + 1
     assert landing.doubled() == []

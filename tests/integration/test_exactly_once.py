@@ -31,7 +31,7 @@ async def once_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 async def _publish(stack: LocalStack, raw: bytes) -> str:
     s = stack.settings
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=stack.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=stack.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         return (await publisher.submit_lab_result(raw))[0]
 
@@ -66,8 +66,8 @@ async def test_a_dmp_outage_holds_the_document_and_delivers_it_once_after(
     finally:
         sandbox.unavailable = False
     landing = await read_landing(
-        s.bootstrap_servers,
-        s.topic_prefix,
+        s.kafka.bootstrap,
+        s.kafka.prefix,
         timeout_s=90,
         until=lambda lan: event_id in lan.delivered,
     )
@@ -99,8 +99,8 @@ async def test_a_sink_killed_between_send_and_commit_does_not_file_twice(
         sandbox.hold_answers.set()
         sandbox.hold_answers = None
     landing = await read_landing(
-        s.bootstrap_servers,
-        s.topic_prefix,
+        s.kafka.bootstrap,
+        s.kafka.prefix,
         timeout_s=90,
         until=lambda lan: event_id in lan.delivered,
     )
@@ -121,8 +121,8 @@ async def test_the_producer_gets_a_zam_z01_when_it_asked_for_the_dmp_reception(
     raw = sample(LAB, SARAH_LOU, 33) + asked
     event_id = await _publish(once_stack, raw)
     consumer = AIOKafkaConsumer(
-        BUSINESS_ACKS.name(s.topic_prefix),
-        bootstrap_servers=s.bootstrap_servers,
+        BUSINESS_ACKS.name(s.kafka.prefix),
+        bootstrap_servers=s.kafka.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
@@ -166,8 +166,8 @@ async def test_a_document_the_dmp_refused_is_filed_once_when_replayed_after_the_
     try:
         event_id = await _publish(once_stack, sample(LAB, SARAH_LOU, 34))
         landing = await read_landing(
-            s.bootstrap_servers,
-            s.topic_prefix,
+            s.kafka.bootstrap,
+            s.kafka.prefix,
             timeout_s=60,
             until=lambda lan: event_id in lan.delivered,
         )
@@ -177,9 +177,9 @@ async def test_a_document_the_dmp_refused_is_filed_once_when_replayed_after_the_
     assert (refused["outcome"], refused["code"]) == ("REJECTED", "XDSUnknownPatientId")
     assert set(sandbox.filed) == before
     env = {
-        "RELAIS_BOOTSTRAP_SERVERS": s.bootstrap_servers,
-        "RELAIS_TOPIC_PREFIX": s.topic_prefix,
-        "RELAIS_KEYRING_FILE": str(s.keyring_file),
+        "RELAIS_BOOTSTRAP_SERVERS": s.kafka.bootstrap,
+        "RELAIS_TOPIC_PREFIX": s.kafka.prefix,
+        "RELAIS_KEYRING_FILE": str(s.keys.file),
     }
     args = ["dlq", "replay", event_id, "--stage", "dmp-sink", "--wait", "60"]
     result = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)

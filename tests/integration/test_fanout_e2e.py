@@ -143,11 +143,11 @@ async def test_a_lab_result_reaches_dmp_doctor_and_patient_and_its_correction_fo
 ) -> None:
     s = fanout.settings
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=fanout.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=fanout.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         [original] = await publisher.submit_lab_result(message(61))
         landing = await read_landing(
-            s.bootstrap_servers, s.topic_prefix, timeout_s=120, until=arrived(original, 2)
+            s.kafka.bootstrap, s.kafka.prefix, timeout_s=120, until=arrived(original, 2)
         )
         assert landing.dead == [], [d["reason"] for d in landing.dead]
         [dmp] = statuses(landing, original, "DMP")
@@ -180,7 +180,7 @@ async def test_a_lab_result_reaches_dmp_doctor_and_patient_and_its_correction_fo
         # the correction only repeats the flags: it goes where the original went
         [corrected] = await publisher.submit_lab_result(message(61, status="C"))
         landing = await read_landing(
-            s.bootstrap_servers, s.topic_prefix, timeout_s=120, until=arrived(corrected, 2)
+            s.kafka.bootstrap, s.kafka.prefix, timeout_s=120, until=arrived(corrected, 2)
         )
     [dmp2] = statuses(landing, corrected, "DMP")
     new_id = str(dmp2["document_unique_id"])

@@ -47,13 +47,13 @@ async def eventually(check: object, timeout_s: float = 30) -> None:
 
 async def landing_until(stack: LocalStack, check: object, timeout_s: float = 90) -> Landing:
     s = stack.settings
-    return await read_landing(s.bootstrap_servers, s.topic_prefix, until=check, timeout_s=timeout_s)
+    return await read_landing(s.kafka.bootstrap, s.kafka.prefix, until=check, timeout_s=timeout_s)
 
 
 async def test_held_then_released_by_an_adt_update(gate: LocalStack) -> None:
     s = gate.settings
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=gate.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=gate.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         first = (await publisher.submit_lab_result(sample(LAB, SANTONI, 1)))[0]
         second = (await publisher.submit_lab_result(sample(LAB, SANTONI, 2)))[0]
@@ -70,7 +70,7 @@ async def test_held_then_released_by_an_adt_update(gate: LocalStack) -> None:
 async def test_merge_rekeys_a_held_document_to_the_surviving_identity(gate: LocalStack) -> None:
     s = gate.settings
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=gate.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=gate.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         orphan = (
             await publisher.submit_lab_result(ipp_only(sample(LAB, SARAH_LOU, 3), SARAH_LOU))
@@ -88,7 +88,7 @@ async def test_insi_outage_then_recovery_delivers_each_held_document_once(gate: 
     s = gate.settings
     gate.insi.unavailable = True
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=gate.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=gate.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         ids = [(await publisher.submit_lab_result(sample(LAB, LEFEVRE, n)))[0] for n in (4, 5, 6)]
     landing = await landing_until(gate, lambda lan: set(ids) <= set(lan.held))
@@ -113,7 +113,7 @@ async def test_insi_outage_then_recovery_delivers_each_held_document_once(gate: 
 async def test_a_killed_worker_keeps_its_holds(gate: LocalStack) -> None:
     s = gate.settings
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=gate.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=gate.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         held = (await publisher.submit_lab_result(sample(LAB, NDIAYE, 7)))[0]
         await landing_until(gate, lambda lan: held in lan.held)
@@ -137,7 +137,7 @@ async def test_insi_disagreeing_blocks_and_raises_an_alert(gate: LocalStack) -> 
         "291045935008808", "DURAND", "MARIE HELENE", "19910405", "F", "59350", reliability="VALI"
     )
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=gate.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=gate.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         blocked = (await publisher.submit_lab_result(sample(LAB, durand, 8)))[0]
         later = (await publisher.submit_lab_result(sample(LAB, durand, 9)))[0]
@@ -145,8 +145,8 @@ async def test_insi_disagreeing_blocks_and_raises_an_alert(gate: LocalStack) -> 
     assert landing.held[blocked]["reason_code"] == "insi-disagrees"
     assert landing.held[later]["reason_code"] in {"identity-blocked", "behind-held-documents"}
     consumer = AIOKafkaConsumer(
-        IDENTITY_ALERTS.name(s.topic_prefix),
-        bootstrap_servers=s.bootstrap_servers,
+        IDENTITY_ALERTS.name(s.kafka.prefix),
+        bootstrap_servers=s.kafka.bootstrap,
         group_id=None,
         auto_offset_reset="earliest",
     )

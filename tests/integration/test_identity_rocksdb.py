@@ -37,20 +37,20 @@ async def rocks(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
 async def test_hold_survives_a_restart_on_rocksdb(rocks: LocalStack) -> None:
     s = rocks.settings
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=rocks.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=rocks.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         held = (await publisher.submit_lab_result(sample(LAB, HOMONYM, 1)))[0]
         await read_landing(
-            s.bootstrap_servers, s.topic_prefix, timeout_s=60, until=lambda lan: held in lan.held
+            s.kafka.bootstrap, s.kafka.prefix, timeout_s=60, until=lambda lan: held in lan.held
         )
         await rocks.restart("identity")
         await publisher.submit_identity(adt_message(HOMONYM, "A08", "QUAL"))
         landing = await read_landing(
-            s.bootstrap_servers,
-            s.topic_prefix,
+            s.kafka.bootstrap,
+            s.kafka.prefix,
             timeout_s=90,
             until=lambda lan: held in lan.delivered,
         )
     assert landing.delivered[held]["outcome"] == "DELIVERED"
-    stores = list((s.data_dir / "faust").rglob("identity-patients-*.db"))
+    stores = list((s.process.data_dir / "faust").rglob("identity-patients-*.db"))
     assert stores, "no RocksDB files: the table did not use the rocksdb store"

@@ -37,12 +37,12 @@ async def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[L
 async def test_lab_results_are_transcoded_to_loinc_and_filed(lab_stack: LocalStack) -> None:
     s = lab_stack.settings
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=lab_stack.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=lab_stack.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         [event_id] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 1))
     landing = await read_landing(
-        s.bootstrap_servers,
-        s.topic_prefix,
+        s.kafka.bootstrap,
+        s.kafka.prefix,
         timeout_s=90,
         until=lambda lan: event_id in lan.delivered or bool(lan.dead),
     )
@@ -60,13 +60,13 @@ async def test_a_correction_files_version_two_replacing_the_original(
 ) -> None:
     s = lab_stack.settings
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=lab_stack.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=lab_stack.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         [first] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 7))
         [second] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 7, status="C"))
     landing = await read_landing(
-        s.bootstrap_servers,
-        s.topic_prefix,
+        s.kafka.bootstrap,
+        s.kafka.prefix,
         timeout_s=90,
         until=lambda lan: {first, second} <= set(lan.delivered) or bool(lan.dead),
     )
@@ -85,12 +85,12 @@ async def test_the_catalogue_report_lists_what_the_traffic_showed(lab_stack: Loc
     s = lab_stack.settings
     raw = lab_report_sample(DOMINIQUE, 8).replace(b"|13.9|g/dL|", b"|139|g/L|")
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=lab_stack.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=lab_stack.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         [event_id] = await publisher.submit_lab_result(raw)
     landing = await read_landing(
-        s.bootstrap_servers,
-        s.topic_prefix,
+        s.kafka.bootstrap,
+        s.kafka.prefix,
         timeout_s=90,
         until=lambda lan: event_id in lan.delivered or bool(lan.dead),
     )
@@ -107,7 +107,7 @@ async def test_the_catalogue_report_lists_what_the_traffic_showed(lab_stack: Loc
         "--ucum",
         str(shared("jdv", "UCUM_2.16.840.1.113883.6.8.xml")),
     ]
-    env = {"RELAIS_BOOTSTRAP_SERVERS": s.bootstrap_servers, "RELAIS_TOPIC_PREFIX": s.topic_prefix}
+    env = {"RELAIS_BOOTSTRAP_SERVERS": s.kafka.bootstrap, "RELAIS_TOPIC_PREFIX": s.kafka.prefix}
     result = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)
     assert result.exit_code == 1, result.output
     traffic = result.output.split("## Seen in traffic")[1]
@@ -121,12 +121,12 @@ async def test_a_deletion_removes_the_current_version_from_the_dmp(lab_stack: Lo
     s = lab_stack.settings
     sandbox = lab_stack.sandbox
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=lab_stack.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=lab_stack.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         [first] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 9))
         landing = await read_landing(
-            s.bootstrap_servers,
-            s.topic_prefix,
+            s.kafka.bootstrap,
+            s.kafka.prefix,
             timeout_s=90,
             until=lambda lan: first in lan.delivered,
         )
@@ -134,7 +134,7 @@ async def test_a_deletion_removes_the_current_version_from_the_dmp(lab_stack: Lo
         assert sandbox.filed[filed_id].status == "Approved"
         [gone] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 9, status="D"))
     landing = await read_landing(
-        s.bootstrap_servers, s.topic_prefix, timeout_s=90, until=lambda lan: gone in lan.delivered
+        s.kafka.bootstrap, s.kafka.prefix, timeout_s=90, until=lambda lan: gone in lan.delivered
     )
     status = landing.delivered[gone]
     assert status["outcome"] == "DELIVERED", status

@@ -123,7 +123,7 @@ def broken_lab_result() -> bytes:
 async def test_prometheus_counts_a_known_batch(watched: LocalStack, prometheus: str) -> None:
     s = watched.settings
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=watched.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=watched.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         delivered = [
             (await publisher.submit_lab_result(sample(LAB, DOMINIQUE, 41)))[0],
@@ -132,8 +132,8 @@ async def test_prometheus_counts_a_known_batch(watched: LocalStack, prometheus: 
         ]
         await publisher.submit_lab_result(broken_lab_result())
     await read_landing(
-        s.bootstrap_servers,
-        s.topic_prefix,
+        s.kafka.bootstrap,
+        s.kafka.prefix,
         timeout_s=90,
         until=lambda lan: set(delivered) <= set(lan.delivered) and len(lan.dead) >= 1,
     )
@@ -143,7 +143,7 @@ async def test_prometheus_counts_a_known_batch(watched: LocalStack, prometheus: 
     await eventually(url, 'sum(relais_deadletters_total{stage="transcode"})', 1)
     await eventually(url, 'sum(relais_stage_records_in_total{stage="identity"})', 4)
     # the monitor sees every group caught up: nothing left to process on the DMP topic
-    dmp_topic = f"{s.topic_prefix}.deliveries.dmp.v1"
+    dmp_topic = f"{s.kafka.prefix}.deliveries.dmp.v1"
     await eventually(url, f'sum(relais_consumer_lag_records{{topic="{dmp_topic}"}})', 0)
     assert (value(url, f'sum(relais_topic_end_offset{{topic="{dmp_topic}"}})') or 0) >= 3
     latency = 'sum(relais_delivery_latency_seconds_count{destination="DMP"})'

@@ -58,7 +58,7 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
     ]
     last_input = sample(LAB, SARAH_LOU, 4)
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=stack.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=stack.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         good_ids = [
             (await publisher.submit_lab_result(good_inputs[0]))[0],
@@ -71,14 +71,14 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
         broken_id = (await publisher.submit_lab_result(broken_cda_message()))[0]
         # An undecodable record on the same partition as the next document:
         # the identity stage must dead-letter it and go on.
-        raw = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        raw = AIOKafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all")
         await raw.start()
         key = patient_key(stack.keyring, parse_message(last_input)).encode()
-        await raw.send_and_wait(SUBMITTED.name(s.topic_prefix), GARBAGE, key=key)
+        await raw.send_and_wait(SUBMITTED.name(s.kafka.prefix), GARBAGE, key=key)
         await raw.stop()
         last_id = (await publisher.submit_lab_result(last_input))[0]
 
-    landing = await read_landing(s.bootstrap_servers, s.topic_prefix, until=complete, timeout_s=120)
+    landing = await read_landing(s.kafka.bootstrap, s.kafka.prefix, until=complete, timeout_s=120)
 
     # Delivered: each good document is in the DMP sandbox, byte for byte.
     for event_id, raw_message in zip([*good_ids, last_id], [*good_inputs, last_input], strict=True):
@@ -133,7 +133,7 @@ async def test_documents_travel_end_to_end_and_bad_input_is_dead_lettered(
     )
     assert identity['relais_deadletters_total{reason="undecodable-record",stage="identity"}'] == 1
     assert identity['relais_stage_processing_seconds_count{stage="identity"}'] == 8
-    qualified = f'relais_stage_records_out_total{{stage="identity",topic="{s.topic_prefix}.documents.qualified.v1"}}'
+    qualified = f'relais_stage_records_out_total{{stage="identity",topic="{s.kafka.prefix}.documents.qualified.v1"}}'
     assert identity[qualified] == 6
     transcode = scrape(stack.process("transcode").metrics_port)
     assert transcode['relais_stage_records_in_total{stage="transcode"}'] == 6
@@ -167,8 +167,8 @@ async def test_explain_says_which_rules_decided(stack: LocalStack) -> None:
     imaging = next(f for f in stack.sandbox.filed.values() if f.type_code == "18748-4")
     env = {
         **os.environ,
-        "RELAIS_BOOTSTRAP_SERVERS": s.bootstrap_servers,
-        "RELAIS_TOPIC_PREFIX": s.topic_prefix,
+        "RELAIS_BOOTSTRAP_SERVERS": s.kafka.bootstrap,
+        "RELAIS_TOPIC_PREFIX": s.kafka.prefix,
     }
     result = await asyncio.to_thread(
         subprocess.run,

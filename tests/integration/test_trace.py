@@ -40,13 +40,13 @@ async def trace(stack: LocalStack, *args: str) -> tuple[int, str, str]:
 async def test_trace_tells_each_document_in_order(stack: LocalStack) -> None:
     s = stack.settings
     async with Publisher(
-        bootstrap=s.bootstrap_servers, keyring=stack.keyring, topic_prefix=s.topic_prefix
+        bootstrap=s.kafka.bootstrap, keyring=stack.keyring, topic_prefix=s.kafka.prefix
     ) as publisher:
         [good] = await publisher.submit_lab_result(sample(LAB, SARAH_LOU, 71) + ASK_Z01)
         [bad] = await publisher.submit_lab_result(broken(72))
     await read_landing(
-        s.bootstrap_servers,
-        s.topic_prefix,
+        s.kafka.bootstrap,
+        s.kafka.prefix,
         until=lambda got: good in got.delivered and any(d["event_id"] == bad for d in got.dead),
         timeout_s=90,
     )

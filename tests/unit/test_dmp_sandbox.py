@@ -22,7 +22,7 @@ from consumers.dmp.submission import (
 from consumers.ihe import iti41
 from consumers.ihe.iti41 import NS, RegistryError, SoapFault
 from consumers.ihe.vihf import Role, SigningKey, VihfIdentity, signed_vihf
-from domain.xds.ebrim import Scheme
+from domain.xds.ebrim import SUBMISSION_SET_NODE, Scheme
 from domain.xds.metadata import DocumentEntry, document_entry
 from ops.demo.samples import DOMINIQUE, LAB, SARAH_LOU, cda
 from sandboxes.dmp import DmpSandbox
@@ -283,7 +283,7 @@ def test_the_submission_set_must_be_there(pki: SandboxPki) -> None:
     sandbox = DmpSandbox(pki.ca_cert)
 
     def unclassify(envelope: bytes) -> bytes:
-        node = iti41.SUBMISSION_SET_NODE.encode()
+        node = SUBMISSION_SET_NODE.encode()
         return envelope.replace(node, b"urn:uuid:00000000-0000-0000-0000-000000000000")
 
     assert "SubmissionSet" in error_of(sandbox, *package(pki, edit=unclassify)).context

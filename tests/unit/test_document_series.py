@@ -19,7 +19,8 @@ from relais.keyring import Keyring
 from streams.stage import StageContext
 from streams.transcode.cda_validate import CdaSchema, header_problems
 from streams.transcode.document_series import Version, assign, cda_id_for, latest
-from streams.transcode.lab_catalogue import LoincTable, UcumUnits, load_directory
+from streams.transcode.lab_catalogue import load_directory
+from streams.transcode.lab_codes import LoincTable, UcumUnits
 from streams.transcode.lab_report import LabReferences
 from streams.transcode.stage import transcode_stage
 from tests.builders import qualified

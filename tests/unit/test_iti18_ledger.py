@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.dmp.sink import xds_ids
 from consumers.ihe import iti18, iti62
-from relais.delivery_ledger import Entry, Step, done, next_step, sending
+from relais.delivery_ledger import TRANSITIONS, Entry, Met, Outcome, Step, done, next_step, sending
 
 
 def test_a_query_reads_back_with_its_ids_and_message_id() -> None:
@@ -54,17 +56,53 @@ def test_no_id_no_query() -> None:
         iti18.get_documents((), to="x")
 
 
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
 def test_the_ledger_says_send_reconcile_or_skip() -> None:
     assert next_step(None) is Step.SEND
-    assert next_step(sending("r1", 1)) is Step.RECONCILE
-    assert next_step(done("r1", "DELIVERED", None, 1)) is Step.ALREADY_DONE
+    assert next_step(sending("r1", 1, now=NOW)) is Step.RECONCILE
+    assert next_step(done("r1", Outcome.DELIVERED, None, 1, now=NOW)) is Step.ALREADY_DONE
+
+
+def test_a_refusal_is_sent_again_only_when_an_operator_replays_it() -> None:
+    refused = done("r1", Outcome.REJECTED, "XDSPatientIdDoesNotMatch", 1, now=NOW)
+    delivered = done("r1", Outcome.DELIVERED, None, 1, now=NOW)
+    assert next_step(refused) is Step.ALREADY_DONE
+    assert next_step(refused, Met.REPLAYED) is Step.SEND
+    assert next_step(delivered, Met.REPLAYED) is Step.ALREADY_DONE
+    assert next_step(sending("r1", 2, now=NOW), Met.REPLAYED) is Step.RECONCILE
+
+
+def test_every_state_and_outcome_a_sink_can_write_has_a_step() -> None:
+    written = [None, sending("r", 1, now=NOW)] + [
+        done("r", outcome, None, 1, now=NOW) for outcome in Outcome
+    ]
+    for entry in written:
+        for met in Met:
+            assert next_step(entry, met) in set(Step)
+    assert len(TRANSITIONS) == len(written) * len(Met)
 
 
 def test_ledger_entries_round_trip_and_foreign_values_are_refused() -> None:
-    entry = done("r1", "REJECTED", "XDSPatientIdDoesNotMatch", 3)
+    entry = done("r1", Outcome.REJECTED, "XDSPatientIdDoesNotMatch", 3, now=NOW)
     assert Entry.decode(entry.encode()) == entry
     with pytest.raises(ValueError, match="ledger"):
         Entry.decode(b'{"state": "MAYBE"}')
+
+
+def test_the_entry_bytes_are_those_existing_ledgers_hold() -> None:
+    """Sorted JSON keys, plain strings: a ledger written before still reads, and the same."""
+    entry = done("r1", Outcome.REJECTED, "X", 3, now=NOW)
+    written = (
+        b'{"at_ms": 1740830400000, "attempt": 3, "code": "X", "outcome": "REJECTED", '
+        b'"request_id": "r1", "state": "DONE"}'
+    )
+    assert entry.encode() == written
+    assert Entry.decode(written) == entry
+    sent = b'{"at_ms": 5, "attempt": 2, "code": null, "outcome": null, "request_id": "r2", '
+    sent += b'"state": "SENDING"}'
+    assert Entry.decode(sent).encode() == sent
 
 
 def test_a_deletion_names_the_entries_and_reads_back() -> None:

@@ -11,7 +11,7 @@ from lxml import etree
 
 from consumers.ihe import iti41, mtom
 from consumers.ihe.iti41 import NS, RegistryError, RegistryResponse, SoapFault
-from domain.xds.ebrim import Scheme
+from domain.xds.ebrim import HAS_MEMBER, STABLE_DOCUMENT, SUBMISSION_SET_NODE, Scheme
 from domain.xds.metadata import document_entry
 from ops.demo.samples import DOMINIQUE, LAB, cda
 
@@ -69,7 +69,7 @@ def test_the_document_entry_carries_the_xds_metadata() -> None:
     [entry] = metadata.entries
     assert entry.id == iti41.entry_uuid(DOC_ID)
     assert entry.attributes["mimeType"] == "text/xml"
-    assert entry.attributes["objectType"] == iti41.STABLE_DOCUMENT
+    assert entry.attributes["objectType"] == STABLE_DOCUMENT
     assert entry.identifiers == {
         Scheme.DE_PATIENT_ID: ENTRY.patient_id,
         Scheme.DE_UNIQUE_ID: DOC_ID,
@@ -95,7 +95,7 @@ def test_the_document_entry_carries_the_xds_metadata() -> None:
 def test_the_submission_set_and_its_association() -> None:
     metadata = iti41.read_metadata(iti41.read_request(*built()).body)
     [package] = metadata.submission_sets
-    assert metadata.nodes[package.id] == iti41.SUBMISSION_SET_NODE
+    assert metadata.nodes[package.id] == SUBMISSION_SET_NODE
     assert package.identifiers[Scheme.SS_SOURCE_ID] == "2.25.42"
     assert package.identifiers[Scheme.SS_PATIENT_ID] == ENTRY.patient_id
     assert package.identifiers[Scheme.SS_UNIQUE_ID].startswith("2.25.")
@@ -103,7 +103,7 @@ def test_the_submission_set_and_its_association() -> None:
     [content_type] = package.classifications[Scheme.SS_CONTENT_TYPE]
     assert (content_type.node, content_type.scheme) == ("07", "1.2.250.1.213.2.2")
     [member] = metadata.associations
-    assert member.type == iti41.HAS_MEMBER
+    assert member.type == HAS_MEMBER
     assert (member.source, member.target) == (package.id, iti41.entry_uuid(DOC_ID))
     assert member.slots == {"SubmissionSetStatus": ("Original",)}
 

@@ -23,27 +23,29 @@ from domain.lab_results import (
     ValueType,
 )
 from streams.transcode.lab_catalogue import (
-    LOINC_KNOWN_BAD_CHECK_DIGITS,
     Catalogue,
-    CatalogueError,
     CatalogueStore,
     InvalidCatalogue,
-    LoincTable,
-    ReferenceDataError,
     ReportLine,
-    UcumUnits,
     UnknownFacility,
     VersionConflict,
     catalogue_report,
     format_report,
     load_catalogue,
     load_directory,
+    map_result,
+    version_key,
+)
+from streams.transcode.lab_codes import (
+    LOINC_KNOWN_BAD_CHECK_DIGITS,
+    CatalogueError,
+    LoincTable,
+    ReferenceDataError,
+    UcumUnits,
     loinc_check_digit,
     loinc_code_problem,
-    map_result,
     same_unit,
     valid_loinc_code,
-    version_key,
 )
 from tests.shared_data import shared
 

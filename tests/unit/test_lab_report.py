@@ -17,7 +17,8 @@ from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
 from streams.transcode.cda_validate import CdaSchema, header_problems
 from streams.transcode.cda_wrap import WrapFailure
-from streams.transcode.lab_catalogue import LoincTable, UcumUnits, load_directory
+from streams.transcode.lab_catalogue import load_directory
+from streams.transcode.lab_codes import LoincTable, UcumUnits
 from streams.transcode.lab_report import LabReferences, build_lab_report
 from tests.shared_data import shared
 

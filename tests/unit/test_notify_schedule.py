@@ -9,18 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumers.notify.errors import IllegalTransition, LedgerError, NotifyInputError
+from consumers.notify.ledger_entry import Entry, State
 from consumers.notify.message import Kind
 from consumers.notify.rate import RateLimit
-from consumers.notify.schedule import (
-    Entry,
-    IllegalTransition,
-    Incoming,
-    Ledger,
-    LedgerError,
-    NotifyInputError,
-    State,
-    incoming_of,
-)
+from consumers.notify.schedule import Incoming, Ledger, incoming_of
 from relais.deadletter import failure_of
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ from producers.submission import submissions
 from relais.contracts import Codec, Record
 from relais.deadletter import StageFailure
 from relais.keyring import Keyring
-from relais.settings import Settings
+from relais.settings import Settings, StageSettings
 from relais.topics import AUDIT, DELIVERY_DMP, DELIVERY_NOTIFY
 from streams.route.release_policy import DEFAULT_POLICY
 from streams.route.stage import STAGE, handle, request_id
@@ -185,4 +185,4 @@ def test_the_worker_runs_the_bundled_policy_or_the_operators_file(tmp_path: Path
         .read_text(encoding="utf-8")
         .replace('"15 days"', '"20 days"')
     )
-    assert _release_policy(Settings(release_policy=own)) != DEFAULT_POLICY
+    assert _release_policy(Settings(stages=StageSettings(release_policy=own))) != DEFAULT_POLICY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import re
@@ -13,7 +14,21 @@ from hypothesis import strategies as st
 
 from relais import settings as settings_module
 from relais.backoff import exponential_backoff
-from relais.settings import Settings, SettingsError
+from relais.settings import (
+    AckSettings,
+    BrokerSettings,
+    DmpSettings,
+    InsiSettings,
+    KafkaSettings,
+    KeyringSettings,
+    MllpSettings,
+    MssSettings,
+    NotifySettings,
+    ProcessSettings,
+    Settings,
+    SettingsError,
+    StageSettings,
+)
 from relais.topics import ALL_TOPICS, DEADLETTER, SUBMITTED, TopicSpec
 
 # Settings -----------------------------------------------------------------------
@@ -76,28 +91,49 @@ VARIABLES = (
     "RELAIS_NOTIFY_SMS_URL",
     "RELAIS_NOTIFY_RATE_LIMIT",
     "RELAIS_NOTIFY_RATE_WINDOW_S",
+    "RELAIS_MLLP_HOST",
+    "RELAIS_MLLP_PORT",
+    "RELAIS_MLLP_SECTOR",
+    "RELAIS_MLLP_MAX_FRAME_BYTES",
+    "RELAIS_MLLP_IDLE_TIMEOUT_S",
+    "RELAIS_MLLP_MAX_CONNECTIONS",
+    "RELAIS_MLLP_TLS_CERT",
+    "RELAIS_MLLP_TLS_KEY",
+    "RELAIS_MLLP_CLIENT_CA",
 )
 
 
 def test_defaults_from_an_empty_environment() -> None:
     settings = Settings.from_env({})
     assert settings == Settings()
-    assert settings.bootstrap_servers == "127.0.0.1:39092"
-    assert settings.topic_prefix == "relais"
-    assert settings.keyring_file is None
-    assert settings.keyring_json is None
-    assert settings.metrics_host == "127.0.0.1"
-    assert settings.metrics_port == 0
-    assert settings.dmp_url == "https://127.0.0.1:39180/repository"
-    assert settings.dmp_client_cert is None
-    assert settings.dmp_structure_id == ""
-    assert settings.data_dir == Path(".relais")
-    assert settings.broker_bin is None
-    assert settings.broker_listen == "127.0.0.1:39092"
-    assert settings.broker_storage == "memory://tansu/"
-    assert settings.broker_kind == "tansu"
-    assert settings.session_timeout_s == 6.0
-    assert settings.log_level == "info"
+    assert settings.kafka.bootstrap == "127.0.0.1:39092"
+    assert settings.kafka.prefix == "relais"
+    assert settings.keys.file is None
+    assert settings.keys.json is None
+    assert settings.process.metrics_host == "127.0.0.1"
+    assert settings.process.metrics_port == 0
+    assert settings.dmp.url == "https://127.0.0.1:39180/repository"
+    assert settings.dmp.client_cert is None
+    assert settings.dmp.structure_id == ""
+    assert settings.process.data_dir == Path(".relais")
+    assert settings.broker.bin is None
+    assert settings.broker.listen == "127.0.0.1:39092"
+    assert settings.broker.storage == "memory://tansu/"
+    assert settings.kafka.broker_kind == "tansu"
+    assert settings.kafka.session_timeout_s == 6.0
+    assert settings.process.log_level == "info"
+    # the MLLP gateway's defaults are those its flags had
+    assert settings.mllp == MllpSettings(
+        host="127.0.0.1",
+        port=2575,
+        sector=None,
+        max_frame_bytes=16 << 20,
+        idle_timeout_s=300.0,
+        max_connections=1000,
+        tls_cert=None,
+        tls_key=None,
+        client_ca=None,
+    )
 
 
 def test_blank_values_read_as_defaults() -> None:
@@ -165,76 +201,106 @@ def test_every_variable_is_read() -> None:
         "RELAIS_NOTIFY_SMS_URL": "https://sms.example/v1/messages",
         "RELAIS_NOTIFY_RATE_LIMIT": "5",
         "RELAIS_NOTIFY_RATE_WINDOW_S": "3600",
+        "RELAIS_MLLP_HOST": "0.0.0.0",
+        "RELAIS_MLLP_PORT": "6661",
+        "RELAIS_MLLP_SECTOR": "LAB",
+        "RELAIS_MLLP_MAX_FRAME_BYTES": "1048576",
+        "RELAIS_MLLP_IDLE_TIMEOUT_S": "60",
+        "RELAIS_MLLP_MAX_CONNECTIONS": "50",
+        "RELAIS_MLLP_TLS_CERT": "/etc/relais/mllp.pem",
+        "RELAIS_MLLP_TLS_KEY": "/etc/relais/mllp.key",
+        "RELAIS_MLLP_CLIENT_CA": "/etc/relais/senders-ca.pem",
     }
     documented = set(re.findall(r"^(RELAIS_[A-Z_]+)\s", settings_module.__doc__ or "", re.M))
     assert set(env) == documented == {*VARIABLES, "RELAIS_KEYRING"}
     assert Settings.from_env(env) == Settings(
-        bootstrap_servers="kafka-1:9092,kafka-2:9092",
-        topic_prefix="test-42",
-        keyring_file=Path("/run/secrets/keyring.json"),
-        keyring_json='{"active": "k"}',
-        metrics_host="0.0.0.0",
-        metrics_port=9108,
-        dmp_url="https://dmp.example/si-dmp-server/v2/services/repository",
-        dmp_ca_file=Path("/etc/relais/igc-sante.pem"),
-        dmp_client_cert=Path("/run/secrets/structure.pem"),
-        dmp_client_key=Path("/run/secrets/structure.key"),
-        dmp_structure_id="1120459876",
-        dmp_subject_id="801234567866",
-        dmp_subject_name="DEMO Biologiste",
-        dmp_subject_role="10^1.2.250.1.71.1.2.7",
-        dmp_activity_sector="SA07^1.2.250.1.71.4.2.4",
-        dmp_source_id="2.25.42",
-        dmp_lps_homologation="HOMOL-1",
-        insi_url="https://insi.example/ws",
-        insi_timeout_s=2.5,
-        table_store="rocksdb://",
-        cda_xsd_dir=Path("/opt/cda-xsd"),
-        catalogue_dir=Path("/etc/relais/catalogues"),
-        loinc_table=Path("/etc/relais/loinc-fr.csv"),
-        ucum_units=Path("/etc/relais/ucum.xml"),
-        release_policy=Path("/etc/relais/release.toml"),
-        data_dir=Path("/var/lib/relais"),
-        broker_bin=Path("/usr/local/bin/tansu"),
-        broker_listen="0.0.0.0:9092",
-        broker_storage="s3://bucket/",
-        broker_kind="kafka",
-        session_timeout_s=10.5,
-        log_level="debug",
-        ack_routes="CHU-X=10.0.0.5:6661",
-        mss_sender="pfi@ch-x.mssante.fr",
-        mss_nil="NIL-42",
-        mss_domains=("mssante.fr", "test.mssante.fr"),
-        mss_smtp="smtp.operator.example:465",
-        mss_smtp_tls="implicit",
-        mss_smtp_routes="patient.mssante.fr=mes.example:587",
-        mss_smtp_user="pfi",
-        mss_smtp_password="pw1",
-        mss_ca_file=Path("/etc/relais/igc-sante.pem"),
-        mss_client_cert=Path("/etc/relais/mss.pem"),
-        mss_client_key=Path("/etc/relais/mss.key"),
-        mss_read_receipt=False,
-        mss_patient_reply=True,
-        mss_imap="imap.operator.example:993",
-        mss_imap_user="pfi",
-        mss_imap_password="pw2",
-        mss_mailboxes=("INBOX", "Urgent"),
-        mss_poll_s=5.0,
-        notify_preferences=Path("/etc/relais/notify-preferences.json"),
-        notify_email_smtp="smtp.example.org:465/implicit",
-        notify_email_from="ne-pas-repondre@chu-x.fr",
-        notify_ca_file=Path("/etc/ssl/certs/ca-certificates.crt"),
-        notify_sms_url="https://sms.example/v1/messages",
-        notify_rate_limit=5,
-        notify_rate_window_s=3600.0,
+        kafka=KafkaSettings(
+            bootstrap="kafka-1:9092,kafka-2:9092",
+            prefix="test-42",
+            session_timeout_s=10.5,
+            broker_kind="kafka",
+            table_store="rocksdb://",
+        ),
+        process=ProcessSettings(
+            metrics_host="0.0.0.0",
+            metrics_port=9108,
+            log_level="debug",
+            data_dir=Path("/var/lib/relais"),
+        ),
+        keys=KeyringSettings(file=Path("/run/secrets/keyring.json"), json='{"active": "k"}'),
+        broker=BrokerSettings(
+            bin=Path("/usr/local/bin/tansu"), listen="0.0.0.0:9092", storage="s3://bucket/"
+        ),
+        insi=InsiSettings(url="https://insi.example/ws", timeout_s=2.5),
+        dmp=DmpSettings(
+            url="https://dmp.example/si-dmp-server/v2/services/repository",
+            ca_file=Path("/etc/relais/igc-sante.pem"),
+            client_cert=Path("/run/secrets/structure.pem"),
+            client_key=Path("/run/secrets/structure.key"),
+            structure_id="1120459876",
+            subject_id="801234567866",
+            subject_name="DEMO Biologiste",
+            subject_role="10^1.2.250.1.71.1.2.7",
+            activity_sector="SA07^1.2.250.1.71.4.2.4",
+            source_id="2.25.42",
+            lps_homologation="HOMOL-1",
+        ),
+        stages=StageSettings(
+            cda_xsd_dir=Path("/opt/cda-xsd"),
+            catalogue_dir=Path("/etc/relais/catalogues"),
+            loinc_table=Path("/etc/relais/loinc-fr.csv"),
+            ucum_units=Path("/etc/relais/ucum.xml"),
+            release_policy=Path("/etc/relais/release.toml"),
+        ),
+        mllp=MllpSettings(
+            host="0.0.0.0",
+            port=6661,
+            sector="LAB",
+            max_frame_bytes=1 << 20,
+            idle_timeout_s=60.0,
+            max_connections=50,
+            tls_cert=Path("/etc/relais/mllp.pem"),
+            tls_key=Path("/etc/relais/mllp.key"),
+            client_ca=Path("/etc/relais/senders-ca.pem"),
+        ),
+        acks=AckSettings(routes="CHU-X=10.0.0.5:6661"),
+        mss=MssSettings(
+            sender="pfi@ch-x.mssante.fr",
+            nil="NIL-42",
+            domains=("mssante.fr", "test.mssante.fr"),
+            smtp="smtp.operator.example:465",
+            smtp_tls="implicit",
+            smtp_routes="patient.mssante.fr=mes.example:587",
+            smtp_user="pfi",
+            smtp_password="pw1",
+            ca_file=Path("/etc/relais/igc-sante.pem"),
+            client_cert=Path("/etc/relais/mss.pem"),
+            client_key=Path("/etc/relais/mss.key"),
+            read_receipt=False,
+            patient_reply=True,
+            imap="imap.operator.example:993",
+            imap_user="pfi",
+            imap_password="pw2",
+            mailboxes=("INBOX", "Urgent"),
+            poll_s=5.0,
+        ),
+        notify=NotifySettings(
+            preferences=Path("/etc/relais/notify-preferences.json"),
+            email_smtp="smtp.example.org:465/implicit",
+            email_from="ne-pas-repondre@chu-x.fr",
+            ca_file=Path("/etc/ssl/certs/ca-certificates.crt"),
+            sms_url="https://sms.example/v1/messages",
+            rate_limit=5,
+            rate_window_s=3600.0,
+        ),
     )
 
 
 def test_types_of_numbers() -> None:
     settings = Settings.from_env({"RELAIS_METRICS_PORT": "9108", "RELAIS_SESSION_TIMEOUT_S": "7"})
-    assert isinstance(settings.metrics_port, int)
-    assert isinstance(settings.session_timeout_s, float)
-    assert settings.session_timeout_s == 7.0
+    assert isinstance(settings.process.metrics_port, int)
+    assert isinstance(settings.kafka.session_timeout_s, float)
+    assert settings.kafka.session_timeout_s == 7.0
 
 
 @pytest.mark.parametrize(
@@ -281,15 +347,139 @@ def test_an_unusable_number_names_its_variable(name: str, value: str) -> None:
         Settings.from_env({name: value})
 
 
+#: every duration (seconds), size and count a variable holds: each must be above 0
+DURATIONS = (
+    "RELAIS_SESSION_TIMEOUT_S",
+    "RELAIS_INSI_TIMEOUT_S",
+    "RELAIS_MSS_POLL_S",
+    "RELAIS_NOTIFY_RATE_WINDOW_S",
+    "RELAIS_MLLP_IDLE_TIMEOUT_S",
+)
+COUNTS = (
+    "RELAIS_NOTIFY_RATE_LIMIT",
+    "RELAIS_MLLP_MAX_FRAME_BYTES",
+    "RELAIS_MLLP_MAX_CONNECTIONS",
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RELAIS_INSI_TIMEOUT_S", "-5"),
+        ("RELAIS_MSS_POLL_S", "0"),
+        ("RELAIS_MLLP_PORT", "70000"),
+        ("RELAIS_MLLP_PORT", "-1"),
+        ("RELAIS_MLLP_MAX_FRAME_BYTES", "0"),
+        ("RELAIS_MLLP_MAX_CONNECTIONS", "-3"),
+        ("RELAIS_MLLP_IDLE_TIMEOUT_S", "nan"),
+        ("RELAIS_MLLP_SECTOR", "PHARMACY"),
+    ],
+)
+def test_the_issue_s_unusable_values_are_refused(name: str, value: str) -> None:
+    """Found in the issue: RELAIS_INSI_TIMEOUT_S=-5 and RELAIS_MSS_POLL_S=0 were accepted."""
+    with pytest.raises(SettingsError, match=name) as caught:
+        Settings.from_env({name: value})
+    assert value in str(caught.value)
+
+
+def test_the_message_says_what_to_give() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"RELAIS_INSI_TIMEOUT_S": "-5"})
+    assert str(caught.value) == "RELAIS_INSI_TIMEOUT_S=-5: must be a number of seconds > 0"
+
+
+@given(
+    name=st.sampled_from(DURATIONS),
+    value=st.one_of(
+        st.floats(max_value=0.0, allow_nan=False),
+        st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+    ),
+)
+def test_durations_not_above_zero_are_refused_naming_the_variable(name: str, value: float) -> None:
+    with pytest.raises(SettingsError, match=f"^{name}=") as caught:
+        Settings.from_env({name: repr(value)})
+    assert "seconds > 0" in str(caught.value)
+
+
+@given(name=st.sampled_from(COUNTS), value=st.integers(max_value=0))
+def test_sizes_and_counts_not_above_zero_are_refused_naming_the_variable(
+    name: str, value: int
+) -> None:
+    with pytest.raises(SettingsError, match=f"^{name}={value}: must be .* > 0$"):
+        Settings.from_env({name: str(value)})
+
+
+@given(
+    name=st.sampled_from(DURATIONS),
+    value=st.floats(min_value=1e-3, max_value=1e9, allow_nan=False, allow_infinity=False),
+)
+def test_durations_above_zero_are_read(name: str, value: float) -> None:
+    settings = Settings.from_env({name: repr(value)})
+    assert value in {
+        settings.kafka.session_timeout_s,
+        settings.insi.timeout_s,
+        settings.mss.poll_s,
+        settings.notify.rate_window_s,
+        settings.mllp.idle_timeout_s,
+    }
+
+
+@given(name=st.sampled_from(COUNTS), value=st.integers(min_value=1, max_value=1 << 40))
+def test_sizes_and_counts_above_zero_are_read(name: str, value: int) -> None:
+    settings = Settings.from_env({name: str(value)})
+    read = {
+        "RELAIS_NOTIFY_RATE_LIMIT": settings.notify.rate_limit,
+        "RELAIS_MLLP_MAX_FRAME_BYTES": settings.mllp.max_frame_bytes,
+        "RELAIS_MLLP_MAX_CONNECTIONS": settings.mllp.max_connections,
+    }
+    assert read[name] == value
+
+
+@pytest.mark.parametrize("given_alone", ["RELAIS_MLLP_TLS_CERT", "RELAIS_MLLP_TLS_KEY"])
+def test_mllp_tls_certificate_and_key_go_together(given_alone: str) -> None:
+    with pytest.raises(SettingsError, match="RELAIS_MLLP_TLS_CERT and RELAIS_MLLP_TLS_KEY"):
+        Settings.from_env({given_alone: "/etc/relais/mllp.pem"})
+
+
+def test_mllp_sector_is_read_in_upper_case() -> None:
+    assert Settings.from_env({"RELAIS_MLLP_SECTOR": "radiology"}).mllp.sector == "RADIOLOGY"
+
+
+def test_secrets_are_never_printed() -> None:
+    settings = Settings.from_env(
+        {
+            "RELAIS_KEYRING": '{"keys": "k3y-m4t3r14l"}',
+            "RELAIS_MSS_SMTP_PASSWORD": "smtp-s3cret",
+            "RELAIS_MSS_IMAP_PASSWORD": "imap-s3cret",
+        }
+    )
+    printed = repr(settings)
+    assert settings.keys.json == '{"keys": "k3y-m4t3r14l"}'
+    for secret in ("k3y-m4t3r14l", "smtp-s3cret", "imap-s3cret"):
+        assert secret not in printed
+
+
+def test_every_part_is_a_frozen_dataclass() -> None:
+    settings = Settings()
+    for part in dataclasses.fields(settings):
+        value = getattr(settings, part.name)
+        assert dataclasses.is_dataclass(value)
+        first = dataclasses.fields(value)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, first, None)
+
+
 def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RELAIS_TOPIC_PREFIX", "from-os")
-    assert Settings.from_env().topic_prefix == "from-os"
+    assert Settings.from_env().kafka.prefix == "from-os"
 
 
 def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
-        settings.topic_prefix = "x"  # type: ignore[misc]
+        settings.kafka.prefix = "x"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        settings.kafka = KafkaSettings(prefix="x")  # type: ignore[misc]
 
 
 # Topics --------------------------------------------------------------------------

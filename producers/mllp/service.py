@@ -1,0 +1,61 @@
+"""The MLLP gateway as a long-running process: ``settings.mllp`` in, a listener served.
+
+:func:`gateway_config` turns :class:`~relais.settings.MllpSettings` (RELAIS_MLLP_*, the
+``relais mllp`` flags applied over them) into the listener's :class:`GatewayConfig`;
+:func:`serve_gateway` runs one gateway inside :func:`relais.process.run_process`: listen,
+then serve /metrics and say where, wait for SIGINT/SIGTERM, stop (handlers in progress
+finish). What a message means is the handler's business: ``producers.mllp_intake``
+gives it the ingest over the producer library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from producers.mllp.gateway import (
+    GatewayConfig,
+    GatewayObserver,
+    MessageHandler,
+    MllpGateway,
+    server_tls_context,
+)
+from relais.process import Process
+from relais.settings import MllpSettings, SettingsError
+
+
+def gateway_config(mllp: MllpSettings) -> GatewayConfig:
+    """The listener's configuration; :class:`SettingsError` names a TLS file that is missing."""
+    tls = None
+    if mllp.tls_cert is not None and mllp.tls_key is not None:
+        tls = server_tls_context(
+            _file("RELAIS_MLLP_TLS_CERT", mllp.tls_cert),
+            _file("RELAIS_MLLP_TLS_KEY", mllp.tls_key),
+            _file("RELAIS_MLLP_CLIENT_CA", mllp.client_ca) if mllp.client_ca else None,
+        )
+    return GatewayConfig(
+        host=mllp.host,
+        port=mllp.port,
+        max_frame_bytes=mllp.max_frame_bytes,
+        idle_timeout_s=mllp.idle_timeout_s,
+        max_connections=mllp.max_connections,
+        tls=tls,
+    )
+
+
+def _file(variable: str, path: Path) -> Path:
+    if not path.is_file():
+        raise SettingsError(f"{variable}={path}: no such file")
+    return path
+
+
+async def serve_gateway(
+    process: Process, config: GatewayConfig, handler: MessageHandler, observer: GatewayObserver
+) -> None:
+    """Listen, announce ``MLLP[S] on host:port -> bootstrap; metrics on URL``, run until stop."""
+    gateway = MllpGateway(config, handler, observer)
+    bound = await gateway.start()
+    scheme = "MLLPS" if config.tls else "MLLP"
+    bootstrap = process.settings.kafka.bootstrap
+    process.serve(lambda url: f"{scheme} on {config.host}:{bound} -> {bootstrap}; metrics on {url}")
+    await process.stop.wait()
+    await gateway.stop()

@@ -1,0 +1,291 @@
+"""The parts of :class:`relais.settings.Settings`: one frozen dataclass per component.
+
+Each part reads its own RELAIS_* variables from an :class:`~relais.settings_env.Env`
+(``from_env``); the variables, their meaning and defaults are listed in
+:mod:`relais.settings`. Secrets are ``repr=False``: a logged or printed part never
+shows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from relais.settings_env import Env, SettingsError
+
+#: the sectors an MLLP listener may declare for all its senders (RELAIS_MLLP_SECTOR)
+SECTORS = ("HOSPITAL", "LAB", "RADIOLOGY")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The bus: where it is, how topics and groups are named, how Faust keeps tables."""
+
+    bootstrap: str = "127.0.0.1:39092"
+    prefix: str = "relais"
+    session_timeout_s: float = 6.0
+    broker_kind: str = "tansu"  # "tansu" turns its workarounds on (relais.tansu_quirks)
+    table_store: str = "memory://"
+
+    @classmethod
+    def from_env(cls, env: Env) -> KafkaSettings:
+        d = cls()
+        return cls(
+            bootstrap=env.text("RELAIS_BOOTSTRAP_SERVERS", d.bootstrap),
+            prefix=env.text("RELAIS_TOPIC_PREFIX", d.prefix),
+            session_timeout_s=env.seconds("RELAIS_SESSION_TIMEOUT_S", d.session_timeout_s),
+            broker_kind=env.choice("RELAIS_BROKER_KIND", d.broker_kind, ("tansu", "kafka")),
+            table_store=env.text("RELAIS_TABLE_STORE", d.table_store),
+        )
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """What every long-running process shares: /metrics address, log level, local state."""
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0  # 0: pick a free port
+    log_level: str = "info"
+    data_dir: Path = Path(".relais")
+
+    @classmethod
+    def from_env(cls, env: Env) -> ProcessSettings:
+        d = cls()
+        return cls(
+            metrics_host=env.text("RELAIS_METRICS_HOST", d.metrics_host),
+            metrics_port=env.port("RELAIS_METRICS_PORT", d.metrics_port),
+            log_level=env.lower("RELAIS_LOG_LEVEL", d.log_level),
+            data_dir=Path(env.text("RELAIS_DATA_DIR", str(d.data_dir))),
+        )
+
+
+@dataclass(frozen=True)
+class KeyringSettings:
+    """Where the keyring comes from (:func:`relais.keyring_source.load_keyring`)."""
+
+    file: Path | None = None
+    json: str | None = field(default=None, repr=False)  # key material: never printed
+
+    @classmethod
+    def from_env(cls, env: Env) -> KeyringSettings:
+        return cls(file=env.path("RELAIS_KEYRING_FILE"), json=env.raw("RELAIS_KEYRING") or None)
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """The local broker ``relais broker`` runs (tansu)."""
+
+    bin: Path | None = None  # None: the bundled tansu
+    listen: str = "127.0.0.1:39092"
+    storage: str = "memory://tansu/"
+
+    @classmethod
+    def from_env(cls, env: Env) -> BrokerSettings:
+        d = cls()
+        return cls(
+            bin=env.path("RELAIS_BROKER_BIN"),
+            listen=env.text("RELAIS_BROKER_LISTEN", d.listen),
+            storage=env.text("RELAIS_BROKER_STORAGE", d.storage),
+        )
+
+
+@dataclass(frozen=True)
+class InsiSettings:
+    """The INSi service the identity stage asks."""
+
+    url: str = "http://127.0.0.1:39181"
+    timeout_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> InsiSettings:
+        d = cls()
+        return cls(
+            url=env.text("RELAIS_INSI_URL", d.url),
+            timeout_s=env.seconds("RELAIS_INSI_TIMEOUT_S", d.timeout_s),
+        )
+
+
+@dataclass(frozen=True)
+class DmpSettings:
+    """The DMP sink: endpoint, TLS material and VIHF identity (checked by ``DmpConfig``)."""
+
+    url: str = "https://127.0.0.1:39180/repository"
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    structure_id: str = ""
+    subject_id: str = ""
+    subject_name: str = ""
+    subject_role: str = "10^1.2.250.1.71.1.2.7"
+    activity_sector: str = "SA25^1.2.250.1.71.4.2.4"
+    source_id: str = ""
+    lps_homologation: str = ""
+
+    @classmethod
+    def from_env(cls, env: Env) -> DmpSettings:
+        d = cls()
+        return cls(
+            url=env.text("RELAIS_DMP_URL", d.url),
+            ca_file=env.path("RELAIS_DMP_CA_FILE"),
+            client_cert=env.path("RELAIS_DMP_CLIENT_CERT"),
+            client_key=env.path("RELAIS_DMP_CLIENT_KEY"),
+            structure_id=env.text("RELAIS_DMP_STRUCTURE_ID"),
+            subject_id=env.text("RELAIS_DMP_SUBJECT_ID"),
+            subject_name=env.text("RELAIS_DMP_SUBJECT_NAME"),
+            subject_role=env.text("RELAIS_DMP_SUBJECT_ROLE", d.subject_role),
+            activity_sector=env.text("RELAIS_DMP_ACTIVITY_SECTOR", d.activity_sector),
+            source_id=env.text("RELAIS_DMP_SOURCE_ID"),
+            lps_homologation=env.text("RELAIS_DMP_LPS_HOMOLOGATION"),
+        )
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """The stream stages' reference data: CDA schema, lab catalogues, LOINC, UCUM, policy."""
+
+    cda_xsd_dir: Path | None = None
+    catalogue_dir: Path | None = None
+    loinc_table: Path | None = None
+    ucum_units: Path | None = None
+    release_policy: Path | None = None  # None: the bundled policy
+
+    @classmethod
+    def from_env(cls, env: Env) -> StageSettings:
+        return cls(
+            cda_xsd_dir=env.path("RELAIS_CDA_XSD_DIR"),
+            catalogue_dir=env.path("RELAIS_CATALOGUE_DIR"),
+            loinc_table=env.path("RELAIS_LOINC_TABLE"),
+            ucum_units=env.path("RELAIS_UCUM_UNITS"),
+            release_policy=env.path("RELAIS_RELEASE_POLICY"),
+        )
+
+
+@dataclass(frozen=True)
+class MllpSettings:
+    """The MLLP gateway's listener (``relais mllp``; its flags override these)."""
+
+    host: str = "127.0.0.1"
+    port: int = 2575
+    sector: str | None = None  # None: implied by each document's type
+    max_frame_bytes: int = 16 << 20
+    idle_timeout_s: float = 300.0
+    max_connections: int = 1000
+    tls_cert: Path | None = None  # None: plain TCP
+    tls_key: Path | None = None
+    client_ca: Path | None = None  # set: client certificates are required
+
+    @classmethod
+    def from_env(cls, env: Env) -> MllpSettings:
+        d = cls()
+        return cls(
+            host=env.text("RELAIS_MLLP_HOST", d.host),
+            port=env.port("RELAIS_MLLP_PORT", d.port),
+            sector=_sector(env),
+            max_frame_bytes=env.count(
+                "RELAIS_MLLP_MAX_FRAME_BYTES", d.max_frame_bytes, "a number of bytes"
+            ),
+            idle_timeout_s=env.seconds("RELAIS_MLLP_IDLE_TIMEOUT_S", d.idle_timeout_s),
+            max_connections=env.count("RELAIS_MLLP_MAX_CONNECTIONS", d.max_connections),
+            tls_cert=env.path("RELAIS_MLLP_TLS_CERT"),
+            tls_key=_tls_key(env),
+            client_ca=env.path("RELAIS_MLLP_CLIENT_CA"),
+        )
+
+
+def _sector(env: Env) -> str | None:
+    sector = env.raw("RELAIS_MLLP_SECTOR").upper()
+    if sector and sector not in SECTORS:
+        raise SettingsError(f"RELAIS_MLLP_SECTOR={sector!r}: expected {', '.join(SECTORS)}")
+    return sector or None
+
+
+def _tls_key(env: Env) -> Path | None:
+    """RELAIS_MLLP_TLS_KEY, refused without RELAIS_MLLP_TLS_CERT and the other way round."""
+    if bool(env.raw("RELAIS_MLLP_TLS_CERT")) != bool(env.raw("RELAIS_MLLP_TLS_KEY")):
+        raise SettingsError("RELAIS_MLLP_TLS_CERT and RELAIS_MLLP_TLS_KEY go together")
+    return env.path("RELAIS_MLLP_TLS_KEY")
+
+
+@dataclass(frozen=True)
+class AckSettings:
+    """Where business acknowledgements (ZAM) go back to: ``FACILITY=host:port,...``."""
+
+    routes: str = ""
+
+    @classmethod
+    def from_env(cls, env: Env) -> AckSettings:
+        return cls(routes=env.raw("RELAIS_ACK_ROUTES"))
+
+
+@dataclass(frozen=True)
+class MssSettings:
+    """MSSanté: Relais's mailbox, the operator's SMTP and IMAP servers, the TLS material."""
+
+    sender: str = "relais@relais.mssante.fr"
+    nil: str = "RELAIS-0.1.0"
+    domains: tuple[str, ...] = ("mssante.fr",)
+    smtp: str = "127.0.0.1:587"
+    smtp_tls: str = "starttls"
+    smtp_routes: str = ""
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)  # secret: never printed
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    read_receipt: bool = True
+    patient_reply: bool = False
+    imap: str = "127.0.0.1:993"
+    imap_user: str = ""
+    imap_password: str = field(default="", repr=False)  # secret: never printed
+    mailboxes: tuple[str, ...] = ("INBOX",)
+    poll_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> MssSettings:
+        d = cls()
+        return cls(
+            sender=env.text("RELAIS_MSS_SENDER", d.sender),
+            nil=env.text("RELAIS_MSS_NIL", d.nil),
+            domains=env.names("RELAIS_MSS_DOMAINS", d.domains),
+            smtp=env.text("RELAIS_MSS_SMTP", d.smtp),
+            smtp_tls=env.choice("RELAIS_MSS_SMTP_TLS", d.smtp_tls, ("starttls", "implicit"), True),
+            smtp_routes=env.raw("RELAIS_MSS_SMTP_ROUTES"),
+            smtp_user=env.raw("RELAIS_MSS_SMTP_USER"),
+            smtp_password=env.raw("RELAIS_MSS_SMTP_PASSWORD"),
+            ca_file=env.path("RELAIS_MSS_CA_FILE"),
+            client_cert=env.path("RELAIS_MSS_CLIENT_CERT"),
+            client_key=env.path("RELAIS_MSS_CLIENT_KEY"),
+            read_receipt=env.flag("RELAIS_MSS_READ_RECEIPT", d.read_receipt),
+            patient_reply=env.flag("RELAIS_MSS_PATIENT_REPLY", d.patient_reply),
+            imap=env.text("RELAIS_MSS_IMAP", d.imap),
+            imap_user=env.raw("RELAIS_MSS_IMAP_USER"),
+            imap_password=env.raw("RELAIS_MSS_IMAP_PASSWORD"),
+            mailboxes=env.names("RELAIS_MSS_MAILBOXES", d.mailboxes),
+            poll_s=env.seconds("RELAIS_MSS_POLL_S", d.poll_s),
+        )
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """The notify sink: patients' preferences, e-mail relay, SMS gateway, rate limit."""
+
+    preferences: Path | None = None  # None: everyone by MSSanté mailbox
+    email_smtp: str = "127.0.0.1:587"
+    email_from: str = "noreply@relais.localhost"
+    ca_file: Path | None = None
+    sms_url: str = "http://127.0.0.1:39126/"
+    rate_limit: int = 3
+    rate_window_s: float = 86400.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> NotifySettings:
+        d = cls()
+        return cls(
+            preferences=env.path("RELAIS_NOTIFY_PREFERENCES"),
+            email_smtp=env.text("RELAIS_NOTIFY_EMAIL_SMTP", d.email_smtp),
+            email_from=env.text("RELAIS_NOTIFY_EMAIL_FROM", d.email_from),
+            ca_file=env.path("RELAIS_NOTIFY_CA_FILE"),
+            sms_url=env.text("RELAIS_NOTIFY_SMS_URL", d.sms_url),
+            rate_limit=env.count("RELAIS_NOTIFY_RATE_LIMIT", d.rate_limit),
+            rate_window_s=env.seconds("RELAIS_NOTIFY_RATE_WINDOW_S", d.rate_window_s),
+        )
