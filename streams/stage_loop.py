@@ -8,9 +8,11 @@
    handler (awaited when it is asynchronous), encode; a failure of any of these is
    the record's dead letter, built there and nowhere else;
 3. on a failure, calls the hooks' ``discard`` (drop what the handler staged);
-4. sends every output and waits for the broker's acknowledgements (acks=all), then
-   calls the hooks' ``commit``: state a stage keeps outside its Faust table moves
-   only once its outputs are on the bus, so a crash in between replays the record;
+4. sends every output, then calls the hooks' ``commit``. A stage whose hooks keep state
+   outside its Faust table (``hooks.waits_for_acks``: identity) first waits for the
+   broker's acknowledgements (acks=all), so that state moves only once its outputs are on
+   the bus and a crash in between replays the record; the others leave the sends to
+   Faust's producer, which has them acknowledged before it commits the input's offset;
 5. counts the outputs by topic, and a failure by reason, logging
    "stage <name> dead-lettered event <id> at <partition>/<offset>: <reason code>"
    (never the record's content);
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 
 class StageHooks:
     """What a stage adds around the loop; these defaults do nothing."""
+
+    #: wait for the broker's acknowledgement of a record's outputs before ``commit``
+    waits_for_acks = False
 
     def discard(self) -> None:
         """The record was dead-lettered: drop what handling it staged."""
@@ -106,9 +111,10 @@ class StageLoop:
         self.hooks.finished()
 
     async def send(self, outputs: list[Encoded]) -> None:
-        """Send every output, then wait until the broker acknowledged them all."""
+        """Send every output; with ``hooks.waits_for_acks``, wait until all are acknowledged."""
         acks = [await self.topic(o.topic).send(key=o.key, value=o.value) for o in outputs]
-        await asyncio.gather(*acks)  # acks=all: on the bus before the input is committed
+        if self.hooks.waits_for_acks:
+            await asyncio.gather(*acks)  # acks=all: on the bus before the state moves
         for out in outputs:
             self.metrics.emitted(out.topic)
 

@@ -73,6 +73,9 @@ def decision_audits(outputs: list[Output], now: datetime) -> list[Output]:
 class IdentityShell(StageHooks):
     """The identity stage's handler and hooks, its tables, its processor."""
 
+    #: the processor's patient state moves only once the outputs are acknowledged
+    waits_for_acks = True
+
     def __init__(
         self,
         app: faust.App,

@@ -128,7 +128,6 @@ async def test_a_stage_sends_its_outputs_and_dead_letters_what_fails(
     assert (letter["source_topic"], letter["source_offset"]) == (SUBMITTED.name(PREFIX), 7)
     assert (out_topic, out_type) == (AUDIT.name(PREFIX), "AuditEvent")
     assert audit["outcome"] == "DocumentSubmitted"
-    assert all(ack.done() for *_, ack in app.sent)
     assert "stage loop-sync dead-lettered event None at 1/7: undecodable-record" in caplog.text
     assert metric("relais_stage_records_in_total", stage="loop-sync") == 2
     assert metric("relais_deadletters_total", stage="loop-sync", reason="undecodable-record") == 1
@@ -136,7 +135,32 @@ async def test_a_stage_sends_its_outputs_and_dead_letters_what_fails(
     assert metric("relais_stage_records_out_total", **out) == 1
 
 
+async def test_a_stage_without_state_leaves_the_acks_to_fausts_producer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Transcode and route do not wait for each record's acks (Faust's commit does)."""
+    app = FakeApp()
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def unacknowledged(
+        topic: FakeTopic, *, key: bytes | None, value: bytes
+    ) -> asyncio.Future[None]:
+        app.sent.append((topic.names[0], key, value, never))
+        return never
+
+    monkeypatch.setattr(FakeTopic, "send", unacknowledged)
+    stage = Stage("loop-noack", SUBMITTED, "DocumentSubmitted", _audit_of)
+    register_stage(app, stage, keyring=KEYRING, prefix=PREFIX)  # type: ignore[arg-type]
+    _, value = submitted()
+    run = app.run("relais.loop-noack", message(SUBMITTED.name(PREFIX), value, 1))
+    await asyncio.wait_for(run, timeout=5)
+    assert len(app.sent) == 1
+    assert not never.done()
+
+
 class Hooks(StageHooks):
+    waits_for_acks = True
+
     def __init__(self, app: FakeApp) -> None:
         self.app, self.calls = app, list[str]()
 
