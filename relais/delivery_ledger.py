@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -41,6 +42,8 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from relais.topic_reader import read_to_end
+
+log = logging.getLogger(__name__)
 
 
 class State(enum.StrEnum):
@@ -192,6 +195,7 @@ class LedgerStore:
             return
         try:
             entry = Entry.decode(raw)
-        except (ValueError, TypeError):
-            return  # not ours: the ledger only ever holds what write() put there
+        except (ValueError, TypeError):  # the ledger only ever holds what write() put there
+            log.warning("delivery ledger partition %d: an unreadable entry skipped", partition)
+            return
         self.entries.setdefault(partition, {})[entry.request_id] = entry

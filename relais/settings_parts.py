@@ -187,7 +187,7 @@ class MllpSettings:
             idle_timeout_s=env.seconds("RELAIS_MLLP_IDLE_TIMEOUT_S", d.idle_timeout_s),
             max_connections=env.count("RELAIS_MLLP_MAX_CONNECTIONS", d.max_connections),
             tls_cert=env.path("RELAIS_MLLP_TLS_CERT"),
-            tls_key=_tls_key(env),
+            tls_key=env.path("RELAIS_MLLP_TLS_KEY"),
             client_ca=env.path("RELAIS_MLLP_CLIENT_CA"),
         )
 
@@ -197,13 +197,6 @@ def _sector(env: Env) -> str | None:
     if sector and sector not in SECTORS:
         raise SettingsError(f"RELAIS_MLLP_SECTOR={sector!r}: expected {', '.join(SECTORS)}")
     return sector or None
-
-
-def _tls_key(env: Env) -> Path | None:
-    """RELAIS_MLLP_TLS_KEY, refused without RELAIS_MLLP_TLS_CERT and the other way round."""
-    if bool(env.raw("RELAIS_MLLP_TLS_CERT")) != bool(env.raw("RELAIS_MLLP_TLS_KEY")):
-        raise SettingsError("RELAIS_MLLP_TLS_CERT and RELAIS_MLLP_TLS_KEY go together")
-    return env.path("RELAIS_MLLP_TLS_KEY")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ subclasses (the record is wrong; dead-letter it).
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -201,7 +202,14 @@ def dead_lettered(
     """The step's result for a record that failed: its dead letter, the only output."""
     failure = failure_of(exc)
     if failure.reason_code == "internal-error":
-        log.exception("stage %s: internal error on event %s", stage.name, origin.event_id)
+        # the frames, not the exception's text: it may quote a record's content (patient data)
+        log.error(
+            "stage %s: internal error on event %s: %s\n%s",
+            stage.name,
+            origin.event_id,
+            type(exc).__name__,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
     letter = dead_letter(
         ctx.keyring,
         stage=stage.name,

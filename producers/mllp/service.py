@@ -24,7 +24,13 @@ from relais.settings import MllpSettings, SettingsError
 
 
 def gateway_config(mllp: MllpSettings) -> GatewayConfig:
-    """The listener's configuration; :class:`SettingsError` names a TLS file that is missing."""
+    """The listener's configuration; :class:`SettingsError` names a TLS setting to fix.
+
+    Checked here, not when the settings are read: only the gateway uses them, so a wrong
+    RELAIS_MLLP_* value never stops another process sharing the environment.
+    """
+    if (mllp.tls_cert is None) != (mllp.tls_key is None):
+        raise SettingsError("RELAIS_MLLP_TLS_CERT and RELAIS_MLLP_TLS_KEY go together")
     tls = None
     if mllp.tls_cert is not None and mllp.tls_key is not None:
         tls = server_tls_context(

@@ -183,6 +183,20 @@ def test_an_unexpected_exception_is_an_internal_error(caplog: pytest.LogCaptureF
     assert any(r.levelno == logging.ERROR for r in caplog.records)
 
 
+def test_an_internal_error_is_logged_without_the_exceptions_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def handler(record: Record, ctx: StageContext) -> list[Output]:
+        raise ValueError(f"bad INS {DOMINIQUE.ins}")  # a bug quoting patient data
+
+    with caplog.at_level(logging.ERROR, logger="streams.stage"):
+        result = step(stage_with(handler), CODEC.encode("DocumentSubmitted", submitted_record()))
+    assert dead_letter_of(result)["reason_code"] == "internal-error"
+    assert "ValueError" in caplog.text
+    assert "in handler" in caplog.text  # the frames are there
+    assert DOMINIQUE.ins not in caplog.text
+
+
 def test_an_output_that_does_not_match_its_schema_is_an_internal_error() -> None:
     """A handle emitting a record its schema refuses is a bug in Relais, not a bad input.
 
