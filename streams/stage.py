@@ -9,7 +9,6 @@ stage, sealed original bytes) and the step still returns normally, so the
 loop (:mod:`streams.stage_loop`) moves on to the next record. Only bugs in
 Relais itself escape as exceptions other than those listed below, and even
 they are dead-lettered by :func:`step` rather than stopping the worker.
-:func:`run_step` is :func:`step` for a synchronous handler, outside any event loop.
 
 Errors a ``handle`` function raises: :class:`relais.deadletter.StageFailure` and its
 subclasses (the record is wrong; dead-letter it).
@@ -98,34 +97,6 @@ class StepResult:
     outputs: list[Encoded] = field(default_factory=list)
     failure: Failure | None = None
     event_id: str | None = None
-
-
-def run_step(
-    stage: Stage,
-    codec: Codec,
-    ctx: StageContext,
-    prefix: str,
-    *,
-    key: bytes | None,
-    value: bytes | None,
-    partition: int | None,
-    offset: int | None,
-) -> StepResult:
-    """:func:`step` for a stage whose handler is synchronous, called outside an event loop.
-
-    The coroutine of such a step never waits on anything, so it finishes the first time
-    it runs; a handler that does wait (identity) must be awaited with :func:`step`.
-    """
-    running = step(
-        stage, codec, ctx, prefix, key=key, value=value, partition=partition, offset=offset
-    )
-    try:
-        running.send(None)
-    except StopIteration as done:
-        result: StepResult = done.value
-        return result
-    running.close()
-    raise TypeError(f"stage {stage.name} has an asynchronous handler: await step() instead")
 
 
 async def step(

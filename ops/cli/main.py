@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ops.cli.context import run_component
 from ops.cli.context import settings_of as _settings
 from ops.cli.dlq import dlq
 from ops.cli.documents import catalogue, explain_cmd, mllp, publish
@@ -269,16 +270,8 @@ def acks_forward(ctx: click.Context, timeout_s: float) -> None:
 def sink_dmp(ctx: click.Context) -> None:
     """File DMP delivery requests at RELAIS_DMP_URL until Ctrl-C / SIGTERM."""
     from consumers.dmp.sink import run_dmp_sink
-    from relais.keyring_source import load_keyring
-    from relais.process import Process, run_process
 
-    s = _settings(ctx)
-    keyring = load_keyring(s)
-
-    async def main(process: Process) -> None:
-        await run_dmp_sink(process.settings, keyring, process.stop)
-
-    run_process(s, main, what=f"dmp-sink -> {s.dmp.url}")
+    run_component(ctx, run_dmp_sink, what=f"dmp-sink -> {_settings(ctx).dmp.url}")
 
 
 @sink.command("notify")
@@ -286,16 +279,8 @@ def sink_dmp(ctx: click.Context) -> None:
 def sink_notify(ctx: click.Context) -> None:
     """Tell patients a document is available (MSSanté, e-mail or SMS) until Ctrl-C / SIGTERM."""
     from consumers.notify.sink import run_notify_sink
-    from relais.keyring_source import load_keyring
-    from relais.process import Process, run_process
 
-    s = _settings(ctx)
-    keyring = load_keyring(s)
-
-    async def main(process: Process) -> None:
-        await run_notify_sink(process.settings, keyring, process.stop)
-
-    run_process(s, main, what="notify-sink")
+    run_component(ctx, run_notify_sink, what="notify-sink")
 
 
 @main.command()

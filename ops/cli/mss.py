@@ -5,14 +5,9 @@ Heavy modules are imported inside the commands so that ``relais --help`` answers
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
-from ops.cli.context import settings_of
-
-if TYPE_CHECKING:
-    from relais.process import Process
+from ops.cli.context import run_component, settings_of
 
 
 @click.group()
@@ -25,16 +20,8 @@ def mss() -> None:
 def send_worker(ctx: click.Context) -> None:
     """Mail MSSanté delivery requests through RELAIS_MSS_SMTP until Ctrl-C / SIGTERM."""
     from mss_bridge.service import run_send_worker  # noqa: PLC0415 - fast --help
-    from relais.keyring_source import load_keyring  # noqa: PLC0415
-    from relais.process import run_process  # noqa: PLC0415
 
-    s = settings_of(ctx)
-    keyring = load_keyring(s)
-
-    async def main(process: Process) -> None:
-        await run_send_worker(process.settings, keyring, process.stop)
-
-    run_process(s, main, what=f"mss send-worker -> {s.mss.smtp}")
+    run_component(ctx, run_send_worker, what=f"mss send-worker -> {settings_of(ctx).mss.smtp}")
 
 
 @mss.command("watch")
@@ -42,13 +29,6 @@ def send_worker(ctx: click.Context) -> None:
 def watch(ctx: click.Context) -> None:
     """Take mail from RELAIS_MSS_IMAP (DSN, MDN, documents) until Ctrl-C / SIGTERM."""
     from mss_bridge.service import run_watch  # noqa: PLC0415 - fast --help
-    from relais.keyring_source import load_keyring  # noqa: PLC0415
-    from relais.process import run_process  # noqa: PLC0415
 
-    s = settings_of(ctx)
-    keyring = load_keyring(s)
-
-    async def main(process: Process) -> None:
-        await run_watch(process.settings, keyring, process.stop)
-
-    run_process(s, main, what=f"mss watch {s.mss.imap} [{', '.join(s.mss.mailboxes)}]")
+    mss = settings_of(ctx).mss
+    run_component(ctx, run_watch, what=f"mss watch {mss.imap} [{', '.join(mss.mailboxes)}]")

@@ -1,7 +1,8 @@
-"""run_step: decode, handle, encode; every failure of one record becomes one dead letter."""
+"""step: decode, handle, encode; every failure of one record becomes one dead letter."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from datetime import UTC, datetime
@@ -24,8 +25,8 @@ from streams.stage import (
     StageContext,
     StepResult,
     read_traits,
-    run_step,
 )
+from streams.stage import step as stage_step
 
 PREFIX = "t"
 KEYRING = Keyring.generate("k-stage")
@@ -60,9 +61,10 @@ def submitted_record() -> Record:
 
 
 def step(stage: Stage, value: bytes | None, *, partition: int = 2, offset: int = 41) -> StepResult:
-    return run_step(
+    running = stage_step(
         stage, CODEC, CTX, PREFIX, key=b"pk", value=value, partition=partition, offset=offset
     )
+    return asyncio.run(running)
 
 
 def dead_letter_of(result: StepResult) -> Record:
@@ -200,7 +202,7 @@ def test_an_internal_error_is_logged_without_the_exceptions_text(
 def test_an_output_that_does_not_match_its_schema_is_an_internal_error() -> None:
     """A handle emitting a record its schema refuses is a bug in Relais, not a bad input.
 
-    ``EncodeError`` is a ``ContractError``, so run_step files it under
+    ``EncodeError`` is a ``ContractError``, so step files it under
     "undecodable-record", telling the operator the *input* was corrupt.
     """
 
