@@ -144,6 +144,10 @@ async def test_prometheus_counts_a_known_batch(watched: LocalStack, prometheus: 
     await eventually(url, 'sum(relais_stage_records_in_total{stage="identity"})', 4)
     # the monitor sees every group caught up: nothing left to process on the DMP topic
     dmp_topic = f"{s.kafka.prefix}.deliveries.dmp.v1"
+    # wait for a sample taken after the three requests were written: an older scrape, from when
+    # only the first was on the topic and already consumed, also reads lag 0
+    ends = f'sum(relais_topic_end_offset{{topic="{dmp_topic}"}})'
+    await eventually(url, f"{ends} >= bool 3", 1)
     await eventually(url, f'sum(relais_consumer_lag_records{{topic="{dmp_topic}"}})', 0)
     assert (value(url, f'sum(relais_topic_end_offset{{topic="{dmp_topic}"}})') or 0) >= 3
     latency = 'sum(relais_delivery_latency_seconds_count{destination="DMP"})'
