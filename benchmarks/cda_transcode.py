@@ -10,13 +10,13 @@ full
     :class:`~domain.lab_results.LabResult` mapped to LOINC with the laboratory's
     catalogue (:func:`~streams.transcode.lab_catalogue.map_result`), the CR-BIO N3 built
     (:func:`~streams.transcode.cda_build.build_cr_bio_n3`, PDF copy included), then
-    :func:`~streams.transcode.cda_validate.check_document`: the CDA R2 schema and the CI-SIS
+    :func:`~domain.cda_validate.check_document`: the CDA R2 schema and the CI-SIS
     header rules. A document that fails aborts the run.
 xsd (the baseline)
-    :meth:`~streams.transcode.cda_validate.CdaSchema.validate` alone (parse + schema), on the
+    :meth:`~domain.cda_validate.CdaSchema.validate` alone (parse + schema), on the
     bytes the build phase produced: what validation costs without transcoding.
 header, map, build
-    :func:`~streams.transcode.cda_validate.header_problems` alone, the mapping of every result
+    :func:`~domain.cda_validate.header_problems` alone, the mapping of every result
     alone, and the build alone (from the mapped results): the parts of ``full``,
     so that the dominant cost can be named.
 
@@ -52,7 +52,7 @@ from domain.ins import ins_key
 from domain.lab_results import CodedResult, LabResult, MappingStatus, ValueType
 from ops.demo.samples import BIOLOGIST, INS_TEST_OID, LABORATORY, minimal_pdf
 from streams.transcode.cda_build import build_cr_bio_n3
-from streams.transcode.cda_validate import (
+from domain.cda_validate import (
     ENTRY_XSD,
     CdaInvalid,
     CdaSchema,

@@ -38,7 +38,7 @@ from streams.route.release_policy import DEFAULT_POLICY, Rule, load_policy
 from streams.stage import Stage
 from streams.stage_loop import register_stage
 from streams.transcode import stage as transcode
-from streams.transcode.cda_validate import CdaSchema
+from domain.cda_validate import CdaSchema
 from streams.transcode.lab_catalogue import CatalogueStore, load_directory
 from streams.transcode.lab_codes import LoincTable, UcumUnits
 from streams.transcode.lab_report import LabReferences

@@ -1,7 +1,7 @@
 """Adapters between the identity rules and the INS core / INSi client.
 
 The rules work on the traits dict decrypted from a record; these functions
-turn it into the typed inputs of :mod:`streams.identity.traits` and
+turn it into the typed inputs of :mod:`domain.ins_traits` and
 :mod:`streams.identity.insi_client`, and INSi's answers into an :class:`InsiOutcome`.
 """
 
@@ -14,7 +14,7 @@ from streams.identity.insi_client import Insi
 from streams.identity.insi_messages import InsiRejected, InsiTraits, InsiUnavailable
 from streams.identity.processor import InsiVerifier
 from streams.identity.rules import InsiOutcome
-from streams.identity.traits import Traits, check_consistency
+from domain.ins_traits import Traits, check_consistency
 
 #: INSi verification codes -> what the rules understand ("03": known, other traits).
 VERIFY_CODES = {"00": "00", "01": "01", "02": "02", "03": "mismatch"}

@@ -20,7 +20,7 @@ from typing import Any, Final
 from domain.ins import INS_C_OLD, INS_OIDS, ins_key_valid
 from streams.identity.state import PatientState
 from streams.identity.status import BLOCKING_ATTRIBUTES, Event, Status, transition
-from streams.identity.traits import TraitsError, normalise_name
+from domain.ins_traits import TraitsError, normalise_name
 
 TRAIT_FIELDS: Final = ("birth_name", "given_names", "birth_date", "sex", "birthplace_code")
 

@@ -33,7 +33,7 @@ from relais.deadletter import StageFailure
 from relais.envelope import Envelope, open_envelope, seal
 from relais.topics import AUDIT, QUALIFIED, READY
 from streams.stage import Output, Stage, StageContext, read_traits
-from streams.transcode.cda_validate import CdaSchema, header_problems_of
+from domain.cda_validate import CdaSchema, header_problems_of
 from streams.transcode.cda_wrap import wrap_pdf
 from streams.transcode.document_series import State, Version, assign, latest
 from streams.transcode.lab_report import LabReferences, build_lab_report, traffic_findings

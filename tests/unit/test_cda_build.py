@@ -19,7 +19,7 @@ from domain.lab_results import (
     ValueType,
 )
 from streams.transcode.cda_build import build_cr_bio_n3, build_cr_img_n3, build_n1
-from streams.transcode.cda_validate import CdaSchema, header_problems
+from domain.cda_validate import CdaSchema, header_problems
 from tests.shared_data import shared
 
 NS = {"v3": HL7V3, "xsi": "http://www.w3.org/2001/XMLSchema-instance"}

@@ -13,7 +13,7 @@ from lxml import etree
 from domain.document_id import HL7V3, safe_parser
 from ops.demo.samples import DOMINIQUE, LAB, cda
 from streams.transcode.cda_build import build_cr_bio_n3, build_n1
-from streams.transcode.cda_validate import (
+from domain.cda_validate import (
     CR_BIO_RULES,
     RULES,
     CdaInvalid,

@@ -13,7 +13,7 @@ from producers.hl7.message import parse_message
 from producers.submission import submissions
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
-from streams.transcode.cda_validate import CdaSchema, header_problems
+from domain.cda_validate import CdaSchema, header_problems
 from streams.transcode.cda_wrap import WrapFailure, wrap_pdf
 from streams.transcode.document_series import cda_id_for
 from tests.shared_data import shared

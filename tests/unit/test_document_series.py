@@ -17,7 +17,7 @@ from relais.contracts import Record
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
 from streams.stage import StageContext
-from streams.transcode.cda_validate import CdaSchema, header_problems
+from domain.cda_validate import CdaSchema, header_problems
 from streams.transcode.document_series import Version, assign, cda_id_for, latest
 from streams.transcode.lab_catalogue import load_directory
 from streams.transcode.lab_codes import LoincTable, UcumUnits

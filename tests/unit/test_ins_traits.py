@@ -19,7 +19,7 @@ from domain.ins import (
     Mismatch,
     with_key,
 )
-from streams.identity.traits import (
+from domain.ins_traits import (
     BirthDate,
     Traits,
     TraitsError,

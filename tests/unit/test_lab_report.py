@@ -15,7 +15,7 @@ from producers.hl7.message import parse_message
 from producers.submission import submissions
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
-from streams.transcode.cda_validate import CdaSchema, header_problems
+from domain.cda_validate import CdaSchema, header_problems
 from streams.transcode.cda_wrap import WrapFailure
 from streams.transcode.lab_catalogue import load_directory
 from streams.transcode.lab_codes import LoincTable, UcumUnits

@@ -25,7 +25,7 @@ from ops.load.profile import (
     plan,
     synthetic_patient,
 )
-from streams.identity.traits import Traits, check_consistency
+from domain.ins_traits import Traits, check_consistency
 
 
 def test_a_month_is_ten_million_documents_at_about_3_9_per_second() -> None:

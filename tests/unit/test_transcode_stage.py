@@ -29,7 +29,7 @@ from relais.envelope import seal
 from relais.keyring import Keyring
 from relais.topics import READY
 from streams.stage import StageContext
-from streams.transcode.cda_validate import CdaSchema
+from domain.cda_validate import CdaSchema
 from streams.transcode.stage import (
     TranscodeFailure,
     check_cda,
