@@ -24,6 +24,13 @@ from domain.lab_results import LabResult
 from producers.hl7.errors import Hl7ValidationError
 from producers.hl7.patient import PatientIdentity, read_patient
 from producers.hl7.results import lab_results
+from producers.hl7.rules import (
+    LPS_PROFILE,
+    LPS_REFUSAL,
+    check_cardinality,
+    check_control_id,
+    check_processing,
+)
 from producers.hl7.segments import (
     CHARSETS,
     MessageHeader,
@@ -118,6 +125,7 @@ def parse_message(raw: bytes) -> Hl7Message:
     _check_header(segments[0], header)
     kind = header.message_type
     is_document = kind in DOCUMENT_TYPES
+    check_cardinality(segments)
     patient = read_patient(_required(segments, "PID"), strict=is_document)
     obx = [s for s in segments if s.name == "OBX"]
     meta = [s for s in obx if _is_metadata(s)]
@@ -187,6 +195,10 @@ def _check_header(msh: Segment, header: MessageHeader) -> None:
     for num, value in required.items():
         if not value:
             raise msh.error(num, f"MSH-{num} ({labels[num]}) is required", "101")
+    check_control_id(msh, header)
+    check_processing(msh, header)
+    if LPS_PROFILE in header.profile.upper():
+        raise msh.error(21, LPS_REFUSAL, "103", "906")
     kind, version = header.message_type, header.version
     if kind not in DOCUMENT_TYPES | IDENTITY_TYPES:
         raise msh.error(

@@ -23,14 +23,12 @@ from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, Final
 
-#: MetaDMPMSS Y/N flags (STANDARDS.md §2) and their value when the producer left them out:
-#: DESTDMP defaults to Y (the volet's default), every other flag to N (also for route.fanout).
-FLAG_DEFAULTS: Final[Mapping[str, bool]] = {
-    **dict.fromkeys(("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REP_LEGAUX"), False),
-    **dict.fromkeys(("CONNEXION_SECRETE", "MODIF_CONF_CODE", "ACK_RECEPTION"), False),
-    **dict.fromkeys(("DESTMSSANTEPS", "DESTMSSANTEPAT", "ACK_LECTURE_MSS"), False),
-    "DESTDMP": True,
-}
+from domain.metadata_flags import (
+    FLAG_DEFAULTS,
+    effective_flags,
+    yes_no,
+)
+
 #: The flags that hide a document, and the Effect field that honours each.
 HIDING_FLAGS: Final[Mapping[str, str]] = {
     "MASQUE_PS": "hidden_from_professionals",
@@ -42,15 +40,6 @@ SECTORS: Final = frozenset({"HOSPITAL", "LAB", "RADIOLOGY", "CITY", "MSSANTE", "
 
 class PolicyError(ValueError):
     """A release policy that cannot be used; the message says where and why."""
-
-
-def effective_flags(flags: Mapping[str, bool]) -> dict[str, bool]:
-    """Every MetaDMPMSS flag, as given or as :data:`FLAG_DEFAULTS` has it when left out."""
-    return {name: flags.get(name, default) for name, default in FLAG_DEFAULTS.items()}
-
-
-def _yn(value: bool) -> str:
-    return "Y" if value else "N"
 
 
 def _listed(values: Iterable[str]) -> str:
@@ -273,7 +262,7 @@ def _why(
     for name, value in sorted(match.flags):
         if flags[name] != value:
             return None
-        reasons.append(f"flag {name}={_yn(value)}")
+        reasons.append(f"flag {name}={yes_no(value)}")
     return " and ".join(reasons) or "the rule applies to every document"
 
 
@@ -343,30 +332,3 @@ def explain(decision: Decision) -> str:
     legal = "hidden from" if decision.hidden_from_legal_representatives else "visible to"
     outcome = f"outcome: {patient}; {ps} professionals; {legal} legal representatives"
     return "\n".join([*(lines or ["no rule applied: nothing restricts this document"]), outcome])
-
-
-#: (DESTMSSANTEPS, DESTMSSANTEPAT) -> required flags: the volet's table (regles-gestion-
-#: mssante.md) lists just these, others are errors; MODIF_CONF_CODE, ACK_*: N or Y in each.
-MSSANTE_COMBINATIONS: Final[Mapping[tuple[bool, bool], str]] = {
-    (True, True): "MASQUE_PS=N INVISIBLE_PATIENT=N INVISIBLE_REP_LEGAUX=N CONNEXION_SECRETE=N",
-    (True, False): "MASQUE_PS=N INVISIBLE_PATIENT=Y INVISIBLE_REP_LEGAUX=N CONNEXION_SECRETE=N",
-    (False, True): "INVISIBLE_PATIENT=N CONNEXION_SECRETE=N DESTDMP=N",
-}
-
-
-def mssante_combination_problem(flags: Mapping[str, bool]) -> str | None:
-    """The volet rule that the flags break, or None (also None when no MSSanté is asked)."""
-    value = {name: _yn(flag) for name, flag in effective_flags(flags).items()}
-    asked = (value["DESTMSSANTEPS"] == "Y", value["DESTMSSANTEPAT"] == "Y")
-    required = MSSANTE_COMBINATIONS.get(asked, "")
-    terms = [term.split("=") for term in required.split()]
-    if not (broken := [f"{name}={value[name]}" for name, wanted in terms if value[name] != wanted]):
-        return None
-    whom = zip(("the professionals", "the patient"), asked, strict=True)
-    to = " and ".join(who for who, yes in whom if yes)
-    return (
-        f"MSSanté to {to}{' only' if not all(asked) else ''} (DESTMSSANTEPS="
-        f"{value['DESTMSSANTEPS']}, DESTMSSANTEPAT={value['DESTMSSANTEPAT']}) requires "
-        f"{required.replace(' ', ', ')}; got {', '.join(broken)} "
-        "(volet CDA en HL7v2, règles de gestion MSSanté)"
-    )

@@ -18,6 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Final
 
+from domain.metadata_flags import mssante_combination_problem
 from relais.audit import audit_event
 from relais.contracts import Record
 from relais.deadletter import StageFailure
@@ -30,7 +31,6 @@ from streams.route.release_policy import (
     Rule,
     decide,
     explain,
-    mssante_combination_problem,
 )
 from streams.stage import Output, Stage, StageContext
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain import metadata_flags
 from domain.visibility import visibility_flags
 from streams.route import release_policy as rp
 from streams.route.release_policy import (
@@ -307,11 +308,11 @@ def test_mssante_combinations_all_2_power_10() -> None:
     assert len(combinations) == 2**10
     for values in combinations:
         flags = dict(zip(ALL_FLAGS, values, strict=True))
-        problem = rp.mssante_combination_problem(flags)
+        problem = metadata_flags.mssante_combination_problem(flags)
         assert (problem is None) == volet_allows(flags), (flags, problem)
         # A flag left out reads as its default (DESTDMP=Y, the others N).
-        sparse = {k: v for k, v in flags.items() if v != rp.FLAG_DEFAULTS[k]}
-        assert rp.mssante_combination_problem(sparse) == problem
+        sparse = {k: v for k, v in flags.items() if v != metadata_flags.FLAG_DEFAULTS[k]}
+        assert metadata_flags.mssante_combination_problem(sparse) == problem
         if problem is not None:
             assert problem.endswith(VOLET)
             got = problem.split("; got ")[1].removesuffix(f" {VOLET}").split(", ")
@@ -321,19 +322,21 @@ def test_mssante_combinations_all_2_power_10() -> None:
 
 def test_mssante_problem_texts() -> None:
     both = {"DESTMSSANTEPS": True, "DESTMSSANTEPAT": True, "MASQUE_PS": True}
-    assert rp.mssante_combination_problem(both) == (
+    assert metadata_flags.mssante_combination_problem(both) == (
         "MSSanté to the professionals and the patient (DESTMSSANTEPS=Y, DESTMSSANTEPAT=Y) requires "
         f"MASQUE_PS=N, INVISIBLE_PATIENT=N, INVISIBLE_REP_LEGAUX=N, CONNEXION_SECRETE=N; "
         f"got MASQUE_PS=Y {VOLET}"
     )
-    assert rp.mssante_combination_problem({"DESTMSSANTEPAT": True}) == (
+    assert metadata_flags.mssante_combination_problem({"DESTMSSANTEPAT": True}) == (
         "MSSanté to the patient only (DESTMSSANTEPS=N, DESTMSSANTEPAT=Y) requires "
         f"INVISIBLE_PATIENT=N, CONNEXION_SECRETE=N, DESTDMP=N; got DESTDMP=Y {VOLET}"
     )
-    assert "professionals only" in (rp.mssante_combination_problem({"DESTMSSANTEPS": True}) or "")
+    assert "professionals only" in (
+        metadata_flags.mssante_combination_problem({"DESTMSSANTEPS": True}) or ""
+    )
     # The flags of the ANS sample ORU_R01_CR-BIO_N1+N3_initial (see test_hl7_message.py).
     sample = {flag: flag.startswith(("DEST", "ACK_")) for flag in ALL_FLAGS}
-    assert rp.mssante_combination_problem(sample) is None
+    assert metadata_flags.mssante_combination_problem(sample) is None
 
 
 # --- properties ------------------------------------------------------------------------
