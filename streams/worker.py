@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import faust
 
+from domain.cda_validate import CdaSchema
 from relais import tansu_quirks
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
@@ -38,7 +39,6 @@ from streams.route.release_policy import DEFAULT_POLICY, Rule, load_policy
 from streams.stage import Stage
 from streams.stage_loop import register_stage
 from streams.transcode import stage as transcode
-from domain.cda_validate import CdaSchema
 from streams.transcode.lab_catalogue import CatalogueStore, load_directory
 from streams.transcode.lab_codes import LoincTable, UcumUnits
 from streams.transcode.lab_report import LabReferences
@@ -140,6 +140,7 @@ def _register_identity(app: faust.App, settings: Settings, keyring: Keyring) -> 
         verify=insi_verifier(client),
         consistency=consistency_problems,
         insi_ready=lambda: breaker.ready(time.monotonic()),
+        hold_expiry_s=settings.identity.hold_expiry_s,
     )
     READINESS.register(
         "insi",

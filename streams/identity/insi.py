@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from domain.ins_traits import Traits, check_consistency
 from streams.identity.insi_client import Insi
 from streams.identity.insi_messages import InsiRejected, InsiTraits, InsiUnavailable
 from streams.identity.processor import InsiVerifier
 from streams.identity.rules import InsiOutcome
-from domain.ins_traits import Traits, check_consistency
 
 #: INSi verification codes -> what the rules understand ("03": known, other traits).
 VERIFY_CODES = {"00": "00", "01": "01", "02": "02", "03": "mismatch"}

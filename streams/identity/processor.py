@@ -26,6 +26,7 @@ from relais.keyring import Keyring
 from relais.patient_traits import open_traits
 from relais.topics import IDENTITY_ALERTS, IDENTITY_EVENTS, IDENTITY_PENDING, QUALIFIED, SUBMITTED
 from streams.identity.rules import InsChecker, InsiOutcome, Verdict, assess, traits_digest
+from streams.identity.scope import blocking, widened
 from streams.identity.state import Held, PatientState
 from streams.identity.status import Event, parse_status, transition, with_declared
 from streams.stage import Output
@@ -97,7 +98,7 @@ class IdentityProcessor:
         if declared:  # the structure's latest word on its identity record
             state = state.with_status(record["source"]["facility"], parse_status(declared))
         facility = record["source"]["facility"]
-        if any(h.facility == facility for h in state.held) and not state.blocked:
+        if any(h.facility == facility for h in state.held):
             verdict = Verdict(
                 "hold",
                 state.status_for(facility),
@@ -112,27 +113,42 @@ class IdentityProcessor:
         return outputs
 
     async def _decide(
-        self, key: str, state: PatientState, record: Record, raw: bytes, now: datetime
+        self,
+        key: str,
+        state: PatientState,
+        record: Record,
+        raw: bytes,
+        now: datetime,
+        *,
+        vouched: bool = False,
     ) -> tuple[PatientState, list[Output]]:
+        """``vouched``: an operator released this document (:mod:`streams.identity.operations`)."""
         traits = open_traits(record, self.keyring)
-        facility = record["source"]["facility"]
+        facility, digest = record["source"]["facility"], traits_digest(traits)
         known = state.status_for(facility)
-        verdict = assess(traits, state, known, None, self.consistency)
+
+        def decided(insi: InsiOutcome | None) -> Verdict:
+            return assess(
+                traits, state, known, insi, self.consistency, facility=facility, vouched=vouched
+            )
+
+        verdict = decided(None)
         if verdict.kind == "ask-insi":
-            outcome = await self.verify(traits)
-            verdict = assess(traits, state, known, outcome, self.consistency)
+            verdict = decided(await self.verify(traits))
         self._note(verdict)
         if verdict.kind == "qualify":
             state = replace(
                 state.with_status(facility, verdict.status),
-                traits_digest=traits_digest(traits),
+                traits_digest=state.traits_digest if vouched else digest,
                 attributes=verdict.attributes,
             )
             return state, [self._qualified_output(record, verdict, now)]
         outputs = [self._held_output(record, verdict, now)]
         if verdict.alert:
-            state = replace(state, blocked=verdict.reason_code)
+            state = blocking(state, str(verdict.reason_code), facility, digest, _ms(now))
             outputs.append(self._alert_output(record, verdict, now))
+        elif verdict.reason_code == "identity-blocked":
+            state = widened(state, facility, digest)
         if verdict.attributes:
             state = replace(state, attributes=verdict.attributes)
         return state.holding(_held(record, raw, verdict, now)), outputs
@@ -152,9 +168,10 @@ class IdentityProcessor:
                 continue
             _, record = self.codec.decode(held.value, expected="DocumentSubmitted")
             decided, produced = await self._decide(key, state, record, held.value, now)
-            if decided.held:  # still waiting, with its new reason
+            if decided.held:  # still waiting, with its new reason (a new block is alerted)
                 kept.extend(decided.held)
                 state = replace(decided, held=())
+                outputs += [o for o in produced if o.topic == IDENTITY_ALERTS]
                 continue
             state = decided
             released = decided.status_for(held.facility)
@@ -333,9 +350,13 @@ def _held(record: Record, raw: bytes, verdict: Verdict, now: datetime) -> Held:
         raw,
         record["event_id"],
         verdict.reason_code or "held",
-        int(now.timestamp() * 1000),
+        _ms(now),
         record["source"]["facility"],
     )
+
+
+def _ms(now: datetime) -> int:
+    return int(now.timestamp() * 1000)
 
 
 def _seconds(held_at_ms: int, now: datetime) -> float:

@@ -18,9 +18,10 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from domain.ins import INS_C_OLD, INS_OIDS, ins_key_valid
+from domain.ins_traits import TraitsError, normalise_name
+from streams.identity.scope import block_holds
 from streams.identity.state import PatientState
 from streams.identity.status import BLOCKING_ATTRIBUTES, Event, Status, transition
-from domain.ins_traits import TraitsError, normalise_name
 
 TRAIT_FIELDS: Final = ("birth_name", "given_names", "birth_date", "sex", "birthplace_code")
 
@@ -91,10 +92,19 @@ def ins_problems(traits: Mapping[str, Any], consistency: InsChecker) -> Verdict 
 
 
 def _known_problem(
-    traits: Mapping[str, Any], state: PatientState, known: Status, consistency: InsChecker
+    traits: Mapping[str, Any],
+    state: PatientState,
+    known: Status,
+    consistency: InsChecker,
+    scope: tuple[str, bool],
 ) -> Verdict | None:
-    """A block already in place, an unusable INS, or traits that contradict the known ones."""
-    if state.blocked:
+    """A block that holds this document, an unusable INS, or traits that contradict the
+    known ones. ``scope``: the sender, and whether an operator vouched for the document
+    (its release lifts the block and the comparison with the reference, not the INS checks).
+    """
+    facility, vouched = scope
+    digest = traits_digest(traits)
+    if not vouched and block_holds(state, facility, digest):
         return _hold(
             known,
             "identity-blocked",
@@ -103,7 +113,7 @@ def _known_problem(
     problem = ins_problems(traits, consistency)
     if problem is not None:
         return problem
-    if state.traits_digest and state.traits_digest != traits_digest(traits):
+    if not vouched and state.traits_digest and state.traits_digest != digest:
         return Verdict(
             "block",
             known,
@@ -119,14 +129,18 @@ def assess(
     known: Status,
     insi: InsiOutcome | None,
     consistency: InsChecker,
+    *,
+    facility: str = "",
+    vouched: bool = False,
 ) -> Verdict:
     """Decide for one document, given what is known of its patient.
 
     ``known`` is the sending structure's current status for this identity: what
     its latest message declared (PID-32), or its latest ADT event, or QUAL after
-    INSi confirmed a validated identity.
+    INSi confirmed a validated identity. ``facility`` is the sender (a block's
+    scope, :mod:`streams.identity.scope`); ``vouched``: an operator released it.
     """
-    problem = _known_problem(traits, state, known, consistency)
+    problem = _known_problem(traits, state, known, consistency, (facility, vouched))
     if problem is not None:
         return problem
     status = known

@@ -31,9 +31,15 @@ from relais.contracts import Codec, Record
 from relais.deadletter import derived_id
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
-from relais.topics import AUDIT, IDENTITY_EVENTS, SUBMITTED
+from relais.topics import AUDIT, IDENTITY_COMMANDS, IDENTITY_EVENTS, SUBMITTED
 from streams.identity.dedupe import dedupe_keys, duplicate_audit, first_owner
 from streams.identity.metrics import IdentityMetrics
+from streams.identity.operations import (
+    SYSTEM_OPERATOR,
+    Operations,
+    expiry_due,
+    on_command,
+)
 from streams.identity.processor import IdentityProcessor, InsiVerifier, Observed
 from streams.identity.rules import InsChecker
 from streams.identity.state import PatientState
@@ -42,6 +48,7 @@ from streams.stage_loop import StageHooks, register_stage
 
 log = logging.getLogger(__name__)
 RETRY_EVERY_S = 2.0
+HOLD_EXPIRY_S = 7 * 24 * 3600.0  # RELAIS_IDENTITY_HOLD_EXPIRY_S
 
 
 class _TableView:
@@ -84,8 +91,10 @@ class IdentityShell(StageHooks):
         keyring: Keyring,
         verify: InsiVerifier,
         consistency: InsChecker,
+        hold_expiry_s: float = HOLD_EXPIRY_S,
     ) -> None:
         self.app, self.prefix, self.keyring = app, prefix, keyring
+        self.operations = Operations(prefix, keyring, hold_expiry_s)
         self.codec = Codec()
         self.stage_metrics = StageMetrics("identity")
         self.metrics = IdentityMetrics()
@@ -107,11 +116,11 @@ class IdentityShell(StageHooks):
         return self._topics.setdefault(name, self.app.topic(name, key_type=bytes, value_type=bytes))
 
     def as_stage(self) -> Stage:
-        """The stage the loop runs: documents and identity events, handled by :meth:`handle`."""
+        """The stage the loop runs: documents, identity events and operators' commands."""
         return Stage(
             "identity",
-            (SUBMITTED, IDENTITY_EVENTS),
-            ("DocumentSubmitted", "IdentityUpdate"),
+            (SUBMITTED, IDENTITY_EVENTS, IDENTITY_COMMANDS),
+            ("DocumentSubmitted", "IdentityUpdate", "IdentityCommand"),
             self.handle,
         )
 
@@ -119,6 +128,8 @@ class IdentityShell(StageHooks):
         """What one document or identity event gives, with the decisions' audit events."""
         if ctx.record_type == "IdentityUpdate":
             outputs = await self.processor.on_identity(record, ctx.now)
+        elif ctx.record_type == "IdentityCommand":
+            outputs = await self._command(record, ctx)
         else:
             outputs = await self._document(record, ctx)
         return [*outputs, *decision_audits(outputs, ctx.now)]
@@ -133,6 +144,20 @@ class IdentityShell(StageHooks):
             self.seen[key] = record["event_id"]
         return outputs
 
+    async def _command(self, record: Record, ctx: StageContext) -> list[Output]:
+        """An operator's command (or an expiry); a dead-lettered document is forgotten by the
+        duplicate check, so that its sender may send it again once corrected."""
+        held = {h.event_id: h for h in self.processor.state(record["patient_key"]).held}
+        outputs = await on_command(self.processor, record, ctx.now, self.operations)
+        for out in outputs:
+            if out.record_type == "DeadLetter" and out.record["event_id"] in held:
+                value = held[out.record["event_id"]].value
+                _, document = self.codec.decode(value, expected="DocumentSubmitted")
+                for key in dedupe_keys(document):
+                    if self.seen.get(key) == document["event_id"]:
+                        del self.seen[key]
+        return outputs
+
     # -- hooks of the stage loop -------------------------------------------------------------
     def discard(self) -> None:
         self.processor.discard()
@@ -145,20 +170,34 @@ class IdentityShell(StageHooks):
         self.processor.observed = Observed()
 
     async def retry_waiting(self, insi_ready: Callable[[], bool]) -> None:
-        """Publish RETRY for patients waiting on INSi, once INSi may be called again."""
-        held_total, waiting = 0, []
+        """Publish RETRY for patients waiting on INSi, once INSi may be called again, and
+        EXPIRE for patients holding documents older than the hold expiry."""
+        held_total, waiting, expiring = 0, [], []
+        now_ms = int(time.time() * 1000)
         for key, value in list(self.patients.items()):
             state = PatientState.from_bytes(value)
             held_total += len(state.held)
             if state.waiting_for_insi:
                 waiting.append(key)
+            if expiry_due(state, now_ms, self.operations.hold_expiry_s):
+                expiring.append(key)
         self.metrics.held(held_total)
+        await self._expire(expiring)
         if not waiting or not insi_ready():
             return
         stamp = int(time.time() // RETRY_EVERY_S)
         for key in waiting:
             value = self.codec.encode("IdentityUpdate", _retry_record(key, stamp))
             await self.topic(IDENTITY_EVENTS.name(self.prefix)).send(key=key.encode(), value=value)
+
+    async def _expire(self, keys: list[str]) -> None:
+        """An EXPIRE command per patient (the agent, the tables' only writer, applies it)."""
+        stamp = int(time.time() // RETRY_EVERY_S)
+        for key in keys:
+            value = self.codec.encode("IdentityCommand", _expire_record(key, stamp))
+            await self.topic(IDENTITY_COMMANDS.name(self.prefix)).send(
+                key=key.encode(), value=value
+            )
 
 
 def register_identity(
@@ -169,9 +208,15 @@ def register_identity(
     verify: InsiVerifier,
     consistency: InsChecker,
     insi_ready: Callable[[], bool],
+    hold_expiry_s: float = HOLD_EXPIRY_S,
 ) -> IdentityShell:
     shell = IdentityShell(
-        app, prefix=prefix, keyring=keyring, verify=verify, consistency=consistency
+        app,
+        prefix=prefix,
+        keyring=keyring,
+        verify=verify,
+        consistency=consistency,
+        hold_expiry_s=hold_expiry_s,
     )
     register_stage(
         app,
@@ -209,4 +254,16 @@ def _retry_record(key: str, stamp: int) -> Record:
         "patient": {"patient_key": key, "identity": empty, "ins_oid": None, "reliability": None},
         "merged": None,
         "target_key": key,
+    }
+
+
+def _expire_record(key: str, stamp: int) -> Record:
+    return {
+        "event_id": derived_id("hold-expiry", key, stamp),
+        "at": datetime.now(UTC),
+        "patient_key": key,
+        "action": "EXPIRE",
+        "operator": SYSTEM_OPERATOR,
+        "event_ids": [],
+        "comment": "hold expiry (RELAIS_IDENTITY_HOLD_EXPIRY_S)",
     }

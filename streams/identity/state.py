@@ -38,6 +38,11 @@ class PatientState:
     merged_into: str | None = None  # A40: the surviving patient key
     redirect: bytes | None = None  # the encoded REDIRECT record carrying the survivor
     held: tuple[Held, ...] = field(default=())
+    #: the block's scope: the senders and the traits (digests) that contradict the reference
+    #: identity (``traits_digest``); none with a block means the whole patient is blocked
+    blocked_senders: tuple[str, ...] = ()
+    blocked_digests: tuple[str, ...] = ()
+    blocked_at_ms: int | None = None
 
     def status_for(self, facility: str) -> Status:
         return dict(self.statuses).get(facility, Status.PROV)
@@ -62,6 +67,9 @@ class PatientState:
                 "blocked": self.blocked,
                 "merged_into": self.merged_into,
                 "redirect": base64.b64encode(self.redirect).decode() if self.redirect else None,
+                "blocked_senders": list(self.blocked_senders),
+                "blocked_digests": list(self.blocked_digests),
+                "blocked_at_ms": self.blocked_at_ms,
                 "held": [
                     {
                         "value": base64.b64encode(h.value).decode(),
@@ -98,4 +106,7 @@ class PatientState:
                 )
                 for h in raw.get("held") or ()
             ),
+            blocked_senders=tuple(raw.get("blocked_senders") or ()),
+            blocked_digests=tuple(raw.get("blocked_digests") or ()),
+            blocked_at_ms=raw.get("blocked_at_ms"),
         )

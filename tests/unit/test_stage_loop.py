@@ -17,7 +17,14 @@ from producers.submission import submissions
 from relais.contracts import Codec, Record
 from relais.keyring import Keyring
 from relais.metrics import REGISTRY
-from relais.topics import AUDIT, DEADLETTER, IDENTITY_EVENTS, QUALIFIED, SUBMITTED
+from relais.topics import (
+    AUDIT,
+    DEADLETTER,
+    IDENTITY_COMMANDS,
+    IDENTITY_EVENTS,
+    QUALIFIED,
+    SUBMITTED,
+)
 from streams.identity.rules import InsiOutcome
 from streams.identity.shell import register_identity
 from streams.stage import Output, Stage, StageContext
@@ -240,7 +247,11 @@ async def test_the_identity_stage_runs_on_the_loop_with_its_tables_and_hooks() -
     )
     assert set(app.tables) == {"identity-patients", "identity-seen"}
     source, _ = app.agents["relais.identity"]
-    assert source.names == (SUBMITTED.name(PREFIX), IDENTITY_EVENTS.name(PREFIX))
+    assert source.names == (
+        SUBMITTED.name(PREFIX),
+        IDENTITY_EVENTS.name(PREFIX),
+        IDENTITY_COMMANDS.name(PREFIX),
+    )
     record, value = submitted()
     resent = CODEC.encode("DocumentSubmitted", {**record, "event_id": "resent"})
     await app.run(
