@@ -3,13 +3,15 @@
 Who/what/when, never whose: a document is RECEIVED from a sender (facility,
 application, MSH-10), its IDENTITY_DECIDED (qualified, held or blocked, by
 reason code), each delivery DELIVERED or DELIVERY_FAILED (destination,
-request, answer code) and each business acknowledgement ACKNOWLEDGED. Ids are
+request, answer code), each business acknowledgement ACKNOWLEDGED, and each
+later outcome told to the sender (or not asked: OTHER). Ids are
 derived from what happened, so a replayed step writes the same audit id.
 Pure: each component adds the record to the outputs it already produces.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from relais.audit import audit_event
@@ -112,3 +114,44 @@ def acknowledged(ack: Record, *, component: str, document_unique_id: str | None)
         detail=ack_detail(ack),
     )
     return {**audit, "audit_id": ack["ack_id"]}
+
+
+def sender_told(
+    *,
+    event_id: str,
+    cause: str,
+    reason_code: str,
+    zams: Sequence[str],
+    missed: Sequence[str],
+    to: str,
+    document_unique_id: str | None,
+    now: datetime,
+) -> Record:
+    """ACKNOWLEDGED (ZAMs N sent) or OTHER (none asked): a later outcome told to the sender.
+
+    ``zams`` are the ZAMs written (``ZAM^Z01 N (DMP)``...), ``missed`` the destinations
+    asked for that the document will not reach, ``to`` the sender and its MSH-10;
+    ``cause`` (the dead letter, the hold) keys the id.
+    """
+    audit = audit_event(
+        event_id=event_id,
+        component="outcomes",
+        action="ACKNOWLEDGED" if zams else "OTHER",
+        outcome=f"{'sender-told' if zams else 'sender-not-asked'}:{reason_code}",
+        now=now,
+        document_unique_id=document_unique_id,
+        detail=(
+            f"not reached: {', '.join(missed) or 'no destination asked'}; to {to}: "
+            f"{', '.join(zams) or 'no ZAM asked (ACK_RECEPTION)'}"
+        ),
+    )
+    return {**audit, "audit_id": derived_id(event_id, "outcomes", cause)}
+
+
+def identity_released(audit: Record) -> bool:
+    """Whether an audit event says the identity stage let a document go on (qualified)."""
+    return (
+        audit.get("component") == "identity"
+        and audit.get("action") == "IDENTITY_DECIDED"
+        and str(audit.get("outcome", "")).startswith("qualified:")
+    )

@@ -33,33 +33,42 @@ def business_ack(
     now: datetime,
     code: str | None = None,
     party_address: str | None = None,
+    text: str | None = None,
+    ack_key: str | None = None,
 ) -> Record:
-    """The ``BusinessAck`` record (with its ZAM message) for one delivery request."""
+    """The ``BusinessAck`` record (with its ZAM) of one request; ``text`` is ERR-8 (what to do),
+    ``ack_key`` gives a second ZAM of the request (another event refused) its own id."""
     source = request["source"]
-    ack_id = derived_id(request["request_id"], "business-ack", kind)
+    parts = (request["request_id"], "business-ack", kind)
+    ack_id = derived_id(*parts, ack_key) if ack_key else derived_id(*parts)
     error = None if accepted else (code or "ERREUR", ERROR_LABELS[kind])
-    message = build_business_ack(
-        BusinessAck(
-            kind=kind,
-            accepted=accepted,
-            original_control_id=source["message_control_id"],
-            producer_application=source["application"],
-            producer_facility=source["facility"],
-            party_address=party_address,
-            error=error,
-        ),
-        control_id=ack_id.replace("-", "")[:20],
-        now=now,
+    ack = BusinessAck(
+        kind=kind,
+        accepted=accepted,
+        original_control_id=source["message_control_id"],
+        producer_application=source["application"],
+        producer_facility=source["facility"],
+        party_address=party_address,
+        error=error,
+        text=None if accepted else text,
     )
+    message = build_business_ack(ack, control_id=ack_id.replace("-", "")[:20], now=now)
     return {
         "ack_id": ack_id,
         "event_id": request["event_id"],
         "request_id": request["request_id"],
         "kind": kind,
         "accepted": accepted,
+        **_addressed(source),
+        "message": message,
+        "at": now,
+    }
+
+
+def _addressed(source: Record) -> Record:
+    """Whom the ZAM goes to: the producer's MSH-4 and MSH-3, and its MSH-10."""
+    return {
         "facility": source["facility"],
         "application": source["application"],
         "original_control_id": source["message_control_id"],
-        "message": message,
-        "at": now,
     }

@@ -10,7 +10,9 @@ failures (DMP down, 5xx, timeouts) are retried with backoff on the same record
 (:mod:`relais.delivery_ledger`) makes every retry harmless: a request already
 done is not sent again, and one whose send went unanswered is reconciled with
 the DMP (ITI-18) first — the DMP never sees the same document filed twice, even
-when the sink is killed between the send and the commit.
+when the sink is killed between the send and the commit. The same request
+with another content than what was filed (same document id) is refused, never
+"already done" (:mod:`consumers.dmp.reuse`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from aiokafka import TopicPartition
 
 from consumers.dmp.business_ack import asked, business_ack
 from consumers.dmp.client import DmpClient, DmpConfig
+from consumers.dmp.reuse import NON_IDENTICAL, content_key, filed_digest, refusal, reused
 from consumers.dmp.submission import (
     DmpRejected,
     DmpUnavailable,
@@ -36,7 +39,7 @@ from domain.visibility import visibility_flags
 from domain.xds.metadata import document_entry
 from relais.audit_records import acknowledged, delivery
 from relais.contracts import Record
-from relais.deadletter import REPLAY_HEADER, Failure
+from relais.deadletter import REPLAY_HEADER, derived_id
 from relais.delivery_ledger import (
     Entry,
     LedgerStore,
@@ -178,6 +181,10 @@ class DmpSink:
         # an operator replays a refused document after a fix: it is filed again
         step = next_step(entry, Met.REPLAYED if _replayed(message) else Met.READ)
         if entry is not None and step is Step.ALREADY_DONE:
+            if reused(self.ledger.get(message.partition, content_key(rid)), request):
+                # same id, other content: refused; the ledger keeps what was filed
+                where = Where(message, entry.attempt)
+                return self._final(request, Outcome.REJECTED, NON_IDENTICAL, where)
             return self._already_done(request, entry, message)
         earlier = entry.attempt if entry is not None and step is Step.RECONCILE else 0
         where = Where(message, max(self.attempts.get(rid, 0), earlier) + 1)
@@ -256,6 +263,9 @@ class DmpSink:
         """Record DONE with the outcome in the ledger, then report it."""
         entry = done(request["request_id"], outcome, code, where.attempt, now=_now())
         await self.ledger.write(where.message.partition, entry)
+        filed = filed_digest(request, now=_now()) if outcome != Outcome.REJECTED else None
+        if filed is not None:  # what was filed under this id: other content is refused
+            await self.ledger.write(where.message.partition, filed)
         self._settle(request)
         return self._final(request, outcome, code, where, detail=detail)
 
@@ -295,13 +305,16 @@ class DmpSink:
         refused: Outputs = []
         if outcome == Outcome.REJECTED:
             # The DMP's free text may echo identifiers: only its code travels in clear.
-            detail = f"the DMP refused the document with code {code}"
-            failure = Failure("dmp-rejected", detail)
+            failure = refusal(code, request["document"]["unique_id"])
+            detail = failure.reason
             refused.append(self.stage.dead_letter(failure, where.message, request["event_id"]))
         status = status_of(
             request, outcome=outcome, code=code, detail=detail, attempt=where.attempt, now=now
         )
-        audit = self.codec.encode("AuditEvent", delivery(status, component=STAGE))
+        audited = delivery(status, component=STAGE)
+        if code == NON_IDENTICAL:  # one refusal per event: the first content's audit stays
+            audited["audit_id"] = derived_id(request["event_id"], STAGE, "id-reused")
+        audit = self.codec.encode("AuditEvent", audited)
         return [
             Out(DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status)),
             *refused,
@@ -316,7 +329,16 @@ class DmpSink:
         if not asked(request, "Z01"):
             return []
         accepted = outcome != Outcome.REJECTED
-        ack = business_ack(request, kind="Z01", accepted=accepted, now=now, code=code)
+        reuse = code == NON_IDENTICAL  # its own ZAM, not the first content's
+        ack = business_ack(
+            request,
+            kind="Z01",
+            accepted=accepted,
+            now=now,
+            code=code,
+            text=refusal(code, request["document"]["unique_id"]).reason if reuse else None,
+            ack_key=request["event_id"] if reuse else None,
+        )
         unique_id = request["document"]["unique_id"]
         acked = acknowledged(ack, component=STAGE, document_unique_id=unique_id)
         return [

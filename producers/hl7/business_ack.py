@@ -8,7 +8,8 @@ outcome of a delivery the producer asked for, message structure ``ZAM_Z01``::
     EVN||<ts>
     OBX|1|CWE|<ACK code>^<label>^AckMetierZAM|<original MSH-10>|Y|N^^expandedYes-NoIndicator||||||F|
     OBX|2|XTN|<party code>^<label>^AckMetierZAM||^^X.400^<address>||||||F|     (when known)
-    ERR|||207^Application internal error^messageErrorCondition|E|<code>^<label>^<table>  (on N)
+    ERR|||207^Application internal error^messageErrorCondition|E|<code>^<label>^<table>|||<text>
+                                                      (on N; ERR-4 W for a hold, ERR-8 when known)
 
 The kinds form one table, :data:`KINDS`: Z02 (MSSanté delivery, DSN) and Z03
 (MSSanté read/processed, MDN) are built here; Z01 (DMP reception) fits the same
@@ -76,6 +77,12 @@ class BusinessAck:
     relais_facility: str = "RELAIS"
     party_address: str | None = None  # the mailbox that received / read the mail
     error: tuple[str, str] | None = None  # (code, label) for ERR-5
+    #: ERR-4 (HL7 table 0516): E a refusal, W not delivered yet (held: it may still be)
+    severity: str = "E"
+    #: ERR-8 user message: what a hospital engineer can do about it (codes and ids only)
+    text: str | None = None
+    #: ERR-5.3 when the code is not the destination's own (Relais's codes: ``99RELAIS``)
+    error_table: str | None = None
 
 
 def build_business_ack(ack: BusinessAck, *, control_id: str, now: datetime) -> bytes:
@@ -98,9 +105,10 @@ def build_business_ack(ack: BusinessAck, *, control_id: str, now: datetime) -> b
         )
     if not ack.accepted and ack.error is not None:
         code, label = ack.error
+        text = f"|||{escape(ack.text)}" if ack.text else ""
         segments.append(
-            "ERR|||207^Application internal error^messageErrorCondition|E|"
-            f"{escape(code)}^{escape(label)}^{kind.error_table}"
+            f"ERR|||207^Application internal error^messageErrorCondition|{escape(ack.severity)}|"
+            f"{escape(code)}^{escape(label)}^{ack.error_table or kind.error_table}{text}"
         )
     return ("\r".join(segments) + "\r").encode("utf-8")
 
