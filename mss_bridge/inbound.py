@@ -202,8 +202,13 @@ def _from_package(found: UnpackedDocument) -> ReceivedDocument:
     return document
 
 
-def submissions(mail: InboundMail, keyring: Keyring, now: datetime) -> list[Record]:
-    """One ``DocumentSubmitted`` per document; ids derived from the mail (replays match)."""
+def submissions(
+    mail: InboundMail, keyring: Keyring, now: datetime, *, mailboxes: tuple[str, ...] = ()
+) -> list[Record]:
+    """One ``DocumentSubmitted`` per document; ids derived from the mail (replays match).
+
+    ``mailboxes`` (the addresses that received the mail) travel sealed as the record's
+    recipients: the LPS delivery finds the DPI by them (:mod:`mss_bridge.lps_context`)."""
     records = []
     for index, document in enumerate(mail.documents):
         event_id = derived_id("mss-inbound", mail.message_id, index)
@@ -222,7 +227,7 @@ def submissions(mail: InboundMail, keyring: Keyring, now: datetime) -> list[Reco
                 control_id=mail.message_id[:200],
                 message_type="MSSANTE^XDM",
             ),
-            delivery=Delivery(),
+            delivery=Delivery(recipients=mailboxes),
             sector="CITY",  # the builder knows the HL7 producers' sectors; set below
             keyring=keyring,
             now=now,

@@ -4,7 +4,9 @@
   the original document through its Message-ID) and ``BusinessAck`` records on
   ``acks.business``: the HL7 ZAM^Z02 (delivery) / ZAM^Z03 (read) for the producer;
 - a document mail becomes one ``DocumentSubmitted`` per CDA on ``mssante.inbound``,
-  then an MDN ``processed`` goes back when the sender asked for one;
+  with the mail's context (sealed, :mod:`mss_bridge.lps_context`); the MDN ``processed``
+  is *not* sent here: the LPS delivery (:mod:`mss_bridge.lps_delivery`) sends it once the
+  producer's DPI acknowledged the documents (LPS volet, STANDARDS.md §5);
 - a mail that cannot be taken in is dead-lettered (the raw mail, sealed) with its
   reason, quarantined, and answered with an error MDN (or a plain error mail when no
   receipt was asked for); reports and auto-submitted mail are never answered.
@@ -18,44 +20,40 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from domain.mssante_address import PATIENT_DOMAIN, MailAddress
-from mss_bridge.acknowledgements import (
-    Acknowledgement,
-    MdnRequest,
-    build_error_mail,
-    build_mdn,
-    error_reply_to,
-    mdn_recipient,
-)
+from domain.mssante_address import PATIENT_DOMAIN
+from mss_bridge.acknowledgements import Acknowledgement
 from mss_bridge.imap_watcher import Disposition
 from mss_bridge.inbound import InboundMail, is_report, parse_mail, read_mail, submissions
-from mss_bridge.metrics import ACKNOWLEDGEMENTS, INBOUND_DOCUMENTS, INBOUND_MAILS, REPLIES_SENT
+from mss_bridge.lps_context import (
+    HEADER,
+    MailContext,
+    header_block,
+    mail_text,
+    mailboxes,
+    seal_context,
+)
+from mss_bridge.metrics import ACKNOWLEDGEMENTS, INBOUND_DOCUMENTS, INBOUND_MAILS
+from mss_bridge.replies import InboundSetup, send_reply
 from mss_bridge.status import status_of_ref
 from mss_bridge.tracking import mail_signer
 from producers.hl7.business_ack import BusinessAck, build_business_ack
 from relais.contracts import Codec, Record
-from relais.deadletter import RELAIS_IDS, Failure, Origin, dead_letter, derived_id
+from relais.deadletter import Failure, Origin, dead_letter, derived_id
 from relais.keyring import Keyring
-from relais.mail.errors import AcknowledgementError, MssError, SmtpError
+from relais.mail.errors import AcknowledgementError, MssError
 from relais.mail.smtp import SmtpSender
 from relais.topics import BUSINESS_ACKS, DEADLETTER, DELIVERY_STATUS, MSSANTE_INBOUND
 
 log = logging.getLogger(__name__)
 STAGE = "mss-inbound"
-
-
-@dataclass(frozen=True)
-class InboundSetup:
-    mailbox: MailAddress  # Relais's own address: From of its MDNs
-    reporting_ua: str  # "<host>; Relais <version>"
+Publication = tuple[str, str, dict[str, object], bytes | None]
+__all__ = ["InboundSetup", "MailboxWorker"]
 
 
 class MailboxWorker:
@@ -85,7 +83,7 @@ class MailboxWorker:
                 await self._acknowledgements(mail, now)
                 INBOUND_MAILS.labels("acknowledgement").inc()
             else:
-                await self._documents(mail, now)
+                await self._documents(mail, raw, now)
                 INBOUND_MAILS.labels("processed").inc()
         except KafkaError as exc:
             log.warning(
@@ -95,16 +93,23 @@ class MailboxWorker:
         return Disposition.PROCESSED
 
     async def _publish(
-        self, records: list[tuple[str, str, dict[str, object], bytes | None]]
+        self,
+        records: list[Publication],
+        headers: list[list[tuple[str, bytes]]] | None = None,
     ) -> None:
         sends = [
-            await self.producer.send(topic, key=key, value=self.codec.encode(kind, record))
-            for topic, kind, record, key in records
+            await self.producer.send(
+                topic,
+                key=key,
+                value=self.codec.encode(kind, record),
+                headers=headers[i] if headers else None,
+            )
+            for i, (topic, kind, record, key) in enumerate(records)
         ]
         await asyncio.gather(*sends)
 
     async def _acknowledgements(self, mail: InboundMail, now: datetime) -> None:
-        records: list[tuple[str, str, dict[str, object], bytes | None]] = []
+        records: list[Publication] = []
         for ack in mail.acknowledgements:
             ACKNOWLEDGEMENTS.labels(ack.kind, ack.outcome).inc()
             status = status_of_ref(
@@ -150,26 +155,30 @@ class MailboxWorker:
             "at": now,
         }
 
-    async def _documents(self, mail: InboundMail, now: datetime) -> None:
-        records = submissions(mail, self.keyring, now)
+    async def _documents(self, mail: InboundMail, raw: bytes, now: datetime) -> None:
+        """One record per CDA, all keyed like the first (one partition: the mail's order),
+        each with the mail's context; the mail is answered after the DPI's ACK."""
+        records = submissions(mail, self.keyring, now, mailboxes=mailboxes(mail.message))
+        key = str(records[0]["patient"]["patient_key"]).encode()
+        head, body = header_block(raw), mail_text(mail.message)
+        topic = MSSANTE_INBOUND.name(self.prefix)
+        contexts = [
+            seal_context(
+                self.keyring,
+                MailContext(head, body, index, len(records)),
+                event_id=str(record["event_id"]),
+            )
+            for index, record in enumerate(records)
+        ]
         await self._publish(
-            [
-                (
-                    MSSANTE_INBOUND.name(self.prefix),
-                    "DocumentSubmitted",
-                    r,
-                    str(r["patient"]["patient_key"]).encode(),
-                )
-                for r in records
-            ]
+            [(topic, "DocumentSubmitted", r, key) for r in records],
+            [[(HEADER, context)] for context in contexts],
         )
         INBOUND_DOCUMENTS.inc(len(records))
         for record in records:
             log.info(
                 "document event %s received by mail from %s", record["event_id"], mail.sender_domain
             )
-        if mdn_recipient(mail.message) is not None and not is_report(mail.message):
-            await self._reply(mail.message, mail.message_id, None, now)
 
     async def _refuse(self, raw: bytes, exc: MssError, now: datetime) -> Disposition:
         try:
@@ -193,34 +202,9 @@ class MailboxWorker:
         INBOUND_MAILS.labels("quarantined").inc()
         log.warning("mail %s quarantined: %s", letter["dead_letter_id"], exc.reason_code)
         if not is_report(message) and not isinstance(exc, AcknowledgementError):
-            await self._reply(message, mail_id, (exc.reason_code, exc.reason[:200]), now)
+            error = (exc.reason_code, exc.reason[:200])
+            await send_reply(self.sender, self.setup, message, mail_id, error=error, now=now)
         return Disposition.QUARANTINE
-
-    async def _reply(
-        self, original: EmailMessage, mail_id: str, error: tuple[str, str] | None, now: datetime
-    ) -> None:
-        request = MdnRequest(original, self.setup.mailbox, self.setup.reporting_ua, now)
-        message_id = f"<relais-reply.{uuid.uuid5(RELAIS_IDS, mail_id)}@{self.setup.mailbox.domain}>"
-        try:
-            if mdn_recipient(original) is not None:
-                reply, kind = build_mdn(request, message_id=message_id, error=error), "mdn"
-            elif error is not None and error_reply_to(original) is not None:
-                reply, kind = (
-                    build_error_mail(request, message_id=message_id, error=error),
-                    "error-mail",
-                )
-            else:
-                return
-            await self.sender.send(
-                reply, sender=str(self.setup.mailbox), recipient=str(reply["To"]), request_dsn=False
-            )
-        except (AcknowledgementError, SmtpError) as exc:
-            # The mail itself is handled; a reply that cannot go is logged, not retried.
-            log.warning(
-                "reply to mail %s not sent: %s", _hash_bytes(mail_id.encode()), exc.reason_code
-            )
-            return
-        REPLIES_SENT.labels(kind).inc()
 
 
 def _hash(mail: InboundMail) -> str:

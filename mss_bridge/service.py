@@ -14,8 +14,11 @@ from aiokafka import AIOKafkaProducer
 from domain.mssante_address import parse_address
 from mss_bridge.config import compose_config, imap_config
 from mss_bridge.imap_watcher import MailboxWatcher
-from mss_bridge.inbound_worker import InboundSetup, MailboxWorker
+from mss_bridge.inbound_worker import MailboxWorker
+from mss_bridge.lps_delivery import LpsDelivery
 from mss_bridge.outbound import MssSendWorker
+from mss_bridge.replies import InboundSetup
+from producers.mllp.ack_routes import parse_routes
 from relais import __version__
 from relais.keyring import Keyring
 from relais.mail.config import smtp_config
@@ -54,13 +57,39 @@ async def run_watch(settings: Settings, keyring: Keyring, stop: asyncio.Event) -
             prefix=settings.kafka.prefix,
             keyring=keyring,
             sender=sender,
-            setup=InboundSetup(
-                mailbox=parse_address(settings.mss.sender, ()),
-                reporting_ua=f"{socket.gethostname()}; Relais {__version__}",
-            ),
+            setup=inbound_setup(settings),
         )
         watchers = [MailboxWatcher(config, folder, worker) for folder in config.folders]
         await asyncio.gather(*(w.run(stop) for w in watchers))
     finally:
         await sender.close()
         await producer.stop()
+
+
+def inbound_setup(settings: Settings) -> InboundSetup:
+    """Relais's mailbox (From of its MDNs) and the MDNs' Reporting-UA."""
+    return InboundSetup(
+        mailbox=parse_address(settings.mss.sender, ()),
+        reporting_ua=f"{socket.gethostname()}; Relais {__version__}",
+    )
+
+
+async def run_lps_delivery(
+    settings: Settings, keyring: Keyring, stop: asyncio.Event, *, timeout_s: float = 10.0
+) -> None:
+    """Deliver documents received by mail to the DPIs (RELAIS_ACK_ROUTES) until ``stop``."""
+    sender = SmtpSender(smtp_config(settings))
+    delivery = LpsDelivery(
+        bootstrap=settings.kafka.bootstrap,
+        prefix=settings.kafka.prefix,
+        keyring=keyring,
+        routes=parse_routes(settings.acks.routes),
+        sender=sender,
+        setup=inbound_setup(settings),
+        timeout_s=timeout_s,
+        session_timeout_s=settings.kafka.session_timeout_s,
+    )
+    try:
+        await delivery.run(stop)
+    finally:
+        await sender.close()

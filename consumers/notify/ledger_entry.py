@@ -11,7 +11,10 @@ Life cycle of an entry (one table; anything else raises :class:`IllegalTransitio
       │           ├──────▶ FAILED      the channel refused for good (bad address, 5xx)
       │           ├──────▶ SKIPPED     the patient opted out when it fell due
       │           └──────▶ CANCELLED   deleted or replaced before the embargo lifted
-      └─────▶ SKIPPED                  never to be told: not visible, or a deletion
+      ├─────▶ SKIPPED                  never to be told: not visible, a deletion, DMP refused
+      └─────▶ WAITING ──▶ SCHEDULED    the DMP filed the document (:mod:`.dmp_gate`)
+                  ├─────▶ CANCELLED    the DMP refused it, or deleted/replaced meanwhile
+                  └─────▶ SKIPPED
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ LEDGER_VERSION: Final = 1
 
 
 class State(StrEnum):
+    WAITING = "WAITING"  # for the DMP's filing (consumers.notify.dmp_gate)
     SCHEDULED = "SCHEDULED"
     SENT = "SENT"
     FAILED = "FAILED"
@@ -39,7 +43,8 @@ class State(StrEnum):
 
 
 TRANSITIONS: Final[Mapping[State | None, frozenset[State]]] = {
-    None: frozenset({State.SCHEDULED, State.SKIPPED}),
+    None: frozenset({State.SCHEDULED, State.SKIPPED, State.WAITING}),
+    State.WAITING: frozenset({State.SCHEDULED, State.CANCELLED, State.SKIPPED}),
     State.SCHEDULED: frozenset({State.SENT, State.FAILED, State.SKIPPED, State.CANCELLED}),
     State.SENT: frozenset(),
     State.FAILED: frozenset(),

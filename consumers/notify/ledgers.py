@@ -1,7 +1,8 @@
 """The notification ledgers of the partitions this worker owns, read back from the bus.
 
 When a partition is assigned, its ledger partition (``notify.ledger.v1``, same number)
-is read back from the start — a compacted topic: the latest entry per request — into a
+is read back from the start — a compacted topic: the latest entry per request, and the
+DMP outcomes no request had come for yet (:mod:`~consumers.notify.dmp_gate`) — into a
 :class:`~consumers.notify.schedule.Ledger`; when it is revoked, the ledger is dropped.
 The sink loop runs both under the sink's lock, so the message being sent and its ledger
 entry are finished first and the next owner reads a ledger that says what was sent.
@@ -15,6 +16,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from consumers.notify.dmp_gate import DmpOutcome, is_gate_key
 from consumers.notify.errors import LedgerError
 from consumers.notify.ledger_entry import Entry
 from consumers.notify.schedule import Ledger
@@ -68,7 +70,10 @@ class PartitionLedgers:
 
     def _restore(self, ledger: Ledger, message: Any) -> None:
         try:
-            ledger.restore(Entry.from_bytes(message.value))
+            if is_gate_key(message.key):
+                ledger.restore_outcome(DmpOutcome.from_bytes(message.value))
+            else:
+                ledger.restore(Entry.from_bytes(message.value))
         except LedgerError as exc:  # never stop on it: count it and say where it is
             self.stage_metrics.failed("notify-ledger-unreadable", dead_lettered=False)
             log.error(

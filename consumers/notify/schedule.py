@@ -5,6 +5,8 @@ compacted topic ``notify.ledger.v1`` in the same partition number as the request
 input partition (both are keyed by the patient, so one worker owns a patient's
 requests and ledger together). The ledger is the notifier's only state:
 
+* **after the DMP**: a document going to the DMP is told only once the DMP filed it
+  (``WAITING`` until its status says so; a refusal cancels it: :mod:`.dmp_gate`);
 * **one notification per document**: a request already in the ledger is never
   scheduled again; one already ``SENT`` answers ``DUPLICATE``;
 * **embargo**: a request is stored ``SCHEDULED`` with ``due_at`` = the time the
@@ -29,9 +31,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
+from consumers.notify.dmp_gate import DmpOutcome, waits_for_dmp
 from consumers.notify.errors import IllegalTransition, NotifyInputError
 from consumers.notify.ledger_entry import TRANSITIONS, Entry, Note, State
 from consumers.notify.message import Kind
@@ -52,6 +55,7 @@ class Incoming:
     visible_from: datetime | None  # None: never visible to the patient
     submitted_at: datetime
     identity: Mapping[str, Any] = field(repr=False)
+    after_dmp: bool = False  # told only once the DMP filed it (dmp_gate.waits_for_dmp)
 
 
 def incoming_of(request: Record) -> Incoming:
@@ -74,6 +78,7 @@ def incoming_of(request: Record) -> Incoming:
         visible_from=release["patient_visible_from"] if release else None,
         submitted_at=request["submitted_at"],
         identity=request["patient"]["identity"],
+        after_dmp=waits_for_dmp(request.get("flags") or {}, document["action"]),
     )
 
 
@@ -114,15 +119,18 @@ class Ledger:
         self.scheduled: dict[str, Entry] = {}
         self.sent_times: dict[str, list[datetime]] = defaultdict(list)
         self.not_before: dict[str, datetime] = {}  # request id -> retry/rate time (memory)
+        self.waiting: dict[str, Entry] = {}  # WAITING for the DMP, by request id
+        self.dmp: dict[str, DmpOutcome] = {}  # DMP outcomes with no request yet, by event id
 
     # -- reading back -------------------------------------------------------------
     def restore(self, entry: Entry) -> None:
         """Take an entry read back from the topic (the latest one per request wins)."""
         self.entries[entry.request_id] = entry
-        if entry.state is State.SCHEDULED:
-            self.scheduled[entry.request_id] = entry
-        else:
-            self.scheduled.pop(entry.request_id, None)
+        for state, entries in ((State.SCHEDULED, self.scheduled), (State.WAITING, self.waiting)):
+            if entry.state is state:
+                entries[entry.request_id] = entry
+            else:
+                entries.pop(entry.request_id, None)
         if entry.state is State.SENT:
             self.sent_times[entry.patient_key].append(entry.at)
 
@@ -164,7 +172,51 @@ class Ledger:
         if request.visible_from is None:
             skipped = replace(fresh, state=State.SKIPPED, identity=None)
             return Admission((skipped,), ((skipped, _NOT_VISIBLE_NOTE),))
+        if request.after_dmp:
+            held = self._before_dmp(fresh)
+            if held is not None:
+                return held
         return self._schedule(request, fresh, now)
+
+    def _before_dmp(self, fresh: Entry) -> Admission | None:
+        """WAITING while the DMP has not answered, SKIPPED if it refused; None once filed."""
+        outcome = self.dmp.get(fresh.event_id)
+        if outcome is None:
+            waiting = replace(fresh, state=State.WAITING)
+            return Admission((waiting,), ((waiting, _WAITING_NOTE),))
+        if not outcome.filed:
+            skipped = replace(fresh, state=State.SKIPPED, identity=None)
+            return Admission((skipped,), ((skipped, _DMP_REFUSED_NOTE),))
+        return None
+
+    # -- the DMP's outcomes -------------------------------------------------------
+    def restore_outcome(self, outcome: DmpOutcome) -> None:
+        """Take a DMP outcome read back from the ledger topic (no request had come)."""
+        self.dmp[outcome.event_id] = outcome
+
+    def dmp_outcome(self, outcome: DmpOutcome, now: datetime) -> tuple[Admission, bool]:
+        """What the DMP's outcome changes, and whether to keep it (no request waits yet)."""
+        waiting = [e for e in self.waiting.values() if e.event_id == outcome.event_id]
+        if not waiting:
+            self._keep(outcome, now)
+            return Admission(), True
+        if not outcome.filed:
+            cancelled = tuple(e.moved(State.CANCELLED, now) for e in waiting)
+            return Admission(cancelled, tuple((e, _DMP_REFUSED_NOTE) for e in cancelled)), False
+        scheduled = tuple(replace(e, state=State.SCHEDULED, at=now) for e in waiting)
+        notes = tuple(
+            (e, Note("RETRYING", "EMBARGOED", f"filed in the DMP; told from {e.due_at:%Y-%m-%d}"))
+            for e in scheduled
+            if e.due_at > now
+        )
+        return Admission(scheduled, notes), False
+
+    def _keep(self, outcome: DmpOutcome, now: datetime) -> None:
+        """Remember an outcome for a request to come; forget those older than any request."""
+        self.dmp[outcome.event_id] = outcome
+        if len(self.dmp) > DMP_OUTCOMES_KEPT:
+            horizon = now - DMP_OUTCOME_HORIZON
+            self.dmp = {k: v for k, v in self.dmp.items() if v.at >= horizon}
 
     def _schedule(self, request: Incoming, fresh: Entry, now: datetime) -> Admission:
         """A visible document: scheduled, cancelling the pending version it replaces."""
@@ -205,7 +257,7 @@ class Ledger:
     def _cancel(self, unique_ids: set[str], patient_key: str, now: datetime) -> tuple[Entry, ...]:
         return tuple(
             e.moved(State.CANCELLED, now)
-            for e in self.scheduled.values()
+            for e in (*self.scheduled.values(), *self.waiting.values())
             if e.patient_key == patient_key and e.document_unique_id in unique_ids
         )
 
@@ -259,6 +311,20 @@ class Ledger:
         return embargoed, waiting, age
 
 
+#: DMP outcomes kept for requests still to come: pruned past this many, when older than
+#: the input's retention (a request cannot come later than that).
+DMP_OUTCOMES_KEPT: Final = 10_000
+DMP_OUTCOME_HORIZON: Final = timedelta(days=8)
+_WAITING_NOTE: Final = Note(
+    "RETRYING",
+    "WAITING_FOR_DMP",
+    "the patient is told once the DMP has filed the document",
+)
+_DMP_REFUSED_NOTE: Final = Note(
+    "REJECTED",
+    "DMP_REFUSED",
+    "the DMP refused the document: the patient is not told of it",
+)
 _CANCELLED_NOTE: Final = Note(
     "REJECTED",
     "CANCELLED",

@@ -1,8 +1,13 @@
 """The notification sink: tell patients "a new document is available", once, when allowed.
 
 The sink loop every sink shares (:mod:`relais.sink_loop`) over ``deliveries.notify.v1``
-(manual commits), around the pure ledger of :mod:`consumers.notify.schedule`. Two
-steps, both in one task:
+and ``deliveries.status.v1`` (manual commits), around the pure ledger of
+:mod:`consumers.notify.schedule`. A document going to the DMP is told only once the DMP
+filed it: its request waits in the ledger for the DMP sink's status of the same event,
+and a refusal cancels it (:mod:`consumers.notify.dmp_gate`). Both topics are keyed by
+the patient's pseudonym and have as many partitions; the range assignor gives one
+worker the same partition numbers of both, so a request and its DMP status meet in one
+ledger. Two steps, both in one task:
 
 1. **Admit** each request: decide (schedule, duplicate, skip, cancel an earlier one),
    write the ledger entry to ``notify.ledger.v1`` (same partition number) and any
@@ -44,23 +49,33 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from consumers.notify import metrics
 from consumers.notify.channels import ChannelConfig, Channels, email_server
 from consumers.notify.dispatch import Dispatcher, Sender, reported
+from consumers.notify.dmp_gate import dmp_outcome_of
 from consumers.notify.ledger_entry import State
 from consumers.notify.ledgers import PartitionLedgers
 from consumers.notify.preferences import Preferences, load_preferences
 from consumers.notify.rate import RateLimit
 from consumers.notify.records import STAGE, NotifyRecords
-from consumers.notify.schedule import Incoming, incoming_of
+from consumers.notify.schedule import Admission, Incoming, Ledger, incoming_of
 from relais.keyring import Keyring
 from relais.mail.config import smtp_config
 from relais.mail.smtp import SmtpConfig
 from relais.metrics import StageMetrics
 from relais.settings import Settings
-from relais.sink_loop import GiveUp, Hooks, Outputs, SinkLoop, SinkStage, decode_record
-from relais.topics import DELIVERY_NOTIFY, NOTIFY_LEDGER
+from relais.sink_loop import (
+    GiveUp,
+    Hooks,
+    Out,
+    Outputs,
+    SinkLoop,
+    SinkStage,
+    decode_record,
+)
+from relais.topics import DELIVERY_NOTIFY, DELIVERY_STATUS, NOTIFY_LEDGER
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +122,7 @@ class NotifySink:
     ) -> None:
         self.prefix, self.keyring, self.clock = prefix, keyring, clock
         self.input = DELIVERY_NOTIFY.name(prefix)
+        self.statuses = DELIVERY_STATUS.name(prefix)
         self.ledger_topic = NOTIFY_LEDGER.name(prefix)
         stage_metrics = StageMetrics(STAGE)
         self.stage = SinkStage(STAGE, prefix, keyring, metrics=stage_metrics, clock=clock)
@@ -135,17 +151,22 @@ class NotifySink:
     def _sink_loop(self, bootstrap: str, group_id: str, session_timeout_s: float) -> SinkLoop:
         """Admission under the lock, one commit per poll; ledgers follow the partitions."""
         hooks = Hooks(self.ledgers.assigned, self.ledgers.revoked, after_poll=self._after_poll)
-        return SinkLoop(
+        loop = SinkLoop(
             bootstrap,
             self.stage,
             group_id=group_id,
-            topics=[self.input],
+            topics=[self.input, self.statuses],
             session_timeout_s=session_timeout_s,
             max_records=200,
             hooks=hooks,
             lock=self.lock,
             commit_per_poll=True,
         )
+        # Requests and DMP statuses of one partition number to one worker (see above). The
+        # sink loop's consumer takes aiokafka's default (round robin) otherwise; it is set
+        # before the consumer starts, which is when aiokafka reads it.
+        loop.consumer._partition_assignment_strategy = (RangePartitionAssignor,)
+        return loop
 
     async def run(self, stop: asyncio.Event) -> None:
         """Admit, dispatch, until ``stop``; the message in hand is finished first."""
@@ -160,12 +181,14 @@ class NotifySink:
     async def _check_partitions(self) -> None:
         await self.reader.topics()  # fetch metadata
         inputs = self.reader.partitions_for_topic(self.input)
-        ledger = self.reader.partitions_for_topic(self.ledger_topic)
-        if not inputs or not ledger or len(inputs) != len(ledger):
-            raise RuntimeError(
-                f"{self.ledger_topic} must exist with as many partitions as {self.input} "
-                f"({len(inputs or ())} and {len(ledger or ())} found): run `relais topics create`"
-            )
+        for other in (self.ledger_topic, self.statuses):
+            found = self.reader.partitions_for_topic(other)
+            if not inputs or not found or len(inputs) != len(found):
+                raise RuntimeError(
+                    f"{other} must exist with as many partitions as {self.input} "
+                    f"({len(inputs or ())} and {len(found or ())} found): "
+                    "run `relais topics create`"
+                )
 
     async def _after_poll(self) -> None:
         await self.dispatcher.dispatch()
@@ -173,13 +196,33 @@ class NotifySink:
 
     async def _admit(self, tp: TopicPartition, message: Any) -> Outputs:
         """Admit one request into its partition's ledger: the entries and statuses to write."""
+        if tp.topic == self.statuses:
+            return await self._dmp_status(tp, message)
         ledger = await self.ledgers.of(tp.partition)
         incoming = self._incoming(message)
-        admission = ledger.admit(incoming, self.clock())
+        return self._written(ledger.admit(incoming, self.clock()), ledger, tp.partition)
+
+    async def _dmp_status(self, tp: TopicPartition, message: Any) -> Outputs:
+        """A DMP outcome: release or cancel the notifications waiting for it, or keep it."""
+        try:
+            outcome = dmp_outcome_of(decode_record(self.codec, message, "DeliveryStatus"))
+        except Exception as exc:
+            raise GiveUp.because(exc) from exc
+        if outcome is None:
+            return []
+        ledger = await self.ledgers.of(tp.partition)
+        admission, keep = ledger.dmp_outcome(outcome, self.clock())
+        outputs = self._written(admission, ledger, tp.partition)
+        if keep:
+            outputs.append(Out(self.ledger_topic, outcome.to_bytes(), outcome.key, tp.partition))
+        return outputs
+
+    def _written(self, admission: Admission, ledger: Ledger, partition: int) -> Outputs:
+        """Apply an admission's entries: the ledger records and statuses to write."""
         outputs: Outputs = []
         for entry in admission.writes:
             ledger.apply(entry)
-            outputs.append(self.records.ledger_record(entry, tp.partition))
+            outputs.append(self.records.ledger_record(entry, partition))
             if entry.state is State.CANCELLED:
                 metrics.DELIVERIES.labels("none", "cancelled").inc()
         for entry, note in admission.notes:

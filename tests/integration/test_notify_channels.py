@@ -54,6 +54,7 @@ NOW = dt.datetime(2026, 11, 22, 9, 30, tzinfo=dt.UTC)
 INS = "279035121518989"  # public test INS (STANDARDS.md §5)
 FACILITY = "CENTRE-ONCOLOGIE-X"  # a sender's name alone can reveal a diagnosis
 TYPE_LABEL = "CR d'examens biologiques"
+MAILBOX_ONLY = {"DESTDMP": False, "DESTMSSANTEPAT": True}  # no DMP filing to wait for
 HEALTH_WORDS = (INS, "PAT-TROIS", "DOMINIQUE", "19790328", FACILITY, TYPE_LABEL, "11502-2")
 
 
@@ -333,8 +334,13 @@ def notify_request(
     action: str = "SUBMIT",
     unique_id: str | None = None,
     parent: str | None = None,
+    flags: dict[str, bool] | None = None,
 ) -> Record:
-    """A ``DeliveryRequest`` to NOTIFY, as the routing stage makes one."""
+    """A ``DeliveryRequest`` to NOTIFY, as the routing stage makes one.
+
+    By default for a document sent to the patient's own mailbox and not to the DMP
+    (``DESTDMP=N``): told without waiting for a DMP filing. The DMP gate's tests pass
+    ``flags={"DESTDMP": True}`` (consumers/notify/dmp_gate.py)."""
     event = str(uuid.uuid4())
     doc_id = unique_id or f"1.2.250.1.999.1.{uuid.uuid4().int % 10**12}"
     submitted = document_submitted(
@@ -372,7 +378,7 @@ def notify_request(
             "hidden_from_legal_representatives": False,
             "explanation": "test",
         },
-        "flags": {},
+        "flags": dict(flags) if flags is not None else dict(MAILBOX_ONLY),
     }
 
 

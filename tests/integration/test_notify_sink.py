@@ -29,6 +29,7 @@ from consumers.notify.sink import NotifySink
 from ops.broker import LocalBroker
 from ops.localstack import scrape
 from relais.contracts import Codec, Record
+from relais.delivery_status import delivery_status
 from relais.keyring import Keyring
 from relais.metrics import REGISTRY
 from relais.topic_admin import ensure_topics
@@ -410,3 +411,74 @@ def _valid_ins(count: int) -> list[str]:
         body = f"2800175{n:03d}{100 + n:03d}"
         out.append(f"{body}{97 - int(body) % 97:02d}")
     return out
+
+
+async def produce_dmp_statuses(
+    bootstrap: str, prefix: str, answers: list[tuple[Record, str]]
+) -> None:
+    """The DMP sink's statuses for these requests' documents (same event, same key)."""
+    codec = Codec()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for request, outcome in answers:
+            status = delivery_status(
+                event_id=request["event_id"],
+                request_id=f"dmp-{request['request_id']}",
+                destination="DMP",
+                document_unique_id=request["document"]["unique_id"],
+                outcome=outcome,
+                code="DMPClosed" if outcome == "REJECTED" else None,
+                detail=None,
+                attempt=1,
+                now=datetime.now(UTC),
+                submitted_at=request["submitted_at"],
+            )
+            await producer.send_and_wait(
+                DELIVERY_STATUS.name(prefix),
+                codec.encode("DeliveryStatus", status),
+                key=request["patient"]["patient_key"].encode(),
+            )
+    finally:
+        await producer.stop()
+
+
+async def test_notifications_follow_the_dmp_success_not_the_routing_decision(
+    broker: LocalBroker, prefix: str, mail_servers: MailServers, gateway: Gateway
+) -> None:
+    """Issue 15, point 2: a document whose DMP filing is refused is never notified."""
+    keyring = Keyring.generate()
+    to_dmp = {"DESTDMP": True}
+    filed = notify_request(keyring, flags=to_dmp)
+    refused = notify_request(keyring, who=LOUIS, flags=to_dmp)
+    filed_first = notify_request(keyring, who=SARAH, flags=to_dmp)  # DMP answered before routing
+    await produce_dmp_statuses(broker.bootstrap, prefix, [(filed_first, "DELIVERED")])
+    await produce(broker.bootstrap, prefix, [filed, refused])
+    waiting = {filed["request_id"], refused["request_id"]}
+    async with running(broker.bootstrap, prefix, keyring, mail_servers, gateway):
+        # Routed, not yet filed: both wait, and nobody is told.
+        found = await statuses(
+            broker.bootstrap, prefix, lambda f: waiting <= set(outcomes(f)), timeout_s=30
+        )
+        early = outcomes(found)
+        assert early[filed["request_id"]] == ["RETRYING"]
+        assert early[refused["request_id"]] == ["RETRYING"]
+        assert {s["code"] for s in found if s["destination"] == "NOTIFY"} == {"WAITING_FOR_DMP"}
+        assert mail_servers.operator.mails == []
+        # The DMP files one and refuses the other; the third's request comes after its filing.
+        await produce_dmp_statuses(
+            broker.bootstrap, prefix, [(filed, "DELIVERED"), (refused, "REJECTED")]
+        )
+        await produce(broker.bootstrap, prefix, [filed_first])
+        found = await statuses(broker.bootstrap, prefix, final([filed, refused, filed_first]), 30)
+    notify = [s for s in found if s["destination"] == "NOTIFY"]
+    assert outcomes(notify) == {
+        filed["request_id"]: ["RETRYING", "DELIVERED"],
+        refused["request_id"]: ["RETRYING", "REJECTED"],
+        filed_first["request_id"]: ["DELIVERED"],
+    }
+    [cancelled] = [s for s in notify if s["outcome"] == "REJECTED"]
+    assert cancelled["code"] == "DMP_REFUSED"
+    # Each filed document's patient told once; the refused one's patient heard nothing.
+    told = sorted(m.recipients[0].split("@")[0] for m in mail_servers.operator.mails)
+    assert told == sorted([str(SARAH.ins), "279035121518989"])
