@@ -85,7 +85,7 @@ class LocalStack:
     dmp_environment: dict[str, str] = field(default_factory=dict)
     #: more RELAIS_* for the processes (mail servers of the MSSanté and notify sinks...)
     extra_environment: dict[str, str] = field(default_factory=dict)
-    #: also run the MSSanté operator sandbox and the MSSanté and notification sinks
+    #: also run the MSSanté operator sandbox, the MSSanté and notification sinks, and outcomes
     mail: bool = False
     mail_sandbox: MailSandbox | None = None
     _runner: web.AppRunner | None = None
@@ -124,6 +124,7 @@ class LocalStack:
         if self.mail:
             self.spawn("mss", "send-worker")
             self.spawn("sink", "notify")
+            self.spawn("sink", "outcomes")  # what became of each document, told to its sender
 
     def _start_mail(self, pki: SandboxPki) -> None:
         """The MSSanté operator sandbox, and the RELAIS_MSS_* that reach it with the test PKI."""

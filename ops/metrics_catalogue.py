@@ -30,6 +30,7 @@ MODULES: Final = {
     "streams.identity.metrics": "identity",
     "streams.identity.insi_metrics": "identity",
     "consumers.notify.metrics": "notify-sink",
+    "consumers.outcomes.metrics": "outcomes",
     "relais.mail.metrics": "mss-sender, mss-watch",
     "mss_bridge.metrics": "mss-sender, mss-watch",
 }

@@ -18,14 +18,16 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Protocol
 
 from aiokafka.errors import KafkaError
 
+from producers.door.admit import DoorPolicy, admit
 from producers.hl7.ack import build_ack
 from producers.hl7.errors import Hl7Error, Hl7ValidationError
-from producers.hl7.message import Hl7Message, message_digest, parse_message
+from producers.hl7.message import Hl7Message, message_digest
 from relais.deadletter import Failure
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,11 @@ class Ingest:
         publish_timeout_s: float = 30.0,
         observer: IngestObserver | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        policy: DoorPolicy | None = None,
+        executor: Executor | None = None,
     ) -> None:
+        self.policy = policy or DoorPolicy()
+        self.executor = executor
         self.publisher = publisher
         self.sector = sector
         self.publish_timeout_s = publish_timeout_s
@@ -73,9 +79,14 @@ class Ingest:
 
     async def __call__(self, payload: bytes) -> bytes:
         try:
-            message = parse_message(payload)
+            message = await self._admit(payload)
         except Hl7Error as exc:
             return await self._refuse(None, payload, "AE", exc)
+        except Exception as exc:  # a broken worker pool: transient, the sender resends
+            log.warning(
+                "message %s not checked: %s", message_digest(payload)[:12], type(exc).__name__
+            )
+            return await self._refuse(None, payload, "AR", _unavailable("checked"))
         sector = sector_of(message, self.sector)
         try:
             event_ids = await asyncio.wait_for(
@@ -86,16 +97,18 @@ class Ingest:
         except Exception as exc:  # broker down, timeout, or a bug: the sender keeps it (AR)
             digest = message_digest(payload)[:12]
             log.warning("message %s not stored: %s", digest, type(exc).__name__)
-            unavailable = Hl7ValidationError(
-                "Relais could not store the message on the bus; keep it and resend it later",
-                hl7_error_code="207",
-                location="MSH-10",
-            )
-            return await self._refuse(message, payload, "AR", unavailable)
+            return await self._refuse(message, payload, "AR", _unavailable("stored on the bus"))
         if self.observer:
             self.observer.accepted(sector, message.message_type, len(message.documents))
         log.info("accepted %s as events %s", message.message_type, ",".join(event_ids))
         return build_ack(message, payload, code="AA", control_id=self._ack_id(), now=self.clock())
+
+    async def _admit(self, payload: bytes) -> Hl7Message:
+        """The door's pure checks, in the worker pool when there is one (CPU off the loop)."""
+        if self.executor is None:
+            return admit(payload, self.policy)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, admit, payload, self.policy)
 
     async def _refuse(
         self, message: Hl7Message | None, payload: bytes, code: str, error: Hl7Error
@@ -120,3 +133,11 @@ class Ingest:
     @staticmethod
     def _ack_id() -> str:
         return uuid.uuid4().hex[:20]
+
+
+def _unavailable(what: str) -> Hl7ValidationError:
+    return Hl7ValidationError(
+        f"Relais could not have the message {what} now; keep it and resend it later",
+        hl7_error_code="207",
+        location="MSH-10",
+    )

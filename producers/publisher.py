@@ -21,14 +21,28 @@ from types import TracebackType
 from aiokafka import AIOKafkaProducer
 
 from producers.document_files import FileSubmission
+from producers.door.admit import DoorPolicy, admit, is_test
+from producers.door.known_documents import (
+    DocumentKey,
+    KnownDocuments,
+    document_keys,
+    known_problem,
+)
 from producers.hl7.errors import Hl7ValidationError
-from producers.hl7.message import Hl7Message, parse_message
+from producers.hl7.message import Hl7Message
 from producers.submission import document_submitted, identity_update, submissions
 from relais.audit_records import received
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
 from relais.keyring import Keyring
-from relais.topics import AUDIT, DEADLETTER, IDENTITY_EVENTS, SUBMITTED
+from relais.topics import (
+    AUDIT,
+    DEADLETTER,
+    DOCUMENT_IDS,
+    IDENTITY_EVENTS,
+    SUBMITTED,
+    TEST_DOCUMENTS,
+)
 
 _ADT = {"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A40"}
 SECTOR_MESSAGES = {
@@ -71,8 +85,14 @@ class Publisher:
         topic_prefix: str = "relais",
         codec: Codec | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        policy: DoorPolicy | None = None,
+        known: KnownDocuments | None = None,
     ) -> None:
+        self.known = known
         self.keyring = keyring
+        self.policy = policy or DoorPolicy()
+        self.test_topic = TEST_DOCUMENTS.name(topic_prefix)
+        self.ids_topic = DOCUMENT_IDS.name(topic_prefix)
         self.codec = codec or Codec()
         self.topic = SUBMITTED.name(topic_prefix)
         self.identity_topic = IDENTITY_EVENTS.name(topic_prefix)
@@ -105,20 +125,40 @@ class Publisher:
         await self.stop()
 
     async def submit_hl7(self, raw: bytes, *, sector: str) -> list[str]:
-        """Parse and publish an HL7 v2 message; return the event ids, once acknowledged."""
-        return await self.publish_message(parse_message(raw), sector=sector)
+        """Check (the door's rules) and publish an HL7 v2 message; return the event ids, once
+        acknowledged."""
+        return await self.publish_message(admit(raw, self.policy), sector=sector)
 
     async def publish_message(self, message: Hl7Message, *, sector: str) -> list[str]:
-        """Publish a parsed message: documents, or an identity event for ADT."""
+        """Publish an admitted message: documents, or an identity event for ADT.
+
+        A test message (MSH-11 T/D) goes to the test topic only: no stage reads it.
+        """
         check_sector(message, sector)
         now = self.clock()
         if not message.documents:
             update = identity_update(message, sector=sector, keyring=self.keyring, now=now)
-            await self._send([(self.identity_topic, "IdentityUpdate", update)])
+            topic = self.test_topic if is_test(message) else self.identity_topic
+            await self._send([(topic, "IdentityUpdate", update)])
             return [str(update["event_id"])]
         records = submissions(message, sector=sector, keyring=self.keyring, now=now)
-        await self._send([(self.topic, "DocumentSubmitted", r) for r in records])
+        if is_test(message):
+            await self._send([(self.test_topic, "DocumentSubmitted", r) for r in records])
+            return [str(r["event_id"]) for r in records]
+        keys = self._check_known(message)
+        await self._send([(self.topic, "DocumentSubmitted", r) for r in records], keys)
+        if self.known is not None:
+            self.known.remember(keys)
         return [str(r["event_id"]) for r in records]
+
+    def _check_known(self, message: Hl7Message) -> tuple[DocumentKey, ...]:
+        """Refuse a reused id or an unknown parent (when the registry is attached)."""
+        if self.known is None:
+            return ()
+        keys = document_keys(message)
+        if problem := known_problem(self.known.ids, keys):
+            raise problem
+        return keys
 
     async def publish_document(self, submission: FileSubmission) -> str:
         """Publish a CDA or PDF described by :mod:`producers.document_files`."""
@@ -149,9 +189,11 @@ class Publisher:
         await (await self._producer.send(self.deadletter_topic, value=value))
         return str(letter["dead_letter_id"])
 
-    async def _send(self, records: list[tuple[str, str, Record]]) -> None:
-        """Send all, with each document's RECEIVED audit event, then wait until the broker
-        acknowledged every one (acks=all)."""
+    async def _send(
+        self, records: list[tuple[str, str, Record]], keys: tuple[DocumentKey, ...] = ()
+    ) -> None:
+        """Send all, with each document's RECEIVED audit event and its id entry, then wait
+        until the broker acknowledged every one (acks=all)."""
         keyed = [(t, n, r, r["patient"]["patient_key"].encode()) for t, n, r in records]
         audits = [
             (self.audit_topic, "AuditEvent", received(r), key)
@@ -162,11 +204,14 @@ class Publisher:
             await self._producer.send(topic, key=key, value=self.codec.encode(record_type, record))
             for topic, record_type, record, key in keyed + audits
         ]
+        for document in keys:
+            key, value = document.entry()
+            sends.append(await self._producer.send(self.ids_topic, key=key, value=value))
         await asyncio.gather(*sends)
 
     async def submit_identity(self, raw: bytes, *, sector: str = "HOSPITAL") -> str:
         """An identity server (ADT A01/A04/A08/A40) hands over a patient identity event."""
-        message = parse_message(raw)
+        message = admit(raw, self.policy)
         if message.documents or not message.message_type.startswith("ADT^"):
             raise Hl7ValidationError(
                 f"identity events are ADT messages, not {message.message_type}",

@@ -30,6 +30,8 @@ RELAIS_DMP_LPS_HOMOLOGATION    VIHF LPS_ID_HOMOLOGATION_DMP                (none
 RELAIS_INSI_URL                INSi endpoint of the identity stage         http://127.0.0.1:39181
 RELAIS_INSI_TIMEOUT_S          timeout of one INSi call                    5
 RELAIS_TABLE_STORE             Faust table store (memory:// or rocksdb://) memory://
+RELAIS_IDENTITY_HOLD_EXPIRY_S  held documents older: dead letter (expired) 604800 (7 days)
+RELAIS_OPERATOR                who runs ``relais identity`` (audited)      (none: required there)
 RELAIS_CDA_XSD_DIR             folder of CDA_extended.xsd (CDA R2 schema)  (none)
 RELAIS_CATALOGUE_DIR           labs' catalogues: <dir>/<FACILITY>/<v>.csv  (none)
 RELAIS_LOINC_TABLE             LOINC-FR CSV (loinc_code,display_name_fr)   (none)
@@ -44,6 +46,7 @@ RELAIS_SESSION_TIMEOUT_S       consumer-group session timeout              6
 RELAIS_LOG_LEVEL               log level of every process                  info
 RELAIS_ACK_ROUTES              ZAM back to producers: FACILITY=host:port,  (none)
                                ... (their MLLP listeners)
+RELAIS_HOLD_REMINDER_S         held that long: its sender is told again    86400 (1 day)
 RELAIS_MSS_SENDER              Relais's MSSanté mailbox (From of mails)    relais@relais.mssante.fr
 RELAIS_MSS_NIL                 X-MSS-NIL product reference (ECO.2.4.3)     RELAIS-0.1.0
 RELAIS_MSS_DOMAINS             mail domains Relais may write to (a,b)      mssante.fr
@@ -72,9 +75,16 @@ RELAIS_NOTIFY_RATE_WINDOW_S    the rate limit's sliding window, seconds    86400
 RELAIS_MLLP_HOST               address the MLLP gateway listens on         127.0.0.1
 RELAIS_MLLP_PORT               its port (0: pick a free port)              2575
 RELAIS_MLLP_SECTOR             sector of every sender on this listener     (by document type)
-RELAIS_MLLP_MAX_FRAME_BYTES    larger messages: AR, connection closed      16777216
-RELAIS_MLLP_IDLE_TIMEOUT_S     seconds without a byte before closing       300
+RELAIS_MLLP_MAX_FRAME_BYTES    larger messages: AE, connection closed      16777216
+RELAIS_MLLP_IDLE_TIMEOUT_S     seconds without a message byte: closed      60
+RELAIS_MLLP_FRAME_TIMEOUT_S    a frame not complete this long after its    60
+                               first byte: connection closed
 RELAIS_MLLP_MAX_CONNECTIONS    connections over this are refused           1000
+RELAIS_MLLP_MAX_CONNECTIONS_PER_PEER
+                               connections from one IP address over this   20
+                               are refused
+RELAIS_MLLP_WORKERS            processes parsing and checking messages     min(4, CPUs)
+                               (0: in the gateway's event loop)
 RELAIS_MLLP_TLS_CERT           server certificate (PEM): MLLP over TLS     (none: plain TCP)
 RELAIS_MLLP_TLS_KEY            its private key (PEM)                       (none)
 RELAIS_MLLP_CLIENT_CA          require client certificates from this CA    (none)
@@ -100,12 +110,14 @@ from relais.settings_parts import (
     AckSettings,
     BrokerSettings,
     DmpSettings,
+    IdentitySettings,
     InsiSettings,
     KafkaSettings,
     KeyringSettings,
     MllpSettings,
     MssSettings,
     NotifySettings,
+    OutcomeSettings,
     ProcessSettings,
     StageSettings,
 )
@@ -114,12 +126,14 @@ __all__ = [
     "AckSettings",
     "BrokerSettings",
     "DmpSettings",
+    "IdentitySettings",
     "InsiSettings",
     "KafkaSettings",
     "KeyringSettings",
     "MllpSettings",
     "MssSettings",
     "NotifySettings",
+    "OutcomeSettings",
     "ProcessSettings",
     "Settings",
     "SettingsError",
@@ -136,12 +150,14 @@ class Settings:
     keys: KeyringSettings = field(default_factory=KeyringSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     insi: InsiSettings = field(default_factory=InsiSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     dmp: DmpSettings = field(default_factory=DmpSettings)
     stages: StageSettings = field(default_factory=StageSettings)
     mllp: MllpSettings = field(default_factory=MllpSettings)
     acks: AckSettings = field(default_factory=AckSettings)
     mss: MssSettings = field(default_factory=MssSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -156,10 +172,12 @@ class Settings:
             keys=KeyringSettings.from_env(e),
             broker=BrokerSettings.from_env(e),
             insi=InsiSettings.from_env(e),
+            identity=IdentitySettings.from_env(e),
             dmp=DmpSettings.from_env(e),
             stages=StageSettings.from_env(e),
             mllp=MllpSettings.from_env(e),
             acks=AckSettings.from_env(e),
             mss=MssSettings.from_env(e),
             notify=NotifySettings.from_env(e),
+            outcomes=OutcomeSettings.from_env(e),
         )

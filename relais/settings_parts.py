@@ -8,6 +8,7 @@ shows them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,22 @@ class InsiSettings:
 
 
 @dataclass(frozen=True)
+class IdentitySettings:
+    """Identitovigilance operations: how long documents stay held, who runs them."""
+
+    hold_expiry_s: float = 7 * 24 * 3600.0  # then dead-lettered (identity-expired)
+    operator: str = ""  # who runs `relais identity release|reject|unblock|list --reveal`
+
+    @classmethod
+    def from_env(cls, env: Env) -> IdentitySettings:
+        d = cls()
+        return cls(
+            hold_expiry_s=env.seconds("RELAIS_IDENTITY_HOLD_EXPIRY_S", d.hold_expiry_s),
+            operator=env.text("RELAIS_OPERATOR", d.operator),
+        )
+
+
+@dataclass(frozen=True)
 class DmpSettings:
     """The DMP sink: endpoint, TLS material and VIHF identity (checked by ``DmpConfig``)."""
 
@@ -168,8 +185,11 @@ class MllpSettings:
     port: int = 2575
     sector: str | None = None  # None: implied by each document's type
     max_frame_bytes: int = 16 << 20
-    idle_timeout_s: float = 300.0
+    idle_timeout_s: float = 60.0
     max_connections: int = 1000
+    max_connections_per_peer: int = 20
+    frame_timeout_s: float = 60.0  # from a frame's first byte to its end
+    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))  # 0: in-process
     tls_cert: Path | None = None  # None: plain TCP
     tls_key: Path | None = None
     client_ca: Path | None = None  # set: client certificates are required
@@ -186,10 +206,22 @@ class MllpSettings:
             ),
             idle_timeout_s=env.seconds("RELAIS_MLLP_IDLE_TIMEOUT_S", d.idle_timeout_s),
             max_connections=env.count("RELAIS_MLLP_MAX_CONNECTIONS", d.max_connections),
+            max_connections_per_peer=env.count(
+                "RELAIS_MLLP_MAX_CONNECTIONS_PER_PEER", d.max_connections_per_peer
+            ),
+            frame_timeout_s=env.seconds("RELAIS_MLLP_FRAME_TIMEOUT_S", d.frame_timeout_s),
+            workers=_workers(env, d.workers),
             tls_cert=env.path("RELAIS_MLLP_TLS_CERT"),
             tls_key=env.path("RELAIS_MLLP_TLS_KEY"),
             client_ca=env.path("RELAIS_MLLP_CLIENT_CA"),
         )
+
+
+def _workers(env: Env, default: int) -> int:
+    workers = env.whole("RELAIS_MLLP_WORKERS", default)
+    if workers < 0:
+        raise SettingsError(f"RELAIS_MLLP_WORKERS={workers}: must be 0 (in-process) or more")
+    return workers
 
 
 def _sector(env: Env) -> str | None:
@@ -208,6 +240,18 @@ class AckSettings:
     @classmethod
     def from_env(cls, env: Env) -> AckSettings:
         return cls(routes=env.raw("RELAIS_ACK_ROUTES"))
+
+
+@dataclass(frozen=True)
+class OutcomeSettings:
+    """The outcomes sink: when a sender is told again that its document is still held."""
+
+    hold_reminder_s: float = 86400.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> OutcomeSettings:
+        d = cls()
+        return cls(hold_reminder_s=env.seconds("RELAIS_HOLD_REMINDER_S", d.hold_reminder_s))
 
 
 @dataclass(frozen=True)

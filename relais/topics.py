@@ -32,6 +32,18 @@ _KEEP: Final = {"retention.ms": _MONTH_MS, "max.message.bytes": str(16 << 20)}
 SUBMITTED: Final = TopicSpec(
     "documents.submitted.v1", 4, "documents accepted from producers", _DATA
 )
+TEST_DOCUMENTS: Final = TopicSpec(
+    "documents.test.v1",
+    1,
+    "test messages (MSH-11 T/D) a producer sent: checked like the others, delivered nowhere",
+    _DATA,
+)
+DOCUMENT_IDS: Final = TopicSpec(
+    "documents.ids.v1",
+    4,
+    "document ids the door accepted, with their content digest (compacted, by id)",
+    {"cleanup.policy": "compact", "retention.ms": str(366 * 24 * 3600 * 1000)},
+)
 QUALIFIED: Final = TopicSpec("documents.qualified.v1", 4, "documents whose INS is qualified", _DATA)
 READY: Final = TopicSpec("documents.ready.v1", 4, "transcoded, validated documents", _DATA)
 DELIVERY_DMP: Final = TopicSpec("deliveries.dmp.v1", 4, "DMP filing requests", _DATA)
@@ -48,6 +60,12 @@ IDENTITY_EVENTS: Final = TopicSpec(
 )
 IDENTITY_ALERTS: Final = TopicSpec(
     "identity.alerts.v1", 4, "identitovigilance alerts: contradictions blocked for a human", _KEEP
+)
+IDENTITY_COMMANDS: Final = TopicSpec(
+    "identity.commands.v1",
+    4,  # as many as documents.submitted: a patient's commands meet its state in one place
+    "identitovigilance operators' release/reject/unblock, and hold expiries",
+    _KEEP,
 )
 MSSANTE_INBOUND: Final = TopicSpec("mssante.inbound.v1", 4, "documents received by mail", _DATA)
 DELIVERY_LEDGER: Final = TopicSpec(
@@ -72,6 +90,8 @@ NOTIFY_LEDGER: Final = TopicSpec(
 
 ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     SUBMITTED,
+    TEST_DOCUMENTS,
+    DOCUMENT_IDS,
     QUALIFIED,
     READY,
     DELIVERY_DMP,
@@ -81,6 +101,7 @@ ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     IDENTITY_PENDING,
     IDENTITY_EVENTS,
     IDENTITY_ALERTS,
+    IDENTITY_COMMANDS,
     MSSANTE_INBOUND,
     DELIVERY_LEDGER,
     BUSINESS_ACKS,

@@ -17,6 +17,7 @@ from ops.cli.context import run_component
 from ops.cli.context import settings_of as _settings
 from ops.cli.dlq import dlq
 from ops.cli.documents import catalogue, explain_cmd, mllp, publish
+from ops.cli.identity import identity
 from ops.cli.keys import keys
 from ops.cli.load import load_cmd
 from ops.cli.mss import mss
@@ -26,7 +27,9 @@ from ops.cli.trace import trace_cmd
 from relais.settings import Settings, SettingsError
 
 #: commands that report their own errors: aiokafka's retry logs are silenced for them
-ONE_SHOT = frozenset({"topics", "publish", "broker", "demo", "explain", "dlq", "trace", "load"})
+ONE_SHOT = frozenset(
+    {"topics", "publish", "broker", "demo", "explain", "dlq", "trace", "load", "identity"}
+)
 
 
 class RelaisGroup(click.Group):
@@ -283,6 +286,15 @@ def sink_notify(ctx: click.Context) -> None:
     run_component(ctx, run_notify_sink, what="notify-sink")
 
 
+@sink.command("outcomes")
+@click.pass_context
+def sink_outcomes(ctx: click.Context) -> None:
+    """Tell senders (ZAM N + audit) of documents dead-lettered or held after their AA."""
+    from consumers.outcomes.sink import run_outcomes_sink
+
+    run_component(ctx, run_outcomes_sink, what="outcomes")
+
+
 @main.command()
 @click.option("--keep-running", is_flag=True, help="leave the stack up until Ctrl-C")
 @click.pass_context
@@ -301,6 +313,7 @@ main.add_command(catalogue)
 main.add_command(explain_cmd)
 main.add_command(mss)
 main.add_command(dlq)
+main.add_command(identity)
 main.add_command(trace_cmd)
 main.add_command(load_cmd)
 main.add_command(sandbox)

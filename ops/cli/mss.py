@@ -1,4 +1,4 @@
-"""``relais mss``: the MSSanté send worker and the mailbox watcher.
+"""``relais mss``: the MSSanté send worker, the mailbox watcher, the LPS delivery to DPIs.
 
 Heavy modules are imported inside the commands so that ``relais --help`` answers at once.
 """
@@ -32,3 +32,18 @@ def watch(ctx: click.Context) -> None:
 
     mss = settings_of(ctx).mss
     run_component(ctx, run_watch, what=f"mss watch {mss.imap} [{', '.join(mss.mailboxes)}]")
+
+
+@mss.command("deliver")
+@click.pass_context
+def deliver(ctx: click.Context) -> None:
+    """Send documents received by mail to the DPIs as LPS MDM^T02 over MLLP (RELAIS_ACK_ROUTES:
+    MAILBOX-or-DOMAIN=host:port,...), then the MDN, until Ctrl-C / SIGTERM."""
+    from mss_bridge.service import run_lps_delivery  # noqa: PLC0415 - fast --help
+    from producers.mllp.ack_routes import AckRouteError, parse_routes  # noqa: PLC0415
+
+    try:
+        routes = parse_routes(settings_of(ctx).acks.routes)
+    except AckRouteError as exc:
+        raise click.ClickException(str(exc)) from None
+    run_component(ctx, run_lps_delivery, what=f"mss deliver -> {len(routes)} DPI route(s)")

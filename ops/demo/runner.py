@@ -98,7 +98,7 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
     started = time.monotonic()
     try:
         _step(
-            "starting broker, topics, DMP, INSi and MSSanté sandboxes, 6 worker processes "
+            "starting broker, topics, DMP, INSi and MSSanté sandboxes, 7 worker processes "
             f"(logs in {work})"
         )
         await stack.start()

@@ -27,9 +27,9 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from domain.metadata_flags import FLAG_DEFAULTS
 from relais.envelope import Envelope, open_envelope, seal
 from relais.keyring import Keyring
-from streams.route.release_policy import FLAG_DEFAULTS
 
 DMP: Final = "DMP"
 MSSANTE: Final = "MSSANTE"

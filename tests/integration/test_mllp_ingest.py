@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from ops.demo import samples
 from ops.localstack import LocalStack
 from producers.ingest import Ingest
 from producers.mllp.framing import MllpDecoder, frame
@@ -23,7 +24,7 @@ from relais.contracts import Codec
 from relais.envelope import Envelope, open_envelope
 from relais.metrics import REGISTRY
 from relais.topic_admin import ensure_topics
-from relais.topics import DEADLETTER, IDENTITY_EVENTS, SUBMITTED
+from relais.topics import DEADLETTER, IDENTITY_EVENTS, SUBMITTED, TEST_DOCUMENTS
 from tests.shared_data import shared
 
 CODEC = Codec()
@@ -160,40 +161,50 @@ SAMPLES = {
 }
 
 
-async def test_ans_document_samples_are_acknowledged_and_on_the_bus(gateway: Gateway) -> None:
-    expected_documents = 0
-    for name, (ack_type, documents, _, _, _) in SAMPLES.items():
+#: What the door says of each ANS sample: they carry placeholders instead of documents,
+#: and two break the volet's own rules (MSSanté combination, INS digits vs traits).
+SAMPLE_REFUSALS = {
+    "ORU_R01_CR-BIO_N1+N3_initial_placeholder.hl7": ("OBX-5", "well-formed"),
+    "ORU_R01_CR-BIO_N1+N3_delete_placeholder.er7": ("OBX-5", "well-formed"),
+    "MDM_T02_CR-IMG_N1_initial_placeholder.er7": ("OBX", "to the professionals only"),
+    "MDM_T04_CR-IMG_N1_delete_placeholder.er7": ("PID-3", "sex digit of the matricule"),
+}
+
+
+async def test_ans_document_samples_are_read_and_refused_before_the_ack_with_the_reason(
+    gateway: Gateway,
+) -> None:
+    """The door reads each official sample (ACK type, MSA-2) and refuses what it carries
+    with the rule it breaks, before any AA: nothing of them reaches the bus."""
+    for name, (ack_type, _, _, _, _) in SAMPLES.items():
         raw = shared("hl7v2", name).read_bytes()
         [ack] = await exchange(gateway.port, raw)
-        assert field(ack, "MSA", 1) == "AA", (name, ack)
+        location, reason = SAMPLE_REFUSALS[name]
+        assert field(ack, "MSA", 1) == "AE", (name, ack)
         assert field(ack, "MSH", 8) == ack_type
-        sent_control_id = raw.split(b"|")[9].decode()
-        assert field(ack, "MSA", 2) == sent_control_id
-        expected_documents += documents
-    bus = await records(
-        gateway.stack.broker.bootstrap, SUBMITTED.name(gateway.prefix), expected_documents
-    )
-    assert len(bus) == expected_documents
-    by_type = {(r["source"]["message_type"], r["document"]["action"]): r for r in bus}
-    for name, (_, _, sector, type_code, action) in SAMPLES.items():
-        ins, oid = pid3_ins(shared("hl7v2", name).read_bytes())
-        record = next(
-            r
-            for (_, a), r in by_type.items()
-            if a == action and r["document"]["type_code"] == type_code
-        )
-        assert record["sector"] == sector
-        assert traits(gateway.stack, record)["ins"] == ins
-        assert record["patient"]["ins_oid"] == oid
-    initial = by_type["ORU^R01", "SUBMIT"]
-    assert initial["hints"]["flags"]["DESTDMP"] is True
-    assert initial["hints"]["flags"]["ACK_LECTURE_MSS"] is True
-    assert initial["hints"]["recipients"] is not None
+        assert field(ack, "MSA", 2) == raw.split(b"|")[9].decode()
+        assert field(ack, "ERR", 2).split("^")[0] == location.split("-")[0], (name, ack)
+        assert reason in ack.decode(), (name, ack)
+    bootstrap = gateway.stack.broker.bootstrap
+    assert await records(bootstrap, SUBMITTED.name(gateway.prefix), 1, timeout=3) == []
+
+
+async def test_test_messages_go_to_the_test_topic_and_never_to_a_stage(gateway: Gateway) -> None:
+    """MSH-11 D (the ANS sample as it is): accepted, on the test topic, not on the identity
+    events a real patient's record is built from."""
+    raw = shared("hl7v2", "ADT_A01_PAMFR_INS_admission.er7").read_bytes()
+    [ack] = await exchange(gateway.port, raw)
+    assert field(ack, "MSA", 1) == "AA"
+    bootstrap = gateway.stack.broker.bootstrap
+    [update] = await records(bootstrap, TEST_DOCUMENTS.name(gateway.prefix), 1)
+    assert update["trigger"] == "A01"
+    assert await records(bootstrap, IDENTITY_EVENTS.name(gateway.prefix), 1, timeout=3) == []
 
 
 async def test_ans_admission_becomes_an_identity_event(gateway: Gateway) -> None:
     raw = shared("hl7v2", "ADT_A01_PAMFR_INS_admission.er7").read_bytes()
-    [ack] = await exchange(gateway.port, raw)
+    production = raw.replace(b"|3975|D|", b"|3975|P|")  # the sample is a debug message
+    [ack] = await exchange(gateway.port, production)
     assert field(ack, "MSA", 1) == "AA"
     [update] = await records(
         gateway.stack.broker.bootstrap, IDENTITY_EVENTS.name(gateway.prefix), 1
@@ -204,7 +215,9 @@ async def test_ans_admission_becomes_an_identity_event(gateway: Gateway) -> None
     assert traits(gateway.stack, update)["ins"] == "279035121518989"
 
 
-GOOD = shared("hl7v2", "MDM_T02_CR-IMG_N1_initial_placeholder.er7")
+#: A message the door accepts: a demo MDM^T02 with a valid CDA (LF-separated, as the
+#: mutations below expect).
+GOOD = samples.sample(samples.LETTER, samples.DOMINIQUE, 1).replace(b"\r", b"\n")
 
 
 def refused(code: str) -> float:
@@ -251,14 +264,14 @@ def rejections(reason: str) -> float:
 async def test_bad_messages_get_an_ae_naming_the_field_and_a_dead_letter(
     gateway: Gateway, name: str, mutate: object, err3: str, location: str
 ) -> None:
-    raw = mutate(GOOD.read_bytes())  # type: ignore[operator]
+    raw = mutate(GOOD)  # type: ignore[operator]
     refused_before = refused("AE")
     [ack] = await exchange(gateway.port, raw)
     assert field(ack, "MSA", 1) == "AE", name
     assert field(ack, "ERR", 3).split("^")[0] == err3, (name, ack)
     assert field(ack, "ERR", 2).startswith(location), (name, ack)
     # The gateway keeps serving: the good message right after is accepted.
-    [ok] = await exchange(gateway.port, GOOD.read_bytes())
+    [ok] = await exchange(gateway.port, GOOD)
     assert field(ok, "MSA", 1) == "AA"
     digest = hashlib.sha256(raw).hexdigest()
     ours: list[dict] = []
@@ -276,12 +289,12 @@ async def test_bad_messages_get_an_ae_naming_the_field_and_a_dead_letter(
 async def test_oversized_truncated_garbage_and_slow_senders(gateway: Gateway) -> None:
     before = {r: rejections(r) for r in ("oversized", "truncated", "junk")}
     # 10 MB message over an 8 MB limit: AR, then the connection closes.
-    big = GOOD.read_bytes().replace(b"^Base64^", b"^Base64^" + b"A" * (10 << 20), 1)
+    big = GOOD.replace(b"^Base64^", b"^Base64^" + b"A" * (10 << 20), 1)
     [nak] = await exchange(gateway.port, big, chunk=1 << 20)
     assert field(nak, "MSA", 1) == "AR"
     # Truncated frame: start block, half a message, then the sender goes away.
     _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-    writer.write(b"\x0b" + GOOD.read_bytes()[:100])
+    writer.write(b"\x0b" + GOOD[:100])
     await writer.drain()
     writer.close()
     # Binary garbage outside any frame.
@@ -290,7 +303,7 @@ async def test_oversized_truncated_garbage_and_slow_senders(gateway: Gateway) ->
     await writer.drain()
     writer.close()
     # Slow sender: 200-byte pieces, 50 ms apart, under the 3 s idle timeout.
-    [slow] = await exchange(gateway.port, GOOD.read_bytes(), chunk=200, pause_s=0.05)
+    [slow] = await exchange(gateway.port, GOOD, chunk=200, pause_s=0.05)
     assert field(slow, "MSA", 1) == "AA"
     await asyncio.sleep(0.5)
     assert rejections("oversized") == before["oversized"] + 1

@@ -1,0 +1,174 @@
+"""The document ids the door already accepted, and what each one's content was.
+
+A document id (CDA id, TXA-12, OBR-3 + OBX-1) names one content for ever: the DMP
+keeps it and every later version names it as its parent. So the door refuses, by
+name, before its ACK:
+
+* an id already accepted with **another content** (a resend of the same bytes is
+  accepted again: the sinks deliver it once);
+* a **replacement or deletion** of an id it never accepted (volet: the sender must
+  first send the document, or name the right parent in TXA-13 / the CDA's
+  relatedDocument).
+
+The ids live on the compacted topic ``documents.ids.v1`` (key: the id; value: the
+content's SHA-256 and the action), written by the producer library in the same batch as
+the documents. Each gateway reads it whole at start, then follows it, so several
+gateways share what each accepted. Bound: memory grows with the ids kept (about 150
+bytes each); the topic's retention (a year) bounds it, and the DMP sink refuses a
+reused id it filed earlier, as a backstop with a business acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from domain.document_id import HL7V3, parse
+from producers.hl7.errors import Hl7ValidationError
+from producers.hl7.message import EmbeddedDocument, Hl7Message
+from producers.submission import ACTIONS, unique_id
+
+log = logging.getLogger(__name__)
+_DIGEST_CHARS: Final = 32
+
+
+@dataclass(frozen=True)
+class DocumentKey:
+    """One document of a message as the registry sees it."""
+
+    unique_id: str
+    digest: str  # SHA-256 of the content, first 32 hex characters
+    action: str  # SUBMIT | REPLACE | DELETE
+    parent_id: str | None
+
+    def entry(self) -> tuple[bytes, bytes]:
+        """(key, value) of this document on ``documents.ids.v1``."""
+        value = {"sha256": self.digest, "action": self.action}
+        return self.unique_id.encode(), json.dumps(value, sort_keys=True).encode()
+
+
+def document_keys(message: Hl7Message) -> tuple[DocumentKey, ...]:
+    """Each document's id, digest, action and parent (TXA-13, else the CDA's RPLC parent)."""
+    return tuple(
+        DocumentKey(
+            unique_id=normal_id(unique_id(message, document)),
+            digest=hashlib.sha256(document.content).hexdigest()[:_DIGEST_CHARS],
+            action=ACTIONS.get(document.result_status, "SUBMIT"),
+            parent_id=_parent(message, document),
+        )
+        for document in message.documents
+    )
+
+
+def normal_id(document_id: str) -> str:
+    """``root^extension`` (HL7 v2 EI) and ``root.extension`` (the CDA id) name the same id."""
+    return document_id.replace("^", ".")
+
+
+def _parent(message: Hl7Message, document: EmbeddedDocument) -> str | None:
+    if message.parent_document_id:
+        return normal_id(message.parent_document_id)
+    if document.media_type != "text/xml":
+        return None
+    root, _ = parse(document.content)
+    if root is None:
+        return None
+    parent = root.find(f"{{{HL7V3}}}relatedDocument/{{{HL7V3}}}parentDocument/{{{HL7V3}}}id")
+    if parent is None or not parent.get("root"):
+        return None
+    extension = parent.get("extension")
+    return f"{parent.get('root')}.{extension}" if extension else str(parent.get("root"))
+
+
+def known_problem(
+    known: Mapping[str, str], keys: Iterable[DocumentKey]
+) -> Hl7ValidationError | None:
+    """Why these documents contradict the ids already accepted, or None."""
+    for key in keys:
+        earlier = known.get(key.unique_id)
+        if key.action == "SUBMIT" and earlier is not None and earlier != key.digest:
+            return Hl7ValidationError(
+                f"document id {key.unique_id} was already sent with another content; a new "
+                "document needs a new id, a correction is a replacement (MDM^T10 / ORC RO) "
+                "naming this id as its parent",
+                hl7_error_code="205",
+                app_error_code="906",
+                location="OBX-5",
+            )
+        target = key.parent_id or key.unique_id
+        if key.action != "SUBMIT" and target not in known:
+            verb = "replaces" if key.action == "REPLACE" else "deletes"
+            return Hl7ValidationError(
+                f"this message {verb} document {target}, which Relais never received; send the "
+                "document first, or name the id it was sent with (TXA-13 / relatedDocument)",
+                hl7_error_code="204",
+                app_error_code="906",
+                location="TXA-13" if key.parent_id else "OBX-5",
+            )
+    return None
+
+
+class KnownDocuments:
+    """The registry: loaded from ``documents.ids.v1``, then followed in the background."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.ids: dict[str, str] = {}
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        self._follower: asyncio.Task[None] | None = None
+
+    def problem(self, message: Hl7Message) -> Hl7ValidationError | None:
+        return known_problem(self.ids, document_keys(message))
+
+    def remember(self, keys: Iterable[DocumentKey]) -> None:
+        for key in keys:
+            self.ids[key.unique_id] = key.digest
+
+    async def start(self) -> None:
+        """Read the topic to its end (what every gateway accepted so far), then follow it."""
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic) or set()
+        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(assigned)
+        await self._consumer.seek_to_beginning(*assigned)
+        ends = await self._consumer.end_offsets(assigned)
+        while await self._behind(ends):
+            self._take(await self._consumer.getmany(timeout_ms=500))
+        log.info("document ids loaded: %d", len(self.ids))
+        self._follower = asyncio.create_task(self._follow())
+
+    async def _behind(self, ends: Mapping[TopicPartition, int]) -> bool:
+        for partition, end in ends.items():
+            if await self._consumer.position(partition) < end:
+                return True
+        return False
+
+    async def _follow(self) -> None:
+        while True:
+            self._take(await self._consumer.getmany(timeout_ms=1000))
+
+    def _take(self, batches: Mapping[TopicPartition, list[object]]) -> None:
+        for records in batches.values():
+            for record in records:
+                key, value = getattr(record, "key", None), getattr(record, "value", None)
+                if key is None or value is None:
+                    continue
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    self.ids[key.decode()] = str(json.loads(value)["sha256"])
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+        await self._consumer.stop()
