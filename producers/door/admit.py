@@ -34,8 +34,18 @@ from producers.hl7.errors import Hl7ValidationError
 from producers.hl7.message import EmbeddedDocument, Hl7Message, parse_message
 from relais.mail.errors import AddressError
 
+
+
+def _read_only(items: dict[str, object]) -> Mapping[str, object]:
+    return MappingProxyType(items)
+
+
+def _reduce_proxy(proxy: MappingProxyType[str, object]) -> tuple[object, tuple[object, ...]]:
+    return _read_only, (dict(proxy),)
+
+
 # Parsed messages cross the process pool: MappingProxyType fields pickle as their dict.
-copyreg.pickle(MappingProxyType, lambda proxy: (MappingProxyType, (dict(proxy),)))
+copyreg.pickle(MappingProxyType, _reduce_proxy)  # type: ignore[arg-type]
 
 #: What the door refuses: the matricule itself, and its digits against PID-7/8.
 REFUSED_AT_THE_DOOR: Final = frozenset(
