@@ -34,7 +34,7 @@ SUBMITTED: Final = TopicSpec(
 )
 TEST_DOCUMENTS: Final = TopicSpec(
     "documents.test.v1",
-    1,
+    4,
     "test messages (MSH-11 T/D) a producer sent: checked like the others, delivered nowhere",
     _DATA,
 )
@@ -42,7 +42,11 @@ DOCUMENT_IDS: Final = TopicSpec(
     "documents.ids.v1",
     4,
     "document ids the door accepted, with their content digest (compacted, by id)",
-    {"cleanup.policy": "compact", "retention.ms": str(366 * 24 * 3600 * 1000)},
+    {
+        "cleanup.policy": "compact",
+        "retention.ms": str(366 * 24 * 3600 * 1000),
+        "max.message.bytes": str(1 << 20),
+    },
 )
 QUALIFIED: Final = TopicSpec("documents.qualified.v1", 4, "documents whose INS is qualified", _DATA)
 READY: Final = TopicSpec("documents.ready.v1", 4, "transcoded, validated documents", _DATA)

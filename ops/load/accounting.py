@@ -24,7 +24,7 @@ EXPECTED: Final = {
     Defect.NONE: "delivered",
     Defect.UNQUALIFIED: "held",
     Defect.DUPLICATE: "duplicate-ignored",
-    Defect.BROKEN_CDA: "dead-lettered",
+    Defect.BROKEN_CDA: "refused",  # the door refuses it before its ACK (AE)
     Defect.BAD_HL7: "refused",
 }
 _MSH10: Final = re.compile(r"MSH-10 (\S+)")

@@ -51,7 +51,7 @@ class Defect(Enum):
     NONE = "none"  # qualified identity, good document: filed at the DMP once
     UNQUALIFIED = "unqualified"  # identity only provisional: held by the identity stage
     DUPLICATE = "duplicate"  # a second copy of an earlier document (new MSH-10): ignored
-    BROKEN_CDA = "broken-cda"  # truncated CDA in a good message: dead-lettered by transcode
+    BROKEN_CDA = "broken-cda"  # truncated CDA in a good message: refused at the door (AE)
     BAD_HL7 = "bad-hl7"  # not HL7 at all (MLLP only): refused with AE and dead-lettered
 
 

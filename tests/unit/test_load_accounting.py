@@ -31,16 +31,16 @@ def good_run() -> tuple[list[Sent], Observed]:
     docs = [
         sent(0),
         sent(1, Defect.UNQUALIFIED),
-        sent(2, Defect.BROKEN_CDA),
+        sent(2, Defect.BROKEN_CDA, answer="AE"),
         sent(3, Defect.BAD_HL7, answer="AE"),
         sent(4, Defect.DUPLICATE, copy_of=0),
     ]
     seen = Observed(filings={"1.2.3.0": 1})
-    for seq, event in ((0, "e0"), (1, "e1"), (2, "e2"), (4, "e4")):
+    for seq, event in ((0, "e0"), (1, "e1"), (4, "e4")):
         received(seen, seq, event)
     seen.dmp["e0"] = ["DELIVERED"]
     seen.held["e1"] = "identity-not-qualified"
-    seen.dead["e2"] = "transcode: cda-not-well-formed"
+    seen.dead_by_sha["sha2"] = "mllp: hl7-207"
     seen.dead_by_sha["sha3"] = "mllp: hl7-101"
     seen.duplicates.add("e4")
     seen.routed["e0"] = ("DMP", "NOTIFY")
@@ -54,7 +54,7 @@ def test_a_good_run_accounts_for_every_document() -> None:
     assert [x.outcome.split(":")[0] for x in accounting.lines] == [
         "delivered",
         "held",
-        "dead-lettered",
+        "refused",
         "refused",
         "duplicate-ignored",
     ]
@@ -82,7 +82,7 @@ def test_a_document_never_received_is_missing() -> None:
 def test_an_ae_without_its_dead_letter_is_missing() -> None:
     docs, seen = good_run()
     seen.dead_by_sha.clear()
-    assert [x.seq for x in account(docs, seen).missing] == [3]
+    assert [x.seq for x in account(docs, seen).missing] == [2, 3]
 
 
 def test_a_document_filed_twice_at_the_dmp_is_doubled() -> None:
