@@ -16,8 +16,8 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 
 from producers.document_files import DocumentFileError, load_document_file
+from producers.door.admit import admit
 from producers.hl7.errors import Hl7Error
-from producers.hl7.message import parse_message
 from producers.ingest import sector_of
 from producers.publisher import Publisher
 
@@ -41,7 +41,7 @@ async def publish_one(publisher: Publisher, path: Path, sector: str | None) -> F
     try:
         content = await asyncio.to_thread(path.read_bytes)
         if is_hl7(content):
-            message = parse_message(content)
+            message = admit(content, publisher.policy)
             ids = await publisher.publish_message(message, sector=sector_of(message, sector))
             return FileOutcome(path, tuple(ids))
         submission = await asyncio.to_thread(load_document_file, path, content, sector)

@@ -21,7 +21,7 @@ from types import TracebackType
 from aiokafka import AIOKafkaProducer
 
 from producers.document_files import FileSubmission
-from producers.door.admit import DoorPolicy, admit, is_test
+from producers.door.admit import DoorPolicy, admit, content_problems, is_test
 from producers.door.known_documents import (
     DocumentKey,
     KnownDocuments,
@@ -161,7 +161,18 @@ class Publisher:
         return keys
 
     async def publish_document(self, submission: FileSubmission) -> str:
-        """Publish a CDA or PDF described by :mod:`producers.document_files`."""
+        """Check (the door's content rules) and publish a CDA or PDF described by
+        :mod:`producers.document_files`."""
+        document = submission.document
+        problems = content_problems(
+            document.content, document.media_type, submission.patient, self.policy
+        )
+        if problems:
+            raise Hl7ValidationError(
+                f"document refused: {'; '.join(problems[:5])}",
+                hl7_error_code="207",
+                app_error_code="906",
+            )
         record = document_submitted(
             submission.document,
             patient=submission.patient,

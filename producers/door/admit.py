@@ -32,8 +32,8 @@ from domain.mssante_address import parse_address, patient_address
 from producers.door.content import cda_problems, pdf_problems
 from producers.hl7.errors import Hl7ValidationError
 from producers.hl7.message import EmbeddedDocument, Hl7Message, parse_message
+from producers.hl7.patient import PatientIdentity
 from relais.mail.errors import AddressError
-
 
 
 def _read_only(items: dict[str, object]) -> Mapping[str, object]:
@@ -183,12 +183,18 @@ def _at_prt(text: str) -> Hl7ValidationError:
     return Hl7ValidationError(text, hl7_error_code="103", app_error_code="906", location="PRT-15")
 
 
+def content_problems(
+    content: bytes, media_type: str, patient: PatientIdentity, policy: DoorPolicy
+) -> list[str]:
+    """Why a CDA or PDF may not go in (also for ``relais publish`` files); [] when it may."""
+    if media_type == "text/xml":
+        return cda_problems(content, patient, cda_schema(policy.cda_xsd_dir))
+    return pdf_problems(content)
+
+
 def check_content(message: Hl7Message, document: EmbeddedDocument, policy: DoorPolicy) -> None:
     """The document itself: a safe, valid CDA about PID's patient, or a PDF without scripts."""
-    if document.media_type == "text/xml":
-        problems = cda_problems(document.content, message.patient, cda_schema(policy.cda_xsd_dir))
-    else:
-        problems = pdf_problems(document.content)
+    problems = content_problems(document.content, document.media_type, message.patient, policy)
     if not problems:
         return
     patient_rules = [p for p in problems if p.startswith("patient-")]
