@@ -20,16 +20,14 @@ Choices where MLLP leaves room:
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 START_BLOCK: Final = b"\x0b"
 END_BLOCK: Final = b"\x1c\x0d"
 
 _START: Final = 0x0B
+_END: Final = 0x1C
 _CR: Final = 0x0D
-#: A start block, an end block, or a 0x1C ending the read; a lone 0x1C is payload.
-_BOUNDARY: Final = re.compile(rb"\x0b|\x1c(?:\x0d|\Z)")
 #: How much of an oversized frame is kept, enough to read its MSH for the NAK.
 PREFIX_BYTES: Final = 8192
 
@@ -125,20 +123,19 @@ class MllpDecoder:
         return pos
 
     def _scan_frame(self, data: bytes, pos: int, frames: list[bytes]) -> int:
-        match = _BOUNDARY.search(data, pos)
-        if match is None:
+        found, length = _boundary(data, pos)
+        if found < 0:
             self._append(data[pos:], frames)
             return len(data)
-        found = match.start()
         self._append(data[pos:found], frames)
         if data[found] == _START:
             self.junk_bytes += 1 + len(self._buffer)  # the cut frame, start block included
             self._buffer.clear()
-        elif match.end() - found == 2:
+        elif length == 2:
             self._complete(frames)
         else:
             self._end_pending = True  # 0x1C is the last byte of this read
-        return match.end()
+        return found + length
 
     def _append(self, chunk: bytes, frames: list[bytes]) -> None:
         """Add to the current frame, refusing it before it outgrows the limit."""
@@ -156,3 +153,19 @@ class MllpDecoder:
         frames.append(bytes(self._buffer))
         self._buffer = bytearray()
         self._in_frame = False
+
+
+def _boundary(data: bytes, pos: int) -> tuple[int, int]:
+    """The first start block, end block or 0x1C ending the read from ``pos``: (index, length).
+
+    (-1, 0) when there is none; a 0x1C followed by anything but CR is payload. Two
+    ``bytes.find`` (memchr speed), where a regular expression costs ~30 ms per 5 MB.
+    """
+    found = [(at, length) for at, length in _candidates(data, pos) if at >= 0]
+    return min(found) if found else (-1, 0)
+
+
+def _candidates(data: bytes, pos: int) -> tuple[tuple[int, int], ...]:
+    last = len(data) - 1
+    pending = last if last >= pos and data[last] == _END else -1
+    return ((data.find(START_BLOCK, pos), 1), (data.find(END_BLOCK, pos), 2), (pending, 1))

@@ -12,8 +12,13 @@ Guarantees a sender can rely on:
   :meth:`MllpGateway.stop` (within its grace period): the event may already be
   on the bus. If the peer is gone the ACK is dropped; the sender resends and the
   duplicate is recognised downstream (at-least-once, delivered once).
-- A frame over the limit gets an ``AR`` NAK and the connection is closed; idle
-  connections are closed; connections over ``max_connections`` are refused.
+- A frame over ``max_frame_bytes`` gets an ``AE`` NAK (permanent: the same message
+  would be refused again) whose ERR names the limit and what the sender can do;
+  the connection is then half-closed, drained briefly (so the NAK is not lost to
+  a reset) and closed.
+
+One sender cannot stall or starve the others: per-peer connection limit, frame
+deadline, idle timeout (see :mod:`producers.mllp.guards` for the defaults and why).
 
 Logs carry the peer address, sizes and SHA-256 prefixes, never message content.
 """
@@ -25,16 +30,24 @@ import contextlib
 import logging
 import ssl
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final, NoReturn, Protocol
 
-from producers.hl7.ack import build_ack, read_msa
-from producers.hl7.errors import Hl7ValidationError
+from producers.hl7.ack import read_msa
 from producers.hl7.message import message_digest
+from producers.mllp.config import GatewayConfig, server_tls_context
 from producers.mllp.framing import FrameTooLarge, MllpDecoder, frame
+from producers.mllp.guards import FrameClock, PeerSlots, oversized_nak
+
+__all__ = [
+    "GatewayConfig",
+    "GatewayObserver",
+    "MessageHandler",
+    "MllpGateway",
+    "NullObserver",
+    "ack_code_of",
+    "server_tls_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +71,8 @@ class GatewayObserver(Protocol):
     """What the gateway reports (Prometheus in ``producers.mllp.metrics``).
 
     Every accepted TCP connection gets one ``connection_opened`` and one
-    ``connection_closed`` (reasons: eof, reset, idle-timeout, oversized,
-    tls-error, too-many, handler-error, shutdown).
+    ``connection_closed`` (reasons: eof, reset, idle-timeout, slow-frame, oversized,
+    tls-error, too-many, too-many-from-peer, handler-error, shutdown).
     """
 
     def connection_opened(self) -> None: ...
@@ -79,49 +92,6 @@ class NullObserver:
     def frame_rejected(self, reason: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    """Listener settings. ``tls`` None means plain TCP; see :func:`server_tls_context`."""
-
-    host: str = "127.0.0.1"
-    port: int = 2575
-    max_frame_bytes: int = 16 << 20
-    idle_timeout_s: float = 300.0
-    max_connections: int = 1000
-    tls: ssl.SSLContext | None = None
-    shutdown_grace_s: float = 10.0
-
-
-def server_tls_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
-    """A server context, TLS 1.2 or later; with ``client_ca``, client certificates are required."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile=cert, keyfile=key)
-    if client_ca is not None:
-        context.load_verify_locations(cafile=client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
-def reject_frame(raw_prefix: bytes, *, reason: str) -> bytes:
-    """An ``AR`` NAK for a frame refused before it was complete (oversized).
-
-    Only the start of the frame was kept, so the header is read best-effort from
-    its first segment: the ACK still swaps the applications and echoes MSH-10
-    when the MSH was readable, and has empty fields otherwise.
-    """
-    first_line = raw_prefix.replace(b"\n", b"\r").split(b"\r", 1)[0]
-    error = Hl7ValidationError(reason, hl7_error_code="207", app_error_code="906")
-    return build_ack(
-        None,
-        first_line,
-        code="AR",
-        error=error,
-        control_id=uuid.uuid4().hex[:20],
-        now=datetime.now(UTC),
-    )
-
-
 def ack_code_of(ack: bytes) -> str:
     """MSA-1 of an ACK payload, for the metrics ("unknown" when absent)."""
     msa = read_msa(ack)
@@ -138,7 +108,8 @@ class _Closed(Exception):
 
 @dataclass
 class _Connection:
-    peer: str
+    host: str  # the peer's address, what the per-peer limit counts
+    peer: str  # host:port, for the logs
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     busy: bool = False  # a message is being handled or acknowledged
@@ -159,6 +130,7 @@ class MllpGateway:
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
         self._inflight: set[asyncio.Task[bytes]] = set()
+        self._peers = PeerSlots(config.max_connections_per_peer)
         self._stopping = False
         self._stopped = asyncio.Event()
 
@@ -224,16 +196,15 @@ class MllpGateway:
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        peer = _peer_of(writer)
-        connection = _Connection(peer, reader, writer)
+        connection = _Connection(*_peer_of(writer), reader, writer)
         self.observer.connection_opened()
-        reason = "eof"
-        if self._stopping or len(self._connections) >= self.config.max_connections:
-            reason = "shutdown" if self._stopping else "too-many"
-            log.warning("MLLP connection from %s refused: %s", peer, reason)
-            await self._close(connection, reason)
+        refusal = self._refusal(connection)
+        if refusal is not None:
+            log.warning("MLLP connection from %s refused: %s", connection.peer, refusal)
+            await self._close(connection, refusal)
             return
         self._connections[task] = connection
+        reason = "eof"
         try:
             await self._start_tls(connection)
             await self._serve(connection)
@@ -248,6 +219,17 @@ class MllpGateway:
                 await self._close(connection, reason)
             finally:  # tracked until closed, so that stop() waits for the TLS close too
                 del self._connections[task]
+                self._peers.release(connection.host)
+
+    def _refusal(self, connection: _Connection) -> str | None:
+        """Why a new connection is closed at once, or None (it then holds a peer slot)."""
+        if self._stopping:
+            return "shutdown"
+        if len(self._connections) >= self.config.max_connections:
+            return "too-many"
+        if not self._peers.acquire(connection.host):
+            return "too-many-from-peer"
+        return None
 
     async def _start_tls(self, connection: _Connection) -> None:
         if self.config.tls is None:
@@ -264,38 +246,51 @@ class MllpGateway:
 
     async def _serve(self, connection: _Connection) -> None:
         decoder = MllpDecoder(self.config.max_frame_bytes)
+        loop = asyncio.get_running_loop()
+        config = self.config
+        clock = FrameClock.start(loop.time(), config.idle_timeout_s, config.frame_timeout_s)
         while not self._stopping:
-            data = await self._read(connection, decoder)
+            data = await self._read(connection, decoder, clock)
             junk_before = decoder.junk_bytes
             try:
                 frames = decoder.feed(data)
             except FrameTooLarge as too_large:
                 await self._handle_all(connection, too_large.frames)
                 await self._reject_oversized(connection, too_large)
-            if decoder.junk_bytes > junk_before:
+            junk = decoder.junk_bytes - junk_before
+            if junk:
                 self.observer.frame_rejected("junk")
             await self._handle_all(connection, frames)
+            clock.after_read(
+                loop.time(),
+                message_bytes=junk < len(data) or decoder.in_frame,
+                completed=bool(frames),
+                in_frame=decoder.in_frame,
+            )
         raise _Closed("shutdown")
 
-    async def _read(self, connection: _Connection, decoder: MllpDecoder) -> bytes:
-        """The next bytes; raises ``_Closed`` on EOF or when nothing came for the idle timeout."""
+    async def _read(
+        self, connection: _Connection, decoder: MllpDecoder, clock: FrameClock
+    ) -> bytes:
+        """The next bytes; raises ``_Closed`` on EOF, idle timeout or frame deadline."""
+        wait, reason = clock.next_wait(asyncio.get_running_loop().time())
         try:
-            async with asyncio.timeout(self.config.idle_timeout_s):
+            async with asyncio.timeout(wait):
                 data = await connection.reader.read(_READ_BYTES)
         except TimeoutError:
-            self._note_truncated(decoder)
-            log.info("MLLP connection from %s idle, closing", connection.peer)
-            raise _Closed("idle-timeout") from None
+            self._note_truncated(decoder, reason)
+            log.info("MLLP connection from %s: %s, closing", connection.peer, reason)
+            raise _Closed(reason) from None
         except ssl.SSLError:
             raise _Closed("tls-error") from None
         if not data:
-            self._note_truncated(decoder)
+            self._note_truncated(decoder, "eof")
             raise _Closed("eof")
         return data
 
-    def _note_truncated(self, decoder: MllpDecoder) -> None:
+    def _note_truncated(self, decoder: MllpDecoder, reason: str) -> None:
         if decoder.in_frame:
-            self.observer.frame_rejected("truncated")
+            self.observer.frame_rejected("slow-frame" if reason == "slow-frame" else "truncated")
 
     async def _handle_all(self, connection: _Connection, frames: list[bytes]) -> None:
         for payload in frames:
@@ -307,8 +302,9 @@ class MllpGateway:
         """Hand one message over and write its ACK; the handler is shielded from cancellation."""
         received = time.perf_counter()
         self.observer.frame_received(len(payload))
-        digest = message_digest(payload)[:12]
-        log.debug("MLLP message %s from %s: %d bytes", digest, connection.peer, len(payload))
+        if log.isEnabledFor(logging.DEBUG):  # SHA-256 of 5 MB: 10 ms of the event loop
+            digest = message_digest(payload)[:12]
+            log.debug("MLLP message %s from %s: %d bytes", digest, connection.peer, len(payload))
         connection.busy = True
         try:
             ack = await self._run_handler(connection, payload)
@@ -331,14 +327,10 @@ class MllpGateway:
     async def _reject_oversized(self, connection: _Connection, error: FrameTooLarge) -> NoReturn:
         started = time.perf_counter()
         self.observer.frame_rejected("oversized")
-        log.warning("MLLP frame from %s over %d bytes: AR, closing", connection.peer, error.limit)
-        reason = (
-            f"the message is larger than the {error.limit}-byte limit of this gateway; "
-            "it was not stored"
-        )
+        log.warning("MLLP frame from %s over %d bytes: AE, closing", connection.peer, error.limit)
         with contextlib.suppress(_Closed, ConnectionError, OSError):
-            await self._write(connection, reject_frame(error.prefix, reason=reason))
-            self.observer.ack_sent("AR", time.perf_counter() - started)
+            await self._write(connection, oversized_nak(error.prefix, error.limit))
+            self.observer.ack_sent("AE", time.perf_counter() - started)
             await self._linger(connection)
         raise _Closed("oversized")
 
@@ -392,6 +384,9 @@ class MllpGateway:
         log.debug("MLLP connection from %s closed: %s", connection.peer, reason)
 
 
-def _peer_of(writer: asyncio.StreamWriter) -> str:
+def _peer_of(writer: asyncio.StreamWriter) -> tuple[str, str]:
+    """(host, host:port) of the peer."""
     peer = writer.get_extra_info("peername")
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(peer[0]), f"{peer[0]}:{peer[1]}"
+    return str(peer), str(peer)

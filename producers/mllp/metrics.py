@@ -20,15 +20,17 @@ OUTCOMES: Final = frozenset(
         "eof",
         "reset",
         "idle-timeout",
+        "slow-frame",
         "oversized",
         "tls-error",
         "too-many",
+        "too-many-from-peer",
         "handler-error",
         "shutdown",
     }
 )
 ACK_CODES: Final = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
-REJECTIONS: Final = frozenset({"oversized", "truncated", "junk"})
+REJECTIONS: Final = frozenset({"oversized", "truncated", "slow-frame", "junk"})
 
 CONNECTIONS_OPEN = Gauge(
     "relais_mllp_connections_open",

@@ -44,6 +44,8 @@ def gateway_config(mllp: MllpSettings) -> GatewayConfig:
         max_frame_bytes=mllp.max_frame_bytes,
         idle_timeout_s=mllp.idle_timeout_s,
         max_connections=mllp.max_connections,
+        max_connections_per_peer=mllp.max_connections_per_peer,
+        frame_timeout_s=mllp.frame_timeout_s,
         tls=tls,
     )
 

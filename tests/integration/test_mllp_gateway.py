@@ -32,7 +32,6 @@ from producers.mllp.gateway import (
     GatewayConfig,
     MllpGateway,
     ack_code_of,
-    reject_frame,
     server_tls_context,
 )
 from producers.mllp.metrics import PrometheusGatewayObserver
@@ -105,8 +104,11 @@ class Client:
         self.acks: list[bytes] = []
 
     @classmethod
-    async def connect(cls, port: int, tls: ssl.SSLContext | None = None) -> Client:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
+    async def connect(
+        cls, port: int, tls: ssl.SSLContext | None = None, source: str | None = None
+    ) -> Client:
+        local = (source, 0) if source else None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls, local_addr=local)
         return cls(reader, writer)
 
     async def send(self, *payloads: bytes) -> None:
@@ -210,7 +212,9 @@ async def test_frame_split_byte_by_byte(gateway: Running) -> None:
     await client.close()
 
 
-async def test_many_concurrent_connections(gateway: Running) -> None:
+async def test_many_concurrent_connections(start_gateway: Start) -> None:
+    gateway = await start_gateway(max_connections_per_peer=50)  # all from 127.0.0.1
+
     async def sender(n: int) -> list[tuple[str, str]]:
         client = await Client.connect(gateway.port)
         for i in range(5):
@@ -235,7 +239,7 @@ async def test_bad_message_gets_ae_with_the_readable_header(gateway: Running) ->
     await client.close()
 
 
-async def test_oversized_frame_gets_ar_and_close_while_others_are_served(
+async def test_oversized_frame_gets_ae_and_close_while_others_are_served(
     start_gateway: Start,
 ) -> None:
     running = await start_gateway(max_frame_bytes=64 * 1024)
@@ -245,9 +249,14 @@ async def test_oversized_frame_gets_ar_and_close_while_others_are_served(
     big = await Client.connect(running.port)
     big.writer.write(frame(message("BIG-1") + b"NTE|1||" + b"A" * 200_000 + b"\r"))
     (nak,) = await big.read_acks(1)
-    assert msa(nak) == ("AR", "BIG-1")
+    assert msa(nak) == ("AE", "BIG-1")  # permanent: the same message would fail again
     assert segment(nak, "MSH")[2:6] == ["RELAIS", "RELAIS", "SIL-TEST", "LABO-TEST"]
-    assert "65536" in segment(nak, "ERR")[8]
+    err = segment(nak, "ERR")
+    assert err[3].startswith("199^")
+    assert err[5].startswith("906^")
+    assert "65536-byte limit" in err[8]
+    assert "RELAIS_MLLP_MAX_FRAME_BYTES" in err[8]
+    assert "split" in err[8]
     await big.expect_close()
     await other.send(message("OTHER-1"))
     assert msa((await other.read_acks(1))[0]) == ("AA", "OTHER-1")
@@ -388,13 +397,81 @@ async def test_stop_gives_up_on_a_handler_past_the_grace_period(start_gateway: S
     await client.close()
 
 
-def test_reject_frame_without_a_readable_header() -> None:
-    nak = reject_frame(b"\x00\x01 not a header", reason="over 10 bytes")
-    assert msa(nak) == ("AR", "")
-    assert segment(nak, "ERR")[3].startswith("207^")
-    assert segment(nak, "ERR")[8] == "over 10 bytes"
-    assert ack_code_of(nak) == "AR"
+def test_ack_code_of() -> None:
+    assert ack_code_of(b"MSH|^~\\&|\rMSA|AE|X\r") == "AE"
     assert ack_code_of(b"MSH|^~\\&|\r") == "unknown"
+
+
+async def test_connections_over_the_per_peer_limit_are_refused(start_gateway: Start) -> None:
+    """One address cannot hold more than its share; another address still gets in."""
+    running = await start_gateway(max_connections_per_peer=2)
+    before = metric("relais_mllp_connections_total", outcome="too-many-from-peer")
+    first, second = await Client.connect(running.port), await Client.connect(running.port)
+    await eventually(lambda: running.gateway.connection_count == 2)
+    third = await Client.connect(running.port)
+    await third.expect_close()
+    assert third.acks == []
+    assert metric("relais_mllp_connections_total", outcome="too-many-from-peer") == before + 1
+    other_peer = await Client.connect(running.port, source="127.0.0.2")
+    await other_peer.send(message("PEER-2"))
+    assert msa((await other_peer.read_acks(1))[0]) == ("AA", "PEER-2")
+    await first.close()  # a slot of 127.0.0.1 is free again
+    await eventually(lambda: running.gateway.connection_count == 2)
+    assert msa(await round_trip(running.port, "PEER-1")) == ("AA", "PEER-1")
+    for client in (second, third, other_peer):
+        await client.close()
+
+
+async def test_a_trickling_frame_is_closed_at_its_deadline(start_gateway: Start) -> None:
+    """A byte every 0.1 s keeps the idle timeout away, not the frame deadline."""
+    running = await start_gateway(frame_timeout_s=1.0, idle_timeout_s=30)
+    closed = metric("relais_mllp_connections_total", outcome="slow-frame")
+    dropped = metric("relais_mllp_frame_rejections_total", reason="slow-frame")
+    client = await Client.connect(running.port)
+    data = frame(message("TRICKLE-1"))
+
+    async def trickle() -> None:
+        with contextlib.suppress(ConnectionError):
+            for byte in data:
+                client.writer.write(bytes([byte]))
+                await client.writer.drain()
+                await asyncio.sleep(0.1)
+
+    trickling = asyncio.create_task(trickle())
+    await client.expect_close(timeout=10)
+    assert not trickling.done()  # closed while the frame was still coming
+    trickling.cancel()
+    assert client.acks == []
+    assert running.handler.started == 0
+    await eventually(
+        lambda: metric("relais_mllp_connections_total", outcome="slow-frame") == closed + 1
+    )
+    assert metric("relais_mllp_frame_rejections_total", reason="slow-frame") == dropped + 1
+    await client.close()
+
+
+async def test_junk_trickled_between_frames_does_not_keep_a_connection(
+    start_gateway: Start,
+) -> None:
+    running = await start_gateway(idle_timeout_s=0.5)
+    idle = metric("relais_mllp_connections_total", outcome="idle-timeout")
+    client = await Client.connect(running.port)
+
+    async def trickle() -> None:
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100):  # 10 s of junk if nothing closed it
+                client.writer.write(b"\n")
+                await client.writer.drain()
+                await asyncio.sleep(0.1)
+
+    trickling = asyncio.create_task(trickle())
+    await client.expect_close(timeout=10)
+    assert not trickling.done()
+    trickling.cancel()
+    await eventually(
+        lambda: metric("relais_mllp_connections_total", outcome="idle-timeout") == idle + 1
+    )
+    await client.close()
 
 
 # --- TLS ------------------------------------------------------------------------------

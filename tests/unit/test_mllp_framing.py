@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producers.mllp.framing import END_BLOCK, START_BLOCK, FrameTooLarge, MllpDecoder, frame
+from producers.mllp.framing import (
+    END_BLOCK,
+    START_BLOCK,
+    FrameTooLarge,
+    MllpDecoder,
+    _boundary,
+    frame,
+)
 
 # Payloads MLLP allows: anything but the block characters.
 payloads = st.binary(max_size=300).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b""))
@@ -145,3 +153,19 @@ def test_frame_refuses_block_characters() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         MllpDecoder(0)
+
+
+_REGEX_BOUNDARY = re.compile(rb"\x0b|\x1c(?:\x0d|\Z)")  # the former scanner
+
+
+@given(
+    st.lists(st.sampled_from([b"\x0b", b"\x1c", b"\r", b"\n", b"a"]), max_size=20),
+    st.integers(min_value=0, max_value=21),
+)
+def test_boundaries_are_found_as_the_regular_expression_found_them(
+    pieces: list[bytes], pos: int
+) -> None:
+    data = b"".join(pieces)
+    match = _REGEX_BOUNDARY.search(data, pos)
+    expected = (match.start(), match.end() - match.start()) if match else (-1, 0)
+    assert _boundary(data, pos) == expected
