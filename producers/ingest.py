@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from producers.door.admit import DoorPolicy, admit
 from producers.hl7.ack import build_ack
 from producers.hl7.errors import Hl7Error, Hl7ValidationError
-from producers.hl7.message import Hl7Message, message_digest
+from producers.hl7.message import Hl7Message, message_digest, read_header
 from relais.deadletter import Failure
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class MessagePublisher(Protocol):
 
 class IngestObserver(Protocol):
     def accepted(self, sector: str, message_type: str, documents: int) -> None: ...
-    def refused(self, code: str, reason: str) -> None: ...
+    def refused(self, code: str, reason: str, sender: str | None = None) -> None: ...
 
 
 class Ingest:
@@ -115,7 +115,8 @@ class Ingest:
     ) -> bytes:
         reason = f"{error.hl7_error_code}-{error.location or 'message'}"
         if self.observer:
-            self.observer.refused(code, reason)
+            header = message or read_header(payload)
+            self.observer.refused(code, reason, header.sending_facility if header else None)
         log.info("refused message %s: %s %s", message_digest(payload)[:12], code, reason)
         if code == "AE":  # bad input: keep a sealed copy and the reason (AR: the sender keeps it)
             failure = Failure(f"hl7-{error.hl7_error_code}", str(error))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copyreg
 import importlib
 import logging
 import multiprocessing
@@ -26,9 +25,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from types import MappingProxyType
-from typing import Any, ParamSpec, TypeVar
+from pathlib import Path
+from typing import ParamSpec, TypeVar
 
+from producers.door.admit import DoorPolicy, cda_schema
+from producers.door.known_documents import KnownDocuments
 from producers.ingest import Ingest
 from producers.mllp.gateway import GatewayConfig
 from producers.mllp.metrics import PrometheusGatewayObserver, PrometheusIngestObserver
@@ -38,6 +39,7 @@ from relais.health import broker_reachable
 from relais.keyring import Keyring
 from relais.process import Process, announce, run_process
 from relais.settings import Settings
+from relais.topics import DOCUMENT_IDS
 
 log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
@@ -66,20 +68,42 @@ def run_gateway(settings: Settings, keyring: Keyring) -> None:
 
 async def _ingest(process: Process, config: GatewayConfig, keyring: Keyring) -> None:
     kafka, mllp = process.settings.kafka, process.settings.mllp
+    policy = door_policy(process.settings)
+    known = KnownDocuments(kafka.bootstrap, DOCUMENT_IDS.name(kafka.prefix))
     with worker_pool(mllp.workers) as executor:
         if executor is not None:
-            await warm_up(executor, mllp.workers)
-        async with Publisher(
-            bootstrap=kafka.bootstrap, keyring=keyring, topic_prefix=kafka.prefix
-        ) as publisher:
-            handler = Ingest(
-                publisher,
-                sector=mllp.sector,
-                observer=PrometheusIngestObserver(),
-                executor=executor,
-            )
-            await serve_gateway(process, config, handler, PrometheusGatewayObserver())
+            await warm_up(executor, mllp.workers, policy)
+        await known.start()
+        try:
+            async with Publisher(
+                bootstrap=kafka.bootstrap,
+                keyring=keyring,
+                topic_prefix=kafka.prefix,
+                policy=policy,
+                known=known,
+            ) as publisher:
+                handler = Ingest(
+                    publisher,
+                    sector=mllp.sector,
+                    observer=PrometheusIngestObserver(),
+                    policy=policy,
+                    executor=executor,
+                )
+                await serve_gateway(process, config, handler, PrometheusGatewayObserver())
+        finally:
+            await known.stop()
     announce("MLLP gateway stopped")
+
+
+def door_policy(settings: Settings) -> DoorPolicy:
+    """What the door enforces, from the settings: the CDA schema, MSSanté domains, tests."""
+    mllp = settings.mllp
+    return DoorPolicy(
+        cda_xsd_dir=settings.stages.cda_xsd_dir,
+        mail_domains=settings.mss.domains,
+        test_messages=mllp.test_messages,
+        test_messages_by_sender=dict(mllp.test_messages_by_sender),
+    )
 
 
 class WorkerPool(Executor):
@@ -127,10 +151,18 @@ def worker_pool(workers: int) -> Iterator[WorkerPool | None]:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-async def warm_up(executor: Executor, workers: int) -> None:
-    """Start every worker and let it import its modules (the first message pays nothing)."""
+async def warm_up(executor: Executor, workers: int, policy: DoorPolicy | None = None) -> None:
+    """Start every worker, let it import its modules and compile the CDA schema of
+    ``policy`` (the first message pays nothing)."""
     loop = asyncio.get_running_loop()
-    await asyncio.gather(*(loop.run_in_executor(executor, _pause) for _ in range(workers)))
+    xsd_dir = policy.cda_xsd_dir if policy else None
+    calls = (loop.run_in_executor(executor, _prepare, xsd_dir) for _ in range(workers))
+    await asyncio.gather(*calls)
+
+
+def _prepare(xsd_dir: Path | None) -> None:
+    cda_schema(xsd_dir)
+    _pause()
 
 
 def _import_modules() -> None:
@@ -140,19 +172,8 @@ def _import_modules() -> None:
     workers do: a core busy checking a 5 MB message does not delay the ACK of another.
     """
     os.nice(_WORKER_NICENESS)
-    for name in _WORKER_MODULES:
+    for name in _WORKER_MODULES:  # producers.door.admit makes Hl7Message picklable
         importlib.import_module(name)
-    copyreg.pickle(MappingProxyType, _reduce_mapping_proxy)
-
-
-def _reduce_mapping_proxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[Any, ...]]:
-    """Pickle a ``MappingProxyType`` (``Hl7Message.flags``...) as a copy of its mapping."""
-    return read_only, (dict(proxy),)
-
-
-def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
-    """Unpickles what :func:`_reduce_mapping_proxy` pickled."""
-    return MappingProxyType(mapping)
 
 
 def _pause() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from relais.settings_env import Env, SettingsError
 
@@ -193,6 +194,9 @@ class MllpSettings:
     tls_cert: Path | None = None  # None: plain TCP
     tls_key: Path | None = None
     client_ca: Path | None = None  # set: client certificates are required
+    #: MSH-11 T/D: "accept" (to the test topic, never delivered) or "refuse"; per MSH-4 too
+    test_messages: str = "accept"
+    test_messages_by_sender: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, env: Env) -> MllpSettings:
@@ -214,7 +218,25 @@ class MllpSettings:
             tls_cert=env.path("RELAIS_MLLP_TLS_CERT"),
             tls_key=env.path("RELAIS_MLLP_TLS_KEY"),
             client_ca=env.path("RELAIS_MLLP_CLIENT_CA"),
+            **_test_messages(env.raw("RELAIS_MLLP_TEST_MESSAGES")),
         )
+
+
+def _test_messages(text: str) -> dict[str, Any]:
+    """``accept|refuse[,FACILITY=accept|refuse...]`` (RELAIS_MLLP_TEST_MESSAGES)."""
+    default, by_sender = "accept", []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        facility, equals, choice = item.rpartition("=")
+        if choice not in ("accept", "refuse") or (equals and not facility):
+            raise SettingsError(
+                f"RELAIS_MLLP_TEST_MESSAGES: {item!r} is not accept, refuse or "
+                "FACILITY=accept|refuse (e.g. accept,CHU-X=refuse)"
+            )
+        if equals:
+            by_sender.append((facility, choice))
+        else:
+            default = choice
+    return {"test_messages": default, "test_messages_by_sender": tuple(by_sender)}
 
 
 def _workers(env: Env, default: int) -> int:

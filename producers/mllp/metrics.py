@@ -111,8 +111,9 @@ MESSAGES_ACCEPTED = Counter(
 )
 MESSAGES_REFUSED = Counter(
     "relais_producer_messages_refused_total",
-    "HL7 messages refused (AE: bad message, AR: bus unavailable), by code and reason.",
-    ["ack_code", "reason"],
+    "HL7 messages refused (AE: bad message, AR: bus unavailable), by code, reason and "
+    "sender (MSH-4; 'unreadable' when MSH is not, 'other' past the first 200 senders).",
+    ["ack_code", "reason", "sender"],
     registry=REGISTRY,
 )
 DOCUMENTS_ACCEPTED = Counter(
@@ -123,6 +124,9 @@ DOCUMENTS_ACCEPTED = Counter(
 )
 
 
+_MAX_SENDERS = 200
+
+
 class PrometheusIngestObserver:
     """Counts what :class:`producers.ingest.Ingest` accepts and refuses."""
 
@@ -130,6 +134,19 @@ class PrometheusIngestObserver:
         MESSAGES_ACCEPTED.labels(sector, message_type).inc()
         DOCUMENTS_ACCEPTED.labels(sector).inc(documents)
 
-    def refused(self, code: str, reason: str) -> None:
+    def __init__(self) -> None:
+        self._senders: set[str] = set()
+
+    def refused(self, code: str, reason: str, sender: str | None = None) -> None:
         # reason is "<0357 code>-<location>", e.g. "101-PID-3": a closed, data-free set.
-        MESSAGES_REFUSED.labels(code, reason).inc()
+        MESSAGES_REFUSED.labels(code, reason, self._sender(sender)).inc()
+
+    def _sender(self, sender: str | None) -> str:
+        """MSH-4 as a label, bounded: a hostile sender cannot grow the series without end."""
+        if not sender:
+            return "unreadable"
+        label = "".join(c for c in sender[:40] if c.isprintable())
+        if label not in self._senders and len(self._senders) >= _MAX_SENDERS:
+            return "other"
+        self._senders.add(label)
+        return label

@@ -135,7 +135,7 @@ async def test_the_two_patient_oru_r01_is_refused_not_filed_in_the_first_patient
         ("not-well-formed", "OBX-5", "well-formed"),
         ("doctype", "OBX-5", "doctype"),
         ("header", "OBX-5", "language"),
-        ("flags", "OBX", "CONNEXION_SECRETE=Y"),
+        ("flags", "OBX", "got DESTDMP=Y"),
         ("ins-vs-traits", "PID-3", "sex digit"),
         ("patient-mailbox", "PRT-15", "15-character matricule"),
     ],

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 from concurrent.futures.process import BrokenProcessPool
-from types import MappingProxyType
 
 import pytest
 
 from producers.mllp.service import gateway_config
-from producers.mllp_intake import WorkerPool, _reduce_mapping_proxy, worker_pool
+from producers.mllp_intake import WorkerPool, worker_pool
 from relais.settings import MllpSettings, Settings, SettingsError
 
 
@@ -36,14 +34,6 @@ def test_workers_zero_means_in_process_and_negative_is_refused() -> None:
 def test_the_listener_gets_the_limits() -> None:
     config = gateway_config(MllpSettings(max_connections_per_peer=3, frame_timeout_s=7.5))
     assert (config.max_connections_per_peer, config.frame_timeout_s) == (3, 7.5)
-
-
-def test_read_only_mappings_cross_the_process_boundary() -> None:
-    """``Hl7Message.flags`` is a MappingProxyType: pickled as a copy, read-only again."""
-    function, args = _reduce_mapping_proxy(MappingProxyType({"DESTDMP": True}))
-    restored = pickle.loads(pickle.dumps((function, args)))[0](*args)
-    assert isinstance(restored, MappingProxyType)
-    assert dict(restored) == {"DESTDMP": True}
 
 
 def test_a_pool_whose_worker_died_is_replaced() -> None:

@@ -106,6 +106,7 @@ VARIABLES = (
     "RELAIS_MLLP_MAX_CONNECTIONS_PER_PEER",
     "RELAIS_MLLP_FRAME_TIMEOUT_S",
     "RELAIS_MLLP_WORKERS",
+    "RELAIS_MLLP_TEST_MESSAGES",
     "RELAIS_MLLP_TLS_CERT",
     "RELAIS_MLLP_TLS_KEY",
     "RELAIS_MLLP_CLIENT_CA",
@@ -145,6 +146,12 @@ def test_defaults_from_an_empty_environment() -> None:
         tls_key=None,
         client_ca=None,
     )
+
+
+@pytest.mark.parametrize("value", ["maybe", "accept,=refuse", "CHU-X=ignore"])
+def test_a_test_messages_policy_that_cannot_be_read_names_the_variable(value: str) -> None:
+    with pytest.raises(SettingsError, match="RELAIS_MLLP_TEST_MESSAGES"):
+        Settings.from_env({"RELAIS_MLLP_TEST_MESSAGES": value})
 
 
 def test_blank_values_read_as_defaults() -> None:
@@ -224,6 +231,7 @@ def test_every_variable_is_read() -> None:
         "RELAIS_MLLP_MAX_CONNECTIONS_PER_PEER": "5",
         "RELAIS_MLLP_FRAME_TIMEOUT_S": "30",
         "RELAIS_MLLP_WORKERS": "0",
+        "RELAIS_MLLP_TEST_MESSAGES": "refuse,CHU-TEST=accept",
         "RELAIS_MLLP_TLS_CERT": "/etc/relais/mllp.pem",
         "RELAIS_MLLP_TLS_KEY": "/etc/relais/mllp.key",
         "RELAIS_MLLP_CLIENT_CA": "/etc/relais/senders-ca.pem",
@@ -280,6 +288,8 @@ def test_every_variable_is_read() -> None:
             max_connections_per_peer=5,
             frame_timeout_s=30.0,
             workers=0,
+            test_messages="refuse",
+            test_messages_by_sender=(("CHU-TEST", "accept"),),
             tls_cert=Path("/etc/relais/mllp.pem"),
             tls_key=Path("/etc/relais/mllp.key"),
             client_ca=Path("/etc/relais/senders-ca.pem"),
