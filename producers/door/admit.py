@@ -33,6 +33,7 @@ from producers.door.content import cda_problems, pdf_problems
 from producers.hl7.errors import Hl7ValidationError
 from producers.hl7.message import EmbeddedDocument, Hl7Message, parse_message
 from producers.hl7.patient import PatientIdentity
+from producers.submission import unique_id
 from relais.mail.errors import AddressError
 
 
@@ -108,11 +109,25 @@ def admit(payload: bytes, policy: DoorPolicy) -> Hl7Message:
             location="MSH-11",
         )
     if message.documents:
+        check_distinct(message)
         check_patient(message)
         check_delivery(message, policy)
         for document in message.documents:
             check_content(message, document, policy)
     return message
+
+
+def check_distinct(message: Hl7Message) -> None:
+    """Two documents of one message never share an id: the second would be dropped as a copy."""
+    ids = [unique_id(message, document) for document in message.documents]
+    if len(set(ids)) < len(ids):
+        raise Hl7ValidationError(
+            "two documents of this message have the same id (OBX-1 set id, or the same CDA "
+            "id); give each document its own OBX-1 and id",
+            hl7_error_code="205",
+            app_error_code="906",
+            location="OBX-1",
+        )
 
 
 def check_patient(message: Hl7Message) -> None:

@@ -256,3 +256,11 @@ def test_with_the_cda_schema_the_demo_documents_pass_and_a_schema_error_is_named
     error = refusal(message(broken), policy)
     assert "unknownElement" in error.message
     assert error.location == "OBX-5"
+
+
+def test_two_documents_with_one_id_in_a_message_are_refused() -> None:
+    lines = samples.sample(samples.LAB, samples.DOMINIQUE, 3).decode().split("\r")
+    obx = next(line for line in lines if line.startswith("OBX|1|ED|"))
+    doubled = "\r".join([*lines[:-1], obx, ""]).encode()
+    error = refusal(doubled)
+    assert (error.hl7_error_code, error.location) == ("205", "OBX-1")
