@@ -121,7 +121,7 @@ class _PublishReport:
 @click.option(
     "--max-frame-bytes",
     type=click.IntRange(min=1),
-    help="larger messages get an AR and the connection is closed "
+    help="larger messages get an AE (refused for good) and the connection is closed "
     "[RELAIS_MLLP_MAX_FRAME_BYTES, default 16777216]",
 )
 @click.option(
@@ -129,7 +129,7 @@ class _PublishReport:
     "idle_timeout_s",
     type=click.FloatRange(min=0, min_open=True),
     help="seconds without a byte before a connection is closed "
-    "[RELAIS_MLLP_IDLE_TIMEOUT_S, default 300]",
+    "[RELAIS_MLLP_IDLE_TIMEOUT_S, default 60]",
 )
 @click.option(
     "--tls-cert",
@@ -151,8 +151,10 @@ def mllp(ctx: click.Context, /, **flags: Any) -> None:
     """Receive HL7 v2 over MLLP and acknowledge each message.
 
     AA only once the broker acknowledged the event (acks=all); AE with an ERR
-    segment naming the field and the rule for a bad message (also dead-lettered);
-    AR when the bus cannot take it now. TLS with --tls-cert/--tls-key, client
+    segment naming the field and the rule for a message the door refuses (also
+    dead-lettered; docs/door.md lists every case); AR when the bus cannot take it
+    now. Per-peer limits, frame deadlines, the worker pool and the test-message
+    policy are RELAIS_MLLP_* settings (relais --help lists them). TLS with --tls-cert/--tls-key, client
     certificates with --client-ca. Each flag overrides its RELAIS_MLLP_* variable.
     Runs until Ctrl-C / SIGTERM.
     """
