@@ -48,10 +48,6 @@ from lxml import etree
 
 from benchmarks.latency import Latency, summarise
 from domain.cda_model import DocumentHeader, PatientHeader
-from domain.ins import ins_key
-from domain.lab_results import CodedResult, LabResult, MappingStatus, ValueType
-from ops.demo.samples import BIOLOGIST, INS_TEST_OID, LABORATORY, minimal_pdf
-from streams.transcode.cda_build import build_cr_bio_n3
 from domain.cda_validate import (
     ENTRY_XSD,
     CdaInvalid,
@@ -59,6 +55,10 @@ from domain.cda_validate import (
     check_document,
     header_problems,
 )
+from domain.ins import ins_key
+from domain.lab_results import CodedResult, LabResult, MappingStatus, ValueType
+from ops.demo.samples import BIOLOGIST, INS_TEST_OID, LABORATORY, minimal_pdf
+from streams.transcode.cda_build import build_cr_bio_n3
 from streams.transcode.lab_catalogue import Catalogue, load_catalogue, map_result
 from streams.transcode.lab_codes import LoincTable, UcumUnits
 

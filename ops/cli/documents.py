@@ -154,8 +154,9 @@ def mllp(ctx: click.Context, /, **flags: Any) -> None:
     segment naming the field and the rule for a message the door refuses (also
     dead-lettered; docs/door.md lists every case); AR when the bus cannot take it
     now. Per-peer limits, frame deadlines, the worker pool and the test-message
-    policy are RELAIS_MLLP_* settings (relais --help lists them). TLS with --tls-cert/--tls-key, client
-    certificates with --client-ca. Each flag overrides its RELAIS_MLLP_* variable.
+    policy are RELAIS_MLLP_* settings (relais --help lists them). TLS with
+    --tls-cert/--tls-key, client certificates with --client-ca. Each flag overrides
+    its RELAIS_MLLP_* variable.
     Runs until Ctrl-C / SIGTERM.
     """
     from producers.mllp_intake import run_gateway

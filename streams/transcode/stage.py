@@ -23,6 +23,7 @@ from typing import Any, Final, NoReturn
 
 from lxml import etree
 
+from domain.cda_validate import CdaSchema, header_problems_of
 from domain.document_id import HL7V3, cda_id_of, parse, root_problems, safe_parser, xpath_strings
 from domain.hl7_time import Hl7TimeError, instant
 from domain.ins import INS_OIDS
@@ -33,7 +34,6 @@ from relais.deadletter import StageFailure
 from relais.envelope import Envelope, open_envelope, seal
 from relais.topics import AUDIT, QUALIFIED, READY
 from streams.stage import Output, Stage, StageContext, read_traits
-from domain.cda_validate import CdaSchema, header_problems_of
 from streams.transcode.cda_wrap import wrap_pdf
 from streams.transcode.document_series import State, Version, assign, latest
 from streams.transcode.lab_report import LabReferences, build_lab_report, traffic_findings

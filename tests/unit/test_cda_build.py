@@ -9,6 +9,7 @@ import pytest
 from lxml import etree
 
 from domain.cda_model import DocumentHeader, Organisation, PatientHeader, Person
+from domain.cda_validate import CdaSchema, header_problems
 from domain.document_id import HL7V3, safe_parser
 from domain.lab_results import (
     LOINC_OID,
@@ -19,7 +20,6 @@ from domain.lab_results import (
     ValueType,
 )
 from streams.transcode.cda_build import build_cr_bio_n3, build_cr_img_n3, build_n1
-from domain.cda_validate import CdaSchema, header_problems
 from tests.shared_data import shared
 
 NS = {"v3": HL7V3, "xsi": "http://www.w3.org/2001/XMLSchema-instance"}

@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from domain.document_id import HL7V3, safe_parser
-from ops.demo.samples import DOMINIQUE, LAB, cda
-from streams.transcode.cda_build import build_cr_bio_n3, build_n1
 from domain.cda_validate import (
     CR_BIO_RULES,
     RULES,
@@ -21,6 +18,9 @@ from domain.cda_validate import (
     check_document,
     header_problems,
 )
+from domain.document_id import HL7V3, safe_parser
+from ops.demo.samples import DOMINIQUE, LAB, cda
+from streams.transcode.cda_build import build_cr_bio_n3, build_n1
 from tests.shared_data import shared
 from tests.unit.test_cda_build import HEADER, PATIENT, PDF, results
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pytest
 from lxml import etree
 
+from domain.cda_validate import CdaSchema, header_problems
 from ops.demo.samples import IMAGING, SARAH_LOU, pdf_sample
 from producers.hl7.message import parse_message
 from producers.submission import submissions
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
-from domain.cda_validate import CdaSchema, header_problems
 from streams.transcode.cda_wrap import WrapFailure, wrap_pdf
 from streams.transcode.document_series import cda_id_for
 from tests.shared_data import shared

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
+from domain.cda_validate import CdaSchema, header_problems
 from ops.demo.samples import DOMINIQUE, lab_report_sample
 from producers.hl7.message import parse_message
 from producers.submission import submissions
@@ -17,7 +18,6 @@ from relais.contracts import Record
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
 from streams.stage import StageContext
-from domain.cda_validate import CdaSchema, header_problems
 from streams.transcode.document_series import Version, assign, cda_id_for, latest
 from streams.transcode.lab_catalogue import load_directory
 from streams.transcode.lab_codes import LoincTable, UcumUnits

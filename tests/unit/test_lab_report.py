@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from domain.cda_validate import CdaSchema, header_problems
 from domain.lab_results import LAB_REPORT_MEDIA, MappingStatus
 from ops.demo.samples import DOMINIQUE, lab_report_sample
 from producers.hl7.message import parse_message
 from producers.submission import submissions
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
-from domain.cda_validate import CdaSchema, header_problems
 from streams.transcode.cda_wrap import WrapFailure
 from streams.transcode.lab_catalogue import load_directory
 from streams.transcode.lab_codes import LoincTable, UcumUnits

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.ins import INS_NIR_TEST, ins_key_valid
+from domain.ins_traits import Traits, check_consistency
 from ops.load.documents import build
 from ops.load.profile import (
     MONTH_DOCUMENTS,
@@ -25,7 +26,6 @@ from ops.load.profile import (
     plan,
     synthetic_patient,
 )
-from domain.ins_traits import Traits, check_consistency
 
 
 def test_a_month_is_ten_million_documents_at_about_3_9_per_second() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from domain.cda_validate import CdaSchema
 from domain.document_id import HL7V3, cda_id, safe_parser
 from ops.demo.samples import (
     DOMINIQUE,
@@ -29,7 +30,6 @@ from relais.envelope import seal
 from relais.keyring import Keyring
 from relais.topics import READY
 from streams.stage import StageContext
-from domain.cda_validate import CdaSchema
 from streams.transcode.stage import (
     TranscodeFailure,
     check_cda,
