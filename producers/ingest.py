@@ -24,10 +24,10 @@ from typing import Protocol
 
 from aiokafka.errors import KafkaError
 
-from producers.door.admit import DoorPolicy, admit
+from producers.door.admit import DoorPolicy, Refused, admit_or_refuse
 from producers.hl7.ack import build_ack
 from producers.hl7.errors import Hl7Error, Hl7ValidationError
-from producers.hl7.message import Hl7Message, message_digest, read_header
+from producers.hl7.message import Hl7Message, MessageHeader, message_digest, read_header
 from relais.deadletter import Failure
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,13 @@ class Ingest:
     async def __call__(self, payload: bytes) -> bytes:
         try:
             message = await self._admit(payload)
-        except Hl7Error as exc:
-            return await self._refuse(None, payload, "AE", exc)
         except Exception as exc:  # a broken worker pool: transient, the sender resends
             log.warning(
                 "message %s not checked: %s", message_digest(payload)[:12], type(exc).__name__
             )
-            return await self._refuse(None, payload, "AR", _unavailable("checked"))
+            return await self._refuse(read_header(payload), payload, "AR", _unavailable("checked"))
+        if isinstance(message, Refused):
+            return await self._refuse(message.header, payload, "AE", message.error)
         sector = sector_of(message, self.sector)
         try:
             event_ids = await asyncio.wait_for(
@@ -103,19 +103,19 @@ class Ingest:
         log.info("accepted %s as events %s", message.message_type, ",".join(event_ids))
         return build_ack(message, payload, code="AA", control_id=self._ack_id(), now=self.clock())
 
-    async def _admit(self, payload: bytes) -> Hl7Message:
+    async def _admit(self, payload: bytes) -> Hl7Message | Refused:
         """The door's pure checks, in the worker pool when there is one (CPU off the loop)."""
         if self.executor is None:
-            return admit(payload, self.policy)
+            return admit_or_refuse(payload, self.policy)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, admit, payload, self.policy)
+        return await loop.run_in_executor(self.executor, admit_or_refuse, payload, self.policy)
 
     async def _refuse(
-        self, message: Hl7Message | None, payload: bytes, code: str, error: Hl7Error
+        self, header: MessageHeader | None, payload: bytes, code: str, error: Hl7Error
     ) -> bytes:
+        """AE/AR with its ERR; ``header`` is the MSH as read (None: unreadable)."""
         reason = f"{error.hl7_error_code}-{error.location or 'message'}"
         if self.observer:
-            header = message or read_header(payload)
             self.observer.refused(code, reason, header.sending_facility if header else None)
         log.info("refused message %s: %s %s", message_digest(payload)[:12], code, reason)
         if code == "AE":  # bad input: keep a sealed copy and the reason (AR: the sender keeps it)
@@ -128,7 +128,7 @@ class Ingest:
             except (KafkaError, TimeoutError, OSError) as exc:
                 log.warning("dead letter for %s not stored: %s", reason, type(exc).__name__)
         return build_ack(
-            message, payload, code=code, error=error, control_id=self._ack_id(), now=self.clock()
+            header, payload, code=code, error=error, control_id=self._ack_id(), now=self.clock()
         )
 
     @staticmethod

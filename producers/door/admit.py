@@ -30,8 +30,14 @@ from domain.ins_traits import Traits, TraitsError, check_consistency
 from domain.metadata_flags import effective_flags, mssante_combination_problem
 from domain.mssante_address import parse_address, patient_address
 from producers.door.content import cda_problems, pdf_problems
-from producers.hl7.errors import Hl7ValidationError
-from producers.hl7.message import EmbeddedDocument, Hl7Message, parse_message
+from producers.hl7.errors import Hl7Error, Hl7ValidationError
+from producers.hl7.message import (
+    EmbeddedDocument,
+    Hl7Message,
+    MessageHeader,
+    parse_message,
+    read_header,
+)
 from producers.hl7.patient import PatientIdentity
 from producers.submission import unique_id
 from relais.mail.errors import AddressError
@@ -83,6 +89,23 @@ class DoorPolicy:
 
     def accepts_tests_from(self, facility: str) -> bool:
         return self.test_messages_by_sender.get(facility, self.test_messages) == "accept"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A refusal and what its ACK needs of the MSH, both found in the worker process."""
+
+    error: Hl7Error
+    header: MessageHeader | None
+
+
+def admit_or_refuse(payload: bytes, policy: DoorPolicy) -> Hl7Message | Refused:
+    """:func:`admit`, returning the refusal with the MSH read (a pathological MSH costs
+    its reading here, in the worker, not in the gateway's event loop)."""
+    try:
+        return admit(payload, policy)
+    except Hl7Error as error:
+        return Refused(error, read_header(payload))
 
 
 def is_test(message: Hl7Message) -> bool:

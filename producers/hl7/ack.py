@@ -25,7 +25,7 @@ from producers.hl7.errors import (
     HL7_ERROR_TEXT,
     Hl7Error,
 )
-from producers.hl7.message import Hl7Message, MessageHeader, read_header
+from producers.hl7.message import MessageHeader, read_header
 from producers.hl7.segments import escape
 
 ACK_CODES: Final = frozenset({"AA", "AE", "AR"})
@@ -62,7 +62,7 @@ def ack_code_for(error: Hl7Error | None) -> str:
 
 
 def build_ack(
-    message: Hl7Message | None,
+    message: MessageHeader | None,
     raw: bytes,
     *,
     code: str,
@@ -70,7 +70,7 @@ def build_ack(
     control_id: str,
     now: datetime,
 ) -> bytes:
-    """The ACK for ``raw`` (already parsed into ``message``, or None if it could not be).
+    """The ACK for ``raw`` (already parsed into ``message``, or its header read, or None).
 
     With no ``message``, what can be read of the raw MSH is used, else empty fields.
     On AE/AR without an ``error``, ERR says 207 (application internal error).
