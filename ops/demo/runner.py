@@ -30,6 +30,7 @@ from ops.demo.samples import (
     sample,
 )
 from ops.localstack import FINAL_OUTCOMES, Landing, LocalStack, read_landing, scrape
+from producers.hl7.errors import Hl7Error
 from producers.publisher import Publisher
 from relais.settings import Settings
 from relais.signals import stop_on_signals
@@ -67,7 +68,7 @@ DOCUMENTS = (
     DemoDocument("hospital letter (CDA N1 + PDF), MDM^T02", LETTER, DOMINIQUE, "HOSPITAL"),
     DemoDocument("lab result, identity VALI, qualified by INSi", LAB, VALIDATED, "LAB"),
     DemoDocument("lab result, identity only PROVISIONAL", LAB, UNQUALIFIED, "LAB"),
-    DemoDocument("lab result with a truncated CDA", LAB, SARAH_LOU, "LAB", broken=True),
+    DemoDocument("lab result, truncated CDA (the door)", LAB, SARAH_LOU, "LAB", broken=True),
 )
 
 
@@ -127,7 +128,11 @@ async def _send(stack: LocalStack) -> list[tuple[str, DemoDocument]]:
         topic_prefix=stack.prefix,
     ) as publisher:
         for n, doc in enumerate(DOCUMENTS, start=1):
-            event_id = (await publisher.submit_hl7(_message(n, doc), sector=doc.sector))[0]
+            try:
+                event_id = (await publisher.submit_hl7(_message(n, doc), sector=doc.sector))[0]
+            except Hl7Error as refused:  # the door: what the gateway answers AE
+                click.echo(f"    REFUSED {doc.title:<39} {refused}")
+                continue
             sent.append((event_id, doc))
             click.echo(f"    sent {doc.title:<42} event {event_id[:8]}")
     return sent
