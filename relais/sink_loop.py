@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from relais.backoff import exponential_backoff
@@ -134,7 +135,11 @@ class Hooks:
 
 
 def sink_consumer(bootstrap: str, group_id: str, session_timeout_s: float) -> AIOKafkaConsumer:
-    """A sink's consumer: manual commits, from the earliest uncommitted record, big records."""
+    """A sink's consumer: manual commits, from the earliest uncommitted record, big records.
+
+    Partitions are assigned by range: a worker reading several topics gets the same
+    partition numbers of each (the notify sink reads requests and DMP statuses keyed alike).
+    """
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group_id,
@@ -144,6 +149,7 @@ def sink_consumer(bootstrap: str, group_id: str, session_timeout_s: float) -> AI
         heartbeat_interval_ms=1000,
         max_partition_fetch_bytes=MAX_RECORD_BYTES,
         fetch_max_bytes=4 * MAX_RECORD_BYTES,
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
 
 

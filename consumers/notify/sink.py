@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from consumers.notify import metrics
 from consumers.notify.channels import ChannelConfig, Channels, email_server
@@ -149,9 +148,13 @@ class NotifySink:
         )
 
     def _sink_loop(self, bootstrap: str, group_id: str, session_timeout_s: float) -> SinkLoop:
-        """Admission under the lock, one commit per poll; ledgers follow the partitions."""
+        """Admission under the lock, one commit per poll; ledgers follow the partitions.
+
+        Requests and DMP statuses of one partition number go to one worker (see above): the
+        sink loop's consumer assigns by range (relais.sink_loop.sink_consumer).
+        """
         hooks = Hooks(self.ledgers.assigned, self.ledgers.revoked, after_poll=self._after_poll)
-        loop = SinkLoop(
+        return SinkLoop(
             bootstrap,
             self.stage,
             group_id=group_id,
@@ -162,11 +165,6 @@ class NotifySink:
             lock=self.lock,
             commit_per_poll=True,
         )
-        # Requests and DMP statuses of one partition number to one worker (see above). The
-        # sink loop's consumer takes aiokafka's default (round robin) otherwise; it is set
-        # before the consumer starts, which is when aiokafka reads it.
-        loop.consumer._partition_assignment_strategy = (RangePartitionAssignor,)
-        return loop
 
     async def run(self, stop: asyncio.Event) -> None:
         """Admit, dispatch, until ``stop``; the message in hand is finished first."""
