@@ -73,7 +73,11 @@ async def door(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Door]:
         prefix=f"d{uuid.uuid4().hex[:8]}",
         cda_xsd_dir=shared("cda-xsd"),
         workers=(("mllp", "--host", "127.0.0.1", "--port", str(port)),),
-        extra_environment={"RELAIS_MLLP_TEST_MESSAGES": "accept,REFUSING-LAB=refuse"},
+        extra_environment={
+            "RELAIS_MLLP_TEST_MESSAGES": "accept,REFUSING-LAB=refuse",
+            "RELAIS_MLLP_MAX_CONNECTIONS_PER_PEER": "4",
+            "RELAIS_MLLP_FRAME_TIMEOUT_S": "2",
+        },
     )
     async with stack as local:
         yield Door(local, port)
@@ -273,3 +277,42 @@ async def test_a_valid_letter_is_accepted_and_on_the_bus(door: Door) -> None:
     assert ack["MSA"][1] == "AA", ack
     records = await door.topic(SUBMITTED, 200)
     assert any(r["source"]["message_control_id"] == msh10 for r in records)
+
+
+async def test_one_sender_cannot_stall_the_others_with_a_5_mb_pathological_frame(
+    door: Door,
+) -> None:
+    """The 5 MB frame of '~' is checked in a worker process: a small message sent after it,
+    on another connection, is answered first (an order, not a time)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", door.port)
+    big = b"MSH|^~\\&|HOSTILE|HOSTILE|RELAIS|RELAIS|20261206||ORU^R01|BIG1|P|2.5|" + b"~" * (
+        5 << 20
+    )
+    writer.write(frame(big))
+    await writer.drain()
+    big_answer = asyncio.ensure_future(reader.read(65536))
+    order: list[str] = []
+    big_answer.add_done_callback(lambda _: order.append("big"))
+    _, small = letter()
+    ack = await door.send(small)
+    order.append("small")
+    assert ack["MSA"][1] == "AA", ack
+    answer = await asyncio.wait_for(big_answer, 60)
+    writer.close()
+    assert b"MSA|AE|" in answer
+    assert order == ["small", "big"]
+
+
+async def test_per_peer_connections_are_limited_and_a_trickling_frame_is_closed(
+    door: Door,
+) -> None:
+    held = [await asyncio.open_connection("127.0.0.1", door.port) for _ in range(4)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", door.port)
+    assert await asyncio.wait_for(reader.read(1), 10) == b""  # the fifth: closed at once
+    writer.close()
+    trickling_reader, trickling = held[0]
+    trickling.write(b"\x0bMSH|^~\\&|SLOW")  # a frame started, never finished
+    await trickling.drain()
+    assert await asyncio.wait_for(trickling_reader.read(1), 15) == b""  # its deadline: 2 s
+    for _, other in held:
+        other.close()
