@@ -62,8 +62,11 @@ def parse(document: bytes) -> tuple[etree._Element | None, list[str]]:
     """The root element, or None and why the bytes cannot be read as a CDA."""
     try:
         root = etree.fromstring(document, safe_parser())
-    except etree.XMLSyntaxError as exc:
-        return None, [f"well-formed: line {exc.lineno}: {exc.msg}"]
+    except etree.XMLSyntaxError as exc:  # libxml2's text may quote the document: not shown
+        last = getattr(exc.error_log, "last_error", None)  # lxml-stubs leave it out
+        name = getattr(last, "type_name", None) or "syntax error"
+        what = str(name).removeprefix("ERR_").replace("_", " ").lower()
+        return None, [f"well-formed: line {exc.lineno}, column {exc.offset}: {what}"]
     except ValueError as exc:  # e.g. an empty document
         return None, [f"well-formed: {exc}"]
     problems = root_problems(root)

@@ -29,7 +29,8 @@ from domain.ins import Mismatch
 from domain.ins_traits import Traits, TraitsError, check_consistency
 from domain.metadata_flags import effective_flags, mssante_combination_problem
 from domain.mssante_address import parse_address, patient_address
-from producers.door.content import cda_problems, pdf_problems
+from producers.door.content import cda_problems
+from producers.door.pdf import pdf_problems
 from producers.hl7.errors import Hl7Error, Hl7ValidationError
 from producers.hl7.message import (
     EmbeddedDocument,

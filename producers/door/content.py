@@ -7,25 +7,21 @@ bytes a professional signed and the hash the DMP keeps; the sender fixes its exp
 and resends. A CDA is refused when it
 
 * is not well-formed, has a DOCTYPE, or is not a ClinicalDocument;
-* names anything outside itself: an ``xml-stylesheet`` (or any) processing
-  instruction, ``xsi:schemaLocation`` / ``xsi:noNamespaceSchemaLocation``, an XInclude,
-  a ``reference`` / ``@value`` / ``@src`` pointing at a URL (``http:``, ``file:``…);
+* reaches outside itself: an ``xml-stylesheet`` or an ``xsi:schemaLocation`` pointing at
+  a URL (``http:``, ``file:``, ``//host``…; the relative paths of the ANS examples are
+  kept, a viewer resolves them against its own files), an XInclude, a ``reference`` or
+  ``linkHtml`` pointing at a URL — except a WADO link to the images of an imaging report
+  (``requestType=WADO``, the CI-SIS CR-IMG template);
 * breaks the CDA schema (when the gateway has it) or the CI-SIS header rules;
 * describes another patient than PID: INS, birth name, first given name, birth date
   or sex of ``recordTarget`` differing from PID-3/5/7/8.
 
-A PDF is refused when it does not start with ``%PDF-`` or carries active content:
-``/JavaScript``, ``/JS``, ``/Launch``, ``/OpenAction`` with an action other than a page
-view, ``/AA``, ``/SubmitForm``, ``/ImportData``, ``/RichMedia``, ``/EmbeddedFile`` —
-looked for in the file and in its compressed streams (names hex-escaped with ``#xx``
-included). Messages name the rule, never the patient's data.
+PDFs: :mod:`producers.door.pdf`. Messages name the rule, never the patient's data.
 """
 
 from __future__ import annotations
 
 import re
-import zlib
-from collections.abc import Iterator
 from typing import Final
 
 from lxml import etree
@@ -37,16 +33,10 @@ from producers.hl7.patient import PatientIdentity
 
 XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
 XINCLUDE: Final = "http://www.w3.org/2001/XInclude"
-_EXTERNAL: Final = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
+_SCHEME: Final = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
+_HREF: Final = re.compile(r"""href\s*=\s*(["'])(.*?)\1""")
 _LOCAL_SCHEMES: Final = ("urn:", "cid:", "data:", "#")
 _PATIENT: Final = "/v3:ClinicalDocument/v3:recordTarget/v3:patientRole"
-_ACTIVE_PDF: Final = (
-    "JavaScript", "JS", "Launch", "AA", "SubmitForm", "ImportData", "RichMedia", "EmbeddedFile",
-)  # fmt: skip
-_PDF_NAME: Final = re.compile(rb"/([A-Za-z0-9#]+)")
-_OPEN_ACTION: Final = re.compile(rb"/OpenAction\s*(<<.*?>>|\[[^\]]*\]|\d+\s+\d+\s+R)", re.DOTALL)
-_STREAM: Final = re.compile(rb"stream\r?\n(.*?)endstream", re.DOTALL)
-_INFLATE_LIMIT: Final = 8 << 20  # per stream: a zip bomb is read no further
 
 
 def cda_problems(
@@ -66,35 +56,52 @@ def cda_problems(
 def external_references(root: etree._Element) -> list[str]:
     """What in the document reaches outside it (stylesheets, schemas, includes, URLs)."""
     problems: list[str] = []
-    tree_pis = [
-        n for n in root.itersiblings(preceding=True) if isinstance(n, etree._ProcessingInstruction)
+    before = root.itersiblings(preceding=True)
+    instructions = [
+        *(n for n in before if isinstance(n, etree._ProcessingInstruction)),
+        *root.iter(etree.PI),
     ]
-    if tree_pis or any(True for _ in root.iter(etree.PI)):
+    if any(_is_url(_pseudo_href(pi.text or "")) for pi in instructions):
         problems.append(
-            "processing-instruction: a CDA carries no processing instruction "
-            "(an xml-stylesheet makes a viewer fetch and run a stylesheet)"
+            "processing-instruction: an xml-stylesheet points at a URL (a viewer would fetch "
+            "and run it); give a relative path or none"
         )
     for element in root.iter(etree.Element):
-        for name, value in ((str(k), str(v)) for k, v in element.attrib.items()):
-            if name in (f"{{{XSI}}}schemaLocation", f"{{{XSI}}}noNamespaceSchemaLocation"):
-                problems.append("schema-location: xsi:schemaLocation points outside the document")
-            elif name in ("value", "src", "href") and _points_outside(value, element):
-                problems.append(f"external-reference: a {_local(element)}/@{name} is a URL")
-        if isinstance(element.tag, str) and element.tag.startswith(f"{{{XINCLUDE}}}"):
-            problems.append("xinclude: a CDA includes nothing from outside itself")
+        problems += _element_references(element)
     return list(dict.fromkeys(problems))
 
 
-def _local(element: etree._Element) -> str:
-    return etree.QName(element).localname
+def _element_references(element: etree._Element) -> list[str]:
+    if isinstance(element.tag, str) and element.tag.startswith(f"{{{XINCLUDE}}}"):
+        return ["xinclude: a CDA includes nothing from outside itself"]
+    found = []
+    locations = element.get(f"{{{XSI}}}schemaLocation", "").split()[1::2]
+    locations.append(element.get(f"{{{XSI}}}noNamespaceSchemaLocation", ""))
+    if any(_is_url(location) for location in locations):
+        found.append("schema-location: xsi:schemaLocation points at a URL; give none")
+    name = etree.QName(element).localname
+    link = element.get("value") if name == "reference" else element.get("href")
+    if name in ("reference", "linkHtml") and link and _is_url(link) and not _is_wado(link):
+        found.append(f"external-reference: a {name} points at a URL outside the document")
+    return found
 
 
-def _points_outside(value: str, element: etree._Element) -> bool:
-    """A URL to fetch: a scheme or ``//`` (urn:, cid:, data: and #fragments stay inside)."""
-    fetching = _local(element) in ("reference", "observationMedia", "linkHtml", "renderMultiMedia")
-    if not fetching and not value.lower().startswith(("http:", "https:", "ftp:", "file:", "//")):
-        return False
-    return bool(_EXTERNAL.match(value)) and not value.lower().startswith(_LOCAL_SCHEMES)
+def _pseudo_href(text: str) -> str:
+    found = _HREF.search(text)
+    return found.group(2) if found else ""
+
+
+def _is_url(value: str) -> bool:
+    """A scheme (http:, file:, ftp:...) or a network path (//host, \\\\host); not urn:/cid:/#."""
+    value = value.strip()
+    if value.startswith(("//", "\\\\")):
+        return True
+    return bool(_SCHEME.match(value)) and not value.lower().startswith(_LOCAL_SCHEMES)
+
+
+def _is_wado(value: str) -> bool:
+    """A WADO link to a study's images (CI-SIS CR-IMG): the viewer's user follows it."""
+    return "requesttype=wado" in value.replace(" ", "").lower()
 
 
 def patient_problems(root: etree._Element, patient: PatientIdentity) -> list[str]:
@@ -109,7 +116,9 @@ def patient_problems(root: etree._Element, patient: PatientIdentity) -> list[str
     compared = (
         ("patient-birth-name", f"{person}/v3:name/v3:family[contains(@qualifier,'BR')]",
          patient.birth_name, "birth name (family BR) is not PID-5.1"),
-        ("patient-given-name", f"{person}/v3:name/v3:given[1]",
+        ("patient-given-name",
+         f"{person}/v3:name[v3:family[contains(@qualifier,'BR')]]"
+         "/v3:given[not(@qualifier) or contains(@qualifier,'BR')][1]",
          patient.given_names.split(" ")[0], "first given name is not PID-5's first one"),
     )  # fmt: skip
     for rule, path, expected, text in compared:
@@ -138,44 +147,3 @@ def _name(value: str) -> str:
         return normalise_name(value)
     except ValueError:
         return value.strip().upper()
-
-
-def pdf_problems(content: bytes) -> list[str]:
-    """Why a PDF may not be filed: not a PDF, or active content (scripts, launches, forms)."""
-    if content.lstrip()[:5] != b"%PDF-":
-        return ["pdf-header: the document does not start with %PDF- (not a PDF)"]
-    found = sorted(set(_active_names(content)))
-    if found:
-        names = ", ".join(f"/{n}" for n in found)
-        return [
-            f"pdf-active-content: the PDF carries {names}; export it without scripts or actions"
-        ]
-    return []
-
-
-def _active_names(content: bytes) -> Iterator[str]:
-    for chunk in (content, *_inflated_streams(content)):
-        for raw in _PDF_NAME.findall(chunk):
-            name = _unescape(raw)
-            if name in _ACTIVE_PDF:
-                yield name
-        for action in _OPEN_ACTION.findall(chunk):
-            if b"/S" in action and b"/GoTo" not in action:
-                yield "OpenAction"
-
-
-def _unescape(raw: bytes) -> str:
-    """A PDF name with its ``#xx`` escapes decoded (``/Java#53cript`` is ``JavaScript``)."""
-    text = raw.decode("latin-1")
-    return re.sub(r"#([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), text)
-
-
-def _inflated_streams(content: bytes) -> Iterator[bytes]:
-    for match in _STREAM.finditer(content):
-        inflater = zlib.decompressobj()
-        try:
-            data = inflater.decompress(match.group(1), _INFLATE_LIMIT)
-        except zlib.error:
-            continue
-        if data:
-            yield data

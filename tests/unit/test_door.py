@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import random
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -11,10 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.document_id import parse
 from ops.demo import samples
 from producers.door.admit import DoorPolicy, admit, is_test
-from producers.door.content import pdf_problems
+from producers.door.content import external_references
 from producers.door.known_documents import DocumentKey, document_keys, known_problem
+from producers.door.pdf import pdf_problems
 from producers.hl7.errors import Hl7Error, Hl7ValidationError
 from tests.shared_data import shared
 
@@ -187,7 +190,11 @@ def test_a_pdf_with_active_content_is_refused(active: bytes) -> None:
 
 def test_active_content_hidden_in_a_compressed_stream_is_found() -> None:
     hidden = zlib.compress(b"<< /Type /Action /S /JavaScript /JS (x) >>")
-    stream = b"7 0 obj << /Filter /FlateDecode >> stream\n" + hidden + b"\nendstream endobj"
+    stream = (
+        b"7 0 obj << /Type /ObjStm /N 1 /Filter /FlateDecode >> stream\n"
+        + hidden
+        + b"\nendstream endobj"
+    )
     assert "/JavaScript" in pdf_problems(pdf(stream))[0]
     assert pdf_problems(b"MZ not a pdf")[0].startswith("pdf-header")
 
@@ -264,3 +271,40 @@ def test_two_documents_with_one_id_in_a_message_are_refused() -> None:
     doubled = "\r".join([*lines[:-1], obx, ""]).encode()
     error = refusal(doubled)
     assert (error.hl7_error_code, error.location) == ("205", "OBX-1")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in shared("cda").glob("*.xml")))
+def test_the_ans_example_cdas_reach_outside_themselves_only_as_allowed(name: str) -> None:
+    """Relative stylesheet and schema paths, WADO links of CR-IMG: kept (not refused)."""
+    root, problems = parse(shared("cda", name).read_bytes())
+    assert root is not None, problems
+    assert external_references(root) == []
+
+
+def test_a_url_stylesheet_or_a_non_wado_url_is_refused_a_wado_link_is_not() -> None:
+    wado = "http://pacs.example/wado?requestType=WADO&amp;studyUID=1.2.3"
+    kept = cda().replace(b"</title>", f"</title><reference value='{wado}'/>".encode(), 1)
+    assert admit(message(kept), POLICY).documents
+    relative = cda().replace(
+        b"<ClinicalDocument", b'<?xml-stylesheet href="../CDA-FO.xsl"?><ClinicalDocument', 1
+    )
+    assert admit(message(relative), POLICY).documents
+    network = cda().replace(
+        b"<ClinicalDocument", b'<?xml-stylesheet href="//evil/x.xsl"?><ClinicalDocument', 1
+    )
+    assert "processing-instruction" in refusal(message(network)).message
+
+
+def test_ordinary_pdfs_with_binary_images_are_not_taken_for_active_content() -> None:
+    rng = random.Random(15)
+    for _ in range(40):
+        image = bytes(rng.getrandbits(8) for _ in range(64 << 10))
+        body = b"5 0 obj << /Type /XObject /Subtype /Image /Length 65536 >> stream\n"
+        assert pdf_problems(pdf(body + image + b"\nendstream endobj")) == []
+
+
+def test_a_pdf_zip_bomb_is_refused_without_being_expanded() -> None:
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)
+    stream = b"8 0 obj << /Type /ObjStm /N 1 /Filter /FlateDecode >> stream\n" + bomb
+    [problem] = pdf_problems(pdf(stream + b"\nendstream endobj"))
+    assert problem.startswith("pdf-too-complex")
