@@ -40,7 +40,7 @@ def yes_no(value: bool) -> str:
 #: mssante.md) lists just these, others are errors; MODIF_CONF_CODE, ACK_*: N or Y in each.
 MSSANTE_COMBINATIONS: Final[Mapping[tuple[bool, bool], str]] = {
     (True, True): "MASQUE_PS=N INVISIBLE_PATIENT=N INVISIBLE_REP_LEGAUX=N CONNEXION_SECRETE=N",
-    (True, False): "MASQUE_PS=N INVISIBLE_PATIENT=Y INVISIBLE_REP_LEGAUX=N CONNEXION_SECRETE=N",
+    (True, False): "INVISIBLE_PATIENT=Y INVISIBLE_REP_LEGAUX=N CONNEXION_SECRETE=N",
     (False, True): "INVISIBLE_PATIENT=N CONNEXION_SECRETE=N DESTDMP=N",
 }
 

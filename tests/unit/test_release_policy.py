@@ -296,8 +296,8 @@ def volet_allows(f: dict[str, bool]) -> bool:
     ps, patient, secret = f["DESTMSSANTEPS"], f["DESTMSSANTEPAT"], f["CONNEXION_SECRETE"]
     if ps and patient:
         return no("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REP_LEGAUX") and not secret
-    if ps:
-        return f["INVISIBLE_PATIENT"] and no("MASQUE_PS", "INVISIBLE_REP_LEGAUX") and not secret
+    if ps:  # the row reads "MASQUE_PS : Y ou N"
+        return f["INVISIBLE_PATIENT"] and no("INVISIBLE_REP_LEGAUX") and not secret
     if patient:
         return no("INVISIBLE_PATIENT", "CONNEXION_SECRETE", "DESTDMP")
     return True  # no MSSanté exchange asked: the table does not apply
