@@ -103,6 +103,7 @@ def door_policy(settings: Settings) -> DoorPolicy:
         mail_domains=settings.mss.domains,
         test_messages=mllp.test_messages,
         test_messages_by_sender=dict(mllp.test_messages_by_sender),
+        refuse_unknown_parents=mllp.refuse_unknown_parents,
     )
 
 

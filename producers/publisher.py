@@ -146,9 +146,13 @@ class Publisher:
             await self._send([(self.test_topic, "DocumentSubmitted", r) for r in records])
             return [str(r["event_id"]) for r in records]
         keys = self._check_known(message)
-        await self._send([(self.topic, "DocumentSubmitted", r) for r in records], keys)
-        if self.known is not None:
-            self.known.remember(keys)
+        earlier = self.known.reserve(keys) if self.known is not None else {}
+        try:  # reserved before the await: a racing message with the same id is refused
+            await self._send([(self.topic, "DocumentSubmitted", r) for r in records], keys)
+        except BaseException:
+            if self.known is not None:
+                self.known.release(earlier)
+            raise
         return [str(r["event_id"]) for r in records]
 
     def _check_known(self, message: Hl7Message) -> tuple[DocumentKey, ...]:
@@ -156,7 +160,7 @@ class Publisher:
         if self.known is None:
             return ()
         keys = document_keys(message)
-        if problem := known_problem(self.known.ids, keys):
+        if problem := known_problem(self.known.ids, keys, self.policy.refuse_unknown_parents):
             raise problem
         return keys
 

@@ -87,6 +87,9 @@ RELAIS_MLLP_WORKERS            processes parsing and checking messages     min(4
                                (0: in the gateway's event loop)
 RELAIS_MLLP_TEST_MESSAGES      MSH-11 T/D: accept (test topic only) or     accept
                                refuse; per sender: accept,CHU-X=refuse
+RELAIS_MLLP_UNKNOWN_PARENTS    a replacement/deletion of an id Relais      refuse
+                               never received: refuse, or accept (after
+                               taking over from another PFI)
 RELAIS_MLLP_TLS_CERT           server certificate (PEM): MLLP over TLS     (none: plain TCP)
 RELAIS_MLLP_TLS_KEY            its private key (PEM)                       (none)
 RELAIS_MLLP_CLIENT_CA          require client certificates from this CA    (none)

@@ -197,6 +197,7 @@ class MllpSettings:
     #: MSH-11 T/D: "accept" (to the test topic, never delivered) or "refuse"; per MSH-4 too
     test_messages: str = "accept"
     test_messages_by_sender: tuple[tuple[str, str], ...] = ()
+    refuse_unknown_parents: bool = True  # replacement/deletion of an id never received
 
     @classmethod
     def from_env(cls, env: Env) -> MllpSettings:
@@ -219,7 +220,14 @@ class MllpSettings:
             tls_key=env.path("RELAIS_MLLP_TLS_KEY"),
             client_ca=env.path("RELAIS_MLLP_CLIENT_CA"),
             **_test_messages(env.raw("RELAIS_MLLP_TEST_MESSAGES")),
+            refuse_unknown_parents=_unknown_parents(env.raw("RELAIS_MLLP_UNKNOWN_PARENTS")),
         )
+
+
+def _unknown_parents(text: str) -> bool:
+    if text.strip().lower() not in ("", "refuse", "accept"):
+        raise SettingsError(f"RELAIS_MLLP_UNKNOWN_PARENTS={text!r}: expected refuse or accept")
+    return text.strip().lower() != "accept"
 
 
 def _test_messages(text: str) -> dict[str, Any]:

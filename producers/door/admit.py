@@ -17,6 +17,7 @@ rule (never the patient's data). docs/door.md lists them.
 from __future__ import annotations
 
 import copyreg
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -36,6 +37,7 @@ from producers.hl7.message import (
     EmbeddedDocument,
     Hl7Message,
     MessageHeader,
+    message_digest,
     parse_message,
     read_header,
 )
@@ -51,6 +53,8 @@ def _read_only(items: dict[str, object]) -> Mapping[str, object]:
 def _reduce_proxy(proxy: MappingProxyType[str, object]) -> tuple[object, tuple[object, ...]]:
     return _read_only, (dict(proxy),)
 
+
+log = logging.getLogger(__name__)
 
 # Parsed messages cross the process pool: MappingProxyType fields pickle as their dict.
 copyreg.pickle(MappingProxyType, _reduce_proxy)  # type: ignore[arg-type]
@@ -87,9 +91,13 @@ class DoorPolicy:
     mail_domains: tuple[str, ...] = ()
     test_messages: str = "accept"
     test_messages_by_sender: Mapping[str, str] = field(default_factory=dict)
+    refuse_unknown_parents: bool = True
 
     def accepts_tests_from(self, facility: str) -> bool:
-        return self.test_messages_by_sender.get(facility, self.test_messages) == "accept"
+        """By MSH-4 as sent, else its first component (HD.1: ``CHU-X`` of ``CHU-X^1.2…^ISO``)."""
+        by_sender = self.test_messages_by_sender
+        choice = by_sender.get(facility) or by_sender.get(facility.split("^", 1)[0])
+        return (choice or self.test_messages) == "accept"
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,20 @@ def admit_or_refuse(payload: bytes, policy: DoorPolicy) -> Hl7Message | Refused:
         return admit(payload, policy)
     except Hl7Error as error:
         return Refused(error, read_header(payload))
+    except Exception as exc:  # a bug meeting this input: the same bytes fail again, so AE
+        name = type(exc).__name__
+        log.error("door check failed on message %s: %s", message_digest(payload)[:12], name)
+        internal = Hl7ValidationError(
+            f"Relais could not check this message ({type(exc).__name__}); resending it "
+            "unchanged fails again: report it to the Relais operator with its MSH-10",
+            hl7_error_code="207",
+            app_error_code="906",
+        )
+        try:
+            header = read_header(payload)
+        except Exception:
+            header = None
+        return Refused(internal, header)
 
 
 def is_test(message: Hl7Message) -> bool:

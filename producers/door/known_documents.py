@@ -89,9 +89,14 @@ def _parent(message: Hl7Message, document: EmbeddedDocument) -> str | None:
 
 
 def known_problem(
-    known: Mapping[str, str], keys: Iterable[DocumentKey]
+    known: Mapping[str, str], keys: Iterable[DocumentKey], refuse_unknown_parents: bool = True
 ) -> Hl7ValidationError | None:
-    """Why these documents contradict the ids already accepted, or None."""
+    """Why these documents contradict the ids already accepted, or None.
+
+    ``refuse_unknown_parents`` False (RELAIS_MLLP_UNKNOWN_PARENTS=accept) lets replacements
+    and deletions of ids the registry never saw through: the setting for the months after
+    Relais took over from another PFI, whose documents the registry cannot know.
+    """
     for key in keys:
         earlier = known.get(key.unique_id)
         if key.action == "SUBMIT" and earlier is not None and earlier != key.digest:
@@ -104,7 +109,7 @@ def known_problem(
                 location="OBX-5",
             )
         target = key.parent_id or key.unique_id
-        if key.action != "SUBMIT" and target not in known:
+        if refuse_unknown_parents and key.action != "SUBMIT" and target not in known:
             verb = "replaces" if key.action == "REPLACE" else "deletes"
             return Hl7ValidationError(
                 f"this message {verb} document {target}, which Relais never received; send the "
@@ -130,9 +135,20 @@ class KnownDocuments:
     def problem(self, message: Hl7Message) -> Hl7ValidationError | None:
         return known_problem(self.ids, document_keys(message))
 
-    def remember(self, keys: Iterable[DocumentKey]) -> None:
+    def reserve(self, keys: Iterable[DocumentKey]) -> dict[str, str | None]:
+        """Record ``keys`` now (before their send is acknowledged); what they replaced."""
+        earlier = {key.unique_id: self.ids.get(key.unique_id) for key in keys}
         for key in keys:
             self.ids[key.unique_id] = key.digest
+        return earlier
+
+    def release(self, earlier: Mapping[str, str | None]) -> None:
+        """Undo :meth:`reserve` after a send that failed."""
+        for document_id, digest in earlier.items():
+            if digest is None:
+                self.ids.pop(document_id, None)
+            else:
+                self.ids[document_id] = digest
 
     async def start(self) -> None:
         """Read the topic to its end (what every gateway accepted so far), then follow it."""

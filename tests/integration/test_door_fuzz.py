@@ -173,7 +173,8 @@ async def test_a_thousand_hostile_messages_no_crash_every_answer_accounted_for(
     assert all(err for code, _, err in fuzzed.answers if code in {"AE", "AR"})
     accepted = {control for code, control, _ in fuzzed.answers if code == "AA"}
     assert accepted, "no message of the fuzz run was accepted: the bases are broken"
-    assert {code for code, _, _ in fuzzed.answers} <= {"AA", "AE", "AR"}
+    # the broker is up: every answer is final (an AR would make the sender resend for ever)
+    assert {code for code, _, _ in fuzzed.answers} <= {"AA", "AE"}
     landing, tested = await _until_accounted(fuzzed, accepted)
     lost = _unaccounted(landing, tested, accepted)
     assert not lost, f"AA without an outcome: {[_explain(landing, c) for c in lost[:10]]}"

@@ -14,9 +14,14 @@ from hypothesis import strategies as st
 
 from domain.document_id import parse
 from ops.demo import samples
-from producers.door.admit import DoorPolicy, admit, is_test
+from producers.door.admit import DoorPolicy, Refused, admit, admit_or_refuse, is_test
 from producers.door.content import external_references
-from producers.door.known_documents import DocumentKey, document_keys, known_problem
+from producers.door.known_documents import (
+    DocumentKey,
+    KnownDocuments,
+    document_keys,
+    known_problem,
+)
 from producers.door.pdf import pdf_problems
 from producers.hl7.errors import Hl7Error, Hl7ValidationError
 from tests.shared_data import shared
@@ -308,3 +313,38 @@ def test_a_pdf_zip_bomb_is_refused_without_being_expanded() -> None:
     stream = b"8 0 obj << /Type /ObjStm /N 1 /Filter /FlateDecode >> stream\n" + bomb
     [problem] = pdf_problems(pdf(stream + b"\nendstream endobj"))
     assert problem.startswith("pdf-too-complex")
+
+
+def test_the_per_sender_test_policy_matches_the_facility_or_its_first_component() -> None:
+    policy = DoorPolicy(test_messages_by_sender={"CHU-X": "refuse"})
+    assert not policy.accepts_tests_from("CHU-X")
+    assert not policy.accepts_tests_from("CHU-X^1.2.250.1.71.4.2.2^ISO")
+    assert policy.accepts_tests_from("CHU-Y^1.2.3^ISO")
+
+
+def test_unknown_parents_may_be_accepted_after_a_takeover() -> None:
+    replacing = [key("1.2.3.9", "cccc", "REPLACE", "1.2.3.8")]
+    assert known_problem({}, replacing) is not None
+    assert known_problem({}, replacing, refuse_unknown_parents=False) is None
+
+
+def test_an_id_is_reserved_before_its_send_and_released_when_the_send_fails() -> None:
+    registry = KnownDocuments.__new__(KnownDocuments)
+    registry.ids = {"1.2.3.4": "aaaa"}
+    earlier = registry.reserve([key("1.2.3.4", "bbbb"), key("1.2.3.5", "cccc")])
+    assert known_problem(registry.ids, [key("1.2.3.5", "dddd")]) is not None  # a racing send
+    registry.release(earlier)
+    assert registry.ids == {"1.2.3.4": "aaaa"}
+
+
+def test_a_bug_in_a_check_is_an_ae_not_an_ar(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> list[str]:
+        raise IndexError("a corner case")
+
+    monkeypatch.setattr("producers.door.admit.cda_problems", broken)
+    refused = admit_or_refuse(message(cda()), POLICY)
+    assert isinstance(refused, Refused)
+    assert refused.error.hl7_error_code == "207"
+    assert "IndexError" in refused.error.message
+    assert refused.header is not None
+    assert refused.header.control_id == "CTRL0001"
