@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,18 @@ if TYPE_CHECKING:
 
 OPERATOR_HELP = "who acts, written in the audit trail [default: RELAIS_OPERATOR]"
 ACTIONS = {"release": "RELEASE", "reject": "REJECT", "unblock": "UNBLOCK"}
+
+
+_PATIENT_LIKE = re.compile(r"\d{5,}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}")
+
+
+def _check_comment(comment: str | None) -> None:
+    """The comment goes in clear to the audit trail: short, and no INS, NIR or date in it."""
+    if comment and (len(comment) > 200 or _PATIENT_LIKE.search(comment)):
+        raise click.UsageError(
+            "--comment: at most 200 characters and no patient data (no number of 5 digits "
+            "or more, no date); the audit already names the patient by its key"
+        )
 
 
 def _operator(ctx: click.Context, given: str | None) -> str:
@@ -178,6 +191,11 @@ def _act(
     view = _target(bus, patient_key, event_ids, action)
     if action == "UNBLOCK":
         event_ids = ()
+    elif not event_ids:  # "all" means what the operator was shown, never what came since
+        event_ids = tuple(held.event_id for held in view.state.held)
+        if not event_ids:
+            raise click.UsageError(f"patient {view.key[:16]} has no held document to {action}")
+    _check_comment(comment)
     command = command_record(view.key, action, who, event_ids=event_ids, comment=comment)
     asyncio.run(bus.send("IdentityCommand", command, key=view.key))
     count = len(event_ids) or len(view.state.held)
