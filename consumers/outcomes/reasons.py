@@ -120,17 +120,17 @@ REASONS: Final = MappingProxyType(
 def explain(
     reason_code: str, stage: str, dead_letter_id: str | None = None, reason: str | None = None
 ) -> Explanation:
-    """The ERR fields for ``reason_code``; another reason says the stage's own sentence
-    (dead-letter reasons are written for a human and never quote patient data) and names the
-    stage and the dead letter for the operator."""
+    """The ERR fields for ``reason_code``; another reason names its code, the stage and the
+    dead letter for the operator. The dead letter's own sentence stays with the operator: a
+    stage may quote a third party (a DPI's error label) that must not travel back."""
     known = REASONS.get(reason_code)
     if known is not None:
         return known
-    said = f": {reason}" if reason else ""
+    del reason  # kept in the signature for callers; never sent to the hospital
     where = f", dead letter {dead_letter_id}" if dead_letter_id else ""
     return Explanation(
         reason_code,
         "Erreur de traitement apres acceptation",
-        f"not delivered{said} (Relais stage {stage}, {reason_code}{where}); fix and send again, "
+        f"not delivered (Relais stage {stage}, {reason_code}{where}); fix and send again, "
         "or give the dead letter id to the Relais operator",
     )
