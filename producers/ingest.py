@@ -51,7 +51,9 @@ class MessagePublisher(Protocol):
 
 
 class IngestObserver(Protocol):
-    def accepted(self, sector: str, message_type: str, documents: int) -> None: ...
+    def accepted(
+        self, sector: str, message_type: str, documents: int, sender: str | None = None
+    ) -> None: ...
     def refused(self, code: str, reason: str, sender: str | None = None) -> None: ...
 
 
@@ -99,7 +101,8 @@ class Ingest:
             log.warning("message %s not stored: %s", digest, type(exc).__name__)
             return await self._refuse(message, payload, "AR", _unavailable("stored on the bus"))
         if self.observer:
-            self.observer.accepted(sector, message.message_type, len(message.documents))
+            documents, facility = len(message.documents), message.sending_facility
+            self.observer.accepted(sector, message.message_type, documents, facility)
         log.info("accepted %s as events %s", message.message_type, ",".join(event_ids))
         return build_ack(message, payload, code="AA", control_id=self._ack_id(), now=self.clock())
 

@@ -112,7 +112,7 @@ MESSAGES_ACCEPTED = Counter(
 MESSAGES_REFUSED = Counter(
     "relais_producer_messages_refused_total",
     "HL7 messages refused (AE: bad message, AR: bus unavailable), by code, reason and "
-    "sender (MSH-4; 'unreadable' when MSH is not, 'other' past the first 200 senders).",
+    "sender (MSH-4 of a sender with an accepted message, else 'other'; 'unreadable').",
     ["ack_code", "reason", "sender"],
     registry=REGISTRY,
 )
@@ -130,23 +130,29 @@ _MAX_SENDERS = 200
 class PrometheusIngestObserver:
     """Counts what :class:`producers.ingest.Ingest` accepts and refuses."""
 
-    def accepted(self, sector: str, message_type: str, documents: int) -> None:
-        MESSAGES_ACCEPTED.labels(sector, message_type).inc()
-        DOCUMENTS_ACCEPTED.labels(sector).inc(documents)
-
     def __init__(self) -> None:
         self._senders: set[str] = set()
+
+    def accepted(
+        self, sector: str, message_type: str, documents: int, sender: str | None = None
+    ) -> None:
+        MESSAGES_ACCEPTED.labels(sector, message_type).inc()
+        DOCUMENTS_ACCEPTED.labels(sector).inc(documents)
+        if sender and len(self._senders) < _MAX_SENDERS:  # a sender Relais accepted from
+            self._senders.add(_printable(sender))
 
     def refused(self, code: str, reason: str, sender: str | None = None) -> None:
         # reason is "<0357 code>-<location>", e.g. "101-PID-3": a closed, data-free set.
         MESSAGES_REFUSED.labels(code, reason, self._sender(sender)).inc()
 
     def _sender(self, sender: str | None) -> str:
-        """MSH-4 as a label, bounded: a hostile sender cannot grow the series without end."""
+        """MSH-4 as a label for senders that had a message accepted ('other' for the rest):
+        unauthenticated junk cannot fill the label set."""
         if not sender:
             return "unreadable"
-        label = "".join(c for c in sender[:40] if c.isprintable())
-        if label not in self._senders and len(self._senders) >= _MAX_SENDERS:
-            return "other"
-        self._senders.add(label)
-        return label
+        label = _printable(sender)
+        return label if label in self._senders else "other"
+
+
+def _printable(sender: str) -> str:
+    return "".join(c for c in sender[:40] if c.isprintable())
