@@ -30,11 +30,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from domain.document_id import HL7V3, parse
 from producers.hl7.errors import Hl7ValidationError
 from producers.hl7.message import EmbeddedDocument, Hl7Message
 from producers.submission import ACTIONS, unique_id
+from relais.settings_env import SettingsError
 
 log = logging.getLogger(__name__)
 _DIGEST_CHARS: Final = 32
@@ -153,6 +155,12 @@ class KnownDocuments:
     async def start(self) -> None:
         """Read the topic to its end (what every gateway accepted so far), then follow it."""
         await self._consumer.start()
+        if self.topic not in await self._consumer.topics():
+            await self._consumer.stop()
+            raise SettingsError(
+                f"topic {self.topic} does not exist: create the topics (relais topics create) "
+                "or check RELAIS_TOPIC_PREFIX"
+            )
         partitions = self._consumer.partitions_for_topic(self.topic) or set()
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self._consumer.assign(assigned)
@@ -170,8 +178,13 @@ class KnownDocuments:
         return False
 
     async def _follow(self) -> None:
+        """Follow what the other gateways accept; a broker hiccup is waited out, not fatal."""
         while True:
-            self._take(await self._consumer.getmany(timeout_ms=1000))
+            try:
+                self._take(await self._consumer.getmany(timeout_ms=1000))
+            except KafkaError as exc:
+                log.warning("document ids: reading %s failed (%s)", self.topic, type(exc).__name__)
+                await asyncio.sleep(1.0)
 
     def _take(self, batches: Mapping[TopicPartition, list[object]]) -> None:
         for records in batches.values():
