@@ -266,6 +266,7 @@ class MllpGateway:
                 message_bytes=junk < len(data) or decoder.in_frame,
                 completed=bool(frames),
                 in_frame=decoder.in_frame,
+                received=len(data),
             )
         raise _Closed("shutdown")
 

@@ -11,8 +11,9 @@ Defaults (``GatewayConfig``; RELAIS_MLLP_* in ``relais mllp``), issue 15:
   one more is closed at once (``too-many-from-peer``), so one engine's leak or
   attack cannot take the ``max_connections`` (1,000) slots of everyone else.
 - ``frame_timeout_s`` (default 60 s): a frame must be complete 60 s after its first
-  byte, however steadily it trickles (``slow-frame``); a 16 MB message (the size
-  limit) then needs about 2.3 Mbit/s, less than any hospital link.
+  byte, plus one second per 64 kB received (:data:`MIN_FRAME_RATE`), however
+  steadily it trickles (``slow-frame``): a 16 MB message over a 1 Mbit/s link
+  (about 130 s) goes through, a byte a second is closed after about a minute.
 - ``idle_timeout_s`` (default 60 s, was 300 s): a connection with no byte of a
   message for that long is closed (``idle-timeout``); junk between frames does not
   keep it open. Engines that keep a connection open between messages reconnect
@@ -33,6 +34,8 @@ from typing import Final
 from producers.hl7.ack import build_ack
 from producers.hl7.errors import Hl7ValidationError
 
+#: bytes a second that earn an open frame more time (a slow link, not a trickle)
+MIN_FRAME_RATE: Final = 64 * 1024
 #: ERR-3 (HL7 table 0357) and ERR-5 (volet applicationErrorCode) of the oversized NAK.
 OVERSIZED_HL7_ERROR: Final = "199"  # Other HL7 error: 0357 has no code for a size limit
 OVERSIZED_APP_ERROR: Final = "906"  # Autre erreur
@@ -93,12 +96,20 @@ class FrameClock:
         return max(0.0, self.idle_deadline - now), "idle-timeout"
 
     def after_read(
-        self, now: float, *, message_bytes: bool, completed: bool, in_frame: bool
+        self,
+        now: float,
+        *,
+        message_bytes: bool,
+        completed: bool,
+        in_frame: bool,
+        received: int = 0,
     ) -> None:
         """Account for one read: ``now`` is after the frames it completed were answered.
 
         ``message_bytes``: the read held bytes of a frame (not only junk);
-        ``completed``: it ended at least one frame; ``in_frame``: a frame is still open.
+        ``completed``: it ended at least one frame; ``in_frame``: a frame is still open;
+        ``received``: the bytes it read (each extends the open frame's deadline at
+        :data:`MIN_FRAME_RATE`).
         """
         if message_bytes or completed:
             self.idle_deadline = now + self.idle_timeout_s
@@ -106,6 +117,8 @@ class FrameClock:
             self.frame_deadline = None
         elif completed or self.frame_deadline is None:
             self.frame_deadline = now + self.frame_timeout_s
+        else:  # a large frame on a slow link earns time as its bytes come (not a trickle)
+            self.frame_deadline += received / MIN_FRAME_RATE
 
 
 def oversized_text(limit: int) -> str:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producers.mllp.guards import FrameClock, PeerSlots, oversized_nak
+from producers.mllp.guards import MIN_FRAME_RATE, FrameClock, PeerSlots, oversized_nak
 
 NOW = dt.datetime(2024, 3, 1, 10, 15, 30, tzinfo=dt.UTC)
 
@@ -89,3 +89,19 @@ def test_oversized_nak_without_a_readable_header() -> None:
     nak = oversized_nak(b"\x00\x01 not a header", 10, NOW).decode()
     assert "\rMSA|AE|\r" in nak
     assert "\rERR||" in nak
+
+
+def test_a_large_frame_on_a_slow_link_earns_time_a_trickle_does_not() -> None:
+    slow_link = FrameClock.start(0.0, 60.0, 60.0)
+    trickle = FrameClock.start(0.0, 60.0, 60.0)
+    for second in range(1, 130):  # 16 MB at 1 Mbit/s: 125 kB a second for ~130 s
+        slow_link.after_read(
+            float(second), message_bytes=True, completed=False, in_frame=True, received=125_000
+        )
+        trickle.after_read(
+            float(second), message_bytes=True, completed=False, in_frame=True, received=1
+        )
+    assert slow_link.next_wait(130.0)[0] > 0  # still open
+    assert trickle.next_wait(130.0) == (0.0, "slow-frame")  # closed after about a minute
+    assert trickle.frame_deadline is not None
+    assert trickle.frame_deadline < 62.0 + 130 / MIN_FRAME_RATE
