@@ -130,3 +130,12 @@ def test_the_identity_must_be_complete(pki: SandboxPki) -> None:
 
 def test_the_key_is_never_printed(pki: SandboxPki) -> None:
     assert "PRIVATE" not in repr(key(pki))
+
+
+def test_the_structure_key_is_loaded_once_and_a_bad_one_is_named(pki: SandboxPki) -> None:
+    signing = key(pki)
+    first = signing.private_key
+    signed_vihf(IDENTITY, PATIENT, signing, now=NOW)
+    assert signing.private_key is first  # not parsed again for the next request
+    with pytest.raises(VihfError, match="PEM private key"):
+        signed_vihf(IDENTITY, PATIENT, SigningKey(pki.client_cert.read_bytes(), b"junk"), now=NOW)
