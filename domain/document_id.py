@@ -35,7 +35,16 @@ def cda_id_of(root: etree._Element) -> str | None:
     """:func:`cda_id` of an already parsed document."""
     if root.tag != f"{{{HL7V3}}}ClinicalDocument":
         return None
-    element = root.find(f"{{{HL7V3}}}id")
+    return id_of(root.find(f"{{{HL7V3}}}id"))
+
+
+def parent_id_of(root: etree._Element) -> str | None:
+    """The id a CDA replaces (``relatedDocument/parentDocument/id``), as :func:`cda_id_of`."""
+    return id_of(root.find(f"{{{HL7V3}}}relatedDocument/{{{HL7V3}}}parentDocument/{{{HL7V3}}}id"))
+
+
+def id_of(element: etree._Element | None) -> str | None:
+    """``root`` or ``root.extension`` of an HL7 v3 ``II``; None without a root."""
     if element is None or not element.get("root"):
         return None
     ext = element.get("extension")

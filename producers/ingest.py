@@ -24,7 +24,8 @@ from typing import Protocol
 
 from aiokafka.errors import KafkaError
 
-from producers.door.admit import DoorPolicy, Refused, admit_or_refuse
+from producers.door.admit import Admitted, DoorPolicy, Refused, admit_or_refuse
+from producers.door.known_documents import DocumentKey
 from producers.hl7.ack import build_ack
 from producers.hl7.errors import Hl7Error, Hl7ValidationError
 from producers.hl7.message import Hl7Message, MessageHeader, message_digest, read_header
@@ -46,7 +47,9 @@ def sector_of(message: Hl7Message, fixed: str | None) -> str:
 
 
 class MessagePublisher(Protocol):
-    async def publish_message(self, message: Hl7Message, *, sector: str) -> list[str]: ...
+    async def publish_message(
+        self, message: Hl7Message, *, sector: str, keys: tuple[DocumentKey, ...] | None = None
+    ) -> list[str]: ...
     async def dead_letter(self, raw: bytes, *, stage: str, failure: Failure) -> str: ...
 
 
@@ -81,18 +84,20 @@ class Ingest:
 
     async def __call__(self, payload: bytes) -> bytes:
         try:
-            message = await self._admit(payload)
+            admission = await self._admit(payload)
         except Exception as exc:  # a broken worker pool: transient, the sender resends
             log.warning(
                 "message %s not checked: %s", message_digest(payload)[:12], type(exc).__name__
             )
             return await self._refuse(read_header(payload), payload, "AR", _unavailable("checked"))
-        if isinstance(message, Refused):
-            return await self._refuse(message.header, payload, "AE", message.error)
+        if isinstance(admission, Refused):
+            return await self._refuse(admission.header, payload, "AE", admission.error)
+        message = admission.message
         sector = sector_of(message, self.sector)
         try:
             event_ids = await asyncio.wait_for(
-                self.publisher.publish_message(message, sector=sector), self.publish_timeout_s
+                self.publisher.publish_message(message, sector=sector, keys=admission.keys),
+                self.publish_timeout_s,
             )
         except Hl7Error as exc:
             return await self._refuse(message, payload, "AE", exc)
@@ -106,7 +111,7 @@ class Ingest:
         log.info("accepted %s as events %s", message.message_type, ",".join(event_ids))
         return build_ack(message, payload, code="AA", control_id=self._ack_id(), now=self.clock())
 
-    async def _admit(self, payload: bytes) -> Hl7Message | Refused:
+    async def _admit(self, payload: bytes) -> Admitted | Refused:
         """The door's pure checks, in the worker pool when there is one (CPU off the loop)."""
         if self.executor is None:
             return admit_or_refuse(payload, self.policy)

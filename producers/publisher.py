@@ -129,7 +129,9 @@ class Publisher:
         acknowledged."""
         return await self.publish_message(admit(raw, self.policy), sector=sector)
 
-    async def publish_message(self, message: Hl7Message, *, sector: str) -> list[str]:
+    async def publish_message(
+        self, message: Hl7Message, *, sector: str, keys: tuple[DocumentKey, ...] | None = None
+    ) -> list[str]:
         """Publish an admitted message: documents, or an identity event for ADT.
 
         A test message (MSH-11 T/D) goes to the test topic only: no stage reads it.
@@ -145,7 +147,7 @@ class Publisher:
         if is_test(message):
             await self._send([(self.test_topic, "DocumentSubmitted", r) for r in records])
             return [str(r["event_id"]) for r in records]
-        keys = self._check_known(message)
+        keys = self._check_known(message, keys)
         earlier = self.known.reserve(keys) if self.known is not None else {}
         try:  # reserved before the await: a racing message with the same id is refused
             await self._send([(self.topic, "DocumentSubmitted", r) for r in records], keys)
@@ -155,11 +157,14 @@ class Publisher:
             raise
         return [str(r["event_id"]) for r in records]
 
-    def _check_known(self, message: Hl7Message) -> tuple[DocumentKey, ...]:
-        """Refuse a reused id or an unknown parent (when the registry is attached)."""
+    def _check_known(
+        self, message: Hl7Message, keys: tuple[DocumentKey, ...] | None
+    ) -> tuple[DocumentKey, ...]:
+        """Refuse a reused id or an unknown parent (when the registry is attached); ``keys``
+        as the door's worker read them, else read here."""
         if self.known is None:
             return ()
-        keys = document_keys(message)
+        keys = keys if keys is not None else document_keys(message)
         if problem := known_problem(self.known.ids, keys, self.policy.refuse_unknown_parents):
             raise problem
         return keys

@@ -31,6 +31,7 @@ from domain.ins_traits import Traits, TraitsError, check_consistency
 from domain.metadata_flags import effective_flags, mssante_combination_problem
 from domain.mssante_address import parse_address, patient_address
 from producers.door.content import cda_problems
+from producers.door.known_documents import DocumentKey, document_keys
 from producers.door.pdf import pdf_problems
 from producers.hl7.errors import Hl7Error, Hl7ValidationError
 from producers.hl7.message import (
@@ -42,7 +43,6 @@ from producers.hl7.message import (
     read_header,
 )
 from producers.hl7.patient import PatientIdentity
-from producers.submission import unique_id
 from relais.mail.errors import AddressError
 
 
@@ -101,6 +101,14 @@ class DoorPolicy:
 
 
 @dataclass(frozen=True)
+class Admitted:
+    """A message the door lets in, and its documents as the ids registry sees them."""
+
+    message: Hl7Message
+    keys: tuple[DocumentKey, ...]
+
+
+@dataclass(frozen=True)
 class Refused:
     """A refusal and what its ACK needs of the MSH, both found in the worker process."""
 
@@ -108,11 +116,11 @@ class Refused:
     header: MessageHeader | None
 
 
-def admit_or_refuse(payload: bytes, policy: DoorPolicy) -> Hl7Message | Refused:
+def admit_or_refuse(payload: bytes, policy: DoorPolicy) -> Admitted | Refused:
     """:func:`admit`, returning the refusal with the MSH read (a pathological MSH costs
     its reading here, in the worker, not in the gateway's event loop)."""
     try:
-        return admit(payload, policy)
+        return admitted(payload, policy)
     except Hl7Error as error:
         return Refused(error, read_header(payload))
     except Exception as exc:  # a bug meeting this input: the same bytes fail again, so AE
@@ -144,6 +152,11 @@ def cda_schema(xsd_dir: Path | None) -> CdaSchema | None:
 
 def admit(payload: bytes, policy: DoorPolicy) -> Hl7Message:
     """The parsed message when every door rule holds; else ``Hl7Error`` (AE with its ERR)."""
+    return admitted(payload, policy).message
+
+
+def admitted(payload: bytes, policy: DoorPolicy) -> Admitted:
+    """:func:`admit`, with the documents' ids and digests for the registry (read once)."""
     message = parse_message(payload)
     if is_test(message) and not policy.accepts_tests_from(message.sending_facility):
         raise Hl7ValidationError(
@@ -154,18 +167,19 @@ def admit(payload: bytes, policy: DoorPolicy) -> Hl7Message:
             app_error_code="906",
             location="MSH-11",
         )
+    keys = document_keys(message)
     if message.documents:
-        check_distinct(message)
+        check_distinct(keys)
         check_patient(message)
         check_delivery(message, policy)
         for document in message.documents:
             check_content(message, document, policy)
-    return message
+    return Admitted(message, keys)
 
 
-def check_distinct(message: Hl7Message) -> None:
+def check_distinct(keys: tuple[DocumentKey, ...]) -> None:
     """Two documents of one message never share an id: the second would be dropped as a copy."""
-    ids = [unique_id(message, document) for document in message.documents]
+    ids = [key.unique_id for key in keys]
     if len(set(ids)) < len(ids):
         raise Hl7ValidationError(
             "two documents of this message have the same id (OBX-1 set id, or the same CDA "

@@ -32,7 +32,7 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from domain.document_id import HL7V3, parse
+from domain.document_id import cda_id_of, parent_id_of, parse
 from producers.hl7.errors import Hl7ValidationError
 from producers.hl7.message import EmbeddedDocument, Hl7Message
 from producers.submission import ACTIONS, unique_id
@@ -58,36 +58,34 @@ class DocumentKey:
 
 
 def document_keys(message: Hl7Message) -> tuple[DocumentKey, ...]:
-    """Each document's id, digest, action and parent (TXA-13, else the CDA's RPLC parent)."""
-    return tuple(
-        DocumentKey(
-            unique_id=normal_id(unique_id(message, document)),
-            digest=hashlib.sha256(document.content).hexdigest()[:_DIGEST_CHARS],
-            action=ACTIONS.get(document.result_status, "SUBMIT"),
-            parent_id=_parent(message, document),
+    """Each document's id, digest, action and parent (TXA-13, else the CDA's RPLC parent);
+    a CDA is parsed once for both ids."""
+    keys = []
+    for document in message.documents:
+        document_id, parent_id = _ids(message, document)
+        keys.append(
+            DocumentKey(
+                unique_id=normal_id(document_id),
+                digest=hashlib.sha256(document.content).hexdigest()[:_DIGEST_CHARS],
+                action=ACTIONS.get(document.result_status, "SUBMIT"),
+                parent_id=parent_id,
+            )
         )
-        for document in message.documents
-    )
+    return tuple(keys)
+
+
+def _ids(message: Hl7Message, document: EmbeddedDocument) -> tuple[str, str | None]:
+    """(the id a sink deduplicates on, the id it replaces) of one document."""
+    parent = normal_id(message.parent_document_id) if message.parent_document_id else None
+    root = parse(document.content)[0] if document.media_type == "text/xml" else None
+    if root is None:
+        return unique_id(message, document), parent
+    return cda_id_of(root) or unique_id(message, document), parent or parent_id_of(root)
 
 
 def normal_id(document_id: str) -> str:
     """``root^extension`` (HL7 v2 EI) and ``root.extension`` (the CDA id) name the same id."""
     return document_id.replace("^", ".")
-
-
-def _parent(message: Hl7Message, document: EmbeddedDocument) -> str | None:
-    if message.parent_document_id:
-        return normal_id(message.parent_document_id)
-    if document.media_type != "text/xml":
-        return None
-    root, _ = parse(document.content)
-    if root is None:
-        return None
-    parent = root.find(f"{{{HL7V3}}}relatedDocument/{{{HL7V3}}}parentDocument/{{{HL7V3}}}id")
-    if parent is None or not parent.get("root"):
-        return None
-    extension = parent.get("extension")
-    return f"{parent.get('root')}.{extension}" if extension else str(parent.get("root"))
 
 
 def known_problem(
