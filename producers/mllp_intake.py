@@ -173,7 +173,7 @@ def _import_modules() -> None:
     workers do: a core busy checking a 5 MB message does not delay the ACK of another.
     """
     os.nice(_WORKER_NICENESS)
-    for name in _WORKER_MODULES:  # producers.door.admit makes Hl7Message picklable
+    for name in _WORKER_MODULES:
         importlib.import_module(name)
 
 

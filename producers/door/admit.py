@@ -16,13 +16,11 @@ rule (never the patient's data). docs/door.md lists them.
 
 from __future__ import annotations
 
-import copyreg
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from types import MappingProxyType
 from typing import Final
 
 from domain.cda_validate import CdaSchema
@@ -45,19 +43,8 @@ from producers.hl7.message import (
 from producers.hl7.patient import PatientIdentity
 from relais.mail.errors import AddressError
 
-
-def _read_only(items: dict[str, object]) -> Mapping[str, object]:
-    return MappingProxyType(items)
-
-
-def _reduce_proxy(proxy: MappingProxyType[str, object]) -> tuple[object, tuple[object, ...]]:
-    return _read_only, (dict(proxy),)
-
-
 log = logging.getLogger(__name__)
 
-# Parsed messages cross the process pool: MappingProxyType fields pickle as their dict.
-copyreg.pickle(MappingProxyType, _reduce_proxy)  # type: ignore[arg-type]
 
 #: What the door refuses: the matricule itself, and its digits against PID-7/8.
 REFUSED_AT_THE_DOOR: Final = frozenset(

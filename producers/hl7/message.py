@@ -16,7 +16,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Final
 
@@ -107,6 +107,18 @@ class Hl7Message(MessageHeader):
     visit_class: str | None
     merged_ids: tuple[tuple[str, str], ...] = ()  # ADT^A40: MRG-1 ids of the absorbed record
     results: tuple[LabResult, ...] = ()  # ORU^R01: structured results (OBX NM/ST/CE...)
+
+    def __reduce__(self) -> tuple[object, tuple[dict[str, object]]]:
+        """Pickled (the gateway's worker pool) with its read-only mappings as plain dicts."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(flags=dict(self.flags), mail_bodies=dict(self.mail_bodies))
+        return _unpickle_message, (values,)
+
+
+def _unpickle_message(values: dict[str, object]) -> Hl7Message:
+    for name in ("flags", "mail_bodies"):
+        values[name] = MappingProxyType(values[name])  # type: ignore[arg-type]
+    return Hl7Message(**values)  # type: ignore[arg-type]
 
 
 def message_digest(raw: bytes) -> str:
