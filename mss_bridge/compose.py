@@ -143,18 +143,22 @@ def mail_ref(request: Record) -> MailRef:
 
 
 def compose(
-    request: Record, keyring: Keyring, config: ComposeConfig, now: datetime
+    request: Record,
+    keyring: Keyring,
+    config: ComposeConfig,
+    now: datetime,
+    content: bytes | None = None,
 ) -> ComposedMail:
-    """The mail for one ``DeliveryRequest``; :class:`MssError` says why it cannot be made."""
+    """The mail for one ``DeliveryRequest``; :class:`MssError` says why it cannot be made.
+
+    ``content`` is the CDA the sink fetched from the document store (None: inline)."""
     _require_mssante(request)
     recipient = recipient_of(request, keyring, config.domains)
     event_id = request["event_id"]
     document = request["document"]
     if document["action"] == "DELETE":
         return _withdrawal(request, keyring, config, now, recipient)
-    cda = open_envelope(
-        keyring, Envelope.from_record(document["content"]), event_id=event_id, purpose="content"
-    )
+    cda = content if content is not None else _inline(document, keyring, event_id)
     traits = open_traits(request, keyring)
     entry = _entry_of(cda, request, now)
     ref = mail_ref(request)
@@ -178,6 +182,11 @@ def compose(
     )
     receipt = flags.get("ACK_RECEPTION", flags.get("ACK_RECEPTION_MSS", True))
     return ComposedMail(build_mail(mail), recipient, ref, envelope_id(ref), receipt)
+
+
+def _inline(document: Record, keyring: Keyring, event_id: str) -> bytes:
+    envelope = Envelope.from_record(document["content"])
+    return open_envelope(keyring, envelope, event_id=event_id, purpose="content")
 
 
 def _require_mssante(request: Record) -> None:

@@ -38,6 +38,8 @@ from relais.deadletter import Failure
 from relais.delivery_ledger import Entry, LedgerStore, Outcome, Step, done, next_step, sending
 from relais.delivery_metrics import DeliveryMetrics
 from relais.delivery_status import status_of
+from relais.document_store import DocumentStore, StoreUnavailableError
+from relais.document_store.bodies import is_reference, read_content
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.mail.errors import MssError, SmtpPermanent, SmtpTransient
@@ -73,8 +75,10 @@ class MssSendWorker:
         session_timeout_s: float = 6.0,
         retry_base_s: float = 0.5,
         retry_cap_s: float = 30.0,
+        store: DocumentStore | None = None,
     ) -> None:
         self.prefix, self.keyring, self.sender = prefix, keyring, sender
+        self.store = store
         self.compose_config = compose_config
         self.stage = SinkStage(STAGE, prefix, keyring, metrics=StageMetrics(STAGE), clock=_now)
         self.codec = self.stage.codec
@@ -118,7 +122,11 @@ class MssSendWorker:
             max(self.attempts.get(request["request_id"], 0), entry.attempt if entry else 0) + 1
         )
         try:
-            mail = compose(request, self.keyring, self.compose_config, _now())
+            content = await self._content(request)
+            mail = compose(request, self.keyring, self.compose_config, _now(), content)
+        except StoreUnavailableError as exc:  # the store, not the request: tried again later
+            log.warning("mss-sender: document store unavailable, retrying later: %s", exc)
+            return RetryLater()
         except MssError as exc:
             status, extra = self._rejected(request, exc, "compose", attempt, message)
             return [self._status(status), *extra]
@@ -126,6 +134,15 @@ class MssSendWorker:
             raise GiveUp.because(exc, request["event_id"]) from exc
         resent = entry is not None  # SENDING: a crash left its fate unknown
         return await self._mail(request, mail, attempt, message, resent=resent)
+
+    async def _content(self, request: Record) -> bytes | None:
+        """The CDA, fetched once from the store (None for a withdrawal, or inline)."""
+        document = request["document"]
+        if document["action"] == "DELETE" or not is_reference(document["content"]):
+            return None
+        return await read_content(
+            self.store, self.keyring, document, event_id=str(request["event_id"])
+        )
 
     async def _mail(
         self, request: Record, mail: ComposedMail, attempt: int, message: Any, *, resent: bool

@@ -20,6 +20,7 @@ from mss_bridge.outbound import MssSendWorker
 from mss_bridge.replies import InboundSetup
 from producers.mllp.ack_routes import parse_routes
 from relais import __version__
+from relais.document_store.open import open_store
 from relais.keyring import Keyring
 from relais.mail.config import smtp_config
 from relais.mail.smtp import SmtpSender
@@ -36,6 +37,7 @@ async def run_send_worker(settings: Settings, keyring: Keyring, stop: asyncio.Ev
         sender=sender,
         compose_config=compose_config(settings),
         session_timeout_s=settings.kafka.session_timeout_s,
+        store=open_store(settings),
     )
     try:
         await worker.run(stop)

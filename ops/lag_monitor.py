@@ -81,7 +81,7 @@ def lag_rows(
 class LagMonitor:
     def __init__(self, bootstrap: str, prefix: str, *, interval_s: float = 15.0) -> None:
         self.bootstrap, self.prefix, self.interval_s = bootstrap, prefix, interval_s
-        self.partitions = partitions_of(ALL_TOPICS, prefix)
+        self.partitions: list[tuple[str, int]] = []  # asked again at each measure
 
     async def groups(self) -> list[str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -109,6 +109,7 @@ class LagMonitor:
             await consumer.stop()
 
     async def measure(self) -> list[LagRow]:
+        self.partitions = await partitions_of(self.bootstrap, ALL_TOPICS, self.prefix)
         committed: dict[tuple[str, str, int], int] = {}
         for group in await self.groups():
             committed |= await self.committed(group)

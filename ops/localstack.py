@@ -33,7 +33,7 @@ from relais.contracts import Codec, ContractError
 from relais.keyring import Keyring
 from relais.settings import Settings
 from relais.topic_admin import ensure_topics
-from relais.topics import AUDIT, DEADLETTER, DELIVERY_STATUS, IDENTITY_PENDING
+from relais.topics import AUDIT, DEADLETTER, DEFAULT_PARTITIONS, DELIVERY_STATUS, IDENTITY_PENDING
 from sandboxes.dmp import DmpSandbox, client_environment, sandbox_pki, start_sandbox
 from sandboxes.insi import InsiSandbox
 from sandboxes.insi import start_sandbox as start_insi
@@ -65,6 +65,10 @@ class LocalStack:
     table_store: str = "memory://"
     #: tansu storage URL: memory://tansu/, or s3://BUCKET/ to survive a broker restart
     broker_storage: str = "memory://tansu/"
+    partitions: int = DEFAULT_PARTITIONS  # of every topic and table (RELAIS_PARTITIONS)
+    #: processes of the MSSanté sender and of the notify sink, with ``mail`` (outcomes: one,
+    #: its hold reminders live in its memory: docs/outcomes.md)
+    copies: int = 1
     cda_xsd_dir: Path | None = None  # the CDA R2 schema folder, when the caller has one
     catalogue_dir: Path | None = None  # laboratories' catalogues (lab reports)
     loinc_table: Path | None = None
@@ -102,7 +106,7 @@ class LocalStack:
             listen, self.broker_storage, log_path=self.work_dir / "broker.log"
         )
         await self.broker.start()
-        await ensure_topics(self.broker.bootstrap, self.prefix)
+        await ensure_topics(self.broker.bootstrap, self.prefix, partitions=self.partitions)
         pki = sandbox_pki(self.work_dir / "dmp-pki")
         self._runner, self.sandbox, dmp_port = await start_sandbox(
             "127.0.0.1", 0, self.work_dir / "dmp-sandbox", pki=pki
@@ -114,16 +118,22 @@ class LocalStack:
         base = Settings.from_env({**self.dmp_environment, **self.extra_environment})
         self.settings = replace(
             base,
-            kafka=replace(base.kafka, bootstrap=self.broker.bootstrap, prefix=self.prefix),
+            kafka=replace(
+                base.kafka,
+                bootstrap=self.broker.bootstrap,
+                prefix=self.prefix,
+                partitions=self.partitions,
+            ),
             keys=replace(base.keys, file=keyring_file),
             insi=replace(base.insi, url=f"http://127.0.0.1:{insi_port}"),
             process=replace(base.process, data_dir=self.work_dir / "data"),
         )
         for args in self.workers:
             self.spawn(*args)
-        if self.mail:
+        for _ in range(self.copies if self.mail else 0):
             self.spawn("mss", "send-worker")
             self.spawn("sink", "notify")
+        if self.mail:
             self.spawn("sink", "outcomes")  # what became of each document, told to its sender
 
     def _start_mail(self, pki: SandboxPki) -> None:
@@ -163,6 +173,7 @@ class LocalStack:
             "RELAIS_BROKER_KIND": os.environ.get("RELAIS_BROKER_KIND", "tansu"),
             "RELAIS_BOOTSTRAP_SERVERS": s.kafka.bootstrap,
             "RELAIS_TOPIC_PREFIX": s.kafka.prefix,
+            "RELAIS_PARTITIONS": str(s.kafka.partitions),
             "RELAIS_KEYRING_FILE": str(s.keys.file),
             **self.dmp_environment,
             "RELAIS_INSI_URL": s.insi.url,

@@ -35,6 +35,7 @@ from producers.mllp.gateway import GatewayConfig
 from producers.mllp.metrics import PrometheusGatewayObserver, PrometheusIngestObserver
 from producers.mllp.service import gateway_config, serve_gateway
 from producers.publisher import Publisher
+from relais.document_store.open import open_store
 from relais.health import broker_reachable
 from relais.keyring import Keyring
 from relais.process import Process, announce, run_process
@@ -81,6 +82,7 @@ async def _ingest(process: Process, config: GatewayConfig, keyring: Keyring) -> 
                 topic_prefix=kafka.prefix,
                 policy=policy,
                 known=known,
+                store=open_store(process.settings),
             ) as publisher:
                 handler = Ingest(
                     publisher,

@@ -1,11 +1,13 @@
-"""The producer library: parse, validate, seal, publish; return once the broker acknowledged.
+"""The producer library: parse, validate, seal, store, publish; return once acknowledged.
 
 >>> async with Publisher(bootstrap="127.0.0.1:39092", keyring=keyring) as publisher:
 ...     event_ids = await publisher.submit_lab_result(raw_oru_r01)
 
 Each sector has its entry point (hospital, lab, radiology) that checks the
-message types that sector sends. Records are sent with ``acks=all`` and
-awaited: when a ``submit_*`` call returns, the documents are safely on the bus.
+message types that sector sends. Each document's bytes are written once
+to the document store (``store``; :mod:`relais.document_store`), durably, and only then
+are the records, which carry a reference, sent with ``acks=all`` and awaited: when a
+``submit_*`` call returns, the documents are safely in the store and on the bus.
 Bad input raises an :class:`~producers.hl7.errors.Hl7Error` that names the
 field and the rule (the MLLP gateway turns it into an AE/AR acknowledgement).
 """
@@ -34,6 +36,8 @@ from producers.submission import document_submitted, identity_update, submission
 from relais.audit_records import received
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
+from relais.document_store import DocumentStore
+from relais.document_store.bodies import BodyWriter
 from relais.keyring import Keyring
 from relais.topics import (
     AUDIT,
@@ -87,8 +91,10 @@ class Publisher:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         policy: DoorPolicy | None = None,
         known: KnownDocuments | None = None,
+        store: DocumentStore | None = None,
     ) -> None:
         self.known = known
+        self.store = store  # None: contents sealed inline (tools, tests of the library)
         self.keyring = keyring
         self.policy = policy or DoorPolicy()
         self.test_topic = TEST_DOCUMENTS.name(topic_prefix)
@@ -143,13 +149,16 @@ class Publisher:
             topic = self.test_topic if is_test(message) else self.identity_topic
             await self._send([(topic, "IdentityUpdate", update)])
             return [str(update["event_id"])]
-        records = submissions(message, sector=sector, keyring=self.keyring, now=now)
-        if is_test(message):
+        if is_test(message):  # never read by a stage: sealed inline, nothing in the store
+            records = submissions(message, sector=sector, keyring=self.keyring, now=now)
             await self._send([(self.test_topic, "DocumentSubmitted", r) for r in records])
             return [str(r["event_id"]) for r in records]
         keys = self._check_known(message, keys)
+        bodies = BodyWriter(self.keyring, self.store)
+        records = submissions(message, sector=sector, keyring=self.keyring, now=now, sealer=bodies)
         earlier = self.known.reserve(keys) if self.known is not None else {}
         try:  # reserved before the await: a racing message with the same id is refused
+            await bodies.flush()  # the bodies are durable before their references are sent
             await self._send([(self.topic, "DocumentSubmitted", r) for r in records], keys)
         except BaseException:
             if self.known is not None:
@@ -182,6 +191,7 @@ class Publisher:
                 hl7_error_code="207",
                 app_error_code="906",
             )
+        bodies = BodyWriter(self.keyring, self.store)
         record = document_submitted(
             submission.document,
             patient=submission.patient,
@@ -191,7 +201,9 @@ class Publisher:
             keyring=self.keyring,
             now=self.clock(),
             event_id=str(uuid.uuid4()),
+            sealer=bodies,
         )
+        await bodies.flush()
         await self._send([(self.topic, "DocumentSubmitted", record)])
         return str(record["event_id"])
 

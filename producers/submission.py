@@ -2,8 +2,10 @@
 
 Whatever the input (an HL7 v2 message, a CDA file, a PDF with its sidecar),
 it is first described with the typed inputs below, then sealed here: identity
-traits, document content and mail recipients become AES-256-GCM envelopes
-bound to each record's event id; what stays readable is what routing needs.
+traits and mail recipients become AES-256-GCM envelopes bound to each record's
+event id, the document content a reference to the document store (made by the
+caller's sealer, :mod:`relais.document_store.bodies`); what stays readable is what
+routing needs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from domain.document_id import cda_id
 from domain.lab_results import LAB_REPORT_MEDIA, encode_lab_report
 from producers.hl7.message import EmbeddedDocument, Hl7Message, PatientIdentity
 from relais.contracts import Record
+from relais.document_store.bodies import ContentSealer, inline_sealer
 from relais.envelope import seal
 from relais.keyring import Keyring, pseudonymise
 
@@ -121,11 +124,13 @@ def document_submitted(
     keyring: Keyring,
     now: datetime,
     event_id: str,
+    sealer: ContentSealer | None = None,
 ) -> Record:
-    """The ``DocumentSubmitted`` record of one document."""
+    """The ``DocumentSubmitted`` record of one document; ``sealer`` makes its ``content``
+    (default: sealed inline; the publisher's writes it once to the document store)."""
     if sector not in SECTORS:
         raise ValueError(f"unknown sector {sector!r}; expected one of {', '.join(SECTORS)}")
-    recipients = None
+    recipients, seal_content = None, sealer or inline_sealer(keyring)
     if delivery.recipients:
         plain = json.dumps(list(delivery.recipients)).encode()
         recipients = seal(keyring, plain, event_id=event_id, purpose="recipient").to_record()
@@ -144,9 +149,7 @@ def document_submitted(
             "parent_unique_id": document.parent_unique_id,
             "content_sha256": hashlib.sha256(document.content).hexdigest(),
             "size_bytes": len(document.content),
-            "content": seal(
-                keyring, document.content, event_id=event_id, purpose="content"
-            ).to_record(),
+            "content": seal_content(document.content, document.unique_id, event_id),
         },
         "hints": {"flags": dict(delivery.flags), "recipients": recipients},
     }
@@ -173,6 +176,7 @@ def submissions(
     keyring: Keyring,
     now: datetime,
     new_id: Callable[[], str] = _new_id,
+    sealer: ContentSealer | None = None,
 ) -> list[Record]:
     """One ``DocumentSubmitted`` record per document an HL7 message carries."""
     origin = origin_of(message)
@@ -198,6 +202,7 @@ def submissions(
             keyring=keyring,
             now=now,
             event_id=new_id(),
+            sealer=sealer,
         )
         for document in message.documents
     ]

@@ -12,6 +12,8 @@ variable                       meaning                                     defau
 =============================  ==========================================  ========================
 RELAIS_BOOTSTRAP_SERVERS       Kafka bootstrap servers                     127.0.0.1:39092
 RELAIS_TOPIC_PREFIX            prefix of every topic name                  relais
+RELAIS_PARTITIONS              partitions of every topic and Faust table:  12
+                               up to that many processes per stage/sink
 RELAIS_KEYRING_FILE            path of the keyring JSON file               (none)
 RELAIS_KEYRING                 keyring JSON inline (instead of a file)     (none)
 RELAIS_METRICS_HOST            address /metrics listens on                 127.0.0.1
@@ -38,6 +40,10 @@ RELAIS_LOINC_TABLE             LOINC-FR CSV (loinc_code,display_name_fr)   (none
 RELAIS_UCUM_UNITS              UCUM unit list (the ANS JDV XML)            (none)
 RELAIS_RELEASE_POLICY          release rules (TOML)                        (bundled policy)
 RELAIS_DATA_DIR                where local state (broker, demo) lives      ./.relais
+RELAIS_DOCUMENT_STORE          document bodies: folder or s3://BUCKET/pfx  RELAIS_DATA_DIR/documents
+RELAIS_DOCUMENT_STORE_ENDPOINT S3-compatible server URL (http[s]://)       (none: AWS)
+RELAIS_DOCUMENT_STORE_REGION   the bucket's region                         us-east-1
+RELAIS_DOCUMENT_RETENTION_DAYS bodies older: ``relais store expire`` ends  30
 RELAIS_BROKER_BIN              broker binary instead of the bundled tansu  (bundled tansu)
 RELAIS_BROKER_LISTEN           host:port the local broker listens on       127.0.0.1:39092
 RELAIS_BROKER_STORAGE          tansu storage engine URL                    memory://tansu/
@@ -93,6 +99,9 @@ RELAIS_MLLP_UNKNOWN_PARENTS    a replacement/deletion of an id Relais      refus
 RELAIS_MLLP_TLS_CERT           server certificate (PEM): MLLP over TLS     (none: plain TCP)
 RELAIS_MLLP_TLS_KEY            its private key (PEM)                       (none)
 RELAIS_MLLP_CLIENT_CA          require client certificates from this CA    (none)
+RELAIS_MLLP_REUSE_PORT         SO_REUSEPORT: several gateway processes     no
+                               listen on one port (the kernel spreads
+                               the connections); set it on each of them
 =============================  ==========================================  ========================
 
 RELAIS_DMP_URL defaults to https://127.0.0.1:39180/repository, where ``relais sandbox dmp``
@@ -126,6 +135,7 @@ from relais.settings_parts import (
     ProcessSettings,
     StageSettings,
 )
+from relais.settings_store import StoreSettings
 
 __all__ = [
     "AckSettings",
@@ -143,6 +153,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "StageSettings",
+    "StoreSettings",
 ]
 
 
@@ -163,6 +174,7 @@ class Settings:
     mss: MssSettings = field(default_factory=MssSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -185,4 +197,5 @@ class Settings:
             mss=MssSettings.from_env(e),
             notify=NotifySettings.from_env(e),
             outcomes=OutcomeSettings.from_env(e),
+            store=StoreSettings.from_env(e),
         )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from relais.settings_env import Env, SettingsError
+from relais.topics import DEFAULT_PARTITIONS
 
 #: the sectors an MLLP listener may declare for all its senders (RELAIS_MLLP_SECTOR)
 SECTORS = ("HOSPITAL", "LAB", "RADIOLOGY")
@@ -28,6 +29,7 @@ class KafkaSettings:
     session_timeout_s: float = 6.0
     broker_kind: str = "tansu"  # "tansu" turns its workarounds on (relais.tansu_quirks)
     table_store: str = "memory://"
+    partitions: int = DEFAULT_PARTITIONS  # of every topic and Faust table (changelogs)
 
     @classmethod
     def from_env(cls, env: Env) -> KafkaSettings:
@@ -38,6 +40,7 @@ class KafkaSettings:
             session_timeout_s=env.seconds("RELAIS_SESSION_TIMEOUT_S", d.session_timeout_s),
             broker_kind=env.choice("RELAIS_BROKER_KIND", d.broker_kind, ("tansu", "kafka")),
             table_store=env.text("RELAIS_TABLE_STORE", d.table_store),
+            partitions=env.count("RELAIS_PARTITIONS", d.partitions, "a number of partitions"),
         )
 
 
@@ -198,6 +201,7 @@ class MllpSettings:
     test_messages: str = "accept"
     test_messages_by_sender: tuple[tuple[str, str], ...] = ()
     refuse_unknown_parents: bool = True  # replacement/deletion of an id never received
+    reuse_port: bool = False  # SO_REUSEPORT: several gateway processes share the port
 
     @classmethod
     def from_env(cls, env: Env) -> MllpSettings:
@@ -221,6 +225,7 @@ class MllpSettings:
             client_ca=env.path("RELAIS_MLLP_CLIENT_CA"),
             **_test_messages(env.raw("RELAIS_MLLP_TEST_MESSAGES")),
             refuse_unknown_parents=_unknown_parents(env.raw("RELAIS_MLLP_UNKNOWN_PARENTS")),
+            reuse_port=env.flag("RELAIS_MLLP_REUSE_PORT", d.reuse_port),
         )
 
 

@@ -35,9 +35,21 @@ class Message:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-def partitions_of(specs: Iterable[TopicSpec], prefix: str) -> list[tuple[str, int]]:
-    """Every (topic name, partition) of ``specs`` under ``prefix``."""
-    return [(spec.name(prefix), p) for spec in specs for p in range(spec.partitions)]
+async def partitions_of(
+    bootstrap: str, specs: Iterable[TopicSpec], prefix: str
+) -> list[tuple[str, int]]:
+    """Every (topic name, partition) of ``specs`` under ``prefix``, as the broker has them.
+
+    Asked, not computed: RELAIS_PARTITIONS may have made the topics with another count
+    than the catalogue's default. A topic that does not exist has none.
+    """
+    consumer = await _started(bootstrap)
+    try:
+        await consumer.topics()  # fresh metadata
+        names = [spec.name(prefix) for spec in specs]
+        return [(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]
+    finally:
+        await consumer.stop()
 
 
 async def end_offsets(bootstrap: str, partitions: Sequence[tuple[str, int]]) -> Offsets:

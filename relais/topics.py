@@ -16,7 +16,7 @@ class TopicSpec:
     """A topic as Relais needs it to exist on the broker."""
 
     suffix: str
-    partitions: int
+    partitions: int  # the default; RELAIS_PARTITIONS sets every topic's (relais.topic_admin)
     purpose: str
     configs: dict[str, str] = field(default_factory=dict)
 
@@ -24,23 +24,29 @@ class TopicSpec:
         return f"{prefix}.{self.suffix}"
 
 
+#: Partitions of every topic unless RELAIS_PARTITIONS (``KafkaSettings.partitions``) says
+#: otherwise: as many processes of one stage or sink as partitions share its work. All topics
+#: have the one count: Faust tables need their changelogs and their sources to match, and a
+#: ledger entry lives in the partition number of its request.
+DEFAULT_PARTITIONS: Final = 12
+
 _WEEK_MS: Final = str(7 * 24 * 3600 * 1000)
 _MONTH_MS: Final = str(31 * 24 * 3600 * 1000)
 _DATA: Final = {"retention.ms": _WEEK_MS, "max.message.bytes": str(16 << 20)}
 _KEEP: Final = {"retention.ms": _MONTH_MS, "max.message.bytes": str(16 << 20)}
 
 SUBMITTED: Final = TopicSpec(
-    "documents.submitted.v1", 4, "documents accepted from producers", _DATA
+    "documents.submitted.v1", DEFAULT_PARTITIONS, "documents accepted from producers", _DATA
 )
 TEST_DOCUMENTS: Final = TopicSpec(
     "documents.test.v1",
-    4,
+    DEFAULT_PARTITIONS,
     "test messages (MSH-11 T/D) a producer sent: checked like the others, delivered nowhere",
     _DATA,
 )
 DOCUMENT_IDS: Final = TopicSpec(
     "documents.ids.v1",
-    4,
+    DEFAULT_PARTITIONS,
     "document ids the door accepted, with their content digest (compacted, by id)",
     {
         "cleanup.policy": "compact",
@@ -48,41 +54,65 @@ DOCUMENT_IDS: Final = TopicSpec(
         "max.message.bytes": str(1 << 20),
     },
 )
-QUALIFIED: Final = TopicSpec("documents.qualified.v1", 4, "documents whose INS is qualified", _DATA)
-READY: Final = TopicSpec("documents.ready.v1", 4, "transcoded, validated documents", _DATA)
-DELIVERY_DMP: Final = TopicSpec("deliveries.dmp.v1", 4, "DMP filing requests", _DATA)
-DELIVERY_MSSANTE: Final = TopicSpec("deliveries.mssante.v1", 4, "MSSanté mail requests", _DATA)
-DELIVERY_NOTIFY: Final = TopicSpec(
-    "deliveries.notify.v1", 4, "patient notification requests", _DATA
+QUALIFIED: Final = TopicSpec(
+    "documents.qualified.v1", DEFAULT_PARTITIONS, "documents whose INS is qualified", _DATA
 )
-DELIVERY_STATUS: Final = TopicSpec("deliveries.status.v1", 4, "outcome of every delivery", _KEEP)
+READY: Final = TopicSpec(
+    "documents.ready.v1", DEFAULT_PARTITIONS, "transcoded, validated documents", _DATA
+)
+DELIVERY_DMP: Final = TopicSpec(
+    "deliveries.dmp.v1", DEFAULT_PARTITIONS, "DMP filing requests", _DATA
+)
+DELIVERY_MSSANTE: Final = TopicSpec(
+    "deliveries.mssante.v1", DEFAULT_PARTITIONS, "MSSanté mail requests", _DATA
+)
+DELIVERY_NOTIFY: Final = TopicSpec(
+    "deliveries.notify.v1", DEFAULT_PARTITIONS, "patient notification requests", _DATA
+)
+DELIVERY_STATUS: Final = TopicSpec(
+    "deliveries.status.v1", DEFAULT_PARTITIONS, "outcome of every delivery", _KEEP
+)
 IDENTITY_PENDING: Final = TopicSpec(
-    "identity.pending.v1", 4, "documents held until their identity is qualified", _KEEP
+    "identity.pending.v1",
+    DEFAULT_PARTITIONS,
+    "documents held until their identity is qualified",
+    _KEEP,
 )
 IDENTITY_EVENTS: Final = TopicSpec(
-    "identity.events.v1", 4, "patient identity updates and merges (ADT)", _KEEP
+    "identity.events.v1", DEFAULT_PARTITIONS, "patient identity updates and merges (ADT)", _KEEP
 )
 IDENTITY_ALERTS: Final = TopicSpec(
-    "identity.alerts.v1", 4, "identitovigilance alerts: contradictions blocked for a human", _KEEP
+    "identity.alerts.v1",
+    DEFAULT_PARTITIONS,
+    "identitovigilance alerts: contradictions blocked for a human",
+    _KEEP,
 )
 IDENTITY_COMMANDS: Final = TopicSpec(
     "identity.commands.v1",
-    4,  # as many as documents.submitted: a patient's commands meet its state in one place
+    # as many as documents.submitted: a patient's commands meet its state in one place
+    DEFAULT_PARTITIONS,
     "identitovigilance operators' release/reject/unblock, and hold expiries",
     _KEEP,
 )
-MSSANTE_INBOUND: Final = TopicSpec("mssante.inbound.v1", 4, "documents received by mail", _DATA)
+MSSANTE_INBOUND: Final = TopicSpec(
+    "mssante.inbound.v1", DEFAULT_PARTITIONS, "documents received by mail", _DATA
+)
 DELIVERY_LEDGER: Final = TopicSpec(
     "deliveries.ledger.v1",
-    4,  # as many as the delivery topics: entry partition = request partition
+    DEFAULT_PARTITIONS,  # as many as the delivery topics: entry partition = request partition
     "what each sink already did per request: retries never deliver twice",
     {"cleanup.policy": "compact", "retention.ms": _MONTH_MS, "max.message.bytes": str(1 << 20)},
 )
 BUSINESS_ACKS: Final = TopicSpec(
-    "acks.business.v1", 4, "HL7 business acknowledgements (ZAM) for the producers", _KEEP
+    "acks.business.v1",
+    DEFAULT_PARTITIONS,
+    "HL7 business acknowledgements (ZAM) for the producers",
+    _KEEP,
 )
-DEADLETTER: Final = TopicSpec("deadletter.v1", 4, "records a stage could not process", _KEEP)
-AUDIT: Final = TopicSpec("audit.v1", 4, "who/what/when for every document", _KEEP)
+DEADLETTER: Final = TopicSpec(
+    "deadletter.v1", DEFAULT_PARTITIONS, "records a stage could not process", _KEEP
+)
+AUDIT: Final = TopicSpec("audit.v1", DEFAULT_PARTITIONS, "who/what/when for every document", _KEEP)
 # The notifier's ledger: one entry per notification request, keyed by request id, in the
 # same partition number as the request (so as many partitions as DELIVERY_NOTIFY).
 NOTIFY_LEDGER: Final = TopicSpec(

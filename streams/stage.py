@@ -11,7 +11,10 @@ Relais itself escape as exceptions other than those listed below, and even
 they are dead-lettered by :func:`step` rather than stopping the worker.
 
 Errors a ``handle`` function raises: :class:`relais.deadletter.StageFailure` and its
-subclasses (the record is wrong; dead-letter it).
+subclasses (the record is wrong; dead-letter it). A
+:class:`relais.document_store.StoreUnavailableError` is not the record's fault: it escapes
+:func:`step`, the worker crashes (crash-only) and the record is handled again after the
+restart, never dead-lettered.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from typing import Any
 
 from relais.contracts import Codec, Record, UnexpectedRecordError
 from relais.deadletter import Failure, Origin, dead_letter, failure_of
+from relais.document_store import DocumentStore, StoreUnavailableError
+from relais.document_store.bodies import BodyWriter, ContentSealer, inline_sealer, read_content
+from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
 from relais.patient_traits import open_traits
 from relais.topics import DEADLETTER, TopicSpec
@@ -40,7 +46,8 @@ class StageContext:
     shared by the records of one partition; stateless stages leave it None.
     ``record_type`` and ``raw`` are the record's type and its bytes as they came off
     the bus, filled in by :func:`step` (a stage of several record types dispatches on
-    the type; the identity stage holds the bytes of the documents it holds).
+    the type; the identity stage holds the bytes of the documents it holds). ``store``
+    is the document store: only a stage that reads or writes a body touches it.
     """
 
     keyring: Keyring
@@ -48,6 +55,25 @@ class StageContext:
     state: MutableMapping[str, str] | None = None
     record_type: str | None = None
     raw: bytes = b""
+    store: DocumentStore | None = None  # document bodies (None: contents travel inline)
+    body: bytes | None = None  # the document's bytes, fetched by step for a reads_body stage
+    bodies: ContentSealer | None = None  # seals a body the core builds; step writes it
+
+    def content(self, record: Record) -> bytes:
+        """The record's document bytes: what :func:`step` fetched, or its inline envelope."""
+        if self.body is not None:
+            return self.body
+        return open_envelope(
+            self.keyring,
+            Envelope.from_record(record["document"]["content"]),
+            event_id=record["event_id"],
+            purpose="content",
+        )
+
+    def seal_content(self, content: bytes, *, unique_id: str, event_id: str) -> Record:
+        """``Document.content`` for bytes the core built (written by :func:`step`)."""
+        sealer = self.bodies or inline_sealer(self.keyring)
+        return sealer(content, unique_id, event_id)
 
 
 @dataclass(frozen=True)
@@ -73,6 +99,7 @@ class Stage:
     record_type: str | tuple[str, ...]
     handle: Handler
     stateful: bool = False  # the shell gives it a table as ``StageContext.state``
+    reads_body: bool = False  # step fetches the document's bytes into ``StageContext.body``
 
     @property
     def sources(self) -> tuple[TopicSpec, ...]:
@@ -120,18 +147,31 @@ async def step(
     try:
         name, record = decode(stage, codec, value, topic=topic, partition=partition, offset=offset)
         event_id = str(record.get("event_id") or "") or None
-        produced = stage.handle(record, replace(ctx, record_type=name, raw=value or b""))
+        body = await _body(ctx, record) if stage.reads_body else None
+        writer = BodyWriter(ctx.keyring, ctx.store)
+        produced = stage.handle(
+            record, replace(ctx, record_type=name, raw=value or b"", body=body, bodies=writer)
+        )
         outputs = produced if isinstance(produced, list) else await produced
+        await writer.flush()  # what the outputs refer to is durable before they are sent
         encoded = [
             Encoded(o.topic.name(prefix), o.key, codec.encode(o.record_type, o.record))
             for o in outputs
         ]
         return StepResult(outputs=encoded, event_id=event_id)
+    except StoreUnavailableError:
+        raise  # not the record's fault: the worker crashes and handles it again after
     except Exception as exc:  # every failure of one record becomes a dead letter
         origin = Origin(topic=topic, partition=partition, offset=offset, event_id=event_id)
         return dead_lettered(
             stage, codec, ctx, prefix, exc=exc, origin=origin, key=key, value=value
         )
+
+
+async def _body(ctx: StageContext, record: Record) -> bytes:
+    return await read_content(
+        ctx.store, ctx.keyring, record["document"], event_id=str(record["event_id"])
+    )
 
 
 def decode(

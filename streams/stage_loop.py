@@ -35,6 +35,7 @@ import faust
 from mode import CrashingSupervisor
 
 from relais.contracts import Codec
+from relais.document_store import DocumentStore
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from streams.stage import Encoded, Stage, StageContext, StepResult, step
@@ -71,8 +72,10 @@ class StageLoop:
         metrics: StageMetrics,
         hooks: StageHooks,
         state: MutableMapping[str, str] | None = None,
+        store: DocumentStore | None = None,
     ) -> None:
         self.app, self.stage, self.keyring, self.prefix = app, stage, keyring, prefix
+        self.store = store
         self.metrics, self.hooks, self.state = metrics, hooks, state
         self.codec = Codec()
         self._topics: dict[str, Any] = {}
@@ -90,7 +93,9 @@ class StageLoop:
         """One record, from its step to its acknowledged outputs."""
         self.metrics.received()
         with self.metrics.timed():
-            ctx = StageContext(keyring=self.keyring, now=datetime.now(UTC), state=self.state)
+            ctx = StageContext(
+                keyring=self.keyring, now=datetime.now(UTC), state=self.state, store=self.store
+            )
             result = await step(
                 self.stage,
                 self.codec,
@@ -139,18 +144,13 @@ def register_stage(
     prefix: str,
     hooks: StageHooks | None = None,
     metrics: StageMetrics | None = None,
+    store: DocumentStore | None = None,
 ) -> StageLoop:
     """The stage as the agent ``relais.<name>`` of ``app``, over its input topic(s).
 
     A stateful stage gets the table ``<name>-state`` as ``StageContext.state``.
     """
-    # Written only while handling a record of the same partition: Faust logs each change to
-    # the changelog partition of that record, so a rebalance moves a patient's state with it.
-    state = (
-        app.Table(f"{stage.name}-state", default=None, partitions=4, key_type=str, value_type=str)
-        if stage.stateful
-        else None
-    )
+    state = _state_table(app, stage) if stage.stateful else None
     loop = StageLoop(
         app,
         stage,
@@ -159,6 +159,7 @@ def register_stage(
         metrics=metrics or StageMetrics(stage.name),
         hooks=hooks or StageHooks(),
         state=state,
+        store=store,
     )
     names = [source.name(prefix) for source in stage.sources]
     source = app.topic(*names, key_type=bytes, value_type=bytes)
@@ -167,3 +168,16 @@ def register_stage(
         loop.agent
     )
     return loop
+
+
+def _state_table(app: faust.App, stage: Stage) -> Any:
+    """The table ``<name>-state``, with as many partitions as its source topics.
+
+    Written only while handling a record of the same partition: Faust logs each change to
+    the changelog partition of that record, so a rebalance moves a patient's state with it.
+    ``app.conf.topic_partitions`` is RELAIS_PARTITIONS (streams.worker).
+    """
+    partitions = app.conf.topic_partitions
+    return app.Table(
+        f"{stage.name}-state", default=None, partitions=partitions, key_type=str, value_type=str
+    )

@@ -26,6 +26,7 @@ import faust
 
 from domain.cda_validate import CdaSchema
 from relais import tansu_quirks
+from relais.document_store.open import open_store
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.settings import Settings
@@ -72,7 +73,7 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
         producer_acks=-1,  # acks=all: an output is on the bus before the input is committed
         consumer_max_fetch_size=MAX_BYTES,
         topic_allow_declare=True,  # Faust creates its table changelogs; ours exist already
-        topic_partitions=4,
+        topic_partitions=settings.kafka.partitions,  # RELAIS_PARTITIONS: tables follow it
         topic_disable_leader=True,
         datadir=str(settings.process.data_dir / "faust"),
         store=settings.kafka.table_store,  # rocksdb:// in production (pip install relais[rocksdb])
@@ -85,7 +86,9 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
             _register_identity(app, settings, keyring)
         else:
             stage = _pure_stage(name, settings)
-            register_stage(app, stage, keyring=keyring, prefix=settings.kafka.prefix)
+            # only transcode reads and writes bodies: identity and route never see the store
+            store = open_store(settings) if name == "transcode" else None
+            register_stage(app, stage, keyring=keyring, prefix=settings.kafka.prefix, store=store)
     return app
 
 

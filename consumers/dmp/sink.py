@@ -52,6 +52,9 @@ from relais.delivery_ledger import (
 )
 from relais.delivery_metrics import DeliveryMetrics
 from relais.delivery_status import status_of
+from relais.document_store import DocumentStore, StoreUnavailableError
+from relais.document_store.bodies import document_prefix, read_content
+from relais.document_store.open import open_store
 from relais.envelope import Envelope, open_envelope
 from relais.health import READINESS, Flag, broker_reachable
 from relais.keyring import Keyring
@@ -80,13 +83,16 @@ log = logging.getLogger(__name__)
 STAGE = "dmp-sink"
 
 
-def submission_of(request: Record, keyring: Keyring, now: datetime | None = None) -> Submission:
-    """Decrypt what the DMP needs from a ``DeliveryRequest``."""
+def submission_of(
+    request: Record, keyring: Keyring, now: datetime | None = None, content: bytes | None = None
+) -> Submission:
+    """Decrypt what the DMP needs from a ``DeliveryRequest``; ``content`` is the document's
+    bytes the sink fetched from the store (None: the request carries them inline)."""
     event_id = request["event_id"]
     document = request["document"]
-    content = open_envelope(
-        keyring, Envelope.from_record(document["content"]), event_id=event_id, purpose="content"
-    )
+    if content is None:
+        envelope = Envelope.from_record(document["content"])
+        content = open_envelope(keyring, envelope, event_id=event_id, purpose="content")
     return Submission(
         unique_id=document["unique_id"],
         patient_id=_patient_id(request, keyring),
@@ -128,8 +134,10 @@ class DmpSink:
         keyring: Keyring,
         client: DmpClient,
         session_timeout_s: float = 6.0,
+        store: DocumentStore | None = None,
     ) -> None:
         self.prefix, self.keyring, self.client = prefix, keyring, client
+        self.store = store
         self.stage = SinkStage(STAGE, prefix, keyring, metrics=StageMetrics(STAGE), clock=_now)
         self.codec = self.stage.codec
         self.deliveries = DeliveryMetrics("DMP")
@@ -174,7 +182,16 @@ class DmpSink:
         resend; otherwise SENDING is recorded, the document filed, and DONE
         recorded with the outcome.
         """
-        request, submission, patient_id = self._open(message)
+        try:
+            request, submission, patient_id = await self._open(message)
+        except StoreUnavailableError as exc:
+            log.warning("dmp-sink: document store unavailable, retrying later: %s", exc)
+            return RetryLater()
+        return await self._deliver(message, request, submission, patient_id)
+
+    async def _deliver(
+        self, message: Any, request: Record, submission: Submission | None, patient_id: str
+    ) -> Outputs | RetryLater:
         rid = request["request_id"]
         await self.ledger.ensure(message.partition)
         entry = self.ledger.get(message.partition, rid)
@@ -198,15 +215,21 @@ class DmpSink:
         except DmpRejected as exc:
             return await self._done(request, Outcome.REJECTED, exc.code, where)
 
-    def _open(self, message: Any) -> tuple[Record, Submission | None, str]:
-        """The request, what the DMP needs (None for a deletion) and the patient's XDS id."""
+    async def _open(self, message: Any) -> tuple[Record, Submission | None, str]:
+        """The request, what the DMP needs (None for a deletion) and the patient's XDS id;
+        the document's bytes are fetched once, here."""
         event_id = None
         try:
             request = decode_record(self.codec, message, "DeliveryRequest")
             event_id = request["event_id"]
             if request["document"]["action"] == "DELETE":
                 return request, None, _patient_id(request, self.keyring)
-            submission = submission_of(request, self.keyring, _now())
+            content = await read_content(
+                self.store, self.keyring, request["document"], event_id=event_id
+            )
+            submission = submission_of(request, self.keyring, _now(), content)
+        except StoreUnavailableError:
+            raise  # the store, not the request: tried again later
         except Exception as exc:  # any unreadable request is dead-lettered, never a crash
             raise GiveUp.because(exc, event_id) from exc
         return request, submission, submission.patient_id  # it opened the identity already
@@ -245,6 +268,10 @@ class DmpSink:
         await self._sending(request, where)
         answer = await self.client.delete(found, patient_id)
         detail = "deleted from the DMP"
+        if self.store is not None:  # the document's life ends: so do its bodies
+            unique_id = str(request["document"]["unique_id"])
+            erased = await self.store.erase(document_prefix(self.keyring, unique_id))
+            detail += f"; stored bodies erased: {erased}"
         return await self._done(request, Outcome.DELIVERED, answer.code, where, detail)
 
     async def _sending(self, request: Record, where: Where) -> None:
@@ -365,6 +392,7 @@ async def run_dmp_sink(settings: Settings, keyring: Keyring, stop: asyncio.Event
         keyring=keyring,
         client=client,
         session_timeout_s=settings.kafka.session_timeout_s,
+        store=open_store(settings),
     )
     try:
         await sink.run(stop)

@@ -70,9 +70,13 @@ async def _publish_all(
 ) -> list[FileOutcome]:
     from producers.publish_files import publish_files
     from producers.publisher import Publisher
+    from relais.document_store.open import open_store
 
     async with Publisher(
-        bootstrap=s.kafka.bootstrap, keyring=keyring, topic_prefix=s.kafka.prefix
+        bootstrap=s.kafka.bootstrap,
+        keyring=keyring,
+        topic_prefix=s.kafka.prefix,
+        store=open_store(s),
     ) as publisher:
         return await publish_files(publisher, paths, sector, progress)
 
@@ -145,6 +149,12 @@ class _PublishReport:
     "--client-ca",
     type=click.Path(exists=True, path_type=Path),
     help="require client certificates signed by this CA (PEM) [RELAIS_MLLP_CLIENT_CA]",
+)
+@click.option(
+    "--reuse-port/--no-reuse-port",
+    default=None,
+    help="SO_REUSEPORT: share the port with other `relais mllp` processes started so, the "
+    "kernel spreading the connections [RELAIS_MLLP_REUSE_PORT, default no]",
 )
 @click.pass_context
 def mllp(ctx: click.Context, /, **flags: Any) -> None:

@@ -77,7 +77,9 @@ DEFAULT_XSD = Path("../shared/data/cda-xsd")
     "--workers",
     default=1,
     show_default=True,
-    help="processes per stage (identity, transcode, route) and DMP sinks",
+    help="processes of every stage (identity, transcode, route), sink (DMP, MSSanté, "
+    "notify; outcomes stays one) and MLLP gateway (sharing one port: SO_REUSEPORT); up to "
+    "RELAIS_PARTITIONS share the work",
 )
 @click.option(
     "--combined",
@@ -222,6 +224,7 @@ def _config(ctx: click.Context, o: LoadOptions) -> LoadConfig:
         mail=o.mail,
         drain_timeout_s=o.drain_timeout_s,
         progress_s=o.progress_s,
+        partitions=settings_of(ctx).kafka.partitions,
         cda_xsd_dir=xsd.resolve() if xsd else None,
     )
 

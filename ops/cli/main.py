@@ -7,6 +7,7 @@ read once here and passed down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from typing import Any
@@ -41,9 +42,12 @@ class RelaisGroup(click.Group):
         from ops.broker import BrokerError
         from relais.envelope import EnvelopeError
         from relais.keyring import KeyringError
+        from relais.topic_admin import PartitionCountError
 
         try:
             return super().invoke(ctx)
+        except PartitionCountError as exc:
+            raise click.ClickException(str(exc)) from None
         except KafkaConnectionError:
             s = ctx.obj
             where = s.kafka.bootstrap if isinstance(s, Settings) else "the broker"
@@ -124,12 +128,20 @@ def topics() -> None:
 @click.option("--replication-factor", default=1, show_default=True, type=int)
 @click.pass_context
 def topics_create(ctx: click.Context, replication_factor: int) -> None:
-    """Create every topic of the catalogue that does not exist yet (idempotent)."""
+    """Create every topic of the catalogue that does not exist yet (idempotent).
+
+    Each gets RELAIS_PARTITIONS partitions; a topic that exists with another count is an error.
+    """
     from relais.topic_admin import ensure_topics
 
     s = _settings(ctx)
     states = asyncio.run(
-        ensure_topics(s.kafka.bootstrap, s.kafka.prefix, replication_factor=replication_factor)
+        ensure_topics(
+            s.kafka.bootstrap,
+            s.kafka.prefix,
+            replication_factor=replication_factor,
+            partitions=s.kafka.partitions,
+        )
     )
     for t in states:
         verb = "created" if t.created else "exists "
@@ -159,8 +171,11 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
     Several stages may share one process (`relais worker identity transcode route`).
     /metrics is served on RELAIS_METRICS_HOST:RELAIS_METRICS_PORT.
     """
+    from aiokafka.errors import KafkaConnectionError
+
     from relais.keyring_source import load_keyring
     from relais.process import serve_and_announce
+    from relais.topic_admin import check_partitions
     from streams.worker import STAGE_NAMES, run_worker
 
     unknown = [s for s in stages if s not in STAGE_NAMES]
@@ -170,6 +185,10 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
         )
     s = _settings(ctx)
     keyring = load_keyring(s)
+    # Faust would fail later and less clearly (PartitionsMismatch) or, worse, run half right.
+    # No broker yet: Faust waits for it as before, and its own check stays.
+    with contextlib.suppress(KafkaConnectionError):
+        asyncio.run(check_partitions(s.kafka.bootstrap, s.kafka.prefix, s.kafka.partitions))
     serve_and_announce(s.process, f"stages {', '.join(stages)}")
     run_worker(s, list(stages), keyring)  # Faust's own runner: it stops on signals itself
 

@@ -32,6 +32,7 @@ from ops.demo.samples import (
 from ops.localstack import FINAL_OUTCOMES, Landing, LocalStack, read_landing, scrape
 from producers.hl7.errors import Hl7Error
 from producers.publisher import Publisher
+from relais.document_store.open import open_store
 from relais.settings import Settings
 from relais.signals import stop_on_signals
 from sandboxes.mail import MailSandbox
@@ -126,6 +127,7 @@ async def _send(stack: LocalStack) -> list[tuple[str, DemoDocument]]:
         bootstrap=stack.settings.kafka.bootstrap,
         keyring=stack.keyring,
         topic_prefix=stack.prefix,
+        store=open_store(stack.settings),
     ) as publisher:
         for n, doc in enumerate(DOCUMENTS, start=1):
             try:

@@ -71,7 +71,9 @@ class DlqBus:
 
     async def letters(self) -> list[LetterView]:
         """Every dead letter on the topic now, with its original opened when possible."""
-        messages = await read_to_end(self.bootstrap, partitions_of([DEADLETTER], self.prefix))
+        messages = await read_to_end(
+            self.bootstrap, await partitions_of(self.bootstrap, [DEADLETTER], self.prefix)
+        )
         return [
             letter_view(self.codec, self.keyring, letter, m.key)
             for name, letter, m in decoded(self.codec, messages)
@@ -79,7 +81,9 @@ class DlqBus:
         ]
 
     async def audits(self) -> list[Record]:
-        messages = await read_to_end(self.bootstrap, partitions_of([AUDIT], self.prefix))
+        messages = await read_to_end(
+            self.bootstrap, await partitions_of(self.bootstrap, [AUDIT], self.prefix)
+        )
         return [r for name, r, _ in decoded(self.codec, messages) if name == "AuditEvent"]
 
     async def replays(self) -> dict[str, list[Replay]]:
@@ -91,7 +95,9 @@ class DlqBus:
 
     async def outcome_offsets(self) -> Offsets:
         """Where the outcome topics end now: what comes after a replay is read from there."""
-        return await end_offsets(self.bootstrap, partitions_of(OUTCOME_TOPICS, self.prefix))
+        return await end_offsets(
+            self.bootstrap, await partitions_of(self.bootstrap, OUTCOME_TOPICS, self.prefix)
+        )
 
     async def send_back(
         self,

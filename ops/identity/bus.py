@@ -94,7 +94,9 @@ class IdentityBus:
         return {k: PatientState.from_bytes(v) for k, v in latest.items() if v}
 
     async def alerts(self) -> list[Record]:
-        messages = await read_to_end(self.bootstrap, partitions_of([IDENTITY_ALERTS], self.prefix))
+        messages = await read_to_end(
+            self.bootstrap, await partitions_of(self.bootstrap, [IDENTITY_ALERTS], self.prefix)
+        )
         found = []
         for m in messages:
             name, record = self.codec.decode(m.value, topic=m.topic, offset=m.offset)

@@ -28,6 +28,8 @@ from ops.load.profile import Channel, PlannedDocument, Profile, plan
 from ops.load.senders import Answer, Item, library_sender, mllp_sender, pace
 from ops.localstack import Landing, LocalStack, free_port, read_landing
 from producers.publisher import Publisher
+from relais.document_store.open import open_store
+from relais.topics import DEFAULT_PARTITIONS
 
 Echo = Callable[[str], None]
 STAGES = ("identity", "transcode", "route")
@@ -37,7 +39,7 @@ STAGES = ("identity", "transcode", "route")
 class LoadConfig:
     profile: Profile
     out_dir: Path
-    workers: int = 1  # processes per stage (and DMP sinks)
+    workers: int = 1  # processes of every stage, sink and MLLP gateway (sharing its port)
     combined: bool = False  # one process runs identity, transcode and route
     connections: int = 4  # MLLP connections
     library_tasks: int = 4  # concurrent producer-library callers
@@ -50,16 +52,16 @@ class LoadConfig:
     #: also run the MSSanté operator sandbox, the MSSanté sender and the notify sink, and
     #: account for the mails and notifications the route stage asked for
     mail: bool = True
+    partitions: int = DEFAULT_PARTITIONS  # of every topic (RELAIS_PARTITIONS)
 
     def layout(self, mllp_port: int) -> tuple[tuple[str, ...], ...]:
         stages: list[tuple[str, ...]] = (
             [("worker", *STAGES)] if self.combined else [("worker", s) for s in STAGES]
         )
-        per_stage = [*stages, ("sink", "dmp")]
-        return (
-            *(args for args in per_stage for _ in range(self.workers)),
-            ("mllp", "--port", str(mllp_port)),
-        )
+        # N gateways listen on one port (SO_REUSEPORT); one alone keeps the plain listener
+        share = ("--reuse-port",) if self.workers > 1 else ()
+        per_stage = [*stages, ("sink", "dmp"), ("mllp", "--port", str(mllp_port), *share)]
+        return tuple(args for args in per_stage for _ in range(self.workers))
 
 
 @dataclass
@@ -159,7 +161,14 @@ async def _stack(config: LoadConfig, echo: Echo) -> AsyncIterator[tuple[_Run, S3
         cda_xsd_dir=config.cda_xsd_dir,
         broker_storage=f"s3://{S3_BUCKET}/" if store else "memory://tansu/",
         mail=config.mail,
+        partitions=config.partitions,
+        copies=config.workers,  # the MSSanté sender and notify sink too
     )
+    if config.workers > config.partitions:
+        echo(
+            f"--workers {config.workers} > RELAIS_PARTITIONS={config.partitions}: "
+            f"{config.workers - config.partitions} process(es) of each stage will idle"
+        )
     run = _Run(config, stack, echo, mllp_port)
     try:
         yield run, store
@@ -212,6 +221,7 @@ class _Run:
             bootstrap=self.stack.settings.kafka.bootstrap,
             keyring=self.stack.keyring,
             topic_prefix=self.stack.prefix,
+            store=open_store(self.stack.settings),
         ) as publisher:
             senders = [
                 asyncio.create_task(

@@ -22,7 +22,7 @@ async def read_journey(
     are linked to it through their sealed original.
     """
     codec = Codec()
-    messages = await read_to_end(bootstrap, partitions_of(TRACE_TOPICS, prefix))
+    messages = await read_to_end(bootstrap, await partitions_of(bootstrap, TRACE_TOPICS, prefix))
     by_type: dict[str, list[dict[str, object]]] = {}
     letters: list[LetterView] = []
     for name, record, m in decoded(codec, messages):

@@ -20,6 +20,9 @@ class GatewayConfig:
     frame_timeout_s: float = 60.0
     tls: ssl.SSLContext | None = None
     shutdown_grace_s: float = 10.0
+    #: SO_REUSEPORT: several gateway processes listen on the one port, the kernel spreads
+    #: the connections among them (each process sets it: RELAIS_MLLP_REUSE_PORT)
+    reuse_port: bool = False
 
 
 def server_tls_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:

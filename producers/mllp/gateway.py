@@ -142,8 +142,9 @@ class MllpGateway:
         """Listen; returns the bound port (useful with port 0)."""
         if self._server is not None:
             raise RuntimeError("the gateway is already started")
+        c = self.config  # reuse_port: SO_REUSEPORT, several gateways on one port
         self._server = await asyncio.start_server(
-            self._on_connect, self.config.host, self.config.port, limit=_READ_BYTES
+            self._on_connect, c.host, c.port, limit=_READ_BYTES, reuse_port=c.reuse_port
         )
         port = int(self._server.sockets[0].getsockname()[1])
         log.info("MLLP listening on %s:%d, tls %s", self.config.host, port, bool(self.config.tls))

@@ -10,6 +10,7 @@ gives it the ingest over the producer library.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from producers.mllp.gateway import (
@@ -47,6 +48,7 @@ def gateway_config(mllp: MllpSettings) -> GatewayConfig:
         max_connections_per_peer=mllp.max_connections_per_peer,
         frame_timeout_s=mllp.frame_timeout_s,
         tls=tls,
+        reuse_port=mllp.reuse_port,
     )
 
 
@@ -61,7 +63,18 @@ async def serve_gateway(
 ) -> None:
     """Listen, announce ``MLLP[S] on host:port -> bootstrap; metrics on URL``, run until stop."""
     gateway = MllpGateway(config, handler, observer)
-    bound = await gateway.start()
+    try:
+        bound = await gateway.start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        where = f"RELAIS_MLLP_PORT={config.port}: {config.host}:{config.port} is in use"
+        if config.reuse_port:
+            raise SettingsError(f"{where} by a process that does not share it") from None
+        raise SettingsError(
+            f"{where}: choose another port, or set RELAIS_MLLP_REUSE_PORT=yes on every "
+            "gateway process that shares it"
+        ) from None
     scheme = "MLLPS" if config.tls else "MLLP"
     bootstrap = process.settings.kafka.bootstrap
     process.serve(lambda url: f"{scheme} on {config.host}:{bound} -> {bootstrap}; metrics on {url}")

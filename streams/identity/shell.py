@@ -98,11 +98,12 @@ class IdentityShell(StageHooks):
         self.codec = Codec()
         self.stage_metrics = StageMetrics("identity")
         self.metrics = IdentityMetrics()
+        partitions = app.conf.topic_partitions  # RELAIS_PARTITIONS: as the source topics
         self.patients = app.Table(
-            "identity-patients", default=None, partitions=4, key_type=str, value_type=bytes
+            "identity-patients", default=None, partitions=partitions, key_type=str, value_type=bytes
         )
         self.seen = app.Table(
-            "identity-seen", default=None, partitions=4, key_type=str, value_type=str
+            "identity-seen", default=None, partitions=partitions, key_type=str, value_type=str
         )
         self.processor = IdentityProcessor(
             _TableView(self.patients),  # type: ignore[arg-type]

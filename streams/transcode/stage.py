@@ -31,7 +31,6 @@ from domain.lab_results import LAB_REPORT_MEDIA
 from relais.audit import audit_event
 from relais.contracts import Record
 from relais.deadletter import StageFailure
-from relais.envelope import Envelope, open_envelope, seal
 from relais.topics import AUDIT, QUALIFIED, READY
 from streams.stage import Output, Stage, StageContext, read_traits
 from streams.transcode.cda_wrap import wrap_pdf
@@ -143,15 +142,15 @@ def _refuse_header(problems: list[str]) -> NoReturn:
 def _as_cda(
     document: Record, cda: bytes, version: Version, event_id: str, ctx: StageContext
 ) -> Record:
-    """The document record now carrying the CDA (sealed again, for the same event)."""
-    sealed = seal(ctx.keyring, cda, event_id=event_id, purpose="content")
+    """The document record now carrying the CDA (stored once, for the same event)."""
+    content = ctx.seal_content(cda, unique_id=version.cda_id, event_id=event_id)
     return {
         **document,
         "unique_id": version.cda_id,
         "media_type": "text/xml",
         "content_sha256": hashlib.sha256(cda).hexdigest(),
         "size_bytes": len(cda),
-        "content": sealed.to_record(),
+        "content": content,
         "parent_unique_id": version.replaces,
     }
 
@@ -166,7 +165,14 @@ def transcode_stage(schema: CdaSchema | None, lab: LabReferences | None = None) 
     def handle_validated(record: Record, ctx: StageContext) -> list[Output]:
         return _handle(record, ctx, schema, lab)
 
-    return Stage("transcode", QUALIFIED, "IdentityQualified", handle_validated, stateful=True)
+    return Stage(
+        "transcode",
+        QUALIFIED,
+        "IdentityQualified",
+        handle_validated,
+        stateful=True,
+        reads_body=True,
+    )
 
 
 def handle(record: Record, ctx: StageContext) -> list[Output]:
@@ -178,12 +184,7 @@ def _handle(
 ) -> list[Output]:
     document = record["document"]
     _check_media(document["media_type"])
-    content = open_envelope(
-        ctx.keyring,
-        Envelope.from_record(document["content"]),
-        event_id=record["event_id"],
-        purpose="content",
-    )
+    content = ctx.content(record)
     traits = read_traits(record, ctx)
     state = ctx.state if ctx.state is not None else {}
     built = document["media_type"] != "text/xml"  # Relais builds the CDA, and owns its ids

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from ops.localstack import free_port
-from relais.topics import ALL_TOPICS
+from relais.topics import ALL_TOPICS, DEFAULT_PARTITIONS
 
 
 def relais(
@@ -80,7 +80,7 @@ def test_broker_starts_answers_creates_topics_and_stops_on_sigterm(tmp_path: Pat
         assert listed.returncode == 0, listed.stderr
         for spec in ALL_TOPICS:
             assert f"{spec.name(prefix)}" in listed.stdout
-        assert listed.stdout.count(" 4 partitions") == len(ALL_TOPICS)
+        assert listed.stdout.count(f" {DEFAULT_PARTITIONS} partitions") == len(ALL_TOPICS)
 
         broker.send_signal(signal.SIGTERM)
         assert broker.wait(timeout=15) == 0

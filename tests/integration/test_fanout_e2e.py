@@ -20,6 +20,7 @@ from lxml import etree
 from ops.demo.samples import DOMINIQUE, lab_report_sample
 from ops.localstack import Landing, LocalStack, read_landing
 from producers.publisher import Publisher
+from relais.document_store.open import open_store
 from tests.integration.mail_servers import DOCTOR, DOMAINS, OUTBOX, MailServers
 from tests.shared_data import shared
 
@@ -142,8 +143,12 @@ async def test_a_lab_result_reaches_dmp_doctor_and_patient_and_its_correction_fo
     fanout: LocalStack, mss_mail_servers: MailServers
 ) -> None:
     s = fanout.settings
+    store = open_store(s)  # the stack's document store (a folder every process shares)
     async with Publisher(
-        bootstrap=s.kafka.bootstrap, keyring=fanout.keyring, topic_prefix=s.kafka.prefix
+        bootstrap=s.kafka.bootstrap,
+        keyring=fanout.keyring,
+        topic_prefix=s.kafka.prefix,
+        store=store,
     ) as publisher:
         [original] = await publisher.submit_lab_result(message(61))
         landing = await read_landing(
@@ -192,3 +197,5 @@ async def test_a_lab_result_reaches_dmp_doctor_and_patient_and_its_correction_fo
     assert len(await mails_for(mss_mail_servers, "dr.martin", new_id)) == 1
     assert len(await mails_for(mss_mail_servers, DOMINIQUE.ins, new_id)) == 1
     assert landing.doubled() == []
+    # each body was written once: the two lab reports at intake, the two CDAs transcode built
+    assert (await store.usage()).objects == 4

@@ -15,6 +15,9 @@ from ops.cli.main import main
 from ops.demo.samples import DOMINIQUE, lab_report_sample
 from ops.localstack import LocalStack, read_landing
 from producers.publisher import Publisher
+from relais.document_store import FileStore
+from relais.document_store.bodies import document_prefix
+from relais.document_store.open import open_store
 from tests.shared_data import shared
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "catalogues"
@@ -120,8 +123,13 @@ async def test_the_catalogue_report_lists_what_the_traffic_showed(lab_stack: Loc
 async def test_a_deletion_removes_the_current_version_from_the_dmp(lab_stack: LocalStack) -> None:
     s = lab_stack.settings
     sandbox = lab_stack.sandbox
+    store = open_store(s)  # the folder every process of the stack shares
+    assert isinstance(store, FileStore)
     async with Publisher(
-        bootstrap=s.kafka.bootstrap, keyring=lab_stack.keyring, topic_prefix=s.kafka.prefix
+        bootstrap=s.kafka.bootstrap,
+        keyring=lab_stack.keyring,
+        topic_prefix=s.kafka.prefix,
+        store=store,
     ) as publisher:
         [first] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 9))
         landing = await read_landing(
@@ -132,13 +140,17 @@ async def test_a_deletion_removes_the_current_version_from_the_dmp(lab_stack: Lo
         )
         filed_id = landing.delivered[first]["document_unique_id"]
         assert sandbox.filed[filed_id].status == "Approved"
+        cda = document_prefix(lab_stack.keyring, filed_id)
+        assert [p.name for p in store.root.iterdir()].count(cda) == 1  # the CDA transcode built
         [gone] = await publisher.submit_lab_result(lab_report_sample(DOMINIQUE, 9, status="D"))
     landing = await read_landing(
         s.kafka.bootstrap, s.kafka.prefix, timeout_s=90, until=lambda lan: gone in lan.delivered
     )
     status = landing.delivered[gone]
     assert status["outcome"] == "DELIVERED", status
-    assert status["detail"] == "deleted from the DMP"
+    # the deleted CDA's body is erased; the producer's lab results wait for the retention
+    assert status["detail"] == "deleted from the DMP; stored bodies erased: 1"
+    assert cda not in [p.name for p in store.root.iterdir()]
     assert status["document_unique_id"] == filed_id
     assert sandbox.filed[filed_id].status == "Deleted"
     assert sandbox.deletions[filed_id] == 1

@@ -31,6 +31,7 @@ from relais.settings import (
     Settings,
     SettingsError,
     StageSettings,
+    StoreSettings,
 )
 from relais.topics import ALL_TOPICS, DEADLETTER, SUBMITTED, TopicSpec
 
@@ -39,6 +40,7 @@ from relais.topics import ALL_TOPICS, DEADLETTER, SUBMITTED, TopicSpec
 VARIABLES = (
     "RELAIS_BOOTSTRAP_SERVERS",
     "RELAIS_TOPIC_PREFIX",
+    "RELAIS_PARTITIONS",
     "RELAIS_KEYRING_FILE",
     "RELAIS_METRICS_HOST",
     "RELAIS_METRICS_PORT",
@@ -64,6 +66,10 @@ VARIABLES = (
     "RELAIS_UCUM_UNITS",
     "RELAIS_RELEASE_POLICY",
     "RELAIS_DATA_DIR",
+    "RELAIS_DOCUMENT_STORE",
+    "RELAIS_DOCUMENT_STORE_ENDPOINT",
+    "RELAIS_DOCUMENT_STORE_REGION",
+    "RELAIS_DOCUMENT_RETENTION_DAYS",
     "RELAIS_BROKER_BIN",
     "RELAIS_BROKER_LISTEN",
     "RELAIS_BROKER_STORAGE",
@@ -111,6 +117,7 @@ VARIABLES = (
     "RELAIS_MLLP_TLS_CERT",
     "RELAIS_MLLP_TLS_KEY",
     "RELAIS_MLLP_CLIENT_CA",
+    "RELAIS_MLLP_REUSE_PORT",
 )
 
 
@@ -164,6 +171,7 @@ def test_every_variable_is_read() -> None:
     env = {
         "RELAIS_BOOTSTRAP_SERVERS": "kafka-1:9092,kafka-2:9092",
         "RELAIS_TOPIC_PREFIX": "test-42",
+        "RELAIS_PARTITIONS": "24",
         "RELAIS_KEYRING_FILE": "/run/secrets/keyring.json",
         "RELAIS_KEYRING": '{"active": "k"}',
         "RELAIS_METRICS_HOST": "0.0.0.0",
@@ -190,6 +198,10 @@ def test_every_variable_is_read() -> None:
         "RELAIS_UCUM_UNITS": "/etc/relais/ucum.xml",
         "RELAIS_RELEASE_POLICY": "/etc/relais/release.toml",
         "RELAIS_DATA_DIR": "/var/lib/relais",
+        "RELAIS_DOCUMENT_STORE": "s3://relais-documents/prod",
+        "RELAIS_DOCUMENT_STORE_ENDPOINT": "https://s3.example",
+        "RELAIS_DOCUMENT_STORE_REGION": "eu-west-3",
+        "RELAIS_DOCUMENT_RETENTION_DAYS": "14",
         "RELAIS_BROKER_BIN": "/usr/local/bin/tansu",
         "RELAIS_BROKER_LISTEN": "0.0.0.0:9092",
         "RELAIS_BROKER_STORAGE": "s3://bucket/",
@@ -237,6 +249,7 @@ def test_every_variable_is_read() -> None:
         "RELAIS_MLLP_TLS_CERT": "/etc/relais/mllp.pem",
         "RELAIS_MLLP_TLS_KEY": "/etc/relais/mllp.key",
         "RELAIS_MLLP_CLIENT_CA": "/etc/relais/senders-ca.pem",
+        "RELAIS_MLLP_REUSE_PORT": "yes",
     }
     documented = set(re.findall(r"^(RELAIS_[A-Z_]+)\s", settings_module.__doc__ or "", re.M))
     assert set(env) == documented == {*VARIABLES, "RELAIS_KEYRING"}
@@ -247,6 +260,7 @@ def test_every_variable_is_read() -> None:
             session_timeout_s=10.5,
             broker_kind="kafka",
             table_store="rocksdb://",
+            partitions=24,
         ),
         process=ProcessSettings(
             metrics_host="0.0.0.0",
@@ -296,6 +310,7 @@ def test_every_variable_is_read() -> None:
             tls_cert=Path("/etc/relais/mllp.pem"),
             tls_key=Path("/etc/relais/mllp.key"),
             client_ca=Path("/etc/relais/senders-ca.pem"),
+            reuse_port=True,
         ),
         acks=AckSettings(routes="CHU-X=10.0.0.5:6661"),
         mss=MssSettings(
@@ -328,6 +343,12 @@ def test_every_variable_is_read() -> None:
             rate_window_s=3600.0,
         ),
         outcomes=OutcomeSettings(hold_reminder_s=3600.0),
+        store=StoreSettings(
+            location="s3://relais-documents/prod",
+            endpoint="https://s3.example",
+            region="eu-west-3",
+            retention_days=14.0,
+        ),
     )
 
 
@@ -539,6 +560,14 @@ def test_every_topic_is_well_declared(topic: TopicSpec) -> None:
     assert parts[-1][1:].isdigit()
     assert int(topic.configs["retention.ms"]) > 0
     assert int(topic.configs["max.message.bytes"]) >= 1 << 20
+
+
+def test_partitions_default_to_twelve_and_a_bad_count_names_the_variable() -> None:
+    assert Settings.from_env({}).kafka.partitions == 12
+    assert all(topic.partitions == 12 for topic in ALL_TOPICS)
+    for bad in ("0", "-4", "many"):
+        with pytest.raises(SettingsError, match="RELAIS_PARTITIONS"):
+            Settings.from_env({"RELAIS_PARTITIONS": bad})
 
 
 def test_catalogue_names() -> None:

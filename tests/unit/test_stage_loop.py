@@ -54,11 +54,14 @@ class FakeApp:
         self.sent: list[tuple[str, bytes | None, bytes, asyncio.Future[None]]] = []
         self.agents: dict[str, tuple[FakeTopic, Callable[[Any], Any]]] = {}
         self.tables: dict[str, dict[str, Any]] = {}
+        self.table_partitions: dict[str, int] = {}
+        self.conf = SimpleNamespace(topic_partitions=7)  # RELAIS_PARTITIONS, via streams.worker
 
     def topic(self, *names: str, key_type: type, value_type: type) -> FakeTopic:
         return FakeTopic(self, names)
 
     def Table(self, name: str, **options: Any) -> dict[str, Any]:
+        self.table_partitions[name] = options["partitions"]
         return self.tables.setdefault(name, {})
 
     def agent(self, source: FakeTopic, *, name: str, supervisor_strategy: type) -> Any:
@@ -246,6 +249,8 @@ async def test_the_identity_stage_runs_on_the_loop_with_its_tables_and_hooks() -
         insi_ready=lambda: True,
     )
     assert set(app.tables) == {"identity-patients", "identity-seen"}
+    # the tables (their changelogs) have as many partitions as the topics they follow
+    assert app.table_partitions == {"identity-patients": 7, "identity-seen": 7}
     source, _ = app.agents["relais.identity"]
     assert source.names == (
         SUBMITTED.name(PREFIX),
