@@ -24,6 +24,7 @@ from ops.cli.load import load_cmd
 from ops.cli.mss import mss
 from ops.cli.sandbox import sandbox
 from ops.cli.schemas import schemas
+from ops.cli.store import store
 from ops.cli.trace import trace_cmd
 from relais.settings import Settings, SettingsError
 
@@ -40,6 +41,7 @@ class RelaisGroup(click.Group):
         from aiokafka.errors import KafkaConnectionError, KafkaError
 
         from ops.broker import BrokerError
+        from relais.document_store import StoreError
         from relais.envelope import EnvelopeError
         from relais.keyring import KeyringError
         from relais.topic_admin import PartitionCountError
@@ -55,7 +57,7 @@ class RelaisGroup(click.Group):
                 f"cannot reach the Kafka broker at {where}: start it (`relais broker`) "
                 "or set RELAIS_BOOTSTRAP_SERVERS"
             ) from None
-        except (KafkaError, BrokerError, KeyringError, EnvelopeError) as exc:
+        except (KafkaError, BrokerError, KeyringError, EnvelopeError, StoreError) as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -338,6 +340,7 @@ main.add_command(load_cmd)
 main.add_command(sandbox)
 main.add_command(keys)
 main.add_command(schemas)
+main.add_command(store)
 
 if __name__ == "__main__":
     main()

@@ -99,6 +99,12 @@ class S3Store:
             )
         )
 
+    async def count_older(self, before: datetime) -> int:
+        folder = f"{self.prefix}/" if self.prefix else ""
+        return await self._call(
+            lambda: sum(1 for o in self._objects(folder) if o["LastModified"] < before)
+        )
+
     async def usage(self) -> Usage:
         folder = f"{self.prefix}/" if self.prefix else ""
 

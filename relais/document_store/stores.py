@@ -78,6 +78,10 @@ class DocumentStore(Protocol):
         """Remove every object written before ``before``; how many were removed."""
         ...
 
+    async def count_older(self, before: datetime) -> int:
+        """How many objects :meth:`expire` would remove."""
+        ...
+
     async def usage(self) -> Usage: ...
 
     async def close(self) -> None: ...
@@ -147,9 +151,18 @@ class FileStore:
         folders = [f for f in self.root.iterdir() if f.is_dir()] if self.root.exists() else []
         return sum([await asyncio.to_thread(_remove_files, f, limit) for f in folders])
 
+    async def count_older(self, before: datetime) -> int:
+        def count() -> int:
+            return sum(1 for p in self._files() if p.stat().st_mtime < before.timestamp())
+
+        return await asyncio.to_thread(count)
+
+    def _files(self) -> list[Path]:
+        return [p for p in self.root.glob("*/*") if p.is_file()] if self.root.exists() else []
+
     async def usage(self) -> Usage:
         def count() -> Usage:
-            files = [p for p in self.root.glob("*/*") if p.is_file()] if self.root.exists() else []
+            files = self._files()
             return Usage(len(files), sum(p.stat().st_size for p in files))
 
         return await asyncio.to_thread(count)
@@ -225,6 +238,9 @@ class MemoryStore:
         for key in doomed:
             del self.objects[key]
         return len(doomed)
+
+    async def count_older(self, before: datetime) -> int:
+        return sum(1 for _, at in self.objects.values() if at < before.timestamp())
 
     async def usage(self) -> Usage:
         return Usage(len(self.objects), sum(len(b) for b, _ in self.objects.values()))

@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ops.cli.main import main
 from relais.deadletter import failure_of
 from relais.document_store import (
     BodyMissingError,
@@ -155,3 +157,23 @@ def test_a_hostile_key_never_reaches_the_file_system(key: str) -> None:
 def test_a_path_as_key_is_refused(key: str) -> None:
     with pytest.raises(BodyMissingError, match="not a document store key"):
         run(FileStore(Path("/tmp")).get(key))
+
+
+def test_relais_store_counts_and_expires_what_is_past_the_retention(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "documents")
+    old = run(write_content(store, KEYRING, b"<old/>", unique_id="doc-1", event_id="e-1"))
+    run(write_content(store, KEYRING, CDA, unique_id="doc-2", event_id="e-2"))
+    forty_days_ago = time.time() - 40 * 86400
+    os.utime(tmp_path / "documents" / old["store_key"], (forty_days_ago, forty_days_ago))
+    env = {"RELAIS_DATA_DIR": str(tmp_path)}
+    usage = CliRunner().invoke(main, ["store", "usage"], env=env)
+    assert "2 objects" in usage.output, usage.output
+    dry = CliRunner().invoke(main, ["store", "expire", "--dry-run"], env=env)
+    assert "would remove 1 bodies" in dry.output, dry.output
+    assert run(store.usage()).objects == 2
+    done = CliRunner().invoke(main, ["store", "expire"], env=env)
+    assert "removed 1 bodies" in done.output, done.output
+    assert "(30 days)" in done.output
+    assert run(store.usage()).objects == 1
+    kept = CliRunner().invoke(main, ["store", "expire", "--days", "0.5"], env=env)
+    assert "removed 0 bodies" in kept.output, kept.output
