@@ -9,6 +9,7 @@ a segment id).
 from __future__ import annotations
 
 import codecs
+import re
 import time
 from typing import Any
 
@@ -241,3 +242,11 @@ def test_a_pathological_5_mb_message_is_refused_in_linear_time(filler: str) -> N
 
     small, large = cost(1_000_000), cost(5_000_000)
     assert large < 10 * max(small, 0.01)  # linear: ~5x (quadratic would be ~25x)
+
+
+@given(st.text(alphabet=st.sampled_from(["\r", "\n", " ", "\t", "A", "|", "^"]), max_size=60))
+def test_normalise_ends_segments_at_crlf_lf_or_cr_and_drops_blank_ones(text: str) -> None:
+    expected = "\r".join(
+        line for line in re.sub(r"\r\n|\n", "\r", text.strip()).split("\r") if line.strip()
+    )
+    assert normalise(text) == expected
