@@ -1,8 +1,10 @@
 """The one seam to the DMP: ``DmpClient.file(submission)`` over ITI-41 and mutual TLS.
 
 For each document it signs a VIHF for the patient with the structure's key
-(:mod:`consumers.ihe.vihf`), builds the MTOM ITI-41 request (:mod:`consumers.ihe.iti41`), posts it
-over HTTPS with the structure's certificate, and reads the answer
+(:mod:`consumers.ihe.vihf`; reused for the same patient while it is valid,
+:mod:`consumers.ihe.vihf_cache`), builds the MTOM ITI-41 request (:mod:`consumers.ihe.iti41`),
+posts it over HTTPS with the structure's certificate (one keep-alive connection pool), and
+reads the answer
 (:func:`consumers.dmp.submission.read_answer`). Connection errors, TLS failures and timeouts
 are :class:`DmpUnavailable` (try again later): a re-send of the same document is harmless,
 the DMP recognises it by its uniqueId and hash.
@@ -22,7 +24,8 @@ from lxml import etree
 
 from consumers.dmp.submission import Answer, DmpRejected, DmpUnavailable, Submission, read_answer
 from consumers.ihe import iti18, iti41, iti62
-from consumers.ihe.vihf import Role, SigningKey, VihfIdentity, signed_vihf
+from consumers.ihe.vihf import Role, SigningKey, VihfIdentity
+from consumers.ihe.vihf_cache import VihfCache
 from domain.xds import ebrim
 from relais import __version__
 from relais.settings import DmpSettings, Settings, SettingsError
@@ -129,6 +132,7 @@ class DmpClient:
 
     def __init__(self, config: DmpConfig) -> None:
         self.config = config
+        self.vihfs = VihfCache(config.identity, config.signing)
         connector = aiohttp.TCPConnector(ssl=client_context(config))
         timeout = aiohttp.ClientTimeout(total=config.timeout_s)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
@@ -139,7 +143,7 @@ class DmpClient:
         if entry is None:
             raise DmpRejected("a DMP submission needs its DocumentEntry", code="MissingMetadata")
         config = self.config
-        vihf = signed_vihf(config.identity, entry.patient_id, config.signing, now=now)
+        vihf = self.vihfs.signed(entry.patient_id, now)
         submission_set = iti41.submission_set_of(entry, source_id=config.source_id, now=now)
         return iti41.request(
             entry,
@@ -173,8 +177,7 @@ class DmpClient:
 
     def _security(self, patient_id: str, now: datetime) -> etree._Element:
         """``wsse:Security`` holding a VIHF signed for ``patient_id``."""
-        config = self.config
-        vihf = signed_vihf(config.identity, patient_id, config.signing, now=now)
+        vihf = self.vihfs.signed(patient_id, now)
         security = etree.Element(f"{{{ebrim.WSSE}}}Security", nsmap={"wsse": ebrim.WSSE})
         security.append(vihf)
         return security

@@ -19,6 +19,7 @@ from consumers.ihe.vihf import (
     signed_vihf,
     verify_vihf,
 )
+from consumers.ihe.vihf_cache import REUSE, VihfCache
 from sandboxes.pki import SandboxPki, write_test_pki
 
 PATIENT = "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
@@ -139,3 +140,22 @@ def test_the_structure_key_is_loaded_once_and_a_bad_one_is_named(pki: SandboxPki
     assert signing.private_key is first  # not parsed again for the next request
     with pytest.raises(VihfError, match="PEM private key"):
         signed_vihf(IDENTITY, PATIENT, SigningKey(pki.client_cert.read_bytes(), b"junk"), now=NOW)
+
+
+def test_a_patient_s_vihf_is_reused_while_valid_and_each_copy_verifies(pki: SandboxPki) -> None:
+    cache = VihfCache(IDENTITY, key(pki))
+    other = "1770121154003291^^^&1.2.250.1.213.1.4.10&ISO^NH"
+    first = cache.signed(PATIENT, NOW)
+    again = cache.signed(PATIENT, NOW + timedelta(minutes=3))
+    assert cache.signatures == 1
+    assert first is not again  # a copy each time: the SOAP header takes it
+    for vihf, at in ((first, NOW), (again, NOW + timedelta(minutes=3))):
+        envelope = etree.Element("Security")
+        envelope.append(vihf)  # inside another document, as in the request
+        verified = verify_vihf(etree.tostring(vihf), pki.ca_cert, now=at)
+        assert verified.attributes[RESOURCE_ID] == (PATIENT,)
+    cache.signed(other, NOW)  # another patient: its own assertion
+    assert cache.signatures == 2
+    later = cache.signed(PATIENT, NOW + REUSE)  # a minute before it expires: a new one
+    assert cache.signatures == 3
+    assert verify_vihf(etree.tostring(later), pki.ca_cert, now=NOW + REUSE + timedelta(minutes=4))
