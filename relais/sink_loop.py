@@ -43,6 +43,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter_output, failure_of
+from relais.fetch_wait import FETCH_MAX_WAIT_MS
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.partition_retry import PartitionRetry
@@ -149,6 +150,7 @@ def sink_consumer(bootstrap: str, group_id: str, session_timeout_s: float) -> AI
         heartbeat_interval_ms=1000,
         max_partition_fetch_bytes=MAX_RECORD_BYTES,
         fetch_max_bytes=4 * MAX_RECORD_BYTES,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # each hop's latency on tansu: relais.fetch_wait
         partition_assignment_strategy=(RangePartitionAssignor,),
     )
 
