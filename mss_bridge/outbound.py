@@ -76,6 +76,7 @@ class MssSendWorker:
         retry_base_s: float = 0.5,
         retry_cap_s: float = 30.0,
         store: DocumentStore | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.prefix, self.keyring, self.sender = prefix, keyring, sender
         self.store = store
@@ -92,6 +93,7 @@ class MssSendWorker:
             max_records=20,
             backoff=lambda: exponential_backoff(retry_base_s, retry_cap_s),
             hooks=Hooks(assigned=self._moved, revoked=self._moved, after_poll=self._refresh),
+            concurrency=concurrency,  # partitions mailed at once, each in its order
         )
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.loop.producer)
         self.deliveries = DeliveryMetrics("MSSANTE")

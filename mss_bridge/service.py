@@ -38,6 +38,7 @@ async def run_send_worker(settings: Settings, keyring: Keyring, stop: asyncio.Ev
         compose_config=compose_config(settings),
         session_timeout_s=settings.kafka.session_timeout_s,
         store=open_store(settings),
+        concurrency=settings.kafka.sink_concurrency,
     )
     try:
         await worker.run(stop)

@@ -14,6 +14,8 @@ RELAIS_BOOTSTRAP_SERVERS       Kafka bootstrap servers                     127.0
 RELAIS_TOPIC_PREFIX            prefix of every topic name                  relais
 RELAIS_PARTITIONS              partitions of every topic and Faust table:  12
                                up to that many processes per stage/sink
+RELAIS_SINK_CONCURRENCY        partitions a DMP/MSSanté sink delivers at   8
+                               once (each partition's documents in order)
 RELAIS_KEYRING_FILE            path of the keyring JSON file               (none)
 RELAIS_KEYRING                 keyring JSON inline (instead of a file)     (none)
 RELAIS_METRICS_HOST            address /metrics listens on                 127.0.0.1

@@ -30,6 +30,7 @@ class KafkaSettings:
     broker_kind: str = "tansu"  # "tansu" turns its workarounds on (relais.tansu_quirks)
     table_store: str = "memory://"
     partitions: int = DEFAULT_PARTITIONS  # of every topic and Faust table (changelogs)
+    sink_concurrency: int = 8  # partitions a DMP / MSSanté sink handles at once
 
     @classmethod
     def from_env(cls, env: Env) -> KafkaSettings:
@@ -41,6 +42,9 @@ class KafkaSettings:
             broker_kind=env.choice("RELAIS_BROKER_KIND", d.broker_kind, ("tansu", "kafka")),
             table_store=env.text("RELAIS_TABLE_STORE", d.table_store),
             partitions=env.count("RELAIS_PARTITIONS", d.partitions, "a number of partitions"),
+            sink_concurrency=env.count(
+                "RELAIS_SINK_CONCURRENCY", d.sink_concurrency, "a number of partitions"
+            ),
         )
 
 

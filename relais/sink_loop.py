@@ -206,8 +206,12 @@ class SinkLoop:
         hooks: Hooks | None = None,
         lock: asyncio.Lock | None = None,
         commit_per_poll: bool = False,
+        concurrency: int = 1,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError("a sink handles at least one partition at a time")
         self.stage, self.topics, self.max_records = stage, list(topics), max_records
+        self.concurrency = concurrency
         self.consumer = sink_consumer(bootstrap, group_id, session_timeout_s)
         self.producer = sink_producer(bootstrap)
         self.retry = PartitionRetry(self.consumer, backoff=backoff)
@@ -223,8 +227,7 @@ class SinkLoop:
             while not stop.is_set():
                 self.retry.resume_due()
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
-                for tp, messages in batches.items():
-                    await self._take(tp, messages, handle)
+                await self._take_all(batches, handle)
                 if self.hooks.after_poll is not None:
                     await self.hooks.after_poll()
         finally:
@@ -233,10 +236,16 @@ class SinkLoop:
 
     async def emit(self, outputs: Sequence[Out]) -> None:
         """Send ``outputs`` and wait until the broker has every one (acks=all)."""
-        sends = [
+        await self._acknowledged(await self._send(outputs), outputs)
+
+    async def _send(self, outputs: Sequence[Out]) -> list[Awaitable[Any]]:
+        """Hand ``outputs`` to the producer; the futures of their acknowledgements."""
+        return [
             await self.producer.send(out.topic, out.value, key=out.key, partition=out.partition)
             for out in outputs
         ]
+
+    async def _acknowledged(self, sends: list[Awaitable[Any]], outputs: Sequence[Out]) -> None:
         await asyncio.gather(*sends)
         if self.stage.metrics is not None:
             for out in outputs:
@@ -246,12 +255,54 @@ class SinkLoop:
         """The sink's lock, when it gave one (see the module's docstring)."""
         return self.lock if self.lock is not None else contextlib.nullcontext()
 
+    async def _take_all(self, batches: dict[TopicPartition, list[Any]], handle: Handler) -> None:
+        """A poll's records: partitions one after the other, or ``concurrency`` at a time
+        (each partition's records stay in order: one patient's documents keep theirs)."""
+        if self.concurrency == 1 or len(batches) < 2:
+            for tp, messages in batches.items():
+                await self._take(tp, messages, handle)
+            return
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def take(tp: TopicPartition, messages: list[Any]) -> None:
+            async with slots:
+                await self._take(tp, messages, handle)
+
+        async with asyncio.TaskGroup() as group:  # one failing stops the others: crash-only
+            for tp, messages in batches.items():
+                group.create_task(take(tp, messages))
+
     async def _take(self, tp: TopicPartition, messages: list[Any], handle: Handler) -> None:
-        """One partition's records of one poll, in order, until one must wait."""
+        """One partition's records of one poll, in order, until one must wait.
+
+        Without a lock the outputs of every record are sent as it is handled and the
+        partition's offset is committed once, after all are acknowledged (a crash replays
+        the poll's records; the ledgers make that harmless). With a lock, each group is
+        acknowledged and committed while the lock allows (see the module's docstring)."""
+        if self.lock is not None:
+            await self._take_locked(tp, messages, handle)
+            return
+        sends: list[Awaitable[Any]] = []
+        outputs: Outputs = []
+        taken = _Taken()
+        for message in messages:
+            taken = await self._handle_all(tp, [message], handle)
+            sends += await self._send(taken.outputs)
+            outputs += taken.outputs
+            if taken.later is not None:
+                break
+        await self._acknowledged(sends, outputs)
+        last = taken.next_offset if taken.later is None else taken.later
+        if last is not None and last > messages[0].offset:
+            await commit_offset(self.consumer, tp, last)
+        if taken.later is not None:
+            self.retry.later(tp, taken.later)
+
+    async def _take_locked(self, tp: TopicPartition, messages: list[Any], handle: Handler) -> None:
         groups = [messages] if self.commit_per_poll else [[m] for m in messages]
         for group in groups:
             async with self.exclusive():
-                if self.lock is not None and tp not in self.consumer.assignment():
+                if tp not in self.consumer.assignment():
                     return  # revoked meanwhile: the next owner reads them again
                 taken = await self._handle_all(tp, group, handle)
                 await self.emit(taken.outputs)

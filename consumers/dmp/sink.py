@@ -27,16 +27,13 @@ from aiokafka import TopicPartition
 
 from consumers.dmp.business_ack import asked, business_ack
 from consumers.dmp.client import DmpClient, DmpConfig
+from consumers.dmp.request import patient_id_of, submission_of, xds_ids
 from consumers.dmp.reuse import NON_IDENTICAL, content_key, filed_digest, refusal, reused
 from consumers.dmp.submission import (
     DmpRejected,
     DmpUnavailable,
     Submission,
-    patient_cx,
 )
-from domain.document_id import split_id
-from domain.visibility import visibility_flags
-from domain.xds.metadata import document_entry
 from relais.audit_records import acknowledged, delivery
 from relais.contracts import Record
 from relais.deadletter import REPLAY_HEADER, derived_id
@@ -55,11 +52,9 @@ from relais.delivery_status import status_of
 from relais.document_store import DocumentStore, StoreUnavailableError
 from relais.document_store.bodies import document_prefix, read_content
 from relais.document_store.open import open_store
-from relais.envelope import Envelope, open_envelope
 from relais.health import READINESS, Flag, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
-from relais.patient_traits import open_traits
 from relais.settings import Settings
 from relais.sink_loop import (
     GiveUp,
@@ -83,40 +78,6 @@ log = logging.getLogger(__name__)
 STAGE = "dmp-sink"
 
 
-def submission_of(
-    request: Record, keyring: Keyring, now: datetime | None = None, content: bytes | None = None
-) -> Submission:
-    """Decrypt what the DMP needs from a ``DeliveryRequest``; ``content`` is the document's
-    bytes the sink fetched from the store (None: the request carries them inline)."""
-    event_id = request["event_id"]
-    document = request["document"]
-    if content is None:
-        envelope = Envelope.from_record(document["content"])
-        content = open_envelope(keyring, envelope, event_id=event_id, purpose="content")
-    return Submission(
-        unique_id=document["unique_id"],
-        patient_id=_patient_id(request, keyring),
-        type_code=document["type_code"],
-        content=content,
-        metadata=document_entry(
-            content, visibility_flags(request.get("release"), now or datetime.now(UTC))
-        ),
-        parent_unique_id=document["parent_unique_id"] if document["action"] == "REPLACE" else None,
-    )
-
-
-def _patient_id(request: Record, keyring: Keyring) -> str:
-    """The patient's XDS id (INS CX ^NH), from the request's sealed identity."""
-    traits = open_traits(request, keyring)
-    return patient_cx(str(traits["ins"]), str(traits["ins_oid"]))
-
-
-def xds_ids(unique_id: str) -> tuple[str, ...]:
-    """The XDS uniqueIds a document id may be filed under: itself, and ``root^extension``."""
-    root, extension = split_id(unique_id)
-    return (unique_id,) if extension is None else (unique_id, f"{root}^{extension}")
-
-
 @dataclass(frozen=True)
 class Where:
     """The request's record on the bus and the attempt being made."""
@@ -135,6 +96,7 @@ class DmpSink:
         client: DmpClient,
         session_timeout_s: float = 6.0,
         store: DocumentStore | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.prefix, self.keyring, self.client = prefix, keyring, client
         self.store = store
@@ -149,6 +111,7 @@ class DmpSink:
             topics=[DELIVERY_DMP.name(prefix)],
             session_timeout_s=session_timeout_s,
             hooks=hooks,
+            concurrency=concurrency,  # partitions filed at once, each in its order
         )
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.loop.producer)
         self.attempts: dict[str, int] = {}
@@ -223,7 +186,7 @@ class DmpSink:
             request = decode_record(self.codec, message, "DeliveryRequest")
             event_id = request["event_id"]
             if request["document"]["action"] == "DELETE":
-                return request, None, _patient_id(request, self.keyring)
+                return request, None, patient_id_of(request, self.keyring)
             content = await read_content(
                 self.store, self.keyring, request["document"], event_id=event_id
             )
@@ -393,6 +356,7 @@ async def run_dmp_sink(settings: Settings, keyring: Keyring, stop: asyncio.Event
         client=client,
         session_timeout_s=settings.kafka.session_timeout_s,
         store=open_store(settings),
+        concurrency=settings.kafka.sink_concurrency,
     )
     try:
         await sink.run(stop)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from consumers.dmp.sink import submission_of
+from consumers.dmp.request import submission_of
 from ops.demo.samples import DOMINIQUE, LETTER, pdf_sample, sample
 from producers.hl7.message import parse_message
 from producers.submission import submissions

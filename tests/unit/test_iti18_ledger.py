@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.dmp.sink import xds_ids
+from consumers.dmp.request import xds_ids
 from consumers.ihe import iti18, iti62
 from relais.delivery_ledger import TRANSITIONS, Entry, Met, Outcome, Step, done, next_step, sending
 

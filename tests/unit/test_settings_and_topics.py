@@ -41,6 +41,7 @@ VARIABLES = (
     "RELAIS_BOOTSTRAP_SERVERS",
     "RELAIS_TOPIC_PREFIX",
     "RELAIS_PARTITIONS",
+    "RELAIS_SINK_CONCURRENCY",
     "RELAIS_KEYRING_FILE",
     "RELAIS_METRICS_HOST",
     "RELAIS_METRICS_PORT",
@@ -172,6 +173,7 @@ def test_every_variable_is_read() -> None:
         "RELAIS_BOOTSTRAP_SERVERS": "kafka-1:9092,kafka-2:9092",
         "RELAIS_TOPIC_PREFIX": "test-42",
         "RELAIS_PARTITIONS": "24",
+        "RELAIS_SINK_CONCURRENCY": "16",
         "RELAIS_KEYRING_FILE": "/run/secrets/keyring.json",
         "RELAIS_KEYRING": '{"active": "k"}',
         "RELAIS_METRICS_HOST": "0.0.0.0",
@@ -261,6 +263,7 @@ def test_every_variable_is_read() -> None:
             broker_kind="kafka",
             table_store="rocksdb://",
             partitions=24,
+            sink_concurrency=16,
         ),
         process=ProcessSettings(
             metrics_host="0.0.0.0",

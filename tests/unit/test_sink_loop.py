@@ -117,14 +117,50 @@ async def echo(tp: TopicPartition, message: Any) -> list[Out]:
     return [Out("t.status", b"status %d" % message.offset)]
 
 
-async def test_each_record_is_emitted_with_its_key_then_committed() -> None:
+async def test_each_record_is_emitted_with_its_key_then_the_poll_committed_once() -> None:
     poll = {TP: [Message(0, 7, b"k7"), Message(0, 8, b"k8")]}
     _, consumer, producer = await running([poll], echo)
     assert producer.sent == [
         Out("t.status", b"status 7", b"k7"),
         Out("t.status", b"status 8", b"k8"),
     ]
-    assert consumer.commits == [{TP: 8}, {TP: 9}]
+    assert consumer.commits == [{TP: 9}]  # one commit per partition and poll, after the acks
+
+
+async def test_partitions_are_handled_concurrently_each_in_its_order() -> None:
+    both_started = asyncio.Event()
+    started: list[int] = []
+    order: list[tuple[int, int]] = []
+
+    async def handle(tp: TopicPartition, message: Any) -> list[Out]:
+        started.append(message.partition)
+        if len(set(started)) == 2:
+            both_started.set()
+        await asyncio.wait_for(both_started.wait(), 2)  # only if the other is in flight too
+        order.append((message.partition, message.offset))
+        return await echo(tp, message)
+
+    poll = {
+        TP: [Message(0, 1, b"a"), Message(0, 2, b"a")],
+        OTHER: [Message(1, 5, b"b"), Message(1, 6, b"b")],
+    }
+    _, consumer, _ = await running([poll], handle, concurrency=4)
+    assert [o for p, o in order if p == 0] == [1, 2]
+    assert [o for p, o in order if p == 1] == [5, 6]
+    assert sorted(consumer.commits, key=str) == [{TP: 3}, {OTHER: 7}]
+
+
+async def test_one_at_a_time_the_other_partition_waits() -> None:
+    started: list[int] = []
+
+    async def handle(tp: TopicPartition, message: Any) -> list[Out]:
+        started.append(message.partition)
+        await asyncio.sleep(0.01)
+        return await echo(tp, message)
+
+    poll = {TP: [Message(0, 1, b"a"), Message(0, 2, b"a")], OTHER: [Message(1, 5, b"b")]}
+    await running([poll], handle)  # concurrency 1: the default
+    assert started == [0, 0, 1]
 
 
 async def test_a_record_to_retry_pauses_its_partition_and_says_so_first() -> None:
