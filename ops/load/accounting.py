@@ -137,6 +137,8 @@ class AccountingError(AssertionError):
 
 def outcome_of(sent: Sent, seen: Observed) -> str:
     """What became of one sent document, from what the bus reported."""
+    if sent.answer == "ERROR":  # the library raised: its caller holds the document and the reason
+        return "refused: the producer library raised (its caller keeps the document)"
     if sent.defect is Defect.BAD_HL7 or sent.answer == "AE":
         letter = seen.dead_by_sha.get(sent.sha256)
         if letter:

@@ -180,3 +180,13 @@ def test_destinations_whose_sinks_did_not_run_are_only_counted() -> None:
     seen.routed["e0"] = ("DMP", "NOTIFY")
     assert account(docs, seen).ok  # --no-mail: NOTIFY routed, not accounted
     assert account(docs, seen).routed == {"DMP": 1, "NOTIFY": 1}
+
+
+def test_bad_hl7_through_the_library_is_refused_to_its_caller_not_missing() -> None:
+    docs, seen = good_run()
+    docs.append(sent(5, Defect.BAD_HL7, answer="ERROR"))  # the library raised to its caller
+    accounting = account(docs, seen)
+    assert accounting.ok, accounting.summary()
+    assert accounting.lines[-1].outcome.startswith("refused: the producer library raised")
+    docs.append(sent(6, Defect.NONE, answer="ERROR"))  # a good document refused: unexpected
+    assert [x.seq for x in account(docs, seen).lines if x.problem == "unexpected"] == [6]
