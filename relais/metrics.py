@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -44,6 +44,13 @@ PROCESSING_SECONDS = Histogram(
     "Time a stage spent on one record, decode to output, in seconds.",
     ["stage"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+ASSIGNED_PARTITIONS = Gauge(
+    "relais_consumer_assigned_partitions",
+    "Partitions this process holds in its consumer group once ready (0: joining, "
+    "rebalancing, or idle with more processes than partitions).",
+    ["group"],
     registry=REGISTRY,
 )
 STAGE_EVENTS = Counter(

@@ -45,7 +45,7 @@ from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter_output, failure_of
 from relais.fetch_wait import FETCH_MAX_WAIT_MS
 from relais.keyring import Keyring
-from relais.metrics import StageMetrics
+from relais.metrics import ASSIGNED_PARTITIONS, StageMetrics
 from relais.partition_retry import PartitionRetry
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class SinkLoop:
         if concurrency < 1:
             raise ValueError("a sink handles at least one partition at a time")
         self.stage, self.topics, self.max_records = stage, list(topics), max_records
-        self.concurrency = concurrency
+        self.concurrency, self.group_id = concurrency, group_id
         self.consumer = sink_consumer(bootstrap, group_id, session_timeout_s)
         self.producer = sink_producer(bootstrap)
         self.retry = PartitionRetry(self.consumer, backoff=backoff)
@@ -351,10 +351,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.loop = loop
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        ASSIGNED_PARTITIONS.labels(self.loop.group_id).set(0)
         await self._run(self.loop.hooks.revoked, revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self._run(self.loop.hooks.assigned, assigned)
+        ASSIGNED_PARTITIONS.labels(self.loop.group_id).set(len(assigned))
 
     async def _run(self, hook: PartitionsHook | None, partitions: Any) -> None:
         if hook is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import faust
 
@@ -29,6 +30,7 @@ from relais import fetch_wait, tansu_quirks
 from relais.document_store.open import open_store
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
+from relais.metrics import ASSIGNED_PARTITIONS
 from relais.settings import Settings
 from streams.identity.circuit_breaker import CircuitBreaker
 from streams.identity.insi import consistency_problems, insi_verifier
@@ -82,6 +84,7 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
     if settings.kafka.broker_kind == "tansu":
         tansu_quirks.install(settings.kafka.bootstrap)
     READINESS.register("broker", broker_reachable(settings.kafka.bootstrap))
+    _report_assignment(app)
     for name in stage_names:
         if name == "identity":
             _register_identity(app, settings, keyring)
@@ -91,6 +94,21 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
             store = open_store(settings) if name == "transcode" else None
             register_stage(app, stage, keyring=keyring, prefix=settings.kafka.prefix, store=store)
     return app
+
+
+def _report_assignment(app: faust.App) -> None:
+    """``relais_consumer_assigned_partitions``: 0 from a revocation until the worker's tables
+    are recovered and its partitions flow again (then how many it holds)."""
+    group = app.conf.id
+
+    async def revoked(sender: Any, *_: Any, **__: Any) -> None:
+        ASSIGNED_PARTITIONS.labels(group).set(0)
+
+    async def ready(sender: Any, *_: Any, **__: Any) -> None:
+        ASSIGNED_PARTITIONS.labels(group).set(len(app.consumer.assignment()))
+
+    app.on_partitions_revoked.connect(revoked)
+    app.on_rebalance_complete.connect(ready)
 
 
 def _pure_stage(name: str, settings: Settings) -> Stage:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ops.consumer_groups import wait_for_partitions
 from ops.load.accounting import Accounting, Observed, Sent, account, settled
 from ops.load.chaos import S3_BUCKET, Chaos, ChaosEvent, S3Store, exported
 from ops.load.documents import build
@@ -92,7 +93,11 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
         with exported(store.environment() if store else {}):
             await stack.start()
             await stack.wait_for_metrics(timeout_s=120)
-            echo(f"stack up: {len(stack.processes)} processes, broker {stack.broker.bootstrap}")
+            holders = await wait_for_partitions(stack.processes, config.partitions)
+            echo(
+                f"stack up: {len(stack.processes)} processes, {holders} holding partitions, "
+                f"broker {stack.broker.bootstrap}"
+            )
             answers = await run.send(batch.items)
         echo(f"all {len(answers)} documents answered at {run.clock():.1f} s; draining")
         by_seq = sorted(answers, key=lambda a: a.seq)
