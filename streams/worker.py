@@ -101,10 +101,10 @@ def _report_assignment(app: faust.App) -> None:
     are recovered and its partitions flow again (then how many it holds)."""
     group = app.conf.id
 
-    async def revoked(sender: Any, *_: Any, **__: Any) -> None:
+    def revoked(sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         ASSIGNED_PARTITIONS.labels(group).set(0)
 
-    async def ready(sender: Any, *_: Any, **__: Any) -> None:
+    def ready(sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         ASSIGNED_PARTITIONS.labels(group).set(len(app.consumer.assignment()))
 
     app.on_partitions_revoked.connect(revoked)
@@ -177,6 +177,15 @@ def _register_identity(app: faust.App, settings: Settings, keyring: Keyring) -> 
 def run_worker(settings: Settings, stage_names: Sequence[str], keyring: Keyring) -> None:
     """Run the stages until SIGINT/SIGTERM (Faust installs the signal handlers)."""
     (settings.process.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, stage_names, keyring)
+    faust_worker(build_app(settings, stage_names, keyring), settings).execute_from_commandline()
+
+
+def faust_worker(app: faust.App, settings: Settings) -> faust.Worker:
+    """The Faust worker of ``app``, logging at RELAIS_LOG_LEVEL and nothing below."""
     worker = faust.Worker(app, loglevel=settings.process.log_level, quiet=True)
-    worker.execute_from_commandline()
+    # Faust's progress spinner sets the root logger to DEBUG so that it spins on every
+    # record, even at RELAIS_LOG_LEVEL=warn: every debug call of Faust and aiokafka then
+    # builds its record (5 % of a stage's CPU, with the bytes of what it sends in the
+    # message). A worker is a service, not a terminal: no spinner.
+    worker.spinner = None
+    return worker

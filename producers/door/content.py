@@ -66,24 +66,33 @@ def external_references(root: etree._Element) -> list[str]:
             "processing-instruction: an xml-stylesheet points at a URL (a viewer would fetch "
             "and run it); give a relative path or none"
         )
-    for element in root.iter(etree.Element):
-        problems += _element_references(element)
+    found = _CANDIDATES(root)  # in C: only the nodes that may reach outside
+    for node in found if isinstance(found, list) else []:
+        problems += _reference_problems(node)
     return list(dict.fromkeys(problems))
 
 
-def _element_references(element: etree._Element) -> list[str]:
-    if isinstance(element.tag, str) and element.tag.startswith(f"{{{XINCLUDE}}}"):
+#: XIncludes, schema locations, reference/@value and linkHtml/@href, in document order
+_CANDIDATES: Final = etree.XPath(
+    "//xi:* | //@xsi:schemaLocation | //@xsi:noNamespaceSchemaLocation"
+    " | //*[local-name()='reference']/@value | //*[local-name()='linkHtml']/@href",
+    namespaces={"xi": XINCLUDE, "xsi": XSI},
+)
+
+
+def _reference_problems(node: object) -> list[str]:
+    if isinstance(node, etree._Element):
         return ["xinclude: a CDA includes nothing from outside itself"]
-    found = []
-    locations = element.get(f"{{{XSI}}}schemaLocation", "").split()[1::2]
-    locations.append(element.get(f"{{{XSI}}}noNamespaceSchemaLocation", ""))
-    if any(_is_url(location) for location in locations):
-        found.append("schema-location: xsi:schemaLocation points at a URL; give none")
-    name = etree.QName(element).localname
-    link = element.get("value") if name == "reference" else element.get("href")
-    if name in ("reference", "linkHtml") and link and _is_url(link) and not _is_wado(link):
-        found.append(f"external-reference: a {name} points at a URL outside the document")
-    return found
+    value, attribute = str(node), str(getattr(node, "attrname", ""))
+    if attribute in (f"{{{XSI}}}schemaLocation", f"{{{XSI}}}noNamespaceSchemaLocation"):
+        locations = value.split()[1::2] if attribute.endswith("}schemaLocation") else [value]
+        if any(_is_url(location) for location in locations):
+            return ["schema-location: xsi:schemaLocation points at a URL; give none"]
+        return []
+    name = etree.QName(node.getparent()).localname  # type: ignore[attr-defined]
+    if value and _is_url(value) and not _is_wado(value):
+        return [f"external-reference: a {name} points at a URL outside the document"]
+    return []
 
 
 def _pseudo_href(text: str) -> str:

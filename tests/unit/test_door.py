@@ -348,3 +348,33 @@ def test_a_bug_in_a_check_is_an_ae_not_an_ar(monkeypatch: pytest.MonkeyPatch) ->
     assert "IndexError" in refused.error.message
     assert refused.header is not None
     assert refused.header.control_id == "CTRL0001"
+
+
+@pytest.mark.parametrize(
+    ("fragment", "rule"),
+    [
+        ("<xi:include xmlns:xi='http://www.w3.org/2001/XInclude' href='x.xml'/>", "xinclude"),
+        ("<linkHtml href='https://evil.example/x'>x</linkHtml>", "external-reference: a linkHtml"),
+        ("<linkHtml href='#local'>x</linkHtml>", None),
+        ("<reference value='//host/share/x.pdf'/>", "external-reference: a reference"),
+        (
+            "<x xmlns:xsi='http://www.w3.org/2001/XMLSchema-instance' "
+            "xsi:noNamespaceSchemaLocation='file:///etc/x.xsd'/>",
+            "schema-location",
+        ),
+        (
+            "<x xmlns:xsi='http://www.w3.org/2001/XMLSchema-instance' "
+            "xsi:schemaLocation='urn:hl7-org:v3 ../infrastructure/cda/CDA.xsd'/>",
+            None,
+        ),
+    ],
+)
+def test_every_way_out_of_a_cda_is_found_wherever_it_is(fragment: str, rule: str | None) -> None:
+    body = cda().replace(b"</title>", b"</title>" + fragment.encode(), 1)
+    root, problems = parse(body)
+    assert root is not None, problems
+    found = external_references(root)
+    if rule is None:
+        assert found == []
+    else:
+        assert any(p.startswith(rule) for p in found), found
