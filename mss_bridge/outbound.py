@@ -94,6 +94,7 @@ class MssSendWorker:
             backoff=lambda: exponential_backoff(retry_base_s, retry_cap_s),
             hooks=Hooks(assigned=self._moved, revoked=self._moved, after_poll=self._refresh),
             concurrency=concurrency,  # partitions mailed at once, each in its order
+            commit_per_poll=True,  # the delivery ledger makes a replayed poll harmless
         )
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.loop.producer)
         self.deliveries = DeliveryMetrics("MSSANTE")

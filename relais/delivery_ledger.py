@@ -161,7 +161,9 @@ class LedgerStore:
         await self.producer.send_and_wait(
             self.topic, key=entry.request_id.encode(), value=entry.encode(), partition=partition
         )
-        self.entries.setdefault(partition, {})[entry.request_id] = entry
+        held = self.entries.get(partition)
+        if held is not None:  # a partition forgotten meanwhile is read back whole by ensure
+            held[entry.request_id] = entry
 
     async def ensure(self, partition: int) -> None:
         """Restore ``partition`` unless it is already known (call before reading its entries)."""

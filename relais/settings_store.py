@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ class StoreSettings:
             location=location,
             endpoint=env.text("RELAIS_DOCUMENT_STORE_ENDPOINT") or None,
             region=env.text("RELAIS_DOCUMENT_STORE_REGION", d.region),
-            retention_days=env.seconds("RELAIS_DOCUMENT_RETENTION_DAYS", d.retention_days),
+            retention_days=_days(env.raw("RELAIS_DOCUMENT_RETENTION_DAYS"), d.retention_days),
         )
 
     def folder(self, data_dir: Path) -> Path | None:
@@ -49,3 +50,15 @@ class StoreSettings:
         if self.location.startswith("file://"):
             return Path(self.location[len("file://") :])
         return Path(self.location) if self.location else data_dir / "documents"
+
+
+def _days(value: str, default: float) -> float:
+    if not value:
+        return default
+    try:
+        days = float(value)
+    except ValueError:
+        days = math.nan
+    if not (math.isfinite(days) and days > 0):
+        raise SettingsError(f"RELAIS_DOCUMENT_RETENTION_DAYS={value!r}: a number of days > 0")
+    return days

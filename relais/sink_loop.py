@@ -212,6 +212,7 @@ class SinkLoop:
             raise ValueError("a sink handles at least one partition at a time")
         self.stage, self.topics, self.max_records = stage, list(topics), max_records
         self.concurrency, self.group_id = concurrency, group_id
+        self._in_flight: dict[TopicPartition, asyncio.Future[None]] = {}
         self.consumer = sink_consumer(bootstrap, group_id, session_timeout_s)
         self.producer = sink_producer(bootstrap)
         self.retry = PartitionRetry(self.consumer, backoff=backoff)
@@ -257,30 +258,49 @@ class SinkLoop:
 
     async def _take_all(self, batches: dict[TopicPartition, list[Any]], handle: Handler) -> None:
         """A poll's records: partitions one after the other, or ``concurrency`` at a time
-        (each partition's records stay in order: one patient's documents keep theirs)."""
-        if self.concurrency == 1 or len(batches) < 2:
-            for tp, messages in batches.items():
-                await self._take(tp, messages, handle)
+        (each partition's records stay in order: one patient's documents keep theirs).
+
+        Each partition's work is a task the rebalance listener waits for before its
+        partitions go (:meth:`finish`); a partition revoked before its turn is skipped."""
+        if not batches:
             return
         slots = asyncio.Semaphore(self.concurrency)
 
         async def take(tp: TopicPartition, messages: list[Any]) -> None:
             async with slots:
-                await self._take(tp, messages, handle)
+                if tp in self.consumer.assignment():  # else: revoked, the next owner reads it
+                    await self._take(tp, messages, handle)
 
-        async with asyncio.TaskGroup() as group:  # one failing stops the others: crash-only
-            for tp, messages in batches.items():
-                group.create_task(take(tp, messages))
+        tasks = {tp: asyncio.ensure_future(take(tp, m)) for tp, m in batches.items()}
+        self._in_flight.update(tasks)
+        try:
+            done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+            failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+            if failed:  # crash-only: the others stop too, the first error is the sink's
+                for task in tasks.values():
+                    task.cancel()
+                await asyncio.gather(*tasks.values(), return_exceptions=True)
+                raise failed[0].exception()  # type: ignore[misc]
+        finally:
+            for tp in tasks:
+                self._in_flight.pop(tp, None)
+
+    async def finish(self, partitions: Any) -> None:
+        """Wait until the work in hand on ``partitions`` is done (emitted, committed)."""
+        tasks = [self._in_flight[tp] for tp in partitions if tp in self._in_flight]
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def _take(self, tp: TopicPartition, messages: list[Any], handle: Handler) -> None:
         """One partition's records of one poll, in order, until one must wait.
 
-        Without a lock the outputs of every record are sent as it is handled and the
-        partition's offset is committed once, after all are acknowledged (a crash replays
-        the poll's records; the ledgers make that harmless). With a lock, each group is
-        acknowledged and committed while the lock allows (see the module's docstring)."""
-        if self.lock is not None:
-            await self._take_locked(tp, messages, handle)
+        With ``commit_per_poll`` and no lock (sinks whose delivery ledger makes a replay
+        harmless: DMP, MSSanté) the outputs of every record are sent as it is handled and
+        the partition's offset is committed once, after all are acknowledged. Otherwise each
+        record (or, with a lock and ``commit_per_poll``, the poll's group) is acknowledged
+        and committed before the next (see the module's docstring)."""
+        if self.lock is not None or not self.commit_per_poll:
+            await self._take_each(tp, messages, handle)
             return
         sends: list[Awaitable[Any]] = []
         outputs: Outputs = []
@@ -298,11 +318,11 @@ class SinkLoop:
         if taken.later is not None:
             self.retry.later(tp, taken.later)
 
-    async def _take_locked(self, tp: TopicPartition, messages: list[Any], handle: Handler) -> None:
+    async def _take_each(self, tp: TopicPartition, messages: list[Any], handle: Handler) -> None:
         groups = [messages] if self.commit_per_poll else [[m] for m in messages]
         for group in groups:
             async with self.exclusive():
-                if tp not in self.consumer.assignment():
+                if self.lock is not None and tp not in self.consumer.assignment():
                     return  # revoked meanwhile: the next owner reads them again
                 taken = await self._handle_all(tp, group, handle)
                 await self.emit(taken.outputs)
@@ -352,6 +372,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         ASSIGNED_PARTITIONS.labels(self.loop.group_id).set(0)
+        await self.loop.finish(revoked)  # what is in hand is finished and committed first
         await self._run(self.loop.hooks.revoked, revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:

@@ -168,7 +168,9 @@ async def step(
         )
 
 
-async def _body(ctx: StageContext, record: Record) -> bytes:
+async def _body(ctx: StageContext, record: Record) -> bytes | None:
+    if record["document"]["action"] == "DELETE":  # a deletion names a document: no bytes
+        return None
     return await read_content(
         ctx.store, ctx.keyring, record["document"], event_id=str(record["event_id"])
     )

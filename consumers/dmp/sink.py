@@ -112,6 +112,7 @@ class DmpSink:
             session_timeout_s=session_timeout_s,
             hooks=hooks,
             concurrency=concurrency,  # partitions filed at once, each in its order
+            commit_per_poll=True,  # the delivery ledger makes a replayed poll harmless
         )
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.loop.producer)
         self.attempts: dict[str, int] = {}
@@ -225,17 +226,26 @@ class DmpSink:
         if not found:
             if step is Step.RECONCILE:  # our earlier delete went through, unanswered
                 detail = "reconciled: the DMP no longer holds it after an unanswered delete"
+                detail += await self._erase(request)
                 return await self._done(request, Outcome.DELIVERED, None, where, detail)
             unresolved = "UnresolvedReferenceException"
             return await self._done(request, Outcome.REJECTED, unresolved, where)
         await self._sending(request, where)
         answer = await self.client.delete(found, patient_id)
-        detail = "deleted from the DMP"
-        if self.store is not None:  # the document's life ends: so do its bodies
-            unique_id = str(request["document"]["unique_id"])
-            erased = await self.store.erase(document_prefix(self.keyring, unique_id))
-            detail += f"; stored bodies erased: {erased}"
+        detail = "deleted from the DMP" + await self._erase(request)
         return await self._done(request, Outcome.DELIVERED, answer.code, where, detail)
+
+    async def _erase(self, request: Record) -> str:
+        """The document's life ends, so do its bodies; what the status says of it."""
+        if self.store is None:
+            return ""
+        unique_id = str(request["document"]["unique_id"])
+        try:
+            erased = await self.store.erase(document_prefix(self.keyring, unique_id))
+        except StoreUnavailableError as exc:  # deleted at the DMP all the same
+            log.warning("dmp-sink: event %s: bodies not erased: %s", request["event_id"], exc)
+            return "; stored bodies not erased (store unavailable): the retention removes them"
+        return f"; stored bodies erased: {erased}"
 
     async def _sending(self, request: Record, where: Where) -> None:
         """Record SENDING (acknowledged) before the DMP is called."""

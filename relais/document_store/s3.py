@@ -20,11 +20,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from relais.document_store.errors import BodyMissingError, StoreUnavailableError
-from relais.document_store.stores import Usage, check_key, check_prefix
+from relais.document_store.stores import KEY, Usage, check_key, check_prefix
 
 _T = TypeVar("_T")
 _MISSING = {"NoSuchKey", "404", "NotFound"}
-_ALREADY_THERE = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+_ALREADY_THERE = {"PreconditionFailed", "412"}  # 409 (a concurrent write) is retried
 
 
 class S3Store:
@@ -118,9 +118,12 @@ class S3Store:
         self.client.close()
 
     def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """The store's objects under ``prefix``: only keys of the store's shape (a shared
+        bucket's other objects are never counted nor deleted)."""
         pages = self.client.get_paginator("list_objects_v2")
+        start = len(f"{self.prefix}/") if self.prefix else 0
         for page in pages.paginate(Bucket=self.bucket, Prefix=prefix):
-            yield from page.get("Contents", [])
+            yield from (o for o in page.get("Contents", []) if KEY.fullmatch(o["Key"][start:]))
 
     def _delete(self, names: Iterator[str]) -> int:
         removed, batch = 0, []
@@ -132,7 +135,15 @@ class S3Store:
         return removed + (self._delete_batch(batch) if batch else 0)
 
     def _delete_batch(self, batch: list[dict[str, str]]) -> int:
-        self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        answer = self.client.delete_objects(
+            Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+        )
+        if errors := answer.get("Errors"):  # 200, with the keys it could not delete
+            codes = sorted({str(e.get("Code")) for e in errors})
+            raise StoreUnavailableError(
+                f"the document store {self.description} kept {len(errors)} of {len(batch)} "
+                f"objects it was asked to delete ({', '.join(codes)}): check the bucket's rights"
+            )
         return len(batch)
 
     async def _call(self, work: Callable[[], _T]) -> _T:

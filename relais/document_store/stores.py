@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -103,9 +104,11 @@ class FileStore:
     def put_now(self, key: str, blob: bytes) -> bool:
         """:meth:`put`, synchronously (for the gateway's worker processes and tools)."""
         path = self.root / check_key(key)
-        if path.exists():
-            return False
         try:
+            if path.exists():  # written by another writer: durable before it is relied on
+                os.utime(path)  # and young again: a resend's ACK starts its retention anew
+                _fsync_folder(path.parent)
+                return False
             folder_is_new = not path.parent.exists()
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -144,12 +147,25 @@ class FileStore:
 
     async def erase(self, prefix: str) -> int:
         folder = self.root / check_prefix(prefix)
-        return await asyncio.to_thread(_remove_files, folder, None)
+        return await self._removing(lambda: _remove_files(folder, None))
 
     async def expire(self, before: datetime) -> int:
         limit = before.timestamp()
-        folders = [f for f in self.root.iterdir() if f.is_dir()] if self.root.exists() else []
-        return sum([await asyncio.to_thread(_remove_files, f, limit) for f in folders])
+        return await self._removing(lambda: sum(_remove_files(f, limit) for f in self._folders()))
+
+    def _folders(self) -> list[Path]:
+        if not self.root.exists():
+            return []
+        return [f for f in self.root.iterdir() if f.is_dir() and PREFIX.fullmatch(f.name)]
+
+    async def _removing(self, work: Callable[[], int]) -> int:
+        try:
+            return await asyncio.to_thread(work)
+        except OSError as exc:
+            raise StoreUnavailableError(
+                f"cannot remove from the document store {self.root} ({_reason(exc)}): check "
+                "RELAIS_DOCUMENT_STORE and the folder's rights"
+            ) from None
 
     async def count_older(self, before: datetime) -> int:
         def count() -> int:
@@ -158,7 +174,12 @@ class FileStore:
         return await asyncio.to_thread(count)
 
     def _files(self) -> list[Path]:
-        return [p for p in self.root.glob("*/*") if p.is_file()] if self.root.exists() else []
+        """The store's objects (temporary files of a write in progress are not)."""
+        if not self.root.exists():
+            return []
+        return [
+            p for f in self._folders() for p in f.iterdir() if KEY.fullmatch(f"{f.name}/{p.name}")
+        ]
 
     async def usage(self) -> Usage:
         def count() -> Usage:
@@ -178,6 +199,8 @@ def _remove_files(folder: Path, before: float | None) -> int:
     if not folder.is_dir():
         return 0
     for path in folder.iterdir():
+        if not KEY.fullmatch(f"{folder.name}/{path.name}"):
+            continue  # a write in progress (.tmp-*), or not the store's
         if before is None or path.stat().st_mtime < before:
             path.unlink(missing_ok=True)
             removed += 1

@@ -184,12 +184,12 @@ def _handle(
 ) -> list[Output]:
     document = record["document"]
     _check_media(document["media_type"])
-    content = ctx.content(record)
     traits = read_traits(record, ctx)
     state = ctx.state if ctx.state is not None else {}
     built = document["media_type"] != "text/xml"  # Relais builds the CDA, and owns its ids
-    if document["action"] == "DELETE":
+    if document["action"] == "DELETE":  # it names a document: its bytes are never read
         return [_deletion(record, document, state if built else None)]
+    content = ctx.content(record)
     detail: str | None = None
     if built:
         document, content, detail = _build(record, content, traits, state=state, lab=lab, ctx=ctx)

@@ -12,7 +12,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from consumers.dmp.request import submission_of
-from ops.demo.samples import DOMINIQUE, LETTER, pdf_sample, sample
+from ops.demo.samples import DOMINIQUE, LETTER, lab_report_sample, pdf_sample, sample
 from producers.hl7.message import parse_message
 from producers.submission import submissions
 from relais.contracts import Codec, Record
@@ -94,3 +94,20 @@ def test_a_cda_passes_through_transcode_without_a_new_write() -> None:
     _, ready_record = CODEC.decode(ready, expected="DocumentReady")
     assert ready_record["document"]["content"] == submitted["document"]["content"]
     assert (store.read, store.written) == (1, 1)  # read once to check it; nothing written
+
+
+def test_a_deletion_names_its_document_and_never_reads_a_body() -> None:
+    store = MemoryStore()
+    writer = BodyWriter(KEYRING, store)
+    raw = lab_report_sample(DOMINIQUE, 1, status="D")
+    [record] = submissions(
+        parse_message(raw), sector="LAB", keyring=KEYRING, now=NOW, sealer=writer
+    )
+    assert record["document"]["action"] == "DELETE"
+    store.objects.clear()  # its body erased or expired: the deletion must still go through
+    value = CODEC.encode("IdentityQualified", qualified(record, NOW))
+    outputs = through("transcode", value, store, "t.documents.qualified.v1")
+    [ready] = [v for t, v in outputs if t == READY.name("t")]
+    _, ready_record = CODEC.decode(ready, expected="DocumentReady")
+    assert ready_record["cda_model"] == "deletion"
+    assert store.read == 0

@@ -370,6 +370,9 @@ def test_types_of_numbers() -> None:
         ("RELAIS_METRICS_PORT", "0x10"),
         ("RELAIS_SESSION_TIMEOUT_S", "six"),
         ("RELAIS_SESSION_TIMEOUT_S", "6s"),
+        ("RELAIS_DOCUMENT_RETENTION_DAYS", "30d"),
+        ("RELAIS_DOCUMENT_RETENTION_DAYS", "-1"),
+        ("RELAIS_SINK_CONCURRENCY", "0"),
     ],
 )
 def test_a_bad_number_names_its_variable(name: str, value: str) -> None:

@@ -117,14 +117,21 @@ async def echo(tp: TopicPartition, message: Any) -> list[Out]:
     return [Out("t.status", b"status %d" % message.offset)]
 
 
-async def test_each_record_is_emitted_with_its_key_then_the_poll_committed_once() -> None:
+async def test_each_record_is_emitted_with_its_key_then_committed() -> None:
     poll = {TP: [Message(0, 7, b"k7"), Message(0, 8, b"k8")]}
     _, consumer, producer = await running([poll], echo)
     assert producer.sent == [
         Out("t.status", b"status 7", b"k7"),
         Out("t.status", b"status 8", b"k8"),
     ]
-    assert consumer.commits == [{TP: 9}]  # one commit per partition and poll, after the acks
+    assert consumer.commits == [{TP: 8}, {TP: 9}]  # a sink without a ledger: record by record
+
+
+async def test_a_ledgered_sink_commits_a_partition_once_per_poll_after_the_acks() -> None:
+    poll = {TP: [Message(0, 7, b"k7"), Message(0, 8, b"k8")], OTHER: [Message(1, 2, b"o")]}
+    _, consumer, producer = await running([poll], echo, commit_per_poll=True)
+    assert [o.value for o in producer.sent] == [b"status 7", b"status 8", b"status 2"]
+    assert consumer.commits == [{TP: 9}, {OTHER: 3}]
 
 
 async def test_partitions_are_handled_concurrently_each_in_its_order() -> None:
@@ -144,7 +151,7 @@ async def test_partitions_are_handled_concurrently_each_in_its_order() -> None:
         TP: [Message(0, 1, b"a"), Message(0, 2, b"a")],
         OTHER: [Message(1, 5, b"b"), Message(1, 6, b"b")],
     }
-    _, consumer, _ = await running([poll], handle, concurrency=4)
+    _, consumer, _ = await running([poll], handle, concurrency=4, commit_per_poll=True)
     assert [o for p, o in order if p == 0] == [1, 2]
     assert [o for p, o in order if p == 1] == [5, 6]
     assert sorted(consumer.commits, key=str) == [{TP: 3}, {OTHER: 7}]
@@ -239,3 +246,42 @@ async def test_rebalance_hooks_wait_for_the_record_in_hand() -> None:
         assert moved == []
     await revoking
     assert moved == [frozenset({TP})]
+
+
+async def test_a_revocation_waits_for_the_work_in_hand_on_its_partitions() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    order: list[str] = []
+
+    async def handle(tp: TopicPartition, message: Any) -> list[Out]:
+        started.set()
+        await release.wait()
+        order.append("handled")
+        return await echo(tp, message)
+
+    async def revoked(partitions: frozenset[TopicPartition]) -> None:
+        order.append("revoked")
+
+    stop = asyncio.Event()
+    stage = SinkStage("test-sink", "t", Keyring.generate(), Codec())
+    loop = SinkLoop(
+        "127.0.0.1:1",
+        stage,
+        group_id="g",
+        topics=["t.requests"],
+        hooks=Hooks(revoked=revoked),
+        commit_per_poll=True,
+        concurrency=2,
+    )
+    consumer, producer = FakeConsumer([{TP: [Message(0, 4, b"k")]}], stop), FakeProducer()
+    loop.consumer, loop.producer = consumer, producer
+    loop.retry = PartitionRetry(consumer, backoff=never)
+    running_loop = asyncio.ensure_future(loop.run(stop, handle))
+    await asyncio.wait_for(started.wait(), 2)
+    revocation = asyncio.ensure_future(consumer.listener.on_partitions_revoked({TP}))
+    await asyncio.sleep(0.05)
+    assert not revocation.done()  # the record in hand is not abandoned half-way
+    release.set()
+    await asyncio.wait_for(revocation, 2)
+    assert order == ["handled", "revoked"]
+    assert consumer.commits == [{TP: 5}]  # committed by its owner before the partition went
+    await asyncio.wait_for(running_loop, 5)
