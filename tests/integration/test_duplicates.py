@@ -86,7 +86,9 @@ async def test_resent_message_and_resent_document_are_delivered_once(own_stack: 
     assert len(own_stack.sandbox.filed) == 2
     assert landing.doubled() == []
     metrics = scrape(own_stack.process("identity").metrics_port)
-    assert metrics['relais_stage_events_total{event="duplicate",stage="identity"}'] == 1
+    # the restarted worker counts the copy it just refused; records of before the restart
+    # whose offsets were not yet committed are decided again (at least once) and counted too
+    assert metrics['relais_stage_events_total{event="duplicate",stage="identity"}'] >= 1
 
 
 async def test_sender_that_disconnects_before_its_ack_and_resends_gets_one_delivery(
