@@ -31,10 +31,37 @@ from relais.signals import stop_on_signals
 _LEVEL_NAMES = {"WARN": "WARNING", "CRIT": "CRITICAL"}
 
 
+#: libraries whose debug (and info) lines carry what they carry: the canonicalised VIHF
+#: (signxml: the patient's INS), the SMTP and IMAP conversations (mails: documents,
+#: mailbox addresses), the records Faust and aiokafka send (sealed, but with their keys).
+#: They log at WARNING at most, whatever RELAIS_LOG_LEVEL says; Relais's own modules log
+#: event ids only, at every level.
+QUIET_LIBRARIES: tuple[str, ...] = (
+    "signxml",
+    "aiosmtplib",
+    "aiosmtpd",
+    "mail.log",
+    "aioimaplib",
+    "faust",
+    "mode",
+    "aiokafka",
+    "aiohttp",
+)
+
+
 def configure_logging(level: str) -> None:
     """Log to stderr at ``level`` (``info``, ``warn``...); the first call wins."""
     name = _LEVEL_NAMES.get(level.upper(), level.upper())
     logging.basicConfig(level=name, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries(level)
+
+
+def quiet_libraries(level: str) -> None:
+    """:data:`QUIET_LIBRARIES` log at WARNING, or above when ``level`` is above it."""
+    named = logging.getLevelName(_LEVEL_NAMES.get(level.upper(), level.upper()))
+    cap = max(named if isinstance(named, int) else logging.WARNING, logging.WARNING)
+    for library in QUIET_LIBRARIES:
+        logging.getLogger(library).setLevel(cap)
 
 
 def serve_metrics(process: ProcessSettings) -> str:
