@@ -117,7 +117,9 @@ variables for that one process.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -156,6 +158,7 @@ __all__ = [
     "SettingsError",
     "StageSettings",
     "StoreSettings",
+    "unknown_variables",
 ]
 
 
@@ -201,3 +204,17 @@ class Settings:
             outcomes=OutcomeSettings.from_env(e),
             store=StoreSettings.from_env(e),
         )
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """``RELAIS_*`` variables that are no setting (the table above), each with the setting's
+    name it is closest to: a misspelt variable would otherwise be silently ignored."""
+    known = set(re.findall(r"^(RELAIS_[A-Z_]+)\s", __doc__ or "", re.MULTILINE))
+    if not known:  # docstrings stripped (python -OO): nothing to compare with
+        return []
+    variables = os.environ if env is None else env
+    return [
+        (name, next(iter(difflib.get_close_matches(name, known, n=1)), None))
+        for name in sorted(variables)
+        if name.startswith("RELAIS_") and name not in known
+    ]

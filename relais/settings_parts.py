@@ -16,6 +16,9 @@ from typing import Any
 from relais.settings_env import Env, SettingsError
 from relais.topics import DEFAULT_PARTITIONS
 
+#: RELAIS_LOG_LEVEL's words (``warn``/``crit`` are the short forms of the logging names)
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "crit", "critical")
+
 #: the sectors an MLLP listener may declare for all its senders (RELAIS_MLLP_SECTOR)
 SECTORS = ("HOSPITAL", "LAB", "RADIOLOGY")
 
@@ -63,7 +66,7 @@ class ProcessSettings:
         return cls(
             metrics_host=env.text("RELAIS_METRICS_HOST", d.metrics_host),
             metrics_port=env.port("RELAIS_METRICS_PORT", d.metrics_port),
-            log_level=env.lower("RELAIS_LOG_LEVEL", d.log_level),
+            log_level=env.choice("RELAIS_LOG_LEVEL", d.log_level, LOG_LEVELS, fold_case=True),
             data_dir=Path(env.text("RELAIS_DATA_DIR", str(d.data_dir))),
         )
 

@@ -26,7 +26,7 @@ from ops.cli.sandbox import sandbox
 from ops.cli.schemas import schemas
 from ops.cli.store import store
 from ops.cli.trace import trace_cmd
-from relais.settings import Settings, SettingsError
+from relais.settings import Settings, SettingsError, unknown_variables
 
 #: commands that report their own errors: aiokafka's retry logs are silenced for them
 ONE_SHOT = frozenset(
@@ -76,6 +76,9 @@ def main(ctx: click.Context) -> None:
         ctx.obj = settings = Settings.from_env()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    for name, closest in unknown_variables():
+        hint = f"; did you mean {closest}?" if closest else ""
+        click.echo(f"warning: {name} is not a Relais setting and is ignored{hint}", err=True)
     from relais.process import configure_logging
 
     configure_logging(settings.process.log_level)

@@ -9,9 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ops.cli.main import main as relais_cli
 from producers.mllp.service import gateway_config
 from relais import settings as settings_module
 from relais.backoff import exponential_backoff
@@ -32,6 +34,7 @@ from relais.settings import (
     SettingsError,
     StageSettings,
     StoreSettings,
+    unknown_variables,
 )
 from relais.topics import ALL_TOPICS, DEADLETTER, SUBMITTED, TopicSpec
 
@@ -627,3 +630,23 @@ def test_backoff_is_endless() -> None:
         assert 0 <= delay <= min(30.0, 0.2 * 2 ** min(n, 64))
         taken += 1
     assert taken == 2000
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_resembles() -> None:
+    env = {"RELAIS_BROKER": "kafka:9092", "RELAIS_PARTITONS": "24", "RELAIS_TOPIC_PREFIX": "x"}
+    assert unknown_variables(env) == [
+        ("RELAIS_BROKER", "RELAIS_BROKER_BIN"),
+        ("RELAIS_PARTITONS", "RELAIS_PARTITIONS"),
+    ]
+    assert unknown_variables({"RELAIS_TOPIC_PREFIX": "x", "PATH": "/bin"}) == []
+
+
+def test_the_cli_warns_of_an_unknown_variable_and_refuses_an_unknown_log_level() -> None:
+    warned = CliRunner().invoke(relais_cli, ["store", "--help"], env={"RELAIS_PARTITONS": "24"})
+    assert "warning: RELAIS_PARTITONS is not a Relais setting" in warned.output
+    assert "did you mean RELAIS_PARTITIONS?" in warned.output
+    refused = CliRunner().invoke(
+        relais_cli, ["store", "usage"], env={"RELAIS_LOG_LEVEL": "verbose"}
+    )
+    assert refused.exit_code == 2
+    assert "RELAIS_LOG_LEVEL='verbose': expected 'debug'" in refused.output
