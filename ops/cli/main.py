@@ -44,12 +44,15 @@ class RelaisGroup(click.Group):
         from relais.document_store import StoreError
         from relais.envelope import EnvelopeError
         from relais.keyring import KeyringError
+        from relais.mail.errors import ConfigError
         from relais.topic_admin import PartitionCountError
 
         try:
             return super().invoke(ctx)
         except PartitionCountError as exc:
             raise click.ClickException(str(exc)) from None
+        except (SettingsError, ConfigError) as exc:  # a component's own settings: exit 2
+            raise click.UsageError(str(exc)) from None
         except KafkaConnectionError:
             s = ctx.obj
             where = s.kafka.bootstrap if isinstance(s, Settings) else "the broker"
@@ -178,6 +181,7 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
     """
     from aiokafka.errors import KafkaConnectionError
 
+    from relais.health import broker_reachable
     from relais.keyring_source import load_keyring
     from relais.process import serve_and_announce
     from relais.topic_admin import check_partitions
@@ -190,8 +194,10 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
         )
     s = _settings(ctx)
     keyring = load_keyring(s)
+    reachable, _ = broker_reachable(s.kafka.bootstrap, timeout_s=3.0)()
+    if not reachable:  # Faust would crash on it with a 40-line traceback
+        raise KafkaConnectionError(f"Unable to bootstrap from {s.kafka.bootstrap}")
     # Faust would fail later and less clearly (PartitionsMismatch) or, worse, run half right.
-    # No broker yet: Faust waits for it as before, and its own check stays.
     with contextlib.suppress(KafkaConnectionError):
         asyncio.run(check_partitions(s.kafka.bootstrap, s.kafka.prefix, s.kafka.partitions))
     serve_and_announce(s.process, f"stages {', '.join(stages)}")
