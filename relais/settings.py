@@ -16,6 +16,8 @@ RELAIS_PARTITIONS              partitions of every topic and Faust table:  12
                                up to that many processes per stage/sink
 RELAIS_SINK_CONCURRENCY        partitions a DMP/MSSanté sink delivers at   8
                                once (each partition's documents in order)
+RELAIS_REPLICATION_FACTOR      replicas of topics and Faust changelogs     3 (kafka), 1 (tansu)
+RELAIS_MIN_INSYNC_REPLICAS     replicas a write needs before its ack       2 (kafka), 1 (tansu)
 RELAIS_KEYRING_FILE            path of the keyring JSON file               (none)
 RELAIS_KEYRING                 keyring JSON inline (instead of a file)     (none)
 RELAIS_METRICS_HOST            address /metrics listens on                 127.0.0.1

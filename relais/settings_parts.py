@@ -34,6 +34,8 @@ class KafkaSettings:
     table_store: str = "memory://"
     partitions: int = DEFAULT_PARTITIONS  # of every topic and Faust table (changelogs)
     sink_concurrency: int = 8  # partitions a DMP / MSSanté sink handles at once
+    replication_factor: int = 1  # of topics and changelogs: 3 on Apache Kafka, 1 on tansu
+    min_insync_replicas: int = 1  # of Relais's topics: 2 on Apache Kafka
 
     @classmethod
     def from_env(cls, env: Env) -> KafkaSettings:
@@ -48,7 +50,22 @@ class KafkaSettings:
             sink_concurrency=env.count(
                 "RELAIS_SINK_CONCURRENCY", d.sink_concurrency, "a number of partitions"
             ),
+            **_replication(env),
         )
+
+
+def _replication(env: Env) -> dict[str, int]:
+    """Replicas of each partition and how many must have a write before it is acknowledged:
+    Apache Kafka's norm (3 and 2) on a cluster, 1 and 1 on the one local broker."""
+    cluster = env.choice("RELAIS_BROKER_KIND", "tansu", ("tansu", "kafka")) == "kafka"
+    factor = env.count("RELAIS_REPLICATION_FACTOR", 3 if cluster else 1, "a number of replicas")
+    insync = env.count("RELAIS_MIN_INSYNC_REPLICAS", 2 if cluster else 1, "a number of replicas")
+    if insync > factor:
+        raise SettingsError(
+            f"RELAIS_MIN_INSYNC_REPLICAS={insync} > RELAIS_REPLICATION_FACTOR={factor}: no write "
+            "could ever be acknowledged; keep it below the factor (2 of 3)"
+        )
+    return {"replication_factor": factor, "min_insync_replicas": insync}
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,13 @@ async def ensure_topics(
     bootstrap: str,
     prefix: str,
     specs: Iterable[TopicSpec] = ALL_TOPICS,
+    *,
     replication_factor: int = 1,
     partitions: int = DEFAULT_PARTITIONS,
+    min_insync_replicas: int = 1,
 ) -> list[TopicState]:
-    """Create every missing topic with ``partitions``; leave existing ones as they are.
+    """Create every missing topic with ``partitions``, ``replication_factor`` replicas and
+    ``min.insync.replicas``; leave existing ones as they are.
 
     Raises :class:`PartitionCountError` when one of them, or a Faust changelog under
     ``prefix``, has another count.
@@ -53,10 +56,7 @@ async def ensure_topics(
         wanted = list(specs)
         missing = [s for s in wanted if s.name(prefix) not in existing]
         if missing:
-            new = [
-                NewTopic(s.name(prefix), partitions, replication_factor, topic_configs=s.configs)
-                for s in missing
-            ]
+            new = _new_topics(missing, prefix, partitions, replication_factor, min_insync_replicas)
             # Another process may race us: the outcome is the same.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
@@ -68,6 +68,17 @@ async def ensure_topics(
     return [
         TopicState(s.name(prefix), counts.get(s.name(prefix), 0), s in missing, s.purpose)
         for s in wanted
+    ]
+
+
+def _new_topics(
+    specs: list[TopicSpec], prefix: str, partitions: int, replicas: int, insync: int
+) -> list[NewTopic]:
+    """The topics to create: the catalogue's configs and ``min.insync.replicas``."""
+    configs = {"min.insync.replicas": str(insync)}
+    return [
+        NewTopic(s.name(prefix), partitions, replicas, topic_configs={**s.configs, **configs})
+        for s in specs
     ]
 
 

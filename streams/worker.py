@@ -77,6 +77,7 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
         consumer_max_fetch_size=MAX_BYTES,
         topic_allow_declare=True,  # Faust creates its table changelogs; ours exist already
         topic_partitions=settings.kafka.partitions,  # RELAIS_PARTITIONS: tables follow it
+        topic_replication_factor=settings.kafka.replication_factor,  # changelogs; ISR: broker
         topic_disable_leader=True,
         datadir=str(settings.process.data_dir / "faust"),
         store=settings.kafka.table_store,  # rocksdb:// in production (pip install relais[rocksdb])
@@ -87,14 +88,18 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
     READINESS.register("broker", broker_reachable(settings.kafka.bootstrap))
     _report_assignment(app)
     for name in stage_names:
-        if name == "identity":
-            _register_identity(app, settings, keyring)
-        else:
-            stage = _pure_stage(name, settings)
-            # only transcode reads and writes bodies: identity and route never see the store
-            store = open_store(settings) if name == "transcode" else None
-            register_stage(app, stage, keyring=keyring, prefix=settings.kafka.prefix, store=store)
+        _register(app, name, settings, keyring)
     return app
+
+
+def _register(app: faust.App, name: str, settings: Settings, keyring: Keyring) -> None:
+    if name == "identity":
+        _register_identity(app, settings, keyring)
+        return
+    # only transcode reads and writes bodies: identity and route never see the store
+    store = open_store(settings) if name == "transcode" else None
+    stage = _pure_stage(name, settings)
+    register_stage(app, stage, keyring=keyring, prefix=settings.kafka.prefix, store=store)
 
 
 def _report_assignment(app: faust.App) -> None:

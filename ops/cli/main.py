@@ -133,9 +133,14 @@ def topics() -> None:
 
 
 @topics.command("create")
-@click.option("--replication-factor", default=1, show_default=True, type=int)
+@click.option(
+    "--replication-factor",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replicas of each partition [default: RELAIS_REPLICATION_FACTOR].",
+)
 @click.pass_context
-def topics_create(ctx: click.Context, replication_factor: int) -> None:
+def topics_create(ctx: click.Context, replication_factor: int | None) -> None:
     """Create every topic of the catalogue that does not exist yet (idempotent).
 
     Each gets RELAIS_PARTITIONS partitions; a topic that exists with another count is an error.
@@ -147,8 +152,9 @@ def topics_create(ctx: click.Context, replication_factor: int) -> None:
         ensure_topics(
             s.kafka.bootstrap,
             s.kafka.prefix,
-            replication_factor=replication_factor,
+            replication_factor=replication_factor or s.kafka.replication_factor,
             partitions=s.kafka.partitions,
+            min_insync_replicas=s.kafka.min_insync_replicas,
         )
     )
     for t in states:

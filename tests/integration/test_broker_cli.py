@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -10,6 +11,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from ops.localstack import free_port
 from relais.topics import ALL_TOPICS, DEFAULT_PARTITIONS
@@ -48,6 +52,18 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+    """The configs the broker describes for ``topic``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    [(_error, _message, _kind, _name, entries)] = response.resources
+    return {entry[0]: entry[1] for entry in entries}
+
+
 def test_broker_starts_answers_creates_topics_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     prefix = f"cli{uuid.uuid4().hex[:6]}"
@@ -81,6 +97,8 @@ def test_broker_starts_answers_creates_topics_and_stops_on_sigterm(tmp_path: Pat
         for spec in ALL_TOPICS:
             assert f"{spec.name(prefix)}" in listed.stdout
         assert listed.stdout.count(f" {DEFAULT_PARTITIONS} partitions") == len(ALL_TOPICS)
+        configs = asyncio.run(topic_configs(f"127.0.0.1:{port}", ALL_TOPICS[0].name(prefix)))
+        assert configs.get("min.insync.replicas") == "1"  # RELAIS_MIN_INSYNC_REPLICAS, local
 
         broker.send_signal(signal.SIGTERM)
         assert broker.wait(timeout=15) == 0

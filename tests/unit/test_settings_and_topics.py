@@ -45,6 +45,8 @@ VARIABLES = (
     "RELAIS_TOPIC_PREFIX",
     "RELAIS_PARTITIONS",
     "RELAIS_SINK_CONCURRENCY",
+    "RELAIS_REPLICATION_FACTOR",
+    "RELAIS_MIN_INSYNC_REPLICAS",
     "RELAIS_KEYRING_FILE",
     "RELAIS_METRICS_HOST",
     "RELAIS_METRICS_PORT",
@@ -177,6 +179,8 @@ def test_every_variable_is_read() -> None:
         "RELAIS_TOPIC_PREFIX": "test-42",
         "RELAIS_PARTITIONS": "24",
         "RELAIS_SINK_CONCURRENCY": "16",
+        "RELAIS_REPLICATION_FACTOR": "5",
+        "RELAIS_MIN_INSYNC_REPLICAS": "3",
         "RELAIS_KEYRING_FILE": "/run/secrets/keyring.json",
         "RELAIS_KEYRING": '{"active": "k"}',
         "RELAIS_METRICS_HOST": "0.0.0.0",
@@ -267,6 +271,8 @@ def test_every_variable_is_read() -> None:
             table_store="rocksdb://",
             partitions=24,
             sink_concurrency=16,
+            replication_factor=5,
+            min_insync_replicas=3,
         ),
         process=ProcessSettings(
             metrics_host="0.0.0.0",
@@ -650,3 +656,12 @@ def test_the_cli_warns_of_an_unknown_variable_and_refuses_an_unknown_log_level()
     )
     assert refused.exit_code == 2
     assert "RELAIS_LOG_LEVEL='verbose': expected 'debug'" in refused.output
+
+
+def test_replication_follows_the_broker_kind_and_an_impossible_pair_is_refused() -> None:
+    local = Settings.from_env({}).kafka
+    assert (local.replication_factor, local.min_insync_replicas) == (1, 1)
+    cluster = Settings.from_env({"RELAIS_BROKER_KIND": "kafka"}).kafka
+    assert (cluster.replication_factor, cluster.min_insync_replicas) == (3, 2)
+    with pytest.raises(SettingsError, match="RELAIS_MIN_INSYNC_REPLICAS=3 > "):
+        Settings.from_env({"RELAIS_REPLICATION_FACTOR": "2", "RELAIS_MIN_INSYNC_REPLICAS": "3"})
