@@ -19,9 +19,10 @@ from aiokafka import AIOKafkaConsumer
 
 from ops.demo import samples
 from ops.localstack import LocalStack, free_port
-from producers.mllp.framing import MllpDecoder, frame
+from producers.mllp.framing import frame
 from relais.contracts import Codec
 from relais.topics import DEADLETTER, SUBMITTED, TEST_DOCUMENTS
+from tests.integration.mllp_client import exchange
 from tests.shared_data import shared
 
 CODEC = Codec()
@@ -34,16 +35,8 @@ class Door:
 
     async def send(self, message: bytes) -> dict[str, list[str]]:
         """Send one message; its ACK's segments by name (MSA, ERR)."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        try:
-            writer.write(frame(message))
-            await writer.drain()
-            decoder, acks = MllpDecoder(1 << 20), list[bytes]()
-            while not acks:
-                acks = decoder.feed(await asyncio.wait_for(reader.read(65536), 30))
-        finally:
-            writer.close()
-        return {s.split("|")[0]: s.split("|") for s in acks[0].decode().strip("\r").split("\r")}
+        ack = await exchange(self.port, message)
+        return {s.split("|")[0]: s.split("|") for s in ack.decode().strip("\r").split("\r")}
 
     async def topic(self, spec: object, count: int, timeout_s: float = 15) -> list[dict]:
         consumer = AIOKafkaConsumer(

@@ -8,7 +8,6 @@ log is searched for the patient's INS, names, birth date and the mailbox address
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from ops.demo.samples import DOMINIQUE
 from ops.localstack import LocalStack, free_port, read_landing
-from producers.mllp.framing import MllpDecoder, frame
+from tests.integration.mllp_client import exchange
 from tests.integration.test_fanout_e2e import DOCTOR, FIXTURES, message
 from tests.shared_data import shared
 
@@ -56,23 +55,10 @@ async def debug_stack(
         yield local, port
 
 
-async def send(port: int, raw: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(frame(raw))
-        await writer.drain()
-        decoder, acks = MllpDecoder(1 << 20), list[bytes]()
-        while not acks:
-            acks = decoder.feed(await asyncio.wait_for(reader.read(65536), 30))
-    finally:
-        writer.close()
-    return acks[0]
-
-
 async def test_a_debug_run_logs_no_patient_data(debug_stack: tuple[LocalStack, int]) -> None:
     stack, port = debug_stack
     await stack.wait_for_metrics()
-    ack = await send(port, message(71))
+    ack = await exchange(port, message(71))
     assert b"MSA|AA|" in ack, ack
     s = stack.settings
     landing = await read_landing(

@@ -19,9 +19,9 @@ import pytest
 
 from ops.demo import samples
 from ops.localstack import LocalStack, free_port, scrape
-from producers.mllp.framing import MllpDecoder, frame
 from relais.topic_admin import PartitionCountError, ensure_topics, list_topics
 from relais.topics import ALL_TOPICS, SUBMITTED
+from tests.integration.mllp_client import exchange
 from tests.shared_data import shared
 
 GATEWAYS = 2
@@ -53,16 +53,8 @@ async def send(port: int, number: int) -> str:
     doc_id = f"1.2.250.1.213.1.1.9.4242.{uuid.uuid4().int % 10**12}"
     body = samples.cda(samples.LETTER, samples.DOMINIQUE, doc_id, "lettre de liaison")
     raw = samples.hl7_message(samples.LETTER, samples.DOMINIQUE, control, body)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(frame(raw))
-        await writer.drain()
-        decoder, acks = MllpDecoder(1 << 20), list[bytes]()
-        while not acks:
-            acks = decoder.feed(await asyncio.wait_for(reader.read(65536), 60))
-    finally:
-        writer.close()
-    msa = next(s for s in acks[0].decode().split("\r") if s.startswith("MSA|"))
+    ack = await exchange(port, raw, timeout_s=60)
+    msa = next(s for s in ack.decode().split("\r") if s.startswith("MSA|"))
     return msa.split("|")[1]
 
 
