@@ -34,6 +34,7 @@ from mss_bridge.xdm_metadata import SubmissionSet
 from mss_bridge.xdm_package import XdmDocument, build_package
 from relais.contracts import Record
 from relais.deadletter import RELAIS_IDS
+from relais.document_store.bodies import inline_content
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring
 from relais.mail.errors import AddressError, MailFormatError, MssError
@@ -158,7 +159,7 @@ def compose(
     document = request["document"]
     if document["action"] == "DELETE":
         return _withdrawal(request, keyring, config, now, recipient)
-    cda = content if content is not None else _inline(document, keyring, event_id)
+    cda = content if content is not None else inline_content(keyring, document, event_id=event_id)
     traits = open_traits(request, keyring)
     entry = _entry_of(cda, request, now)
     ref = mail_ref(request)
@@ -182,11 +183,6 @@ def compose(
     )
     receipt = flags.get("ACK_RECEPTION", flags.get("ACK_RECEPTION_MSS", True))
     return ComposedMail(build_mail(mail), recipient, ref, envelope_id(ref), receipt)
-
-
-def _inline(document: Record, keyring: Keyring, event_id: str) -> bytes:
-    envelope = Envelope.from_record(document["content"])
-    return open_envelope(keyring, envelope, event_id=event_id, purpose="content")
 
 
 def _require_mssante(request: Record) -> None:

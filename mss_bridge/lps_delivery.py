@@ -38,6 +38,7 @@ from producers.mllp.ack_routes import Endpoint
 from relais.contracts import Record
 from relais.deadletter import Failure
 from relais.delivery_metrics import DELIVERIES
+from relais.document_store.bodies import inline_content
 from relais.envelope import Envelope, open_envelope
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
@@ -148,12 +149,7 @@ class LpsDelivery:
         try:
             traits = open_traits(record, self.keyring)
             document = record["document"]
-            content = open_envelope(
-                self.keyring,
-                Envelope.from_record(document["content"]),
-                event_id=record["event_id"],
-                purpose="content",
-            )
+            content = inline_content(self.keyring, document, event_id=record["event_id"])
             patient = _patient(traits)
         except Exception as exc:
             raise GiveUp.because(exc, record["event_id"]) from exc

@@ -127,9 +127,8 @@ class MssSendWorker:
         try:
             content = await self._content(request)
             mail = compose(request, self.keyring, self.compose_config, _now(), content)
-        except StoreUnavailableError as exc:  # the store, not the request: tried again later
-            log.warning("mss-sender: document store unavailable, retrying later: %s", exc)
-            return RetryLater()
+        except StoreUnavailableError:
+            raise  # the store, not the request: the sink loop tries it again later
         except MssError as exc:
             status, extra = self._rejected(request, exc, "compose", attempt, message)
             return [self._status(status), *extra]

@@ -23,7 +23,9 @@ calls a destination).
 
 Errors a sink's ``handle`` raises for the loop (anything else stops the sink)::
 
-    GiveUp      this record can never be processed: dead-letter it and commit
+    GiveUp                 this record can never be processed: dead-letter it and commit
+    StoreUnavailableError  the document store did not answer: the record is tried again
+                           later, as for a RetryLater (relais.document_store)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter_output, failure_of
+from relais.document_store.errors import StoreUnavailableError
 from relais.fetch_wait import FETCH_MAX_WAIT_MS
 from relais.keyring import Keyring
 from relais.metrics import ASSIGNED_PARTITIONS, StageMetrics
@@ -355,6 +358,11 @@ class SinkLoop:
         with metrics.timed() if metrics is not None else contextlib.nullcontext():
             try:
                 return await handle(tp, message)
+            except StoreUnavailableError as exc:  # the store, not the record: try it later
+                log.warning(
+                    "%s: document store unavailable, retrying later: %s", self.stage.name, exc
+                )
+                return RetryLater()
             except GiveUp as given_up:
                 return [self.stage.dead_letter(given_up.failure, message, given_up.event_id)]
 

@@ -29,8 +29,13 @@ from typing import Any
 from relais.contracts import Codec, Record, UnexpectedRecordError
 from relais.deadletter import Failure, Origin, dead_letter, failure_of
 from relais.document_store import DocumentStore, StoreUnavailableError
-from relais.document_store.bodies import BodyWriter, ContentSealer, inline_sealer, read_content
-from relais.envelope import Envelope, open_envelope
+from relais.document_store.bodies import (
+    BodyWriter,
+    ContentSealer,
+    inline_content,
+    inline_sealer,
+    read_content,
+)
 from relais.keyring import Keyring
 from relais.patient_traits import open_traits
 from relais.topics import DEADLETTER, TopicSpec
@@ -63,12 +68,7 @@ class StageContext:
         """The record's document bytes: what :func:`step` fetched, or its inline envelope."""
         if self.body is not None:
             return self.body
-        return open_envelope(
-            self.keyring,
-            Envelope.from_record(record["document"]["content"]),
-            event_id=record["event_id"],
-            purpose="content",
-        )
+        return inline_content(self.keyring, record["document"], event_id=record["event_id"])
 
     def seal_content(self, content: bytes, *, unique_id: str, event_id: str) -> Record:
         """``Document.content`` for bytes the core built (written by :func:`step`)."""

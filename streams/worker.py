@@ -31,7 +31,6 @@ from relais.document_store.open import open_store
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
 from relais.metrics import ASSIGNED_PARTITIONS
-from relais.process import quiet_libraries
 from relais.settings import Settings
 from streams.identity.circuit_breaker import CircuitBreaker
 from streams.identity.insi import consistency_problems, insi_verifier
@@ -194,5 +193,4 @@ def faust_worker(app: faust.App, settings: Settings) -> faust.Worker:
     # builds its record (5 % of a stage's CPU, with the bytes of what it sends in the
     # message). A worker is a service, not a terminal: no spinner.
     worker.spinner = None
-    quiet_libraries(settings.process.log_level)  # their own levels: Faust's set-up keeps them
     return worker

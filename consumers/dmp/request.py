@@ -13,7 +13,7 @@ from domain.document_id import split_id
 from domain.visibility import visibility_flags
 from domain.xds.metadata import document_entry
 from relais.contracts import Record
-from relais.envelope import Envelope, open_envelope
+from relais.document_store.bodies import inline_content
 from relais.keyring import Keyring
 from relais.patient_traits import open_traits
 
@@ -26,8 +26,7 @@ def submission_of(
     event_id = request["event_id"]
     document = request["document"]
     if content is None:
-        envelope = Envelope.from_record(document["content"])
-        content = open_envelope(keyring, envelope, event_id=event_id, purpose="content")
+        content = inline_content(keyring, document, event_id=event_id)
     return Submission(
         unique_id=document["unique_id"],
         patient_id=patient_id_of(request, keyring),

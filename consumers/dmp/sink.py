@@ -146,16 +146,7 @@ class DmpSink:
         resend; otherwise SENDING is recorded, the document filed, and DONE
         recorded with the outcome.
         """
-        try:
-            request, submission, patient_id = await self._open(message)
-        except StoreUnavailableError as exc:
-            log.warning("dmp-sink: document store unavailable, retrying later: %s", exc)
-            return RetryLater()
-        return await self._deliver(message, request, submission, patient_id)
-
-    async def _deliver(
-        self, message: Any, request: Record, submission: Submission | None, patient_id: str
-    ) -> Outputs | RetryLater:
+        request, submission, patient_id = await self._open(message)
         rid = request["request_id"]
         await self.ledger.ensure(message.partition)
         entry = self.ledger.get(message.partition, rid)
@@ -193,7 +184,7 @@ class DmpSink:
             )
             submission = submission_of(request, self.keyring, _now(), content)
         except StoreUnavailableError:
-            raise  # the store, not the request: tried again later
+            raise  # the store, not the request: the sink loop tries it again later
         except Exception as exc:  # any unreadable request is dead-lettered, never a crash
             raise GiveUp.because(exc, event_id) from exc
         return request, submission, submission.patient_id  # it opened the identity already

@@ -128,6 +128,13 @@ def is_reference(content: Mapping[str, Any]) -> bool:
     return "store_key" in content
 
 
+def inline_content(keyring: Keyring, document: Mapping[str, Any], *, event_id: str) -> bytes:
+    """The plaintext of a ``Document`` whose content travels inline (records from before the
+    store, test messages, cores run without a store)."""
+    envelope = Envelope.from_record(document["content"])
+    return open_envelope(keyring, envelope, event_id=event_id, purpose="content")
+
+
 async def write_content(
     store: DocumentStore | None,
     keyring: Keyring,
@@ -153,9 +160,7 @@ async def read_content(
     """The plaintext of a ``Document``: fetched from the store, or opened inline."""
     content = document["content"]
     if not is_reference(content):
-        return open_envelope(
-            keyring, Envelope.from_record(content), event_id=event_id, purpose="content"
-        )
+        return inline_content(keyring, document, event_id=event_id)
     ref = BodyRef.from_record(content)
     if store is None:
         raise StoreUnavailableError(

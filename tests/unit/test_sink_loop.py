@@ -11,6 +11,7 @@ from aiokafka import TopicPartition
 
 from relais.contracts import Codec
 from relais.deadletter import Failure
+from relais.document_store import StoreUnavailableError
 from relais.keyring import Keyring
 from relais.partition_retry import PartitionRetry
 from relais.sink_loop import GiveUp, Hooks, Out, RetryLater, SinkLoop, SinkStage
@@ -285,3 +286,13 @@ async def test_a_revocation_waits_for_the_work_in_hand_on_its_partitions() -> No
     assert order == ["handled", "revoked"]
     assert consumer.commits == [{TP: 5}]  # committed by its owner before the partition went
     await asyncio.wait_for(running_loop, 5)
+
+
+async def test_a_store_outage_is_retried_later_never_dead_lettered() -> None:
+    async def handle(tp: TopicPartition, message: Any) -> list[Out]:
+        raise StoreUnavailableError("the document store did not answer")
+
+    _, consumer, producer = await running([{TP: [Message(0, 3, b"k")]}], handle)
+    assert producer.sent == []  # no dead letter
+    assert consumer.commits == []
+    assert consumer.paused == [(TP, 3)]  # rewound to it, tried again after the backoff
