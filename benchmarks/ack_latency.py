@@ -36,7 +36,7 @@ from pathlib import Path
 
 from benchmarks.latency import Latency, summarise
 from benchmarks.mllp_ingest import fresh_broker, machine_info
-from ops.localstack import free_port
+from ops.ports import free_port
 from producers.mllp.framing import MllpDecoder, frame
 from relais.keyring import Keyring
 from relais.topic_admin import ensure_topics

@@ -21,7 +21,8 @@ import psutil
 from benchmarks.limit_bus import Cpu, Message, broker_pid, consumer, send_all
 from benchmarks.limit_runs import Run, Timed, finish_run, listening
 from benchmarks.mllp_ingest import PREFIX
-from ops.localstack import LocalStack, free_port
+from ops.localstack import LocalStack
+from ops.ports import free_port
 from relais.contracts import Codec
 from relais.topics import DELIVERY_STATUS
 

@@ -39,7 +39,7 @@ from benchmarks.limit_claim import filer_main, gateway_main
 from benchmarks.limit_work import sector_of
 from benchmarks.mllp_ingest import PREFIX, Held, broker_contents
 from ops.broker import LocalBroker
-from ops.localstack import free_port
+from ops.ports import free_port
 from producers.hl7.message import parse_message
 from producers.submission import submissions
 from relais.contracts import Codec

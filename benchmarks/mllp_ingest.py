@@ -48,7 +48,7 @@ from benchmarks.latency import Latency, summarise
 from domain.ins import ins_key
 from ops.broker import LocalBroker
 from ops.demo.samples import DOMINIQUE, LAB, Patient, cda, hl7_message
-from ops.localstack import free_port
+from ops.ports import free_port
 from producers.hl7.ack import read_msa
 from producers.hl7.message import parse_message
 from producers.ingest import Ingest

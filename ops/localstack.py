@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops.broker import LocalBroker
+from ops.ports import free_port
 from relais.contracts import Codec, ContractError
 from relais.keyring import Keyring
 from relais.settings import Settings
@@ -39,12 +40,6 @@ from sandboxes.insi import InsiSandbox
 from sandboxes.insi import start_sandbox as start_insi
 from sandboxes.mail import MailSandbox
 from sandboxes.pki import SandboxPki
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

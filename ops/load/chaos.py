@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from ops.localstack import LocalStack, Process, free_port
+from ops.localstack import LocalStack, Process
+from ops.ports import free_port
 
 S3_BUCKET: Final = "tansu"
 S3_HINT: Final = "pip install 'moto[server]' (or pip install -e '.[load]')"

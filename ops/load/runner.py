@@ -27,7 +27,8 @@ from ops.load.documents import build
 from ops.load.procs import ProcessSampler, Usage, children_named
 from ops.load.profile import Channel, PlannedDocument, Profile, plan
 from ops.load.senders import Answer, Item, library_sender, mllp_sender, pace
-from ops.localstack import Landing, LocalStack, free_port, read_landing
+from ops.localstack import Landing, LocalStack, read_landing
+from ops.ports import free_port
 from producers.publisher import Publisher
 from relais.document_store.open import open_store
 from relais.topics import DEFAULT_PARTITIONS

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumers.dmp.business_ack import business_ack
 from ops.broker import LocalBroker
-from ops.localstack import free_port
+from ops.ports import free_port
 from producers.mllp.ack_forwarder import AckForwarder
 from producers.mllp.ack_routes import Endpoint
 from producers.mllp.framing import MllpDecoder, frame

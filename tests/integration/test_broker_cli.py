@@ -15,7 +15,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from ops.localstack import free_port
+from ops.ports import free_port
 from relais.topics import ALL_TOPICS, DEFAULT_PARTITIONS
 
 

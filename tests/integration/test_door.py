@@ -18,7 +18,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from ops.demo import samples
-from ops.localstack import LocalStack, free_port
+from ops.localstack import LocalStack
+from ops.ports import free_port
 from producers.mllp.framing import frame
 from relais.contracts import Codec
 from relais.topics import DEADLETTER, SUBMITTED, TEST_DOCUMENTS

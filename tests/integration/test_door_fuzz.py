@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ops.demo import samples
-from ops.localstack import Landing, LocalStack, free_port, read_landing
+from ops.localstack import Landing, LocalStack, read_landing
+from ops.ports import free_port
 from relais.contracts import Codec
 from relais.topics import TEST_DOCUMENTS
 from tests.shared_data import shared

@@ -19,7 +19,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from ops.broker import LocalBroker
 from ops.load.chaos import S3_BUCKET, S3Store, exported
-from ops.localstack import free_port
+from ops.ports import free_port
 
 TOPIC = "durable"
 PARTITION = TopicPartition(TOPIC, 0)

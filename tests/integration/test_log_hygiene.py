@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from ops.demo.samples import DOMINIQUE
-from ops.localstack import LocalStack, free_port, read_landing
+from ops.localstack import LocalStack, read_landing
+from ops.ports import free_port
 from tests.integration.mllp_client import exchange
 from tests.integration.test_fanout_e2e import DOCTOR, FIXTURES, message
 from tests.shared_data import shared

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from ops.demo.samples import DOMINIQUE, IMAGING, LAB, LETTER, SARAH_LOU, sample
-from ops.localstack import LocalStack, free_port, read_landing
+from ops.localstack import LocalStack, read_landing
+from ops.ports import free_port
 from producers.hl7.message import parse_message
 from producers.publisher import Publisher
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from ops.demo import samples
-from ops.localstack import LocalStack, free_port, scrape
+from ops.localstack import LocalStack, scrape
+from ops.ports import free_port
 from relais.topic_admin import PartitionCountError, ensure_topics, list_topics
 from relais.topics import ALL_TOPICS, SUBMITTED
 from tests.integration.mllp_client import exchange

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from ops.demo.samples import DOMINIQUE, LAB, UNQUALIFIED, cda, hl7_message, minimal_pdf
-from ops.localstack import LocalStack, free_port, read_landing
+from ops.localstack import LocalStack, read_landing
+from ops.ports import free_port
 from producers.mllp.framing import MllpDecoder, frame
 from producers.publisher import Publisher
 from tests.shared_data import shared
