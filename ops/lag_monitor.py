@@ -23,11 +23,12 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
+from relais import kafka_clients
+from relais.kafka_clients import Target
 from relais.metrics import REGISTRY
 from relais.tansu_quirks import true_end_offsets
 from relais.topic_reader import partitions_of
@@ -79,12 +80,12 @@ def lag_rows(
 
 
 class LagMonitor:
-    def __init__(self, bootstrap: str, prefix: str, *, interval_s: float = 15.0) -> None:
+    def __init__(self, bootstrap: Target, prefix: str, *, interval_s: float = 15.0) -> None:
         self.bootstrap, self.prefix, self.interval_s = bootstrap, prefix, interval_s
         self.partitions: list[tuple[str, int]] = []  # asked again at each measure
 
     async def groups(self) -> list[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = kafka_clients.admin(self.bootstrap)
         await admin.start()
         try:
             listed = await admin.list_consumer_groups()
@@ -94,9 +95,7 @@ class LagMonitor:
 
     async def committed(self, group: str) -> dict[tuple[str, str, int], int]:
         """The group's committed offsets (read without joining the group)."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False
-        )
+        consumer = kafka_clients.consumer(self.bootstrap, group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:
             found: dict[tuple[str, str, int], int] = {}

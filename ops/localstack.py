@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops.broker import LocalBroker
 from ops.ports import free_port
+from relais import kafka_clients
 from relais.contracts import Codec, ContractError
+from relais.kafka_clients import KafkaConnection, Target
 from relais.keyring import Keyring
 from relais.settings import Settings
 from relais.topic_admin import ensure_topics
@@ -84,6 +85,9 @@ class LocalStack:
     dmp_environment: dict[str, str] = field(default_factory=dict)
     #: more RELAIS_* for the processes (mail servers of the MSSanté and notify sinks...)
     extra_environment: dict[str, str] = field(default_factory=dict)
+    #: where clients reach the broker when it is not its own address (a TLS proxy in front:
+    #: the broker advertises it; RELAIS_KAFKA_* in ``extra_environment`` say how to reach it)
+    broker_advertise: str | None = None
     #: also run the MSSanté operator sandbox, the MSSanté and notification sinks, and outcomes
     mail: bool = False
     mail_sandbox: MailSandbox | None = None
@@ -96,12 +100,7 @@ class LocalStack:
         self.keyring = Keyring.generate()
         keyring_file.unlink(missing_ok=True)
         self.keyring.write(keyring_file)
-        listen = broker_listen or f"127.0.0.1:{free_port()}"
-        self.broker = LocalBroker(
-            listen, self.broker_storage, log_path=self.work_dir / "broker.log"
-        )
-        await self.broker.start()
-        await ensure_topics(self.broker.bootstrap, self.prefix, partitions=self.partitions)
+        bus = await self._start_broker(broker_listen or f"127.0.0.1:{free_port()}")
         pki = sandbox_pki(self.work_dir / "dmp-pki")
         self._runner, self.sandbox, dmp_port = await start_sandbox(
             "127.0.0.1", 0, self.work_dir / "dmp-sandbox", pki=pki
@@ -115,7 +114,7 @@ class LocalStack:
             base,
             kafka=replace(
                 base.kafka,
-                bootstrap=self.broker.bootstrap,
+                bootstrap=bus.bootstrap,
                 prefix=self.prefix,
                 partitions=self.partitions,
             ),
@@ -130,6 +129,20 @@ class LocalStack:
             self.spawn("sink", "notify")
         if self.mail:
             self.spawn("sink", "outcomes")  # what became of each document, told to its sender
+
+    async def _start_broker(self, listen: str) -> KafkaConnection:
+        """The broker and its topics; how clients reach it (through a proxy, perhaps)."""
+        self.broker = LocalBroker(
+            listen,
+            self.broker_storage,
+            log_path=self.work_dir / "broker.log",
+            advertise=self.broker_advertise,
+        )
+        security = Settings.from_env(self.extra_environment).kafka.security
+        bus = KafkaConnection(self.broker_advertise or listen, security)
+        await self.broker.start(via=bus)
+        await ensure_topics(bus, self.prefix, partitions=self.partitions)
+        return bus
 
     def _start_mail(self, pki: SandboxPki) -> None:
         """The MSSanté operator sandbox, and the RELAIS_MSS_* that reach it with the test PKI."""
@@ -316,7 +329,7 @@ class Landing:
 
 
 async def read_landing(
-    bootstrap: str,
+    bootstrap: Target,
     prefix: str,
     *,
     until: Any = None,
@@ -330,9 +343,9 @@ async def read_landing(
     """
     codec = Codec()
     topics = [t.name(prefix) for t in (DELIVERY_STATUS, IDENTITY_PENDING, DEADLETTER, AUDIT)]
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        bootstrap,
         *topics,
-        bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

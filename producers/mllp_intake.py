@@ -63,21 +63,21 @@ def run_gateway(settings: Settings, keyring: Keyring) -> None:
     async def main(process: Process) -> None:
         await _ingest(process, config, keyring)
 
-    checks = {"broker": broker_reachable(settings.kafka.bootstrap)}
+    checks = {"broker": broker_reachable(settings.kafka.connection)}
     run_process(settings, main, what=None, checks=checks)
 
 
 async def _ingest(process: Process, config: GatewayConfig, keyring: Keyring) -> None:
     kafka, mllp = process.settings.kafka, process.settings.mllp
     policy = door_policy(process.settings)
-    known = KnownDocuments(kafka.bootstrap, DOCUMENT_IDS.name(kafka.prefix))
+    known = KnownDocuments(kafka.connection, DOCUMENT_IDS.name(kafka.prefix))
     with worker_pool(mllp.workers) as executor:
         if executor is not None:
             await warm_up(executor, mllp.workers, policy)
         await known.start()
         try:
             async with Publisher(
-                bootstrap=kafka.bootstrap,
+                bootstrap=kafka.connection,
                 keyring=keyring,
                 topic_prefix=kafka.prefix,
                 policy=policy,

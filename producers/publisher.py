@@ -20,8 +20,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 
-from aiokafka import AIOKafkaProducer
-
 from producers.document_files import FileSubmission
 from producers.door.admit import DoorPolicy, admit, content_problems, is_test
 from producers.door.known_documents import (
@@ -33,11 +31,13 @@ from producers.door.known_documents import (
 from producers.hl7.errors import Hl7ValidationError
 from producers.hl7.message import Hl7Message
 from producers.submission import document_submitted, identity_update, submissions
+from relais import kafka_clients
 from relais.audit_records import received
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
 from relais.document_store import DocumentStore
 from relais.document_store.bodies import BodyWriter
+from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.topics import (
     AUDIT,
@@ -84,7 +84,7 @@ class Publisher:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: Target,
         keyring: Keyring,
         topic_prefix: str = "relais",
         codec: Codec | None = None,
@@ -105,8 +105,8 @@ class Publisher:
         self.deadletter_topic = DEADLETTER.name(topic_prefix)
         self.audit_topic = AUDIT.name(topic_prefix)
         self.clock = clock
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+        self._producer = kafka_clients.producer(
+            bootstrap,
             acks="all",
             max_request_size=MAX_REQUEST_BYTES,
             request_timeout_ms=30_000,

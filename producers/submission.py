@@ -105,13 +105,23 @@ def _source(origin: Origin, now: datetime) -> Record:
 
 
 def _patient(patient: PatientIdentity, origin: Origin, keyring: Keyring, event_id: str) -> Record:
+    """The record's patient: its pseudonym, and its traits sealed under its data key."""
     identity = json.dumps(dataclasses.asdict(patient), sort_keys=True).encode()
+    key = patient_key_of(keyring, patient, origin.facility)
+    sealed = seal(keyring.for_patient(key), identity, event_id=event_id, purpose="identity")
     return {
-        "patient_key": patient_key_of(keyring, patient, origin.facility),
-        "identity": seal(keyring, identity, event_id=event_id, purpose="identity").to_record(),
+        "patient_key": key,
+        "identity": sealed.to_record(),
         "ins_oid": patient.ins_oid,
         "reliability": patient.reliability,
     }
+
+
+def _recipients(keyring: Keyring, delivery: Delivery, event_id: str) -> Record | None:
+    if not delivery.recipients:
+        return None
+    plain = json.dumps(list(delivery.recipients)).encode()
+    return seal(keyring, plain, event_id=event_id, purpose="recipient").to_record()
 
 
 def document_submitted(
@@ -130,10 +140,9 @@ def document_submitted(
     (default: sealed inline; the publisher's writes it once to the document store)."""
     if sector not in SECTORS:
         raise ValueError(f"unknown sector {sector!r}; expected one of {', '.join(SECTORS)}")
-    recipients, seal_content = None, sealer or inline_sealer(keyring)
-    if delivery.recipients:
-        plain = json.dumps(list(delivery.recipients)).encode()
-        recipients = seal(keyring, plain, event_id=event_id, purpose="recipient").to_record()
+    seal_content = sealer or inline_sealer(keyring)
+    key = patient_key_of(keyring, patient, origin.facility)
+    recipients = _recipients(keyring.for_patient(key), delivery, event_id)
     return {
         "event_id": event_id,
         "submitted_at": now,
@@ -149,7 +158,7 @@ def document_submitted(
             "parent_unique_id": document.parent_unique_id,
             "content_sha256": hashlib.sha256(document.content).hexdigest(),
             "size_bytes": len(document.content),
-            "content": seal_content(document.content, document.unique_id, event_id),
+            "content": seal_content(document.content, document.unique_id, event_id, key),
         },
         "hints": {"flags": dict(delivery.flags), "recipients": recipients},
     }
@@ -236,7 +245,8 @@ def identity_update(
     merged = None
     if message.merged_ids:
         plain = json.dumps([list(pair) for pair in message.merged_ids]).encode()
-        merged = seal(keyring, plain, event_id=event_id, purpose="merged").to_record()
+        sealing = keyring.for_patient(patient_key(keyring, message))
+        merged = seal(sealing, plain, event_id=event_id, purpose="merged").to_record()
     origin = origin_of(message)
     return {
         "event_id": event_id,

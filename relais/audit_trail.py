@@ -6,14 +6,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
+from relais import kafka_clients
 from relais.contracts import Codec, ContractError
+from relais.kafka_clients import Target
 from relais.topics import AUDIT
 
 
 async def audits_for(
-    bootstrap: str, prefix: str, document: str, *, quiet_s: float = 1.0, timeout_s: float = 30.0
+    bootstrap: Target, prefix: str, document: str, *, quiet_s: float = 1.0, timeout_s: float = 30.0
 ) -> list[dict[str, Any]]:
     """Audit records whose document unique id or event id is ``document``, oldest first."""
     return await read_audits(
@@ -26,7 +26,7 @@ async def audits_for(
 
 
 async def read_audits(
-    bootstrap: str,
+    bootstrap: Target,
     prefix: str,
     wanted: Callable[[dict[str, Any]], bool],
     *,
@@ -38,9 +38,9 @@ async def read_audits(
     Reads the whole audit topic from the start until it has been quiet for ``quiet_s``.
     """
     codec = Codec()
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        bootstrap,
         AUDIT.name(prefix),
-        bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

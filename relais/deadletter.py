@@ -61,8 +61,8 @@ def failure_of(exc: Exception) -> Failure:
         return Failure(exc.reason_code, str(exc))
     if isinstance(exc, ContractError) and not isinstance(exc, EncodeError):
         return Failure("undecodable-record", exc.reason)
-    if isinstance(exc, EnvelopeError):
-        return Failure("undecryptable-field", str(exc))
+    if isinstance(exc, EnvelopeError):  # an erased patient's key: "patient-erased"
+        return Failure(getattr(exc, "reason_code", "undecryptable-field"), str(exc))
     return Failure(
         "internal-error",
         f"Relais failed on this record ({type(exc).__name__}); report it with the dead-letter id",
@@ -92,13 +92,20 @@ def dead_letter(
     original: bytes,
     now: datetime,
     dead_letter_id: str | None = None,
+    patient_key: str | None = None,
 ) -> Record:
-    """A ``DeadLetter`` record; ``original`` is sealed, bound to the dead letter's id.
+    """A ``DeadLetter`` record; ``original`` is sealed, bound to the dead letter's id, under
+    the patient's data key when ``patient_key`` is known (and the failure is not the
+    patient's erasure: that would make them a new key).
 
     The id is derived from the stage and the record's place (topic, partition,
     offset) when known, so a replay of the same record gives the same dead letter.
     """
     dl_id = dead_letter_id or stable_id(stage, origin)
+    if failure.reason_code == "patient-erased":
+        keyring = keyring.shared()
+    else:
+        keyring = keyring.for_patient(patient_key)
     return {
         "dead_letter_id": dl_id,
         "event_id": origin.event_id,
@@ -125,9 +132,25 @@ def dead_letter_output(
     origin: Origin,
     original: bytes,
     now: datetime,
+    patient_key: str | None = None,
 ) -> tuple[str, bytes]:
     """(dead-letter topic, encoded :func:`dead_letter`): what a sink produces for a record."""
     letter = dead_letter(
-        keyring, stage=stage, failure=failure, origin=origin, original=original, now=now
+        keyring,
+        stage=stage,
+        failure=failure,
+        origin=origin,
+        original=original,
+        now=now,
+        patient_key=patient_key,
     )
     return DEADLETTER.name(prefix), codec.encode("DeadLetter", letter)
+
+
+def patient_of_key(key: bytes | None) -> str | None:
+    """The patient's pseudonym when a record's Kafka key is one (64 hex: documents, delivery
+    requests and identity events are keyed by it), else None."""
+    if key is None or len(key) != 64:
+        return None
+    text = key.decode("ascii", errors="replace")
+    return text if all(c in "0123456789abcdef" for c in text) else None

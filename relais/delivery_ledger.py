@@ -41,6 +41,7 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from relais.kafka_clients import Target
 from relais.topic_reader import read_to_end
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def _ms(now: datetime) -> int:
 class LedgerStore:
     """The ledger entries of the partitions this sink owns, kept in memory, written through."""
 
-    def __init__(self, bootstrap: str, topic: str, producer: AIOKafkaProducer) -> None:
+    def __init__(self, bootstrap: Target, topic: str, producer: AIOKafkaProducer) -> None:
         self.bootstrap, self.topic, self.producer = bootstrap, topic, producer
         self.entries: dict[int, dict[str, Entry]] = {}
 

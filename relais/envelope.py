@@ -20,8 +20,17 @@ Exception tree::
     EnvelopeError                  anything that stops an envelope from opening
     ├── MalformedEnvelopeError     the record does not have the envelope shape
     ├── UnknownKeyError            the key id is not in the keyring
-    └── TamperedEnvelopeError      authentication failed (altered, wrong key,
-                                   other event or purpose)
+    │   └── RetiredKeyError        ... it was retired (``relais keys retire``): refused
+    ├── TamperedEnvelopeError      authentication failed (altered, wrong key,
+    │                              other event or purpose)
+    └── PatientKeyError            a patient's data key cannot be used (erased...):
+                                   :mod:`relais.patient_keys.errors`
+
+A key id is a keyring key (shared by every patient: records from before per-patient keys,
+data tied to no patient) or a patient's data key, ``p.<name>.<version>``
+(:mod:`relais.patient_keys`): :func:`seal` uses the one :meth:`Keyring.sealing_key` names
+(:meth:`Keyring.for_patient` picks the patient), :func:`open_envelope` resolves either
+through :meth:`Keyring.key`.
 
 :class:`UnknownKeyError` is also what :meth:`Keyring.key` raises; it is defined
 here, and :mod:`relais.keyring` imports it, so that this module needs the
@@ -43,10 +52,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NONCE_SIZE",
+    "PATIENT_KEY_PREFIX",
     "TAG_SIZE",
     "Envelope",
     "EnvelopeError",
     "MalformedEnvelopeError",
+    "RetiredKeyError",
     "TamperedEnvelopeError",
     "UnknownKeyError",
     "open_envelope",
@@ -56,6 +67,8 @@ __all__ = [
 NONCE_SIZE = 12
 TAG_SIZE = 16
 _AD_PREFIX = b"relais/v1\x00"
+#: key ids of patients' data keys start with this (keyring key ids may not)
+PATIENT_KEY_PREFIX = "p."
 
 
 class EnvelopeError(Exception):
@@ -75,10 +88,27 @@ class UnknownKeyError(EnvelopeError):
         self.key_id = key_id
 
     def __str__(self) -> str:
+        if self.key_id.startswith(PATIENT_KEY_PREFIX):
+            return (
+                f"envelope key id {self.key_id!r} is a patient's data key and this process "
+                "has no patient key vault: set RELAIS_PATIENT_KEYS=yes and the same "
+                "RELAIS_DOCUMENT_STORE as the process that sealed it"
+            )
         return (
             f"envelope key id {self.key_id!r} is not in the keyring; add the retired key "
             "to the keyring file (keys are never deleted while records encrypted with "
             "them exist)"
+        )
+
+
+class RetiredKeyError(UnknownKeyError):
+    """The key id was retired: its material is gone from the keyring, on purpose."""
+
+    def __str__(self) -> str:
+        return (
+            f"key id {self.key_id!r} was retired (`relais keys retire`): what it sealed or "
+            "wrapped can no longer be opened; if that is still needed, restore the key from "
+            "its escrow copy into the keyring's 'keys' and remove it from 'retired'"
         )
 
 
@@ -149,11 +179,12 @@ def _associated_data(key_id: str, event_id: str, purpose: str) -> bytes:
 
 
 def seal(keyring: Keyring, plaintext: bytes, *, event_id: str, purpose: str) -> Envelope:
-    """Encrypt ``plaintext`` with the keyring's active key for one event and purpose."""
-    key_id = keyring.active_key_id
+    """Encrypt ``plaintext`` for one event and purpose with the keyring's sealing key: the
+    patient's data key for a keyring :meth:`~Keyring.for_patient`, else the active key."""
+    key_id, key = keyring.sealing_key()
     ad = _associated_data(key_id, event_id, purpose)
     nonce = os.urandom(NONCE_SIZE)
-    ciphertext = AESGCM(keyring.key(key_id)).encrypt(nonce, plaintext, ad)
+    ciphertext = AESGCM(key).encrypt(nonce, plaintext, ad)
     return Envelope(key_id=key_id, nonce=nonce, ciphertext=ciphertext)
 
 

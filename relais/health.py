@@ -23,6 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 
+from relais.kafka_clients import Target, connection
 from relais.metrics import REGISTRY
 
 Check = Callable[[], tuple[bool, str]]
@@ -66,9 +67,10 @@ class Flag:
         return self.ok, self.detail
 
 
-def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> Check:
-    """A check that one of the bootstrap servers accepts TCP connections."""
-    servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
+def broker_reachable(bootstrap: Target, timeout_s: float = 1.0) -> Check:
+    """A check that one of the bootstrap servers accepts TCP connections (a probe's cost;
+    :func:`relais.kafka_access.diagnose` tries TLS too, once, at start)."""
+    servers = [s.strip() for s in connection(bootstrap).bootstrap.split(",") if s.strip()]
 
     def check() -> tuple[bool, str]:
         for server in servers:

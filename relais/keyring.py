@@ -10,7 +10,14 @@ File format (``relais keys generate --out PATH`` writes one)::
 
     {"active": "<key id>",
      "keys": {"<key id>": "<base64 of 32 bytes>", ...},
-     "pseudonym_key": "<base64 of 32 bytes>"}
+     "pseudonym_key": "<base64 of 32 bytes>",
+     "retired": ["<key id>", ...]}          (optional)
+
+With per-patient keys (:mod:`relais.patient_keys`, RELAIS_PATIENT_KEYS) the keys are also
+the master keys that wrap each patient's data key; :attr:`Keyring.patients` is then the
+vault that resolves patients' key ids, and :meth:`Keyring.for_patient` the keyring that seals
+under one patient's data key. A retired key's material is gone: :meth:`Keyring.key` refuses
+its id with :class:`RetiredKeyError`.
 
 Key material never appears in a message, a ``repr`` or a log line; errors
 name the key id, the origin (file path or variable) and what to fix.
@@ -29,18 +36,40 @@ import secrets
 import stat
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
+from typing import Protocol
 
-from relais.envelope import UnknownKeyError
+from relais.envelope import PATIENT_KEY_PREFIX, RetiredKeyError, UnknownKeyError
 
-__all__ = ["KEY_SIZE", "Keyring", "KeyringError", "UnknownKeyError", "pseudonymise"]
+__all__ = [
+    "KEY_SIZE",
+    "Keyring",
+    "KeyringError",
+    "PatientKeys",
+    "RetiredKeyError",
+    "UnknownKeyError",
+    "pseudonymise",
+]
 
 KEY_SIZE = 32
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _FIELDS = ("active", "keys", "pseudonym_key")
+_OPTIONAL = ("retired",)
+
+
+class PatientKeys(Protocol):
+    """Patients' data keys (:class:`relais.patient_keys.vault.PatientVault`)."""
+
+    def sealing_key(self, patient_key: str) -> tuple[str, bytes]:
+        """(key id, key) of the patient's data key, created on first use."""
+        ...
+
+    def key(self, key_id: str) -> bytes:
+        """The data key a patient key id names (``ErasedKeyError`` once it is erased)."""
+        ...
 
 
 class KeyringError(ValueError):
@@ -51,6 +80,8 @@ def _check_key_id(key_id: object, what: str) -> str:
     # An invalid id is not echoed: a misplaced base64 key would otherwise be printed.
     if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
         raise KeyringError(f"{what} is not a valid key id: use 1-64 of A-Z a-z 0-9 . _ -")
+    if key_id.startswith(PATIENT_KEY_PREFIX):
+        raise KeyringError(f"{what} starts with {PATIENT_KEY_PREFIX!r}: reserved for patients")
     return key_id
 
 
@@ -71,17 +102,30 @@ def _new_key_id(now: datetime | None) -> str:
 
 @dataclass(frozen=True, repr=False)
 class Keyring:
-    """Immutable set of keys; :meth:`rotated` returns a new keyring."""
+    """Immutable set of keys; :meth:`rotated` returns a new keyring.
+
+    ``patients`` (None: per-patient keys off) resolves patients' key ids; ``patient`` is the
+    patient whose data key :meth:`sealing_key` names (set by :meth:`for_patient`)."""
 
     active_key_id: str
     keys: Mapping[str, bytes]
     pseudonym_key: bytes
+    retired: frozenset[str] = frozenset()
+    patients: PatientKeys | None = field(default=None, compare=False)
+    patient: str | None = None
 
     def __post_init__(self) -> None:
         keys = {
             _check_key_id(key_id, "a key id in 'keys'"): _check_key(key, f"key {key_id!r}")
             for key_id, key in self.keys.items()
         }
+        retired = frozenset(_check_key_id(k, "a key id in 'retired'") for k in self.retired)
+        if both := sorted(retired & set(keys)):
+            raise KeyringError(
+                f"key {both[0]!r} is both in 'keys' and 'retired': a retired key's material "
+                "is removed (`relais keys retire` does it)"
+            )
+        object.__setattr__(self, "retired", retired)
         active = _check_key_id(self.active_key_id, "'active'")
         if active not in keys:
             known = ", ".join(sorted(keys)) or "(none)"
@@ -115,18 +159,53 @@ class Keyring:
             raise KeyringError(
                 f"key id {new_key_id!r} is already in the keyring; pick a new id to rotate to"
             )
+        if new_key_id in self.retired:
+            raise KeyringError(f"key id {new_key_id!r} was retired; pick a new id to rotate to")
         return Keyring(
             active_key_id=new_key_id,
             keys={**self.keys, new_key_id: secrets.token_bytes(KEY_SIZE)},
             pseudonym_key=self.pseudonym_key,
+            retired=self.retired,
         )
 
     def key(self, key_id: str) -> bytes:
-        """The key with this id; :class:`UnknownKeyError` if it is not held."""
-        try:
-            return self.keys[key_id]
-        except KeyError:
-            raise UnknownKeyError(key_id) from None
+        """The key with this id (a patient's through :attr:`patients`);
+        :class:`UnknownKeyError` (:class:`RetiredKeyError`) if it is not held."""
+        found = self.keys.get(key_id)
+        if found is not None:
+            return found
+        if key_id in self.retired:
+            raise RetiredKeyError(key_id)
+        if self.patients is not None and key_id.startswith(PATIENT_KEY_PREFIX):
+            return self.patients.key(key_id)
+        raise UnknownKeyError(key_id)
+
+    def for_patient(self, patient_key: str | None) -> Keyring:
+        """The keyring that seals under this patient's data key (the patient's pseudonym,
+        the records' Kafka key); itself when per-patient keys are off or none is given."""
+        if self.patients is None or not patient_key or patient_key == self.patient:
+            return self
+        return replace(self, patient=patient_key)
+
+    def shared(self) -> Keyring:
+        """The keyring that seals under the active key, whatever patient it was for."""
+        return replace(self, patient=None) if self.patient is not None else self
+
+    def sealing_key(self) -> tuple[str, bytes]:
+        """(key id, key) :func:`relais.envelope.seal` uses: the patient's data key, or the
+        active key."""
+        if self.patients is not None and self.patient is not None:
+            return self.patients.sealing_key(self.patient)
+        return self.active_key_id, self.keys[self.active_key_id]
+
+    def retire(self, key_id: str) -> Keyring:
+        """A keyring without ``key_id``'s material, which is listed as retired."""
+        if key_id == self.active_key_id:
+            raise KeyringError(f"key {key_id!r} is the active key; rotate before retiring it")
+        if key_id not in self.keys:
+            raise KeyringError(f"key {key_id!r} is not in the keyring's 'keys'")
+        keys = {k: v for k, v in self.keys.items() if k != key_id}
+        return Keyring(self.active_key_id, keys, self.pseudonym_key, self.retired | {key_id})
 
     @classmethod
     def from_json(cls, text: str, *, origin: str = "RELAIS_KEYRING") -> Keyring:
@@ -141,12 +220,13 @@ class Keyring:
         if not isinstance(data, dict):
             raise KeyringError(f"{origin}: expected a JSON object with fields {_FIELDS}")
         missing = [name for name in _FIELDS if name not in data]
-        unknown = sorted(name for name in data if name not in _FIELDS)
+        unknown = sorted(name for name in data if name not in _FIELDS + _OPTIONAL)
         if missing or unknown:
             raise KeyringError(
-                f"{origin}: the keyring needs exactly the fields {_FIELDS}; "
-                f"missing {missing}, unexpected {unknown}"
+                f"{origin}: the keyring needs exactly the fields {_FIELDS} "
+                f"(and optionally {_OPTIONAL}); missing {missing}, unexpected {unknown}"
             )
+        retired = _retired(data, origin)
         if not isinstance(data["keys"], dict) or not data["keys"]:
             raise KeyringError(f"{origin}: 'keys' must be a non-empty object of id -> base64 key")
 
@@ -164,7 +244,7 @@ class Keyring:
         }
         pseudonym_key = decode(data["pseudonym_key"], "'pseudonym_key'")
         try:
-            return cls(active_key_id=data["active"], keys=keys, pseudonym_key=pseudonym_key)
+            return cls(data["active"], keys, pseudonym_key, frozenset(retired))
         except KeyringError as exc:
             raise KeyringError(f"{origin}: {exc}") from None
 
@@ -200,14 +280,14 @@ class Keyring:
         def b64(key: bytes) -> str:
             return base64.b64encode(key).decode("ascii")
 
-        return json.dumps(
-            {
-                "active": self.active_key_id,
-                "keys": {key_id: b64(key) for key_id, key in self.keys.items()},
-                "pseudonym_key": b64(self.pseudonym_key),
-            },
-            indent=2,
-        )
+        document: dict[str, object] = {
+            "active": self.active_key_id,
+            "keys": {key_id: b64(key) for key_id, key in self.keys.items()},
+            "pseudonym_key": b64(self.pseudonym_key),
+        }
+        if self.retired:
+            document["retired"] = sorted(self.retired)
+        return json.dumps(document, indent=2)
 
     def write(self, path: Path) -> None:
         """Write the keyring to ``path`` atomically, mode 0600.
@@ -231,6 +311,13 @@ class Keyring:
             os.fsync(directory)  # make the rename itself durable
         finally:
             os.close(directory)
+
+
+def _retired(data: dict[str, object], origin: str) -> frozenset[str]:
+    retired = data.get("retired", [])
+    if not isinstance(retired, list) or not all(isinstance(r, str) for r in retired):
+        raise KeyringError(f"{origin}: 'retired' must be a list of key ids")
+    return frozenset(retired)
 
 
 def pseudonymise(keyring: Keyring, value: str, *, domain: str = "patient") -> str:

@@ -18,8 +18,27 @@ RELAIS_SINK_CONCURRENCY        partitions a DMP/MSSanté sink delivers at   8
                                once (each partition's documents in order)
 RELAIS_REPLICATION_FACTOR      replicas of topics and Faust changelogs     3 (kafka), 1 (tansu)
 RELAIS_MIN_INSYNC_REPLICAS     replicas a write needs before its ack       2 (kafka), 1 (tansu)
+RELAIS_KAFKA_SECURITY_PROTOCOL PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT   PLAINTEXT
+RELAIS_KAFKA_CA_FILE           CAs the brokers' certificates chain to      (system trust store)
+RELAIS_KAFKA_CERT_FILE         client certificate (PEM): mutual TLS        (none)
+RELAIS_KAFKA_KEY_FILE          its private key (PEM)                       (none)
+RELAIS_KAFKA_KEY_PASSWORD      the key's password, when it is encrypted    (none)
+RELAIS_KAFKA_SASL_MECHANISM    PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or      (none: required with
+                               OAUTHBEARER                                 SASL_*)
+RELAIS_KAFKA_SASL_USERNAME     SASL user (PLAIN, SCRAM)                    (none)
+RELAIS_KAFKA_SASL_PASSWORD     its password                                (none)
+RELAIS_KAFKA_OAUTH_TOKEN_URL   OAUTHBEARER: the identity provider's token  (none)
+                               endpoint (client credentials grant)
+RELAIS_KAFKA_OAUTH_CLIENT_ID   its client id                               (none)
+RELAIS_KAFKA_OAUTH_CLIENT_SECRET
+                               its client secret                           (none)
+RELAIS_KAFKA_OAUTH_SCOPE       the scope asked for                         (none)
 RELAIS_KEYRING_FILE            path of the keyring JSON file               (none)
 RELAIS_KEYRING                 keyring JSON inline (instead of a file)     (none)
+RELAIS_PATIENT_KEYS            seal each patient's data under their own    no
+                               data key (docs/keys-and-erasure.md)
+RELAIS_PATIENT_KEY_CACHE_S     how long a process keeps a patient's data   60
+                               key unwrapped (bounds erasure's delay)
 RELAIS_METRICS_HOST            address /metrics listens on                 127.0.0.1
 RELAIS_METRICS_PORT            port of /metrics (0: pick a free port)      0
 RELAIS_DMP_URL                 DMP ITI-41 endpoint (https://) of the sink  (the local sandbox's)
@@ -55,7 +74,12 @@ RELAIS_BROKER_KIND             ``tansu`` or ``kafka`` (workarounds on/off) tansu
 RELAIS_SESSION_TIMEOUT_S       consumer-group session timeout              6
 RELAIS_LOG_LEVEL               log level of every process                  info
 RELAIS_ACK_ROUTES              ZAM back to producers: FACILITY=host:port,  (none)
-                               ... (their MLLP listeners)
+                               ... (their MLLP listeners); a route
+                               ending in /tls: MLLP over TLS
+RELAIS_ACK_CA_FILE             CAs of the producers' MLLP/TLS listeners    (system trust store)
+RELAIS_ACK_CLIENT_CERT         Relais's client certificate (PEM) on /tls   (none: server TLS only)
+                               routes: mutual TLS
+RELAIS_ACK_CLIENT_KEY          its private key (PEM)                       (none)
 RELAIS_HOLD_REMINDER_S         held that long: its sender is told again    86400 (1 day)
 RELAIS_MSS_SENDER              Relais's MSSanté mailbox (From of mails)    relais@relais.mssante.fr
 RELAIS_MSS_NIL                 X-MSS-NIL product reference (ECO.2.4.3)     RELAIS-0.1.0
@@ -103,6 +127,9 @@ RELAIS_MLLP_UNKNOWN_PARENTS    a replacement/deletion of an id Relais      refus
 RELAIS_MLLP_TLS_CERT           server certificate (PEM): MLLP over TLS     (none: plain TCP)
 RELAIS_MLLP_TLS_KEY            its private key (PEM)                       (none)
 RELAIS_MLLP_CLIENT_CA          require client certificates from this CA    (none)
+RELAIS_MLLP_PEER_FACILITIES    with client certificates: the MSH-4 each    (each certificate's CN)
+                               certificate's CN may send as, CN=FAC|FAC,..
+                               (others: their CN; docs/mllp-tls.md)
 RELAIS_MLLP_REUSE_PORT         SO_REUSEPORT: several gateway processes     no
                                listen on one port (the kernel spreads
                                the connections); set it on each of them
@@ -125,9 +152,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from relais.settings_acks import AckSettings
 from relais.settings_env import Env, SettingsError
 from relais.settings_parts import (
-    AckSettings,
     BrokerSettings,
     DmpSettings,
     IdentitySettings,

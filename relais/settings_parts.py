@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from relais.settings_env import Env, SettingsError
+from relais.settings_kafka import KafkaConnection, KafkaSecurity
 from relais.topics import DEFAULT_PARTITIONS
 
 #: RELAIS_LOG_LEVEL's words (``warn``/``crit`` are the short forms of the logging names)
@@ -36,6 +37,14 @@ class KafkaSettings:
     sink_concurrency: int = 8  # partitions a DMP / MSSanté sink handles at once
     replication_factor: int = 1  # of topics and changelogs: 3 on Apache Kafka, 1 on tansu
     min_insync_replicas: int = 1  # of Relais's topics: 2 on Apache Kafka
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)  # RELAIS_KAFKA_*
+
+    @property
+    def connection(self) -> KafkaConnection:
+        """What every Kafka client of the process is built from (relais.kafka_clients)."""
+        return KafkaConnection(
+            self.bootstrap, self.security, idempotent=self.broker_kind == "kafka"
+        )
 
     @classmethod
     def from_env(cls, env: Env) -> KafkaSettings:
@@ -51,6 +60,7 @@ class KafkaSettings:
                 "RELAIS_SINK_CONCURRENCY", d.sink_concurrency, "a number of partitions"
             ),
             **_replication(env),
+            security=KafkaSecurity.from_env(env),
         )
 
 
@@ -90,14 +100,22 @@ class ProcessSettings:
 
 @dataclass(frozen=True)
 class KeyringSettings:
-    """Where the keyring comes from (:func:`relais.keyring_source.load_keyring`)."""
+    """Where the keyring comes from (:func:`relais.keyring_source.load_keyring`), and
+    whether patients' data keys seal their data (:mod:`relais.patient_keys`)."""
 
     file: Path | None = None
     json: str | None = field(default=None, repr=False)  # key material: never printed
+    patient_keys: bool = False
+    patient_key_cache_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Env) -> KeyringSettings:
-        return cls(file=env.path("RELAIS_KEYRING_FILE"), json=env.raw("RELAIS_KEYRING") or None)
+        return cls(
+            file=env.path("RELAIS_KEYRING_FILE"),
+            json=env.raw("RELAIS_KEYRING") or None,
+            patient_keys=env.flag("RELAIS_PATIENT_KEYS", cls.patient_keys),
+            patient_key_cache_s=env.seconds("RELAIS_PATIENT_KEY_CACHE_S", cls.patient_key_cache_s),
+        )
 
 
 @dataclass(frozen=True)
@@ -226,6 +244,7 @@ class MllpSettings:
     test_messages_by_sender: tuple[tuple[str, str], ...] = ()
     refuse_unknown_parents: bool = True  # replacement/deletion of an id never received
     reuse_port: bool = False  # SO_REUSEPORT: several gateway processes share the port
+    peer_facilities: str = ""  # client certificate CN -> the MSH-4 it may send as (peers.py)
 
     @classmethod
     def from_env(cls, env: Env) -> MllpSettings:
@@ -250,6 +269,7 @@ class MllpSettings:
             **_test_messages(env.raw("RELAIS_MLLP_TEST_MESSAGES")),
             refuse_unknown_parents=_unknown_parents(env.raw("RELAIS_MLLP_UNKNOWN_PARENTS")),
             reuse_port=env.flag("RELAIS_MLLP_REUSE_PORT", d.reuse_port),
+            peer_facilities=env.raw("RELAIS_MLLP_PEER_FACILITIES"),
         )
 
 
@@ -288,17 +308,6 @@ def _sector(env: Env) -> str | None:
     if sector and sector not in SECTORS:
         raise SettingsError(f"RELAIS_MLLP_SECTOR={sector!r}: expected {', '.join(SECTORS)}")
     return sector or None
-
-
-@dataclass(frozen=True)
-class AckSettings:
-    """Where business acknowledgements (ZAM) go back to: ``FACILITY=host:port,...``."""
-
-    routes: str = ""
-
-    @classmethod
-    def from_env(cls, env: Env) -> AckSettings:
-        return cls(routes=env.raw("RELAIS_ACK_ROUTES"))
 
 
 @dataclass(frozen=True)

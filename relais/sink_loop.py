@@ -42,11 +42,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from relais import kafka_clients
 from relais.backoff import exponential_backoff
 from relais.contracts import Codec, Record
-from relais.deadletter import Failure, Origin, dead_letter_output, failure_of
+from relais.deadletter import Failure, Origin, dead_letter_output, failure_of, patient_of_key
 from relais.document_store.errors import StoreUnavailableError
 from relais.fetch_wait import FETCH_MAX_WAIT_MS
+from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.metrics import ASSIGNED_PARTITIONS, StageMetrics
 from relais.partition_retry import PartitionRetry
@@ -125,6 +127,7 @@ class SinkStage:
             origin=origin,
             original=message.value or b"",
             now=self.clock(),
+            patient_key=patient_of_key(message.key),
         )
         return Out(topic, value, message.key)
 
@@ -138,14 +141,14 @@ class Hooks:
     after_poll: Callable[[], Awaitable[None]] | None = None  # after each poll's records
 
 
-def sink_consumer(bootstrap: str, group_id: str, session_timeout_s: float) -> AIOKafkaConsumer:
+def sink_consumer(bootstrap: Target, group_id: str, session_timeout_s: float) -> AIOKafkaConsumer:
     """A sink's consumer: manual commits, from the earliest uncommitted record, big records.
 
     Partitions are assigned by range: a worker reading several topics gets the same
     partition numbers of each (the notify sink reads requests and DMP statuses keyed alike).
     """
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    return kafka_clients.consumer(
+        bootstrap,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -158,11 +161,9 @@ def sink_consumer(bootstrap: str, group_id: str, session_timeout_s: float) -> AI
     )
 
 
-def sink_producer(bootstrap: str) -> AIOKafkaProducer:
+def sink_producer(bootstrap: Target) -> AIOKafkaProducer:
     """A sink's producer: every output acknowledged by all replicas before the commit."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=MAX_RECORD_BYTES
-    )
+    return kafka_clients.producer(bootstrap, acks="all", max_request_size=MAX_RECORD_BYTES)
 
 
 def decode_record(codec: Codec, message: Any, expected: str) -> Record:
@@ -198,7 +199,7 @@ class _Taken:
 class SinkLoop:
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Target,
         stage: SinkStage,
         *,
         group_id: str,

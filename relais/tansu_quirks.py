@@ -16,19 +16,20 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-_installed: set[str] = set()
+from relais import kafka_clients
+from relais.kafka_clients import Target
+
+_installed: set[Target] = set()
 
 
 async def true_end_offsets(
-    bootstrap: str, partitions: Iterable[tuple[str, int]]
+    bootstrap: Target, partitions: Iterable[tuple[str, int]]
 ) -> dict[tuple[str, int], int]:
     """End offsets as the Fetch high watermark reports them."""
     wanted = [TopicPartition(topic, partition) for topic, partition in partitions]
     if not wanted:
         return {}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-    )
+    consumer = kafka_clients.consumer(bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         ends = await fetched_end_offsets(consumer, wanted)
@@ -55,7 +56,7 @@ async def fetched_end_offsets(
     return ends
 
 
-def install(bootstrap: str) -> None:
+def install(bootstrap: Target) -> None:
     """Make Faust's recovery use :func:`true_end_offsets` (idempotent)."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread  # noqa: PLC0415
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from relais import kafka_clients
+from relais.kafka_clients import Target
 from relais.topics import ALL_TOPICS, DEFAULT_PARTITIONS, TopicSpec
 
 #: Faust names a table's changelog ``<app id>-<table>-changelog``; app ids are ``<prefix>-...``
@@ -35,7 +37,7 @@ class TopicState:
 
 
 async def ensure_topics(
-    bootstrap: str,
+    bootstrap: Target,
     prefix: str,
     specs: Iterable[TopicSpec] = ALL_TOPICS,
     *,
@@ -49,7 +51,7 @@ async def ensure_topics(
     Raises :class:`PartitionCountError` when one of them, or a Faust changelog under
     ``prefix``, has another count.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_clients.admin(bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -82,10 +84,10 @@ def _new_topics(
     ]
 
 
-async def check_partitions(bootstrap: str, prefix: str, partitions: int) -> None:
+async def check_partitions(bootstrap: Target, prefix: str, partitions: int) -> None:
     """Refuse to start (:class:`PartitionCountError`) when a topic of the catalogue or a Faust
     changelog under ``prefix`` exists with another count than ``partitions``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_clients.admin(bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -123,9 +125,9 @@ async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dic
     return {str(t["topic"]): len(t["partitions"]) for t in described}
 
 
-async def list_topics(bootstrap: str, prefix: str) -> dict[str, int]:
+async def list_topics(bootstrap: Target, prefix: str) -> dict[str, int]:
     """Topics on the broker under ``prefix``, with their partition counts."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka_clients.admin(bootstrap)
     await admin.start()
     try:
         names = sorted(t for t in await admin.list_topics() if t.startswith(prefix + "."))

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from relais import kafka_clients
+from relais.kafka_clients import Target
 from relais.tansu_quirks import fetched_end_offsets
 from relais.topics import TopicSpec
 
@@ -36,7 +38,7 @@ class Message:
 
 
 async def partitions_of(
-    bootstrap: str, specs: Iterable[TopicSpec], prefix: str
+    bootstrap: Target, specs: Iterable[TopicSpec], prefix: str
 ) -> list[tuple[str, int]]:
     """Every (topic name, partition) of ``specs`` under ``prefix``, as the broker has them.
 
@@ -52,7 +54,7 @@ async def partitions_of(
         await consumer.stop()
 
 
-async def end_offsets(bootstrap: str, partitions: Sequence[tuple[str, int]]) -> Offsets:
+async def end_offsets(bootstrap: Target, partitions: Sequence[tuple[str, int]]) -> Offsets:
     """The current end offset of each partition (where a later reader starts)."""
     consumer = await _started(bootstrap)
     try:
@@ -62,9 +64,9 @@ async def end_offsets(bootstrap: str, partitions: Sequence[tuple[str, int]]) -> 
     return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
-def _consumer(bootstrap: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+def _consumer(bootstrap: Target) -> AIOKafkaConsumer:
+    return kafka_clients.consumer(
+        bootstrap,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -73,7 +75,7 @@ def _consumer(bootstrap: str) -> AIOKafkaConsumer:
     )
 
 
-async def _started(bootstrap: str) -> AIOKafkaConsumer:
+async def _started(bootstrap: Target) -> AIOKafkaConsumer:
     """A started consumer; closed again when it cannot start (no broker: no leak, no noise)."""
     consumer = _consumer(bootstrap)
     try:
@@ -90,7 +92,7 @@ def _message(record: Any) -> Message:
 
 
 async def read_to_end(
-    bootstrap: str,
+    bootstrap: Target,
     partitions: Sequence[tuple[str, int]],
     *,
     timeout_s: float = 60.0,
@@ -121,7 +123,7 @@ async def read_to_end(
 
 
 async def follow(
-    bootstrap: str,
+    bootstrap: Target,
     starts: Offsets,
     until: Callable[[list[Message]], bool],
     *,

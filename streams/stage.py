@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from relais.contracts import Codec, Record, UnexpectedRecordError
-from relais.deadletter import Failure, Origin, dead_letter, failure_of
+from relais.deadletter import Failure, Origin, dead_letter, failure_of, patient_of_key
 from relais.document_store import DocumentStore, StoreUnavailableError
 from relais.document_store.bodies import (
     BodyWriter,
@@ -147,6 +147,7 @@ async def step(
     try:
         name, record = decode(stage, codec, value, topic=topic, partition=partition, offset=offset)
         event_id = str(record.get("event_id") or "") or None
+        ctx = replace(ctx, keyring=ctx.keyring.for_patient(patient_of(record)))
         body = await _body(ctx, record) if stage.reads_body else None
         writer = BodyWriter(ctx.keyring, ctx.store)
         produced = stage.handle(
@@ -154,11 +155,7 @@ async def step(
         )
         outputs = produced if isinstance(produced, list) else await produced
         await writer.flush()  # what the outputs refer to is durable before they are sent
-        encoded = [
-            Encoded(o.topic.name(prefix), o.key, codec.encode(o.record_type, o.record))
-            for o in outputs
-        ]
-        return StepResult(outputs=encoded, event_id=event_id)
+        return StepResult(outputs=_encoded(codec, prefix, outputs), event_id=event_id)
     except StoreUnavailableError:
         raise  # not the record's fault: the worker crashes and handles it again after
     except Exception as exc:  # every failure of one record becomes a dead letter
@@ -166,6 +163,12 @@ async def step(
         return dead_lettered(
             stage, codec, ctx, prefix, exc=exc, origin=origin, key=key, value=value
         )
+
+
+def _encoded(codec: Codec, prefix: str, outputs: list[Output]) -> list[Encoded]:
+    return [
+        Encoded(o.topic.name(prefix), o.key, codec.encode(o.record_type, o.record)) for o in outputs
+    ]
 
 
 async def _body(ctx: StageContext, record: Record) -> bytes | None:
@@ -230,9 +233,17 @@ def dead_lettered(
         origin=origin,
         original=value or b"",
         now=ctx.now,
+        patient_key=ctx.keyring.patient or patient_of_key(key),
     )
     encoded = Encoded(DEADLETTER.name(prefix), key, codec.encode("DeadLetter", letter))
     return StepResult(outputs=[encoded], failure=failure, event_id=origin.event_id)
+
+
+def patient_of(record: Record) -> str | None:
+    """The record's patient pseudonym (``patient.patient_key``), whose data key seals what
+    the stage seals for it; None for a record of no patient."""
+    patient = record.get("patient")
+    return str(patient["patient_key"]) if isinstance(patient, dict) and patient else None
 
 
 def read_traits(record: Record, ctx: StageContext) -> dict[str, Any]:

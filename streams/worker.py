@@ -26,7 +26,7 @@ from typing import Any
 import faust
 
 from domain.cda_validate import CdaSchema
-from relais import fetch_wait, tansu_quirks
+from relais import fetch_wait, kafka_faust, tansu_quirks
 from relais.document_store.open import open_store
 from relais.health import READINESS, broker_reachable
 from relais.keyring import Keyring
@@ -64,6 +64,7 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
     app = faust.App(
         f"{settings.kafka.prefix}-{'-'.join(n for n in STAGE_NAMES if n in stage_names)}",
         broker=f"kafka://{settings.kafka.bootstrap}",
+        broker_credentials=kafka_faust.broker_credentials(settings.kafka.connection),
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,
@@ -82,9 +83,11 @@ def build_app(settings: Settings, stage_names: Sequence[str], keyring: Keyring) 
         store=settings.kafka.table_store,  # rocksdb:// in production (pip install relais[rocksdb])
     )
     fetch_wait.install_faust()  # Faust's own 1,500 ms is up to 750 ms a stage on tansu
+    if settings.kafka.connection.idempotent:  # Apache Kafka; tansu refuses InitProducerId
+        kafka_faust.install_idempotence()
     if settings.kafka.broker_kind == "tansu":
-        tansu_quirks.install(settings.kafka.bootstrap)
-    READINESS.register("broker", broker_reachable(settings.kafka.bootstrap))
+        tansu_quirks.install(settings.kafka.connection)
+    READINESS.register("broker", broker_reachable(settings.kafka.connection))
     _report_assignment(app)
     for name in stage_names:
         _register(app, name, settings, keyring)

@@ -53,6 +53,7 @@ from relais.document_store import DocumentStore, StoreUnavailableError
 from relais.document_store.bodies import document_prefix, read_content
 from relais.document_store.open import open_store
 from relais.health import READINESS, Flag, broker_reachable
+from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.settings import Settings
@@ -90,7 +91,7 @@ class DmpSink:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: Target,
         prefix: str,
         keyring: Keyring,
         client: DmpClient,
@@ -351,7 +352,7 @@ async def run_dmp_sink(settings: Settings, keyring: Keyring, stop: asyncio.Event
     """Run the sink until ``stop`` (set on SIGINT/SIGTERM); finish the record in hand, then stop."""
     client = DmpClient(DmpConfig.from_settings(settings))
     sink = DmpSink(
-        bootstrap=settings.kafka.bootstrap,
+        bootstrap=settings.kafka.connection,
         prefix=settings.kafka.prefix,
         keyring=keyring,
         client=client,

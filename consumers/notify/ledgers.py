@@ -20,6 +20,7 @@ from consumers.notify.dmp_gate import DmpOutcome, is_gate_key
 from consumers.notify.errors import LedgerError
 from consumers.notify.ledger_entry import Entry
 from consumers.notify.schedule import Ledger
+from relais.kafka_clients import Target
 from relais.metrics import StageMetrics
 from relais.topic_reader import read_to_end
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 class PartitionLedgers:
     """Partition number -> its :class:`Ledger`, for the partitions this worker owns."""
 
-    def __init__(self, bootstrap: str, topic: str, stage_metrics: StageMetrics) -> None:
+    def __init__(self, bootstrap: Target, topic: str, stage_metrics: StageMetrics) -> None:
         self.bootstrap, self.topic, self.stage_metrics = bootstrap, topic, stage_metrics
         self.by_partition: dict[int, Ledger] = {}
 

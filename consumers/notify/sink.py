@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from consumers.notify import metrics
 from consumers.notify.channels import ChannelConfig, Channels, email_server
@@ -60,6 +60,8 @@ from consumers.notify.preferences import Preferences, load_preferences
 from consumers.notify.rate import RateLimit
 from consumers.notify.records import STAGE, NotifyRecords
 from consumers.notify.schedule import Admission, Incoming, Ledger, incoming_of
+from relais import kafka_clients
+from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.mail.config import smtp_config
 from relais.mail.smtp import SmtpConfig
@@ -109,7 +111,7 @@ class NotifySink:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: Target,
         prefix: str,
         keyring: Keyring,
         sender: Sender,
@@ -126,9 +128,7 @@ class NotifySink:
         stage_metrics = StageMetrics(STAGE)
         self.stage = SinkStage(STAGE, prefix, keyring, metrics=stage_metrics, clock=clock)
         self.codec = self.stage.codec
-        self.reader = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-        )
+        self.reader = kafka_clients.consumer(bootstrap, group_id=None, enable_auto_commit=False)
         self.ledgers = PartitionLedgers(bootstrap, self.ledger_topic, stage_metrics)
         self.records = NotifyRecords(prefix, self.ledger_topic, self.codec, clock)
         self.lock = asyncio.Lock()  # one admission, one send or one rebalance step at a time
@@ -147,7 +147,7 @@ class NotifySink:
             clock=clock,
         )
 
-    def _sink_loop(self, bootstrap: str, group_id: str, session_timeout_s: float) -> SinkLoop:
+    def _sink_loop(self, bootstrap: Target, group_id: str, session_timeout_s: float) -> SinkLoop:
         """Admission under the lock, one commit per poll; ledgers follow the partitions.
 
         Requests and DMP statuses of one partition number go to one worker (see above): the
@@ -265,7 +265,7 @@ async def run_notify_sink(settings: Settings, keyring: Keyring, stop: asyncio.Ev
     config = NotifyConfig.from_settings(settings)
     channels = Channels(config.channels)
     sink = NotifySink(
-        bootstrap=settings.kafka.bootstrap,
+        bootstrap=settings.kafka.connection,
         prefix=settings.kafka.prefix,
         keyring=keyring,
         sender=channels,

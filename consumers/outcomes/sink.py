@@ -41,6 +41,7 @@ from relais.audit_records import identity_released
 from relais.contracts import ContractError, Record
 from relais.envelope import EnvelopeError
 from relais.health import READINESS, broker_reachable
+from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.metrics import StageMetrics
 from relais.settings import Settings
@@ -58,7 +59,7 @@ class OutcomesSink:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: Target,
         prefix: str,
         keyring: Keyring,
         reminder_s: float,
@@ -149,7 +150,7 @@ class OutcomesSink:
 async def run_outcomes_sink(settings: Settings, keyring: Keyring, stop: asyncio.Event) -> None:
     """Run the sink until ``stop`` (set on SIGINT/SIGTERM)."""
     sink = OutcomesSink(
-        bootstrap=settings.kafka.bootstrap,
+        bootstrap=settings.kafka.connection,
         prefix=settings.kafka.prefix,
         keyring=keyring,
         reminder_s=settings.outcomes.hold_reminder_s,

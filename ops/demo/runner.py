@@ -124,7 +124,7 @@ async def _send(stack: LocalStack) -> list[tuple[str, DemoDocument]]:
     """Submit every demo document through the producer library: (event id, document)."""
     sent: list[tuple[str, DemoDocument]] = []
     async with Publisher(
-        bootstrap=stack.settings.kafka.bootstrap,
+        bootstrap=stack.settings.kafka.connection,
         keyring=stack.keyring,
         topic_prefix=stack.prefix,
         store=open_store(stack.settings),
@@ -143,14 +143,14 @@ async def _send(stack: LocalStack) -> list[tuple[str, DemoDocument]]:
 async def _landing(stack: LocalStack, ids: list[str]) -> Landing:
     """What the bus says of ``ids`` once each has landed, then been mailed and notified."""
     await read_landing(
-        stack.broker.bootstrap,
+        stack.settings.kafka.connection,
         stack.prefix,
         timeout_s=90,
         until=lambda lan: all(lan.where(i) != "in flight" for i in ids),
     )
     # then the mailboxes and the notifications (an embargoed one waits: not this demo's)
     return await read_landing(
-        stack.broker.bootstrap,
+        stack.settings.kafka.connection,
         stack.prefix,
         timeout_s=20,
         until=lambda lan: all(_routed_everywhere(lan, i) for i in ids),

@@ -15,9 +15,11 @@ from ops.dlq.letters import LetterView, describe
 from ops.dlq.replay import Outcome, Planned, Replay, Sent, outcomes_of, replay_audit
 from ops.dlq.replay import replays_of as parse_replays
 from ops.dlq.replay import settled as all_settled
+from relais import kafka_clients
 from relais.contracts import Codec, ContractError, Record
 from relais.deadletter import REPLAY_HEADER
 from relais.envelope import Envelope, EnvelopeError, open_envelope
+from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.topic_reader import Message, Offsets, end_offsets, follow, partitions_of, read_to_end
 from relais.topics import ALL_TOPICS, AUDIT, DEADLETTER, DELIVERY_STATUS, IDENTITY_PENDING
@@ -64,7 +66,7 @@ def letter_view(
 class DlqBus:
     """Dead letters on one broker under one topic prefix."""
 
-    bootstrap: str
+    bootstrap: Target
     prefix: str
     keyring: Keyring | None
     codec: Codec
@@ -108,9 +110,7 @@ class DlqBus:
         sent_one: Callable[[Planned, Sent], None],
     ) -> list[Sent]:
         """Produce each planned original on its topic, then its ``REPLAYED`` audit (acks=all)."""
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", max_request_size=16 << 20
-        )
+        producer = kafka_clients.producer(self.bootstrap, acks="all", max_request_size=16 << 20)
         sent: list[Sent] = []
         await producer.start()
         try:

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
+from relais import kafka_clients
 from relais.audit import audit_event
 from relais.contracts import Codec, Record
+from relais.kafka_clients import Target
 from relais.topic_reader import partitions_of, read_to_end
 from relais.topics import AUDIT, IDENTITY_ALERTS, IDENTITY_COMMANDS
 from streams.identity.state import PatientState
@@ -66,13 +66,13 @@ def reveal_audit(operator: str, keys: list[str], documents: int) -> Record:
 class IdentityBus:
     """The identity stage's patients, alerts and commands on one broker and prefix."""
 
-    bootstrap: str
+    bootstrap: Target
     prefix: str
     codec: Codec
 
     async def changelogs(self) -> list[tuple[str, int]]:
         """(topic, partition) of every identity-patients changelog under the prefix."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+        consumer = kafka_clients.consumer(self.bootstrap, group_id=None)
         await consumer.start()
         try:
             names = sorted(
@@ -107,7 +107,7 @@ class IdentityBus:
     async def send(self, record_type: str, record: Record, *, key: str) -> None:
         """One record to its topic (a command or an audit event), acknowledged by all."""
         topic = IDENTITY_COMMANDS if record_type == "IdentityCommand" else AUDIT
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        producer = kafka_clients.producer(self.bootstrap, acks="all")
         await producer.start()
         try:
             value = self.codec.encode(record_type, record)

@@ -224,7 +224,7 @@ class _Run:
         self.t0, self.t0_epoch = time.monotonic(), time.time()
         sent_all = asyncio.Event()
         async with Publisher(
-            bootstrap=self.stack.settings.kafka.bootstrap,
+            bootstrap=self.stack.settings.kafka.connection,
             keyring=self.stack.keyring,
             topic_prefix=self.stack.prefix,
             store=open_store(self.stack.settings),
@@ -267,7 +267,7 @@ class _Run:
         and read back what happened: (what was observed, the replay second it drained at)."""
         stack, mail = self.stack, self.config.mail
         landing = await read_landing(
-            stack.broker.bootstrap,
+            stack.settings.kafka.connection,
             stack.prefix,
             timeout_s=self.config.drain_timeout_s,
             settle_s=3.0,

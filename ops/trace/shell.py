@@ -6,6 +6,7 @@ from ops.dlq.letters import LetterView
 from ops.dlq.shell import decoded, letter_view
 from ops.trace.journey import Journey, journey
 from relais.contracts import Codec
+from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.topic_reader import partitions_of, read_to_end
 from relais.topics import AUDIT, BUSINESS_ACKS, DEADLETTER, DELIVERY_STATUS
@@ -14,7 +15,7 @@ TRACE_TOPICS = (AUDIT, DELIVERY_STATUS, DEADLETTER, BUSINESS_ACKS)
 
 
 async def read_journey(
-    bootstrap: str, prefix: str, document: str, *, keyring: Keyring | None
+    bootstrap: Target, prefix: str, document: str, *, keyring: Keyring | None
 ) -> Journey:
     """``document``'s journey from the audit, status, dead-letter and ack topics as they are now.
 

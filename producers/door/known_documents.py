@@ -29,13 +29,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from domain.document_id import cda_id_of, parent_id_of, parse
 from producers.hl7.errors import Hl7ValidationError
 from producers.hl7.message import EmbeddedDocument, Hl7Message
 from producers.submission import ACTIONS, unique_id
+from relais import kafka_clients
+from relais.kafka_clients import Target
 from relais.settings_env import SettingsError
 
 log = logging.getLogger(__name__)
@@ -124,11 +126,11 @@ def known_problem(
 class KnownDocuments:
     """The registry: loaded from ``documents.ids.v1``, then followed in the background."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: Target, topic: str) -> None:
         self.topic = topic
         self.ids: dict[str, str] = {}
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        self._consumer = kafka_clients.consumer(
+            bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
         )
         self._follower: asyncio.Task[None] | None = None
 

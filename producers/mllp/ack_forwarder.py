@@ -2,7 +2,8 @@
 
 Consumes ``acks.business``; for each ZAM, opens an MLLP connection to the
 producer's interface engine (``RELAIS_ACK_ROUTES``: its MSH-4 facility ->
-host:port), sends the message and waits for the producer's HL7 ACK. AA/CA:
+host:port, ``/tls``: over TLS, see :mod:`producers.mllp.ack_routes`), sends the
+message and waits for the producer's HL7 ACK. AA/CA:
 delivered, the offset is committed. AR, a refused connection or a timeout:
 tried again later with backoff (the partition pauses; others flow). AE, or a
 facility with no route: dead-lettered with the reason, so nothing is dropped
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +25,7 @@ from producers.mllp.ack_routes import Endpoint, accepted
 from producers.mllp.framing import MllpDecoder, frame
 from relais.deadletter import Failure
 from relais.health import READINESS, broker_reachable
+from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.metrics import REGISTRY
 from relais.sink_loop import GiveUp, Outputs, RetryLater, SinkLoop, SinkStage, decode_record
@@ -46,9 +49,12 @@ class Retry(Exception):
 
 
 async def send_mllp(endpoint: Endpoint, message: bytes, timeout_s: float) -> bytes:
-    """Send one message over MLLP and return the first frame answered."""
+    """Send one message over MLLP (over TLS on a /tls route) and return the first frame
+    answered; a TLS failure is an :class:`ssl.SSLError` (see :func:`unreachable`)."""
     async with asyncio.timeout(timeout_s):
-        reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+        reader, writer = await asyncio.open_connection(
+            endpoint.host, endpoint.port, ssl=endpoint.ssl_context()
+        )
         try:
             writer.write(frame(message))
             await writer.drain()
@@ -64,11 +70,32 @@ async def send_mllp(endpoint: Endpoint, message: bytes, timeout_s: float) -> byt
             await writer.wait_closed()
 
 
+def unreachable(facility: str, endpoint: Endpoint, exc: BaseException) -> str:
+    """Why the producer's listener did not answer; a TLS failure names the settings to check."""
+    where = f"producer {facility} at {endpoint}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"{where}: its server certificate was not accepted ({exc.verify_message}); "
+            "check RELAIS_ACK_CA_FILE and the route's host name"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"{where}: TLS failed ({exc.reason or type(exc).__name__}); check that it "
+            "speaks TLS (/tls) and whether it wants RELAIS_ACK_CLIENT_CERT (mutual TLS)"
+        )
+    if endpoint.tls and isinstance(exc, ConnectionError):  # TLS 1.3: refused after the handshake
+        return (
+            f"{where}: the TLS connection ended before an ACK ({type(exc).__name__}); if the "
+            "producer wants a client certificate, check RELAIS_ACK_CLIENT_CERT (mutual TLS)"
+        )
+    return f"{where} unreachable ({type(exc).__name__})"
+
+
 class AckForwarder:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        bootstrap: Target,
         prefix: str,
         keyring: Keyring,
         routes: Mapping[str, Endpoint],
@@ -116,7 +143,7 @@ class AckForwarder:
             answer = await send_mllp(endpoint, bytes(ack["message"]), self.timeout_s)
         except (OSError, TimeoutError) as exc:
             FORWARDED.labels(kind, "retrying").inc()
-            raise Retry(f"producer {ack['facility']} unreachable ({type(exc).__name__})") from None
+            raise Retry(unreachable(ack["facility"], endpoint, exc)) from None
         taken, code = accepted(answer)
         if taken:
             FORWARDED.labels(kind, "delivered").inc()

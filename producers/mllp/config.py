@@ -1,10 +1,12 @@
-"""The MLLP listener's settings (:class:`GatewayConfig`) and its TLS context."""
+"""The MLLP listener's settings (:class:`GatewayConfig`), its TLS context and a client's."""
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+
+from producers.mllp.peers import PeerBinding
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,17 @@ class GatewayConfig:
     #: SO_REUSEPORT: several gateway processes listen on the one port, the kernel spreads
     #: the connections among them (each process sets it: RELAIS_MLLP_REUSE_PORT)
     reuse_port: bool = False
+    #: client certificate -> the MSH-4 it may send as (mutual TLS; None: no binding)
+    binding: PeerBinding | None = None
+
+
+def client_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """A client context, TLS 1.2 or later, checking the server's certificate and name
+    against ``ca_file`` (None: the system's trust store); load a client certificate on it
+    for mutual TLS."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def server_tls_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:

@@ -38,6 +38,7 @@ from producers.hl7.message import message_digest
 from producers.mllp.config import GatewayConfig, server_tls_context
 from producers.mllp.framing import FrameTooLarge, MllpDecoder, frame
 from producers.mllp.guards import FrameClock, PeerSlots, oversized_nak
+from producers.mllp.peers import Handler, bind_peer
 
 __all__ = [
     "GatewayConfig",
@@ -112,6 +113,7 @@ class _Connection:
     peer: str  # host:port, for the logs
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    handler: Handler  # the gateway's, bound to the client certificate (producers.mllp.peers)
     busy: bool = False  # a message is being handled or acknowledged
 
 
@@ -197,7 +199,7 @@ class MllpGateway:
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        connection = _Connection(*_peer_of(writer), reader, writer)
+        connection = _Connection(*_peer_of(writer), reader, writer, self.handler)
         self.observer.connection_opened()
         refusal = self._refusal(connection)
         if refusal is not None:
@@ -208,6 +210,7 @@ class MllpGateway:
         reason = "eof"
         try:
             await self._start_tls(connection)
+            connection.handler = bind_peer(self.config.binding, self.handler, writer, self.observer)
             await self._serve(connection)
         except _Closed as closed:
             reason = closed.reason
@@ -316,7 +319,7 @@ class MllpGateway:
         self.observer.ack_sent(ack_code_of(ack), time.perf_counter() - received)
 
     async def _run_handler(self, connection: _Connection, payload: bytes) -> bytes:
-        task = asyncio.create_task(self.handler(payload))
+        task = asyncio.create_task(connection.handler(payload))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         try:

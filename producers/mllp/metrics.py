@@ -30,7 +30,7 @@ OUTCOMES: Final = frozenset(
     }
 )
 ACK_CODES: Final = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
-REJECTIONS: Final = frozenset({"oversized", "truncated", "slow-frame", "junk"})
+REJECTIONS: Final = frozenset({"oversized", "truncated", "slow-frame", "junk", "peer-not-bound"})
 
 CONNECTIONS_OPEN = Gauge(
     "relais_mllp_connections_open",
@@ -51,7 +51,8 @@ MESSAGES = Counter(
 )
 FRAME_REJECTIONS = Counter(
     "relais_mllp_frame_rejections_total",
-    "MLLP frames or bytes refused before reaching the handler, by reason.",
+    "MLLP frames or bytes refused before reaching the handler, by reason (peer-not-bound: "
+    "MSH-4 is not a facility the client certificate may send for, answered AR).",
     ["reason"],
     registry=REGISTRY,
 )

@@ -11,6 +11,7 @@ gives it the ingest over the producer library.
 from __future__ import annotations
 
 import errno
+import ssl
 from pathlib import Path
 
 from producers.mllp.gateway import (
@@ -20,6 +21,7 @@ from producers.mllp.gateway import (
     MllpGateway,
     server_tls_context,
 )
+from producers.mllp.peers import PeerBinding, parse_peer_facilities
 from relais.process import Process
 from relais.settings import MllpSettings, SettingsError
 
@@ -30,15 +32,6 @@ def gateway_config(mllp: MllpSettings) -> GatewayConfig:
     Checked here, not when the settings are read: only the gateway uses them, so a wrong
     RELAIS_MLLP_* value never stops another process sharing the environment.
     """
-    if (mllp.tls_cert is None) != (mllp.tls_key is None):
-        raise SettingsError("RELAIS_MLLP_TLS_CERT and RELAIS_MLLP_TLS_KEY go together")
-    tls = None
-    if mllp.tls_cert is not None and mllp.tls_key is not None:
-        tls = server_tls_context(
-            _file("RELAIS_MLLP_TLS_CERT", mllp.tls_cert),
-            _file("RELAIS_MLLP_TLS_KEY", mllp.tls_key),
-            _file("RELAIS_MLLP_CLIENT_CA", mllp.client_ca) if mllp.client_ca else None,
-        )
     return GatewayConfig(
         host=mllp.host,
         port=mllp.port,
@@ -47,9 +40,46 @@ def gateway_config(mllp: MllpSettings) -> GatewayConfig:
         max_connections=mllp.max_connections,
         max_connections_per_peer=mllp.max_connections_per_peer,
         frame_timeout_s=mllp.frame_timeout_s,
-        tls=tls,
+        tls=_server_tls(mllp),
         reuse_port=mllp.reuse_port,
+        binding=peer_binding(mllp),
     )
+
+
+def _server_tls(mllp: MllpSettings) -> ssl.SSLContext | None:
+    """The listener's TLS context (None: plain TCP); unusable PEM files are named."""
+    if (mllp.tls_cert is None) != (mllp.tls_key is None):
+        raise SettingsError("RELAIS_MLLP_TLS_CERT and RELAIS_MLLP_TLS_KEY go together")
+    if mllp.tls_cert is None or mllp.tls_key is None:
+        return None
+    cert = _file("RELAIS_MLLP_TLS_CERT", mllp.tls_cert)
+    key = _file("RELAIS_MLLP_TLS_KEY", mllp.tls_key)
+    ca = _file("RELAIS_MLLP_CLIENT_CA", mllp.client_ca) if mllp.client_ca else None
+    try:
+        return server_tls_context(cert, key, ca)
+    except ssl.SSLError as exc:
+        files = f"RELAIS_MLLP_TLS_CERT={cert}, RELAIS_MLLP_TLS_KEY={key}"
+        if ca is not None:
+            files += f" or RELAIS_MLLP_CLIENT_CA={ca}"
+        raise SettingsError(f"{files}: not usable PEM material ({exc})") from None
+
+
+def peer_binding(mllp: MllpSettings) -> PeerBinding | None:
+    """With client certificates (RELAIS_MLLP_CLIENT_CA), which MSH-4 each may send as
+    (:mod:`producers.mllp.peers`); without them there is nothing to bind: None."""
+    if mllp.client_ca is None:
+        if mllp.peer_facilities.strip():
+            raise SettingsError(
+                "RELAIS_MLLP_PEER_FACILITIES binds client certificates to facilities: set "
+                "RELAIS_MLLP_CLIENT_CA (with RELAIS_MLLP_TLS_CERT and _KEY) or unset it"
+            )
+        return None
+    if mllp.tls_cert is None:
+        raise SettingsError(
+            "RELAIS_MLLP_CLIENT_CA needs RELAIS_MLLP_TLS_CERT and RELAIS_MLLP_TLS_KEY "
+            "(client certificates are asked for in the TLS handshake)"
+        )
+    return PeerBinding(parse_peer_facilities(mllp.peer_facilities))
 
 
 def _file(variable: str, path: Path) -> Path:
@@ -76,7 +106,7 @@ async def serve_gateway(
             "gateway process that shares it"
         ) from None
     scheme = "MLLPS" if config.tls else "MLLP"
-    bootstrap = process.settings.kafka.bootstrap
+    bootstrap = process.settings.kafka.connection
     process.serve(lambda url: f"{scheme} on {config.host}:{bound} -> {bootstrap}; metrics on {url}")
     await process.stop.wait()
     await gateway.stop()

@@ -5,8 +5,10 @@ The pure part (:func:`seal_body`, :func:`open_body`) does no I/O; :func:`write_c
 ``fr.relais.v1.BodyRef``) fills ``Document.content`` where an inline envelope did before;
 :func:`read_content` opens either.
 
-- The object is AES-256-GCM ciphertext under the keyring's active key; its associated data
-  is the object key (which names the key id), so an object copied under another key fails.
+- The object is AES-256-GCM ciphertext under the keyring's sealing key (the patient's data
+  key with RELAIS_PATIENT_KEYS, :mod:`relais.patient_keys`; else the active key); its
+  associated data is the object key (which names the key id), so an object copied under
+  another key fails. A patient's erasure deletes the objects whose key id is theirs.
 - The reference is bound to its event: ``binding`` is a keyed MAC of the event id, the object
   key and the SHA-256; a reference pasted into another event fails, as an inline envelope
   did. The plaintext's SHA-256 is checked on every read.
@@ -18,9 +20,9 @@ import asyncio
 import hashlib
 import hmac
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -92,10 +94,10 @@ def _binding(keyring: Keyring, event_id: str, key: str, sha256: str) -> str:
 def seal_body(keyring: Keyring, content: bytes, *, unique_id: str, event_id: str) -> SealedBody:
     """The object (sealed with the active key) and the event's reference to it."""
     sha256 = hashlib.sha256(content).hexdigest()
-    key_id = keyring.active_key_id
+    key_id, secret = keyring.sealing_key()
     key = body_key(keyring, unique_id, sha256, key_id)
     nonce = os.urandom(_NONCE)
-    ciphertext = AESGCM(keyring.key(key_id)).encrypt(nonce, content, _AD + key.encode())
+    ciphertext = AESGCM(secret).encrypt(nonce, content, _AD + key.encode())
     ref = BodyRef(key, key_id, sha256, len(content), _binding(keyring, event_id, key, sha256))
     return SealedBody(key, _MAGIC + nonce + ciphertext, ref)
 
@@ -162,6 +164,7 @@ async def read_content(
     if not is_reference(content):
         return inline_content(keyring, document, event_id=event_id)
     ref = BodyRef.from_record(content)
+    keyring.key(ref.key_id)  # an erased patient's key says so before a missing body does
     if store is None:
         raise StoreUnavailableError(
             f"document body {ref.store_key} is in the document store, and this process has "
@@ -170,15 +173,23 @@ async def read_content(
     return open_body(keyring, await store.get(check_key(ref.store_key)), ref, event_id=event_id)
 
 
-#: seals one document's content for ``Document.content``: (content, unique id, event id)
-ContentSealer = Callable[[bytes, str, str], dict[str, Any]]
+class ContentSealer(Protocol):
+    """Seals one document's content for ``Document.content`` (under ``patient_key``'s data
+    key when given and per-patient keys are on)."""
+
+    def __call__(
+        self, content: bytes, unique_id: str, event_id: str, patient_key: str | None = None
+    ) -> dict[str, Any]: ...
 
 
 def inline_sealer(keyring: Keyring) -> ContentSealer:
     """Seal content inline (no store): test messages, unit tests of the builders."""
 
-    def sealed(content: bytes, unique_id: str, event_id: str) -> dict[str, Any]:
-        return seal(keyring, content, event_id=event_id, purpose="content").to_record()
+    def sealed(
+        content: bytes, unique_id: str, event_id: str, patient_key: str | None = None
+    ) -> dict[str, Any]:
+        sealing = keyring.for_patient(patient_key)
+        return seal(sealing, content, event_id=event_id, purpose="content").to_record()
 
     return sealed
 
@@ -191,10 +202,13 @@ class BodyWriter:
         self.keyring, self.store = keyring, store
         self.pending: list[SealedBody] = []
 
-    def __call__(self, content: bytes, unique_id: str, event_id: str) -> dict[str, Any]:
+    def __call__(
+        self, content: bytes, unique_id: str, event_id: str, patient_key: str | None = None
+    ) -> dict[str, Any]:
         if self.store is None:
-            return inline_sealer(self.keyring)(content, unique_id, event_id)
-        sealed = seal_body(self.keyring, content, unique_id=unique_id, event_id=event_id)
+            return inline_sealer(self.keyring)(content, unique_id, event_id, patient_key)
+        keyring = self.keyring.for_patient(patient_key)
+        sealed = seal_body(keyring, content, unique_id=unique_id, event_id=event_id)
         self.pending.append(sealed)
         return sealed.ref.to_record()
 

@@ -20,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from relais.document_store.errors import BodyMissingError, StoreUnavailableError
-from relais.document_store.stores import KEY, Usage, check_key, check_prefix
+from relais.document_store.stores import KEY, Usage, check_key, check_prefix, sealed_with
 
 _T = TypeVar("_T")
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -90,6 +90,14 @@ class S3Store:
     async def erase(self, prefix: str) -> int:
         folder = self._name(check_prefix(prefix)) + "/"
         return await self._call(lambda: self._delete(o["Key"] for o in self._objects(folder)))
+
+    async def erase_sealed_with(self, key_id_prefix: str) -> int:
+        folder = f"{self.prefix}/" if self.prefix else ""
+        return await self._call(
+            lambda: self._delete(
+                o["Key"] for o in self._objects(folder) if sealed_with(o["Key"], key_id_prefix)
+            )
+        )
 
     async def expire(self, before: datetime) -> int:
         folder = f"{self.prefix}/" if self.prefix else ""

@@ -39,6 +39,12 @@ def check_key(key: str) -> str:
     return key
 
 
+def sealed_with(key: str, key_id_prefix: str) -> bool:
+    """Whether the object ``key`` (or its last part) names a key id starting with the prefix."""
+    body = key.rsplit("/", 1)[-1]
+    return body.partition(".")[2].startswith(key_id_prefix)
+
+
 def check_prefix(prefix: str) -> str:
     if not PREFIX.fullmatch(prefix):
         raise ValueError("a document's prefix is 32 hex digits")
@@ -73,6 +79,11 @@ class DocumentStore(Protocol):
 
     async def erase(self, prefix: str) -> int:
         """Remove every object of one document (its key prefix); how many were removed."""
+        ...
+
+    async def erase_sealed_with(self, key_id_prefix: str) -> int:
+        """Remove every object sealed under a key id that starts with ``key_id_prefix`` (a
+        patient's data keys: their erasure); how many were removed. Lists the whole store."""
         ...
 
     async def expire(self, before: datetime) -> int:
@@ -148,6 +159,17 @@ class FileStore:
     async def erase(self, prefix: str) -> int:
         folder = self.root / check_prefix(prefix)
         return await self._removing(lambda: _remove_files(folder, None))
+
+    async def erase_sealed_with(self, key_id_prefix: str) -> int:
+        def erase() -> int:
+            doomed = [p for p in self._files() if sealed_with(p.name, key_id_prefix)]
+            for path in doomed:
+                path.unlink(missing_ok=True)
+            for folder in {p.parent for p in doomed}:
+                _fsync_folder(folder)
+            return len(doomed)
+
+        return await self._removing(erase)
 
     async def expire(self, before: datetime) -> int:
         limit = before.timestamp()
@@ -252,6 +274,12 @@ class MemoryStore:
 
     async def erase(self, prefix: str) -> int:
         doomed = [k for k in self.objects if k.startswith(check_prefix(prefix) + "/")]
+        for key in doomed:
+            del self.objects[key]
+        return len(doomed)
+
+    async def erase_sealed_with(self, key_id_prefix: str) -> int:
+        doomed = [k for k in self.objects if sealed_with(k, key_id_prefix)]
         for key in doomed:
             del self.objects[key]
         return len(doomed)

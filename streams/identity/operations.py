@@ -145,6 +145,7 @@ def _dead_letters(
             original=held.value,
             now=now,
             dead_letter_id=derived_id("identity", code, held.event_id),
+            patient_key=record["patient"]["patient_key"],
         )
         outputs.append(Output(DEADLETTER, "DeadLetter", letter, key.encode()))
         outputs.append(_audit(command, held.event_id, code.removeprefix("identity-"), now, record))

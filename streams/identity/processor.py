@@ -288,7 +288,8 @@ class IdentityProcessor:
             event_id=from_event,
             purpose="identity",
         )
-        sealed = seal(self.keyring, plain, event_id=to_event, purpose="identity")
+        sealing = self.keyring.for_patient(patient["patient_key"])
+        sealed = seal(sealing, plain, event_id=to_event, purpose="identity")
         return {**patient, "identity": sealed.to_record()}
 
     # -- outputs ----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def keyring_env(tmp_path: Path) -> dict[str, str]:
     [
         (["sink", "dmp"], 2, "RELAIS_DMP_CLIENT_CERT"),
         (["mss", "watch"], 2, "RELAIS_MSS_IMAP_USER"),
-        (["worker", "identity"], 1, "RELAIS_BOOTSTRAP_SERVERS"),
+        (["worker", "identity"], 2, "RELAIS_BOOTSTRAP_SERVERS"),
     ],
 )
 def test_a_missing_or_wrong_setting_is_one_line_naming_it(

@@ -36,18 +36,28 @@ from relais.settings import (
     StoreSettings,
     unknown_variables,
 )
+from relais.settings_kafka import KafkaSecurity
 from relais.topics import ALL_TOPICS, DEADLETTER, SUBMITTED, TopicSpec
 
 # Settings -----------------------------------------------------------------------
 
+OAUTH_VARIABLES = {
+    f"RELAIS_KAFKA_OAUTH_{name}" for name in ("TOKEN_URL", "CLIENT_ID", "CLIENT_SECRET", "SCOPE")
+}
 VARIABLES = (
+    *sorted(OAUTH_VARIABLES),
     "RELAIS_BOOTSTRAP_SERVERS",
     "RELAIS_TOPIC_PREFIX",
     "RELAIS_PARTITIONS",
     "RELAIS_SINK_CONCURRENCY",
     "RELAIS_REPLICATION_FACTOR",
     "RELAIS_MIN_INSYNC_REPLICAS",
+    *(f"RELAIS_KAFKA_{name}" for name in ("SECURITY_PROTOCOL", "CA_FILE", "CERT_FILE")),
+    *(f"RELAIS_KAFKA_{name}" for name in ("KEY_FILE", "KEY_PASSWORD", "SASL_MECHANISM")),
+    *(f"RELAIS_KAFKA_SASL_{name}" for name in ("USERNAME", "PASSWORD")),
     "RELAIS_KEYRING_FILE",
+    "RELAIS_PATIENT_KEYS",
+    "RELAIS_PATIENT_KEY_CACHE_S",
     "RELAIS_METRICS_HOST",
     "RELAIS_METRICS_PORT",
     "RELAIS_DMP_URL",
@@ -83,6 +93,9 @@ VARIABLES = (
     "RELAIS_SESSION_TIMEOUT_S",
     "RELAIS_LOG_LEVEL",
     "RELAIS_ACK_ROUTES",
+    "RELAIS_ACK_CA_FILE",
+    "RELAIS_ACK_CLIENT_CERT",
+    "RELAIS_ACK_CLIENT_KEY",
     "RELAIS_HOLD_REMINDER_S",
     "RELAIS_MSS_SENDER",
     "RELAIS_MSS_NIL",
@@ -124,6 +137,7 @@ VARIABLES = (
     "RELAIS_MLLP_TLS_KEY",
     "RELAIS_MLLP_CLIENT_CA",
     "RELAIS_MLLP_REUSE_PORT",
+    "RELAIS_MLLP_PEER_FACILITIES",
 )
 
 
@@ -181,8 +195,18 @@ def test_every_variable_is_read() -> None:
         "RELAIS_SINK_CONCURRENCY": "16",
         "RELAIS_REPLICATION_FACTOR": "5",
         "RELAIS_MIN_INSYNC_REPLICAS": "3",
+        "RELAIS_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+        "RELAIS_KAFKA_CA_FILE": "/run/secrets/kafka-ca.pem",
+        "RELAIS_KAFKA_CERT_FILE": "/run/secrets/relais.pem",
+        "RELAIS_KAFKA_KEY_FILE": "/run/secrets/relais.key",
+        "RELAIS_KAFKA_KEY_PASSWORD": "kpw",
+        "RELAIS_KAFKA_SASL_MECHANISM": "scram-sha-512",
+        "RELAIS_KAFKA_SASL_USERNAME": "relais",
+        "RELAIS_KAFKA_SASL_PASSWORD": "spw",
         "RELAIS_KEYRING_FILE": "/run/secrets/keyring.json",
         "RELAIS_KEYRING": '{"active": "k"}',
+        "RELAIS_PATIENT_KEYS": "yes",
+        "RELAIS_PATIENT_KEY_CACHE_S": "30",
         "RELAIS_METRICS_HOST": "0.0.0.0",
         "RELAIS_METRICS_PORT": " 9108 ",
         "RELAIS_DMP_URL": "https://dmp.example/si-dmp-server/v2/services/repository",
@@ -217,7 +241,10 @@ def test_every_variable_is_read() -> None:
         "RELAIS_BROKER_KIND": "kafka",
         "RELAIS_SESSION_TIMEOUT_S": "10.5",
         "RELAIS_LOG_LEVEL": "DEBUG",
-        "RELAIS_ACK_ROUTES": "CHU-X=10.0.0.5:6661",
+        "RELAIS_ACK_ROUTES": "CHU-X=10.0.0.5:6661/tls",
+        "RELAIS_ACK_CA_FILE": "/etc/relais/producers-ca.pem",
+        "RELAIS_ACK_CLIENT_CERT": "/etc/relais/relais-mllp.pem",
+        "RELAIS_ACK_CLIENT_KEY": "/etc/relais/relais-mllp.key",
         "RELAIS_HOLD_REMINDER_S": "3600",
         "RELAIS_MSS_SENDER": "pfi@ch-x.mssante.fr",
         "RELAIS_MSS_NIL": "NIL-42",
@@ -259,9 +286,11 @@ def test_every_variable_is_read() -> None:
         "RELAIS_MLLP_TLS_KEY": "/etc/relais/mllp.key",
         "RELAIS_MLLP_CLIENT_CA": "/etc/relais/senders-ca.pem",
         "RELAIS_MLLP_REUSE_PORT": "yes",
+        "RELAIS_MLLP_PEER_FACILITIES": "interface.chu-x.fr=CHU-X|CHU-X-LAB",
     }
     documented = set(re.findall(r"^(RELAIS_[A-Z_]+)\s", settings_module.__doc__ or "", re.M))
-    assert set(env) == documented == {*VARIABLES, "RELAIS_KEYRING"}
+    # OAUTHBEARER's four replace the user and password: test_kafka_security reads them
+    assert set(env) | OAUTH_VARIABLES == documented == {*VARIABLES, "RELAIS_KEYRING"}
     assert Settings.from_env(env) == Settings(
         kafka=KafkaSettings(
             bootstrap="kafka-1:9092,kafka-2:9092",
@@ -273,6 +302,16 @@ def test_every_variable_is_read() -> None:
             sink_concurrency=16,
             replication_factor=5,
             min_insync_replicas=3,
+            security=KafkaSecurity(
+                protocol="SASL_SSL",
+                ca_file=Path("/run/secrets/kafka-ca.pem"),
+                cert_file=Path("/run/secrets/relais.pem"),
+                key_file=Path("/run/secrets/relais.key"),
+                key_password="kpw",
+                sasl_mechanism="SCRAM-SHA-512",
+                username="relais",
+                password="spw",
+            ),
         ),
         process=ProcessSettings(
             metrics_host="0.0.0.0",
@@ -280,7 +319,12 @@ def test_every_variable_is_read() -> None:
             log_level="debug",
             data_dir=Path("/var/lib/relais"),
         ),
-        keys=KeyringSettings(file=Path("/run/secrets/keyring.json"), json='{"active": "k"}'),
+        keys=KeyringSettings(
+            file=Path("/run/secrets/keyring.json"),
+            json='{"active": "k"}',
+            patient_keys=True,
+            patient_key_cache_s=30.0,
+        ),
         broker=BrokerSettings(
             bin=Path("/usr/local/bin/tansu"), listen="0.0.0.0:9092", storage="s3://bucket/"
         ),
@@ -323,8 +367,14 @@ def test_every_variable_is_read() -> None:
             tls_key=Path("/etc/relais/mllp.key"),
             client_ca=Path("/etc/relais/senders-ca.pem"),
             reuse_port=True,
+            peer_facilities="interface.chu-x.fr=CHU-X|CHU-X-LAB",
         ),
-        acks=AckSettings(routes="CHU-X=10.0.0.5:6661"),
+        acks=AckSettings(
+            routes="CHU-X=10.0.0.5:6661/tls",
+            ca_file=Path("/etc/relais/producers-ca.pem"),
+            client_cert=Path("/etc/relais/relais-mllp.pem"),
+            client_key=Path("/etc/relais/relais-mllp.key"),
+        ),
         mss=MssSettings(
             sender="pfi@ch-x.mssante.fr",
             nil="NIL-42",

@@ -1,0 +1,20 @@
+"""Per-patient data keys: envelope encryption, erasure by key destruction, master-key rotation.
+
+Each patient's sealed data — identity traits, recipients, document bodies in the store,
+dead-lettered originals, the route's remembered recipients — is sealed under that patient's
+data key (DEK, AES-256), itself stored only wrapped by a master key
+(:mod:`relais.patient_keys.kms`: the keyring's keys, or an HSM/KMS behind the same
+interface). ``relais patient erase`` deletes the wrapped DEK (and the patient's bodies):
+what was sealed under it, wherever copies of the ciphertext are (topics, dead letters,
+backups of the topics), can no longer be opened. ``relais keys rotate`` re-wraps every DEK
+under the new master key; ``relais keys retire`` removes an old master key, after which a
+DEK still wrapped under it (a restored backup of the key store) is refused.
+
+- :mod:`.errors`: the exception tree.
+- :mod:`.kms`: :class:`~.kms.Kms` and :class:`~.kms.LocalKms`.
+- :mod:`.stores`: where wrapped DEKs live (a folder, an S3 prefix).
+- :mod:`.vault`: :class:`~.vault.PatientVault`: get or create, resolve, erase, re-wrap.
+- :mod:`.open`: the vault of a process, from its settings.
+
+Enabled by RELAIS_PATIENT_KEYS=yes; docs/keys-and-erasure.md says how to run it.
+"""

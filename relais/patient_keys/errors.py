@@ -1,0 +1,92 @@
+"""Why a patient's data key could not be used.
+
+Every error here is also an :class:`~relais.envelope.EnvelopeError` (it stops an envelope or
+a body from opening), so a stage or sink turns it into a dead letter like any other record
+it cannot open; :class:`MasterKeyUnknownError` is also a
+:class:`~relais.document_store.errors.StoreUnavailableError`, so the record is retried
+instead (the process's keyring is older than the key store: restarted, it reads the new one).
+
+Exception tree::
+
+    EnvelopeError (relais.envelope)
+    └── PatientKeyError              a patient's data key (DEK) cannot be used
+        ├── ErasedKeyError           the DEK was destroyed (``relais patient erase``): what it
+        │                            sealed can never be opened again; dead letter reason
+        │                            ``patient-erased``
+        ├── MasterKeyRetiredError    the DEK is wrapped under a master key that was retired
+        │                            (``relais keys retire``): refused
+        ├── MasterKeyUnknownError    the DEK is wrapped under a master key this process does
+        │                            not hold; also StoreUnavailableError: retried
+        └── WrappedKeyTamperedError  the key store's record does not authenticate or parse
+
+A process without a vault (RELAIS_PATIENT_KEYS off) meeting a patient's key id raises
+:class:`~relais.envelope.UnknownKeyError`, whose message says so.
+
+Messages name key ids and the data key's store name (a pseudonym), never a patient.
+"""
+
+from __future__ import annotations
+
+from relais.document_store.errors import StoreUnavailableError
+from relais.envelope import EnvelopeError
+
+__all__ = [
+    "ErasedKeyError",
+    "MasterKeyRetiredError",
+    "MasterKeyUnknownError",
+    "PatientKeyError",
+    "WrappedKeyTamperedError",
+]
+
+
+class PatientKeyError(EnvelopeError):
+    """A patient's data key cannot be used (see the module docstring for the tree)."""
+
+    reason_code = "undecryptable-field"
+
+
+class ErasedKeyError(PatientKeyError):
+    """The patient's data key was destroyed by ``relais patient erase``."""
+
+    reason_code = "patient-erased"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(key_id)
+        self.key_id = key_id
+
+    def __str__(self) -> str:
+        return (
+            f"the patient data key {self.key_id!r} was destroyed (`relais patient erase`): "
+            "what it sealed can never be opened again; nothing to fix, the record is kept "
+            "only as a trace"
+        )
+
+
+class MasterKeyRetiredError(PatientKeyError):
+    """The data key is wrapped under a retired master key."""
+
+    def __init__(self, master_key_id: str, name: str) -> None:
+        super().__init__(
+            f"patient data key {name} is wrapped under master key {master_key_id!r}, which "
+            "was retired (`relais keys retire`) and is refused: run `relais keys rewrap` "
+            "before retiring a master key; a data key restored from a backup made before "
+            "the rotation stays unreadable (that is what retiring is for)"
+        )
+
+
+class MasterKeyUnknownError(PatientKeyError, StoreUnavailableError):
+    """The data key is wrapped under a master key this process's keyring lacks."""
+
+    def __init__(self, master_key_id: str, name: str) -> None:
+        super().__init__(
+            f"patient data key {name} is wrapped under master key {master_key_id!r}, which "
+            "this process's keyring does not hold: give every process the keyring file "
+            "`relais keys rotate` wrote (RELAIS_KEYRING_FILE) and restart it"
+        )
+
+
+class WrappedKeyTamperedError(PatientKeyError):
+    """The key store's record of a data key does not authenticate or parse."""
+
+    def __init__(self, name: str, what: str) -> None:
+        super().__init__(f"patient data key {name}: {what}")
