@@ -21,7 +21,10 @@
 #   OUT_DIR/mllp/senders/NAME.crt, .key   one client certificate per sending facility
 #                                         (CN=NAME, clientAuth), to hand to its interface
 #                                         engine
-#   OUT_DIR/mllp/relais-acks.crt, .key    Relais's client certificate when it sends ZAMs to
+#   OUT_DIR/acks/ca.crt                   the CA of Relais's client certificate below: give
+#                                         it to the producers, whose MLLP listeners receive
+#                                         the ZAMs (a CA of its own: it opens no gateway)
+#   OUT_DIR/acks/relais-acks.crt, .key    Relais's client certificate when it sends ZAMs to
 #                                         the producers' MLLP listeners over mutual TLS
 #                                         (RELAIS_ACK_CLIENT_CERT / RELAIS_ACK_CLIENT_KEY)
 #   OUT_DIR/mllp/producers-ca.crt         the CA of the producers' own MLLP listeners, which
@@ -64,7 +67,7 @@ case $PKI_KEY_TYPE in
 esac
 
 umask 077
-mkdir -p "$OUT/kafka" "$OUT/mllp/senders"
+mkdir -p "$OUT/kafka" "$OUT/mllp/senders" "$OUT/acks"
 chmod 0700 "$OUT"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -176,9 +179,12 @@ for sender in $MLLP_SENDERS; do
   leaf "$OUT/mllp" "$OUT/mllp/senders/$sender.key" "$OUT/mllp/senders/$sender.crt" "$sender" \
     client_ext "$sender"
 done
-leaf "$OUT/mllp" "$OUT/mllp/relais-acks.key" "$OUT/mllp/relais-acks.crt" relais-acks \
+# Relais's own client certificate comes from a third CA: issued by the senders' CA it would
+# also open the gateway, as a "facility" named relais-acks
+ca "$OUT/acks" "Relais acknowledgements client CA"
+leaf "$OUT/acks" "$OUT/acks/relais-acks.key" "$OUT/acks/relais-acks.crt" relais-acks \
   client_ext relais-acks
-owner "$RELAIS_UID" "$OUT/mllp/relais-acks.key"
+owner "$RELAIS_UID" "$OUT/acks/relais-acks.key"
 [[ -e "$OUT/mllp/producers-ca.crt" ]] || cp "$OUT/mllp/ca.crt" "$OUT/mllp/producers-ca.crt"
 
 if ((${#CHOWNS[@]})); then

@@ -63,8 +63,6 @@ INSTALL_HINT = (
 BROKERS = {"kafka-1", "kafka-2", "kafka-3"}
 # The stages keep Faust tables (RocksDB on a volume each).
 STAGES = {"identity", "transcode", "route"}
-# The processes that read or write document bodies (the claim-check store).
-STORE_USERS = {"mllp", "transcode", "dmp-sink", "mss-sender"}
 WORKERS = {
     "identity",
     "transcode",
@@ -80,6 +78,10 @@ WORKERS = {
     "mllp",
 }
 RELAIS_SERVICES = {"topics", "dmp-sandbox", "insi-sandbox", *WORKERS}
+# The processes that read or write the document store: bodies (the claim check) and, under
+# keys/, the patients' wrapped data keys, which every process opening a patient's sealed
+# fields needs: all of the workers, sinks and the gateway.
+STORE_USERS = WORKERS
 EXPECTED_SERVICES = {
     *BROKERS,
     "volumes-init",
@@ -672,7 +674,7 @@ def test_transcode_reads_the_lab_reference_tables(compose_config: dict[str, Any]
     assert UcumUnits.from_xml(ucum.read_bytes(), source=str(ucum)).valid("mmol/L")
     CdaSchema.load(host_path(env["RELAIS_CDA_XSD_DIR"]))
 
-    elsewhere = _services(_config({"RELAIS_TABLES_DIR": "/srv/relais-tables"}))["transcode"]
+    elsewhere = _services(_config({"DEPLOY_TABLES_DIR": "/srv/relais-tables"}))["transcode"]
     assert "/srv/relais-tables" in {source for source, _ in _mounts(elsewhere).values()}
 
 
@@ -725,7 +727,7 @@ def _openssl_verify(ca: Path, cert: Path, *extra: str) -> subprocess.CompletedPr
 
 
 def test_pki_script_makes_every_secret_the_deployment_mounts(pki: Path) -> None:
-    config = _config({"RELAIS_PKI_DIR": str(pki)})
+    config = _config({"DEPLOY_PKI_DIR": str(pki)})
     files = {
         name: Path(secret["file"])
         for name, secret in config["secrets"].items()
@@ -741,7 +743,7 @@ def test_pki_script_makes_every_secret_the_deployment_mounts(pki: Path) -> None:
 
 
 def test_pki_broker_certificates_verify_with_their_host_names(pki: Path, tmp_path: Path) -> None:
-    config = _config({"RELAIS_PKI_DIR": str(pki)})
+    config = _config({"DEPLOY_PKI_DIR": str(pki)})
     services = _services(config)
     ca_path = _secret_file(
         config,
@@ -774,7 +776,7 @@ def test_pki_broker_certificates_verify_with_their_host_names(pki: Path, tmp_pat
 
 
 def test_pki_client_and_mllp_certificates_verify(pki: Path) -> None:
-    config = _config({"RELAIS_PKI_DIR": str(pki)})
+    config = _config({"DEPLOY_PKI_DIR": str(pki)})
     services = _services(config)
     identity, mllp = services["identity"], services["mllp"]
     env = _environment(identity)
@@ -816,7 +818,7 @@ def test_pki_client_and_mllp_certificates_verify(pki: Path) -> None:
 def test_the_ack_forwarder_reaches_producers_over_mutual_tls(pki: Path) -> None:
     """ZAMs can carry a patient's mailbox address: the forwarder verifies the producers'
     listeners with their CA and shows its own client certificate (routes ending in /tls)."""
-    config = _config({"RELAIS_PKI_DIR": str(pki), "RELAIS_ACK_ROUTES": "CHU-X=dpi:6661/tls"})
+    config = _config({"DEPLOY_PKI_DIR": str(pki), "RELAIS_ACK_ROUTES": "CHU-X=dpi:6661/tls"})
     forwarder = _services(config)["ack-forwarder"]
     env = _environment(forwarder)
     assert env["RELAIS_ACK_ROUTES"] == "CHU-X=dpi:6661/tls"
@@ -827,9 +829,11 @@ def test_the_ack_forwarder_reaches_producers_over_mutual_tls(pki: Path) -> None:
     (client,) = _certificates(cert)
     assert _public(serialization.load_pem_private_key(key.read_bytes(), None)) == _public(client)
     assert _usages(client) == {ExtendedKeyUsageOID.CLIENT_AUTH}
-    # issued by the MLLP CA, which the demo producers' listeners trust; the producers' CA file
-    # verifies the gateway-style server certificates of that PKI
-    _ok(_openssl_verify(pki / "mllp" / "ca.crt", cert, "-purpose", "sslclient"))
+    # issued by a CA of its own (the producers trust it), not by the senders' CA: it opens no
+    # gateway; the producers' CA file verifies the gateway-style server certificates
+    _ok(_openssl_verify(pki / "acks" / "ca.crt", cert, "-purpose", "sslclient"))
+    assert _openssl_verify(pki / "mllp" / "ca.crt", cert, "-purpose", "sslclient").returncode
+    assert cert.resolve().is_relative_to((pki / "acks").resolve())
     _ok(_openssl_verify(ca, pki / "mllp" / "server.crt", "-purpose", "sslserver"))
     # Relais loads them as compose gives them: the route gets a context with the client cert
     from producers.mllp.ack_routes import routes_from  # noqa: PLC0415
