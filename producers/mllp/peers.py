@@ -92,7 +92,8 @@ class PeerBinding:
     )
 
     def facilities(self, subject: str) -> frozenset[str]:
-        return self.facilities_by_subject.get(subject, frozenset({subject}))
+        # a certificate whose CN is literally "*" is not a hub: only the mapping grants "*"
+        return self.facilities_by_subject.get(subject, frozenset({subject} - {ANY_FACILITY}))
 
     def allows(self, subject: str | None, facility: str) -> bool:
         """Whether the certificate named ``subject`` may send as MSH-4 ``facility`` (as sent:
@@ -133,7 +134,8 @@ def refusal_text(subject: str | None, allowed: frozenset[str], facility: str) ->
 
 def first_line(payload: bytes) -> bytes:
     """The MSH segment of ``payload`` (read from its first 64 kB only)."""
-    head = payload[:_HEADER_BYTES]
+    # the parser skips leading line ends and a UTF-8 BOM: so does the binding
+    head = payload[:_HEADER_BYTES].lstrip(b"\r\n").removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
     ends = [index for index in (head.find(b"\r"), head.find(b"\n")) if index >= 0]
     return head[: min(ends)] if ends else head
 

@@ -176,3 +176,16 @@ def test_unusable_tls_files_are_named_in_one_line(tmp_path: Path) -> None:
     settings = MllpSettings(tls_cert=junk, tls_key=junk, client_ca=junk)
     with pytest.raises(SettingsError, match=r"RELAIS_MLLP_TLS_CERT=.* not usable PEM material"):
         gateway_config(settings)
+
+
+def test_a_certificate_named_star_is_no_hub() -> None:
+    binding = PeerBinding()
+    assert not binding.allows("*", "CHU-X")
+    mapped = PeerBinding(parse_peer_facilities("hub.region.fr=*"))
+    assert mapped.allows("hub.region.fr", "CHU-X")
+
+
+@pytest.mark.parametrize("prefix", [b"\r\n", b"\n", b"\xef\xbb\xbf", b"\r\n\xef\xbb\xbf"])
+def test_the_header_is_found_after_leading_line_ends_and_a_bom(prefix: bytes) -> None:
+    msh = b"MSH|^~\\&|APP|CHU-X|RELAIS|RELAIS|20250101||ORU^R01|1|P|2.5"
+    assert first_line(prefix + msh + b"\rPID|1") == msh
