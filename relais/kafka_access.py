@@ -22,6 +22,20 @@ __all__ = ["KafkaAccessError", "diagnose"]
 _API_VERSIONS = struct.pack(">ihhih", 10, 18, 0, 1, -1)  # size, ApiVersions v0, id 1, no client
 
 
+_NO_CERT = (
+    "it requires a client certificate; set RELAIS_KAFKA_CERT_FILE and RELAIS_KAFKA_KEY_FILE to "
+    "one its CA trusts"
+)
+_CERT_REFUSED = (
+    "it refused the client certificate of RELAIS_KAFKA_CERT_FILE: use one issued by a CA the "
+    "brokers trust"
+)
+
+
+#: the server's alerts when it does not trust the client certificate it was shown
+_UNTRUSTED_CLIENT = ("ALERT_UNKNOWN_CA", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN")
+
+
 class KafkaAccessError(ConnectionError):
     """The bus cannot be reached as configured; the message says what to set."""
 
@@ -33,6 +47,8 @@ def diagnose(target: Target, timeout_s: float = 3.0) -> str | None:
     reasons = []
     for server in servers:
         reason = _try(server, ssl_context(conn.security), timeout_s)
+        if reason is not None and conn.security.cert_file is not None:
+            reason = reason.replace(_NO_CERT, _CERT_REFUSED)
         if reason is None:
             return None
         reasons.append(reason)
@@ -89,9 +105,10 @@ def _refused(server: str, exc: BaseException) -> str:
     if "CERTIFICATE_REQUIRED" in text.upper() or "closed after the TLS handshake" in text:
         return (
             f"the Kafka broker at {server} refused the connection after the TLS handshake "
-            f"({text}): it requires a client certificate; set RELAIS_KAFKA_CERT_FILE and "
-            "RELAIS_KAFKA_KEY_FILE to one its CA trusts"
+            f"({text}): {_NO_CERT}"
         )
+    if any(alert in text.upper() for alert in _UNTRUSTED_CLIENT):
+        return f"the Kafka broker at {server} refused the TLS handshake ({text}): {_CERT_REFUSED}"
     if "WRONG_VERSION_NUMBER" in text.upper() or "record layer failure" in text.lower():
         return (
             f"the Kafka broker at {server} does not speak TLS there ({text}): set "
