@@ -33,6 +33,7 @@ from relais import kafka_clients
 from relais.contracts import Codec, ContractError
 from relais.kafka_clients import KafkaConnection, Target
 from relais.keyring import Keyring
+from relais.keyring_source import load_keyring
 from relais.settings import Settings
 from relais.topic_admin import ensure_topics
 from relais.topics import AUDIT, DEADLETTER, DEFAULT_PARTITIONS, DELIVERY_STATUS, IDENTITY_PENDING
@@ -97,9 +98,8 @@ class LocalStack:
     async def start(self, broker_listen: str | None = None) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         keyring_file = self.work_dir / "keyring.json"
-        self.keyring = Keyring.generate()
         keyring_file.unlink(missing_ok=True)
-        self.keyring.write(keyring_file)
+        Keyring.generate().write(keyring_file)
         bus = await self._start_broker(broker_listen or f"127.0.0.1:{free_port()}")
         pki = sandbox_pki(self.work_dir / "dmp-pki")
         self._runner, self.sandbox, dmp_port = await start_sandbox(
@@ -122,6 +122,10 @@ class LocalStack:
             insi=replace(base.insi, url=f"http://127.0.0.1:{insi_port}"),
             process=replace(base.process, data_dir=self.work_dir / "data"),
         )
+        # as the processes load it: with RELAIS_PATIENT_KEYS (the default), the patient key
+        # vault over the stack's document store, so that what the harness publishes is sealed
+        # under patients' keys and what it reads back opens
+        self.keyring = load_keyring(self.settings)
         for args in self.workers:
             self.spawn(*args)
         for _ in range(self.copies if self.mail else 0):

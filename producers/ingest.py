@@ -50,7 +50,9 @@ class MessagePublisher(Protocol):
     async def publish_message(
         self, message: Hl7Message, *, sector: str, keys: tuple[DocumentKey, ...] | None = None
     ) -> list[str]: ...
-    async def dead_letter(self, raw: bytes, *, stage: str, failure: Failure) -> str: ...
+    async def dead_letter(
+        self, raw: bytes, *, stage: str, failure: Failure, message: Hl7Message | None = None
+    ) -> str: ...
 
 
 class IngestObserver(Protocol):
@@ -130,7 +132,12 @@ class Ingest:
             failure = Failure(f"hl7-{error.hl7_error_code}", str(error))
             try:
                 await asyncio.wait_for(
-                    self.publisher.dead_letter(payload, stage="mllp", failure=failure),
+                    self.publisher.dead_letter(
+                        payload,
+                        stage="mllp",
+                        failure=failure,
+                        message=header if isinstance(header, Hl7Message) else None,
+                    ),
                     self.publish_timeout_s,
                 )
             except (KafkaError, TimeoutError, OSError) as exc:

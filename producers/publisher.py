@@ -30,7 +30,13 @@ from producers.door.known_documents import (
 )
 from producers.hl7.errors import Hl7ValidationError
 from producers.hl7.message import Hl7Message
-from producers.submission import document_submitted, identity_update, submissions
+from producers.submission import (
+    document_submitted,
+    identity_update,
+    patient_key,
+    patient_key_of,
+    submissions,
+)
 from relais import kafka_clients
 from relais.audit_records import received
 from relais.contracts import Codec, Record
@@ -38,7 +44,7 @@ from relais.deadletter import Failure, Origin, dead_letter
 from relais.document_store import DocumentStore
 from relais.document_store.bodies import BodyWriter
 from relais.kafka_clients import Target
-from relais.keyring import Keyring
+from relais.keyring import Keyring, warm_patient_key
 from relais.topics import (
     AUDIT,
     DEADLETTER,
@@ -76,6 +82,14 @@ def check_sector(message: Hl7Message, sector: str) -> None:
 
 
 MAX_REQUEST_BYTES = 16 << 20
+
+
+def _patient_of(keyring: Keyring, message: Hl7Message | None) -> str | None:
+    """The pseudonym of the patient a parsed message names (its INS or a local id), if any."""
+    if message is None or keyring.patients is None:
+        return None
+    named = message.patient
+    return patient_key(keyring, message) if named.ins or named.local_ids else None
 
 
 class Publisher:
@@ -143,6 +157,7 @@ class Publisher:
         A test message (MSH-11 T/D) goes to the test topic only: no stage reads it.
         """
         check_sector(message, sector)
+        await warm_patient_key(self.keyring, patient_key(self.keyring, message), create=True)
         now = self.clock()
         if not message.documents:
             update = identity_update(message, sector=sector, keyring=self.keyring, now=now)
@@ -191,6 +206,8 @@ class Publisher:
                 hl7_error_code="207",
                 app_error_code="906",
             )
+        patient = patient_key_of(self.keyring, submission.patient, submission.origin.facility)
+        await warm_patient_key(self.keyring, patient, create=True)
         bodies = BodyWriter(self.keyring, self.store)
         record = document_submitted(
             submission.document,
@@ -207,8 +224,14 @@ class Publisher:
         await self._send([(self.topic, "DocumentSubmitted", record)])
         return str(record["event_id"])
 
-    async def dead_letter(self, raw: bytes, *, stage: str, failure: Failure) -> str:
-        """Record input Relais refused (sealed), so that nothing refused is silently gone."""
+    async def dead_letter(
+        self, raw: bytes, *, stage: str, failure: Failure, message: Hl7Message | None = None
+    ) -> str:
+        """Record input Relais refused (sealed), so that nothing refused is silently gone;
+        under the data key of the patient ``message`` (parsed) names (made if they have
+        none), else under the shared key."""
+        patient = _patient_of(self.keyring, message)
+        await warm_patient_key(self.keyring, patient, create=True)
         letter = dead_letter(
             self.keyring,
             stage=stage,
@@ -216,6 +239,8 @@ class Publisher:
             origin=Origin(stage),
             original=raw,
             now=self.clock(),
+            patient_key=patient,
+            create_key=True,
         )
         value = self.codec.encode("DeadLetter", letter)
         await (await self._producer.send(self.deadletter_topic, value=value))

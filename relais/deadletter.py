@@ -93,19 +93,17 @@ def dead_letter(
     now: datetime,
     dead_letter_id: str | None = None,
     patient_key: str | None = None,
+    create_key: bool = False,
 ) -> Record:
     """A ``DeadLetter`` record; ``original`` is sealed, bound to the dead letter's id, under
-    the patient's data key when ``patient_key`` is known (and the failure is not the
-    patient's erasure: that would make them a new key).
+    the patient's data key when ``patient_key`` is known and the patient has one
+    (``create_key``: or gets one, at the door), else under the shared key.
 
     The id is derived from the stage and the record's place (topic, partition,
     offset) when known, so a replay of the same record gives the same dead letter.
     """
     dl_id = dead_letter_id or stable_id(stage, origin)
-    if failure.reason_code == "patient-erased":
-        keyring = keyring.shared()
-    else:
-        keyring = keyring.for_patient(patient_key)
+    keyring = _sealing(keyring, failure, patient_key, create_key=create_key)
     return {
         "dead_letter_id": dl_id,
         "event_id": origin.event_id,
@@ -120,6 +118,26 @@ def dead_letter(
         "original_sha256": hashlib.sha256(original).hexdigest(),
         "original_size": len(original),
     }
+
+
+def _sealing(
+    keyring: Keyring, failure: Failure, patient_key: str | None, *, create_key: bool
+) -> Keyring:
+    """The keyring a dead letter seals with: the shared key when the patient was erased,
+    when they have no key (an erased patient gets no new one from a dead letter), or when
+    their key cannot be had (a retired master key, a tampered record, the key store down:
+    raising here, inside the stage's handling of the failure, would crash the worker on the
+    same record forever)."""
+    if patient_key is None or failure.reason_code == "patient-erased":
+        return keyring.shared()
+    try:
+        if create_key:
+            patient = keyring.for_patient(patient_key)
+            patient.sealing_key()  # made now, or the fallback below
+            return patient
+        return keyring.for_existing_patient(patient_key)
+    except Exception:  # a dead letter is always made (see above)
+        return keyring.shared()
 
 
 def dead_letter_output(

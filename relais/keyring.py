@@ -25,6 +25,7 @@ name the key id, the origin (file path or variable) and what to fix.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -52,6 +53,7 @@ __all__ = [
     "RetiredKeyError",
     "UnknownKeyError",
     "pseudonymise",
+    "warm_patient_key",
 ]
 
 KEY_SIZE = 32
@@ -69,6 +71,18 @@ class PatientKeys(Protocol):
 
     def key(self, key_id: str) -> bytes:
         """The data key a patient key id names (``ErasedKeyError`` once it is erased)."""
+        ...
+
+    def existing_key(self, patient_key: str) -> tuple[str, bytes] | None:
+        """(key id, key) of the patient's data key if they have one; never makes one."""
+        ...
+
+    def is_cached(self, patient_key: str) -> bool:
+        """True when the patient's key is at hand without reading the key store."""
+        ...
+
+    def warm(self, patient_key: str, *, create: bool) -> None:
+        """Read (``create``: or make) the patient's key into the cache; never raises."""
         ...
 
 
@@ -185,6 +199,16 @@ class Keyring:
         the records' Kafka key); itself when per-patient keys are off or none is given."""
         if self.patients is None or not patient_key or patient_key == self.patient:
             return self
+        return replace(self, patient=patient_key)
+
+    def for_existing_patient(self, patient_key: str | None) -> Keyring:
+        """:meth:`for_patient` when the patient has a data key now, else :meth:`shared`: never
+        makes a key (dead letters: an erased patient's record must not give them a new one).
+        Raises what reading the key store raises."""
+        if self.patients is None or not patient_key:
+            return self.shared()
+        if self.patients.existing_key(patient_key) is None:
+            return self.shared()
         return replace(self, patient=patient_key)
 
     def shared(self) -> Keyring:
@@ -318,6 +342,19 @@ def _retired(data: dict[str, object], origin: str) -> frozenset[str]:
     if not isinstance(retired, list) or not all(isinstance(r, str) for r in retired):
         raise KeyringError(f"{origin}: 'retired' must be a list of key ids")
     return frozenset(retired)
+
+
+async def warm_patient_key(
+    keyring: Keyring, patient_key: str | None, *, create: bool = False
+) -> None:
+    """Read the patient's data key into the vault's cache in a thread, so that the
+    synchronous sealing and opening that follow (the stages' cores) only hit the cache and
+    the event loop never waits on the key store. Nothing to do when per-patient keys are
+    off, for no patient, or when the key is cached already (the hot path: no thread)."""
+    vault = keyring.patients
+    if vault is None or not patient_key or vault.is_cached(patient_key):
+        return
+    await asyncio.to_thread(vault.warm, patient_key, create=create)
 
 
 def pseudonymise(keyring: Keyring, value: str, *, domain: str = "patient") -> str:

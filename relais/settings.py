@@ -35,7 +35,7 @@ RELAIS_KAFKA_OAUTH_CLIENT_SECRET
 RELAIS_KAFKA_OAUTH_SCOPE       the scope asked for                         (none)
 RELAIS_KEYRING_FILE            path of the keyring JSON file               (none)
 RELAIS_KEYRING                 keyring JSON inline (instead of a file)     (none)
-RELAIS_PATIENT_KEYS            seal each patient's data under their own    no
+RELAIS_PATIENT_KEYS            seal each patient's data under their own    yes
                                data key (docs/keys-and-erasure.md)
 RELAIS_PATIENT_KEY_CACHE_S     how long a process keeps a patient's data   60
                                key unwrapped (bounds erasure's delay)

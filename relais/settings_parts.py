@@ -105,7 +105,7 @@ class KeyringSettings:
 
     file: Path | None = None
     json: str | None = field(default=None, repr=False)  # key material: never printed
-    patient_keys: bool = False
+    patient_keys: bool = True  # each patient's data under their own key (docs/keys-and-erasure.md)
     patient_key_cache_s: float = 60.0
 
     @classmethod

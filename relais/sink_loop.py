@@ -49,7 +49,7 @@ from relais.deadletter import Failure, Origin, dead_letter_output, failure_of, p
 from relais.document_store.errors import StoreUnavailableError
 from relais.fetch_wait import FETCH_MAX_WAIT_MS
 from relais.kafka_clients import Target
-from relais.keyring import Keyring
+from relais.keyring import Keyring, warm_patient_key
 from relais.metrics import ASSIGNED_PARTITIONS, StageMetrics
 from relais.partition_retry import PartitionRetry
 
@@ -358,6 +358,7 @@ class SinkLoop:
             metrics.received()
         with metrics.timed() if metrics is not None else contextlib.nullcontext():
             try:
+                await warm_patient_key(self.stage.keyring, patient_of_key(message.key))
                 return await handle(tp, message)
             except StoreUnavailableError as exc:  # the store, not the record: try it later
                 log.warning(

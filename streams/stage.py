@@ -36,7 +36,7 @@ from relais.document_store.bodies import (
     inline_sealer,
     read_content,
 )
-from relais.keyring import Keyring
+from relais.keyring import Keyring, warm_patient_key
 from relais.patient_traits import open_traits
 from relais.topics import DEADLETTER, TopicSpec
 
@@ -148,6 +148,7 @@ async def step(
         name, record = decode(stage, codec, value, topic=topic, partition=partition, offset=offset)
         event_id = str(record.get("event_id") or "") or None
         ctx = replace(ctx, keyring=ctx.keyring.for_patient(patient_of(record)))
+        await warm_patient_key(ctx.keyring, ctx.keyring.patient)  # the core only hits the cache
         body = await _body(ctx, record) if stage.reads_body else None
         writer = BodyWriter(ctx.keyring, ctx.store)
         produced = stage.handle(

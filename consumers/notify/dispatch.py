@@ -29,6 +29,7 @@ from consumers.notify.schedule import Batch, Ledger
 from relais.backoff import exponential_backoff
 from relais.deadletter import StageFailure
 from relais.delivery_metrics import DELIVERIES
+from relais.document_store.errors import StoreUnavailableError
 from relais.envelope import EnvelopeError
 from relais.keyring import Keyring
 from relais.patient_traits import open_traits
@@ -131,6 +132,8 @@ class Dispatcher:
             traits = open_traits(
                 {"event_id": entry.event_id, "patient": {"identity": entry.identity}}, self.keyring
             )
+        except StoreUnavailableError as exc:  # the patient key store, not the entry: later
+            raise ChannelUnavailable(str(exc), code="KEY_STORE_UNAVAILABLE") from None
         except (EnvelopeError, StageFailure):
             raise ChannelRejected(
                 "the patient identity does not open with this keyring", code="IDENTITY_UNREADABLE"

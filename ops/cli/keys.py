@@ -27,7 +27,7 @@ def keys() -> None:
 
     \b
     relais keys generate --out F     a new keyring file (mode 0600)
-    relais keys rotate --file F      a new active key; patients' data keys re-wrapped
+    relais keys rotate --file F      a new active key (then restart every process with F)
     relais keys rewrap --file F      re-wrap the data keys still under an older key
     relais keys retire KEY --file F  destroy an old key once nothing needs it
     """
@@ -51,29 +51,37 @@ def keys_generate(out: Path) -> None:
     "--file", "path", type=click.Path(exists=True, path_type=Path), required=True, help=FILE_HELP
 )
 @click.option(
-    "--no-rewrap",
-    is_flag=True,
-    help="only add the key; run `relais keys rewrap` later (e.g. once every process has "
-    "been restarted with the new file)",
+    "--rewrap/--no-rewrap",
+    default=False,
+    help="also re-wrap the patients' data keys now [default: no: a process still on the old "
+    "file could not unwrap them until restarted; run `relais keys rewrap` once every "
+    "process runs with the new file]",
 )
 @click.pass_context
-def keys_rotate(ctx: click.Context, path: Path, no_rewrap: bool) -> None:
+def keys_rotate(ctx: click.Context, path: Path, rewrap: bool) -> None:
     """Add a new active key; old keys stay to decrypt existing records.
 
-    With RELAIS_PATIENT_KEYS=yes, every patient's data key is then re-wrapped under the
-    new key (in the key store beside RELAIS_DOCUMENT_STORE). Give the new file to every
-    process: one still on the old file retries the records of a patient whose key it
-    has not cached until it is restarted with the new one.
+    \b
+    The order, with RELAIS_PATIENT_KEYS=yes:
+    1. relais keys rotate --file F       (this command)
+    2. give F to every process and restart each one
+    3. relais keys rewrap --file F       patients' data keys under the new key
+    4. relais keys retire OLD --file F   refused while any data key is still under OLD
     """
     from relais.keyring import Keyring  # noqa: PLC0415 - fast --help
 
-    keyring = Keyring.from_file(path).rotated()
+    old = Keyring.from_file(path)
+    keyring = old.rotated()
     keyring.write(path)
     click.echo(f"{path}: active key is now {keyring.active_key_id} ({len(keyring.keys)} keys)")
-    if no_rewrap:
-        click.echo(f"patients' data keys not re-wrapped: run `relais keys rewrap --file {path}`")
-    elif (vault := _vault(ctx, keyring)) is not None:
+    if rewrap and (vault := _vault(ctx, keyring)) is not None:
         _rewrap(vault, keyring.active_key_id)
+        return
+    click.echo(
+        "next: give this file to every process and restart each one; then "
+        f"`relais keys rewrap --file {path}`; then, once it says nothing is left under "
+        f"{old.active_key_id}, `relais keys retire {old.active_key_id} --file {path}`"
+    )
 
 
 @keys.command("rewrap")
@@ -102,7 +110,9 @@ def keys_retire(ctx: click.Context, key_id: str, path: Path) -> None:
     """Destroy an old key's material; it stays listed as retired and is refused.
 
     Refused while any patient's data key is still wrapped under it (run `relais keys
-    rewrap` first). Records sealed directly under it (before per-patient keys, or tied
+    rewrap` first, once every process runs with the new file: a process still on the old
+    one wraps the keys it makes under the old key, which this re-counts). Records sealed
+    directly under it (before per-patient keys, or tied
     to no patient) can no longer be opened: retire a key once the topics' retention has
     passed since it stopped being active. A backup of the key store made before the
     re-wrap (which could hold an erased patient's key) is unreadable from then on.

@@ -17,8 +17,8 @@ from ops.cli.context import settings_of
 from ops.cli.identity import OPERATOR_HELP, _bus, _operator
 
 if TYPE_CHECKING:
+    from relais.contracts import Record
     from relais.keyring import Keyring
-    from relais.patient_keys.erasure import Erased
 
 
 @click.group()
@@ -80,8 +80,7 @@ def patient_erase(
     targets = list(patient_keys) + (_by_ins(keyring, ins, ins_oid) if ins else [])
     if not yes:
         click.confirm("Erase this patient's data? This cannot be undone", abort=True)
-    for erased in asyncio.run(_erase(ctx, keyring, targets)):
-        _send_audit(ctx, erased, who)
+    asyncio.run(_erase(ctx, keyring, targets, who))
 
 
 def _by_ins(keyring: Keyring, ins: str, oid: str | None) -> list[str]:
@@ -95,7 +94,7 @@ def _by_ins(keyring: Keyring, ins: str, oid: str | None) -> list[str]:
         return keys
     vault = keyring.patients
     assert isinstance(vault, PatientVault)
-    found = [k for k in keys if vault.store.get(vault.name_of(k)) is not None]
+    found = [k for k in keys if vault.current_key_id(k) is not None]
     if not found:
         raise click.ClickException(
             "no data key for this INS under any INS OID: the patient was never seen, was "
@@ -117,36 +116,43 @@ def _keyring(ctx: click.Context) -> Keyring:
     return load_keyring(settings)
 
 
-async def _erase(ctx: click.Context, keyring: Keyring, targets: list[str]) -> list[Erased]:
+async def _erase(ctx: click.Context, keyring: Keyring, targets: list[str], who: str) -> None:
+    """Each patient in turn: the audit of the request (naming the key about to go), the
+    erasure, the audit of what went; the first failure stops the run (run it again)."""
     from relais.document_store.open import open_store  # noqa: PLC0415
-    from relais.patient_keys.erasure import erase_patient  # noqa: PLC0415
+    from relais.patient_keys.erasure import (  # noqa: PLC0415
+        erase_patient,
+        erasure_audit,
+        erasure_requested_audit,
+    )
     from relais.patient_keys.vault import PatientVault  # noqa: PLC0415
 
     vault = keyring.patients
     assert isinstance(vault, PatientVault)  # load_keyring attaches one when the keys are on
     store = open_store(settings_of(ctx))
-    done = []
     try:
         for patient_key in targets:
+            key_id = vault.current_key_id(patient_key)
+            now = datetime.now(UTC)
+            asked = erasure_requested_audit(patient_key, key_id, operator=who, now=now)
+            await _audit(ctx, asked, patient_key, done=False)
             erased = await erase_patient(vault, store, patient_key)
             key = f"key {erased.key_id} destroyed" if erased.key_id else "no data key left"
             click.echo(f"patient {patient_key[:16]}: {erased.bodies} stored bodies erased, {key}")
-            done.append(erased)
+            audit = erasure_audit(erased, operator=who, now=datetime.now(UTC))
+            await _audit(ctx, audit, patient_key, done=True)
+            click.echo(f"audited (operator {who}, audit {audit['audit_id']})")
     finally:
         await store.close()
-    return done
 
 
-def _send_audit(ctx: click.Context, erased: Erased, who: str) -> None:
-    from relais.patient_keys.erasure import erasure_audit  # noqa: PLC0415
-
-    audit = erasure_audit(erased, operator=who, now=datetime.now(UTC))
+async def _audit(ctx: click.Context, audit: Record, patient_key: str, *, done: bool) -> None:
     try:
-        asyncio.run(_bus(ctx).send("AuditEvent", audit, key=audit["event_id"]))
+        await _bus(ctx).send("AuditEvent", audit, key=audit["event_id"])
     except Exception as exc:
+        state = "is erased" if done else "was not erased"
         raise click.ClickException(
-            f"patient {erased.patient_key[:16]} is erased but its audit event was not "
-            f"written ({type(exc).__name__}): run the same command again once the broker "
-            "answers (erasing again is harmless)"
+            f"patient {patient_key[:16]} {state} and the audit event was not written "
+            f"({type(exc).__name__}): run the same command again once the broker answers "
+            "(erasing again is harmless; the audit written before the erasure names the key)"
         ) from None
-    click.echo(f"audited (operator {who}, audit {audit['audit_id']})")

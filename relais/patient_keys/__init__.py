@@ -6,9 +6,12 @@ data key (DEK, AES-256), itself stored only wrapped by a master key
 (:mod:`relais.patient_keys.kms`: the keyring's keys, or an HSM/KMS behind the same
 interface). ``relais patient erase`` deletes the wrapped DEK (and the patient's bodies):
 what was sealed under it, wherever copies of the ciphertext are (topics, dead letters,
-backups of the topics), can no longer be opened. ``relais keys rotate`` re-wraps every DEK
-under the new master key; ``relais keys retire`` removes an old master key, after which a
-DEK still wrapped under it (a restored backup of the key store) is refused.
+backups of the topics), can no longer be opened; a tombstone records which key version was
+destroyed, so that a key merely missing (another store) is retried, never taken for an
+erasure. ``relais keys rotate`` adds a master key; ``relais keys rewrap`` (once every process
+runs with the new file) re-wraps every DEK under it; ``relais keys retire`` removes an old
+master key, after which a DEK still wrapped under it (a restored backup of the key store) is
+refused.
 
 - :mod:`.errors`: the exception tree.
 - :mod:`.kms`: :class:`~.kms.Kms` and :class:`~.kms.LocalKms`.
@@ -16,5 +19,6 @@ DEK still wrapped under it (a restored backup of the key store) is refused.
 - :mod:`.vault`: :class:`~.vault.PatientVault`: get or create, resolve, erase, re-wrap.
 - :mod:`.open`: the vault of a process, from its settings.
 
-Enabled by RELAIS_PATIENT_KEYS=yes; docs/keys-and-erasure.md says how to run it.
+On by default (RELAIS_PATIENT_KEYS, default yes; ``no`` turns it off); the key store is
+``keys/`` under RELAIS_DOCUMENT_STORE. docs/keys-and-erasure.md says how to run it.
 """

@@ -18,7 +18,7 @@ from relais.document_store.stores import DocumentStore
 from relais.envelope import PATIENT_KEY_PREFIX
 from relais.patient_keys.vault import PatientVault
 
-__all__ = ["Erased", "erase_patient", "erasure_audit"]
+__all__ = ["Erased", "erase_patient", "erasure_audit", "erasure_requested_audit"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,22 @@ async def erase_patient(vault: PatientVault, store: DocumentStore, patient_key: 
     name = vault.name_of(patient_key)
     bodies = await store.erase_sealed_with(f"{PATIENT_KEY_PREFIX}{name}.")
     return Erased(patient_key, vault.erase(patient_key), bodies)
+
+
+def erasure_requested_audit(
+    patient_key: str, key_id: str | None, *, operator: str, now: datetime
+) -> Record:
+    """The ``AuditEvent`` written *before* an erasure: who asked, which patient, and the key
+    about to be destroyed (a run cut short after the erasure still has it on record)."""
+    key = f"data key {key_id}" if key_id else "no data key (none left)"
+    return audit_event(
+        event_id=str(uuid.uuid4()),
+        component="patient-cli",
+        action="OTHER",
+        outcome="patient-erasure-requested",
+        now=now,
+        detail=f"operator {operator} erases patient {patient_key[:16]}: {key}",
+    )
 
 
 def erasure_audit(erased: Erased, *, operator: str, now: datetime) -> Record:

@@ -4,7 +4,8 @@ Every error here is also an :class:`~relais.envelope.EnvelopeError` (it stops an
 a body from opening), so a stage or sink turns it into a dead letter like any other record
 it cannot open; :class:`MasterKeyUnknownError` is also a
 :class:`~relais.document_store.errors.StoreUnavailableError`, so the record is retried
-instead (the process's keyring is older than the key store: restarted, it reads the new one).
+instead (the process's keyring is older than the key store: restarted, it reads the new one);
+so is :class:`PatientKeyMissingError` (the key store is not the one that made the key).
 
 Exception tree::
 
@@ -17,6 +18,10 @@ Exception tree::
         │                            (``relais keys retire``): refused
         ├── MasterKeyUnknownError    the DEK is wrapped under a master key this process does
         │                            not hold; also StoreUnavailableError: retried
+        ├── PatientKeyMissingError   no record and no tombstone for the key id: the process
+        │                            reads another key store (RELAIS_DOCUMENT_STORE,
+        │                            RELAIS_DATA_DIR), or it is not mounted; also
+        │                            StoreUnavailableError: retried, never "patient-erased"
         └── WrappedKeyTamperedError  the key store's record does not authenticate or parse
 
 A process without a vault (RELAIS_PATIENT_KEYS off) meeting a patient's key id raises
@@ -35,6 +40,7 @@ __all__ = [
     "MasterKeyRetiredError",
     "MasterKeyUnknownError",
     "PatientKeyError",
+    "PatientKeyMissingError",
     "WrappedKeyTamperedError",
 ]
 
@@ -46,7 +52,8 @@ class PatientKeyError(EnvelopeError):
 
 
 class ErasedKeyError(PatientKeyError):
-    """The patient's data key was destroyed by ``relais patient erase``."""
+    """The patient's data key was destroyed by ``relais patient erase`` (its tombstone is in
+    the key store: a record merely missing is :class:`PatientKeyMissingError`)."""
 
     reason_code = "patient-erased"
 
@@ -90,3 +97,17 @@ class WrappedKeyTamperedError(PatientKeyError):
 
     def __init__(self, name: str, what: str) -> None:
         super().__init__(f"patient data key {name}: {what}")
+
+
+class PatientKeyMissingError(PatientKeyError, StoreUnavailableError):
+    """A key id whose record is not in this process's key store, and was never erased there
+    (no tombstone): most likely another store than the one that made it. Retried."""
+
+    def __init__(self, key_id: str, store: str) -> None:
+        super().__init__(
+            f"patient data key {key_id!r} is not in the key store {store} and was never "
+            "erased there: this process most likely reads another store than the process "
+            "that made the key. Give every process the same RELAIS_DOCUMENT_STORE (the key "
+            "store is its keys/ folder or prefix; by default it is <RELAIS_DATA_DIR>/documents"
+            "/keys, so RELAIS_DATA_DIR too) and check that the store is mounted; retried"
+        )

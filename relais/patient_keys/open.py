@@ -13,16 +13,29 @@ from relais.settings import Settings
 
 
 def open_key_store(settings: Settings) -> KeyStore:
-    """``<document store folder>/keys`` or ``s3://bucket/prefix/keys/``."""
+    """``<document store folder>/keys`` or ``s3://bucket/prefix/keys/``.
+
+    On S3 the key store has a client of its own with short timeouts (1 s to connect, 2 s to
+    read, 2 attempts): its calls are synchronous, and a slow store must not hold a
+    process's event loop for the document store's 30-second reads."""
     part = settings.store
     folder = part.folder(settings.process.data_dir)
     if folder is not None:
         return FolderKeyStore(folder / "keys")
-    from relais.document_store.s3 import S3Store  # noqa: PLC0415 - boto3 only for S3
+    import boto3  # noqa: PLC0415 - boto3 only for S3
+    from botocore.config import Config  # noqa: PLC0415
 
     bucket, _, prefix = part.location[len("s3://") :].partition("/")
-    documents = S3Store(bucket, prefix, endpoint=part.endpoint, region=part.region, pool=8)
-    return S3KeyStore(documents.client, bucket, prefix, documents.description)
+    config = Config(
+        max_pool_connections=8,
+        retries={"max_attempts": 2, "mode": "standard"},
+        s3={"addressing_style": "path"},
+        connect_timeout=1,
+        read_timeout=2,
+    )
+    client = boto3.client("s3", endpoint_url=part.endpoint, region_name=part.region, config=config)
+    where = f"s3://{bucket}/{prefix.strip('/')}" + (f" at {part.endpoint}" if part.endpoint else "")
+    return S3KeyStore(client, bucket, prefix, where)
 
 
 def open_vault(settings: Settings, keyring: Keyring, kms: Kms | None = None) -> PatientVault:

@@ -11,6 +11,10 @@ Unwrapped DEKs are cached in the process for ``cache_s`` seconds (RELAIS_PATIENT
 and at most ``cache_size`` of them: after ``relais patient erase``, a process that used the
 patient's key in that window can still open (and seal with) it until its entry expires.
 The erasing process drops its own entry at once; key ids found erased are remembered.
+
+"Erased" is a fact written down: erasure leaves a tombstone per destroyed version in the key
+store. A key id with neither record nor tombstone is :class:`PatientKeyMissingError` (the
+process reads another store: retried), never taken for an erasure.
 """
 
 from __future__ import annotations
@@ -28,9 +32,14 @@ from datetime import UTC, datetime
 from typing import Final
 
 from relais.envelope import PATIENT_KEY_PREFIX
-from relais.patient_keys.errors import ErasedKeyError, PatientKeyError, WrappedKeyTamperedError
+from relais.patient_keys.errors import (
+    ErasedKeyError,
+    PatientKeyError,
+    PatientKeyMissingError,
+    WrappedKeyTamperedError,
+)
 from relais.patient_keys.kms import Kms, WrappedKey
-from relais.patient_keys.stores import NAME, KeyStore
+from relais.patient_keys.stores import NAME, VERSION, KeyStore
 
 __all__ = ["PatientVault", "Rewrapped", "key_id_of", "parse_key_id"]
 
@@ -46,7 +55,11 @@ def parse_key_id(key_id: str) -> tuple[str, str]:
     """(name, version) of a patient key id; :class:`PatientKeyError` if it is not one."""
     parts = key_id.split(".")
     name, version = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
-    if not (key_id.startswith(PATIENT_KEY_PREFIX) and NAME.fullmatch(name) and version):
+    if not (
+        key_id.startswith(PATIENT_KEY_PREFIX)
+        and NAME.fullmatch(name)
+        and VERSION.fullmatch(version)
+    ):
         raise PatientKeyError(f"{key_id!r} is not a patient data key id")
     return name, version
 
@@ -98,31 +111,70 @@ class PatientVault:
             cached = self._load(name) or self._create(name)
         return key_id_of(name, cached.version), cached.key
 
+    def existing_key(self, patient_key: str) -> tuple[str, bytes] | None:
+        """(key id, DEK) of the patient when they have one now; never makes one (what a dead
+        letter uses: a record of an erased patient must not give them a new key)."""
+        name = self.name_of(patient_key)
+        cached = self._cached(name) or self._load(name)
+        return None if cached is None else (key_id_of(name, cached.version), cached.key)
+
+    def current_key_id(self, patient_key: str) -> str | None:
+        """The id of the patient's data key in the key store (reads it), or None."""
+        name = self.name_of(patient_key)
+        stored = self.store.read(name)
+        if stored is None:
+            return None
+        return key_id_of(name, str(_parse(name, stored.blob)["version"]))
+
+    def is_cached(self, patient_key: str) -> bool:
+        """True when the patient's current key is in the cache: using it reads nothing."""
+        return self._cached(self.name_of(patient_key)) is not None
+
+    def warm(self, patient_key: str, *, create: bool) -> None:
+        """Load the patient's key into the cache (``create``: make it if they have none), so
+        that the synchronous code after finds it there. Run off the event loop; failures are
+        left to that code, which raises them where they are handled."""
+        try:
+            if create:
+                self.sealing_key(patient_key)
+            else:
+                self.existing_key(patient_key)
+        except Exception:  # noqa: S110 - raised again, in context, by the caller's code
+            pass
+
     def key(self, key_id: str) -> bytes:
-        """The DEK ``key_id`` names; :class:`ErasedKeyError` when it was destroyed."""
+        """The DEK ``key_id`` names: :class:`ErasedKeyError` when it was destroyed (its
+        tombstone is there), :class:`PatientKeyMissingError` when it is just not there."""
         name, version = parse_key_id(key_id)
         if key_id in self._erased:
             raise ErasedKeyError(key_id)
         cached = self._cached(name)
         if cached is None or cached.version != version:
             cached = self._load(name)
-        if cached is None or cached.version != version:
-            with self._lock:
-                self._erased[key_id] = None
-                while len(self._erased) > _ERASED_REMEMBERED:
-                    self._erased.popitem(last=False)
-            raise ErasedKeyError(key_id)
-        return cached.key
+        if cached is not None and cached.version == version:
+            return cached.key
+        if not self.store.buried(name, version):
+            raise PatientKeyMissingError(key_id, self.store.description)
+        with self._lock:
+            self._erased[key_id] = None
+            while len(self._erased) > _ERASED_REMEMBERED:
+                self._erased.popitem(last=False)
+        raise ErasedKeyError(key_id)
 
     def erase(self, patient_key: str) -> str | None:
-        """Destroy the patient's DEK; its key id, or None when there was none."""
+        """Destroy the patient's DEK; its key id, or None when there was none.
+
+        The tombstone is written first, then the record deleted: a run cut short between
+        the two is run again; a re-wrap racing with it never writes the key back
+        (:meth:`rewrap`)."""
         name = self.name_of(patient_key)
-        record = self.store.get(name)
+        stored = self.store.read(name)
         with self._lock:
             self._cache.pop(name, None)
-        if record is None:
+        if stored is None:
             return None
-        version = str(_parse(name, record)["version"])
+        version = str(_parse(name, stored.blob)["version"])
+        self.store.bury(name, version)
         self.store.delete(name)
         with self._lock:
             self._erased[key_id_of(name, version)] = None
@@ -130,31 +182,39 @@ class PatientVault:
 
     def rewrap(self) -> Rewrapped:
         """Re-wrap every DEK under the KMS's active master key."""
-        rewrapped = current = refused = 0
+        counts = {"rewrapped": 0, "current": 0, "refused": 0, "gone": 0}
         for name in self.store.names():
-            blob = self.store.get(name)
-            if blob is None:
-                continue  # erased meanwhile
-            fields = _parse(name, blob)
-            if fields["master_key_id"] == self.kms.active_key_id:
-                current += 1
-                continue
-            try:
-                dek = self._unwrap(name, fields)
-            except PatientKeyError:
-                refused += 1
-                continue
-            self.store.replace(name, self._record(name, str(fields["version"]), dek))
-            rewrapped += 1
-        return Rewrapped(rewrapped, current, refused)
+            counts[self._rewrap_one(name)] += 1
+        return Rewrapped(counts["rewrapped"], counts["current"], counts["refused"])
+
+    def _rewrap_one(self, name: str) -> str:
+        """One record re-wrapped; never written back once erased (erasure writes the
+        tombstone, then deletes: whichever order the two interleave in, the key goes)."""
+        stored = self.store.read(name)
+        fields = None if stored is None else _parse(name, stored.blob)
+        if stored is None or fields is None or self.store.buried(name, str(fields["version"])):
+            return "gone"  # erased, or an erasure under way
+        if fields["master_key_id"] == self.kms.active_key_id:
+            return "current"
+        version = str(fields["version"])
+        try:
+            dek = self._unwrap(name, fields)
+        except PatientKeyError:
+            return "refused"
+        if not self.store.replace(name, self._record(name, version, dek), tag=stored.tag):
+            return "gone"  # erased or changed since it was read: not written back
+        if self.store.buried(name, version):  # erased while this wrote: erasure wins
+            self.store.delete(name)
+            return "gone"
+        return "rewrapped"
 
     def wrapped_under(self) -> dict[str, int]:
         """How many DEKs each master key wraps."""
         counts: dict[str, int] = {}
         for name in self.store.names():
-            blob = self.store.get(name)
-            if blob is not None:
-                master = str(_parse(name, blob)["master_key_id"])
+            stored = self.store.read(name)
+            if stored is not None:
+                master = str(_parse(name, stored.blob)["master_key_id"])
                 counts[master] = counts.get(master, 0) + 1
         return counts
 
@@ -177,10 +237,10 @@ class PatientVault:
         return cached
 
     def _load(self, name: str) -> _Cached | None:
-        blob = self.store.get(name)
-        if blob is None:
+        stored = self.store.read(name)
+        if stored is None:
             return None
-        fields = _parse(name, blob)
+        fields = _parse(name, stored.blob)
         return self._remember(name, str(fields["version"]), self._unwrap(name, fields))
 
     def _create(self, name: str) -> _Cached:

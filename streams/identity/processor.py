@@ -25,7 +25,14 @@ from relais.envelope import Envelope, open_envelope, seal
 from relais.keyring import Keyring
 from relais.patient_traits import open_traits
 from relais.topics import IDENTITY_ALERTS, IDENTITY_EVENTS, IDENTITY_PENDING, QUALIFIED, SUBMITTED
-from streams.identity.rules import InsChecker, InsiOutcome, Verdict, assess, traits_digest
+from streams.identity.rules import (
+    InsChecker,
+    InsiOutcome,
+    Verdict,
+    assess,
+    traits_digest,
+    upgraded,
+)
 from streams.identity.scope import blocking, widened
 from streams.identity.state import Held, PatientState
 from streams.identity.status import Event, parse_status, transition, with_declared
@@ -124,17 +131,10 @@ class IdentityProcessor:
     ) -> tuple[PatientState, list[Output]]:
         """``vouched``: an operator released this document (:mod:`streams.identity.operations`)."""
         traits = open_traits(record, self.keyring)
-        facility, digest = record["source"]["facility"], traits_digest(traits)
-        known = state.status_for(facility)
-
-        def decided(insi: InsiOutcome | None) -> Verdict:
-            return assess(
-                traits, state, known, insi, self.consistency, facility=facility, vouched=vouched
-            )
-
-        verdict = decided(None)
-        if verdict.kind == "ask-insi":
-            verdict = decided(await self.verify(traits))
+        state = upgraded(state, traits, self.keyring.pseudonym_key)
+        facility = record["source"]["facility"]
+        digest = traits_digest(traits, self.keyring.pseudonym_key)
+        verdict = await self._verdict(traits, state, (facility, digest), vouched=vouched)
         self._note(verdict)
         if verdict.kind == "qualify":
             state = replace(
@@ -152,6 +152,29 @@ class IdentityProcessor:
         if verdict.attributes:
             state = replace(state, attributes=verdict.attributes)
         return state.holding(_held(record, raw, verdict, now)), outputs
+
+    async def _verdict(
+        self, traits: Record, state: PatientState, scope: tuple[str, str], *, vouched: bool
+    ) -> Verdict:
+        """The rules' verdict (:func:`assess`), asking INSi when they say to; ``scope``: the
+        sender and the traits' digest."""
+        facility, digest = scope
+        known = state.status_for(facility)
+
+        def decided(insi: InsiOutcome | None) -> Verdict:
+            return assess(
+                traits,
+                state,
+                known,
+                insi,
+                self.consistency,
+                digest=digest,
+                facility=facility,
+                vouched=vouched,
+            )
+
+        verdict = decided(None)
+        return decided(await self.verify(traits)) if verdict.kind == "ask-insi" else verdict
 
     async def release(self, key: str, state: PatientState, now: datetime) -> list[Output]:
         """Re-check the held documents in arrival order; release what may go.
@@ -200,7 +223,8 @@ class IdentityProcessor:
 
     def _updated(self, state: PatientState, record: Record) -> PatientState:
         traits = open_traits(record, self.keyring)
-        digest = traits_digest(traits)
+        state = upgraded(state, traits, self.keyring.pseudonym_key)
+        digest = traits_digest(traits, self.keyring.pseudonym_key)
         facility = record["source"]["facility"]
         if state.traits_digest and state.traits_digest != digest:
             # What was checked were the old traits: every structure's status drops.

@@ -11,9 +11,10 @@ is raised for a human.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -50,8 +51,41 @@ def _hold(status: Status, code: str, reason: str, attributes: tuple[str, ...] = 
     return Verdict("hold", status, code, reason, attributes)
 
 
-def traits_digest(traits: Mapping[str, Any]) -> str:
-    """A digest of the normalised traits: equal traits, equal digest (never logged raw)."""
+#: a keyed traits digest starts with it; an unkeyed one (earlier releases) is bare hex
+KEYED_DIGEST: Final = "k1:"
+
+
+def traits_digest(traits: Mapping[str, Any], key: bytes) -> str:
+    """A keyed digest of the normalised traits (HMAC-SHA256 under ``key``, the keyring's
+    pseudonym key): equal traits, equal digest. It is kept in the identity state (changelog,
+    RocksDB) after the patient's erasure: unkeyed, names and birth dates could be tried
+    against it; keyed, not without the keyring. Never logged."""
+    message = b"relais/traits-digest\x00" + _normalised(traits)
+    return KEYED_DIGEST + hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def legacy_traits_digest(traits: Mapping[str, Any]) -> str:
+    """The unkeyed digest earlier releases stored (SHA-256): only to recognise it."""
+    return hashlib.sha256(_normalised(traits)).hexdigest()
+
+
+def upgraded(state: PatientState, traits: Mapping[str, Any], key: bytes) -> PatientState:
+    """``state`` with the unkeyed digests of ``traits`` (earlier releases) replaced by the
+    keyed one: a patient's state upgrades on their next document or identity event. An
+    unkeyed digest of other traits stays, and differs from every keyed digest: as before,
+    "other traits"."""
+    digests = (state.traits_digest, *state.blocked_digests)
+    if all(d is None or d.startswith(KEYED_DIGEST) for d in digests):
+        return state
+    legacy, keyed = legacy_traits_digest(traits), traits_digest(traits, key)
+    return replace(
+        state,
+        traits_digest=keyed if state.traits_digest == legacy else state.traits_digest,
+        blocked_digests=tuple(keyed if d == legacy else d for d in state.blocked_digests),
+    )
+
+
+def _normalised(traits: Mapping[str, Any]) -> bytes:
     norm = {}
     for name in TRAIT_FIELDS:
         value = str(traits.get(name) or "")
@@ -61,7 +95,7 @@ def traits_digest(traits: Mapping[str, Any]) -> str:
             except TraitsError:
                 value = value.upper()  # unusable characters: compared as given
         norm[name] = value
-    return hashlib.sha256(json.dumps(norm, sort_keys=True).encode()).hexdigest()
+    return json.dumps(norm, sort_keys=True).encode()
 
 
 InsChecker = Callable[[Mapping[str, Any]], list[str]]
@@ -96,14 +130,14 @@ def _known_problem(
     state: PatientState,
     known: Status,
     consistency: InsChecker,
-    scope: tuple[str, bool],
+    scope: tuple[str, bool, str],
 ) -> Verdict | None:
     """A block that holds this document, an unusable INS, or traits that contradict the
-    known ones. ``scope``: the sender, and whether an operator vouched for the document
-    (its release lifts the block and the comparison with the reference, not the INS checks).
+    known ones. ``scope``: the sender, whether an operator vouched for the document (its
+    release lifts the block and the comparison with the reference, not the INS checks),
+    and the traits' digest.
     """
-    facility, vouched = scope
-    digest = traits_digest(traits)
+    facility, vouched, digest = scope
     if not vouched and block_holds(state, facility, digest):
         return _hold(
             known,
@@ -130,6 +164,7 @@ def assess(
     insi: InsiOutcome | None,
     consistency: InsChecker,
     *,
+    digest: str,
     facility: str = "",
     vouched: bool = False,
 ) -> Verdict:
@@ -138,9 +173,10 @@ def assess(
     ``known`` is the sending structure's current status for this identity: what
     its latest message declared (PID-32), or its latest ADT event, or QUAL after
     INSi confirmed a validated identity. ``facility`` is the sender (a block's
-    scope, :mod:`streams.identity.scope`); ``vouched``: an operator released it.
+    scope, :mod:`streams.identity.scope`); ``vouched``: an operator released it; ``digest``
+    the traits' :func:`traits_digest`.
     """
-    problem = _known_problem(traits, state, known, consistency, (facility, vouched))
+    problem = _known_problem(traits, state, known, consistency, (facility, vouched, digest))
     if problem is not None:
         return problem
     status = known

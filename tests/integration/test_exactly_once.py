@@ -180,6 +180,9 @@ async def test_a_document_the_dmp_refused_is_filed_once_when_replayed_after_the_
         "RELAIS_BOOTSTRAP_SERVERS": s.kafka.bootstrap,
         "RELAIS_TOPIC_PREFIX": s.kafka.prefix,
         "RELAIS_KEYRING_FILE": str(s.keys.file),
+        # the stack's document store, and so its patients' key store (the original is sealed
+        # under the patient's data key)
+        "RELAIS_DATA_DIR": str(s.process.data_dir),
     }
     args = ["dlq", "replay", event_id, "--stage", "dmp-sink", "--wait", "60"]
     result = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)

@@ -210,7 +210,10 @@ async def test_an_erased_patient_cannot_be_decrypted_anywhere(env: dict[str, str
             purpose="original",
         )
     assert not [k for k in bucket(env, "") if a_key_id in k]  # A's body is gone
-    assert len(bucket(env, "keys/")) == 1  # B's data key only
+    keys = bucket(env, "keys/")
+    assert len([k for k in keys if k.endswith(".json")]) == 1  # B's data key only
+    name, version = a_key_id.split(".")[1:]
+    assert f"documents/keys/{name}.{version}.erased" in keys  # A's tombstone: "erased", a fact
     assert await opened(settings, b["submitted"], b["letter"])  # B: all still open
 
     audits = [r for _, _, r in await records(settings, AUDIT) if r["outcome"] == "patient-erased"]

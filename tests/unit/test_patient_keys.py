@@ -217,17 +217,31 @@ def test_the_folder_store(tmp_path: Path) -> None:
     store = FolderKeyStore(tmp_path / "keys")
     name = "0" * 32
     assert list(store.names()) == []
-    assert store.get(name) is None
+    assert store.read(name) is None
+    assert not store.buried(name, "abcd1234")
+    assert not (tmp_path / "keys").exists()  # reading creates nothing
     assert store.create(name, b"one")
     assert not store.create(name, b"two")
-    assert store.get(name) == b"one"
-    store.replace(name, b"three")
-    assert store.get(name) == b"three"
+    one = store.read(name)
+    assert one is not None
+    assert one.blob == b"one"
+    assert store.replace(name, b"three", tag=one.tag)
+    assert not store.replace(name, b"four", tag=one.tag)  # changed since: not written
+    three = store.read(name)
+    assert three is not None
+    assert three.blob == b"three"
+    store.bury(name, "abcd1234")
+    store.bury(name, "abcd1234")  # idempotent
+    assert store.buried(name, "abcd1234")
     assert store.delete(name)
     assert not store.delete(name)
-    assert not list((tmp_path / "keys").iterdir())  # no temporary file left
+    assert not store.replace(name, b"five", tag=three.tag)  # gone: never written back
+    assert list(store.names()) == []  # tombstones are not keys
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == [f"{name}.abcd1234.erased"]
     with pytest.raises(ValueError, match="32 hex"):
-        store.get("../x")
+        store.read("../x")
+    with pytest.raises(ValueError, match="hex"):
+        store.buried(name, "../x")
 
 
 def test_without_a_vault_a_patient_key_id_says_what_to_set() -> None:

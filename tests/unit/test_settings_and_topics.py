@@ -205,7 +205,7 @@ def test_every_variable_is_read() -> None:
         "RELAIS_KAFKA_SASL_PASSWORD": "spw",
         "RELAIS_KEYRING_FILE": "/run/secrets/keyring.json",
         "RELAIS_KEYRING": '{"active": "k"}',
-        "RELAIS_PATIENT_KEYS": "yes",
+        "RELAIS_PATIENT_KEYS": "no",
         "RELAIS_PATIENT_KEY_CACHE_S": "30",
         "RELAIS_METRICS_HOST": "0.0.0.0",
         "RELAIS_METRICS_PORT": " 9108 ",
@@ -322,7 +322,7 @@ def test_every_variable_is_read() -> None:
         keys=KeyringSettings(
             file=Path("/run/secrets/keyring.json"),
             json='{"active": "k"}',
-            patient_keys=True,
+            patient_keys=False,
             patient_key_cache_s=30.0,
         ),
         broker=BrokerSettings(
