@@ -225,6 +225,7 @@ def _config(ctx: click.Context, o: LoadOptions) -> LoadConfig:
         drain_timeout_s=o.drain_timeout_s,
         progress_s=o.progress_s,
         partitions=settings_of(ctx).kafka.partitions,
+        patient_keys=settings_of(ctx).keys.patient_keys,  # RELAIS_PATIENT_KEYS=no: without
         cda_xsd_dir=xsd.resolve() if xsd else None,
     )
 

@@ -55,6 +55,7 @@ class LoadConfig:
     #: account for the mails and notifications the route stage asked for
     mail: bool = True
     partitions: int = DEFAULT_PARTITIONS  # of every topic (RELAIS_PARTITIONS)
+    patient_keys: bool = True  # RELAIS_PATIENT_KEYS of the processes (their cost: compare)
 
     def layout(self, mllp_port: int) -> tuple[tuple[str, ...], ...]:
         stages: list[tuple[str, ...]] = (
@@ -169,6 +170,7 @@ async def _stack(config: LoadConfig, echo: Echo) -> AsyncIterator[tuple[_Run, S3
         mail=config.mail,
         partitions=config.partitions,
         copies=config.workers,  # the MSSanté sender and notify sink too
+        extra_environment={"RELAIS_PATIENT_KEYS": "yes" if config.patient_keys else "no"},
     )
     if config.workers > config.partitions:
         echo(
