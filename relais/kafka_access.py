@@ -86,6 +86,10 @@ def _exchange(sock: socket.socket, server: str, *, tls: bool) -> str | None:
     try:
         sock.sendall(_API_VERSIONS)
         answer = sock.recv(8)
+    except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError):
+        # the handshake succeeded: a TLS 1.3 server that wants another client certificate
+        # says so after it, and its alert may be lost in the reset (which one wins is timing)
+        answer = b""
     except (ssl.SSLError, OSError) as exc:
         if tls:
             return _refused(server, exc)
