@@ -158,18 +158,11 @@ class MailboxWorker:
     async def _documents(self, mail: InboundMail, raw: bytes, now: datetime) -> None:
         """One record per CDA, all keyed like the first (one partition: the mail's order),
         each with the mail's context; the mail is answered after the DPI's ACK."""
-        records = submissions(mail, self.keyring, now, mailboxes=mailboxes(mail.message))
+        # an intake point: the patient's key is made here if they have none, in a thread
+        # (the key store's I/O never runs on the event loop)
+        records, contexts = await asyncio.to_thread(self._sealed, mail, raw, now)
         key = str(records[0]["patient"]["patient_key"]).encode()
-        head, body = header_block(raw), mail_text(mail.message)
         topic = MSSANTE_INBOUND.name(self.prefix)
-        contexts = [
-            seal_context(
-                self.keyring.for_patient(str(record["patient"]["patient_key"])),
-                MailContext(head, body, index, len(records)),
-                event_id=str(record["event_id"]),
-            )
-            for index, record in enumerate(records)
-        ]
         await self._publish(
             [(topic, "DocumentSubmitted", r, key) for r in records],
             [[(HEADER, context)] for context in contexts],
@@ -179,6 +172,24 @@ class MailboxWorker:
             log.info(
                 "document event %s received by mail from %s", record["event_id"], mail.sender_domain
             )
+
+    def _sealed(
+        self, mail: InboundMail, raw: bytes, now: datetime
+    ) -> tuple[list[Record], list[bytes]]:
+        """The mail's records and their sealed contexts, under the patient's key (made now
+        when they have none: this is intake)."""
+        keyring = self.keyring.minting()
+        records = submissions(mail, keyring, now, mailboxes=mailboxes(mail.message))
+        head, body = header_block(raw), mail_text(mail.message)
+        contexts = [
+            seal_context(
+                keyring.for_patient(str(record["patient"]["patient_key"])),
+                MailContext(head, body, index, len(records)),
+                event_id=str(record["event_id"]),
+            )
+            for index, record in enumerate(records)
+        ]
+        return records, contexts
 
     async def _refuse(self, raw: bytes, exc: MssError, now: datetime) -> Disposition:
         try:

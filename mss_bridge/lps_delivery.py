@@ -39,6 +39,7 @@ from relais.contracts import Record
 from relais.deadletter import Failure
 from relais.delivery_metrics import DELIVERIES
 from relais.document_store.bodies import inline_content
+from relais.document_store.errors import StoreUnavailableError
 from relais.envelope import Envelope, open_envelope
 from relais.health import READINESS, broker_reachable
 from relais.kafka_clients import Target
@@ -127,6 +128,8 @@ class LpsDelivery:
             return None
         try:
             return open_context(self.keyring, sealed, event_id=event_id)
+        except StoreUnavailableError:  # the key store down, a keyring to restart: retried
+            raise
         except Exception as exc:  # an unreadable context only loses the answer
             log.warning("event %s: mail context unreadable (%s)", event_id, type(exc).__name__)
             return None
@@ -143,6 +146,8 @@ class LpsDelivery:
                 purpose="recipient",
             )
             return tuple(str(a) for a in json.loads(plain))
+        except StoreUnavailableError:  # not the record's fault: retried, never dead-lettered
+            raise
         except Exception as exc:
             raise GiveUp.because(exc, record["event_id"]) from exc
 
@@ -152,6 +157,8 @@ class LpsDelivery:
             document = record["document"]
             content = inline_content(self.keyring, document, event_id=record["event_id"])
             patient = _patient(traits)
+        except StoreUnavailableError:  # not the record's fault: retried, never dead-lettered
+            raise
         except Exception as exc:
             raise GiveUp.because(exc, record["event_id"]) from exc
         return LpsDocument(

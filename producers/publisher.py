@@ -41,7 +41,7 @@ from relais import kafka_clients
 from relais.audit_records import received
 from relais.contracts import Codec, Record
 from relais.deadletter import Failure, Origin, dead_letter
-from relais.document_store import DocumentStore
+from relais.document_store import DocumentStore, StoreUnavailableError
 from relais.document_store.bodies import BodyWriter
 from relais.kafka_clients import Target
 from relais.keyring import Keyring, warm_patient_key
@@ -154,31 +154,43 @@ class Publisher:
     ) -> list[str]:
         """Publish an admitted message: documents, or an identity event for ADT.
 
-        A test message (MSH-11 T/D) goes to the test topic only: no stage reads it.
+        A test message (MSH-11 T/D) goes to the test topic only: no stage reads it, and it
+        never makes a patient's key. Only a message accepted for publishing (after the
+        registry's checks) makes the patient's key when they have none.
         """
         check_sector(message, sector)
-        await warm_patient_key(self.keyring, patient_key(self.keyring, message), create=True)
-        now = self.clock()
+        now, patient = self.clock(), patient_key(self.keyring, message)
+        if is_test(message):
+            await warm_patient_key(self.keyring, patient, create=False)
+            return await self._publish_test(message, sector=sector, now=now)
+        checked = self._check_known(message, keys) if message.documents else ()
+        keyring = self.keyring.minting()  # accepted: the intake point makes the key
+        await warm_patient_key(keyring, patient)
         if not message.documents:
-            update = identity_update(message, sector=sector, keyring=self.keyring, now=now)
-            topic = self.test_topic if is_test(message) else self.identity_topic
-            await self._send([(topic, "IdentityUpdate", update)])
+            update = identity_update(message, sector=sector, keyring=keyring, now=now)
+            await self._send([(self.identity_topic, "IdentityUpdate", update)])
             return [str(update["event_id"])]
-        if is_test(message):  # never read by a stage: sealed inline, nothing in the store
-            records = submissions(message, sector=sector, keyring=self.keyring, now=now)
-            await self._send([(self.test_topic, "DocumentSubmitted", r) for r in records])
-            return [str(r["event_id"]) for r in records]
-        keys = self._check_known(message, keys)
-        bodies = BodyWriter(self.keyring, self.store)
-        records = submissions(message, sector=sector, keyring=self.keyring, now=now, sealer=bodies)
-        earlier = self.known.reserve(keys) if self.known is not None else {}
+        bodies = BodyWriter(keyring, self.store)
+        records = submissions(message, sector=sector, keyring=keyring, now=now, sealer=bodies)
+        earlier = self.known.reserve(checked) if self.known is not None else {}
         try:  # reserved before the await: a racing message with the same id is refused
             await bodies.flush()  # the bodies are durable before their references are sent
-            await self._send([(self.topic, "DocumentSubmitted", r) for r in records], keys)
+            await self._send([(self.topic, "DocumentSubmitted", r) for r in records], checked)
         except BaseException:
             if self.known is not None:
                 self.known.release(earlier)
             raise
+        return [str(r["event_id"]) for r in records]
+
+    async def _publish_test(self, message: Hl7Message, *, sector: str, now: datetime) -> list[str]:
+        """A test message onto the test topic, sealed inline under the patient's existing
+        key or the shared key (nothing in the store, no key made)."""
+        if not message.documents:
+            update = identity_update(message, sector=sector, keyring=self.keyring, now=now)
+            await self._send([(self.test_topic, "IdentityUpdate", update)])
+            return [str(update["event_id"])]
+        records = submissions(message, sector=sector, keyring=self.keyring, now=now)
+        await self._send([(self.test_topic, "DocumentSubmitted", r) for r in records])
         return [str(r["event_id"]) for r in records]
 
     def _check_known(
@@ -206,16 +218,17 @@ class Publisher:
                 hl7_error_code="207",
                 app_error_code="906",
             )
-        patient = patient_key_of(self.keyring, submission.patient, submission.origin.facility)
-        await warm_patient_key(self.keyring, patient, create=True)
-        bodies = BodyWriter(self.keyring, self.store)
+        keyring = self.keyring.minting()  # accepted: the intake point makes the key
+        patient = patient_key_of(keyring, submission.patient, submission.origin.facility)
+        await warm_patient_key(keyring, patient)
+        bodies = BodyWriter(keyring, self.store)
         record = document_submitted(
             submission.document,
             patient=submission.patient,
             origin=submission.origin,
             delivery=submission.delivery,
             sector=submission.sector,
-            keyring=self.keyring,
+            keyring=keyring,
             now=self.clock(),
             event_id=str(uuid.uuid4()),
             sealer=bodies,
@@ -228,10 +241,13 @@ class Publisher:
         self, raw: bytes, *, stage: str, failure: Failure, message: Hl7Message | None = None
     ) -> str:
         """Record input Relais refused (sealed), so that nothing refused is silently gone;
-        under the data key of the patient ``message`` (parsed) names (made if they have
-        none), else under the shared key."""
+        under the data key of the patient ``message`` (parsed) names when they have one (a
+        refused message never makes a key), else under the shared key."""
         patient = _patient_of(self.keyring, message)
-        await warm_patient_key(self.keyring, patient, create=True)
+        try:
+            await warm_patient_key(self.keyring, patient, create=False)
+        except StoreUnavailableError:
+            patient = None  # the key store down: the shared key, and the refusal is recorded
         letter = dead_letter(
             self.keyring,
             stage=stage,
@@ -240,7 +256,6 @@ class Publisher:
             original=raw,
             now=self.clock(),
             patient_key=patient,
-            create_key=True,
         )
         value = self.codec.encode("DeadLetter", letter)
         await (await self._producer.send(self.deadletter_topic, value=value))

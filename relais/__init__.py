@@ -20,6 +20,9 @@ retried; a configuration error stops the command before it starts::
     EnvelopeError               a sealed field cannot be opened: dead-lettered as
      │                          undecryptable-field
      ├── MalformedEnvelopeError the record does not have the envelope shape
+     ├── PatientKeyError        a patient's data key (relais.patient_keys.errors):
+     │                          patient-erased, patient-key-missing (replay once restored),
+     │                          or retried when the key store is down
      ├── UnknownKeyError        the key id is not in the keyring: add the retired key
      └── TamperedEnvelopeError  authentication failed (altered, wrong key, other event
                                 or purpose)

@@ -8,11 +8,19 @@ Errors a stage's core raises for a record it cannot process::
 
     StageFailure                 the record is wrong; dead-letter it (not retried)
      └── (subclasses per stage, each with a ``reason_code``)
+
+Reasons of sealed fields that do not open (:class:`relais.envelope.EnvelopeError`):
+``undecryptable-field``; ``patient-erased`` (the patient's data key was destroyed: a trace,
+nothing to fix); ``patient-key-missing`` (the key store answers but has neither the key nor
+its tombstone: restore the key record, or give the process the right
+RELAIS_DOCUMENT_STORE, then ``relais dlq replay --reason patient-key-missing``). A key store
+that is down or not there is never a dead letter: the record is retried.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +28,10 @@ from datetime import datetime
 from relais.contracts import Codec, ContractError, EncodeError, Record
 from relais.envelope import EnvelopeError, seal
 from relais.keyring import Keyring
+from relais.metrics import PATIENT_KEYS
 from relais.topics import DEADLETTER
+
+log = logging.getLogger(__name__)
 
 #: record header on a replayed record: the dead letter's id
 REPLAY_HEADER = "relais-replay-of"
@@ -93,17 +104,16 @@ def dead_letter(
     now: datetime,
     dead_letter_id: str | None = None,
     patient_key: str | None = None,
-    create_key: bool = False,
 ) -> Record:
     """A ``DeadLetter`` record; ``original`` is sealed, bound to the dead letter's id, under
-    the patient's data key when ``patient_key`` is known and the patient has one
-    (``create_key``: or gets one, at the door), else under the shared key.
+    the patient's data key when ``patient_key`` is known and the patient has one (a dead
+    letter never makes one, not even at the door), else under the shared key.
 
     The id is derived from the stage and the record's place (topic, partition,
     offset) when known, so a replay of the same record gives the same dead letter.
     """
     dl_id = dead_letter_id or stable_id(stage, origin)
-    keyring = _sealing(keyring, failure, patient_key, create_key=create_key)
+    keyring = _sealing(keyring, failure, patient_key)
     return {
         "dead_letter_id": dl_id,
         "event_id": origin.event_id,
@@ -120,24 +130,31 @@ def dead_letter(
     }
 
 
-def _sealing(
-    keyring: Keyring, failure: Failure, patient_key: str | None, *, create_key: bool
-) -> Keyring:
+def _sealing(keyring: Keyring, failure: Failure, patient_key: str | None) -> Keyring:
     """The keyring a dead letter seals with: the shared key when the patient was erased,
     when they have no key (an erased patient gets no new one from a dead letter), or when
     their key cannot be had (a retired master key, a tampered record, the key store down:
     raising here, inside the stage's handling of the failure, would crash the worker on the
-    same record forever)."""
-    if patient_key is None or failure.reason_code == "patient-erased":
+    same record forever). A fallback for a failure is logged (key id, exception type) and
+    counted (``relais_patient_keys_total{outcome="dead-letter-shared-key"}``)."""
+    if patient_key is None or failure.reason_code in _SHARED_REASONS:
         return keyring.shared()
     try:
-        if create_key:
-            patient = keyring.for_patient(patient_key)
-            patient.sealing_key()  # made now, or the fallback below
-            return patient
         return keyring.for_existing_patient(patient_key)
-    except Exception:  # a dead letter is always made (see above)
+    except Exception as exc:  # a dead letter is always made (see above)
+        PATIENT_KEYS.labels("dead-letter-shared-key").inc()
+        log.warning(
+            "dead letter sealed under the shared key %s: the patient's data key could not be "
+            "had (%s)",
+            keyring.active_key_id,
+            type(exc).__name__,
+        )
         return keyring.shared()
+
+
+#: reasons whose dead letter is sealed under the shared key at once: the patient's key is
+#: destroyed, or the very key the record names is missing
+_SHARED_REASONS = frozenset({"patient-erased", "patient-key-missing"})
 
 
 def dead_letter_output(

@@ -66,7 +66,7 @@ class PatientKeys(Protocol):
     """Patients' data keys (:class:`relais.patient_keys.vault.PatientVault`)."""
 
     def sealing_key(self, patient_key: str) -> tuple[str, bytes]:
-        """(key id, key) of the patient's data key, created on first use."""
+        """(key id, key) of the patient's data key, created on first use (intake only)."""
         ...
 
     def key(self, key_id: str) -> bytes:
@@ -77,12 +77,14 @@ class PatientKeys(Protocol):
         """(key id, key) of the patient's data key if they have one; never makes one."""
         ...
 
-    def is_cached(self, patient_key: str) -> bool:
-        """True when the patient's key is at hand without reading the key store."""
+    def is_cached(self, patient_key: str, *, create: bool = False) -> bool:
+        """True when the patient's key (``create``: not just "they have none") is at hand
+        without reading the key store."""
         ...
 
     def warm(self, patient_key: str, *, create: bool) -> None:
-        """Read (``create``: or make) the patient's key into the cache; never raises."""
+        """Read (``create``: or make) the patient's key into the cache; raises only
+        ``StoreUnavailableError`` (the key store down)."""
         ...
 
 
@@ -119,7 +121,10 @@ class Keyring:
     """Immutable set of keys; :meth:`rotated` returns a new keyring.
 
     ``patients`` (None: per-patient keys off) resolves patients' key ids; ``patient`` is the
-    patient whose data key :meth:`sealing_key` names (set by :meth:`for_patient`)."""
+    patient whose data key :meth:`sealing_key` names (set by :meth:`for_patient`); ``mint``
+    (set by :meth:`minting`, at intake only) makes that key when the patient has none, else
+    a patient without a key is sealed for under the shared key (stages and sinks never make
+    a patient's key: an erased patient's late record must not give them a new one)."""
 
     active_key_id: str
     keys: Mapping[str, bytes]
@@ -127,6 +132,7 @@ class Keyring:
     retired: frozenset[str] = frozenset()
     patients: PatientKeys | None = field(default=None, compare=False)
     patient: str | None = None
+    mint: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = {
@@ -201,6 +207,11 @@ class Keyring:
             return self
         return replace(self, patient=patient_key)
 
+    def minting(self) -> Keyring:
+        """This keyring, making a patient's data key when they have none (the intake points
+        only: the producer library once a message is accepted, ``relais mss watch``)."""
+        return self if self.mint else replace(self, mint=True)
+
     def for_existing_patient(self, patient_key: str | None) -> Keyring:
         """:meth:`for_patient` when the patient has a data key now, else :meth:`shared`: never
         makes a key (dead letters: an erased patient's record must not give them a new one).
@@ -209,17 +220,22 @@ class Keyring:
             return self.shared()
         if self.patients.existing_key(patient_key) is None:
             return self.shared()
-        return replace(self, patient=patient_key)
+        return replace(self, patient=patient_key, mint=False)
 
     def shared(self) -> Keyring:
         """The keyring that seals under the active key, whatever patient it was for."""
         return replace(self, patient=None) if self.patient is not None else self
 
     def sealing_key(self) -> tuple[str, bytes]:
-        """(key id, key) :func:`relais.envelope.seal` uses: the patient's data key, or the
-        active key."""
+        """(key id, key) :func:`relais.envelope.seal` uses: the patient's data key (made now
+        only when :attr:`mint`), or the active key when there is no patient or they have no
+        key (never made outside intake)."""
         if self.patients is not None and self.patient is not None:
-            return self.patients.sealing_key(self.patient)
+            if self.mint:
+                return self.patients.sealing_key(self.patient)
+            found = self.patients.existing_key(self.patient)
+            if found is not None:
+                return found
         return self.active_key_id, self.keys[self.active_key_id]
 
     def retire(self, key_id: str) -> Keyring:
@@ -345,14 +361,18 @@ def _retired(data: dict[str, object], origin: str) -> frozenset[str]:
 
 
 async def warm_patient_key(
-    keyring: Keyring, patient_key: str | None, *, create: bool = False
+    keyring: Keyring, patient_key: str | None, *, create: bool | None = None
 ) -> None:
     """Read the patient's data key into the vault's cache in a thread, so that the
     synchronous sealing and opening that follow (the stages' cores) only hit the cache and
-    the event loop never waits on the key store. Nothing to do when per-patient keys are
-    off, for no patient, or when the key is cached already (the hot path: no thread)."""
+    the event loop never waits on the key store. ``create`` (default: the keyring's
+    :attr:`~Keyring.mint`) makes it when the patient has none. Nothing to do when
+    per-patient keys are off, for no patient, or when the key (or the fact that the patient
+    has none) is cached already (the hot path: no thread). Raises
+    ``StoreUnavailableError`` when the key store is down (callers retry the record)."""
     vault = keyring.patients
-    if vault is None or not patient_key or vault.is_cached(patient_key):
+    create = keyring.mint if create is None else create
+    if vault is None or not patient_key or vault.is_cached(patient_key, create=create):
         return
     await asyncio.to_thread(vault.warm, patient_key, create=create)
 

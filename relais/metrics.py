@@ -59,6 +59,17 @@ STAGE_EVENTS = Counter(
     ["stage", "event"],
     registry=REGISTRY,
 )
+PATIENT_KEYS = Counter(
+    "relais_patient_keys_total",
+    "Patients' data keys, by outcome: created (at intake), missing (a key id the key store "
+    "answers it does not have and never erased: dead letter patient-key-missing), "
+    "unavailable (the key store down or not there: retried), dead-letter-shared-key (a dead "
+    "letter sealed under the shared key because the patient's key could not be had).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+for _outcome in ("created", "missing", "unavailable", "dead-letter-shared-key"):
+    PATIENT_KEYS.labels(_outcome).inc(0)
 
 
 class StageMetrics:

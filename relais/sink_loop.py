@@ -358,11 +358,15 @@ class SinkLoop:
             metrics.received()
         with metrics.timed() if metrics is not None else contextlib.nullcontext():
             try:
-                await warm_patient_key(self.stage.keyring, patient_of_key(message.key))
+                patient = patient_of_key(message.key)  # a sink never makes a patient's key
+                await warm_patient_key(self.stage.keyring, patient, create=False)
                 return await handle(tp, message)
             except StoreUnavailableError as exc:  # the store, not the record: try it later
                 log.warning(
-                    "%s: document store unavailable, retrying later: %s", self.stage.name, exc
+                    "%s: a store is unavailable (document store or patient key store), "
+                    "retrying later: %s",
+                    self.stage.name,
+                    exc,
                 )
                 return RetryLater()
             except GiveUp as given_up:

@@ -14,7 +14,8 @@ Errors a ``handle`` function raises: :class:`relais.deadletter.StageFailure` and
 subclasses (the record is wrong; dead-letter it). A
 :class:`relais.document_store.StoreUnavailableError` is not the record's fault: it escapes
 :func:`step`, the worker crashes (crash-only) and the record is handled again after the
-restart, never dead-lettered.
+restart, never dead-lettered. So is the patient key store down or not there; a patient's
+key the store answers it does not have is a dead letter, ``patient-key-missing``.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ async def step(
         name, record = decode(stage, codec, value, topic=topic, partition=partition, offset=offset)
         event_id = str(record.get("event_id") or "") or None
         ctx = replace(ctx, keyring=ctx.keyring.for_patient(patient_of(record)))
-        await warm_patient_key(ctx.keyring, ctx.keyring.patient)  # the core only hits the cache
+        # the core only hits the cache; a stage never makes a patient's key (intake does)
+        await warm_patient_key(ctx.keyring, ctx.keyring.patient, create=False)
         body = await _body(ctx, record) if stage.reads_body else None
         writer = BodyWriter(ctx.keyring, ctx.store)
         produced = stage.handle(
@@ -241,10 +243,14 @@ def dead_lettered(
 
 
 def patient_of(record: Record) -> str | None:
-    """The record's patient pseudonym (``patient.patient_key``), whose data key seals what
-    the stage seals for it; None for a record of no patient."""
+    """The record's patient pseudonym (``patient.patient_key``, or ``patient_key`` at the
+    top of an identity command), whose existing data key seals what the stage seals for it;
+    None for a record of no patient."""
     patient = record.get("patient")
-    return str(patient["patient_key"]) if isinstance(patient, dict) and patient else None
+    if isinstance(patient, dict) and patient:
+        return str(patient["patient_key"])
+    top = record.get("patient_key")
+    return str(top) if isinstance(top, str) and top else None
 
 
 def read_traits(record: Record, ctx: StageContext) -> dict[str, Any]:

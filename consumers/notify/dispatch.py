@@ -31,7 +31,7 @@ from relais.deadletter import StageFailure
 from relais.delivery_metrics import DELIVERIES
 from relais.document_store.errors import StoreUnavailableError
 from relais.envelope import EnvelopeError
-from relais.keyring import Keyring
+from relais.keyring import Keyring, warm_patient_key
 from relais.patient_traits import open_traits
 from relais.sink_loop import Out
 
@@ -112,7 +112,8 @@ class Dispatcher:
             await self._settle(hand, State.SKIPPED, note)
             return
         try:
-            ins = self._ins(batch.entries[0]) if preference.channel is Channel.MSSANTE else None
+            mss = preference.channel is Channel.MSSANTE
+            ins = await self._ins(batch.entries[0]) if mss else None
             accepted = await self.sender.send(
                 preference, notice, request_ids=batch.request_ids, ins=ins, now=self.clock()
             )
@@ -124,11 +125,13 @@ class Dispatcher:
             return
         await self._told(hand, accepted)
 
-    def _ins(self, entry: Entry) -> str | None:
-        """The patient's INS, opened from the sealed identity the ledger keeps."""
+    async def _ins(self, entry: Entry) -> str | None:
+        """The patient's INS, opened from the sealed identity the ledger keeps (the patient's
+        key read into the cache off the event loop first: this runs from the timer too)."""
         if entry.identity is None:
             raise ChannelRejected("the ledger lost the sealed identity", code="NO_IDENTITY")
         try:
+            await warm_patient_key(self.keyring, entry.patient_key, create=False)
             traits = open_traits(
                 {"event_id": entry.event_id, "patient": {"identity": entry.identity}}, self.keyring
             )

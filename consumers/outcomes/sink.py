@@ -39,6 +39,7 @@ from consumers.outcomes.core import (
 from consumers.outcomes.holds import HoldBook
 from relais.audit_records import identity_released
 from relais.contracts import ContractError, Record
+from relais.document_store.errors import StoreUnavailableError
 from relais.envelope import EnvelopeError
 from relais.health import READINESS, broker_reachable
 from relais.kafka_clients import Target
@@ -116,6 +117,8 @@ class OutcomesSink:
         """The dead letter's original record, or None (counted, logged by id) when unreadable."""
         try:
             return open_original(letter, self.keyring, self.codec)
+        except StoreUnavailableError:  # the key store down, a keyring to restart: retried
+            raise
         except (ContractError, EnvelopeError):
             metrics.SKIPPED.labels("unreadable-original").inc()
             log.warning(

@@ -43,7 +43,8 @@ def _filters(command: F) -> F:
             "--reason",
             "reasons",
             multiple=True,
-            help="reason code, e.g. undecryptable-field or 'cda-*'; repeat for several",
+            help="reason code, e.g. undecryptable-field, patient-key-missing (replay once the "
+            "key record is restored) or 'cda-*'; repeat for several",
         ),
         click.option(
             "--sector",

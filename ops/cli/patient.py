@@ -138,6 +138,8 @@ async def _erase(ctx: click.Context, keyring: Keyring, targets: list[str], who: 
             await _audit(ctx, asked, patient_key, done=False)
             erased = await erase_patient(vault, store, patient_key)
             key = f"key {erased.key_id} destroyed" if erased.key_id else "no data key left"
+            if erased.key_id and erased.key_id.endswith("(corrupt record)"):
+                key += " (its record was corrupt: deleted, every earlier version marked erased)"
             click.echo(f"patient {patient_key[:16]}: {erased.bodies} stored bodies erased, {key}")
             audit = erasure_audit(erased, operator=who, now=datetime.now(UTC))
             await _audit(ctx, audit, patient_key, done=True)

@@ -4,8 +4,11 @@ Every error here is also an :class:`~relais.envelope.EnvelopeError` (it stops an
 a body from opening), so a stage or sink turns it into a dead letter like any other record
 it cannot open; :class:`MasterKeyUnknownError` is also a
 :class:`~relais.document_store.errors.StoreUnavailableError`, so the record is retried
-instead (the process's keyring is older than the key store: restarted, it reads the new one);
-so is :class:`PatientKeyMissingError` (the key store is not the one that made the key).
+instead (the process's keyring is older than the key store: restarted, it reads the new one).
+:class:`PatientKeyMissingError` (the store answers, but has neither the key nor its
+tombstone) is a dead letter, ``patient-key-missing``, replayed once the record is restored; a
+key store that is not there at all (its folder absent, S3 failing) raises
+:class:`~relais.document_store.errors.StoreUnavailableError` instead: retried.
 
 Exception tree::
 
@@ -18,10 +21,10 @@ Exception tree::
         │                            (``relais keys retire``): refused
         ├── MasterKeyUnknownError    the DEK is wrapped under a master key this process does
         │                            not hold; also StoreUnavailableError: retried
-        ├── PatientKeyMissingError   no record and no tombstone for the key id: the process
-        │                            reads another key store (RELAIS_DOCUMENT_STORE,
-        │                            RELAIS_DATA_DIR), or it is not mounted; also
-        │                            StoreUnavailableError: retried, never "patient-erased"
+        ├── PatientKeyMissingError   the store answers, with no record and no tombstone for
+        │                            the key id (lost, or another store: RELAIS_DOCUMENT_STORE,
+        │                            RELAIS_DATA_DIR); dead letter ``patient-key-missing``,
+        │                            replayable; never "patient-erased"
         └── WrappedKeyTamperedError  the key store's record does not authenticate or parse
 
 A process without a vault (RELAIS_PATIENT_KEYS off) meeting a patient's key id raises
@@ -99,15 +102,19 @@ class WrappedKeyTamperedError(PatientKeyError):
         super().__init__(f"patient data key {name}: {what}")
 
 
-class PatientKeyMissingError(PatientKeyError, StoreUnavailableError):
-    """A key id whose record is not in this process's key store, and was never erased there
-    (no tombstone): most likely another store than the one that made it. Retried."""
+class PatientKeyMissingError(PatientKeyError):
+    """A key id whose record is not in this process's key store, which answers, and was
+    never erased there (no tombstone): lost, or another store than the one that made it.
+    Dead letter ``patient-key-missing``: restore the record, then ``relais dlq replay``."""
+
+    reason_code = "patient-key-missing"
 
     def __init__(self, key_id: str, store: str) -> None:
         super().__init__(
             f"patient data key {key_id!r} is not in the key store {store} and was never "
-            "erased there: this process most likely reads another store than the process "
-            "that made the key. Give every process the same RELAIS_DOCUMENT_STORE (the key "
-            "store is its keys/ folder or prefix; by default it is <RELAIS_DATA_DIR>/documents"
-            "/keys, so RELAIS_DATA_DIR too) and check that the store is mounted; retried"
+            "erased there: the key record was lost, or this process reads another store "
+            "than the process that made the key. Give every process the same "
+            "RELAIS_DOCUMENT_STORE (the key store is its keys/ folder or prefix; by default "
+            "it is <RELAIS_DATA_DIR>/documents/keys, so RELAIS_DATA_DIR too), or restore the "
+            "key record from a backup, then `relais dlq replay --reason patient-key-missing`"
         )

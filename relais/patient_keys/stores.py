@@ -2,14 +2,16 @@
 
 A key store holds one small object per patient, ``keys/<name>.json`` under the document
 store's folder or bucket prefix (``<name>``: 32 hex, a keyed pseudonym of the patient's
-pseudonym), and one empty *tombstone* per destroyed key version,
-``keys/<name>.<version>.erased``. The document store's own listing, expiry and usage only
+pseudonym), one empty *tombstone* per destroyed key version,
+``keys/<name>.<version>.erased``, and one empty erasure marker per erased patient,
+``keys/<name>.erased``. The document store's own listing, expiry and usage only
 count objects of the ``<32 hex>/<32 hex>.<key id>`` shape, so they never touch ``keys/``.
 
 A tombstone is what makes "erased" a fact rather than a guess: a key id whose record is
-missing and that has no tombstone is not erased, it is *not there* (another
-RELAIS_DOCUMENT_STORE, another RELAIS_DATA_DIR, a store not mounted): that is retried,
-never turned into ``patient-erased``.
+missing and that has no tombstone is not erased. In a store that is there it is *missing*
+(lost, or another RELAIS_DOCUMENT_STORE / RELAIS_DATA_DIR): a dead letter
+``patient-key-missing``, replayable; a store that is not there (:meth:`KeyStore.present`)
+is an outage, retried. Neither is ever turned into ``patient-erased``.
 
 Calls are synchronous: envelopes open in the stages' pure cores, which cannot await. The
 vault caches what it read, and the async entry points warm it off the event loop
@@ -65,7 +67,10 @@ def _check(name: str) -> str:
     return name
 
 
-def _tomb(name: str, version: str) -> str:
+def _tomb(name: str, version: str | None) -> str:
+    """A version's tombstone, or (``version`` None) the patient's erasure marker."""
+    if version is None:
+        return f"{_check(name)}.erased"
     if not VERSION.fullmatch(version):
         raise ValueError("a data key's version is 4-32 hex digits")
     return f"{_check(name)}.{version}.erased"
@@ -108,12 +113,20 @@ class KeyStore(Protocol):
         """Remove the object; True when there was one."""
         ...
 
-    def bury(self, name: str, version: str) -> None:
-        """Write the tombstone of ``version`` (before the object is deleted); idempotent."""
+    def bury(self, name: str, version: str | None) -> None:
+        """Write the tombstone of ``version`` (before the object is deleted), or with
+        ``version`` None the patient's erasure marker (every version up to now is erased:
+        a record too corrupt to name its version is erased all the same); idempotent."""
         ...
 
-    def buried(self, name: str, version: str) -> bool:
-        """True when ``version`` of this key was destroyed (its tombstone is there)."""
+    def buried(self, name: str, version: str | None) -> bool:
+        """True when ``version`` of this key was destroyed (its tombstone is there), or with
+        ``version`` None when the patient was ever erased (their marker is there)."""
+        ...
+
+    def present(self) -> bool:
+        """True when the store itself is there and answers (a folder: it exists): a key
+        missing from a store that is there is a dead letter, a store not there an outage."""
         ...
 
     def names(self) -> Iterator[str]:
@@ -127,6 +140,7 @@ class MemoryKeyStore:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.tombstones: set[str] = set()
+        self.there = True  # False: present() says the store is not there (tests)
 
     @property
     def description(self) -> str:
@@ -149,11 +163,14 @@ class MemoryKeyStore:
     def delete(self, name: str) -> bool:
         return self.objects.pop(_check(name), None) is not None
 
-    def bury(self, name: str, version: str) -> None:
+    def bury(self, name: str, version: str | None) -> None:
         self.tombstones.add(_tomb(name, version))
 
-    def buried(self, name: str, version: str) -> bool:
+    def buried(self, name: str, version: str | None) -> bool:
         return _tomb(name, version) in self.tombstones
+
+    def present(self) -> bool:
+        return self.there
 
     def names(self) -> Iterator[str]:
         return iter(sorted(self.objects))
@@ -198,11 +215,14 @@ class FolderKeyStore:
 
         return self._io(delete)
 
-    def bury(self, name: str, version: str) -> None:
+    def bury(self, name: str, version: str | None) -> None:
         self._io(lambda: self._write(self.root / _tomb(name, version), b"", exclusive=True))
 
-    def buried(self, name: str, version: str) -> bool:
+    def buried(self, name: str, version: str | None) -> bool:
         return self._io((self.root / _tomb(name, version)).exists)
+
+    def present(self) -> bool:
+        return self._io(self.root.is_dir)
 
     def names(self) -> Iterator[str]:
         if not self.root.is_dir():
@@ -300,11 +320,14 @@ class S3KeyStore:
 
         return self._call(delete)
 
-    def bury(self, name: str, version: str) -> None:
+    def bury(self, name: str, version: str | None) -> None:
         key = f"{self.prefix}{_tomb(name, version)}"
         self._call(lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=b""))
 
-    def buried(self, name: str, version: str) -> bool:
+    def present(self) -> bool:
+        return True  # it answered the read that found no record (errors raise instead)
+
+    def buried(self, name: str, version: str | None) -> bool:
         def head() -> bool:
             key = f"{self.prefix}{_tomb(name, version)}"
             try:

@@ -22,7 +22,7 @@ from producers.submission import local_key
 from relais.contracts import Codec, Record
 from relais.deadletter import derived_id
 from relais.envelope import Envelope, open_envelope, seal
-from relais.keyring import Keyring
+from relais.keyring import Keyring, warm_patient_key
 from relais.patient_traits import open_traits
 from relais.topics import IDENTITY_ALERTS, IDENTITY_EVENTS, IDENTITY_PENDING, QUALIFIED, SUBMITTED
 from streams.identity.rules import (
@@ -98,6 +98,8 @@ class IdentityProcessor:
         key = record["patient"]["patient_key"]
         state = self.state(key)
         if state.merged_into and state.redirect:
+            # re-sealed under the survivor's existing key: read it off the event loop first
+            await warm_patient_key(self.keyring, state.merged_into, create=False)
             return [self._rekey(record, state, now)]
         if any(h.event_id == record["event_id"] for h in state.held):
             return []  # a replay (at-least-once) of a document already held

@@ -246,7 +246,7 @@ def test_the_folder_store(tmp_path: Path) -> None:
 
 def test_without_a_vault_a_patient_key_id_says_what_to_set() -> None:
     store = MemoryKeyStore()
-    keyring = replace(MASTER, patients=vault(store))
+    keyring = replace(MASTER, patients=vault(store)).minting()
     key_id, _ = keyring.for_patient(PATIENT_A).sealing_key()
     with pytest.raises(UnknownKeyError, match="RELAIS_PATIENT_KEYS"):
         MASTER.key(key_id)

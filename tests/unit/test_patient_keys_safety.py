@@ -1,5 +1,5 @@
-"""Per-patient keys under failure: only a tombstone means "erased" (a missing record is
-retried), dead letters never crash on the patient's key nor make an erased patient a new
+"""Per-patient keys under failure: only a tombstone means "erased" (a store not there is
+retried, a record missing from one that answers is a dead letter), dead letters never crash on the patient's key nor make an erased patient a new
 one, re-wraps never resurrect an erased key, rotation and retirement in a safe order, the
 identity traits digest is keyed. Synthetic pseudonyms and the demo's samples only."""
 
@@ -14,13 +14,14 @@ import pytest
 from click.testing import CliRunner
 
 from ops.cli.main import main
-from relais.deadletter import Failure, Origin, dead_letter
+from relais.deadletter import Failure, Origin, dead_letter, failure_of
 from relais.document_store.errors import StoreUnavailableError
 from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring, pseudonymise, warm_patient_key
 from relais.patient_keys.errors import (
     ErasedKeyError,
     MasterKeyRetiredError,
+    PatientKeyError,
     PatientKeyMissingError,
 )
 from relais.patient_keys.kms import LocalKms
@@ -47,18 +48,28 @@ def with_vault(store: KeyStore, keyring: Keyring = MASTER) -> Keyring:
 
 
 # -- P0: only a tombstone means "erased" ------------------------------------------------------
-def test_a_key_missing_from_the_store_is_retried_not_taken_for_an_erasure(tmp_path: Path) -> None:
+def test_a_key_store_not_there_is_retried_and_a_key_missing_from_one_is_a_dead_letter(
+    tmp_path: Path,
+) -> None:
     made = FolderKeyStore(tmp_path / "a" / "keys")
     key_id, key = vault(made).sealing_key(PATIENT)
-    elsewhere = vault(FolderKeyStore(tmp_path / "b" / "keys"))  # another RELAIS_DATA_DIR
+    absent = vault(FolderKeyStore(tmp_path / "b" / "keys"))  # another RELAIS_DATA_DIR, unmounted
     for _ in range(2):  # not remembered as erased
-        with pytest.raises(PatientKeyMissingError) as missing:
-            elsewhere.key(key_id)
-    assert isinstance(missing.value, StoreUnavailableError)  # retried by stages and sinks
-    assert not isinstance(missing.value, ErasedKeyError)
-    assert "RELAIS_DOCUMENT_STORE" in str(missing.value)
-    assert "RELAIS_DATA_DIR" in str(missing.value)
+        with pytest.raises(StoreUnavailableError) as down:
+            absent.key(key_id)
+        assert not isinstance(down.value, PatientKeyError)  # an outage: retried
+    assert "RELAIS_DOCUMENT_STORE" in str(down.value)
     assert not (tmp_path / "b").exists()  # reading created no store
+    (tmp_path / "c" / "keys").mkdir(parents=True)
+    answering = vault(FolderKeyStore(tmp_path / "c" / "keys"))  # there, but without the key
+    for _ in range(2):
+        with pytest.raises(PatientKeyMissingError) as missing:
+            answering.key(key_id)
+    assert not isinstance(missing.value, StoreUnavailableError)  # a dead letter, not a loop
+    assert not isinstance(missing.value, ErasedKeyError)
+    assert failure_of(missing.value).reason_code == "patient-key-missing"
+    assert "RELAIS_DATA_DIR" in str(missing.value)
+    assert "relais dlq replay" in str(missing.value)
     assert vault(made).key(key_id) == key  # the right store: it opens
 
 
@@ -66,12 +77,15 @@ def test_erasure_writes_a_tombstone_first_and_only_it_makes_a_key_erased() -> No
     store = MemoryKeyStore()
     key_id, _ = vault(store).sealing_key(PATIENT)
     name, version = parse_key_id(key_id)
-    assert vault(store).erase(PATIENT) == key_id
-    assert store.buried(name, version)
-    with pytest.raises(ErasedKeyError):
-        vault(store).key(key_id)
     other = f"p.{name}.0badcafe"  # a version this store never made nor erased
     with pytest.raises(PatientKeyMissingError):
+        vault(store).key(other)
+    assert vault(store).erase(PATIENT) == key_id
+    assert store.buried(name, version)
+    assert store.buried(name, None)  # the patient's erasure marker
+    with pytest.raises(ErasedKeyError):
+        vault(store).key(key_id)
+    with pytest.raises(ErasedKeyError):  # every version from before the erasure is erased
         vault(store).key(other)
 
 
@@ -103,10 +117,11 @@ def test_a_dead_letter_never_makes_an_erased_patient_a_new_key() -> None:
     assert letter["original"]["key_id"] == "m1"
     assert list(store.names()) == []
     at_door = dead_letter(
-        with_vault(store), stage="mllp", failure=failure, origin=Origin("mllp"), original=b"x",
-        now=_now(), patient_key=PATIENT, create_key=True,
+        with_vault(store).minting(), stage="mllp", failure=failure, origin=Origin("mllp"),
+        original=b"x", now=_now(), patient_key=PATIENT,
     )  # fmt: skip
-    assert at_door["original"]["key_id"].startswith("p.")  # a new message: a new key
+    assert at_door["original"]["key_id"] == "m1"  # not even at the door, minting or not
+    assert list(store.names()) == []
 
 
 def test_a_dead_letter_uses_the_patients_existing_key() -> None:

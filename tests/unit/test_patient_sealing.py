@@ -44,6 +44,7 @@ def keyring(keys: MemoryKeyStore) -> Keyring:
 
 
 def submitted(sealing: Keyring, store: MemoryStore | None = None) -> Record:
+    sealing = sealing.minting()  # intake: the producer library makes the patient's key
     bodies = BodyWriter(sealing, store)
     message = parse_message(sample(LAB, DOMINIQUE, 1))
     [record] = submissions(message, sector="LAB", keyring=sealing, now=NOW, sealer=bodies)
