@@ -29,6 +29,7 @@ EXTRAS: Final[dict[str, Extra]] = {
     "psutil": Extra("load", "process measurements (psutil)"),
     "matplotlib": Extra("load", "charts (matplotlib)"),
     "moto": Extra("load", "the local S3 server (moto)"),
+    "saxonche": Extra("rules", "an XSLT 2 processor for the ANS rules (saxonche)"),
 }
 
 #: commands whose own extra covers every module they need (relais[load] includes relais[local])

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from ops.cli.cda import cda
 from ops.cli.context import run_component
 from ops.cli.context import settings_of as _settings
 from ops.cli.dlq import dlq
@@ -375,6 +376,7 @@ main.add_command(keys)
 main.add_command(schemas)
 main.add_command(store)
 main.add_command(patient)
+main.add_command(cda)
 
 if __name__ == "__main__":
     main()

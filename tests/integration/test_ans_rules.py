@@ -1,0 +1,125 @@
+"""The ANS's own CDA rules as the oracle (../shared/data/ans-tcda, run by Saxon): the ANS's
+examples pass, the CDAs Relais builds pass, a wrong one is refused with the rule's own text,
+and `relais cda check` says so to an integrator.
+
+The rules folder is read-only in CI: :class:`ops.cda_rules.AnsRules` compiles in a copy.
+CR-IMG N3 is not in the list of documents that pass: its builder lacks the DICOM technique
+entry and the object catalog the CR-IMG 2024.01 model requires (issue 18, point 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from domain.cda_validate import CdaSchema
+from ops.cda_rules import AnsRules
+from streams.transcode.cda_build import build_cr_bio_n3, build_n1
+from tests.shared_data import shared
+from tests.unit.test_cda_build import HEADER, PATIENT, PDF, results
+
+RULES = shared("ans-tcda")
+XSD = shared("cda-xsd")
+LETTER = dataclasses.replace(
+    HEADER,
+    id_extension="LDL-0001",
+    set_id_extension="LDL-0001",
+    type_code="11490-0",
+    type_display="Lettre de liaison à la sortie d'un établissement de soins",
+    title="Lettre de liaison à la sortie",
+)
+
+
+@pytest.fixture(scope="module")
+def rules() -> Iterator[AnsRules]:
+    with AnsRules(RULES) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def schema() -> CdaSchema:
+    return CdaSchema.load(XSD)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in shared("cda").glob("*.xml")))
+def test_the_ans_examples_pass_their_own_rules(rules: AnsRules, name: str) -> None:
+    """The oracle is sound: the ANS's published examples pass."""
+    document = shared("cda", name).read_bytes()
+    assert rules.check(document) == []
+
+
+RELAIS_CDAS = {
+    "CR-BIO N3, 5 results and the PDF": lambda: build_cr_bio_n3(HEADER, PATIENT, results(5), PDF),
+    "CR-BIO N3, 200 results and the PDF": lambda: build_cr_bio_n3(
+        HEADER, PATIENT, results(200), PDF
+    ),
+    "CR-BIO N3, 1 result, no PDF": lambda: build_cr_bio_n3(HEADER, PATIENT, results(1), None),
+    "N1 from a PDF (a discharge letter)": lambda: build_n1(LETTER, PATIENT, PDF),
+    "N1 from a PDF (a lab report)": lambda: build_n1(HEADER, PATIENT, PDF),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RELAIS_CDAS))
+def test_the_cdas_relais_builds_pass_xsd_and_the_ans_rules(
+    rules: AnsRules, schema: CdaSchema, kind: str
+) -> None:
+    document = RELAIS_CDAS[kind]()
+    assert schema.validate(document) == []
+    judged = rules.rule_sets(document)
+    assert "profils/IHE.sch" in judged
+    assert "profils/CI-SIS_ModelesDeContenusCDA.sch" in judged
+    if kind.startswith("CR-BIO"):
+        assert judged[0] == "CI-SIS_BIO-CR-BIO_2024.01.sch"
+    assert [str(f) for f in rules.check(document)] == []
+
+
+def test_a_wrong_cda_is_refused_with_the_rule_s_own_text(rules: AnsRules) -> None:
+    good = build_cr_bio_n3(HEADER, PATIENT, results(5), PDF)
+    title = b"<title>Compte rendu d'examens biologiques</title>"
+    assert title in good
+    findings = rules.check(good.replace(title, b"", 1))
+    assert len(findings) == 1, [str(f) for f in findings]
+    assert findings[0].rules == "CI-SIS_BIO-CR-BIO_2024.01"
+    assert "title est obligatoire" in findings[0].text
+    assert findings[0].location.startswith("/ClinicalDocument"), findings[0].location
+
+
+def relais(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ops", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_relais_cda_check_tells_an_integrator(tmp_path: Path) -> None:
+    good = tmp_path / "good.xml"
+    good.write_bytes(build_cr_bio_n3(HEADER, PATIENT, results(5), PDF))
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(good.read_bytes().replace(b"<title>Compte rendu", b"<title>CR", 1))
+    result = relais(
+        "cda", "check", str(good), str(bad), "--rules", str(RULES), "--xsd-dir", str(XSD)
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"{good}: conformant (XSD, CI-SIS_BIO-CR-BIO_2024.01, IHE" in result.stdout
+    assert f"{bad}: 1 failed assertion(s)" in result.stdout
+    assert "title est obligatoire" in result.stdout
+    assert result.stdout.rstrip().endswith("1 of 2 conformant")
+
+
+def test_a_folder_without_the_rules_is_one_line(tmp_path: Path) -> None:
+    document = tmp_path / "cda.xml"
+    document.write_bytes(build_n1(LETTER, PATIENT, PDF))
+    result = relais("cda", "check", str(document), "--rules", str(tmp_path))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    assert "holds no ANS rules" in errors[0]
+    assert "Traceback" not in result.stderr
