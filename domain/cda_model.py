@@ -85,3 +85,29 @@ class DocumentHeader:
     practice_setting: tuple[str, str] = ("AMBULATOIRE", "Ambulatoire")
     service_start: str | None = None  # HL7 TS: documentationOf/serviceEvent/effectiveTime/low
     service_stop: str | None = None  # .../high
+
+
+@dataclass(frozen=True)
+class ImagingStudy:
+    """The imaging act a CR-IMG N3 reports (CI-SIS IMG-CR-IMG 2024.01).
+
+    The model requires, in each FR-DICOM-Acte-imagerie section, one FR-DICOM-Technique-imagerie
+    entry (the act's code, its acquisition modality, its anatomical location: none of them may
+    be a nullFlavor) and one FR-DICOM-Object-Catalog subsection. The study, series and SOP
+    instance entry of the catalog is written when the series, the instance and its SOP class
+    are known; otherwise the catalog names the study only.
+    """
+
+    #: the act, LOINC (JDV_CodesDocumentImagerie_CISIS), e.g. ("24627-2", "CT thorax")
+    procedure: tuple[str, str]
+    #: DICOM acquisition modality (JDV_ModaliteAcquisition_CISIS), e.g. ("CT", "Tomodensitométrie")
+    modality: tuple[str, str]
+    #: SNOMED CT anatomical location (JDV_LocalisationAnatomique_CISIS),
+    #: e.g. ("302551006", "thorax entier")
+    target_site: tuple[str, str]
+    study_uid: str  # DICOM Study Instance UID (an OID)
+    performed_at: str | None = None  # HL7 TS of the study; default: the service start
+    series_uid: str | None = None
+    sop_instance_uid: str | None = None
+    #: SOP Class UID and its name, e.g. ("1.2.840.10008.5.1.4.1.1.2", "CT Image Storage")
+    sop_class: tuple[str, str] | None = None

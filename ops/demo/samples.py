@@ -10,7 +10,7 @@ import base64
 from dataclasses import dataclass
 from typing import Final
 
-from domain.cda_model import DocumentHeader, Organisation, PatientHeader, Person
+from domain.cda_model import DocumentHeader, ImagingStudy, Organisation, PatientHeader, Person
 from domain.lab_results import LOINC_OID, CodedResult, LabResult, MappingStatus, ValueType
 from streams.transcode.cda_build import build_cr_bio_n3, build_cr_img_n3, build_n1
 
@@ -65,6 +65,16 @@ IMAGING: Final = Kind(
     "CR d'imagerie médicale",
     "1.2.250.1.213.1.1.1.45",
     "ORU^R01^ORU_R01",
+)
+#: The study of the demo's imaging report (a chest CT): what a CR-IMG N3 requires.
+CHEST_CT: Final = ImagingStudy(
+    procedure=("24627-2", "CT thorax"),
+    modality=("CT", "Tomodensitométrie"),
+    target_site=("302551006", "thorax entier"),
+    study_uid="1.2.250.1.999.9.18748.1",
+    series_uid="1.2.250.1.999.9.18748.1.1",
+    sop_instance_uid="1.2.250.1.999.9.18748.1.1.1",
+    sop_class=("1.2.840.10008.5.1.4.1.1.2", "CT Image Storage"),
 )
 LETTER: Final = Kind(
     "hospital letter",
@@ -152,7 +162,7 @@ def cda(
         return build_cr_bio_n3(header, person, results, pdf)
     if kind.loinc == IMAGING.loinc:
         sections = (("55111-9", "Technique", text), ("19005-8", "Résultat", text))
-        return build_cr_img_n3(header, person, sections, pdf)
+        return build_cr_img_n3(header, person, sections, pdf, study=CHEST_CT)
     return build_n1(header, person, pdf)
 
 

@@ -23,6 +23,7 @@ from domain.cda_model import (
     PRACTICE_SETTING_OID,
     PROFESSION_OID,
     DocumentHeader,
+    ImagingStudy,
     Organisation,
     PatientHeader,
     Person,
@@ -39,6 +40,7 @@ from streams.transcode.cda_body import (
     serialize,
     sub,
 )
+from streams.transcode.cda_imaging import ImagingStudyMissing, check_study, imaging_sections
 
 Templates = tuple[tuple[str, str | None], ...]
 
@@ -62,15 +64,6 @@ CR_IMG_TEMPLATES: Final[Templates] = (
     ("1.2.840.10008.9.21", None),
     (CR_IMG_MODEL, "2024.01"),
 )
-#: CR-IMG section LOINC code -> (DICOM PS3.20 template, CI-SIS template).
-CR_IMG_SECTIONS: Final = {
-    "55752-0": ("1.2.840.10008.9.2", "1.2.250.1.213.1.1.2.205"),  # informations cliniques
-    "55111-9": ("1.2.840.10008.9.3", "1.2.250.1.213.1.1.2.206"),  # technique d'imagerie
-    "18834-2": ("1.2.840.10008.9.4", "1.2.250.1.213.1.1.2.207"),  # comparaison
-    "59776-5": ("2.16.840.1.113883.10.20.6.1.2", "1.2.250.1.213.1.1.2.208"),  # résultats
-    "19005-8": ("1.2.840.10008.9.5", "1.2.250.1.213.1.1.2.209"),  # conclusion
-    "55107-7": ("1.2.840.10008.9.6", "1.2.250.1.213.1.1.2.210"),  # addendum
-}
 CONFIDENTIALITY: Final = {"N": "Normal", "R": "Restreint", "V": "Très restreint"}
 SEX: Final = {"M": "Masculin", "F": "Féminin", "U": "Inconnu", "UN": "Inconnu"}
 
@@ -273,22 +266,22 @@ def build_cr_img_n3(
     patient: PatientHeader,
     sections: Sequence[tuple[str, str, str]],
     pdf: bytes | None,
+    *,
+    study: ImagingStudy | None = None,
 ) -> bytes:
-    """CR-IMG N3 (DICOM PS3.20 + CI-SIS 2024.01): narrative sections (LOINC code, title, text).
+    """CR-IMG N3 (DICOM PS3.20 + CI-SIS IMG-CR-IMG 2024.01): sections (LOINC code, title, text).
 
-    Known section codes get their DICOM and CI-SIS templateIds; coded DICOM
-    entries (procedure, series, dose) are not produced. A PDF goes in an
-    FR-Documents-ajoutes section.
+    The model requires the imaging act (code, acquisition modality, anatomical location)
+    and the study's object catalog: without a ``study`` that has them, or with a DICOM UID
+    that is not an OID, :class:`ImagingStudyMissing` (a ``ValueError``) is raised and the
+    caller sends the report as N1. The structured parts are those of
+    :mod:`streams.transcode.cda_imaging`. A PDF goes in an FR-Documents-ajoutes section.
     """
+    study = check_study(study)
     root = _document(header, patient, CR_IMG_TEMPLATES, CR_IMG_TYPE)
     _context(root, header, None)
     body = sub(sub(root, "component"), "structuredBody")
-    for code, title, text in sections:
-        part = add_section(body, header, CR_IMG_SECTIONS.get(code, ()), (code, title), title)
-        narrative = sub(part, "text")
-        for line in (line.strip() for line in text.splitlines()):
-            if line:
-                sub(narrative, "paragraph", line)
+    imaging_sections(body, header, sections, study)
     if pdf is not None:
         added = add_section(
             body,
@@ -299,3 +292,6 @@ def build_cr_img_n3(
         )
         attached_pdf(added, header, pdf, "Copie du document")
     return serialize(root)
+
+
+__all__ = ["ImagingStudyMissing", "build_cr_bio_n3", "build_cr_img_n3", "build_n1"]

@@ -3,8 +3,6 @@ examples pass, the CDAs Relais builds pass, a wrong one is refused with the rule
 and `relais cda check` says so to an integrator.
 
 The rules folder is read-only in CI: :class:`ops.cda_rules.AnsRules` compiles in a copy.
-CR-IMG N3 is not in the list of documents that pass: its builder lacks the DICOM technique
-entry and the object catalog the CR-IMG 2024.01 model requires (issue 18, point 4).
 """
 
 from __future__ import annotations
@@ -19,9 +17,17 @@ import pytest
 
 from domain.cda_validate import CdaSchema
 from ops.cda_rules import AnsRules
-from streams.transcode.cda_build import build_cr_bio_n3, build_n1
+from streams.transcode.cda_build import build_cr_bio_n3, build_cr_img_n3, build_n1
 from tests.shared_data import shared
-from tests.unit.test_cda_build import HEADER, PATIENT, PDF, results
+from tests.unit.test_cda_build import (
+    HEADER,
+    IMAGING,
+    IMG_SECTIONS,
+    IMG_STUDY,
+    PATIENT,
+    PDF,
+    results,
+)
 
 RULES = shared("ans-tcda")
 XSD = shared("cda-xsd")
@@ -59,6 +65,16 @@ RELAIS_CDAS = {
         HEADER, PATIENT, results(200), PDF
     ),
     "CR-BIO N3, 1 result, no PDF": lambda: build_cr_bio_n3(HEADER, PATIENT, results(1), None),
+    "CR-IMG N3, study with its series and instance, and the PDF": lambda: build_cr_img_n3(
+        IMAGING, PATIENT, IMG_SECTIONS, PDF, study=IMG_STUDY
+    ),
+    "CR-IMG N3, the study only, no PDF, no technique section given": lambda: build_cr_img_n3(
+        IMAGING,
+        PATIENT,
+        [("19005-8", "Conclusion", "Examen normal.")],
+        None,
+        study=dataclasses.replace(IMG_STUDY, series_uid=None, sop_instance_uid=None),
+    ),
     "N1 from a PDF (a discharge letter)": lambda: build_n1(LETTER, PATIENT, PDF),
     "N1 from a PDF (a lab report)": lambda: build_n1(HEADER, PATIENT, PDF),
 }
@@ -75,6 +91,8 @@ def test_the_cdas_relais_builds_pass_xsd_and_the_ans_rules(
     assert "profils/CI-SIS_ModelesDeContenusCDA.sch" in judged
     if kind.startswith("CR-BIO"):
         assert judged[0] == "CI-SIS_BIO-CR-BIO_2024.01.sch"
+    if kind.startswith("CR-IMG"):
+        assert judged[0] == "CI-SIS_IMG-CR-IMG_2024.01.sch"
     assert [str(f) for f in rules.check(document)] == []
 
 

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from lxml import etree
 
-from domain.cda_model import DocumentHeader, Organisation, PatientHeader, Person
+from domain.cda_model import DocumentHeader, ImagingStudy, Organisation, PatientHeader, Person
 from domain.cda_validate import CdaSchema, header_problems
 from domain.document_id import HL7V3, safe_parser
 from domain.lab_results import (
@@ -19,7 +19,12 @@ from domain.lab_results import (
     MappingStatus,
     ValueType,
 )
-from streams.transcode.cda_build import build_cr_bio_n3, build_cr_img_n3, build_n1
+from streams.transcode.cda_build import (
+    ImagingStudyMissing,
+    build_cr_bio_n3,
+    build_cr_img_n3,
+    build_n1,
+)
 from tests.shared_data import shared
 
 NS = {"v3": HL7V3, "xsi": "http://www.w3.org/2001/XMLSchema-instance"}
@@ -75,6 +80,17 @@ IMG_SECTIONS = (
     ("55111-9", "Technique d'imagerie", "Scanner thoracique sans injection."),
     ("59776-5", "Résultats", "Pas de nodule."),
     ("19005-8", "Conclusion", "Examen normal."),
+)
+#: A chest CT: act, modality, anatomical location (CI-SIS value sets), study/series/instance.
+IMG_STUDY = ImagingStudy(
+    procedure=("24627-2", "CT thorax"),
+    modality=("CT", "Tomodensitométrie"),
+    target_site=("302551006", "thorax entier"),
+    study_uid="1.2.250.1.999.8.3.1",
+    performed_at="20240115081500+0100",
+    series_uid="1.2.250.1.999.8.3.1.1",
+    sop_instance_uid="1.2.250.1.999.8.3.1.1.1",
+    sop_class=("1.2.840.10008.5.1.4.1.1.2", "CT Image Storage"),
 )
 #: (LOINC, display, UCUM unit) of the results a test document carries, in turn.
 ANALYTES = (
@@ -283,7 +299,7 @@ def test_n1_wraps_the_pdf(schema: CdaSchema, header: DocumentHeader) -> None:
 @pytest.mark.parametrize("pdf", [PDF, None], ids=["with-pdf", "without-pdf"])
 def test_cr_img_n3(schema: CdaSchema, pdf: bytes | None) -> None:
     header = dataclasses.replace(IMAGING, replaces="1.2.250.1.999.8.1.77", version=2)
-    document = build_cr_img_n3(header, PATIENT, IMG_SECTIONS, pdf)
+    document = build_cr_img_n3(header, PATIENT, IMG_SECTIONS, pdf, study=IMG_STUDY)
     assert_deliverable(schema, document)
     root = parse(document)
     templates = values(root, "v3:templateId/@root")
@@ -296,11 +312,58 @@ def test_cr_img_n3(schema: CdaSchema, pdf: bytes | None) -> None:
     codes = values(root, f"{sections}/v3:code/@code")
     assert codes[:4] == ["55752-0", "55111-9", "59776-5", "19005-8"]
     assert "1.2.250.1.213.1.1.2.209" in values(root, f"{sections}/v3:templateId/@root")
-    assert values(root, f"({sections})[1]/v3:text/v3:paragraph/text()") == [
-        "Toux persistante.",
-        "Bilan.",
-    ]
+    request = f"({sections})[1]/v3:component/v3:section[v3:code/@code='55115-0']"
+    assert values(root, f"{request}/v3:text/v3:paragraph/text()") == ["Toux persistante.", "Bilan."]
+    history = f"({sections})[1]//v3:section[v3:code/@code='11329-0']//v3:observation"
+    assert values(root, f"{history}/v3:code/@code") == ["11348-0", "47519-4", "64100-1"]
     assert len(values(root, "//v3:observationMedia")) == (1 if pdf else 0)
+
+
+def test_cr_img_n3_carries_the_study() -> None:
+    root = parse(build_cr_img_n3(IMAGING, PATIENT, IMG_SECTIONS, None, study=IMG_STUDY))
+    act = "//v3:section[v3:code/@code='55111-9']"
+    procedure = f"{act}/v3:entry/v3:procedure[v3:templateId/@root='1.2.250.1.213.1.1.3.153']"
+    assert values(root, f"{procedure}/v3:code/@code") == ["24627-2"]
+    assert values(root, f"{procedure}/v3:methodCode/@code") == ["CT"]
+    assert values(root, f"{procedure}/v3:targetSiteCode/@code") == ["302551006"]
+    assert values(root, f"{procedure}/v3:effectiveTime/@value") == ["20240115081500+0100"]
+    catalog = f"{act}/v3:component/v3:section[v3:code/@code='121181']"
+    study = f"{catalog}/v3:entry/v3:act[v3:code/@code='113014']"
+    assert values(root, f"{study}/v3:id/@root") == ["1.2.250.1.999.8.3.1"]
+    series = f"{study}/v3:entryRelationship/v3:act"
+    assert values(root, f"{series}/v3:id/@root") == ["1.2.250.1.999.8.3.1.1"]
+    assert values(root, f"{series}/v3:code/v3:qualifier/v3:value/@code") == ["CT"]
+    instance = f"{series}/v3:entryRelationship/v3:observation[@classCode='DGIMG']"
+    assert values(root, f"{instance}/v3:id/@root") == ["1.2.250.1.999.8.3.1.1.1"]
+    assert values(root, f"{instance}/v3:code/@code") == ["1.2.840.10008.5.1.4.1.1.2"]
+
+
+def test_cr_img_n3_without_series_names_the_study_only(schema: CdaSchema) -> None:
+    study = dataclasses.replace(IMG_STUDY, series_uid=None)
+    only = [("19005-8", "Conclusion", "Examen normal.")]
+    document = build_cr_img_n3(IMAGING, PATIENT, only, None, study=study)
+    assert_deliverable(schema, document)
+    root = parse(document)
+    sections = "v3:component/v3:structuredBody/v3:component/v3:section"
+    assert values(root, f"{sections}/v3:code/@code") == ["55111-9", "19005-8"]
+    catalog = "//v3:section[v3:code/@code='121181']"
+    assert "1.2.250.1.999.8.3.1" in values(root, f"{catalog}/v3:text/v3:paragraph/text()")[0]
+    assert values(root, f"{catalog}/v3:entry") == []
+
+
+@pytest.mark.parametrize(
+    "study",
+    [
+        None,
+        dataclasses.replace(IMG_STUDY, target_site=("", "")),
+        dataclasses.replace(IMG_STUDY, study_uid="not-an-oid"),
+    ],
+    ids=["no-study", "no-location", "bad-uid"],
+)
+def test_cr_img_n3_without_what_the_model_requires_falls_back(study: ImagingStudy | None) -> None:
+    with pytest.raises(ImagingStudyMissing, match=r"N3|UID"):
+        build_cr_img_n3(IMAGING, PATIENT, IMG_SECTIONS, PDF, study=study)
+    assert issubclass(ImagingStudyMissing, ValueError)
 
 
 def test_hostile_text_is_escaped_not_injected(schema: CdaSchema) -> None:
