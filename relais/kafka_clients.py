@@ -35,6 +35,7 @@ __all__ = [
     "consumer",
     "producer",
     "ssl_context",
+    "token_provider",
 ]
 
 
@@ -78,8 +79,9 @@ def ssl_context(security: KafkaSecurity) -> ssl.SSLContext | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _tokens(client: OAuthClient) -> ClientCredentialsTokens:
-    # one provider per OAuth client and process: the token is shared by every connection
+def token_provider(client: OAuthClient) -> ClientCredentialsTokens:
+    """The OAUTHBEARER token provider of ``client``: one per process, its token shared by
+    every connection (aiokafka's and Faust's)."""
     return ClientCredentialsTokens(client)
 
 
@@ -96,7 +98,7 @@ def client_options(target: Target) -> dict[str, Any]:
     if security.sasl:
         options["sasl_mechanism"] = security.sasl_mechanism
         if security.oauth is not None:
-            options["sasl_oauth_token_provider"] = _tokens(security.oauth)
+            options["sasl_oauth_token_provider"] = token_provider(security.oauth)
         else:
             options["sasl_plain_username"] = security.username
             options["sasl_plain_password"] = security.password

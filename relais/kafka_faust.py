@@ -15,7 +15,7 @@ from typing import Any
 from faust.auth import OAuthCredentials, SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT
 
-from relais.kafka_clients import KafkaConnection, _tokens, ssl_context
+from relais.kafka_clients import KafkaConnection, ssl_context, token_provider
 
 __all__ = ["broker_credentials", "install_idempotence"]
 
@@ -25,7 +25,7 @@ def broker_credentials(conn: KafkaConnection) -> CredentialsT | None:
     security = conn.security
     context = ssl_context(security)
     if security.oauth is not None:
-        return OAuthCredentials(oauth_cb=_tokens(security.oauth), ssl_context=context)
+        return OAuthCredentials(oauth_cb=token_provider(security.oauth), ssl_context=context)
     if security.sasl:
         return SASLCredentials(
             username=security.username,

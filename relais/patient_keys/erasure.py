@@ -43,25 +43,26 @@ def erasure_requested_audit(
     """The ``AuditEvent`` written *before* an erasure: who asked, which patient, and the key
     about to be destroyed (a run cut short after the erasure still has it on record)."""
     key = f"data key {key_id}" if key_id else "no data key (none left)"
-    return audit_event(
-        event_id=str(uuid.uuid4()),
-        component="patient-cli",
-        action="OTHER",
-        outcome="patient-erasure-requested",
-        now=now,
-        detail=f"operator {operator} erases patient {patient_key[:16]}: {key}",
-    )
+    detail = f"operator {operator} erases patient {patient_key[:16]}: {key}"
+    return _patient_audit("patient-erasure-requested", detail, now)
 
 
 def erasure_audit(erased: Erased, *, operator: str, now: datetime) -> Record:
     """The ``AuditEvent`` of an erasure: who, which patient (pseudonym prefix), what went."""
     key = f"data key {erased.key_id} destroyed" if erased.key_id else "no data key (none left)"
+    detail = (
+        f"operator {operator} erased patient {erased.patient_key[:16]}: {key}, "
+        f"{erased.bodies} stored bodies removed"
+    )
+    return _patient_audit("patient-erased", detail, now)
+
+
+def _patient_audit(outcome: str, detail: str, now: datetime) -> Record:
     return audit_event(
         event_id=str(uuid.uuid4()),
         component="patient-cli",
         action="OTHER",
-        outcome="patient-erased",
+        outcome=outcome,
         now=now,
-        detail=f"operator {operator} erased patient {erased.patient_key[:16]}: {key}, "
-        f"{erased.bodies} stored bodies removed",
+        detail=detail,
     )

@@ -9,7 +9,6 @@ line naming the setting to fix.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import socket
@@ -22,17 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ops.localstack import LocalStack, read_landing
 from ops.ports import free_port
-from tests.integration.mail_servers import Pki, _ca, _leaf, _write_key, make_pki
+from tests.integration.mail_servers import Pki, make_pki
 from tests.integration.mllp_client import exchange
+from tests.integration.mllp_pki import TestCa
 from tests.integration.test_fanout_e2e import FIXTURES, message
 from tests.shared_data import shared
 
-CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
 
 
@@ -230,15 +227,11 @@ def test_with_the_right_settings_the_command_works(
 def test_a_client_certificate_from_another_ca_is_one_line_naming_it(
     tls_stack: tuple[LocalStack, int], tls_proxy: TlsBroker, tmp_path: Path
 ) -> None:
-    now = dt.datetime.now(dt.UTC)
-    stranger = _leaf("relais", _ca("Not the brokers' CA", now), CLIENT_AUTH, now, server=False)
-    cert, key = tmp_path / "stranger.pem", tmp_path / "stranger.key"
-    cert.write_bytes(stranger[0].public_bytes(serialization.Encoding.PEM))
-    _write_key(stranger[1], key)
+    stranger = TestCa(tmp_path, "not-the-brokers").client("relais")
     env = {
         **tls_proxy.environment(),
-        "RELAIS_KAFKA_CERT_FILE": str(cert),
-        "RELAIS_KAFKA_KEY_FILE": str(key),
+        "RELAIS_KAFKA_CERT_FILE": str(stranger.cert),
+        "RELAIS_KAFKA_KEY_FILE": str(stranger.key),
         "RELAIS_TOPIC_PREFIX": tls_stack[0].settings.kafka.prefix,
     }
     line = one_error(relais("topics", "list", env=env))
