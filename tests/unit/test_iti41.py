@@ -109,9 +109,10 @@ def test_the_submission_set_and_its_association() -> None:
 
 
 def test_a_replacement_adds_the_rplc_association_to_the_parent_entry() -> None:
-    metadata = iti41.read_metadata(iti41.read_request(*built(replaces="1.2.3.4")).body)
+    parent = "urn:uuid:0a4e0b8e-2f57-4c1e-9d4c-3c1f8f0e7a11"  # the entryUUID the DMP gave it
+    metadata = iti41.read_metadata(iti41.read_request(*built(replaces=parent)).body)
     [rplc] = [a for a in metadata.associations if a.type == iti41.RPLC]
-    assert (rplc.source, rplc.target) == (iti41.entry_uuid(DOC_ID), iti41.entry_uuid("1.2.3.4"))
+    assert (rplc.source, rplc.target) == (iti41.entry_uuid(DOC_ID), parent)
 
 
 def test_ids_are_stable_for_the_same_document_and_change_with_its_bytes() -> None:

@@ -10,7 +10,8 @@ envelope, :class:`Iti41Error`):
   submission set (RegistryPackage), the document entry (ExtrinsicObject) of
   :class:`~domain.xds.metadata.DocumentEntry`, the HasMember association (and RPLC to the
   replaced document), and the document by ``xop:Include`` — packaged as MTOM/XOP
-  (:mod:`consumers.ihe.mtom`).
+  (:mod:`consumers.ihe.mtom`); with the structure's key, the signed submission set too
+  (the DSG signature document of :mod:`consumers.ihe.dsg` and its ``signs`` association).
 * :mod:`.read` — :func:`read_request` and :func:`read_metadata` read such a request back.
 * :mod:`.answer` — :func:`registry_response` and :func:`soap_fault` build the answers;
   :func:`read_response` reads an answer.
@@ -37,13 +38,18 @@ from consumers.ihe.iti41.answer import (
 from consumers.ihe.iti41.build import (
     CONTENT_TYPE_OID,
     CONTENT_TYPES,
+    EVENT_CODE_LIST,
     RELAIS_UUIDS,
     RPLC,
+    SIGNS,
     SubmissionSet,
+    content_id,
     content_type_of,
     entry_uuid,
     provide_and_register,
     request,
+    signature_entry,
+    signature_of,
     submission_set_of,
 )
 from consumers.ihe.iti41.read import (
@@ -63,11 +69,13 @@ __all__ = [
     "ANONYMOUS",
     "CONTENT_TYPES",
     "CONTENT_TYPE_OID",
+    "EVENT_CODE_LIST",
     "NS",
     "RELAIS_UUIDS",
     "RESPONSE_ACTION",
     "RPLC",
     "SEVERITY",
+    "SIGNS",
     "STATUS",
     "Association",
     "Classified",
@@ -79,6 +87,7 @@ __all__ = [
     "RegistryResponse",
     "SoapFault",
     "SubmissionSet",
+    "content_id",
     "content_type_of",
     "entry_uuid",
     "provide_and_register",
@@ -87,6 +96,8 @@ __all__ = [
     "read_response",
     "registry_response",
     "request",
+    "signature_entry",
+    "signature_of",
     "soap_fault",
     "submission_set_of",
 ]

@@ -6,11 +6,15 @@ the signed VIHF in ``wsse:Security``, and the body ``ProvideAndRegisterDocumentS
 (RegistryPackage), the document entry (ExtrinsicObject) of
 :class:`~domain.xds.metadata.DocumentEntry`, the HasMember association (and RPLC to the
 replaced document), and the document by ``xop:Include`` — packaged as MTOM/XOP
-(:mod:`consumers.ihe.mtom`).
+(:mod:`consumers.ihe.mtom`). Given the structure's key, the submission set is signed as the
+DMP wants (STANDARDS.md §4): one more ExtrinsicObject, the IHE DSG signature document of
+:mod:`consumers.ihe.dsg` (:func:`signature_entry`), a HasMember to it, the association
+``signs`` from it to the submission set, and its own MIME part.
 
-Entry UUIDs are derived from the document's uniqueId (:func:`entry_uuid`) so that a
-replacement can name the entry it replaces without querying the registry, as long as
-Relais filed it; the other object ids are derived too (:class:`_Ids`), so that the same
+The entry's own id is derived from the document's uniqueId (:func:`entry_uuid`): a
+symbolic id the DMP replaces with the entryUUID it assigns (one per version). A replacement
+names its parent by that DMP-assigned entryUUID (found with ITI-18 or kept by the sink,
+docs/dmp-feeding.md); the other object ids are derived too (:class:`_Ids`), so that the same
 document always makes the same request.
 """
 
@@ -18,14 +22,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Final
 
 from lxml import etree
 
-from consumers.ihe import mtom
+from consumers.ihe import dsg, mtom
 from consumers.ihe.iti41.soap import ACTION, NSMAP, envelope, text
+from consumers.ihe.vihf import SigningKey
 from domain.xds.codes import Coded
 from domain.xds.ebrim import (
     HAS_MEMBER,
@@ -40,6 +45,8 @@ from domain.xds.ebrim import (
 from domain.xds.metadata import DocumentEntry
 
 RPLC: Final = "urn:ihe:iti:2007:AssociationType:RPLC"
+SIGNS: Final = "urn:ihe:iti:2007:AssociationType:signs"
+EVENT_CODE_LIST: Final = "urn:uuid:2c6b8cb7-8b2a-4051-b291-b1ae6a575ef4"
 #: namespace of the UUIDs Relais derives (entry UUIDs, submission set uniqueIds)
 RELAIS_UUIDS: Final = uuid.UUID("5b0c1c36-55a3-4c8e-9d36-6f2f3a2d8e41")
 
@@ -98,27 +105,37 @@ def provide_and_register(
     *,
     document_cid: str,
     replaces: str | None = None,
+    signature: dsg.SignatureDocument | None = None,
 ) -> etree._Element:
-    """The ``ProvideAndRegisterDocumentSetRequest`` (RPLC to ``replaces``, a uniqueId)."""
+    """The ``ProvideAndRegisterDocumentSetRequest`` (RPLC to ``replaces``: the parent's
+    entryUUID as the DMP returned it, ITI-18), with the submission set's ``signature``
+    document when given (HasMember and ``signs``)."""
     ids = _Ids(entry.unique_id)
     de_id, ss_id = entry_uuid(entry.unique_id), ids.next()
     root = etree.Element(f"{{{XDSB}}}ProvideAndRegisterDocumentSetRequest", nsmap=NSMAP)
     request = etree.SubElement(root, f"{{{LCM}}}SubmitObjectsRequest")
     objects = etree.SubElement(request, f"{{{RIM}}}RegistryObjectList")
     _document_entry(objects, entry, de_id, ids)
+    documents = {de_id: document_cid}
+    if signature is not None:
+        signature_id = entry_uuid(signature.unique_id)
+        signed = signature_entry(entry, signature)
+        _document_entry(objects, signed, signature_id, ids, events=(dsg.PURPOSE,))
+        documents[signature_id] = content_id(signature.unique_id)
     _submission_set(objects, submission_set, ss_id, ids)
     node = _rim(objects, "Classification", id=ids.next(), classifiedObject=ss_id)
     node.set("classificationNode", SUBMISSION_SET_NODE)
-    member = _rim(objects, "Association", id=ids.next(), associationType=HAS_MEMBER)
-    member.set("sourceObject", ss_id)
-    member.set("targetObject", de_id)
-    _slot(member, "SubmissionSetStatus", ["Original"])
+    for member_id in documents:
+        _association(objects, HAS_MEMBER, ss_id, member_id, ids)
+    if signature is not None:
+        _association(objects, SIGNS, entry_uuid(signature.unique_id), ss_id, ids)
     if replaces is not None:
         replacement = _rim(objects, "Association", id=ids.next(), associationType=RPLC)
         replacement.set("sourceObject", de_id)
-        replacement.set("targetObject", entry_uuid(replaces))
-    document = etree.SubElement(root, f"{{{XDSB}}}Document", id=de_id)
-    etree.SubElement(document, f"{{{mtom.XOP}}}Include", href=f"cid:{document_cid}")
+        replacement.set("targetObject", replaces)  # the entryUUID the DMP assigned the parent
+    for document_id, cid in documents.items():
+        document = etree.SubElement(root, f"{{{XDSB}}}Document", id=document_id)
+        etree.SubElement(document, f"{{{mtom.XOP}}}Include", href=f"cid:{cid}")
     return root
 
 
@@ -131,18 +148,70 @@ def request(
     endpoint: str,
     message_id: str,
     replaces: str | None = None,
+    signing: SigningKey | None = None,
 ) -> tuple[str, bytes]:
-    """(Content-Type, body) of the MTOM package of one ITI-41 request."""
-    cid = f"{uuid.uuid5(RELAIS_UUIDS, entry.unique_id).hex}@relais"
-    body = provide_and_register(entry, submission_set, document_cid=cid, replaces=replaces)
+    """(Content-Type, body) of the MTOM package of one ITI-41 request; with the structure's
+    ``signing`` key, the submission set is signed (:func:`signature_of`), as the DMP wants."""
+    cid = content_id(entry.unique_id)
+    attachments = {cid: mtom.Part(entry.mime_type, content)}
+    signature = None
+    if signing is not None:
+        signature = signature_of(entry, submission_set, content, signing)
+        attachments[content_id(signature.unique_id)] = mtom.Part(dsg.MIME_TYPE, signature.content)
+    body = provide_and_register(
+        entry, submission_set, document_cid=cid, replaces=replaces, signature=signature
+    )
     soap = envelope(
         body,
         action=ACTION,
         headers=[("MessageID", message_id), ("To", endpoint)],
         security=vihf,
     )
-    attachment = mtom.Part(entry.mime_type, content)
-    return mtom.build(soap, {cid: attachment}, action=ACTION)
+    return mtom.build(soap, attachments, action=ACTION)
+
+
+def content_id(unique_id: str) -> str:
+    """The MIME Content-ID of the document ``unique_id`` in the package (stable)."""
+    return f"{uuid.uuid5(RELAIS_UUIDS, unique_id).hex}@relais"
+
+
+def signature_of(
+    entry: DocumentEntry, submission_set: SubmissionSet, content: bytes, key: SigningKey
+) -> dsg.SignatureDocument:
+    """The DSG signature document of the submission: the document's bytes and the submission
+    set's uniqueId in the manifest, signed at the submission time with the structure's key."""
+    signed_at = datetime.strptime(submission_set.submission_time, "%Y%m%d%H%M%S")
+    return dsg.sign_submission_set(
+        [dsg.Signed(entry.unique_id, content)],
+        submission_set.unique_id,
+        key,
+        now=signed_at.replace(tzinfo=UTC),
+    )
+
+
+def signature_entry(entry: DocumentEntry, signature: dsg.SignatureDocument) -> DocumentEntry:
+    """The signature document's DocumentEntry (DMP publication.xml, IHE DSG §5.5.6): the
+    DSG codes, language ``art``, its own hash and size, and the signed document's patient,
+    author, confidentiality, facility and practice setting (so it is masked alike)."""
+    at = signature.signed_at.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    return replace(
+        entry,
+        unique_id=signature.unique_id,
+        source_patient_id=entry.patient_id,
+        source_patient_info=(),
+        class_code=dsg.CLASS_CODE,
+        type_code=dsg.TYPE_CODE,
+        format_code=dsg.FORMAT_CODE,
+        creation_time=at,
+        service_start=at,
+        service_stop=at,
+        language=dsg.LANGUAGE,
+        title=dsg.TITLE,
+        mime_type=dsg.MIME_TYPE,
+        hash_sha1=signature.hash_sha1,
+        size=signature.size,
+        reference_ids=(),
+    )
 
 
 # building blocks ---------------------------------------------------------------------
@@ -159,7 +228,14 @@ class _Ids:
         return f"urn:uuid:{uuid.uuid5(self._namespace, str(next(self._count)))}"
 
 
-def _document_entry(objects: etree._Element, entry: DocumentEntry, de_id: str, ids: _Ids) -> None:
+def _document_entry(
+    objects: etree._Element,
+    entry: DocumentEntry,
+    de_id: str,
+    ids: _Ids,
+    *,
+    events: Sequence[Coded] = (),
+) -> None:
     extrinsic = _rim(objects, "ExtrinsicObject", id=de_id, mimeType=entry.mime_type)
     extrinsic.set("objectType", STABLE_DOCUMENT)
     slots: list[tuple[str, Sequence[str]]] = [
@@ -178,6 +254,15 @@ def _document_entry(objects: etree._Element, entry: DocumentEntry, de_id: str, i
         if values:
             _slot(extrinsic, name, values)
     _name(extrinsic, entry.title)
+    _entry_classifications(extrinsic, entry, de_id, ids, events)
+    _identifier(extrinsic, Scheme.DE_PATIENT_ID, de_id, entry.patient_id, ids, label="patientId")
+    _identifier(extrinsic, Scheme.DE_UNIQUE_ID, de_id, entry.unique_id, ids, label="uniqueId")
+
+
+def _entry_classifications(
+    extrinsic: etree._Element, entry: DocumentEntry, de_id: str, ids: _Ids, events: Sequence[Coded]
+) -> None:
+    """The author, then the coded classifications (eventCodeList last)."""
     author = _classification(extrinsic, Scheme.DE_AUTHOR, de_id, "", ids)
     _slot(author, "authorPerson", [entry.author_person])
     _slot(author, "authorInstitution", [entry.author_institution])
@@ -188,11 +273,10 @@ def _document_entry(objects: etree._Element, entry: DocumentEntry, de_id: str, i
         (Scheme.DE_FACILITY, entry.healthcare_facility_type),
         (Scheme.DE_PRACTICE, entry.practice_setting),
         (Scheme.DE_TYPE, entry.type_code),
+        *((EVENT_CODE_LIST, e) for e in events),
     ]
     for scheme, coded in codes:
         _coded(extrinsic, scheme, de_id, coded, ids)
-    _identifier(extrinsic, Scheme.DE_PATIENT_ID, de_id, entry.patient_id, ids, label="patientId")
-    _identifier(extrinsic, Scheme.DE_UNIQUE_ID, de_id, entry.unique_id, ids, label="uniqueId")
 
 
 def _submission_set(objects: etree._Element, ss: SubmissionSet, ss_id: str, ids: _Ids) -> None:
@@ -205,6 +289,15 @@ def _submission_set(objects: etree._Element, ss: SubmissionSet, ss_id: str, ids:
     _identifier(package, Scheme.SS_UNIQUE_ID, ss_id, ss.unique_id, ids, label="SS.uniqueId")
     _identifier(package, Scheme.SS_SOURCE_ID, ss_id, ss.source_id, ids, label="SS.sourceId")
     _identifier(package, Scheme.SS_PATIENT_ID, ss_id, ss.patient_id, ids, label="SS.patientId")
+
+
+def _association(objects: etree._Element, kind: str, source: str, target: str, ids: _Ids) -> None:
+    """An association; ``SubmissionSetStatus`` Original, as the DMP's sample writes on both
+    the HasMember and the ``signs`` ones."""
+    association = _rim(objects, "Association", id=ids.next(), associationType=kind)
+    association.set("sourceObject", source)
+    association.set("targetObject", target)
+    _slot(association, "SubmissionSetStatus", ["Original"])
 
 
 def _rim(parent: etree._Element, tag: str, **attrs: str) -> etree._Element:
