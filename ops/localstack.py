@@ -38,7 +38,7 @@ from relais.settings import Settings
 from relais.topic_admin import ensure_topics
 from relais.topics import AUDIT, DEADLETTER, DEFAULT_PARTITIONS, DELIVERY_STATUS, IDENTITY_PENDING
 from sandboxes.dmp import DmpSandbox, client_environment, sandbox_pki, start_sandbox
-from sandboxes.insi import InsiSandbox
+from sandboxes.insi import SANDBOX_IDAM, InsiSandbox
 from sandboxes.insi import start_sandbox as start_insi
 from sandboxes.mail import MailSandbox
 from sandboxes.pki import SandboxPki
@@ -108,7 +108,7 @@ class LocalStack:
         self.dmp_environment = client_environment(pki, f"https://127.0.0.1:{dmp_port}/repository")
         if self.mail:
             self._start_mail(pki)
-        self._insi_runner, self.insi, insi_port = await start_insi("127.0.0.1", 0)
+        self._insi_runner, self.insi, insi_port = await start_insi("127.0.0.1", 0, pki=pki)
         base = Settings.from_env({**self.dmp_environment, **self.extra_environment})
         self.settings = replace(
             base,
@@ -119,7 +119,7 @@ class LocalStack:
                 partitions=self.partitions,
             ),
             keys=replace(base.keys, file=keyring_file),
-            insi=replace(base.insi, url=f"http://127.0.0.1:{insi_port}"),
+            insi=replace(base.insi, url=f"https://127.0.0.1:{insi_port}/lps", idam=SANDBOX_IDAM),
             process=replace(base.process, data_dir=self.work_dir / "data"),
         )
         # as the processes load it: with RELAIS_PATIENT_KEYS (the default), the patient key
@@ -189,6 +189,7 @@ class LocalStack:
             "RELAIS_KEYRING_FILE": str(s.keys.file),
             **self.dmp_environment,
             "RELAIS_INSI_URL": s.insi.url,
+            "RELAIS_INSI_IDAM": s.insi.idam,
             "RELAIS_INSI_TIMEOUT_S": "2",
             "RELAIS_TABLE_STORE": self.table_store,
             "RELAIS_CDA_XSD_DIR": str(self.cda_xsd_dir or ""),

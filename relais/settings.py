@@ -52,8 +52,18 @@ RELAIS_DMP_SUBJECT_ROLE        VIHF roles, ``code^OID`` comma-separated    10^1.
 RELAIS_DMP_ACTIVITY_SECTOR     VIHF Secteur_Activite ``code^OID``          SA25^1.2.250.1.71.4.2.4
 RELAIS_DMP_SOURCE_ID           submission set sourceId (system OID)        (none: required)
 RELAIS_DMP_LPS_HOMOLOGATION    VIHF LPS_ID_HOMOLOGATION_DMP                (none: required)
-RELAIS_INSI_URL                INSi endpoint of the identity stage         http://127.0.0.1:39181
+RELAIS_DMP_STATUS_CACHE_S      a patient's open DMP (TD0.2) is trusted     86400 (1 day)
+                               that long before it is asked again
+RELAIS_INSI_URL                INSi endpoint (https://) of the identity    (the local sandbox's)
+                               stage
 RELAIS_INSI_TIMEOUT_S          timeout of one INSi call                    5
+RELAIS_INSI_CA_FILE            CAs INSi's server certificate chains to     RELAIS_DMP_CA_FILE
+RELAIS_INSI_CLIENT_CERT        structure certificate (PEM): mutual TLS     RELAIS_DMP_CLIENT_CERT
+                                                                           (one of them: required)
+RELAIS_INSI_CLIENT_KEY         its private key (PEM, unencrypted)          RELAIS_DMP_CLIENT_KEY
+RELAIS_INSI_IDAM               ContexteLPS IDAM: the software's CNDA       (none: required)
+                               authorisation number
+RELAIS_INSI_EMITTER            ContexteLPS/BAM Emetteur (the structure)    RELAIS_DMP_STRUCTURE_ID
 RELAIS_TABLE_STORE             Faust table store (memory:// or rocksdb://) memory://
 RELAIS_IDENTITY_HOLD_EXPIRY_S  held documents older: dead letter (expired) 604800 (7 days)
 RELAIS_OPERATOR                who runs ``relais identity`` (audited)      (none: required there)
@@ -136,9 +146,11 @@ RELAIS_MLLP_REUSE_PORT         SO_REUSEPORT: several gateway processes     no
 =============================  ==========================================  ========================
 
 RELAIS_DMP_URL defaults to https://127.0.0.1:39180/repository, where ``relais sandbox dmp``
-listens. The DMP sink needs the structure's certificate and the VIHF identity: the
-variables marked "required" have no default, and the sink refuses to start without them
-(the local stack and ``relais sandbox dmp`` make a test PKI and say what to set).
+listens; RELAIS_INSI_URL to https://127.0.0.1:39181/lps, where ``relais sandbox insi`` does
+(the identity stage refuses http://; docs/insi.md). The DMP sink needs the structure's
+certificate and the VIHF identity: the variables marked "required" have no default, and the
+sink refuses to start without them (the local stack and ``relais sandbox dmp`` make a test
+PKI and say what to set).
 
 The ``relais mllp`` flags (--host, --port, --tls-cert...) override the RELAIS_MLLP_*
 variables for that one process.
@@ -154,11 +166,11 @@ from dataclasses import dataclass, field
 
 from relais.settings_acks import AckSettings
 from relais.settings_env import Env, SettingsError
+from relais.settings_insi import InsiSettings
 from relais.settings_parts import (
     BrokerSettings,
     DmpSettings,
     IdentitySettings,
-    InsiSettings,
     KafkaSettings,
     KeyringSettings,
     MllpSettings,

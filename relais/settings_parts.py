@@ -137,22 +137,6 @@ class BrokerSettings:
 
 
 @dataclass(frozen=True)
-class InsiSettings:
-    """The INSi service the identity stage asks."""
-
-    url: str = "http://127.0.0.1:39181"
-    timeout_s: float = 5.0
-
-    @classmethod
-    def from_env(cls, env: Env) -> InsiSettings:
-        d = cls()
-        return cls(
-            url=env.text("RELAIS_INSI_URL", d.url),
-            timeout_s=env.seconds("RELAIS_INSI_TIMEOUT_S", d.timeout_s),
-        )
-
-
-@dataclass(frozen=True)
 class IdentitySettings:
     """Identitovigilance operations: how long documents stay held, who runs them."""
 
@@ -183,6 +167,7 @@ class DmpSettings:
     activity_sector: str = "SA25^1.2.250.1.71.4.2.4"
     source_id: str = ""
     lps_homologation: str = ""
+    status_cache_s: float = 86400.0  # TD0.2: an open DMP is trusted that long
 
     @classmethod
     def from_env(cls, env: Env) -> DmpSettings:
@@ -199,6 +184,7 @@ class DmpSettings:
             activity_sector=env.text("RELAIS_DMP_ACTIVITY_SECTOR", d.activity_sector),
             source_id=env.text("RELAIS_DMP_SOURCE_ID"),
             lps_homologation=env.text("RELAIS_DMP_LPS_HOMOLOGATION"),
+            status_cache_s=env.seconds("RELAIS_DMP_STATUS_CACHE_S", d.status_cache_s),
         )
 
 

@@ -157,17 +157,13 @@ def _cda_schema(settings: Settings) -> CdaSchema | None:
 
 def _register_identity(app: faust.App, settings: Settings, keyring: Keyring) -> None:
     breaker = CircuitBreaker(failure_threshold=3, reset_after_s=10.0)
-    client = HttpInsiClient(
-        settings.insi.url,
-        timeout_s=settings.insi.timeout_s,
-        breaker=breaker,
-        observer=PrometheusInsiObserver(),
-    )
+    observer = PrometheusInsiObserver()
+    client = HttpInsiClient.from_settings(settings, breaker=breaker, observer=observer)
     register_identity(
         app,
         prefix=settings.kafka.prefix,
         keyring=keyring,
-        verify=insi_verifier(client),
+        verify=insi_verifier(client, observer=observer),
         consistency=consistency_problems,
         insi_ready=lambda: breaker.ready(time.monotonic()),
         hold_expiry_s=settings.identity.hold_expiry_s,

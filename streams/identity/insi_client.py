@@ -1,13 +1,16 @@
-"""The INSi client: traits search and verification of a held INS, over SOAP/HTTP.
+"""The INSi client: récupération by traits over SOAP 1.2, HTTPS and mutual TLS.
 
 :class:`Insi` is the seam the identity stage depends on; :class:`HttpInsiClient`
-speaks to the téléservice (or the local sandbox, :mod:`sandboxes.insi`). Each
-HTTP exchange has its own timeout; retriable failures (:class:`InsiUnavailable`:
+speaks to the téléservice (or the local sandbox, :mod:`sandboxes.insi`) with the
+structure's certificate and the ``ContexteLPS`` / ``ContexteBAM`` headers. The one
+operation serves two purposes, the ``operation`` label of calls and metrics:
+``search`` (find an INS) and ``verify`` (check a held one, :mod:`streams.identity.insi`).
+Each HTTP exchange has its own timeout; retriable failures (:class:`InsiUnavailable`:
 timeout, connection error, 5xx, garbled answer) are tried again a bounded
 number of times with exponential backoff; a circuit breaker stops calling
 INSi while it is down and raises :class:`InsiCircuitOpen` at once, so callers
 hold their documents and try later instead of failing them. A
-:class:`InsiRejected` (SOAP Client fault) is never retried; it still shows INSi
+:class:`InsiRejected` (SOAP ``Sender`` fault) is never retried; it still shows INSi
 is up, so the breaker counts it as a success. No message, log or metric label
 carries patient data.
 """
@@ -16,16 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Final, Protocol
+from datetime import UTC, datetime
+from typing import Final, Literal, Protocol
 
 import aiohttp
 
 from relais.backoff import exponential_backoff
+from relais.settings import Settings
 from streams.identity.circuit_breaker import CircuitBreaker, CircuitOpen, CircuitState
+from streams.identity.insi_config import InsiConfig
 from streams.identity.insi_messages import (
-    ACTIONS,
+    CONTENT_TYPE,
     MAX_ANSWER_BYTES,
     InsiAnswer,
     InsiCircuitOpen,
@@ -34,9 +42,8 @@ from streams.identity.insi_messages import (
     InsiRejected,
     InsiTraits,
     InsiUnavailable,
-    Operation,
-    build_search_request,
-    build_verify_request,
+    LpsIdentity,
+    build_request,
     parse_answer,
 )
 
@@ -53,19 +60,22 @@ __all__ = [
     "InsiRejected",
     "InsiTraits",
     "InsiUnavailable",
+    "LpsIdentity",
+    "Operation",
 ]
 
 log = logging.getLogger(__name__)
 
+Operation = Literal["search", "verify"]
 OPERATIONS: Final = ("search", "verify")
-OUTCOMES: Final = ("ok", "none", "several", "mismatch", "unavailable", "rejected", "circuit-open")
-ANSWER_OUTCOMES: Final = {"00": "ok", "01": "none", "02": "several", "03": "mismatch"}
+OUTCOMES: Final = ("ok", "none", "several", "unavailable", "rejected", "circuit-open")
+ANSWER_OUTCOMES: Final = {"00": "ok", "01": "none", "02": "several"}
 
 
 class Insi(Protocol):
-    async def search(self, traits: InsiTraits) -> InsiAnswer: ...
-
-    async def verify(self, ins: str, oid: str, traits: InsiTraits) -> InsiAnswer: ...
+    async def retrieve(self, traits: InsiTraits, *, operation: Operation = "search") -> InsiAnswer:
+        """Récupération by traits: ``00`` one identity, ``01`` none, ``02`` several."""
+        ...
 
 
 class InsiObserver(Protocol):
@@ -83,12 +93,14 @@ class _Unobserved:
 
 
 class HttpInsiClient(Insi):
-    """INSi over HTTP at ``{base_url}/insi``; create and use it inside the running loop."""
+    """INSi at ``url`` (https://, mutual TLS); create and use it inside the running loop."""
 
     def __init__(
         self,
-        base_url: str,
+        url: str,
         *,
+        lps: LpsIdentity,
+        tls: ssl.SSLContext,
         timeout_s: float = 5.0,
         attempts: int = 3,
         breaker: CircuitBreaker | None = None,
@@ -99,7 +111,9 @@ class HttpInsiClient(Insi):
     ) -> None:
         if attempts < 1 or timeout_s <= 0:
             raise ValueError("attempts >= 1 and timeout_s > 0 are required")
-        self.url = base_url.rstrip("/") + "/insi"
+        if not url.startswith("https://"):
+            raise ValueError("INSi is reached by https:// (mutual TLS)")
+        self.url, self.lps, self._tls = url, lps, tls
         self.timeout_s, self.attempts = timeout_s, attempts
         self.breaker = breaker or CircuitBreaker()
         self._observer: InsiObserver = observer or _Unobserved()
@@ -108,25 +122,44 @@ class HttpInsiClient(Insi):
         self._reported = self.breaker.state
         self._observer.circuit(self._reported)
 
-    async def search(self, traits: InsiTraits) -> InsiAnswer:
-        """Récupération by traits: ``00`` one identity, ``01`` none, ``02`` several."""
-        return await self._call("search", build_search_request(traits))
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, breaker: CircuitBreaker, observer: InsiObserver
+    ) -> HttpInsiClient:
+        """The identity stage's client, or a :class:`SettingsError` naming what is missing."""
+        config = InsiConfig.from_settings(settings)
+        return cls(
+            config.url,
+            lps=config.lps,
+            tls=config.tls_context(),
+            timeout_s=config.timeout_s,
+            breaker=breaker,
+            observer=observer,
+        )
 
-    async def verify(self, ins: str, oid: str, traits: InsiTraits) -> InsiAnswer:
-        """Vérification of a held INS: ``00`` agrees, ``01`` unknown, ``03`` traits differ."""
-        return await self._call("verify", build_verify_request(ins, oid, traits))
+    async def retrieve(self, traits: InsiTraits, *, operation: Operation = "search") -> InsiAnswer:
+        """Récupération by traits: ``00`` one identity, ``01`` none, ``02`` several.
+
+        Traits INSi cannot be sent (a birth date that is not ``YYYYMMDD``) are an
+        :class:`InsiRejected` at once: INSi is not called.
+        """
+        if not traits.birth_date.isdigit() or len(traits.birth_date) != 8:
+            raise InsiRejected(
+                "the birth date cannot be sent to INSi (InvalidTraits)", code="InvalidTraits"
+            )
+        return await self._call(operation, traits)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _call(self, operation: Operation, body: bytes) -> InsiAnswer:
+    async def _call(self, operation: Operation, traits: InsiTraits) -> InsiAnswer:
         delays = self._backoff()
         for attempt in range(1, self.attempts + 1):
             self._admit(operation)
             try:
-                return await self._attempt(operation, body)
+                return await self._attempt(operation, traits)
             except InsiUnavailable as exc:
                 log.warning(
                     "INSi %s attempt %d/%d failed: %s", operation, attempt, self.attempts, exc.code
@@ -145,11 +178,12 @@ class HttpInsiClient(Insi):
         finally:
             self._report_state()
 
-    async def _attempt(self, operation: Operation, body: bytes) -> InsiAnswer:
+    async def _attempt(self, operation: Operation, traits: InsiTraits) -> InsiAnswer:
         start = time.perf_counter()
+        body = build_request(traits, self.lps, message_id=str(uuid.uuid4()), now=datetime.now(UTC))
         try:
-            status, payload = await self._post(operation, body)
-            answer = parse_answer(operation, status, payload)
+            status, payload = await self._post(body)
+            answer = parse_answer(status, payload)
         except InsiError as exc:
             self._settle(failed=exc.retriable)
             outcome = "unavailable" if exc.retriable else "rejected"
@@ -159,14 +193,12 @@ class HttpInsiClient(Insi):
         self._observer.call(operation, ANSWER_OUTCOMES[answer.code], time.perf_counter() - start)
         return answer
 
-    async def _post(self, operation: Operation, body: bytes) -> tuple[int, bytes]:
+    async def _post(self, body: bytes) -> tuple[int, bytes]:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-        headers = {
-            "Content-Type": "text/xml; charset=utf-8",
-            "SOAPAction": f'"{ACTIONS[operation]}"',
-        }
+            connector = aiohttp.TCPConnector(ssl=self._tls)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        headers = {"Content-Type": CONTENT_TYPE}
         try:
             async with self._session.post(self.url, data=body, headers=headers) as response:
                 received = bytearray()
@@ -177,6 +209,9 @@ class HttpInsiClient(Insi):
                 return response.status, bytes(received)
         except TimeoutError:
             raise InsiUnavailable("INSi did not answer in time", code="Timeout") from None
+        except aiohttp.ClientSSLError as exc:
+            name = type(exc).__name__
+            raise InsiUnavailable(f"INSi TLS handshake failed: {name}", code="TlsError") from None
         except (aiohttp.ClientError, OSError) as exc:
             name = type(exc).__name__
             raise InsiUnavailable(f"INSi unreachable: {name}", code="ConnectionError") from None

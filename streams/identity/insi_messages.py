@@ -1,15 +1,17 @@
-"""The INSi exchange as data: SOAP 1.1 requests, answers and faults (pure, no I/O).
+"""The INSi récupération by traits as data: the SOAP 1.2 request, its answer and faults.
 
-Two operations. *Récupération par traits* (``rechercherInsAvecTraitsIdentite``,
-body ``RECSANSVITALE`` in ``http://www.cnamts.fr/INSiRecSans``, names from
-STANDARDS.md §1) answers ``00`` one identity, ``01`` none, ``02`` several
-(no identity is disclosed then: add first names, then the birthplace COG, and
-search again). *Vérification* of a held INS (``verifierIns``, body
-``VERIFIERINS``) answers ``00`` the INS is known and the traits agree, ``01``
-the INS is unknown to that authority, ``03`` the INS is known but the traits
-disagree (INSi's identity comes back so the caller can say which differ). The
-GIE's own name for the verification operation was not found: ``verifierIns``
-and its namespace are this project's.
+Pure, no I/O. One operation, ``rechercherInsAvecTraitsIdentite`` (WSDL
+``DESIR_ICIR_EXP_1.5.0``): the body ``RECSANSVITALE`` (``http://www.cnamts.fr/INSiRecSans``)
+carries the birth name, the birth first names (one ``Prenom`` each), the sex, the birth
+date ``YYYY-MM-DD`` and, optionally, the birthplace COG; the SOAP header carries the
+``ContexteBAM`` (``urn:siram:bam:ctxbam``, version ``01_02``, an empty ``COUVERTURE``:
+no carte Vitale), the ``ContexteLPS`` (``urn:siram:lps:ctxlps``, version ``01_00``: the
+software's CNDA authorisation ``IDAM``, version, instance and name) and WS-Addressing
+``Action`` / ``MessageID``. The answer ``RESULTAT`` (``http://www.cnamts.fr/INSiResultat``)
+has ``CR/CodeCR``: ``00`` one identity (``INDIVIDU``: ``INSACTIF`` matricule, key and OID,
+``TIQ`` the five traits), ``01`` none, ``02`` several (none disclosed). Faults are SOAP 1.2
+(``Sender``: our request; ``Receiver``: INSi's trouble) with a ``siram:Erreur`` detail.
+Sources and assumptions: docs/insi.md.
 
 Errors never carry patient data: only an error code and a fixed sentence.
 """
@@ -19,43 +21,35 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Final, Literal
+from datetime import UTC, datetime
+from typing import Final
 
 from lxml import etree
 
 from domain.document_id import safe_parser
 
-Operation = Literal["search", "verify"]
-
-SOAP_ENV: Final = "http://schemas.xmlsoap.org/soap/envelope/"
-NS_SEARCH: Final = "http://www.cnamts.fr/INSiRecSans"
-NS_VERIFY: Final = "urn:relais:insi:verification:1"
-NS_ERROR: Final = "urn:relais:insi:erreur:1"
-ACTIONS: Final[dict[Operation, str]] = {
-    "search": "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecTraitsIdentite",
-    "verify": "urn:ServiceIdentiteCertifiee:1.0.0:verifierIns",
+SOAP_ENV: Final = "http://www.w3.org/2003/05/soap-envelope"
+NS_WSA: Final = "http://www.w3.org/2005/08/addressing"
+NS_CTXBAM: Final = "urn:siram:bam:ctxbam"
+NS_CTXLPS: Final = "urn:siram:lps:ctxlps"
+NS_RECSANS: Final = "http://www.cnamts.fr/INSiRecSans"
+NS_RESULTAT: Final = "http://www.cnamts.fr/INSiResultat"
+NS_SIRAM: Final = "urn:siram"
+ACTION: Final = "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecTraitsIdentite"
+#: SOAP 1.2 over HTTP names the action in the media type.
+CONTENT_TYPE: Final = f'application/soap+xml; charset=utf-8; action="{ACTION}"'
+CR_LABELS: Final = {
+    "00": "OK",
+    "01": "Aucune identite trouvee",
+    "02": "Plusieurs identites trouvees",
 }
-NAMESPACES: Final[dict[Operation, str]] = {"search": NS_SEARCH, "verify": NS_VERIFY}
-BODIES: Final[dict[Operation, str]] = {"search": "RECSANSVITALE", "verify": "VERIFIERINS"}
-ANSWER_CODES: Final[dict[Operation, dict[str, str]]] = {
-    "search": {
-        "00": "Une identité trouvée",
-        "01": "Aucune identité trouvée",
-        "02": "Plusieurs identités trouvées",
-    },
-    "verify": {
-        "00": "INS et traits concordants",
-        "01": "INS inconnu",
-        "03": "Traits discordants",
-    },
-}
-# How many identities each code carries: 00 and 03 exactly one, 01 and 02 none.
-IDENTITIES_PER_CODE: Final = {"00": 1, "01": 0, "02": 0, "03": 1}
-TRAIT_FIELDS: Final = (
+# How many identities each code carries: 00 exactly one, 01 and 02 none.
+IDENTITIES_PER_CODE: Final = {"00": 1, "01": 0, "02": 0}
+TIQ_FIELDS: Final = (
     ("birth_name", "NomNaissance"),
-    ("given_names", "Prenoms"),
-    ("birth_date", "DateNaissance"),
+    ("given_names", "ListePrenom"),
     ("sex", "Sexe"),
+    ("birth_date", "DateNaissance"),
     ("birthplace_code", "LieuNaissance"),
 )
 MAX_ANSWER_BYTES: Final = 1 << 20
@@ -65,6 +59,8 @@ _UNDECOMPOSABLE: Final = str.maketrans(
     | {"đ": "d", "Đ": "D", "\u2019": "'", "\u2018": "'", "\u02bc": "'"}
 )
 _CODE_SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_COMPACT_DATE = re.compile(r"^[0-9]{8}$")
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 @dataclass(frozen=True)
@@ -99,8 +95,19 @@ class InsiIdentity:
 
 @dataclass(frozen=True)
 class InsiAnswer:
-    code: str  # "00" | "01" | "02" | "03", see ANSWER_CODES
+    code: str  # "00" | "01" | "02", see CR_LABELS
     identities: tuple[InsiIdentity, ...] = ()
+
+
+@dataclass(frozen=True)
+class LpsIdentity:
+    """Who asks: the ``ContexteLPS`` / ``ContexteBAM`` headers' content."""
+
+    idam: str  # the software's authorisation number from the CNDA (IDAM, R="4")
+    name: str  # the software's name
+    version: str  # its version
+    instance: str  # this installation
+    emitter: str  # Emetteur: the structure that calls
 
 
 class InsiError(Exception):
@@ -128,7 +135,7 @@ class InsiCircuitOpen(InsiUnavailable):
 
 
 class InsiRejected(InsiError):
-    """INSi refused our request as malformed (a SOAP Client fault): retrying cannot help."""
+    """INSi refused our request (a SOAP ``Sender`` fault): retrying cannot help."""
 
 
 def normalise_trait(text: str) -> str:
@@ -138,96 +145,104 @@ def normalise_trait(text: str) -> str:
     return " ".join(bare.upper().split())
 
 
-def _envelope(payload: etree._Element) -> bytes:
-    env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
-    etree.SubElement(env, f"{{{SOAP_ENV}}}Header")
-    etree.SubElement(env, f"{{{SOAP_ENV}}}Body").append(payload)
+def iso_date(compact: str) -> str:
+    """``YYYYMMDD`` (the sender's form) as INSi's ``YYYY-MM-DD``."""
+    if not _COMPACT_DATE.match(compact):
+        raise ValueError("a birth date is YYYYMMDD")
+    return f"{compact[:4]}-{compact[4:6]}-{compact[6:]}"
+
+
+def _sub(parent: etree._Element, ns: str, name: str, text: str | None = None) -> etree._Element:
+    element = etree.SubElement(parent, f"{{{ns}}}{name}")
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _contexts(header: etree._Element, lps: LpsIdentity, message_id: str, now: str) -> None:
+    bam = _sub(header, NS_CTXBAM, "ContexteBAM")
+    bam.set("Version", "01_02")
+    for name, text in (("Id", message_id), ("Temps", now), ("Emetteur", lps.emitter)):
+        _sub(bam, NS_CTXBAM, name, text)
+    _sub(bam, NS_CTXBAM, "COUVERTURE")  # empty: no carte Vitale
+    ctx = _sub(header, NS_CTXLPS, "ContexteLPS")
+    ctx.set("Nature", "CTXLPS")
+    ctx.set("Version", "01_00")
+    for name, text in (("Id", message_id), ("Temps", now), ("Emetteur", lps.emitter)):
+        _sub(ctx, NS_CTXLPS, name, text)
+    software = _sub(ctx, NS_CTXLPS, "LPS")
+    _sub(software, NS_CTXLPS, "IDAM", lps.idam).set("R", "4")
+    _sub(software, NS_CTXLPS, "Version", lps.version)
+    _sub(software, NS_CTXLPS, "Instance", lps.instance)
+    _sub(software, NS_CTXLPS, "Nom", lps.name)
+    _sub(header, NS_WSA, "Action", ACTION)
+    _sub(header, NS_WSA, "MessageID", f"uuid:{message_id}")
+
+
+def build_request(traits: InsiTraits, lps: LpsIdentity, *, message_id: str, now: datetime) -> bytes:
+    """A ``rechercherInsAvecTraitsIdentite`` envelope (traits normalised as INSi holds them)."""
+    nsmap = {"soap": SOAP_ENV, "ctxbam": NS_CTXBAM, "ctxlps": NS_CTXLPS, "wsa": NS_WSA}
+    env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap=nsmap)
+    stamp = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    _contexts(_sub(env, SOAP_ENV, "Header"), lps, message_id, stamp)
+    body = etree.SubElement(
+        _sub(env, SOAP_ENV, "Body"), f"{{{NS_RECSANS}}}RECSANSVITALE", nsmap={"rec": NS_RECSANS}
+    )
+    _sub(body, NS_RECSANS, "NomNaissance", normalise_trait(traits.birth_name))
+    for given in normalise_trait(traits.given_names).split():
+        _sub(body, NS_RECSANS, "Prenom", given)
+    _sub(body, NS_RECSANS, "Sexe", traits.sex)
+    _sub(body, NS_RECSANS, "DateNaissance", iso_date(traits.birth_date))
+    if traits.birthplace_code:
+        _sub(body, NS_RECSANS, "LieuNaissance", traits.birthplace_code)
     return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))
 
 
-def _add_traits(parent: etree._Element, ns: str, traits: InsiTraits | InsiIdentity) -> None:
-    for attribute, name in TRAIT_FIELDS:
-        value = getattr(traits, attribute)
-        if value is not None:
-            etree.SubElement(parent, f"{{{ns}}}{name}").text = value
-
-
-def build_search_request(traits: InsiTraits) -> bytes:
-    """A ``rechercherInsAvecTraitsIdentite`` envelope."""
-    body = etree.Element(f"{{{NS_SEARCH}}}RECSANSVITALE", nsmap={"rec": NS_SEARCH})
-    _add_traits(body, NS_SEARCH, traits)
-    return _envelope(body)
-
-
-def build_verify_request(ins: str, oid: str, traits: InsiTraits) -> bytes:
-    """A ``verifierIns`` envelope: the held matricule, its OID and the held traits."""
-    body = etree.Element(f"{{{NS_VERIFY}}}VERIFIERINS", nsmap={"ver": NS_VERIFY})
-    etree.SubElement(body, f"{{{NS_VERIFY}}}Matricule").text = ins
-    etree.SubElement(body, f"{{{NS_VERIFY}}}OID").text = oid
-    _add_traits(body, NS_VERIFY, traits)
-    return _envelope(body)
-
-
-def build_answer(operation: Operation, answer: InsiAnswer) -> bytes:
-    """INSi's answer envelope: ``CR`` (code and label) then the identities."""
-    ns = NAMESPACES[operation]
-    body = etree.Element(f"{{{ns}}}{BODIES[operation]}Reponse", nsmap={"r": ns})
-    report = etree.SubElement(body, f"{{{ns}}}CR")
-    etree.SubElement(report, f"{{{ns}}}CodeCR").text = answer.code
-    label = ANSWER_CODES[operation].get(answer.code, "")
-    etree.SubElement(report, f"{{{ns}}}LibelleCR").text = label
-    for identity in answer.identities:
-        individual = etree.SubElement(body, f"{{{ns}}}Individu")
-        etree.SubElement(individual, f"{{{ns}}}Matricule").text = identity.ins
-        etree.SubElement(individual, f"{{{ns}}}OID").text = identity.oid
-        _add_traits(individual, ns, identity)
-    return _envelope(body)
-
-
-def build_fault(code: str, message: str, *, client: bool = True) -> bytes:
-    """A SOAP 1.1 Fault (``soap:Client`` for the caller's error, else ``soap:Server``)."""
-    fault = etree.Element(f"{{{SOAP_ENV}}}Fault")
-    etree.SubElement(fault, "faultcode").text = "soap:Client" if client else "soap:Server"
-    etree.SubElement(fault, "faultstring").text = message
-    detail = etree.SubElement(etree.SubElement(fault, "detail"), f"{{{NS_ERROR}}}Erreur")
-    etree.SubElement(detail, f"{{{NS_ERROR}}}Code").text = code
-    return _envelope(fault)
-
-
-def _text(parent: etree._Element, ns: str, name: str) -> str | None:
-    found = parent.find(f"{{{ns}}}{name}")
+def _text(parent: etree._Element, path: str) -> str | None:
+    found = parent.find(path)
     text = (found.text or "").strip() if found is not None else ""
     return text or None
 
 
+def _safe(code: str | None) -> str | None:
+    return code if code and _CODE_SAFE.match(code) else None
+
+
 def _fault_error(fault: etree._Element) -> InsiError:
-    faultcode = (fault.findtext("faultcode") or "").strip()
-    code = fault.findtext(f"detail/{{{NS_ERROR}}}Erreur/{{{NS_ERROR}}}Code") or "SoapFault"
-    code = code.strip() if _CODE_SAFE.match(code.strip()) else "SoapFault"
-    if faultcode.rpartition(":")[2].split(".")[0] == "Client":
+    s = f"{{{SOAP_ENV}}}"
+    value = (_text(fault, f"{s}Code/{s}Value") or "").rpartition(":")[2]
+    erreur = fault.find(f"{s}Detail/{{{NS_SIRAM}}}Erreur")
+    subcode = (_text(fault, f"{s}Code/{s}Subcode/{s}Value") or "").rpartition(":")[2]
+    detail_code = erreur.get("code") if erreur is not None else None
+    code = _safe(detail_code) or _safe(subcode) or "SoapFault"
+    if value == "Sender":
         return InsiRejected(f"INSi refused the request ({code})", code=code)
     return InsiUnavailable(f"INSi reported a server fault ({code})", code=code)
 
 
-def _identity(individual: etree._Element, ns: str) -> InsiIdentity:
-    values = {attribute: _text(individual, ns, name) for attribute, name in TRAIT_FIELDS}
-    ins, oid = _text(individual, ns, "Matricule"), _text(individual, ns, "OID")
-    required = [ins, oid, *(v for k, v in values.items() if k != "birthplace_code")]
-    if any(value is None for value in required):
+def _identity(individual: etree._Element) -> InsiIdentity:
+    r = f"{{{NS_RESULTAT}}}"
+    number = _text(individual, f"{r}INSACTIF/{r}IdIndividu/{r}NumIdentifiant")
+    key = _text(individual, f"{r}INSACTIF/{r}IdIndividu/{r}Cle")
+    oid = _text(individual, f"{r}INSACTIF/{r}OID")
+    values = {attr: _text(individual, f"{r}TIQ/{r}{name}") for attr, name in TIQ_FIELDS}
+    required = [number, key, oid, *(v for k, v in values.items() if k != "birthplace_code")]
+    born = values["birth_date"] or ""
+    if any(value is None for value in required) or not _ISO_DATE.match(born):
         raise InsiUnavailable("INSi answer lacks an identity field", code="InvalidAnswer")
     return InsiIdentity(
-        ins=str(ins),
+        ins=f"{number}{key}",
         oid=str(oid),
         birth_name=str(values["birth_name"]),
         given_names=str(values["given_names"]),
-        birth_date=str(values["birth_date"]),
+        birth_date=born.replace("-", ""),
         sex=str(values["sex"]),
         birthplace_code=values["birthplace_code"],
     )
 
 
 def _payload(body: bytes) -> etree._Element | None:
-    """The SOAP Body's first child, or None when the answer is not a SOAP envelope."""
+    """The SOAP Body's first child, or None when the answer is not a SOAP 1.2 envelope."""
     if len(body) > MAX_ANSWER_BYTES:
         return None
     try:
@@ -240,12 +255,12 @@ def _payload(body: bytes) -> etree._Element | None:
     return soap_body[0]
 
 
-def parse_answer(operation: Operation, status: int, body: bytes) -> InsiAnswer:
+def parse_answer(status: int, body: bytes) -> InsiAnswer:
     """Read INSi's HTTP answer: an :class:`InsiAnswer`, or raise an :class:`InsiError`.
 
-    SOAP 1.1 sends faults with HTTP 500: a ``Client`` fault is our request's
-    fault (:class:`InsiRejected`); anything else that is not a well-formed
-    answer is INSi's trouble (:class:`InsiUnavailable`), so documents wait.
+    A SOAP fault (INSi sends them with HTTP 500) is read whatever the status: a
+    ``Sender`` fault is our request's fault (:class:`InsiRejected`); anything else
+    that is not a well-formed answer is INSi's trouble (:class:`InsiUnavailable`).
     """
     payload = _payload(body) if status not in {408, 429} else None
     if payload is not None and payload.tag == f"{{{SOAP_ENV}}}Fault":
@@ -254,14 +269,12 @@ def parse_answer(operation: Operation, status: int, body: bytes) -> InsiAnswer:
         raise InsiUnavailable(f"INSi answered HTTP {status}", code=f"HTTP{status}")
     if status != 200:
         raise InsiRejected(f"INSi answered HTTP {status}", code=f"HTTP{status}")
-    ns = NAMESPACES[operation]
-    if payload is None or payload.tag != f"{{{ns}}}{BODIES[operation]}Reponse":
+    if payload is None or payload.tag != f"{{{NS_RESULTAT}}}RESULTAT":
         raise InsiUnavailable("INSi answer is not the expected envelope", code="InvalidAnswer")
-    code = payload.findtext(f"{{{ns}}}CR/{{{ns}}}CodeCR")
-    code = code.strip() if code else None
-    if code not in ANSWER_CODES[operation]:
+    code = _text(payload, f"{{{NS_RESULTAT}}}CR/{{{NS_RESULTAT}}}CodeCR")
+    if code not in CR_LABELS:
         raise InsiUnavailable("INSi answered an unexpected code", code="InvalidAnswer")
-    identities = tuple(_identity(i, ns) for i in payload.iterfind(f"{{{ns}}}Individu"))
+    identities = tuple(_identity(i) for i in payload.iterfind(f"{{{NS_RESULTAT}}}INDIVIDU"))
     if len(identities) != IDENTITIES_PER_CODE[code]:
         raise InsiUnavailable(
             "INSi answer's identities disagree with its code", code="InvalidAnswer"

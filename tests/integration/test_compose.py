@@ -639,14 +639,24 @@ def test_identity_stage_asks_the_insi_sandbox_by_default(
 ) -> None:
     services = _services(compose_config)
     identity = services["identity"]
-    url = _environment(identity)["RELAIS_INSI_URL"]
-    host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
+    env = _environment(identity)
+    url = env["RELAIS_INSI_URL"]
+    assert url.startswith("https://")  # mutual TLS: the identity stage refuses http://
+    host, _, port = url.removeprefix("https://").split("/", 1)[0].partition(":")
     sandbox = services[host]
     command = sandbox["command"]
     assert command[:2] == ["sandbox", "insi"]
     assert command[command.index("--port") + 1] == port
     assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--server-name") + 1] == host  # in its certificate
     assert identity["depends_on"][host]["condition"] == "service_started"
+    # the structure's test certificate: written by the sandbox, read-only for identity
+    pki_volume, mode = _mounts(sandbox)[command[command.index("--pki") + 1]]
+    for name in ("RELAIS_INSI_CA_FILE", "RELAIS_INSI_CLIENT_CERT", "RELAIS_INSI_CLIENT_KEY"):
+        folder = env[name].rsplit("/", 1)[0]
+        assert _mounts(identity)[folder] == (pki_volume, "ro"), name
+    assert mode == "rw"
+    assert env["RELAIS_INSI_IDAM"]
 
     real = "https://insi.example.test/insi/v2"
     overridden = _services(_config({"RELAIS_INSI_URL": real}))

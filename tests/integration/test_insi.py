@@ -1,23 +1,28 @@
-"""The INSi client against the real sandbox server on a free port of 127.0.0.1.
+"""The INSi client against the real sandbox over HTTPS and mutual TLS on 127.0.0.1.
 
-Answers (00/01/02, homonyms, verification), malformed requests, outages
-(503, timeouts, refused connections), bounded retries, the circuit breaker
-with an injected clock, and the metrics they move.
+The sandbox as an oracle (a request without ContexteLPS, without ContexteBAM, with a
+wrong action or body is refused, the right one accepted), answers 00/01/02, the
+narrowing after a 02 (every first name, then the birthplace), verification of a held
+INS, and the TLS handshake without a certificate. Outages and the circuit breaker:
+test_insi_resilience.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import socket
+import ssl
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from lxml import etree
 
 from domain.ins import INS_NIR, INS_NIR_TEST, ins_key_valid
+from domain.ins_traits import Traits
 from ops.demo import samples
 from relais.backoff import exponential_backoff
 from relais.metrics import REGISTRY
@@ -29,51 +34,59 @@ from sandboxes.insi import (
     HOMONYM_TOULOUSE,
     IDENTITIES,
     LEFEVRE,
+    LUCIE_ANNE,
     NDIAYE,
+    PATH,
     SANTONI,
     SARAH_LOU,
+    Identity,
     InsiSandbox,
+    sandbox_pki,
     start_sandbox,
 )
-from streams.identity.circuit_breaker import CircuitBreaker, CircuitState
+from sandboxes.pki import SandboxPki
+from streams.identity.insi import insi_verifier, retrieve
 from streams.identity.insi_client import (
     HttpInsiClient,
     InsiAnswer,
-    InsiCircuitOpen,
     InsiIdentity,
     InsiRejected,
     InsiTraits,
     InsiUnavailable,
+    LpsIdentity,
 )
+from streams.identity.insi_config import client_tls
+from streams.identity.insi_messages import CONTENT_TYPE, NS_CTXBAM, NS_CTXLPS, build_request
 from streams.identity.insi_metrics import PrometheusInsiObserver
+from streams.identity.rules import InsiOutcome
 
+LPS = LpsIdentity("TEST-IDAM-0001", "Relais", "0.1.0", "relais-test", "1120459876")
 HOMONYMS = InsiTraits("Martin", "Claire", "19850612", "F")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> SandboxPki:
+    return sandbox_pki(Path(tmp_path_factory.mktemp("insi-pki")))
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[InsiSandbox, str]]:
-    runner, sandbox, port = await start_sandbox()
+async def server(pki: SandboxPki) -> AsyncIterator[tuple[InsiSandbox, str]]:
+    runner, sandbox, port = await start_sandbox(pki=pki)
     try:
-        yield sandbox, f"http://127.0.0.1:{port}"
+        yield sandbox, f"https://127.0.0.1:{port}{PATH}"
     finally:
         await runner.cleanup()
 
 
 @pytest.fixture
-async def make_client() -> AsyncIterator[Callable[..., HttpInsiClient]]:
+async def make_client(pki: SandboxPki) -> AsyncIterator[Callable[..., HttpInsiClient]]:
     made: list[HttpInsiClient] = []
 
     def make(url: str, **options: Any) -> HttpInsiClient:
         options.setdefault("backoff", lambda: exponential_backoff(0.001, 0.01))
         options.setdefault("timeout_s", 2.0)
+        options.setdefault("lps", LPS)
+        options.setdefault("tls", client_tls(pki.client_cert, pki.client_key, pki.ca_cert))
         client = HttpInsiClient(url, **options)
         made.append(client)
         return client
@@ -90,21 +103,43 @@ def insi(
     return make_client(server[1], observer=PrometheusInsiObserver())
 
 
-def calls(operation: str, outcome: str) -> float:
-    return (
-        REGISTRY.get_sample_value(
-            "relais_insi_calls_total", {"operation": operation, "outcome": outcome}
-        )
-        or 0.0
-    )
+def found(identity: Identity) -> InsiAnswer:
+    """The answer the client reads for the sandbox's ``identity``."""
+    return InsiAnswer("00", (InsiIdentity(**vars(identity)),))
 
 
-def state_of(breaker: CircuitBreaker) -> CircuitState:
-    return breaker.state
+def held(identity: Identity | Traits) -> dict[str, Any]:
+    """A record's traits dict (what the identity stage verifies)."""
+    ins = getattr(identity, "ins", "")
+    return {**vars(identity if isinstance(identity, Traits) else identity.traits), "ins": ins}
 
 
-def circuit_gauge() -> float | None:
-    return REGISTRY.get_sample_value("relais_insi_circuit_state")
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+DOMINIQUE_TRAITS = InsiTraits(**vars(DOMINIQUE.traits))
+
+
+def request_body(traits: InsiTraits = DOMINIQUE_TRAITS) -> bytes:
+    return build_request(traits, LPS, message_id=str(uuid.uuid4()), now=datetime.now(UTC))
+
+
+def without(body: bytes, namespace: str, name: str) -> bytes:
+    root = etree.fromstring(body)
+    for element in root.iter(f"{{{namespace}}}{name}"):
+        element.getparent().remove(element)  # type: ignore[union-attr]
+    return bytes(etree.tostring(root))
+
+
+async def post(pki: SandboxPki, url: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+    tls = client_tls(pki.client_cert, pki.client_key, pki.ca_cert)
+    headers = {"Content-Type": content_type}
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session,
+        session.post(url, data=body, headers=headers) as response,
+    ):
+        return response.status, await response.read()
 
 
 def test_identity_set_is_consistent() -> None:
@@ -116,19 +151,43 @@ def test_identity_set_is_consistent() -> None:
         assert identity.ins[1:5] == identity.birth_date[2:6]  # year and month
         assert identity.ins[5:10] == identity.birthplace_code  # COG, or 99 + country
     assert (DOMINIQUE.ins, SARAH_LOU.ins) == (samples.DOMINIQUE.ins, samples.SARAH_LOU.ins)
-    assert SARAH_LOU.traits == InsiTraits(
-        samples.SARAH_LOU.family,
-        samples.SARAH_LOU.given,
-        samples.SARAH_LOU.birth_date,
-        samples.SARAH_LOU.sex,
-        samples.SARAH_LOU.birthplace,
-    )
 
 
-async def test_search_finds_one_identity(insi: HttpInsiClient) -> None:
+WRONG = "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecCarteVitale"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "code"),
+    [
+        (lambda b, t: (without(b, NS_CTXLPS, "ContexteLPS"), t), "MissingContexteLPS"),
+        (lambda b, t: (without(b, NS_CTXBAM, "ContexteBAM"), t), "MissingContexteBAM"),
+        (lambda b, t: (without(b, NS_CTXLPS, "IDAM"), t), "InvalidContexteLPS"),
+        (lambda b, t: (b, t.replace(t.split('"')[1], WRONG)), "ActionMismatch"),
+        (lambda b, t: (b[:-40], t), "MalformedXml"),
+        (lambda b, t: (b.replace(b"Sexe>F<", b"Sexe>X<"), t), "InvalidField"),
+        (lambda b, t: (b, "text/xml; charset=utf-8"), "UnsupportedMediaType"),
+    ],
+)
+async def test_the_sandbox_refuses_a_wrong_request_and_accepts_the_right_one(
+    server: tuple[InsiSandbox, str], pki: SandboxPki, spoil: Any, code: str
+) -> None:
+    sandbox, url = server
+    wrong_body, wrong_type = spoil(request_body(), CONTENT_TYPE)
+    status, answer = await post(pki, url, wrong_body, wrong_type)
+    assert status in {415, 500}
+    assert f'code="{code}"'.encode() in answer
+    assert sandbox.faults == {code: 1}
+    assert sandbox.asked == []
+    status, answer = await post(pki, url, request_body(), CONTENT_TYPE)
+    assert status == 200
+    assert b"<res:CodeCR>00</res:CodeCR>" in answer
+    assert sandbox.answers == {"00": 1}
+
+
+async def test_retrieve_finds_one_identity(insi: HttpInsiClient) -> None:
     p = samples.DOMINIQUE
-    answer = await insi.search(InsiTraits(p.family, p.given, p.birth_date, p.sex))
-    assert answer == InsiAnswer("00", (DOMINIQUE,))
+    answer = await insi.retrieve(InsiTraits(p.family, p.given, p.birth_date, p.sex))
+    assert answer == found(DOMINIQUE)
     assert answer.identities[0].oid == INS_NIR_TEST
 
 
@@ -139,210 +198,129 @@ async def test_search_finds_one_identity(insi: HttpInsiClient) -> None:
         (InsiTraits("GARCIA-HAMMADI", "SARAH-LOU ANNA", "19770121", "F", "01154"), SARAH_LOU),
         (InsiTraits("Lefèvre", "Jérôme", "19620917", "M"), LEFEVRE),
         (InsiTraits("N’Diaye", "Mamadou", "19881102", "M", "99341"), NDIAYE),  # noqa: RUF001
-        (InsiTraits("Santoni", "Paul Antoine", "19550215", "M", "2A004"), SANTONI),
+        (InsiTraits("Santoni", "Antoine", "19550215", "M", "2A004"), SANTONI),
     ],
 )
-async def test_search_normalises_traits(
-    insi: HttpInsiClient, traits: InsiTraits, identity: InsiIdentity
+async def test_retrieve_normalises_traits(
+    insi: HttpInsiClient, traits: InsiTraits, identity: Identity
 ) -> None:
-    assert await insi.search(traits) == InsiAnswer("00", (identity,))
+    assert await insi.retrieve(traits) == found(identity)
 
 
-async def test_search_finds_none(insi: HttpInsiClient) -> None:
-    assert await insi.search(InsiTraits("PAT-TROIS", "DOMINIQUE", "19790329", "F")) == InsiAnswer(
-        "01"
+async def test_retrieve_finds_none(insi: HttpInsiClient) -> None:
+    assert await insi.retrieve(InsiTraits("PAT-TROIS", "DOMINIQUE", "19790329", "F")) == (
+        InsiAnswer("01")
     )
-    assert await insi.search(InsiTraits("GARCIA-HAMMADI", "ANNA", "19770121", "F")) == InsiAnswer(
-        "01"
+    assert await insi.retrieve(InsiTraits("GARCIA-HAMMADI", "LOU", "19770121", "F")) == (
+        InsiAnswer("01")
     )
 
 
-async def test_homonyms_need_the_birthplace(insi: HttpInsiClient) -> None:
-    assert await insi.search(HOMONYMS) == InsiAnswer("02")
-    assert await insi.search(InsiTraits("MARTIN", "CLAIRE MARIE", "19850612", "F")) == InsiAnswer(
-        "02"
-    )
-    for identity in (HOMONYM_BORDEAUX, HOMONYM_TOULOUSE):
-        located = replace(HOMONYMS, birthplace_code=identity.birthplace_code)
-        assert await insi.search(located) == InsiAnswer("00", (identity,))
-    elsewhere = InsiTraits("MARTIN", "CLAIRE", "19850612", "F", "75056")
-    assert await insi.search(elsewhere) == InsiAnswer("01")
-
-
-async def test_verify(insi: HttpInsiClient) -> None:
-    assert await insi.verify(DOMINIQUE.ins, INS_NIR_TEST, DOMINIQUE.traits) == InsiAnswer(
-        "00", (DOMINIQUE,)
-    )
-    mismatch = await insi.verify(CONFLICT.ins, CONFLICT.oid, CONFLICT_SENDER_TRAITS)
-    assert mismatch == InsiAnswer("03", (CONFLICT,))
-    assert mismatch.identities[0].given_names != CONFLICT_SENDER_TRAITS.given_names
-    unknown = "1" + "99019912312" + "34"
-    unknown = unknown[:13] + f"{97 - int(unknown[:13]) % 97:02d}"
-    assert await insi.verify(unknown, INS_NIR_TEST, DOMINIQUE.traits) == InsiAnswer("01")
-    assert await insi.verify(DOMINIQUE.ins, INS_NIR, DOMINIQUE.traits) == InsiAnswer("01")
-
-
-async def test_malformed_request_is_rejected_once_without_patient_data(
-    server: tuple[InsiSandbox, str], insi: HttpInsiClient, caplog: pytest.LogCaptureFixture
+async def test_02_then_found_with_every_first_name(
+    server: tuple[InsiSandbox, str], insi: HttpInsiClient
 ) -> None:
     sandbox, _url = server
-    before = calls("verify", "rejected")
-    caplog.set_level(logging.DEBUG)
+    observer = PrometheusInsiObserver()
+    before = sample("relais_insi_narrowings_total", operation="search", narrowing="first-names")
+    traits = InsiTraits("Bernard", "Lucie Anne", "19900315", "F", "75056")
+    assert await retrieve(insi, traits, observer=observer) == found(LUCIE_ANNE)
+    assert [t.given_names for t in sandbox.asked] == ["LUCIE", "LUCIE ANNE"]
+    assert [t.birthplace_code for t in sandbox.asked] == [None, None]
+    assert sandbox.answers == {"02": 1, "00": 1}
+    after = sample("relais_insi_narrowings_total", operation="search", narrowing="first-names")
+    assert after == before + 1
+
+
+async def test_02_then_found_with_the_birthplace(
+    server: tuple[InsiSandbox, str], insi: HttpInsiClient
+) -> None:
+    sandbox, _url = server
+    observer = PrometheusInsiObserver()
+    before = sample("relais_insi_narrowings_total", operation="search", narrowing="birthplace")
+    for identity in (HOMONYM_BORDEAUX, HOMONYM_TOULOUSE):
+        traits = InsiTraits(**vars(identity.traits))
+        assert await retrieve(insi, traits, observer=observer) == found(identity)
+    assert sandbox.answers == {"02": 4, "00": 2}
+    assert [t.birthplace_code for t in sandbox.asked[:3]] == [None, None, "33063"]
+    after = sample("relais_insi_narrowings_total", operation="search", narrowing="birthplace")
+    assert after == before + 2
+    # without a birthplace to add, INSi's 02 stands: no identity is guessed
+    assert await retrieve(insi, replace(HOMONYMS, given_names="CLAIRE MARIE")) == InsiAnswer("02")
+
+
+@pytest.mark.parametrize(
+    ("record", "outcome", "label"),
+    [
+        (held(DOMINIQUE), "00", "agree"),
+        (held(SANTONI), "00", "agree"),
+        (held(HOMONYM_TOULOUSE), "00", "agree"),  # after narrowing to the birthplace
+        ({**held(CONFLICT_SENDER_TRAITS), "ins": CONFLICT.ins}, "mismatch", "disagree"),
+        ({**held(DOMINIQUE), "ins": SARAH_LOU.ins}, "mismatch", "disagree"),
+        ({**held(DOMINIQUE), "ins_oid": INS_NIR}, "mismatch", "disagree"),
+        ({**held(DOMINIQUE), "birthplace_code": "51454"}, "mismatch", "disagree"),
+        ({**held(LEFEVRE), "birth_date": "19620918"}, "01", "unknown"),
+    ],
+)
+async def test_verification_is_a_retrieval_and_a_comparison(
+    insi: HttpInsiClient, record: dict[str, Any], outcome: str, label: str
+) -> None:
+    observer = PrometheusInsiObserver()
+    record = {"ins_oid": INS_NIR_TEST, **record}
+    before = sample("relais_insi_verifications_total", outcome=label)
+    assert await insi_verifier(insi, observer=observer)(record) == InsiOutcome(outcome)
+    assert sample("relais_insi_verifications_total", outcome=label) == before + 1
+
+
+async def test_a_client_without_certificate_is_refused_at_the_handshake(
+    server: tuple[InsiSandbox, str], make_client: Callable[..., HttpInsiClient], pki: SandboxPki
+) -> None:
+    sandbox, url = server
+    bare = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki.ca_cert))
+    client = make_client(url, tls=bare, attempts=1)
+    with pytest.raises(InsiUnavailable) as caught:
+        await client.retrieve(DOMINIQUE_TRAITS)
+    assert caught.value.code in {"TlsError", "ConnectionError"}
+    assert sandbox.requests == 0  # no HTTP request got through
+    stranger = sandbox_pki(pki.ca_cert.parent.parent / "stranger-pki")
+    other = make_client(
+        url,
+        tls=client_tls(stranger.client_cert, stranger.client_key, pki.ca_cert),
+        attempts=1,
+    )
+    with pytest.raises(InsiUnavailable):
+        await other.retrieve(DOMINIQUE_TRAITS)
+    assert sandbox.requests == 0
+
+
+async def test_a_refused_request_is_not_retried_and_names_no_patient(
+    server: tuple[InsiSandbox, str], insi: HttpInsiClient
+) -> None:
+    sandbox, _url = server
+    before = sample("relais_insi_calls_total", operation="search", outcome="rejected")
     with pytest.raises(InsiRejected) as caught:
-        await insi.verify("279035121518988", INS_NIR_TEST, DOMINIQUE.traits)
-    assert caught.value.code == "InvalidInsKey"
-    with pytest.raises(InsiRejected, match="NotAnInsOid"):
-        await insi.verify(DOMINIQUE.ins, "1.2.250.1.213.1.4.2", DOMINIQUE.traits)
-    with pytest.raises(InsiRejected, match="InvalidField"):
-        await insi.search(InsiTraits("PAT-TROIS", "DOMINIQUE", "1979-03-28", "F"))
-    assert sandbox.calls == {"verify": 2, "search": 1}  # never retried
-    assert sandbox.faults == 3
-    assert insi.breaker.state is CircuitState.CLOSED  # INSi answered: it is up
-    assert "279035121518988" not in str(caught.value)
-    assert "PAT-TROIS" not in caplog.text
-    assert calls("verify", "rejected") == before + 2
+        await insi.retrieve(InsiTraits("PAT-TROIS", "D0MINIQUE", "19790328", "F"))
+    assert caught.value.code == "InvalidField"
+    assert "D0MINIQUE" not in str(caught.value)
+    assert "PAT-TROIS" not in str(caught.value)
+    assert sandbox.requests == 1
+    after = sample("relais_insi_calls_total", operation="search", outcome="rejected")
+    assert after == before + 1
+    with pytest.raises(InsiRejected, match="InvalidTraits"):
+        await insi.retrieve(InsiTraits("PAT-TROIS", "DOMINIQUE", "1979", "F"))
+    assert sandbox.requests == 1  # not sent
 
 
-async def test_503_is_retried_a_bounded_number_of_times(
-    server: tuple[InsiSandbox, str], make_client: Callable[..., HttpInsiClient]
-) -> None:
-    sandbox, url = server
-    sandbox.unavailable = True
-    client = make_client(
-        url, attempts=4, breaker=CircuitBreaker(10, 30), observer=PrometheusInsiObserver()
-    )
-    before = calls("search", "unavailable")
-    with pytest.raises(InsiUnavailable) as caught:
-        await client.search(DOMINIQUE.traits)
-    assert caught.value.code == "HTTP503"
-    assert caught.value.retriable
-    assert sandbox.calls["search"] == 4
-    assert calls("search", "unavailable") == before + 4
-
-
-async def test_a_slow_insi_times_out(
-    server: tuple[InsiSandbox, str], make_client: Callable[..., HttpInsiClient]
-) -> None:
-    sandbox, url = server
-    sandbox.delay_s = 1.0
-    client = make_client(url, timeout_s=0.1, attempts=2)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    with pytest.raises(InsiUnavailable) as caught:
-        await client.search(DOMINIQUE.traits)
-    assert caught.value.code == "Timeout"
-    assert sandbox.calls["search"] == 2
-    assert loop.time() - start < 0.9
-
-
-async def test_a_refused_connection_is_unavailable(
-    make_client: Callable[..., HttpInsiClient],
-) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = make_client(f"http://127.0.0.1:{port}", attempts=2)
-    with pytest.raises(InsiUnavailable) as caught:
-        await client.verify(DOMINIQUE.ins, INS_NIR_TEST, DOMINIQUE.traits)
-    assert caught.value.code == "ConnectionError"
-
-
-async def test_breaker_opens_stops_calling_and_recovers(
-    server: tuple[InsiSandbox, str], make_client: Callable[..., HttpInsiClient]
-) -> None:
-    sandbox, url = server
-    clock = Clock()
-    breaker = CircuitBreaker(failure_threshold=3, reset_after_s=30)
-    client = make_client(
-        url, attempts=2, breaker=breaker, clock=clock, observer=PrometheusInsiObserver()
-    )
-    refused, seconds = calls("search", "circuit-open"), _call_count()
-    sandbox.unavailable = True
-    with pytest.raises(InsiUnavailable):
-        await client.search(DOMINIQUE.traits)  # 2 failures
-    with pytest.raises(InsiUnavailable) as caught:
-        await client.search(DOMINIQUE.traits)  # the 3rd opens it; no 4th attempt
-    assert not isinstance(caught.value, InsiCircuitOpen)
-    assert breaker.state is CircuitState.OPEN
-    assert circuit_gauge() == 2
-    assert sandbox.calls["search"] == 3
-    assert _call_count() == seconds + 3
-
-    sandbox.unavailable = False  # INSi is back, but the breaker does not know yet
-    for _ in range(3):
-        with pytest.raises(InsiCircuitOpen) as refused_call:
-            await client.search(DOMINIQUE.traits)
-        assert refused_call.value.retry_at == 1030
-    clock.now = 1029.9
-    with pytest.raises(InsiCircuitOpen):
-        await client.verify(DOMINIQUE.ins, INS_NIR_TEST, DOMINIQUE.traits)
-    assert sandbox.calls == {"search": 3}  # nothing reached INSi while open
-    assert calls("search", "circuit-open") == refused + 3
-
-    clock.now = 1030.0
-    assert breaker.ready(clock.now)  # a question only: the trial is not taken
-    assert state_of(breaker) is CircuitState.OPEN
-    assert await client.search(DOMINIQUE.traits) == InsiAnswer("00", (DOMINIQUE,))  # the trial
-    assert state_of(breaker) is CircuitState.CLOSED
-    assert circuit_gauge() == 0
-    assert sandbox.calls["search"] == 4
-
-
-async def test_a_failed_trial_reopens(
-    server: tuple[InsiSandbox, str], make_client: Callable[..., HttpInsiClient]
-) -> None:
-    sandbox, url = server
-    clock = Clock()
-    breaker = CircuitBreaker(failure_threshold=1, reset_after_s=5)
-    client = make_client(
-        url, attempts=3, breaker=breaker, clock=clock, observer=PrometheusInsiObserver()
-    )
-    sandbox.unavailable = True
-    with pytest.raises(InsiUnavailable):
-        await client.search(HOMONYMS)
-    clock.now += 5
-    with pytest.raises(InsiUnavailable) as caught:
-        await client.search(HOMONYMS)  # the trial fails: open again, no retry
-    assert not isinstance(caught.value, InsiCircuitOpen)
-    assert sandbox.calls["search"] == 2
-    assert (breaker.state, breaker.retry_at) == (CircuitState.OPEN, 1010)
-    assert circuit_gauge() == 2
-    with pytest.raises(InsiCircuitOpen):
-        await client.search(HOMONYMS)
-
-
-async def test_concurrent_calls_share_one_session(insi: HttpInsiClient) -> None:
-    answers = await asyncio.gather(*(insi.search(i.traits) for i in IDENTITIES))
-    assert answers == [InsiAnswer("00", (i,)) for i in IDENTITIES]
-
-
-async def test_answer_times_are_observed(
-    server: tuple[InsiSandbox, str], make_client: Callable[..., HttpInsiClient]
-) -> None:
+async def test_sandbox_health(server: tuple[InsiSandbox, str], pki: SandboxPki) -> None:
     _sandbox, url = server
-    client = make_client(url, observer=PrometheusInsiObserver())
-    ok, seconds = calls("verify", "ok"), _call_count("verify")
-    mismatch = calls("verify", "mismatch")
-    await client.verify(SARAH_LOU.ins, INS_NIR_TEST, SARAH_LOU.traits)
-    await client.verify(CONFLICT.ins, INS_NIR_TEST, CONFLICT_SENDER_TRAITS)
-    assert calls("verify", "ok") == ok + 1
-    assert calls("verify", "mismatch") == mismatch + 1
-    assert _call_count("verify") == seconds + 2
+    tls = client_tls(pki.client_cert, pki.client_key, pki.ca_cert)
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session,
+        session.get(url.replace(PATH, "/health")) as response,
+    ):
+        assert await response.json() == {"status": "ok"}
 
 
-def _call_count(operation: str = "search") -> float:
-    return (
-        REGISTRY.get_sample_value("relais_insi_call_seconds_count", {"operation": operation}) or 0.0
-    )
-
-
-async def test_sandbox_health_and_media_type(server: tuple[InsiSandbox, str]) -> None:
-    _sandbox, url = server
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/health") as response:
-            assert await response.json() == {"status": "ok"}
-        async with session.post(
-            f"{url}/insi", data=b"{}", headers={"Content-Type": "application/json"}
-        ) as response:
-            assert response.status == 415
-            assert b"UnsupportedMediaType" in await response.read()
+def test_http_is_refused() -> None:
+    tls = ssl.create_default_context()
+    with pytest.raises(ValueError, match="https://"):
+        HttpInsiClient("http://127.0.0.1:39181/lps", lps=LPS, tls=tls)
