@@ -82,6 +82,7 @@ def package(
         endpoint="https://127.0.0.1/repository",
         message_id="urn:uuid:0f6b1e1c-7d36-4c43-8a6e-2b5a8d0f4b11",
         replaces=replaces,
+        signing=key_of(pki),  # the DMP wants the submission set signed (IHE DSG)
     )
     if edit is not None:
         head, sep, rest = body.partition(b"<?xml")
@@ -125,7 +126,8 @@ def test_files_a_good_submission(pki: SandboxPki, tmp_path: Path) -> None:
     filed = sandbox.filed[DOC_ID]
     assert filed.patient_id == f"{DOMINIQUE.ins}^^^&{INS_TEST}&ISO^NH"
     assert filed.type_code == "11502-2"
-    assert filed.entry_uuid == iti41.entry_uuid(DOC_ID)
+    assert filed.entry_uuid.startswith("urn:uuid:")  # the DMP's own, not the proposed one
+    assert filed.entry_uuid != iti41.entry_uuid(DOC_ID)
     assert filed.structure_id == IDENTITY.structure_id
     assert (filed.size_bytes, filed.sha1) == (len(CONTENT), ENTRY.hash_sha1)
     assert sandbox.content[DOC_ID] == CONTENT
@@ -160,12 +162,13 @@ def test_a_replacement_deprecates_the_document_it_replaces(pki: SandboxPki) -> N
     entry, content = described(cda(LAB, DOMINIQUE, new_id, "texte corrigé"))
     orphan = package(pki, entry, content, replaces=DOC_ID + "9")
     assert error_of(sandbox, *orphan).code == "UnresolvedReferenceException"
-    assert answer(sandbox, *package(pki, entry, content, replaces=DOC_ID)).status == "Success"
+    parent = sandbox.filed[DOC_ID].entry_uuid  # the entryUUID the DMP assigned
+    assert answer(sandbox, *package(pki, entry, content, replaces=parent)).status == "Success"
     assert sandbox.filed[new_id].replaces == DOC_ID
     assert sandbox.filed[DOC_ID].status == "Deprecated"
     third = document_entry(cda(LAB, DOMINIQUE, DOC_ID + "3", "x"), {})
     content3 = cda(LAB, DOMINIQUE, DOC_ID + "3", "x")
-    refused = error_of(sandbox, *package(pki, third, content3, replaces=DOC_ID))
+    refused = error_of(sandbox, *package(pki, third, content3, replaces=parent))
     assert "deprecated" in refused.context
 
 
@@ -173,7 +176,8 @@ def test_a_replacement_for_another_patient_is_refused(pki: SandboxPki) -> None:
     sandbox = DmpSandbox(pki.ca_cert)
     answer(sandbox, *package(pki))
     entry, content = described(cda(LAB, SARAH_LOU, DOC_ID + "2", "texte"))
-    error = error_of(sandbox, *package(pki, entry, content, replaces=DOC_ID))
+    parent = sandbox.filed[DOC_ID].entry_uuid
+    error = error_of(sandbox, *package(pki, entry, content, replaces=parent))
     assert error.code == "XDSPatientIdDoesNotMatch"
 
 
