@@ -35,13 +35,15 @@ def business_ack(
     party_address: str | None = None,
     text: str | None = None,
     ack_key: str | None = None,
+    label: str | None = None,
 ) -> Record:
     """The ``BusinessAck`` record (with its ZAM) of one request; ``text`` is ERR-8 (what to do),
-    ``ack_key`` gives a second ZAM of the request (another event refused) its own id."""
+    ``label`` ERR-5.2 (None: the kind's), ``ack_key`` gives a second ZAM of the request (another
+    event refused) its own id."""
     source = request["source"]
     parts = (request["request_id"], "business-ack", kind)
     ack_id = derived_id(*parts, ack_key) if ack_key else derived_id(*parts)
-    error = None if accepted else (code or "ERREUR", ERROR_LABELS[kind])
+    error = None if accepted else (code or "ERREUR", label or ERROR_LABELS[kind])
     ack = BusinessAck(
         kind=kind,
         accepted=accepted,

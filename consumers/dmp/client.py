@@ -1,13 +1,17 @@
 """The one seam to the DMP: ``DmpClient.file(submission)`` over ITI-41 and mutual TLS.
 
-For each document it signs a VIHF for the patient with the structure's key
-(:mod:`consumers.ihe.vihf`; reused for the same patient while it is valid,
-:mod:`consumers.ihe.vihf_cache`), builds the MTOM ITI-41 request (:mod:`consumers.ihe.iti41`),
-posts it over HTTPS with the structure's certificate (one keep-alive connection pool), and
-reads the answer
-(:func:`consumers.dmp.submission.read_answer`). Connection errors, TLS failures and timeouts
-are :class:`DmpUnavailable` (try again later): a re-send of the same document is harmless,
-the DMP recognises it by its uniqueId and hash.
+For each document it signs a VIHF for the patient with the structure's key, naming the
+document's author when the producer gave one, else the structure's responsible person
+(:mod:`consumers.dmp.subject`, :mod:`consumers.ihe.vihf`; reused for the same patient and
+subject while it is valid, :mod:`consumers.ihe.vihf_cache`), builds the MTOM ITI-41
+request (:mod:`consumers.ihe.iti41`), posts it over HTTPS with the structure's certificate
+(one keep-alive connection pool), and reads the answer
+(:func:`consumers.dmp.submission.read_answer`). Connection errors, TLS failures and
+timeouts are :class:`DmpUnavailable` (try again later): a re-send of the same document is
+harmless, the DMP recognises it by its uniqueId and hash. Beside ITI-41: TD0.2
+(:meth:`DmpClient.status`, :mod:`consumers.dmp.td02`), ITI-18 (:meth:`DmpClient.find`: the
+entryUUIDs the DMP assigned) and ITI-62 (:meth:`DmpClient.delete`), on endpoints beside the
+repository's.
 """
 
 from __future__ import annotations
@@ -15,16 +19,26 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 from lxml import etree
 
-from consumers.dmp.submission import Answer, DmpRejected, DmpUnavailable, Submission, read_answer
+from consumers.dmp import td02
+from consumers.dmp.request import xds_ids
+from consumers.dmp.subject import subject_of
+from consumers.dmp.submission import (
+    Answer,
+    DmpRejected,
+    DmpUnavailable,
+    Submission,
+    ins_of,
+    read_answer,
+)
 from consumers.ihe import iti18, iti41, iti62
-from consumers.ihe.vihf import Role, SigningKey, VihfIdentity
+from consumers.ihe.vihf import Role, SigningKey, Subject, VihfIdentity
 from consumers.ihe.vihf_cache import VihfCache
 from domain.xds import ebrim
 from relais import __version__
@@ -43,6 +57,7 @@ class DmpConfig:
     client_key: Path
     ca_file: Path | None = None  # None: the system's trust store
     timeout_s: float = 30.0
+    status_cache_s: float = 86400.0  # TD0.2: an open DMP is trusted that long
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DmpConfig:
@@ -63,6 +78,7 @@ class DmpConfig:
             client_cert=cert,
             client_key=key,
             ca_file=dmp.ca_file,
+            status_cache_s=dmp.status_cache_s,
         )
 
 
@@ -143,7 +159,7 @@ class DmpClient:
         if entry is None:
             raise DmpRejected("a DMP submission needs its DocumentEntry", code="MissingMetadata")
         config = self.config
-        vihf = self.vihfs.signed(entry.patient_id, now)
+        vihf = self.vihfs.signed(entry.patient_id, now, subject_of(entry))
         submission_set = iti41.submission_set_of(entry, source_id=config.source_id, now=now)
         return iti41.request(
             entry,
@@ -152,10 +168,23 @@ class DmpClient:
             vihf=vihf,
             endpoint=config.endpoint,
             message_id=f"urn:uuid:{uuid.uuid4()}",
-            replaces=submission.parent_unique_id,
+            replaces=submission.parent_entry_uuid,
+            signing=config.signing,  # the DMP wants the submission set signed (IHE DSG)
         )
 
     async def file(self, submission: Submission) -> Answer:
+        """File one document (ITI-41); a replacement whose parent's entryUUID is not known yet
+        names the one the DMP holds (ITI-18), or is refused when the DMP holds none."""
+        if submission.parent_unique_id and not submission.parent_entry_uuid:
+            subject = subject_of(submission.metadata)
+            ids = xds_ids(submission.parent_unique_id)
+            found = await self.find(ids, submission.patient_id, subject)
+            if not found:
+                raise DmpRejected(
+                    "the document to replace is not in the DMP",
+                    code="UnresolvedReferenceException",
+                )
+            submission = replace(submission, parent_entry_uuid=found[0])
         # signing and serialising take milliseconds of CPU: keep them off the event loop
         content_type, body = await asyncio.to_thread(self.request, submission, datetime.now(UTC))
         headers = {"Content-Type": content_type, "SOAPAction": iti41.ACTION}
@@ -169,28 +198,49 @@ class DmpClient:
             reason = f"DMP unreachable: {type(exc).__name__}"
             raise DmpUnavailable(reason, code="Unreachable") from None
 
+    def _beside(self, name: str) -> str:
+        """The DMP service ``name`` beside the repository's endpoint."""
+        base, _, last = self.config.endpoint.rstrip("/").rpartition("/")
+        return f"{base}/{name}" if last == "repository" else f"{self.config.endpoint}/{name}"
+
     @property
     def registry_endpoint(self) -> str:
         """The registry's stored-query endpoint, beside the repository's."""
-        base, _, last = self.config.endpoint.rstrip("/").rpartition("/")
-        return f"{base}/registry" if last == "repository" else f"{self.config.endpoint}/registry"
+        return self._beside("registry")
 
-    def _security(self, patient_id: str, now: datetime) -> etree._Element:
-        """``wsse:Security`` holding a VIHF signed for ``patient_id``."""
-        vihf = self.vihfs.signed(patient_id, now)
+    @property
+    def status_endpoint(self) -> str:
+        """The patients service (TD0.2), beside the repository's endpoint."""
+        return self._beside("patients")
+
+    def _security(
+        self, patient_id: str, now: datetime, subject: Subject | None = None
+    ) -> etree._Element:
+        """``wsse:Security`` holding a VIHF signed for ``patient_id`` by ``subject``."""
+        vihf = self.vihfs.signed(patient_id, now, subject)
         security = etree.Element(f"{{{ebrim.WSSE}}}Security", nsmap={"wsse": ebrim.WSSE})
         security.append(vihf)
         return security
 
-    def query(self, unique_ids: tuple[str, ...], patient_id: str, now: datetime) -> bytes:
+    def query(
+        self,
+        unique_ids: tuple[str, ...],
+        patient_id: str,
+        now: datetime,
+        subject: Subject | None = None,
+    ) -> bytes:
         """The ITI-18 GetDocuments request for ``unique_ids``, VIHF signed."""
-        security = self._security(patient_id, now)
+        security = self._security(patient_id, now, subject)
         return iti18.get_documents(unique_ids, to=self.registry_endpoint, security=security)
 
-    async def _registry(self, body: bytes, content_type: str) -> tuple[int, bytes]:
+    async def _registry(
+        self, body: bytes, content_type: str, url: str | None = None
+    ) -> tuple[int, bytes]:
+        """POST ``body`` to the registry (or ``url``): (HTTP status, answer); outages raise."""
         headers = {"Content-Type": content_type}
+        target = url or self.registry_endpoint
         try:
-            async with self._session.post(self.registry_endpoint, data=body, headers=headers) as r:
+            async with self._session.post(target, data=body, headers=headers) as r:
                 answer = await r.read()
                 status = r.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -200,9 +250,34 @@ class DmpClient:
             raise DmpUnavailable(f"DMP registry answered HTTP {status}", code=f"HTTP{status}")
         return status, answer
 
-    async def find(self, unique_ids: tuple[str, ...], patient_id: str) -> tuple[str, ...]:
+    def status_query(self, patient_id: str, now: datetime, subject: Subject | None) -> bytes:
+        """The TD0.2 request for ``patient_id``, VIHF signed."""
+        ins, oid = ins_of(patient_id)
+        security = self._security(patient_id, now, subject)
+        source = self.config.source_id
+        return td02.request(
+            ins, oid, to=self.status_endpoint, source_id=source, now=now, security=security
+        )
+
+    async def status(self, patient_id: str, subject: Subject | None = None) -> str | None:
+        """TD0.2: None when the patient's DMP exists, is open and may be fed; else the DMP's
+        code (DMPNotFound, DMPClosed, DMPPatientOpposition, DMPAccessDenied...)."""
+        now = datetime.now(UTC)
+        body = await asyncio.to_thread(self.status_query, patient_id, now, subject)
+        status, answer = await self._registry(body, td02.CONTENT_TYPE, self.status_endpoint)
+        if status >= 400:  # a SOAP Fault: refused (Sender) or unavailable (Receiver)
+            read_answer(status, "application/soap+xml", answer)
+        try:
+            return td02.read_status(answer)
+        except td02.Td02Error as exc:
+            raise DmpUnavailable(f"unreadable TD0.2 answer: {exc}", code="BadAnswer") from None
+
+    async def find(
+        self, unique_ids: tuple[str, ...], patient_id: str, subject: Subject | None = None
+    ) -> tuple[str, ...]:
         """The entryUUIDs of the documents the DMP holds among ``unique_ids`` (ITI-18)."""
-        body = await asyncio.to_thread(self.query, unique_ids, patient_id, datetime.now(UTC))
+        now = datetime.now(UTC)
+        body = await asyncio.to_thread(self.query, unique_ids, patient_id, now, subject)
         status, answer = await self._registry(body, iti18.CONTENT_TYPE)
         if status >= 400:  # a SOAP Fault: refused (Sender) or unavailable (Receiver)
             read_answer(status, "application/soap+xml", answer)
@@ -216,13 +291,16 @@ class DmpClient:
             )
         return found.entry_uuids
 
-    async def holds(self, unique_id: str, patient_id: str) -> bool:
+    async def holds(self, unique_id: str, patient_id: str, subject: Subject | None = None) -> bool:
         """Whether the DMP already holds ``unique_id``: the reconcile before a resend."""
-        return bool(await self.find((unique_id,), patient_id))
+        return bool(await self.find((unique_id,), patient_id, subject))
 
-    async def delete(self, entry_uuids: tuple[str, ...], patient_id: str) -> Answer:
+    async def delete(
+        self, entry_uuids: tuple[str, ...], patient_id: str, subject: Subject | None = None
+    ) -> Answer:
         """Remove documents from the DMP (ITI-62 Delete Document Set)."""
-        security = await asyncio.to_thread(self._security, patient_id, datetime.now(UTC))
+        now = datetime.now(UTC)
+        security = await asyncio.to_thread(self._security, patient_id, now, subject)
         body = iti62.delete_document_set(entry_uuids, to=self.registry_endpoint, security=security)
         status, answer = await self._registry(body, iti62.CONTENT_TYPE)
         return read_answer(status, "application/soap+xml", answer)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+from consumers.dmp.error_codes import decide
 from relais.contracts import Record
 from relais.deadletter import Failure
 from relais.delivery_ledger import Entry, Outcome, done
@@ -51,10 +52,12 @@ def reused(filed: Entry | None, request: Record) -> bool:
 
 
 def refusal(code: str | None, unique_id: str) -> Failure:
-    """The dead-letter reason of a DMP refusal (the DMP's free text never travels)."""
+    """The dead-letter reason of a DMP refusal: its code and what it means
+    (:mod:`consumers.dmp.error_codes`); the DMP's free text never travels."""
     if code == NON_IDENTICAL:
         return Failure(REASON, zam_text(unique_id))
-    return Failure("dmp-rejected", f"the DMP refused the document with code {code}")
+    meaning = decide(code).operator
+    return Failure("dmp-rejected", f"the DMP refused the document with code {code}: {meaning}")
 
 
 def zam_text(unique_id: str) -> str:

@@ -13,30 +13,43 @@ the DMP (ITI-18) first — the DMP never sees the same document filed twice, eve
 when the sink is killed between the send and the commit. The same request
 with another content than what was filed (same document id) is refused, never
 "already done" (:mod:`consumers.dmp.reuse`).
+
+Before a patient's first filing the DMP is asked whether the patient's DMP exists, is open
+and may be fed (TD0.2, :mod:`consumers.dmp.status`; an open DMP is trusted for
+RELAIS_DMP_STATUS_CACHE_S): no DMP, a closed one, an objection or no right is a refusal with
+the DMP's code. Replacements name the entryUUID the DMP gave the parent, learnt after each
+filing and kept in the ledger (:mod:`consumers.dmp.entries`). Whether a DMP code is retried
+or refused is :mod:`consumers.dmp.error_codes`'s table; what is emitted for an outcome,
+:mod:`consumers.dmp.report`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import TopicPartition
 
-from consumers.dmp.business_ack import asked, business_ack
 from consumers.dmp.client import DmpClient, DmpConfig
+from consumers.dmp.consent import consent_refusal
+from consumers.dmp.entries import EntryUuids
+from consumers.dmp.report import Reporter, Where
 from consumers.dmp.request import patient_id_of, submission_of, xds_ids
-from consumers.dmp.reuse import NON_IDENTICAL, content_key, filed_digest, refusal, reused
+from consumers.dmp.reuse import NON_IDENTICAL, content_key, filed_digest, reused
+from consumers.dmp.status import StatusCache, verdict
+from consumers.dmp.subject import subject_of
 from consumers.dmp.submission import (
     DmpRejected,
     DmpUnavailable,
     Submission,
 )
-from relais.audit_records import acknowledged, delivery
+from consumers.dmp.visibility_lifts import VisibilityLifts
+from consumers.ihe.vihf import Subject
 from relais.contracts import Record
-from relais.deadletter import REPLAY_HEADER, derived_id
+from relais.deadletter import REPLAY_HEADER
 from relais.delivery_ledger import (
     Entry,
     LedgerStore,
@@ -48,7 +61,6 @@ from relais.delivery_ledger import (
     sending,
 )
 from relais.delivery_metrics import DeliveryMetrics
-from relais.delivery_status import status_of
 from relais.document_store import DocumentStore, StoreUnavailableError
 from relais.document_store.bodies import document_prefix, read_content
 from relais.document_store.open import open_store
@@ -60,31 +72,16 @@ from relais.settings import Settings
 from relais.sink_loop import (
     GiveUp,
     Hooks,
-    Out,
     Outputs,
     RetryLater,
     SinkLoop,
     SinkStage,
     decode_record,
 )
-from relais.topics import (
-    AUDIT,
-    BUSINESS_ACKS,
-    DELIVERY_DMP,
-    DELIVERY_LEDGER,
-    DELIVERY_STATUS,
-)
+from relais.topics import DELIVERY_DMP, DELIVERY_LEDGER
 
 log = logging.getLogger(__name__)
 STAGE = "dmp-sink"
-
-
-@dataclass(frozen=True)
-class Where:
-    """The request's record on the bus and the attempt being made."""
-
-    message: Any
-    attempt: int
 
 
 class DmpSink:
@@ -116,6 +113,13 @@ class DmpSink:
             commit_per_poll=True,  # the delivery ledger makes a replayed poll harmless
         )
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.loop.producer)
+        self.entries = EntryUuids(self.ledger, client)
+        self.statuses = StatusCache(timedelta(seconds=client.config.status_cache_s))
+        self.report = Reporter(self.stage, prefix, self.deliveries, _now)
+        self.lifts = VisibilityLifts(  # embargoed documents: TD3.3b at the release date
+            bootstrap=bootstrap, prefix=prefix, keyring=keyring, client=client, loop=self.loop,
+            codec=self.codec, input_topic=DELIVERY_DMP.name(prefix),
+        )  # fmt: skip
         self.attempts: dict[str, int] = {}
         self.dmp_state = Flag(True, "no DMP call yet")
         READINESS.register("broker", broker_reachable(bootstrap))
@@ -134,9 +138,11 @@ class DmpSink:
 
     async def _moved(self, partitions: frozenset[TopicPartition]) -> None:
         await self.ledger.moved(partitions)
+        self.lifts.forget(tp.partition for tp in partitions)  # read back when needed
 
     async def _refresh(self) -> None:
         self.deliveries.refresh(_now(), self.ledger.size())
+        await self.lifts.tick()  # the visibility updates due (consumers.dmp.visibility_lifts)
 
     async def _handle(self, tp: TopicPartition, message: Any) -> Outputs | RetryLater:
         """Records to emit for one request, or RetryLater on a transient DMP failure.
@@ -157,7 +163,7 @@ class DmpSink:
             if reused(self.ledger.get(message.partition, content_key(rid)), request):
                 # same id, other content: refused; the ledger keeps what was filed
                 where = Where(message, entry.attempt)
-                return self._final(request, Outcome.REJECTED, NON_IDENTICAL, where)
+                return self.report.final(request, Outcome.REJECTED, NON_IDENTICAL, where)
             return self._already_done(request, entry, message)
         earlier = entry.attempt if entry is not None and step is Step.RECONCILE else 0
         where = Where(message, max(self.attempts.get(rid, 0), earlier) + 1)
@@ -195,22 +201,65 @@ class DmpSink:
         detail = "already done (delivery ledger): not sent again"
         where = Where(message, entry.attempt)
         outcome = entry.outcome or Outcome.DELIVERED
-        return self._final(request, outcome, entry.code, where, detail=detail, count=False)
+        return self.report.final(request, outcome, entry.code, where, detail=detail, count=False)
 
     async def _file(
         self, request: Record, submission: Submission, step: Step, where: Where
     ) -> Outputs:
-        """File (ITI-41), reconciling first (ITI-18) when an earlier send went unanswered."""
+        """File (ITI-41), reconciling first (ITI-18) when an earlier send went unanswered, after
+        TD0.2 said the DMP may be fed; learn the entryUUID the DMP gave it."""
         # the registry knows the XDS uniqueId (root^extension), not Relais's id
         xds_id = submission.metadata.unique_id if submission.metadata else submission.unique_id
+        subject, patient = subject_of(submission.metadata), submission.patient_id
         reconcile = step is Step.RECONCILE
-        if reconcile and await self.client.holds(xds_id, submission.patient_id):
+        if reconcile and await self.client.holds(xds_id, patient, subject):
+            await self._learn(submission, xds_id, subject, where)
+            await self.lifts.filed(request, submission, where.message.partition, where.message.key)
             detail = "reconciled: the DMP already held it after an unanswered send"
             return await self._done(request, Outcome.DELIVERED, None, where, detail)
+        stop = None if _replayed(where.message) else consent_refusal(request)
+        if stop is not None:  # the patient's word (PAM FR ZFA), before the DMP's (TD0.2)
+            raise DmpRejected(stop.detail, code=stop.code)
+        await self._open_dmp(patient, subject, replayed=_replayed(where.message))
+        submission = await self._with_parent(submission, subject, where)
         await self._sending(request, where)
         answer = await self.client.file(submission)
+        await self._learn(submission, xds_id, subject, where)
+        await self.lifts.filed(request, submission, where.message.partition, where.message.key)
         outcome = Outcome.DELIVERED if answer.status == "success" else Outcome.DUPLICATE
         return await self._done(request, outcome, answer.code, where)
+
+    async def _open_dmp(self, patient_id: str, subject: Subject | None, *, replayed: bool) -> None:
+        """TD0.2 unless the patient's DMP was found open lately (a replay always asks):
+        :class:`DmpRejected` with the DMP's code when it may not be fed."""
+        if not replayed and self.statuses.fresh(patient_id, _now()):
+            return
+        code = await self.client.status(patient_id, subject)
+        self.statuses.answered(patient_id, code, _now())
+        verdict(code)
+
+    async def _with_parent(
+        self, submission: Submission, subject: Subject | None, where: Where
+    ) -> Submission:
+        """A replacement names the entryUUID the DMP gave its parent (kept, or ITI-18)."""
+        parent = submission.parent_unique_id
+        if parent is None:
+            return submission
+        partition, patient = where.message.partition, submission.patient_id
+        found = await self.entries.of(partition, parent, patient, subject)
+        if found is None:
+            missing = "the document to replace is not in the DMP"
+            raise DmpRejected(missing, code="UnresolvedReferenceException")
+        return replace(submission, parent_entry_uuid=found)
+
+    async def _learn(
+        self, submission: Submission, xds_id: str, subject: Subject | None, where: Where
+    ) -> None:
+        """Keep the entryUUID the DMP gave the document just filed (ledger)."""
+        partition, patient = where.message.partition, submission.patient_id
+        await self.entries.learn(
+            partition, submission.unique_id, xds_id, patient, now=_now(), subject=subject
+        )
 
     async def _delete(self, request: Record, patient_id: str, step: Step, where: Where) -> Outputs:
         """Remove the document from the DMP (ITI-18 to find it, ITI-62 to delete it)."""
@@ -259,7 +308,7 @@ class DmpSink:
         if filed is not None:  # what was filed under this id: other content is refused
             await self.ledger.write(where.message.partition, filed)
         self._settle(request)
-        return self._final(request, outcome, code, where, detail=detail)
+        return self.report.final(request, outcome, code, where, detail=detail)
 
     def _retrying(self, request: Record, attempt: int, exc: DmpUnavailable) -> None:
         self.dmp_state.set(False, f"DMP unavailable ({exc.code}): deliveries paused, retrying")
@@ -273,70 +322,6 @@ class DmpSink:
         self.dmp_state.set(True, "DMP answering")
         self.attempts.pop(request["request_id"], None)
         self.deliveries.settled(request["request_id"])
-
-    def _final(
-        self,
-        request: Record,
-        outcome: Outcome,
-        code: str | None,
-        where: Where,
-        *,
-        detail: str | None = None,
-        count: bool = True,
-    ) -> Outputs:
-        """The status (+ dead letter when refused, + ZAM^Z01 when asked) of a final outcome."""
-        now = _now()
-        if count:
-            self.deliveries.outcome(
-                outcome,
-                submitted_at=request["submitted_at"],
-                now=now,
-                sector=request["sector"],
-                type_code=request["document"]["type_code"],
-            )
-        refused: Outputs = []
-        if outcome == Outcome.REJECTED:
-            # The DMP's free text may echo identifiers: only its code travels in clear.
-            failure = refusal(code, request["document"]["unique_id"])
-            detail = failure.reason
-            refused.append(self.stage.dead_letter(failure, where.message, request["event_id"]))
-        status = status_of(
-            request, outcome=outcome, code=code, detail=detail, attempt=where.attempt, now=now
-        )
-        audited = delivery(status, component=STAGE)
-        if code == NON_IDENTICAL:  # one refusal per event: the first content's audit stays
-            audited["audit_id"] = derived_id(request["event_id"], STAGE, "id-reused")
-        audit = self.codec.encode("AuditEvent", audited)
-        return [
-            Out(DELIVERY_STATUS.name(self.prefix), self.codec.encode("DeliveryStatus", status)),
-            *refused,
-            Out(AUDIT.name(self.prefix), audit),
-            *self._business_ack(request, outcome, code, now),
-        ]
-
-    def _business_ack(
-        self, request: Record, outcome: Outcome, code: str | None, now: datetime
-    ) -> Outputs:
-        """The ZAM^Z01 and its audit event, when the producer asked for one."""
-        if not asked(request, "Z01"):
-            return []
-        accepted = outcome != Outcome.REJECTED
-        reuse = code == NON_IDENTICAL  # its own ZAM, not the first content's
-        ack = business_ack(
-            request,
-            kind="Z01",
-            accepted=accepted,
-            now=now,
-            code=code,
-            text=refusal(code, request["document"]["unique_id"]).reason if reuse else None,
-            ack_key=request["event_id"] if reuse else None,
-        )
-        unique_id = request["document"]["unique_id"]
-        acked = acknowledged(ack, component=STAGE, document_unique_id=unique_id)
-        return [
-            Out(BUSINESS_ACKS.name(self.prefix), self.codec.encode("BusinessAck", ack)),
-            Out(AUDIT.name(self.prefix), self.codec.encode("AuditEvent", acked)),
-        ]
 
 
 def _replayed(message: Any) -> bool:

@@ -9,22 +9,11 @@ maps the DMP's HTTP status and RegistryResponse (or SOAP Fault) to an :class:`An
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
+from consumers.dmp.error_codes import retriable
 from consumers.ihe.iti41 import ALREADY_HELD, Iti41Error, RegistryError, SoapFault, read_response
 from consumers.ihe.mtom import MtomError
 from domain.xds.metadata import DocumentEntry
-
-#: errorCodes of a registry or repository that cannot take the submission *now* (IHE ITI TF-3)
-TRANSIENT_CODES: Final = frozenset(
-    {
-        "XDSRegistryBusy",
-        "XDSRepositoryBusy",
-        "XDSRegistryOutOfResources",
-        "XDSRepositoryOutOfResources",
-        "XDSRegistryNotAvailable",
-    }
-)
 
 
 class DmpError(Exception):
@@ -55,6 +44,8 @@ class Submission:
     content: bytes
     metadata: DocumentEntry | None = None  # the XDS DocumentEntry (required by the DMP)
     parent_unique_id: str | None = None  # the document this one replaces (RPLC), if any
+    #: the replaced document's entryUUID as the DMP assigned it (None: look it up, ITI-18)
+    parent_entry_uuid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,20 +58,30 @@ def patient_cx(ins: str, oid: str) -> str:
     return f"{ins}^^^&{oid}&ISO^NH"
 
 
+def ins_of(patient_cx: str) -> tuple[str, str]:
+    """(matricule, OID) of an XDS patient id ``<ins>^^^&<oid>&ISO^NH``."""
+    parts = patient_cx.split("^")
+    authority = parts[3].split("&") if len(parts) > 3 else []
+    if not parts[0] or len(authority) < 2 or not authority[1]:
+        raise DmpRejected("the patient id is not an INS CX", code="XDSUnknownPatientId")
+    return parts[0], authority[1]
+
+
 def read_answer(status: int, content_type: str, body: bytes) -> Answer:
     """Map the DMP's HTTP answer to an :class:`Answer` or a :class:`DmpError`.
 
-    5xx, 408 and 429, a Receiver fault and the "busy" error codes are transient
-    (:class:`DmpUnavailable`); so is an answer that cannot be read, since a re-send of the
-    same document is harmless. A Sender fault and a Failure are :class:`DmpRejected` with the
-    fault's subcode or the first error's code.
+    5xx, 408 and 429, a Receiver fault and the codes :mod:`consumers.dmp.error_codes` says to
+    retry are transient (:class:`DmpUnavailable`); so is an answer that cannot be read, since a
+    re-send of the same document is harmless. A Sender fault and a Failure are
+    :class:`DmpRejected` with the fault's subcode or the first error's code, unless the table
+    says that code is worth retrying.
     """
     transient = status >= 500 or status in {408, 429}
     try:
         response = read_response(content_type, body)
     except SoapFault as fault:
         code = fault.subcode or f"HTTP{status}"
-        if transient or fault.code == "Receiver":
+        if transient or fault.code == "Receiver" or retriable(fault.subcode):
             raise DmpUnavailable(f"DMP answered {status}: {fault}", code=code) from None
         raise DmpRejected(f"DMP refused the request: {fault}", code=code) from None
     except (Iti41Error, MtomError) as exc:
@@ -88,7 +89,7 @@ def read_answer(status: int, content_type: str, body: bytes) -> Answer:
             f"DMP answered {status}, unreadable: {exc}", code=f"HTTP{status}"
         ) from None
     errors = response.failed
-    if transient or any(e.code in TRANSIENT_CODES for e in errors):
+    if transient or any(retriable(e.code) for e in errors):
         code = next((e.code for e in errors), f"HTTP{status}")
         raise DmpUnavailable(f"DMP answered {status}: {_describe(errors)}", code=code)
     if response.status == "Success" and not errors and status < 300:

@@ -3,11 +3,12 @@
 Facts (STANDARDS.md §4, ANS IG transmission mapping): the assertion travels in the SOAP
 ``wsse:Security`` header; it is signed (XML-DSig, enveloped) with the structure's
 certificate; its Issuer is that certificate's subject, its Subject/NameID the professional
-responsible for the (automated) feeding, and its attributes say who acts (structure,
-activity sector, subject id and role), how (``Authentification_Mode`` INDIRECTE, the
-structure authenticates), on whom (``resource-id``: the patient's INS as a CX ``^NH``), on
-what (``Ressource_URN`` ``urn:dmp``) and why (purpose of use ``normal``), and which
-software (``LPS_*``). :func:`signed_vihf` builds and signs one; :func:`verify_vihf` is
+acting — the document's author when known, else the person responsible for the (automated)
+feeding (:class:`Subject`, :meth:`VihfIdentity.acting_as`) — and its attributes say who
+acts (structure, activity sector, subject id and role), how (``Authentification_Mode``
+INDIRECTE, the structure authenticates), on whom (``resource-id``: the patient's INS as a
+CX ``^NH``), on what (``Ressource_URN`` ``urn:dmp``) and why (purpose of use ``normal``),
+and which software (``LPS_*``). :func:`signed_vihf` builds and signs one; :func:`verify_vihf` is
 what the DMP (here its sandbox) does with it: the signature, the certificate chain up to
 the trusted CA, the validity window, and only then the attributes, read from the signed
 element alone (no signature wrapping).
@@ -21,7 +22,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -101,6 +102,24 @@ class VihfIdentity:
     lps_name: str
     lps_version: str
     lps_homologation: str  # LPS_ID_HOMOLOGATION_DMP given by the DMP's homologation
+
+    @property
+    def subject(self) -> Subject:
+        return Subject(self.subject_id, self.subject_name)
+
+    def acting_as(self, subject: Subject | None) -> VihfIdentity:
+        """The same structure and software, with ``subject`` as the acting person (None: as is)."""
+        if subject is None or subject == self.subject:
+            return self
+        return replace(self, subject_id=subject.id, subject_name=subject.name)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The person a VIHF names (NameID, ``subject-id``): the document's author, when known."""
+
+    id: str  # IdNat_PS
+    name: str
 
 
 @dataclass(frozen=True)
