@@ -20,6 +20,7 @@ from datetime import datetime
 
 from domain.document_id import cda_id
 from domain.lab_results import LAB_REPORT_MEDIA, encode_lab_report
+from producers.hl7.consent import consent_record
 from producers.hl7.message import EmbeddedDocument, Hl7Message, PatientIdentity
 from relais.contracts import Record
 from relais.document_store.bodies import ContentSealer, inline_sealer
@@ -114,6 +115,7 @@ def _patient(patient: PatientIdentity, origin: Origin, keyring: Keyring, event_i
         "identity": sealed.to_record(),
         "ins_oid": patient.ins_oid,
         "reliability": patient.reliability,
+        "dmp_consent": None,  # an ADT's ZFA (identity_update); the identity stage stamps documents
     }
 
 
@@ -255,7 +257,12 @@ def identity_update(
         "source": _source(origin, now),
         "trigger": message.message_type.split("^")[-1],
         "kind": "MERGE" if message.merged_ids else "UPDATE",
-        "patient": _patient(message.patient, origin, keyring, event_id),
+        "patient": {
+            **_patient(message.patient, origin, keyring, event_id),
+            "dmp_consent": consent_record(
+                message.dmp_consent, as_of=message.timestamp, source_event_id=event_id
+            ),
+        },
         "merged": merged,
         "target_key": None,
     }

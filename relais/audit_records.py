@@ -155,3 +155,32 @@ def identity_released(audit: Record) -> bool:
         and audit.get("action") == "IDENTITY_DECIDED"
         and str(audit.get("outcome", "")).startswith("qualified:")
     )
+
+
+def consent_changed(
+    *,
+    event_id: str,
+    patient_key: str,
+    before: str,
+    after: str,
+    source: Record,
+    trigger: str,
+    now: datetime,
+) -> Record:
+    """CONSENT_CHANGED: the patient's DMP status or word on feeding it (PAM FR ZFA) changed.
+
+    Names the patient by its pseudonymous key only, and the ADT by its event id, sender
+    and MSH-10: never the INS or names."""
+    audit = audit_event(
+        event_id=event_id,
+        component="identity",
+        action="CONSENT_CHANGED",
+        outcome=f"dmp-consent:{after.replace(' ', ',')}",
+        now=now,
+        detail=(
+            f"patient {patient_key}: {before} -> {after}\n"
+            f"ADT^{trigger} from {source['facility']} ({source['application']}) "
+            f"MSH-10 {source['message_control_id']}"
+        ),
+    )
+    return {**audit, "audit_id": derived_id(event_id, "identity", "dmp-consent")}

@@ -21,6 +21,8 @@ from types import MappingProxyType
 from typing import Final
 
 from domain.lab_results import LabResult
+from producers.hl7 import text_report
+from producers.hl7.consent import DmpConsent, read_consent
 from producers.hl7.errors import Hl7ValidationError
 from producers.hl7.patient import PatientIdentity, read_patient
 from producers.hl7.results import lab_results
@@ -107,6 +109,7 @@ class Hl7Message(MessageHeader):
     visit_class: str | None
     merged_ids: tuple[tuple[str, str], ...] = ()  # ADT^A40: MRG-1 ids of the absorbed record
     results: tuple[LabResult, ...] = ()  # ORU^R01: structured results (OBX NM/ST/CE...)
+    dmp_consent: DmpConsent | None = None  # ADT A01/A04/A08: PAM FR ZFA (consent.py)
 
     def __reduce__(self) -> tuple[object, tuple[dict[str, object]]]:
         """Pickled (the gateway's worker pool) with its read-only mappings as plain dicts."""
@@ -143,7 +146,10 @@ def parse_message(raw: bytes) -> Hl7Message:
     meta = [s for s in obx if _is_metadata(s)]
     doc_obx = [s for s in obx if s.get(2) == "ED" and not _is_metadata(s)] if is_document else []
     documents = tuple(_document(s) for s in doc_obx)
-    if is_document:
+    report = _text_report(kind, segments, documents) if is_document else None
+    if report is not None:  # a report sent as text: one document the transcode stage builds
+        documents = (report,)
+    elif is_document:
         _check_documents(kind, segments, doc_obx)
     unique_id, parent_id = _document_ids(kind, segments)
     flags, bodies = _metadata(meta, CHARSETS[header.charset.strip().upper()])
@@ -160,8 +166,24 @@ def parse_message(raw: bytes) -> Hl7Message:
         parent_document_id=parent_id,
         visit_class=_opt(pv1.get(2)) if pv1 else None,
         merged_ids=_merged_ids(segments) if kind == "ADT^A40" else (),
-        results=lab_results([s for s in obx if not _is_metadata(s)]) if kind == "ORU^R01" else (),
+        dmp_consent=read_consent(segments, kind),
+        results=lab_results([s for s in obx if not _is_metadata(s)])
+        if kind == "ORU^R01" and report is None
+        else (),
     )
+
+
+def _text_report(
+    kind: str, segments: Sequence[Segment], documents: tuple[EmbeddedDocument, ...]
+) -> EmbeddedDocument | None:
+    """A report sent as text (:mod:`producers.hl7.text_report`), its PDF with it, or None."""
+    media = {d.media_type: d.content for d in reversed(documents)}
+    if not text_report.is_text_report(kind, segments, "text/xml" in media):
+        return None
+    report, status = text_report.read_text_report(kind, segments, media.get("application/pdf"))
+    content = text_report.encode_text_report(report)
+    label = report.type_label
+    return EmbeddedDocument(report.type_code, label, "LN", text_report.MEDIA, content, status, 1)
 
 
 def _merged_ids(segments: Sequence[Segment]) -> tuple[tuple[str, str], ...]:

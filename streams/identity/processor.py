@@ -25,6 +25,7 @@ from relais.envelope import Envelope, open_envelope, seal
 from relais.keyring import Keyring, warm_patient_key
 from relais.patient_traits import open_traits
 from relais.topics import IDENTITY_ALERTS, IDENTITY_EVENTS, IDENTITY_PENDING, QUALIFIED, SUBMITTED
+from streams.identity.consent import consented, stamped
 from streams.identity.rules import (
     InsChecker,
     InsiOutcome,
@@ -144,7 +145,7 @@ class IdentityProcessor:
                 traits_digest=state.traits_digest if vouched else digest,
                 attributes=verdict.attributes,
             )
-            return state, [self._qualified_output(record, verdict, now)]
+            return state, [self._qualified_output(stamped(record, state), verdict, now)]
         outputs = [self._held_output(record, verdict, now)]
         if verdict.alert:
             state = blocking(state, str(verdict.reason_code), facility, digest, _ms(now))
@@ -216,11 +217,11 @@ class IdentityProcessor:
         state = self.state(key)
         outputs: list[Output] = []
         if kind == "UPDATE":
-            state = self._updated(state, record)
+            state, outputs = consented(self._updated(state, record), record, now)
             traits = open_traits(record, self.keyring)
             if traits.get("ins"):  # the IPPs it names belong to this INS from now on
                 ids = [(str(i), str(a)) for i, a in traits.get("local_ids") or ()]
-                outputs = self._redirects(record, ids)
+                outputs += self._redirects(record, ids)
         return outputs + await self.release(key, state, now)
 
     def _updated(self, state: PatientState, record: Record) -> PatientState:

@@ -252,7 +252,13 @@ def _retry_record(key: str, stamp: int) -> Record:
         },
         "trigger": "RETRY",
         "kind": "RETRY",
-        "patient": {"patient_key": key, "identity": empty, "ins_oid": None, "reliability": None},
+        "patient": {
+            "patient_key": key,
+            "identity": empty,
+            "ins_oid": None,
+            "reliability": None,
+            "dmp_consent": None,
+        },
         "merged": None,
         "target_key": key,
     }

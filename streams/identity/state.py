@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,6 +44,9 @@ class PatientState:
     blocked_senders: tuple[str, ...] = ()
     blocked_digests: tuple[str, ...] = ()
     blocked_at_ms: int | None = None
+    #: the patient's latest DMP status and word on feeding it (PAM FR ZFA), stamped on the
+    #: documents forwarded (streams.identity.consent)
+    dmp_consent: Mapping[str, str | None] | None = field(default=None, hash=False)
 
     def status_for(self, facility: str) -> Status:
         return dict(self.statuses).get(facility, Status.PROV)
@@ -70,6 +74,7 @@ class PatientState:
                 "blocked_senders": list(self.blocked_senders),
                 "blocked_digests": list(self.blocked_digests),
                 "blocked_at_ms": self.blocked_at_ms,
+                "dmp_consent": dict(self.dmp_consent) if self.dmp_consent is not None else None,
                 "held": [
                     {
                         "value": base64.b64encode(h.value).decode(),
@@ -109,4 +114,5 @@ class PatientState:
             blocked_senders=tuple(raw.get("blocked_senders") or ()),
             blocked_digests=tuple(raw.get("blocked_digests") or ()),
             blocked_at_ms=raw.get("blocked_at_ms"),
+            dmp_consent=raw.get("dmp_consent"),
         )

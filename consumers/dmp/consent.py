@@ -1,0 +1,76 @@
+"""Whether the patient's word lets a document be filed in their DMP (pure).
+
+The identity stage stamps the patient's latest DMP status and word on feeding it
+(PAM FR ZFA, :mod:`streams.identity.consent`) on each document it forwards; the
+stamp travels on the delivery request's ``patient.dmp_consent``. Before filing,
+the DMP sink asks :func:`consent_refusal`: a patient who objected to the feeding
+of their DMP (ZFA-9 ``IO``, CSP L1111-15) or whose DMP is closed (ZFA-1 ``FERME``
+or a closure date, ZFA-3) is not filed. The refusal is the DMP's kind: REJECTED,
+a dead letter (replayable once the status changed), and the producer's ZAM^Z01 N
+whose ERR-5 is :func:`err5`:
+
+* closed DMP: ``DMPClosed^DMP fermé^DMPERRORCODE`` — the DMP's own code (CI-SIS volet
+  "Transmission de document(s) CDA en HL7v2", ZAM^Z01 example);
+* objection: ``DMPPatientOpposition^Opposition du patient^DMPERRORCODE`` — **a name
+  Relais gives it**: the DMP error codes (annex A7-1 of "Service DMP intégré aux LPS")
+  are not public, and the objection is managed by the LPS, not by the DMP (PDSM4DMP-EEDS
+  TD0.2: "le LPS gère en local ... la non-opposition du patient à l'alimentation").
+
+A deletion is never stopped (removing a document agrees with an objection), nor a
+document without a stamp (no ZFA was ever received for the patient: nothing said).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from consumers.dmp.error_codes import CODES
+from producers.hl7.consent import DmpConsent
+
+#: the DMP's code for a closed DMP (public: the volet's ZAM^Z01 example)
+CLOSED: Final = "DMPClosed"
+#: Relais's name for the patient's objection (no public DMP code; consumers.dmp.error_codes)
+OPPOSITION: Final = "DMPPatientOpposition"
+TABLE: Final = "DMPERRORCODE"
+_FIELDS: Final = tuple(f.name for f in dataclasses.fields(DmpConsent))
+
+
+@dataclass(frozen=True)
+class ConsentRefusal:
+    """Why the document is not filed: the DMP-style code, ERR-5.2 label, ERR-8 text, detail."""
+
+    code: str
+    label: str
+    text: str
+    detail: str
+
+
+def consent_refusal(request: Mapping[str, Any]) -> ConsentRefusal | None:
+    """The refusal the patient's stamped word calls for, or None (file it)."""
+    if request["document"]["action"] == "DELETE":
+        return None
+    stamp = (request.get("patient") or {}).get("dmp_consent")
+    if not stamp:
+        return None
+    consent = DmpConsent(**{name: stamp.get(name) for name in _FIELDS})
+    if consent.closed:
+        return _refusal(CLOSED, stamp, "the patient's DMP is closed (PAM FR ZFA-1/ZFA-3)")
+    if consent.objected:
+        detail = "the patient objected to the feeding of their DMP (PAM FR ZFA-9 IO)"
+        return _refusal(OPPOSITION, stamp, detail)
+    return None
+
+
+def err5(refusal: ConsentRefusal) -> str:
+    """ERR-5 of the producer's ZAM^Z01 N: ``code^label^DMPERRORCODE``."""
+    return f"{refusal.code}^{refusal.label}^{TABLE}"
+
+
+def _refusal(code: str, stamp: Mapping[str, Any], why: str) -> ConsentRefusal:
+    row = CODES[code]
+    source = stamp.get("source_event_id") or "unknown"
+    detail = f"not filed: {why}; said by identity event {source}"
+    return ConsentRefusal(code, row.label, row.text, detail)
