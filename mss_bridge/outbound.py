@@ -31,6 +31,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from mss_bridge.compose import ComposeConfig, ComposedMail, compose
+from mss_bridge.patient_hold import PatientHolds
 from relais.audit_records import delivery
 from relais.backoff import exponential_backoff
 from relais.contracts import Record
@@ -98,6 +99,7 @@ class MssSendWorker:
             commit_per_poll=True,  # the delivery ledger makes a replayed poll harmless
         )
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.loop.producer)
+        self.holds = PatientHolds(bootstrap, self.stage, self.loop)  # embargoed patients' copies
         self.deliveries = DeliveryMetrics("MSSANTE")
         self.attempts: dict[str, int] = {}
         READINESS.register("broker", broker_reachable(bootstrap))
@@ -108,9 +110,11 @@ class MssSendWorker:
 
     async def _moved(self, partitions: frozenset[TopicPartition]) -> None:
         await self.ledger.moved(partitions)
+        self.holds.forget(tp.partition for tp in partitions)  # read back when needed
 
     async def _refresh(self) -> None:
         self.deliveries.refresh(_now(), self.ledger.size())
+        await self.holds.tick(self._handle)  # the patients' copies whose release date came
 
     async def _handle(self, tp: TopicPartition, message: Any) -> Outputs | RetryLater:
         """Records to emit, or RetryLater with the RETRYING status (the partition pauses)."""
@@ -135,6 +139,8 @@ class MssSendWorker:
             return [self._status(status), *extra]
         except Exception as exc:  # envelopes, contracts: dead-letter with the stage's reason
             raise GiveUp.because(exc, request["event_id"]) from exc
+        if (kept := await self.holds.keep(request, message, mail.recipient.domain, attempt)):
+            return [kept]  # the patient's copy under embargo (mss_bridge.patient_hold)
         resent = entry is not None  # SENDING: a crash left its fate unknown
         return await self._mail(request, mail, attempt, message, resent=resent)
 

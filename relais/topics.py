@@ -103,6 +103,18 @@ DELIVERY_LEDGER: Final = TopicSpec(
     "what each sink already did per request: retries never deliver twice",
     {"cleanup.policy": "compact", "retention.ms": _MONTH_MS, "max.message.bytes": str(1 << 20)},
 )
+DMP_VISIBILITY: Final = TopicSpec(
+    "deliveries.visibility.v1",
+    DEFAULT_PARTITIONS,  # as many as deliveries.dmp: a lift lives in its request's partition
+    "embargoed DMP documents waiting for their visibility update (TD3.3b), by request id",
+    {"cleanup.policy": "compact", "retention.ms": _MONTH_MS, "max.message.bytes": str(1 << 20)},
+)
+DELIVERY_HELD: Final = TopicSpec(
+    "deliveries.held.v1",
+    DEFAULT_PARTITIONS,  # as many as deliveries.mssante: a hold lives in its request's partition
+    "patients' MSSanté copies held until their release date (compacted, by request id)",
+    {"cleanup.policy": "compact", "retention.ms": _MONTH_MS, "max.message.bytes": str(16 << 20)},
+)
 BUSINESS_ACKS: Final = TopicSpec(
     "acks.business.v1",
     DEFAULT_PARTITIONS,
@@ -138,6 +150,8 @@ ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     IDENTITY_COMMANDS,
     MSSANTE_INBOUND,
     DELIVERY_LEDGER,
+    DMP_VISIBILITY,
+    DELIVERY_HELD,
     BUSINESS_ACKS,
     DEADLETTER,
     AUDIT,

@@ -6,7 +6,8 @@ input partition (both are keyed by the patient, so one worker owns a patient's
 requests and ledger together). The ledger is the notifier's only state:
 
 * **after the DMP**: a document going to the DMP is told only once the DMP filed it
-  (``WAITING`` until its status says so; a refusal cancels it: :mod:`.dmp_gate`);
+  (``WAITING`` until its status says so; a refusal cancels it: :mod:`.dmp_gate`), and,
+  under embargo, once the DMP confirmed the visibility update at the release date (TD3.3b);
 * **one notification per document**: a request already in the ledger is never
   scheduled again; one already ``SENT`` answers ``DUPLICATE``;
 * **embargo**: a request is stored ``SCHEDULED`` with ``due_at`` = the time the
@@ -34,7 +35,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from consumers.notify.dmp_gate import DmpOutcome, waits_for_dmp
+from consumers.notify.dmp_gate import (
+    FILING,
+    VISIBILITY_SUFFIX,
+    DmpOutcome,
+    waits_for_dmp,
+    waits_for_visibility,
+)
 from consumers.notify.errors import IllegalTransition, NotifyInputError
 from consumers.notify.ledger_entry import TRANSITIONS, Entry, Note, State
 from consumers.notify.message import Kind
@@ -179,30 +186,41 @@ class Ledger:
         return self._schedule(request, fresh, now)
 
     def _before_dmp(self, fresh: Entry) -> Admission | None:
-        """WAITING while the DMP has not answered, SKIPPED if it refused; None once filed."""
-        outcome = self.dmp.get(fresh.event_id)
-        if outcome is None:
-            waiting = replace(fresh, state=State.WAITING)
-            return Admission((waiting,), ((waiting, _WAITING_NOTE),))
-        if not outcome.filed:
-            skipped = replace(fresh, state=State.SKIPPED, identity=None)
-            return Admission((skipped,), ((skipped, _DMP_REFUSED_NOTE),))
+        """WAITING while the DMP has not answered (the filing, then an embargoed document's
+        visibility update), SKIPPED if it refused; None once the patient may be told."""
+        steps = [(fresh.event_id, _WAITING_NOTE)]
+        if waits_for_visibility(fresh.due_at, fresh.submitted_at):
+            steps.append((fresh.event_id + VISIBILITY_SUFFIX, _WAITING_VISIBILITY_NOTE))
+        for gate_id, note in steps:
+            outcome = self.dmp.get(gate_id)
+            if outcome is None:
+                waiting = replace(fresh, state=State.WAITING)
+                return Admission((waiting,), ((waiting, note),))
+            if not outcome.filed:
+                skipped = replace(fresh, state=State.SKIPPED, identity=None)
+                return Admission((skipped,), ((skipped, _refused(outcome)),))
         return None
 
     # -- the DMP's outcomes -------------------------------------------------------
     def restore_outcome(self, outcome: DmpOutcome) -> None:
         """Take a DMP outcome read back from the ledger topic (no request had come)."""
-        self.dmp[outcome.event_id] = outcome
+        self.dmp[outcome.gate_id] = outcome
 
     def dmp_outcome(self, outcome: DmpOutcome, now: datetime) -> tuple[Admission, bool]:
-        """What the DMP's outcome changes, and whether to keep it (no request waits yet)."""
+        """What the DMP's outcome changes, and whether to keep it (no request waits yet).
+
+        A filing releases the notifications of visible documents; those under embargo wait
+        on for the visibility update (TD3.3b), whose confirmation releases them."""
         waiting = [e for e in self.waiting.values() if e.event_id == outcome.event_id]
+        if outcome.step == FILING and outcome.filed:
+            waiting = [e for e in waiting if not waits_for_visibility(e.due_at, e.submitted_at)]
         if not waiting:
             self._keep(outcome, now)
             return Admission(), True
         if not outcome.filed:
             cancelled = tuple(e.moved(State.CANCELLED, now) for e in waiting)
-            return Admission(cancelled, tuple((e, _DMP_REFUSED_NOTE) for e in cancelled)), False
+            note = _refused(outcome)
+            return Admission(cancelled, tuple((e, note) for e in cancelled)), False
         scheduled = tuple(replace(e, state=State.SCHEDULED, at=now) for e in waiting)
         notes = tuple(
             (e, Note("RETRYING", "EMBARGOED", f"filed in the DMP; told from {e.due_at:%Y-%m-%d}"))
@@ -213,7 +231,7 @@ class Ledger:
 
     def _keep(self, outcome: DmpOutcome, now: datetime) -> None:
         """Remember an outcome for a request to come; forget those older than any request."""
-        self.dmp[outcome.event_id] = outcome
+        self.dmp[outcome.gate_id] = outcome
         if len(self.dmp) > DMP_OUTCOMES_KEPT:
             horizon = now - DMP_OUTCOME_HORIZON
             self.dmp = {k: v for k, v in self.dmp.items() if v.at >= horizon}
@@ -325,6 +343,23 @@ _DMP_REFUSED_NOTE: Final = Note(
     "DMP_REFUSED",
     "the DMP refused the document: the patient is not told of it",
 )
+_WAITING_VISIBILITY_NOTE: Final = Note(
+    "RETRYING",
+    "WAITING_FOR_DMP_VISIBILITY",
+    "under embargo: the patient is told once the DMP made the document visible (TD3.3b)",
+)
+_VISIBILITY_REFUSED_NOTE: Final = Note(
+    "REJECTED",
+    "DMP_VISIBILITY_REFUSED",
+    "the DMP refused to make the document visible to the patient (TD3.3b): not told",
+)
+
+
+def _refused(outcome: DmpOutcome) -> Note:
+    """The note of a notification the DMP's refusal cancels (filing or visibility update)."""
+    return _DMP_REFUSED_NOTE if outcome.step == FILING else _VISIBILITY_REFUSED_NOTE
+
+
 _CANCELLED_NOTE: Final = Note(
     "REJECTED",
     "CANCELLED",

@@ -3,8 +3,9 @@
 The sink loop every sink shares (:mod:`relais.sink_loop`) over ``deliveries.notify.v1``
 and ``deliveries.status.v1`` (manual commits), around the pure ledger of
 :mod:`consumers.notify.schedule`. A document going to the DMP is told only once the DMP
-filed it: its request waits in the ledger for the DMP sink's status of the same event,
-and a refusal cancels it (:mod:`consumers.notify.dmp_gate`). Both topics are keyed by
+filed it (under embargo: once the DMP made it visible to the patient, TD3.3b): its
+request waits in the ledger for the DMP sink's status of the same event, and a refusal
+cancels it (:mod:`consumers.notify.dmp_gate`, docs/embargo.md). Both topics are keyed by
 the patient's pseudonym and have as many partitions; the range assignor gives one
 worker the same partition numbers of both, so a request and its DMP status meet in one
 ledger. Two steps, both in one task:

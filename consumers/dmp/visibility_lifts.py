@@ -1,0 +1,274 @@
+"""The DMP sink's visibility lifts: kept on the bus, sent at the release date (async shell).
+
+:class:`VisibilityLifts` is the thin shell around :mod:`consumers.dmp.visibility`. The DMP
+sink calls :meth:`~VisibilityLifts.filed` after it filed an embargoed document (the lift
+is written to ``deliveries.visibility.v1`` and acknowledged before the filing is recorded
+DONE, so a crash cannot lose it) and :meth:`~VisibilityLifts.tick` after each poll: the
+lifts of the partitions the sink owns are read back from the compacted topic when a
+partition is assigned (after any restart), and each due one is sent — the entryUUID the
+DMP holds for the document (ITI-18), then ITI-57 without ``INVISIBLE_PATIENT`` — and
+reported as a ``DeliveryStatus`` (``<request id>|visibility``) with its audit event. A DMP
+outage leaves the lift pending and tries again after a backoff (per lift; other work goes
+on); a refusal ends it REJECTED with the DMP's code, which cancels the notification.
+The patient's id and the entry as filed travel sealed in the lift (the patient's key).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from consumers.dmp.client import DmpClient
+from consumers.dmp.request import xds_ids
+from consumers.dmp.subject import subject_of
+from consumers.dmp.submission import Answer, DmpRejected, DmpUnavailable, Submission, read_answer
+from consumers.dmp.visibility import (
+    INVISIBLE_PATIENT,
+    STAGE,
+    Lift,
+    Plan,
+    State,
+    VisibilityError,
+    due,
+    envelope_fields,
+    envelope_of,
+    lift_of,
+    opened,
+    payload,
+    plan,
+    release_date,
+    status_of,
+)
+from consumers.ihe import iti57
+from domain.xds.metadata import DocumentEntry
+from relais.audit_records import delivery
+from relais.backoff import exponential_backoff
+from relais.contracts import Codec, Record
+from relais.document_store.errors import StoreUnavailableError
+from relais.envelope import EnvelopeError, open_envelope, seal
+from relais.kafka_clients import Target
+from relais.keyring import Keyring, warm_patient_key
+from relais.sink_loop import Out, SinkLoop
+from relais.topic_reader import read_to_end
+from relais.topics import AUDIT, DELIVERY_STATUS, DMP_VISIBILITY
+
+log = logging.getLogger(__name__)
+PURPOSE = "visibility-lift"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class VisibilityLifts:
+    """The lifts of the partitions the DMP sink owns (partition -> request id -> lift)."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: Target,
+        prefix: str,
+        keyring: Keyring,
+        client: DmpClient,
+        loop: SinkLoop,
+        codec: Codec,
+        input_topic: str,
+        clock: Callable[[], datetime] = _now,
+        backoff: Callable[[], Iterator[float]] = exponential_backoff,
+    ) -> None:
+        self.bootstrap, self.prefix, self.keyring = bootstrap, prefix, keyring
+        self.client, self.loop, self.codec, self.clock = client, loop, codec, clock
+        self.input_topic, self.backoff = input_topic, backoff
+        self.topic = DMP_VISIBILITY.name(prefix)
+        self.lifts: dict[int, dict[str, Lift]] = {}
+        self.not_before: dict[str, datetime] = {}  # request id -> retry time (an outage)
+        self._delays: dict[str, Iterator[float]] = {}
+
+    # -- after a filing ----------------------------------------------------------------
+    async def filed(
+        self, request: Record, submission: Submission, partition: int, key: bytes | None
+    ) -> None:
+        """Keep the lift of an embargoed request just filed (nothing for the others)."""
+        entry = submission.metadata
+        if entry is None or release_date(request) is None:
+            return
+        await self._restored([partition])  # what an earlier owner wrote, before its first tick
+        known = self.lifts.get(partition, {}).get(request["request_id"])
+        if known is not None and known.state is not State.PENDING:
+            return  # a resend of the filing: the lift is under way or done
+        keyring = self.keyring.for_existing_patient(request["patient"]["patient_key"])
+        sealed = seal(
+            keyring,
+            payload(submission.patient_id, entry),
+            event_id=request["event_id"],
+            purpose=PURPOSE,
+        )
+        fields = envelope_fields(sealed)
+        text_key = (key or b"").decode("ascii", errors="replace")
+        lift = lift_of(request, entry, fields, key=text_key, now=self.clock())
+        if lift is not None:
+            await self._write(partition, lift)
+            log.info(
+                "event %s: filed invisible to the patient until %s", lift.event_id, lift.release_at
+            )
+
+    # -- after each poll ---------------------------------------------------------------
+    async def tick(self) -> None:
+        """Follow the sink's partitions, then send what is due (one attempt each)."""
+        await self._follow()
+        now = self.clock()
+        for partition, lifts in list(self.lifts.items()):
+            for lift in due(lifts, now):
+                wait = self.not_before.get(lift.request_id)
+                if wait is None or wait <= now:
+                    await self._lift(partition, lift)
+
+    def pending(self) -> int:
+        return sum(
+            1 for lifts in self.lifts.values() for x in lifts.values() if x.state is not State.DONE
+        )
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions assigned or revoked: their lifts are read back before they are used."""
+        for partition in partitions:
+            self.lifts.pop(partition, None)
+
+    async def _follow(self) -> None:
+        """Read back the lifts of newly assigned partitions; forget those given away."""
+        owned = {
+            tp.partition for tp in self.loop.consumer.assignment() if tp.topic == self.input_topic
+        }
+        for partition in set(self.lifts) - owned:
+            self.lifts.pop(partition)
+        await self._restored(owned)
+
+    async def _restored(self, partitions: Iterable[int]) -> None:
+        """Read back the lifts of the given partitions not read yet."""
+        if new := sorted(set(partitions) - set(self.lifts)):
+            wanted = [(self.topic, p) for p in new]
+            records = await read_to_end(self.bootstrap, wanted, timeout_s=math.inf)
+            for partition in new:
+                self.lifts[partition] = {}
+            for record in records:
+                self._restore(record.partition, record.value)
+
+    def _restore(self, partition: int, raw: bytes | None) -> None:
+        if raw is None:
+            return
+        try:
+            lift = Lift.from_bytes(raw)
+        except VisibilityError as exc:
+            log.warning("visibility lifts partition %d: a record skipped: %s", partition, exc)
+            return
+        self.lifts.setdefault(partition, {})[lift.request_id] = lift
+
+    async def _write(self, partition: int, lift: Lift) -> None:
+        """Write ``lift`` on its partition and wait for the broker's acknowledgement."""
+        await self.loop.producer.send_and_wait(
+            self.topic, lift.to_bytes(), key=lift.key, partition=partition
+        )
+        if (held := self.lifts.get(partition)) is not None:
+            held[lift.request_id] = lift
+
+    # -- one lift ----------------------------------------------------------------------
+    async def _lift(self, partition: int, lift: Lift) -> None:
+        """One attempt; an outage is tried again after a backoff, a refusal ends the lift."""
+        try:
+            await self._attempt(partition, lift)
+        except DmpUnavailable as exc:
+            self._later(lift, f"DMP unavailable ({exc.code})")
+        except StoreUnavailableError:  # the patient key store: as an outage of the DMP
+            self._later(lift, "patient key store unavailable")
+        except DmpRejected as exc:
+            current = self.lifts.get(partition, {}).get(lift.request_id, lift)
+            detail = "the DMP refused the visibility update"
+            await self._finish(partition, current, "REJECTED", exc.code, detail)
+        except (EnvelopeError, VisibilityError) as exc:  # an erased patient: nothing to send
+            detail = f"the lift cannot be opened ({type(exc).__name__}): not made visible"
+            await self._finish(partition, lift, "REJECTED", "lift-unreadable", detail)
+
+    def _later(self, lift: Lift, why: str) -> None:
+        """Try ``lift`` again after its next backoff delay."""
+        delay = next(self._delays.setdefault(lift.request_id, self.backoff()))
+        self.not_before[lift.request_id] = self.clock() + timedelta(seconds=delay)
+        log.warning("TD3.3b for event %s: %s, retried in %.1f s", lift.event_id, why, delay)
+
+    async def _attempt(self, partition: int, lift: Lift) -> None:
+        """Plan, then send (SENDING written first) or settle: the status once it is known."""
+        step, lid = await self._plan(lift)
+        if step is Plan.SEND and lid is not None:
+            attempt = lift.attempt + 1
+            lift = replace(lift, state=State.SENDING, lid=lid, attempt=attempt, at=self.clock())
+            await self._write(partition, lift)
+            answer = await self._update(lift, lid)
+            detail = "visible to the patient: TD3.3b confirmed"
+            await self._finish(partition, lift, "DELIVERED", answer.code, detail)
+        elif step is Plan.GONE:
+            detail = "the DMP holds no such document (deleted?): not made visible"
+            await self._finish(partition, lift, "REJECTED", "UnresolvedReferenceException", detail)
+        else:
+            await self._finish(partition, lift, "DELIVERED", None, _CONFIRMED[step])
+
+    def _open(self, lift: Lift) -> tuple[str, DocumentEntry]:
+        sealed = envelope_of(lift.sealed)
+        plain = open_envelope(self.keyring, sealed, event_id=lift.event_id, purpose=PURPOSE)
+        return opened(plain)
+
+    async def _plan(self, lift: Lift) -> tuple[Plan, str | None]:
+        if not lift.invisible:
+            return plan(lift, ())
+        await warm_patient_key(self.keyring, lift.patient_key or None, create=False)
+        patient_id, entry = self._open(lift)
+        ids = xds_ids(lift.document_unique_id)
+        return plan(lift, await self.client.find(ids, patient_id, subject_of(entry)))
+
+    async def _update(self, lift: Lift, lid: str) -> Answer:
+        """Send ITI-57: the entry as filed, without INVISIBLE_PATIENT, replacing ``lid``."""
+        patient_id, entry = self._open(lift)
+        now = self.clock()
+        body = iti57.update_document_set(
+            iti57.Update(iti57.without(entry, INVISIBLE_PATIENT), lid, "1"),
+            source_id=self.client.config.source_id,
+            submission_time=now.astimezone(UTC).strftime("%Y%m%d%H%M%S"),
+            vihf=self.client.vihfs.signed(patient_id, now, subject_of(entry)),
+            to=self.client.registry_endpoint,
+        )
+        status, answer = await self.client._registry(body, iti57.CONTENT_TYPE)
+        return read_answer(status, "application/soap+xml", answer)
+
+    async def _finish(
+        self, partition: int, lift: Lift, outcome: str, code: str | None, detail: str
+    ) -> None:
+        """DONE (the sealed payload dropped), then the status and its audit event."""
+        done = replace(
+            lift, state=State.DONE, outcome=outcome, code=code, sealed={}, at=self.clock()
+        )
+        await self._write(partition, done)
+        self.not_before.pop(lift.request_id, None)
+        self._delays.pop(lift.request_id, None)
+        status = status_of(done, outcome=outcome, code=code, detail=detail, now=self.clock())
+        key = lift.patient_key.encode() or None
+        await self.loop.emit(
+            [
+                Out(
+                    DELIVERY_STATUS.name(self.prefix),
+                    self.codec.encode("DeliveryStatus", status),
+                    key,
+                ),
+                Out(
+                    AUDIT.name(self.prefix),
+                    self.codec.encode("AuditEvent", delivery(status, component=STAGE)),
+                    key,
+                ),
+            ]
+        )
+        log.info("TD3.3b for event %s: %s %s", lift.event_id, outcome, code or "")
+
+
+_CONFIRMED: dict[Plan, str] = {
+    Plan.CONFIRM: "filed after the release date: visible to the patient already",
+    Plan.RECONCILED: "reconciled: the DMP made a new version after an unanswered update",
+}

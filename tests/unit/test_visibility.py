@@ -1,0 +1,258 @@
+"""The embargo lifecycle's pure parts: the DMP's visibility lifts (consumers.dmp.visibility),
+the notification gate that waits for TD3.3b (consumers.notify), the patient's MSSanté hold."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from consumers.dmp import visibility
+from consumers.dmp.visibility import Lift, Plan, State, VisibilityError
+from consumers.notify import dmp_gate
+from consumers.notify.dmp_gate import DmpOutcome, dmp_outcome_of
+from consumers.notify.ledger_entry import Entry
+from consumers.notify.ledger_entry import State as NotifyState
+from consumers.notify.rate import RateLimit
+from consumers.notify.schedule import Incoming, Ledger
+from domain.xds.metadata import document_entry
+from mss_bridge.patient_hold import Hold, held_until
+from ops.demo.samples import DOMINIQUE, IMAGING, cda
+from relais.envelope import open_envelope, seal
+from relais.keyring import Keyring
+
+T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+RELEASE = T0 + timedelta(days=15)
+DOC_ID = "1.2.250.1.213.1.1.9.4242.18748400057"
+FILED = document_entry(cda(IMAGING, DOMINIQUE, DOC_ID, "scanner"), {"INVISIBLE_PATIENT": True})
+PATIENT = FILED.patient_id
+KEYRING = Keyring.generate()
+
+
+def request(
+    *, visible_from: datetime | None = RELEASE, flags: dict[str, bool] | None = None
+) -> dict[str, Any]:
+    return {
+        "request_id": "req-1",
+        "event_id": "evt-1",
+        "submitted_at": T0,
+        "flags": flags or {},
+        "release": {"patient_visible_from": visible_from},
+        "document": {"unique_id": DOC_ID, "action": "SUBMIT"},
+        "patient": {"patient_key": "a" * 64},
+    }
+
+
+def lift(**changes: Any) -> Lift:
+    sealed = seal(KEYRING, visibility.payload(PATIENT, FILED), event_id="evt-1", purpose="x")
+    made = visibility.lift_of(
+        request(), FILED, visibility.envelope_fields(sealed), key="a" * 64, now=T0
+    )
+    assert made is not None
+    return replace(made, **changes)
+
+
+# -- which filings leave a lift ----------------------------------------------------------
+
+
+def test_an_embargoed_document_leaves_a_lift_at_its_release_date() -> None:
+    made = lift()
+    assert (made.release_at, made.state, made.invisible) == (RELEASE, State.PENDING, True)
+    assert visibility.release_date(request()) == RELEASE
+
+
+@pytest.mark.parametrize(
+    ("visible_from", "flags"),
+    [
+        (None, {}),  # never visible: nothing lifts it
+        (T0, {}),  # visible on submission
+        (T0 - timedelta(days=1), {}),  # the embargo ended before the submission
+        (RELEASE, {"INVISIBLE_PATIENT": True}),  # the producer's choice: never lifted
+    ],
+)
+def test_no_lift_without_an_embargo(visible_from: datetime | None, flags: dict[str, bool]) -> None:
+    assert visibility.release_date(request(visible_from=visible_from, flags=flags)) is None
+    sealed = {"key_id": "k", "nonce": "", "ciphertext": ""}
+    made = visibility.lift_of(
+        request(visible_from=visible_from, flags=flags), FILED, sealed, key="k", now=T0
+    )
+    assert made is None
+
+
+def test_a_filing_after_the_date_only_confirms() -> None:
+    visible = document_entry(cda(IMAGING, DOMINIQUE, DOC_ID, "scanner"), {})
+    sealed = {"key_id": "k", "nonce": "", "ciphertext": ""}
+    made = visibility.lift_of(request(), visible, sealed, key="k", now=T0)
+    assert made is not None
+    assert not made.invisible
+    assert visibility.plan(made, ()) == (Plan.CONFIRM, None)
+
+
+# -- the lift's life -----------------------------------------------------------------------
+
+
+def test_plan_sends_then_reconciles_an_unanswered_update() -> None:
+    pending = lift()
+    assert visibility.plan(pending, ()) == (Plan.GONE, None)
+    assert visibility.plan(pending, ("urn:uuid:v1",)) == (Plan.SEND, "urn:uuid:v1")
+    sending = replace(pending, state=State.SENDING, lid="urn:uuid:v1", attempt=1)
+    # the DMP still answers the replaced entry: the update never arrived, send it again
+    assert visibility.plan(sending, ("urn:uuid:v1",)) == (Plan.SEND, "urn:uuid:v1")
+    # a new entryUUID: the DMP made the new version before the crash
+    assert visibility.plan(sending, ("urn:uuid:v2",)) == (Plan.RECONCILED, None)
+
+
+def test_due_lifts_are_the_undone_ones_whose_date_came() -> None:
+    early = lift(request_id="a", release_at=T0 + timedelta(days=1))
+    late = lift(request_id="b")
+    done = lift(request_id="c", release_at=T0, state=State.DONE)
+    lifts = {x.request_id: x for x in (late, early, done)}
+    assert visibility.due(lifts, T0) == []
+    assert visibility.due(lifts, RELEASE) == [early, late]
+
+
+def test_a_lift_reads_back_and_its_sealed_payload_opens() -> None:
+    made = lift(state=State.SENDING, lid="urn:uuid:v1", attempt=2)
+    assert Lift.from_bytes(made.to_bytes()) == made
+    plain = open_envelope(
+        KEYRING, visibility.envelope_of(made.sealed), event_id="evt-1", purpose="x"
+    )
+    assert visibility.opened(plain) == (PATIENT, FILED)
+    assert DOMINIQUE.ins.encode() not in made.to_bytes()  # the patient travels sealed
+    with pytest.raises(VisibilityError):
+        Lift.from_bytes(b'{"v": 9}')
+    with pytest.raises(VisibilityError):
+        visibility.envelope_of({"key_id": "k", "nonce": "%%", "ciphertext": ""})
+
+
+def test_the_visibility_status_meets_the_notification_gate() -> None:
+    status = visibility.status_of(
+        lift(), outcome="DELIVERED", code=None, detail="visible", now=RELEASE
+    )
+    assert status["request_id"] == "req-1|visibility"
+    assert status["destination"] == "DMP"
+    assert visibility.SUFFIX == dmp_gate.VISIBILITY_SUFFIX
+    outcome = dmp_outcome_of(status)
+    assert outcome is not None
+    assert outcome.step == dmp_gate.VISIBILITY
+    assert outcome.filed
+    assert outcome.key == b"dmp:evt-1|visibility"
+    filing = dmp_outcome_of({**status, "request_id": "req-1"})
+    assert filing is not None
+    assert filing.step == dmp_gate.FILING
+
+
+# -- the notification waits for TD3.3b -----------------------------------------------------
+
+NO_LIMIT = RateLimit(1000, 1.0)
+IDENTITY = {"key_id": "k1", "nonce": b"\x01" * 12, "ciphertext": b"\x02" * 40}
+
+
+def incoming(visible_from: datetime = RELEASE) -> Incoming:
+    return Incoming(
+        request_id="notify-1",
+        event_id="evt-1",
+        patient_key="a" * 64,
+        document_unique_id=DOC_ID,
+        parent_unique_id=None,
+        action="SUBMIT",
+        visible_from=visible_from,
+        submitted_at=T0,
+        identity=IDENTITY,
+        after_dmp=True,
+    )
+
+
+def gate(filed: bool, step: str, at: datetime = T0) -> DmpOutcome:
+    return DmpOutcome("evt-1", filed, None if filed else "XDSMetadataVersionError", at, step)
+
+
+def admitted(ledger: Ledger, when: datetime = T0) -> list[Entry]:
+    writes = ledger.admit(incoming(), when).writes
+    for entry in writes:
+        ledger.apply(entry)
+    return list(writes)
+
+
+def apply(ledger: Ledger, outcome: DmpOutcome, now: datetime) -> list[Any]:
+    admission, _keep = ledger.dmp_outcome(outcome, now)
+    for entry in admission.writes:
+        ledger.apply(entry)
+    return [(e.state, n.code) for e, n in admission.notes]
+
+
+def due_ids(ledger: Ledger, now: datetime) -> list[str]:
+    return [e.request_id for b in ledger.due(now, NO_LIMIT).batches for e in b.entries]
+
+
+def test_an_embargoed_notification_waits_for_the_visibility_confirmation() -> None:
+    ledger = Ledger()
+    [waiting] = admitted(ledger)
+    assert waiting.state is NotifyState.WAITING
+    assert apply(ledger, gate(True, dmp_gate.FILING), T0) == []  # filed invisible: waits on
+    assert ledger.waiting["notify-1"].state is NotifyState.WAITING
+    assert due_ids(ledger, RELEASE + timedelta(days=1)) == []  # the date alone tells nobody
+    assert apply(ledger, gate(True, dmp_gate.VISIBILITY, RELEASE), RELEASE) == []
+    assert due_ids(ledger, RELEASE) == ["notify-1"]
+
+
+def test_a_refused_visibility_update_cancels_the_notification() -> None:
+    ledger = Ledger()
+    admitted(ledger)
+    apply(ledger, gate(True, dmp_gate.FILING), T0)
+    notes = apply(ledger, gate(False, dmp_gate.VISIBILITY, RELEASE), RELEASE)
+    assert notes == [(NotifyState.CANCELLED, "DMP_VISIBILITY_REFUSED")]
+    assert due_ids(ledger, RELEASE + timedelta(days=30)) == []
+
+
+def test_outcomes_before_the_request_are_kept_per_step() -> None:
+    ledger = Ledger()
+    assert ledger.dmp_outcome(gate(True, dmp_gate.FILING), T0)[1]
+    writes = ledger.admit(incoming(), T0).writes
+    assert [e.state for e in writes] == [NotifyState.WAITING]  # the filing alone is not enough
+    restored = Ledger()
+    confirmed = gate(True, dmp_gate.VISIBILITY, RELEASE)
+    restored.restore_outcome(DmpOutcome.from_bytes(gate(True, dmp_gate.FILING).to_bytes()))
+    restored.restore_outcome(DmpOutcome.from_bytes(confirmed.to_bytes()))
+    assert [e.state for e in restored.admit(incoming(), RELEASE).writes] == [NotifyState.SCHEDULED]
+    refused = Ledger()
+    refused.restore_outcome(gate(True, dmp_gate.FILING))
+    refused.restore_outcome(gate(False, dmp_gate.VISIBILITY, RELEASE))
+    admission = refused.admit(incoming(), RELEASE)
+    assert [n.code for _, n in admission.notes] == ["DMP_VISIBILITY_REFUSED"]
+
+
+def test_a_document_visible_on_submission_needs_only_the_filing() -> None:
+    ledger = Ledger()
+    writes = ledger.admit(incoming(visible_from=T0), T0).writes
+    for entry in writes:
+        ledger.apply(entry)
+    assert apply(ledger, gate(True, dmp_gate.FILING), T0) == []
+    assert due_ids(ledger, T0) == ["notify-1"]
+
+
+def test_an_outcome_written_before_the_step_existed_reads_as_the_filing() -> None:
+    old = b'{"at":1,"code":null,"event_id":"evt-1","filed":true,"v":1}'
+    assert DmpOutcome.from_bytes(old).step == dmp_gate.FILING
+
+
+# -- the patient's MSSanté copy ------------------------------------------------------------
+
+
+def test_only_the_patients_copy_of_an_embargoed_document_is_held() -> None:
+    embargoed = request()
+    assert held_until(embargoed, "patient.mssante.fr", T0) == RELEASE
+    assert held_until(embargoed, "PATIENT.mssante.fr", RELEASE) is None  # the date came
+    assert held_until(embargoed, "medecin.mssante.fr", T0) is None  # professionals: now
+    assert held_until(request(visible_from=T0), "patient.mssante.fr", T0) is None
+    deletion = {**embargoed, "document": {"unique_id": DOC_ID, "action": "DELETE"}}
+    assert held_until(deletion, "patient.mssante.fr", T0) is None
+
+
+def test_a_hold_reads_back() -> None:
+    hold = Hold("req-1", DOC_ID, RELEASE, b"a" * 64, b"\xc3\x01record")
+    assert Hold.from_bytes(hold.to_bytes()) == hold
+    with pytest.raises(ValueError, match="version"):
+        Hold.from_bytes(b'{"v": 2}')
