@@ -95,18 +95,18 @@ class AnsRules:
 
     def rule_sets(self, document: bytes) -> list[str]:
         """The schematrons that judge ``document``: its model's (if any), then the profiles."""
-        root = etree.fromstring(document, safe_parser())
-        if root.find(f"{{{HL7V3}}}component/{{{HL7V3}}}nonXMLBody") is not None:
-            return list(PROFILES)
-        code = root.find(f"{{{HL7V3}}}code")
-        model = MODELS.get(code.get("code", "") if code is not None else "")
-        return [model, *PROFILES] if model else list(PROFILES)
+        return _rule_sets(etree.fromstring(document, safe_parser()))
 
     def check(self, document: bytes) -> list[Finding]:
-        """Every failed assertion of every rule set that judges ``document``."""
-        node = self._processor.parse_xml(xml_text=document.decode("utf-8"))
+        """Every failed assertion of every rule set that judges ``document`` (one finding,
+        and no rule run, when it is not well-formed XML)."""
+        try:
+            root = etree.fromstring(document, safe_parser())
+        except etree.XMLSyntaxError as exc:
+            return [Finding("XML", f"line {exc.lineno}", f"not well-formed XML: {exc.msg}")]
+        node = self._processor.parse_xml(xml_text=etree.tostring(root, encoding="unicode"))
         findings: list[Finding] = []
-        for rules in self.rule_sets(document):
+        for rules in _rule_sets(root):
             svrl = self._compile(rules).transform_to_string(xdm_node=node)
             findings.extend(_failures(rules, svrl))
         return findings
@@ -132,6 +132,14 @@ class AnsRules:
         )
         self._compiled[rules] = compiled
         return compiled
+
+
+def _rule_sets(root: etree._Element) -> list[str]:
+    if root.find(f"{{{HL7V3}}}component/{{{HL7V3}}}nonXMLBody") is not None:
+        return list(PROFILES)
+    code = root.find(f"{{{HL7V3}}}code")
+    model = MODELS.get(code.get("code", "") if code is not None else "")
+    return [model, *PROFILES] if model else list(PROFILES)
 
 
 def _failures(rules: str, svrl: str) -> Iterator[Finding]:

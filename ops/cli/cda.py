@@ -75,6 +75,9 @@ def _report(path: Path, schema: CdaSchema | None, rules: AnsRules) -> int:
             click.echo(f"  XSD: {problem}")
         return 1
     findings = rules.check(document)
+    if findings and findings[0].rules == "XML":  # not well-formed: no rule could run
+        click.echo(f"{path}: {findings[0]}")
+        return 1
     judged = ", ".join(Path(r).stem for r in rules.rule_sets(document))
     if not findings:
         xsd = "XSD, " if schema else ""

@@ -223,7 +223,7 @@ def hl7_message(
     )
     segments.append("PV1|1|O")
     if mdm:
-        segments.append(f"TXA|1|{kind.loinc}^{kind.title}^LN|TEXT|||||||||{control_id}||||||AU")
+        segments.append(f"TXA|1|{kind.loinc}^{kind.title}^LN|TEXT|||||||||{control_id}|||||AU")
     else:
         segments += [
             f"ORC|NW|{control_id}^DEMO",

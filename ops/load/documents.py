@@ -1,12 +1,16 @@
 """The bytes of each planned document (pure, deterministic).
 
-Vague-1 software sends finished CI-SIS documents: a lab SGL an ORU^R01 with a
-CR-BIO N3 (5-200 results and its PDF copy), a RIS a CR-IMG N3 with the report
-as PDF, a hospital DPI an MDM^T02 with a lettre de liaison (CDA N1 around a PDF
-of 50 KB-1 MB), a city doctor's software a CDA file through the producer
-library. Built with the project's own CDA builders and HL7 sample builder; the
-same planned document always gives the same bytes (a duplicate differs from its
-original only by its MSH-10).
+A lab SGL sends an ORU^R01 with a finished CR-BIO N3 (5-200 results and its PDF
+copy); a RIS its report as text with the study and the PDF (ORU^R01, IHE
+Radiology style: Relais builds the CR-IMG N3), one report in four without the
+study's UID nor the PDF (Relais wraps its text as an N1); a hospital DPI an MDM^T02 with the
+lettre de liaison (PDF of 50 KB-1 MB): every other one as text with its sections (Relais
+builds the LDL-SES N3), the others as the PDF alone (Relais wraps it as an N1); a city
+doctor's software a CDA file through the producer library. A broken CDA is a
+truncated one in a CDA-carrying message, whatever the kind. Built with the
+project's own CDA builders and HL7 sample builders; the same planned document
+always gives the same bytes (a duplicate differs from its original only by its
+MSH-10).
 """
 
 from __future__ import annotations
@@ -27,14 +31,18 @@ from ops.demo.samples import Kind as SampleKind
 from ops.load.profile import (
     CONSULTATION,
     CR_BIO,
+    CR_IMG,
+    LETTER,
     Defect,
     PlannedDocument,
     SyntheticPatient,
     synthetic_patient,
 )
+from ops.load.text_reports import RisStudy, discharge_letter, ris_text_report
 from producers.document_files import FileSubmission
 from producers.hl7.message import PatientIdentity
 from producers.submission import Delivery, DocumentInput, Origin
+from streams.transcode.document_series import cda_id_for
 
 DOC_ROOT: Final = "1.2.250.1.213.1.1.9.4343"
 TITLES: Final = {
@@ -106,12 +114,15 @@ def build(doc: PlannedDocument) -> Built:
         reliability,
     )
     original = doc.copy_of if doc.copy_of is not None else doc.seq  # a copy: same values
+    pdf = padded_pdf(f"{title}: document de charge {uid}", doc.pdf_bytes)
+    if doc.kind in (CR_IMG, LETTER) and doc.defect is not Defect.BROKEN_CDA:
+        return _built_by_relais(doc, kind, person, original, pdf)
     content = cda(
         kind,
         person,
         uid,
         "Examen sans particularité. Pas d'anomalie décelable.",
-        pdf=padded_pdf(f"{title}: document de charge {uid}", doc.pdf_bytes),
+        pdf=pdf,
         results=lab_results(doc.results, original) if doc.kind is CR_BIO else (),
     )
     if doc.defect is Defect.BROKEN_CDA:  # still base64-clean, no longer well-formed XML
@@ -119,9 +130,36 @@ def build(doc: PlannedDocument) -> Built:
     if doc.kind is CONSULTATION:
         return Built(doc.seq, doc.control_id, uid, None, _file(doc, patient, uid, content))
     raw = hl7_message(kind, person, doc.control_id, content)
+    return Built(doc.seq, doc.control_id, uid, _defective(doc, raw), None)
+
+
+def _defective(doc: PlannedDocument, raw: bytes) -> bytes:
     if doc.defect is Defect.BAD_HL7:  # no PID segment: the gateway answers AE
-        raw = b"\r".join(s for s in raw.split(b"\r") if not s.startswith(b"PID|"))
-    return Built(doc.seq, doc.control_id, uid, raw, None)
+        return b"\r".join(s for s in raw.split(b"\r") if not s.startswith(b"PID|"))
+    return raw
+
+
+def _built_by_relais(
+    doc: PlannedDocument, kind: SampleKind, person: Patient, original: int, pdf: bytes
+) -> Built:
+    """A RIS's text report (Relais builds the CR-IMG N3), a hospital's letter as text (the
+    LDL-SES N3) or as a PDF (an N1); ``unique_id`` is the CDA id Relais gives it."""
+    if doc.kind is CR_IMG:  # one in four without the study's UID nor PDF: an N1 of its text
+        order, complete = f"RIS{original:010d}", original % 4 != 3
+        study = RisStudy(study_uid=f"1.2.250.1.999.9.18748.{original + 1}" if complete else "")
+        raw = ris_text_report(
+            person, doc.control_id, study=study, pdf=pdf if complete else None, order_id=order
+        )
+        producer_id = f"{order}.1"  # OBR-3 and the document's OBX-1
+    elif original % 2 == 0:  # half the letters as text with their sections: LDL-SES N3
+        producer_id = unique_id(doc)  # TXA-12: a copy keeps its original's
+        raw = discharge_letter(person, doc.control_id, producer_id, pdf=pdf)
+    else:  # the other half as a PDF: N1
+        producer_id = unique_id(doc)
+        raw = hl7_message(kind, person, doc.control_id, pdf, "PDF").replace(
+            f"|{doc.control_id}|||||AU".encode(), f"|{producer_id}|||||AU".encode()
+        )
+    return Built(doc.seq, doc.control_id, cda_id_for(producer_id), _defective(doc, raw), None)
 
 
 def lab_results(count: int, seed: int) -> tuple[CodedResult, ...]:

@@ -122,6 +122,9 @@ class Profile:
     monthly_documents: int = MONTH_DOCUMENTS
     seed: int = 1
     patients: int = 5000
+    #: the sectors to replay instead of vague 1's (e.g. equal shares, so that a short replay
+    #: sends every kind of document)
+    mix: tuple[Sector, ...] = ()
 
     def check(self) -> None:
         if self.span not in {"day", "month"}:
@@ -142,6 +145,8 @@ class Profile:
 
     @property
     def sectors(self) -> tuple[Sector, ...]:
+        if self.mix:
+            return self.mix
         return (*VAGUE1_SECTORS, CITY) if self.city_doctors else VAGUE1_SECTORS
 
     def span_volume(self) -> int:

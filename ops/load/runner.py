@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ops.consumer_groups import wait_for_partitions
 from ops.load.accounting import Accounting, Observed, Sent, account, settled
@@ -84,6 +84,8 @@ class LoadResult:
     drained_s: float  # until every document had an outcome (or the timeout)
     broker_storage: str
     notes: list[str] = field(default_factory=list)
+    #: the CDAs the DMP sandbox holds at the end (CDA id -> bytes): what Relais filed
+    filed: dict[str, bytes] = field(default_factory=dict)
 
 
 async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
@@ -105,6 +107,7 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
         by_seq = sorted(answers, key=lambda a: a.seq)
         sent = [_answered(s, a) for s, a in zip(batch.sent, by_seq, strict=True)]
         observed, drained_s = await run.drain(sent)
+        filed = dict(stack.sandbox.content)
     return LoadResult(
         config=config,
         documents=batch.docs,
@@ -123,6 +126,7 @@ async def run_load(config: LoadConfig, echo: Echo) -> LoadResult:
         notes=[f"the broker stored on s3://{S3_BUCKET}/ over moto, which outlived it"]
         if store
         else [],
+        filed=filed,
     )
 
 
@@ -331,10 +335,15 @@ async def _store(config: LoadConfig, echo: Echo) -> S3Store | None:
     return store
 
 
+#: notify status codes of a notification under embargo (consumers.notify.schedule)
+UNDER_EMBARGO: Final = frozenset({"EMBARGOED", "WAITING_FOR_DMP_VISIBILITY"})
+
+
 def _other(seen: Observed, event_id: str, destination: str, statuses: list[Any]) -> None:
-    """MSSanté and notification outcomes, per request (a scheduled notification counts)."""
+    """MSSanté and notification outcomes, per request (a notification under embargo counts:
+    scheduled, or filed and waiting for the DMP's visibility update at its release date)."""
     for status in statuses:
-        scheduled = status["code"] == "EMBARGOED"
+        scheduled = status["code"] in UNDER_EMBARGO
         if status["outcome"] in {"DELIVERED", "DUPLICATE", "REJECTED"} or scheduled:
             outcome = "SCHEDULED" if scheduled else status["outcome"]
             by_request = seen.other.setdefault(event_id, {}).setdefault(destination, {})

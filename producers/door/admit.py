@@ -31,6 +31,7 @@ from domain.mssante_address import parse_address, patient_address
 from producers.door.content import cda_problems
 from producers.door.known_documents import DocumentKey, document_keys
 from producers.door.pdf import pdf_problems
+from producers.hl7 import text_report
 from producers.hl7.errors import Hl7Error, Hl7ValidationError
 from producers.hl7.message import (
     EmbeddedDocument,
@@ -251,6 +252,9 @@ def content_problems(
     """Why a CDA or PDF may not go in (also for ``relais publish`` files); [] when it may."""
     if media_type == "text/xml":
         return cda_problems(content, patient, cda_schema(policy.cda_xsd_dir))
+    if media_type == text_report.MEDIA:  # the report's text; the PDF with it, if any
+        pdf = text_report.decode_text_report(content).pdf
+        return pdf_problems(pdf) if pdf is not None else []
     return pdf_problems(content)
 
 

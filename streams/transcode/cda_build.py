@@ -40,7 +40,12 @@ from streams.transcode.cda_body import (
     serialize,
     sub,
 )
-from streams.transcode.cda_imaging import ImagingStudyMissing, check_study, imaging_sections
+from streams.transcode.cda_imaging import (
+    ImagingStudyMissing,
+    check_study,
+    describe_study,
+    imaging_sections,
+)
 
 Templates = tuple[tuple[str, str | None], ...]
 
@@ -246,8 +251,11 @@ def build_cr_bio_n3(
     return serialize(root)
 
 
-def build_n1(header: DocumentHeader, patient: PatientHeader, pdf: bytes) -> bytes:
-    """CDA N1 (IHE XDS-SD): the header and the PDF as a base64 nonXMLBody."""
+def build_n1(
+    header: DocumentHeader, patient: PatientHeader, pdf: bytes, media_type: str = "application/pdf"
+) -> bytes:
+    """CDA N1 (IHE XDS-SD): the header and the PDF (or plain text, ``text/plain``) as a base64
+    nonXMLBody."""
     root = _document(header, patient, ((XDS_SD, None),), (header.type_code, header.type_display))
     _context(root, header, None)
     body = sub(sub(root, "component"), "nonXMLBody")
@@ -255,7 +263,7 @@ def build_n1(header: DocumentHeader, patient: PatientHeader, pdf: bytes) -> byte
         body,
         "text",
         base64.b64encode(pdf).decode("ascii"),
-        mediaType="application/pdf",
+        mediaType=media_type,
         representation="B64",
     )
     return serialize(root)
@@ -280,6 +288,7 @@ def build_cr_img_n3(
     study = check_study(study)
     root = _document(header, patient, CR_IMG_TEMPLATES, CR_IMG_TYPE)
     _context(root, header, None)
+    describe_study(root, study)
     body = sub(sub(root, "component"), "structuredBody")
     imaging_sections(body, header, sections, study)
     if pdf is not None:
@@ -294,4 +303,19 @@ def build_cr_img_n3(
     return serialize(root)
 
 
-__all__ = ["ImagingStudyMissing", "build_cr_bio_n3", "build_cr_img_n3", "build_n1"]
+def structured_document(
+    header: DocumentHeader, patient: PatientHeader, templates: Templates, doc_type: tuple[str, str]
+) -> tuple[Element, Element]:
+    """The header and context of an N3 of another model, and its empty ``structuredBody``."""
+    root = _document(header, patient, templates, doc_type)
+    _context(root, header, None)
+    return root, sub(sub(root, "component"), "structuredBody")
+
+
+__all__ = [
+    "ImagingStudyMissing",
+    "build_cr_bio_n3",
+    "build_cr_img_n3",
+    "build_n1",
+    "structured_document",
+]

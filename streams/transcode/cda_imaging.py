@@ -11,7 +11,8 @@ model's structured parts come from the :class:`~domain.cda_model.ImagingStudy`:
 * the first FR-DICOM-Acte-imagerie (55111-9) section holds the FR-DICOM-Technique-imagerie
   entry (act, modality, anatomical location) and the FR-DICOM-Object-Catalog subsection
   (study, series and SOP instance when known); one is added when the sender gave none.
-  Further 55111-9 sections stay narrative, without the model's templateIds.
+  Further 55111-9 sections stay narrative, without the model's templateIds;
+* the header's serviceEvent names the study, the act and its modality (:func:`describe_study`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from domain.cda_model import DocumentHeader, ImagingStudy
+from domain.document_id import HL7V3
 from domain.lab_results import LOINC_OID
 from streams.transcode.cda_body import Element, add_code, add_section, sub, uid
 
@@ -91,6 +93,20 @@ def imaging_sections(
         if code == TECHNIQUE and not technique_done:
             _technique(section, narrative, header, study)
             technique_done = True
+
+
+def describe_study(root: Element, study: ImagingStudy) -> None:
+    """documentationOf/serviceEvent of a CR-IMG: the study (its UID), the act and, as
+    translations, its acquisition modality (what the route stage's release rules read)."""
+    event = root.find(f"{{{HL7V3}}}documentationOf/{{{HL7V3}}}serviceEvent")
+    if event is None:
+        raise ValueError("the document has no serviceEvent to describe")
+    study_id = sub(event, "id", root=study.study_uid)
+    code = add_code(event, "code", *study.procedure, LOINC_OID)
+    modality = _dcm(code, "translation", *study.modality)
+    _dcm(sub(modality, "qualifier"), "name", "121139", "Modalité d'imagerie")
+    event.insert(0, study_id)
+    event.insert(1, code)
 
 
 def _paragraphs(narrative: Element, text: str) -> Element:

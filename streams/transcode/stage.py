@@ -1,10 +1,12 @@
 """The transcode stage: produce a deliverable CI-SIS CDA R2 document (pure core).
 
 Documents that are CDA already are checked and passed through. A PDF is wrapped
-as an N1 CDA (:mod:`streams.transcode.cda_wrap`) and HL7 lab results become a
+as an N1 CDA (:mod:`streams.transcode.cda_wrap`), HL7 lab results become a
 CR-BIO N3 (:mod:`streams.transcode.lab_report`, coded with each laboratory's
-catalogue, :mod:`streams.transcode.lab_catalogue`); Relais gives those CDAs
-their ids and versions (:mod:`streams.transcode.document_series`). Every CDA,
+catalogue, :mod:`streams.transcode.lab_catalogue`) and a report sent as text a
+CR-IMG or LDL-SES N3, or an N1 saying why not (:mod:`streams.transcode.ris_report`,
+docs/cda.md); Relais gives those CDAs their ids and versions
+(:mod:`streams.transcode.document_series`). Every CDA,
 received or built, is then checked the same way: well-formed XML (parsed
 without network or entity expansion), a ``ClinicalDocument`` in the HL7 v3
 namespace, whose ``recordTarget`` carries the same INS as the message (PID-3
@@ -28,6 +30,7 @@ from domain.document_id import HL7V3, cda_id_of, parse, root_problems, safe_pars
 from domain.hl7_time import Hl7TimeError, instant
 from domain.ins import INS_OIDS
 from domain.lab_results import LAB_REPORT_MEDIA
+from producers.hl7.text_report import MEDIA as TEXT_REPORT_MEDIA
 from relais.audit import audit_event
 from relais.contracts import Record
 from relais.deadletter import StageFailure
@@ -36,6 +39,7 @@ from streams.stage import Output, Stage, StageContext, read_traits
 from streams.transcode.cda_wrap import wrap_pdf
 from streams.transcode.document_series import State, Version, assign, latest
 from streams.transcode.lab_report import LabReferences, build_lab_report, traffic_findings
+from streams.transcode.ris_report import build_text_report
 
 NS: Final = {"v3": HL7V3}
 MODELS: Final = {
@@ -155,7 +159,7 @@ def _as_cda(
     }
 
 
-MEDIA: Final = frozenset({"text/xml", "application/pdf", LAB_REPORT_MEDIA})
+MEDIA: Final = frozenset({"text/xml", "application/pdf", LAB_REPORT_MEDIA, TEXT_REPORT_MEDIA})
 
 
 def transcode_stage(schema: CdaSchema | None, lab: LabReferences | None = None) -> Stage:
@@ -216,7 +220,7 @@ def _check_media(media_type: str) -> None:
     if media_type not in MEDIA:
         raise TranscodeFailure(
             f"media type {media_type} cannot be transcoded: send a CDA R2, a PDF, "
-            "or lab results with the report's PDF",
+            "lab results with the report's PDF, or a report as text",
             reason_code="unsupported-media",
         )
 
@@ -230,8 +234,9 @@ def _build(
     lab: LabReferences | None,
     ctx: StageContext,
 ) -> tuple[Record, bytes, str | None]:
-    """The CDA Relais builds (PDF as N1, lab results as CR-BIO N3), the document record
-    carrying it, and the lab traffic's findings for the audit event (None for a PDF)."""
+    """The CDA Relais builds (PDF as N1, lab results as CR-BIO N3, a text report as CR-IMG N3
+    or N1), the document record carrying it, and what the audit event says (the lab traffic's
+    findings, how a text report was built; None for a PDF)."""
     document = record["document"]
     version = assign(
         state,
@@ -243,6 +248,8 @@ def _build(
     detail: str | None = None
     if document["media_type"] == "application/pdf":
         cda, _ = wrap_pdf(record, content, traits, version)
+    elif document["media_type"] == TEXT_REPORT_MEDIA:  # CR-IMG N3, or N1 saying why
+        cda, detail = build_text_report(record, content, traits, version)
     else:
         cda, _, coded = build_lab_report(record, content, traits, lab, version)
         assert lab is not None  # build_lab_report refuses lab reports without references

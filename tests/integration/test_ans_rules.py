@@ -18,6 +18,7 @@ import pytest
 from domain.cda_validate import CdaSchema
 from ops.cda_rules import AnsRules
 from streams.transcode.cda_build import build_cr_bio_n3, build_cr_img_n3, build_n1
+from streams.transcode.ldl_ses import APPROVED, IN_PROGRESS, build_ldl_ses
 from tests.shared_data import shared
 from tests.unit.test_cda_build import (
     HEADER,
@@ -39,6 +40,12 @@ LETTER = dataclasses.replace(
     type_display="Lettre de liaison à la sortie d'un établissement de soins",
     title="Lettre de liaison à la sortie",
 )
+LETTER_TEXT = [
+    ("42349-1", "Motif de l'hospitalisation", "Chute à domicile."),
+    ("42545-4", "Synthèse médicale du séjour", "Séjour sans complication.\nRetour à domicile."),
+    ("10183-2", "Traitements à la sortie", "Paracétamol 1 g x 3 par jour.\nKinésithérapie."),
+    ("18776-5", "Suites à donner", "Consultation dans un mois."),
+]
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +83,15 @@ RELAIS_CDAS = {
         study=dataclasses.replace(IMG_STUDY, series_uid=None, sop_instance_uid=None),
     ),
     "N1 from a PDF (a discharge letter)": lambda: build_n1(LETTER, PATIENT, PDF),
+    "N1 from a report's text (text/plain)": lambda: build_n1(
+        IMAGING, PATIENT, "Conclusion\nExamen normal, côté droit.".encode(), "text/plain"
+    ),
+    "LDL-SES N3, the letter's sections as text, and the PDF": lambda: build_ldl_ses(
+        LETTER, PATIENT, LETTER_TEXT, APPROVED, PDF
+    ),
+    "LDL-SES N3, in progress, no PDF": lambda: build_ldl_ses(
+        LETTER, PATIENT, LETTER_TEXT[:3], IN_PROGRESS, None
+    ),
     "N1 from a PDF (a lab report)": lambda: build_n1(HEADER, PATIENT, PDF),
 }
 
@@ -93,6 +109,8 @@ def test_the_cdas_relais_builds_pass_xsd_and_the_ans_rules(
         assert judged[0] == "CI-SIS_BIO-CR-BIO_2024.01.sch"
     if kind.startswith("CR-IMG"):
         assert judged[0] == "CI-SIS_IMG-CR-IMG_2024.01.sch"
+    if kind.startswith("LDL-SES"):
+        assert judged[0] == "CI-SIS_LDL-SES_2022.01.sch"
     assert [str(f) for f in rules.check(document)] == []
 
 
@@ -105,6 +123,12 @@ def test_a_wrong_cda_is_refused_with_the_rule_s_own_text(rules: AnsRules) -> Non
     assert findings[0].rules == "CI-SIS_BIO-CR-BIO_2024.01"
     assert "title est obligatoire" in findings[0].text
     assert findings[0].location.startswith("/ClinicalDocument"), findings[0].location
+
+
+def test_a_file_that_is_not_xml_is_one_finding_and_no_rule_run(rules: AnsRules) -> None:
+    [finding] = rules.check(b"%PDF-1.4 not a CDA")
+    assert finding.rules == "XML"
+    assert "not well-formed XML" in finding.text
 
 
 def relais(*args: str) -> subprocess.CompletedProcess[str]:

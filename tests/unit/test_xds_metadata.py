@@ -211,7 +211,10 @@ def test_every_field_of_a_project_cda(
         author_person=DEMO_PS,
         author_institution=DEMO_ORG,
         legal_authenticator=DEMO_PS,
-        reference_ids=(),
+        # a CR-IMG names its study in serviceEvent/id: the DMP can find it by its UID
+        reference_ids=(f"{samples.CHEST_CT.study_uid}^^^^urn:ihe:iti:xds:2016:studyInstanceUID",)
+        if kind is samples.IMAGING
+        else (),
     )
     assert document_entry(cda, {}).unique_id == cda_id(cda)
 
