@@ -139,7 +139,7 @@ class MssSendWorker:
             return [self._status(status), *extra]
         except Exception as exc:  # envelopes, contracts: dead-letter with the stage's reason
             raise GiveUp.because(exc, request["event_id"]) from exc
-        if (kept := await self.holds.keep(request, message, mail.recipient.domain, attempt)):
+        if kept := await self.holds.keep(request, message, mail.recipient.domain, attempt):
             return [kept]  # the patient's copy under embargo (mss_bridge.patient_hold)
         resent = entry is not None  # SENDING: a crash left its fate unknown
         return await self._mail(request, mail, attempt, message, resent=resent)

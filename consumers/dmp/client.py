@@ -37,7 +37,7 @@ from consumers.dmp.submission import (
     ins_of,
     read_answer,
 )
-from consumers.ihe import iti18, iti41, iti62
+from consumers.ihe import iti18, iti41, iti57, iti62
 from consumers.ihe.vihf import Role, SigningKey, Subject, VihfIdentity
 from consumers.ihe.vihf_cache import VihfCache
 from domain.xds import ebrim
@@ -303,6 +303,26 @@ class DmpClient:
         security = await asyncio.to_thread(self._security, patient_id, now, subject)
         body = iti62.delete_document_set(entry_uuids, to=self.registry_endpoint, security=security)
         status, answer = await self._registry(body, iti62.CONTENT_TYPE)
+        return read_answer(status, "application/soap+xml", answer)
+
+    def update_request(
+        self, update: iti57.Update, patient_id: str, now: datetime, subject: Subject | None
+    ) -> bytes:
+        """The ITI-57 Update Document Set request (TD3.3b), VIHF signed."""
+        return iti57.update_document_set(
+            update,
+            source_id=self.config.source_id,
+            submission_time=now.astimezone(UTC).strftime("%Y%m%d%H%M%S"),
+            vihf=self.vihfs.signed(patient_id, now, subject),
+            to=self.registry_endpoint,
+        )
+
+    async def update(
+        self, update: iti57.Update, patient_id: str, now: datetime, subject: Subject | None = None
+    ) -> Answer:
+        """A metadata update (ITI-57): TD3.3b, the patient's visibility of a filed document."""
+        body = await asyncio.to_thread(self.update_request, update, patient_id, now, subject)
+        status, answer = await self._registry(body, iti57.CONTENT_TYPE)
         return read_answer(status, "application/soap+xml", answer)
 
     async def close(self) -> None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from consumers.dmp.client import DmpClient
 from consumers.dmp.request import xds_ids
 from consumers.dmp.subject import subject_of
-from consumers.dmp.submission import Answer, DmpRejected, DmpUnavailable, Submission, read_answer
+from consumers.dmp.submission import Answer, DmpRejected, DmpUnavailable, Submission
 from consumers.dmp.visibility import (
     INVISIBLE_PATIENT,
     STAGE,
@@ -228,16 +228,8 @@ class VisibilityLifts:
     async def _update(self, lift: Lift, lid: str) -> Answer:
         """Send ITI-57: the entry as filed, without INVISIBLE_PATIENT, replacing ``lid``."""
         patient_id, entry = self._open(lift)
-        now = self.clock()
-        body = iti57.update_document_set(
-            iti57.Update(iti57.without(entry, INVISIBLE_PATIENT), lid, "1"),
-            source_id=self.client.config.source_id,
-            submission_time=now.astimezone(UTC).strftime("%Y%m%d%H%M%S"),
-            vihf=self.client.vihfs.signed(patient_id, now, subject_of(entry)),
-            to=self.client.registry_endpoint,
-        )
-        status, answer = await self.client._registry(body, iti57.CONTENT_TYPE)
-        return read_answer(status, "application/soap+xml", answer)
+        update = iti57.Update(iti57.without(entry, INVISIBLE_PATIENT), lid, "1")
+        return await self.client.update(update, patient_id, self.clock(), subject_of(entry))
 
     async def _finish(
         self, partition: int, lift: Lift, outcome: str, code: str | None, detail: str

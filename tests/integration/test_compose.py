@@ -36,6 +36,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from domain.cda_validate import CdaSchema
 from ops.metrics_catalogue import catalogue
 from relais.settings import Settings
+from sandboxes import SandboxSetupError
+from sandboxes.dmp import oracle_of
 from streams.transcode.lab_codes import LoincTable, UcumUnits
 
 try:
@@ -661,6 +663,21 @@ def test_identity_stage_asks_the_insi_sandbox_by_default(
     real = "https://insi.example.test/insi/v2"
     overridden = _services(_config({"RELAIS_INSI_URL": real}))
     assert _environment(overridden["identity"])["RELAIS_INSI_URL"] == real
+
+
+def test_dmp_sandbox_judges_with_the_public_schemas(
+    compose_config: dict[str, Any], tmp_path: Path
+) -> None:
+    sandbox = _services(compose_config)["dmp-sandbox"]
+    command = sandbox["command"]
+    data_dir = command[command.index("--data-dir") + 1]
+    source, mode = _mounts(sandbox)[data_dir]
+    assert mode == "ro"
+    # the folder mounted there holds what the oracle loads: the schemas and the value sets
+    oracle = oracle_of(tmp_path / "ca.pem", Path(source), require_signed_submission=True)
+    assert (oracle.schema_dir / "ebRS30" / "lcm.xsd").is_file()
+    with pytest.raises(SandboxSetupError, match="--data-dir"):
+        oracle_of(tmp_path / "ca.pem", tmp_path, require_signed_submission=True)
 
 
 def test_transcode_reads_the_lab_reference_tables(compose_config: dict[str, Any]) -> None:
