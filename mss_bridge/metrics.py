@@ -46,3 +46,9 @@ IMAP_RECONNECTS = Counter(
     ["mailbox"],
     registry=REGISTRY,
 )
+PATIENT_COPIES_HELD = Gauge(
+    "relais_mss_patient_copies_held",
+    "Patients' MSSanté copies held until their release date (the embargo of the release "
+    "policy), on this process's partitions.",
+    registry=REGISTRY,
+)

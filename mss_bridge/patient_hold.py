@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from aiokafka import TopicPartition
 
+from mss_bridge.metrics import PATIENT_COPIES_HELD
 from relais.backoff import exponential_backoff
 from relais.contracts import Record
 from relais.delivery_status import status_of
@@ -107,6 +108,7 @@ class PatientHolds:
         self.holds: dict[int, dict[str, Hold]] = {}
         self.not_before: dict[str, datetime] = {}
         self._delays: dict[str, Iterator[float]] = {}
+        PATIENT_COPIES_HELD.set_function(lambda: sum(map(len, self.holds.values())))
 
     async def keep(self, request: Record, message: Any, domain: str, attempt: int) -> Out | None:
         """What becomes of a request for a mailbox of ``domain``: held (its RETRYING status),

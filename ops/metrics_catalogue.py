@@ -29,6 +29,7 @@ MODULES: Final = {
     "producers.mllp.ack_forwarder": "ack-forwarder",
     "streams.identity.metrics": "identity",
     "streams.identity.insi_metrics": "identity",
+    "consumers.dmp.metrics": "dmp-sink",
     "consumers.notify.metrics": "notify-sink",
     "consumers.outcomes.metrics": "outcomes",
     "relais.mail.metrics": "mss-sender, mss-watch",

@@ -36,6 +36,7 @@ from aiokafka import TopicPartition
 from consumers.dmp.client import DmpClient, DmpConfig
 from consumers.dmp.consent import consent_refusal
 from consumers.dmp.entries import EntryUuids
+from consumers.dmp.metrics import STATUS_CHECKS
 from consumers.dmp.report import Reporter, Where
 from consumers.dmp.request import patient_id_of, submission_of, xds_ids
 from consumers.dmp.reuse import NON_IDENTICAL, content_key, filed_digest, reused
@@ -235,6 +236,7 @@ class DmpSink:
         if not replayed and self.statuses.fresh(patient_id, _now()):
             return
         code = await self.client.status(patient_id, subject)
+        STATUS_CHECKS.labels(code or "open").inc()
         self.statuses.answered(patient_id, code, _now())
         verdict(code)
 

@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from consumers.dmp.client import DmpClient
+from consumers.dmp.metrics import VISIBILITY_PENDING, VISIBILITY_UPDATES
 from consumers.dmp.request import xds_ids
 from consumers.dmp.subject import subject_of
 from consumers.dmp.submission import Answer, DmpRejected, DmpUnavailable, Submission
@@ -86,6 +87,7 @@ class VisibilityLifts:
         self.lifts: dict[int, dict[str, Lift]] = {}
         self.not_before: dict[str, datetime] = {}  # request id -> retry time (an outage)
         self._delays: dict[str, Iterator[float]] = {}
+        VISIBILITY_PENDING.set_function(self.pending)
 
     # -- after a filing ----------------------------------------------------------------
     async def filed(
@@ -257,6 +259,7 @@ class VisibilityLifts:
                 ),
             ]
         )
+        VISIBILITY_UPDATES.labels(outcome).inc()
         log.info("TD3.3b for event %s: %s %s", lift.event_id, outcome, code or "")
 
 

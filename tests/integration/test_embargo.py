@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ops.demo.samples import DOMINIQUE, IMAGING, cda, hl7_message
-from ops.localstack import Landing, LocalStack, read_landing
+from ops.localstack import Landing, LocalStack, read_landing, scrape
 from producers.publisher import Publisher
 from relais.document_store.open import open_store
 from streams.route.release_policy import DEFAULT_POLICY
@@ -157,6 +157,12 @@ async def test_filed_invisible_lifted_at_the_release_date_then_told(embargo: Loc
     assert mails(embargo, PATIENT) == []  # neither the copy nor a notification yet
     assert final(landing, event, "NOTIFY") == []
     assert visibility(landing, event) == []
+    # what operators see meanwhile: one lift waiting for its date, one patient's copy held
+    dmp = scrape(embargo.process("sink-dmp").metrics_port)
+    assert dmp["relais_dmp_visibility_lifts_pending"] == 1
+    assert dmp['relais_dmp_status_checks_total{answer="open"}'] == 1
+    mss = scrape(embargo.process("mss-send-worker").metrics_port)
+    assert mss["relais_mss_patient_copies_held"] == 1
     # a crash of the DMP sink and of the MSSanté worker: the lift and the hold are on the bus
     await embargo.restart("sink-dmp", kill=True)
     await embargo.restart("mss-send-worker", kill=True)
@@ -194,6 +200,13 @@ async def test_filed_invisible_lifted_at_the_release_date_then_told(embargo: Loc
     audited = {(a["component"], a["action"]) for a in landing.audits if a["event_id"] == event}
     assert ("dmp-visibility", "DELIVERED") in audited
     assert landing.doubled() == []
+    dmp = scrape(embargo.process("sink-dmp").metrics_port)  # the restarted sink lifted it
+    assert dmp['relais_dmp_visibility_updates_total{outcome="DELIVERED"}'] == 1
+    assert dmp["relais_dmp_visibility_lifts_pending"] == 0
+    assert (
+        scrape(embargo.process("mss-send-worker").metrics_port)["relais_mss_patient_copies_held"]
+        == 0
+    )
 
 
 async def test_a_refused_visibility_update_cancels_the_notification(embargo: LocalStack) -> None:
