@@ -11,7 +11,8 @@ and the folder given may be read-only.
 
 Which model schematron applies is read from the document: a CDA with a ``nonXMLBody`` (N1)
 has none; a structured one is judged by the model of its type code (:data:`MODELS`). The
-report lists every failed assertion with the rule set, the location and the rule's own text.
+report lists every failed rule (a failed ``assert``, or a fired ``report``: the ANS states
+errors both ways) with the rule set, the location and the rule's own text.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ MODELS = {
 PROFILES = ("profils/IHE.sch", "profils/CI-SIS_ModelesDeContenusCDA.sch")
 _ENGINE = ("iso_dsdl_include.xsl", "iso_abstract_expand.xsl", "iso_svrl_for_xslt2.xsl")
 _SVRL = "http://purl.oclc.org/dsdl/svrl"
+#: role / flag values of a rule that informs or warns rather than fails.
+_ADVISORY = frozenset({"warning", "warn", "info", "information", "informational", "hint"})
 
 
 class RulesError(ValueError):
@@ -47,7 +50,7 @@ class RulesError(ValueError):
 
 @dataclass(frozen=True)
 class Finding:
-    """One failed assertion: which rule set, where in the document, the rule's text."""
+    """One failed rule (assert or report): which rule set, where, the rule's own text."""
 
     rules: str
     location: str
@@ -98,7 +101,7 @@ class AnsRules:
         return _rule_sets(etree.fromstring(document, safe_parser()))
 
     def check(self, document: bytes) -> list[Finding]:
-        """Every failed assertion of every rule set that judges ``document`` (one finding,
+        """Every failed rule of every rule set that judges ``document`` (one finding,
         and no rule run, when it is not well-formed XML)."""
         try:
             root = etree.fromstring(document, safe_parser())
@@ -143,10 +146,23 @@ def _rule_sets(root: etree._Element) -> list[str]:
 
 
 def _failures(rules: str, svrl: str) -> Iterator[Finding]:
+    """Every failed ``assert`` and every fired ``report``: the ANS's rules state errors both
+    ways (a report such as E_medications_fr's "Erreur de conformité CI-SIS ..." fires on
+    what is forbidden). A report or assert the schematron marks as a warning or a piece
+    of information (``role`` or ``flag``: warning, info...) is not a failure; the ANS's
+    rules mark none."""
     report = etree.fromstring(svrl.encode("utf-8"), safe_parser())
-    for failed in report.iter(f"{{{_SVRL}}}failed-assert"):
+    tags = (f"{{{_SVRL}}}failed-assert", f"{{{_SVRL}}}successful-report")
+    for failed in report.iter(*tags):
+        if _advisory(failed):
+            continue
         text = " ".join("".join(str(part) for part in failed.itertext()).split())
         yield Finding(Path(rules).stem, _short(failed.get("location", "")), text)
+
+
+def _advisory(outcome: etree._Element) -> bool:
+    marks = {(outcome.get(name) or "").strip().lower() for name in ("role", "flag")}
+    return bool(marks & _ADVISORY)
 
 
 def _short(location: str) -> str:

@@ -83,7 +83,7 @@ def _report(path: Path, schema: CdaSchema | None, rules: AnsRules) -> int:
         xsd = "XSD, " if schema else ""
         click.echo(f"{path}: conformant ({xsd}{judged})")
         return 0
-    click.echo(f"{path}: {len(findings)} failed assertion(s) ({judged})")
+    click.echo(f"{path}: {len(findings)} failed rule(s) ({judged})")
     for finding in findings:
         click.echo(f"  {finding}")
     return 1

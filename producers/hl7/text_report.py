@@ -12,7 +12,8 @@ N3 when they have what the model needs, else into an N1 (docs/cda.md says the ru
 
 * an ORU^R01 is a text report when its only result OBX are TX/FT (and the study and region
   OBX), it carries no CDA and it says it is imaging (OBR-24 an imaging section of HL7 table
-  0074 or a DICOM modality, or the study UID); its document type is 18748-4, CR d'imagerie
+  0074 or a DICOM modality other than PT, Physical Therapy in table 0074, or the study UID);
+  its document type is 18748-4, CR d'imagerie
   médicale (a RIS sends it);
 * an MDM is a text report when it carries TX/FT OBX and no CDA; TXA-2 gives its type.
 
@@ -55,8 +56,15 @@ MODALITIES: Final = {
     "US": "Échographie",
     "XA": "Angiographie X-Ray",
 }
-#: OBR-24 sections of HL7 table 0074 that are imaging (besides the DICOM modalities).
-IMAGING_SECTIONS: Final = frozenset({"RAD", "RX", "NMR", "NMS", "VUS", "OUS", "CUS", *MODALITIES})
+#: The imaging sections of HL7 table 0074 (Diagnostic Service Section ID): radiology,
+#: radiograph, radiology / cardiac / obstetric / vascular ultrasound, nuclear medicine scan,
+#: nuclear magnetic resonance, CAT scan, cineradiograph.
+TABLE_0074_IMAGING: Final = frozenset(
+    {"RAD", "RX", "RUS", "CUS", "OUS", "VUS", "NMS", "NMR", "CT", "XRC"}
+)
+#: What OBR-24 may say of an imaging report: those sections, or a DICOM modality, except
+#: ``PT``, which table 0074 reads as Physical Therapy (a PET study is told by its study UID).
+IMAGING_SECTIONS: Final = TABLE_0074_IMAGING | (frozenset(MODALITIES) - {"PT"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class TextReport:
     completion: str | None = None  # TXA-17 document completion status (HL7 table 0271)
     stay_start: str | None = None  # PV1-44 admit date/time, HL7 TS
     stay_end: str | None = None  # PV1-45 discharge date/time, HL7 TS
+    orders: int = 1  # how many OBR (studies) the message holds: one report describes one
 
 
 def encode_text_report(report: TextReport) -> bytes:
@@ -102,6 +111,7 @@ def decode_text_report(content: bytes) -> TextReport:
             completion=payload.get("completion"),
             stay_start=payload.get("stay_start"),
             stay_end=payload.get("stay_end"),
+            orders=int(payload.get("orders", 1)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a text report ({type(exc).__name__})") from None
@@ -123,10 +133,8 @@ def is_text_report(kind: str, segments: Sequence[Segment], has_cda: bool) -> boo
         return False
     if kind.startswith("MDM"):
         return True
-    obr = _first(segments, "OBR")
-    imaging = (obr is not None and obr.get(24).upper() in IMAGING_SECTIONS) or bool(
-        _study_uid(segments, obx)
-    )
+    sections = {s.get(24).upper() for s in segments if s.name == "OBR"}
+    imaging = bool(sections & IMAGING_SECTIONS) or bool(_study_uid(segments, obx))
     return imaging and all(
         s.get(2) in TEXT_TYPES or s.get(3) in (STUDY_CODE, TARGET_CODE) for s in report
     )
@@ -156,6 +164,7 @@ def read_text_report(
         completion=(txa.get(17) or None) if txa else None,
         stay_start=(pv1.get(44) or None) if pv1 else None,
         stay_end=(pv1.get(45) or None) if pv1 else None,
+        orders=max(1, sum(s.name == "OBR" for s in segments)),
     ), status
 
 

@@ -25,7 +25,7 @@ from streams.identity.insi_messages import (
     InsiRejected,
     InsiTraits,
     InsiUnavailable,
-    normalise_trait,
+    normalised,
 )
 from streams.identity.processor import InsiVerifier
 from streams.identity.rules import InsiOutcome
@@ -67,7 +67,8 @@ def narrowings(traits: InsiTraits) -> list[tuple[str | None, InsiTraits]]:
     every birth first name; then the birthplace COG too. A step that would send the
     same request again is left out.
     """
-    names = normalise_trait(traits.given_names).split()
+    traits = normalised(traits)
+    names = traits.given_names.split()
     first = InsiTraits(traits.birth_name, " ".join(names[:1]), traits.birth_date, traits.sex)
     every = InsiTraits(traits.birth_name, " ".join(names), traits.birth_date, traits.sex)
     placed = InsiTraits(
@@ -101,19 +102,26 @@ async def retrieve(
 def differences(ins: str, oid: str, held: InsiTraits, found: InsiIdentity) -> list[str]:
     """What differs between the held INS and traits and INSi's identity ([] when all agree).
 
-    Names compare once normalised as INSi holds them (upper case, no diacritics); the
-    birth first names compare as the whole list, in order.
+    Both sides' traits compare once normalised by the national rules
+    (:func:`~streams.identity.insi_messages.normalised`, :mod:`domain.ins_traits`): names,
+    birth date, sex and COG; the birth first names compare as the whole list, in order.
+    A name INSi returns outside the rules differs.
     """
+    mine = normalised(held)
+    try:
+        theirs = normalised(found.traits)
+    except InsiRejected:
+        theirs = InsiTraits("", "", "", "", None)
     pairs = {
         "ins": (ins.upper(), found.ins.upper()),
         "oid": (oid, found.oid),
-        "birth_name": (normalise_trait(held.birth_name), normalise_trait(found.birth_name)),
-        "given_names": (normalise_trait(held.given_names), normalise_trait(found.given_names)),
-        "birth_date": (held.birth_date, found.birth_date),
-        "sex": (held.sex, found.sex),
-        "birthplace_code": (held.birthplace_code or "", found.birthplace_code or ""),
+        "birth_name": (mine.birth_name, theirs.birth_name),
+        "given_names": (mine.given_names, theirs.given_names),
+        "birth_date": (mine.birth_date, theirs.birth_date),
+        "sex": (mine.sex, theirs.sex),
+        "birthplace_code": (mine.birthplace_code or "", theirs.birthplace_code or ""),
     }
-    return [name for name, (mine, theirs) in pairs.items() if mine != theirs]
+    return [name for name, (a, b) in pairs.items() if a != b]
 
 
 def insi_verifier(client: Insi, *, observer: StepObserver | None = None) -> InsiVerifier:

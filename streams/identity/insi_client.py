@@ -28,6 +28,7 @@ from typing import Final, Literal, Protocol
 
 import aiohttp
 
+from domain.ins_traits import parse_birth_date
 from relais.backoff import exponential_backoff
 from relais.settings import Settings
 from streams.identity.circuit_breaker import CircuitBreaker, CircuitOpen, CircuitState
@@ -44,6 +45,7 @@ from streams.identity.insi_messages import (
     InsiUnavailable,
     LpsIdentity,
     build_request,
+    normalised,
     parse_answer,
 )
 
@@ -140,10 +142,12 @@ class HttpInsiClient(Insi):
     async def retrieve(self, traits: InsiTraits, *, operation: Operation = "search") -> InsiAnswer:
         """Récupération by traits: ``00`` one identity, ``01`` none, ``02`` several.
 
-        Traits INSi cannot be sent (a birth date that is not ``YYYYMMDD``) are an
+        The traits are sent normalised by the national rules (:func:`normalised`); traits
+        that cannot be (a name outside the rules, a birth date that is not a date) are an
         :class:`InsiRejected` at once: INSi is not called.
         """
-        if not traits.birth_date.isdigit() or len(traits.birth_date) != 8:
+        traits = normalised(traits)
+        if parse_birth_date(traits.birth_date) is None:
             raise InsiRejected(
                 "the birth date cannot be sent to INSi (InvalidTraits)", code="InvalidTraits"
             )

@@ -19,14 +19,14 @@ Errors never carry patient data: only an error code and a fixed sentence.
 from __future__ import annotations
 
 import re
-import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final
 
 from lxml import etree
 
 from domain.document_id import safe_parser
+from domain.ins_traits import Traits, TraitsError, normalise_traits
 
 SOAP_ENV: Final = "http://www.w3.org/2003/05/soap-envelope"
 NS_WSA: Final = "http://www.w3.org/2005/08/addressing"
@@ -53,11 +53,6 @@ TIQ_FIELDS: Final = (
     ("birthplace_code", "LieuNaissance"),
 )
 MAX_ANSWER_BYTES: Final = 1 << 20
-# Letters NFKD does not split into a base letter and a diacritic, and apostrophes.
-_UNDECOMPOSABLE: Final = str.maketrans(
-    {"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "ß": "ss", "ł": "l", "Ł": "L"}
-    | {"đ": "d", "Đ": "D", "\u2019": "'", "\u2018": "'", "\u02bc": "'"}
-)
 _CODE_SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _COMPACT_DATE = re.compile(r"^[0-9]{8}$")
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -138,17 +133,42 @@ class InsiRejected(InsiError):
     """INSi refused our request (a SOAP ``Sender`` fault): retrying cannot help."""
 
 
-def normalise_trait(text: str) -> str:
-    """Upper case without diacritics, as INSi holds traits (Œ -> OE, curly apostrophe -> ')."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_UNDECOMPOSABLE))
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(bare.upper().split())
+class InvalidBirthDate(InsiRejected, ValueError):
+    """A birth date that is not ``YYYYMMDD``: the request cannot be built."""
+
+
+def normalised(traits: InsiTraits) -> InsiTraits:
+    """The traits as INSi holds them, by the national rules of :mod:`domain.ins_traits`.
+
+    Names upper case A-Z without diacritics, every hyphen and apostrophe variant read as
+    ``-`` and ``'``, no space around a hyphen; the date ``YYYYMMDD``; sex and COG upper
+    case. Raises :class:`InsiRejected` (code ``InvalidTraits``) when a name holds a
+    character the rules refuse: such traits cannot be asked about.
+    """
+    held = Traits(
+        traits.birth_name, traits.given_names, traits.birth_date, traits.sex, traits.birthplace_code
+    )
+    try:
+        norm = normalise_traits(held)
+    except TraitsError as exc:
+        raise InsiRejected(
+            f"the traits cannot be sent to INSi: {exc}", code="InvalidTraits"
+        ) from None
+    return replace(
+        traits,
+        birth_name=norm.birth_name,
+        given_names=norm.given_names,
+        birth_date=norm.birth_date,
+        sex=norm.sex,
+        birthplace_code=norm.birthplace_code,
+    )
 
 
 def iso_date(compact: str) -> str:
-    """``YYYYMMDD`` (the sender's form) as INSi's ``YYYY-MM-DD``."""
+    """``YYYYMMDD`` (the sender's form) as INSi's ``YYYY-MM-DD``; :class:`InsiRejected`
+    (a ``ValueError`` too) for anything else."""
     if not _COMPACT_DATE.match(compact):
-        raise ValueError("a birth date is YYYYMMDD")
+        raise InvalidBirthDate("a birth date is YYYYMMDD", code="InvalidTraits")
     return f"{compact[:4]}-{compact[4:6]}-{compact[6:]}"
 
 
@@ -180,7 +200,9 @@ def _contexts(header: etree._Element, lps: LpsIdentity, message_id: str, now: st
 
 
 def build_request(traits: InsiTraits, lps: LpsIdentity, *, message_id: str, now: datetime) -> bytes:
-    """A ``rechercherInsAvecTraitsIdentite`` envelope (traits normalised as INSi holds them)."""
+    """A ``rechercherInsAvecTraitsIdentite`` envelope (traits normalised as INSi holds them,
+    see :func:`normalised`; :class:`InsiRejected` when they cannot be)."""
+    traits = normalised(traits)
     nsmap = {"soap": SOAP_ENV, "ctxbam": NS_CTXBAM, "ctxlps": NS_CTXLPS, "wsa": NS_WSA}
     env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap=nsmap)
     stamp = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -188,8 +210,8 @@ def build_request(traits: InsiTraits, lps: LpsIdentity, *, message_id: str, now:
     body = etree.SubElement(
         _sub(env, SOAP_ENV, "Body"), f"{{{NS_RECSANS}}}RECSANSVITALE", nsmap={"rec": NS_RECSANS}
     )
-    _sub(body, NS_RECSANS, "NomNaissance", normalise_trait(traits.birth_name))
-    for given in normalise_trait(traits.given_names).split():
+    _sub(body, NS_RECSANS, "NomNaissance", traits.birth_name)
+    for given in traits.given_names.split():
         _sub(body, NS_RECSANS, "Prenom", given)
     _sub(body, NS_RECSANS, "Sexe", traits.sex)
     _sub(body, NS_RECSANS, "DateNaissance", iso_date(traits.birth_date))

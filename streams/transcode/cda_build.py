@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Final
 
 from lxml import etree
@@ -286,6 +287,8 @@ def build_cr_img_n3(
     :mod:`streams.transcode.cda_imaging`. A PDF goes in an FR-Documents-ajoutes section.
     """
     study = check_study(study)
+    if header.service_start is None and study.performed_at is not None:
+        header = replace(header, service_start=study.performed_at)  # the exam's time
     root = _document(header, patient, CR_IMG_TEMPLATES, CR_IMG_TYPE)
     _context(root, header, None)
     describe_study(root, study)

@@ -13,11 +13,15 @@ soins, type 11490-0) requires four sections (CI-SIS_LDL-SES_2022.01.sch):
 The letter's text OBX name their section by its LOINC code (OBX-3, coding system ``LN``):
 the three text sections must all be there (any other text OBX follows them as a narrative
 section of its own code), else the letter is sent as N1 (:func:`missing_sections`). The
-stay's dates come from PV1-44 and PV1-45 (serviceEvent, the model requires its start), the
+stay's dates come from PV1-44 and PV1-45 (serviceEvent, the model requires its start: a
+letter without PV1-44 is sent as N1, the stay is never guessed), the
 letter's PDF, when the message carries one, goes with it as an attached document.
 
-What HL7 v2 does not carry stays out, as the model allows: the coded entries of the
-sections (treatments as FR-Traitement entries with their substance and dosage, the stay's
+The treatments section holds the one Medications entry the rules require, whose product
+is not coded and whose text is the section's whole narrative (never one entry per line:
+the message does not say which lines are treatments). What HL7 v2 does not carry stays
+out, as the model allows: the coded entries of the sections (treatments as FR-Traitement
+entries with their substance and dosage, the stay's
 events as FR-Simple-observation entries, allergies, devices, care plan...). A hospital that
 codes them sends its own LDL-SES CDA.
 """
@@ -146,25 +150,30 @@ def _synthesis(section: Element, header: DocumentHeader, text: str) -> None:
 
 
 def _treatments(section: Element, header: DocumentHeader, text: str) -> None:
-    """One line, one treatment: an IHE Medications entry whose product is not coded (the
-    message carries none), its text the line."""
-    narrative = sub(section, "text")
-    for number, line in enumerate(_lines(text), 1):
-        sub(sub(narrative, "paragraph"), "content", line, ID=f"traitement-{number}")
-        given = sub(sub(section, "entry"), "substanceAdministration", classCode="SBADM")
-        given.set("moodCode", "INT")
-        for template in MEDICATION_ENTRY:
-            sub(given, "templateId", root=template)
-        sub(given, "id", root=uid(header, f"ldl-ses/treatment/{number}"))
-        sub(sub(given, "text"), "reference", value=f"#traitement-{number}")
-        sub(given, "statusCode", code="completed")
-        product = sub(sub(given, "consumable"), "manufacturedProduct", classCode="MANU")
-        for template in PRODUCT_ENTRY:
-            sub(product, "templateId", root=template)
-        material = sub(product, "manufacturedMaterial")
-        code = sub(material, "code", nullFlavor="UNK")
-        sub(sub(code, "originalText"), "reference", value=f"#traitement-{number}")
-        sub(material, "name", nullFlavor="NA")  # the brand name, as the CI-SIS rule asks
+    """The discharge treatments as the letter wrote them, and the one IHE Medications entry
+    the section requires (S_hospitalDischargeMedication.sch): its product is not coded
+    (``nullFlavor="UNK"``) and its text is the whole narrative. The lines are not read as
+    one treatment each: a line may be a heading or an instruction, and the message carries
+    no coded treatment, so Relais states no more than "the treatments are this text"."""
+    content = sub(sub(sub(section, "text"), "paragraph"), "content", ID="traitements")
+    lines = _lines(text)
+    content.text = lines[0]
+    for line in lines[1:]:
+        sub(content, "br").tail = line
+    given = sub(sub(section, "entry"), "substanceAdministration", classCode="SBADM")
+    given.set("moodCode", "INT")
+    for template in MEDICATION_ENTRY:
+        sub(given, "templateId", root=template)
+    sub(given, "id", root=uid(header, "ldl-ses/treatments"))
+    sub(sub(given, "text"), "reference", value="#traitements")
+    sub(given, "statusCode", code="completed")
+    product = sub(sub(given, "consumable"), "manufacturedProduct", classCode="MANU")
+    for template in PRODUCT_ENTRY:
+        sub(product, "templateId", root=template)
+    material = sub(product, "manufacturedMaterial")
+    code = sub(material, "code", nullFlavor="UNK")
+    sub(sub(code, "originalText"), "reference", value="#traitements")
+    sub(material, "name", nullFlavor="NA")  # the brand name, as the CI-SIS rule asks
 
 
 ENTRIES: Final = {"42545-4": _synthesis, "10183-2": _treatments}

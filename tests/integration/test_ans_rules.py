@@ -125,6 +125,26 @@ def test_a_wrong_cda_is_refused_with_the_rule_s_own_text(rules: AnsRules) -> Non
     assert findings[0].location.startswith("/ClinicalDocument"), findings[0].location
 
 
+def test_an_error_the_ans_states_as_a_report_is_a_finding(rules: AnsRules) -> None:
+    """E_medications_fr forbids, with <report>, a COMP observation that is not a Simple
+    Observation inside a Medications entry: a fired report is a failure too."""
+    good = build_ldl_ses(LETTER, PATIENT, LETTER_TEXT[:3], APPROVED, None)
+    product = b"<consumable>"
+    assert good.count(product) == 1
+    wrong = (
+        b'<entryRelationship typeCode="COMP"><observation classCode="OBS" moodCode="EVN">'
+        b'<templateId root="1.2.250.1.999.1"/><code nullFlavor="UNK"/>'
+        b'<statusCode code="completed"/></observation></entryRelationship>'
+    )
+    bad = good.replace(b"</consumable>", b"</consumable>" + wrong, 1)
+    findings = rules.check(bad)
+    assert [f.rules for f in findings] == ["CI-SIS_ModelesDeContenusCDA"], [
+        str(f) for f in findings
+    ]
+    assert "[E_medications_fr] Erreur de conformité CI-SIS" in findings[0].text
+    assert "/entryRelationship" in findings[0].location
+
+
 def test_a_file_that_is_not_xml_is_one_finding_and_no_rule_run(rules: AnsRules) -> None:
     [finding] = rules.check(b"%PDF-1.4 not a CDA")
     assert finding.rules == "XML"
@@ -151,7 +171,7 @@ def test_relais_cda_check_tells_an_integrator(tmp_path: Path) -> None:
     )
     assert result.returncode == 1, result.stderr
     assert f"{good}: conformant (XSD, CI-SIS_BIO-CR-BIO_2024.01, IHE" in result.stdout
-    assert f"{bad}: 1 failed assertion(s)" in result.stdout
+    assert f"{bad}: 1 failed rule(s)" in result.stdout
     assert "title est obligatoire" in result.stdout
     assert result.stdout.rstrip().endswith("1 of 2 conformant")
 

@@ -298,16 +298,19 @@ async def test_a_refused_request_is_not_retried_and_names_no_patient(
     sandbox, _url = server
     before = sample("relais_insi_calls_total", operation="search", outcome="rejected")
     with pytest.raises(InsiRejected) as caught:
-        await insi.retrieve(InsiTraits("PAT-TROIS", "D0MINIQUE", "19790328", "F"))
+        await insi.retrieve(InsiTraits("PAT-TROIS", "DOMINIQUE", "19790328", "F", "5X215"))
     assert caught.value.code == "InvalidField"
-    assert "D0MINIQUE" not in str(caught.value)
+    assert "5X215" not in str(caught.value)
     assert "PAT-TROIS" not in str(caught.value)
     assert sandbox.requests == 1
     after = sample("relais_insi_calls_total", operation="search", outcome="rejected")
     assert after == before + 1
     with pytest.raises(InsiRejected, match="InvalidTraits"):
-        await insi.retrieve(InsiTraits("PAT-TROIS", "DOMINIQUE", "1979", "F"))
-    assert sandbox.requests == 1  # not sent
+        await insi.retrieve(InsiTraits("PAT-TROIS", "DOMINIQUE", "19791332", "F"))
+    with pytest.raises(InsiRejected, match="A-Z") as caught:
+        await insi.retrieve(InsiTraits("PAT-TROIS", "D0MINIQUE", "19790328", "F"))
+    assert "D0MINIQUE" not in str(caught.value)
+    assert sandbox.requests == 1  # neither sent
 
 
 async def test_sandbox_health(server: tuple[InsiSandbox, str], pki: SandboxPki) -> None:

@@ -28,7 +28,6 @@ from streams.identity.insi_messages import (
     LpsIdentity,
     build_request,
     iso_date,
-    normalise_trait,
     parse_answer,
 )
 
@@ -119,12 +118,38 @@ def test_an_identity_without_birthplace_is_read() -> None:
     assert answer.identities[0].birthplace_code is None
 
 
+def sent_names(traits: InsiTraits) -> tuple[str, ...]:
+    body = read_request(build_request(traits, LPS, message_id="m", now=NOW), ACTION)
+    return body.birth_name, body.given_names
+
+
 @pytest.mark.parametrize(
-    ("raw", "normalised"),
-    [("Lefèvre", "LEFEVRE"), ("N’Diaye", "N'DIAYE"), ("Œdipe  Zoé", "OEDIPE ZOE")],  # noqa: RUF001
+    ("raw", "sent"),
+    [
+        ("Lefèvre", "LEFEVRE"),
+        ("N’Diaye", "N'DIAYE"),  # noqa: RUF001
+        ("N\u00b4DIAYE", "N'DIAYE"),
+        ("Jean - Pierre", "JEAN-PIERRE"),
+        ("JEAN–PIERRE", "JEAN-PIERRE"),  # noqa: RUF001
+        ("Œdipe  Zoé", "OEDIPE ZOE"),
+    ],
 )
-def test_normalise_trait(raw: str, normalised: str) -> None:
-    assert normalise_trait(raw) == normalised
+def test_the_request_carries_names_by_the_national_rules(raw: str, sent: str) -> None:
+    assert sent_names(InsiTraits(raw, raw, "19790328", "F")) == (sent, sent)
+
+
+def test_the_request_normalises_the_date_sex_and_birthplace() -> None:
+    body = build_request(
+        InsiTraits("X", "Y", "1979-03-28", " f ", "2a004"), LPS, message_id="m", now=NOW
+    )
+    assert read_request(body, ACTION) == Traits("X", "Y", "19790328", "F", "2A004")
+
+
+def test_traits_outside_the_rules_are_rejected_before_sending() -> None:
+    with pytest.raises(InsiRejected, match="A-Z") as caught:
+        build_request(InsiTraits("X2", "Y", "19790328", "F"), LPS, message_id="m", now=NOW)
+    assert caught.value.code == "InvalidTraits"
+    assert "X2" not in str(caught.value)
 
 
 def test_a_sender_fault_is_a_rejection_without_patient_data() -> None:
@@ -204,3 +229,17 @@ def test_differences_name_every_trait_that_differs() -> None:
         "sex",
         "birthplace_code",
     ]
+
+
+@pytest.mark.parametrize(
+    ("held", "insi"),
+    [
+        ("GARCIA - HAMMADI", "GARCIA-HAMMADI"),
+        ("GARCIA–HAMMADI", "GARCIA-HAMMADI"),  # noqa: RUF001
+        ("N\u00b4DIAYE", "N'DIAYE"),
+    ],
+)
+def test_names_the_consistency_check_accepts_agree_with_insi(held: str, insi: str) -> None:
+    found = InsiIdentity("279035121518989", DOMINIQUE.oid, insi, "JEAN", "19790328", "F", "51215")
+    mine = InsiTraits(held, "Jean", "1979-03-28", "f", "51215")
+    assert differences(found.ins, found.oid, mine, found) == []

@@ -85,12 +85,45 @@ def test_a_letter_with_its_sections_becomes_an_ldl_ses_n3() -> None:
     treatments = section(root, "1.3.6.1.4.1.19376.1.5.3.1.3.22")
     [material] = treatments.xpath(".//v3:manufacturedMaterial", namespaces=V3)
     assert material.find("v3:code", V3).get("nullFlavor") == "UNK"  # no coded product sent
-    [line] = treatments.xpath(".//v3:content[@ID='traitement-1']/text()", namespaces=V3)
+    [line] = treatments.xpath(".//v3:content[@ID='traitements']/text()", namespaces=V3)
     assert line.startswith("Paracétamol")
     assert root.xpath("//v3:section[v3:code/@code='18776-5']/v3:title/text()", namespaces=V3)
     stay = root.find("v3:documentationOf/v3:serviceEvent/v3:effectiveTime", V3)
     assert stay.find("v3:low", V3).get("value") == "20261118093000+0100"
     assert stay.find("v3:high", V3).get("value") == "20261122110000+0100"
+
+
+def test_the_treatments_are_the_letter_s_text_never_one_medication_per_line() -> None:
+    sections = tuple(
+        (code, title, ("Pas de changement du traitement habituel :", "poursuivre comme avant."))
+        if code == "10183-2"
+        else (code, title, lines)
+        for code, title, lines in LETTER_SECTIONS
+    )
+    root, _ = built(discharge_letter(DOMINIQUE, "DPI4", DOC_ID, sections=sections))
+    treatments = section(root, "1.3.6.1.4.1.19376.1.5.3.1.3.22")
+    [entry] = treatments.xpath("v3:entry/v3:substanceAdministration", namespaces=V3)
+    assert entry.xpath("v3:text/v3:reference/@value", namespaces=V3) == ["#traitements"]
+    [narrative] = treatments.xpath(".//v3:content[@ID='traitements']", namespaces=V3)
+    assert list(narrative.itertext()) == [
+        "Pas de changement du traitement habituel :",
+        "poursuivre comme avant.",
+    ]
+
+
+def test_a_letter_without_its_stay_start_is_an_n1_naming_pv1_44() -> None:
+    raw = discharge_letter(DOMINIQUE, "DPI5", DOC_ID, pdf=PDF, stay=("", "20261122110000+0100"))
+    root, how = built(raw)
+    assert how == "N1 from the report's PDF: no stay start (PV1-44 admit date/time, an HL7 TS)"
+    assert root.find("v3:component/v3:nonXMLBody", V3) is not None
+
+
+def test_a_stay_without_its_end_stays_open() -> None:
+    root, how = built(discharge_letter(DOMINIQUE, "DPI6", DOC_ID, stay=("20261118093000", "")))
+    assert how == "LDL-SES N3 from the letter's text"
+    stay = root.find("v3:documentationOf/v3:serviceEvent/v3:effectiveTime", V3)
+    assert stay.find("v3:low", V3).get("value") == "20261118093000+0100"
+    assert stay.find("v3:high", V3) is None
 
 
 def test_a_letter_missing_a_section_is_an_n1_naming_it() -> None:

@@ -113,6 +113,37 @@ def test_an_oru_with_text_results_but_no_sign_of_imaging_is_not_a_text_report() 
     assert len(message.results) == 4  # text results of a lab report, with its PDF
 
 
+def test_obr_24_pt_is_physical_therapy_in_table_0074_not_imaging() -> None:
+    physio = RisStudy(procedure="PHYSIO^Bilan kiné^L", modality="PT", study_uid="")
+    message = parse_message(ris_text_report(DOMINIQUE, "RIS3b", study=physio, pdf=PDF))
+    assert message.documents[0].media_type == "application/pdf"  # not a CR d'imagerie
+    pet = ris_text_report(DOMINIQUE, "RIS3c", study=RisStudy(modality="PT"))
+    assert parse_message(pet).documents[0].media_type == text_report.MEDIA  # told by its UID
+
+
+@pytest.mark.parametrize("section", ["RUS", "XRC", "RAD", "CUS", "MG"])
+def test_the_imaging_sections_of_table_0074_and_dicom_say_imaging(section: str) -> None:
+    raw = ris_text_report(DOMINIQUE, "RIS3d", study=RisStudy(modality=section, study_uid=""))
+    assert parse_message(raw).documents[0].media_type == text_report.MEDIA
+
+
+def test_a_message_with_several_studies_is_an_n1_saying_why() -> None:
+    raw = ris_text_report(DOMINIQUE, "RIS12").replace(
+        b"\rZDS|",
+        b"\rOBR|2|RIS12B^RIS|RIS12B^RIS|24558-9^CT abdomen^LN|||20261122100000+0100"
+        b"||||||||^^^818981001&abdomen&SCT|||ACC0002||||||CT"
+        b"\rOBX|20|TX|19005-8^Conclusion^LN||Abdomen normal.||||||F\rZDS|",
+    )
+    root, how = built(raw)
+    assert how == (
+        "N1 from the text: the message holds 2 studies (OBR): a CR-IMG N3 describes one, "
+        "send one study (OBR) per message"
+    )
+    text = base64.b64decode(root.find("v3:component/v3:nonXMLBody/v3:text", V3).text).decode()
+    assert "Abdomen normal." in text
+    assert "Examen normal." in text
+
+
 def test_a_report_line_with_the_wrong_status_is_refused() -> None:
     raw = ris_text_report(DOMINIQUE, "RIS4").replace(
         b"Examen normal.||||||F", b"Examen normal.||||||C"
@@ -159,6 +190,8 @@ def test_a_complete_report_becomes_a_cr_img_n3_with_the_technique_and_the_catalo
         (RisStudy(procedure="THX^Scanner thorax^L"), "not coded in LOINC"),
         (RisStudy(modality="XX"), "OBR-24 is not a DICOM acquisition modality"),
         (RisStudy(body_site="T-D3000&thorax&99LOCAL"), "no anatomical location"),
+        (RisStudy(performed_at=""), "no study date and time (OBR-7"),
+        (RisStudy(performed_at="20261340"), "no study date and time (OBR-7"),
     ],
 )
 def test_a_report_missing_what_the_model_needs_is_an_n1_saying_why(
@@ -169,6 +202,28 @@ def test_a_report_missing_what_the_model_needs_is_an_n1_saying_why(
     assert reason in how
     body = root.find("v3:component/v3:nonXMLBody/v3:text", V3)
     assert body.get("mediaType") == "application/pdf"
+
+
+@pytest.mark.parametrize(
+    ("obr7", "performed"),
+    [
+        ("20261122093000+0100", "20261122093000+0100"),
+        ("20261122093000", "20261122093000+0100"),  # no offset: Europe/Paris (winter)
+        ("20260615140500", "20260615140500+0200"),  # summer time
+    ],
+)
+def test_the_exam_time_is_obr_7_never_the_reception_time(obr7: str, performed: str) -> None:
+    root, how = built(ris_text_report(DOMINIQUE, "RIS11", study=RisStudy(performed_at=obr7)))
+    assert how == "CR-IMG N3 from the report's text"
+    event = root.xpath(
+        "v3:documentationOf/v3:serviceEvent/v3:effectiveTime/v3:low/@value", namespaces=V3
+    )
+    technique = root.xpath(
+        "//v3:procedure[v3:templateId/@root='1.2.840.10008.9.14']/v3:effectiveTime/@value",
+        namespaces=V3,
+    )
+    assert event == technique == [performed]
+    assert root.find("v3:effectiveTime", V3).get("value") != performed  # the document's time
 
 
 def test_without_a_pdf_the_n1_carries_the_text() -> None:
