@@ -1,24 +1,29 @@
 """Delivery: the sinks that hand a document over where it is going.
 
 :mod:`consumers.dmp` files it in the patient's DMP over the IHE transactions of
-:mod:`consumers.ihe` (ITI-41, ITI-18, ITI-62, MTOM/XOP, the VIHF); :mod:`consumers.notify`
-tells the patient (MSSanté mailbox, e-mail, SMS), once, when the release policy allows.
+:mod:`consumers.ihe` (ITI-41 with a signed submission set, ITI-18, ITI-57, ITI-62, MTOM/XOP,
+the VIHF) after TD0.2, and lifts an embargo with TD3.3b; :mod:`consumers.notify` tells the
+patient (MSSanté mailbox, e-mail, SMS), once, when the release policy allows.
 
 Errors, the one drawing for the package (messages name fields and codes, never patient
-data or addresses). The IHE readers and builders are pure: their errors never reach a
-topic as they are, the DMP sink turns each into a :class:`~consumers.dmp.submission.DmpError`
-that says whether trying again can help::
+data or addresses). The IHE builders and answer readers are pure: their errors never reach
+a topic as they are, the DMP sink turns each into a :class:`~consumers.dmp.submission.DmpError`
+that says whether trying again can help (:mod:`consumers.dmp.error_codes` decides from the
+DMP's code)::
 
-    consumers.ihe (pure wire formats)
-    Iti41Error (ValueError)     an ITI-41 request or answer is not readable ITI-41
-    Iti18Error (ValueError)     an ITI-18 query or answer is not a GetDocuments exchange
-    Iti62Error (ValueError)     an ITI-62 request is not a Delete Document Set (or names no entry)
+    consumers.ihe (pure wire formats, the client's side only)
+    Iti41Error (ValueError)     an ITI-41 answer is not readable ITI-41
+    Iti18Error (ValueError)     an ITI-18 query cannot be built, or its answer is not readable
+    Iti57Error (ValueError)     a metadata update (TD3.3b) cannot be built from the entry
+    Iti62Error (ValueError)     a Delete Document Set that names no entry
+    DsgError (ValueError)       the submission set cannot be signed (IHE DSG, XAdES)
     MtomError (ValueError)      a body is not a well-formed MTOM/XOP package
-    VihfError (ValueError)      a VIHF cannot be built (incomplete identity), or a received
-                                one is not acceptable (signature, certificate, validity)
+    VihfError (ValueError)      a VIHF cannot be built (incomplete identity)
     SoapFault                   the answer is a SOAP 1.2 Fault: ``code`` Sender or Receiver
 
     consumers.dmp
+    Td02Error (ValueError)      a TD0.2 answer that does not read: refused (TD02Unreadable)
+    VisibilityError (ValueError)  a stored visibility lift that does not read back
     DmpError                    base; ``code``: the XDS errorCode, fault subcode or HTTP status
      ├── DmpUnavailable         unreachable, TLS, timeout, HTTP 5xx/408/429, a Receiver fault,
      │                          a "busy" errorCode, an unreadable answer: retried with backoff

@@ -5,10 +5,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final, NamedTuple
+from zoneinfo import ZoneInfo
 
 _TS: Final = re.compile(
     r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d{1,4})?(?:([+-])(\d{2})(\d{2}))?$"
 )
+
+
+#: the local time of French senders: an HL7 time of day without its offset is read in it
+PARIS: Final = ZoneInfo("Europe/Paris")
 
 
 class Hl7TimeError(ValueError):
@@ -45,3 +50,18 @@ def instant(value: str) -> Instant:
         raise Hl7TimeError(f"not a valid date, time or offset ({exc})") from exc
     # an offset with minutes (+0530) moves the minutes: keep them
     return Instant(local.astimezone(UTC), max(digits, 12) if int(minutes) else digits)
+
+
+def paris_instant(value: str) -> Instant:
+    """:func:`instant`, a time of day without its offset being Europe/Paris local time
+    (the sender's clock, as MSH-7 of French senders), so words from senders that give an
+    offset and senders that do not are ordered alike."""
+    match = _TS.match(value.strip())
+    if match is None or match.group(7) is not None or match.group(4) is None:
+        return instant(value)
+    digits = value.strip().split(".")[0]
+    try:
+        local = datetime.strptime(digits.ljust(14, "0"), "%Y%m%d%H%M%S").replace(tzinfo=PARIS)
+    except ValueError as exc:
+        raise Hl7TimeError(f"not a valid date or time ({exc})") from exc
+    return instant(value.strip() + local.strftime("%z"))

@@ -99,7 +99,9 @@ class MssSendWorker:
             commit_per_poll=True,  # the delivery ledger makes a replayed poll harmless
         )
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.loop.producer)
-        self.holds = PatientHolds(bootstrap, self.stage, self.loop)  # embargoed patients' copies
+        self.holds = PatientHolds(  # embargoed patients' copies
+            bootstrap, self.stage, self.loop, ledger=self.ledger
+        )
         self.deliveries = DeliveryMetrics("MSSANTE")
         self.attempts: dict[str, int] = {}
         READINESS.register("broker", broker_reachable(bootstrap))

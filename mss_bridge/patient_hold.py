@@ -12,7 +12,12 @@ other patients up. After each poll, :meth:`PatientHolds.tick` reads back the hol
 the partitions the worker owns (after any restart) and hands each due request to the
 worker's own handler, which mails it as any other; an SMTP outage keeps it held and tries
 again after a backoff; once handled, its hold is removed (a tombstone). Professionals'
-copies never wait.
+copies never wait. A tick hands over at most :data:`TICK_MAX` holds within
+:data:`TICK_BUDGET_S` seconds (the rest at the next poll; each waits out its own SMTP
+backoff): polling is never held up past the consumer's poll interval. A deletion that
+cancels a held copy is recorded DONE in the delivery ledger before its status is reported,
+so a replayed deletion finds it done instead of mailing the patient a withdrawal of a copy
+they never got.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import base64
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +38,7 @@ from aiokafka import TopicPartition
 from mss_bridge.metrics import PATIENT_COPIES_HELD
 from relais.backoff import exponential_backoff
 from relais.contracts import Record
+from relais.delivery_ledger import LedgerStore, Outcome, done
 from relais.delivery_status import status_of
 from relais.document_store.errors import StoreUnavailableError
 from relais.kafka_clients import Target
@@ -42,6 +49,10 @@ from relais.topics import DELIVERY_HELD, DELIVERY_MSSANTE, DELIVERY_STATUS
 log = logging.getLogger(__name__)
 PATIENT_DOMAIN: Final = "patient.mssante.fr"
 HOLD_VERSION: Final = 1
+#: at most this many held copies, for at most this long, per tick (after each poll)
+TICK_MAX: Final = 20
+TICK_BUDGET_S: Final = 10.0
+CANCELLED: Final = "HELD_COPY_CANCELLED"
 Handler = Callable[[TopicPartition, Any], Awaitable[Sequence[Out] | RetryLater]]
 
 
@@ -101,8 +112,10 @@ class PatientHolds:
         loop: SinkLoop,
         *,
         backoff: Callable[[], Iterator[float]] = exponential_backoff,
+        ledger: LedgerStore | None = None,
     ) -> None:
         self.bootstrap, self.stage, self.loop, self.clock = bootstrap, stage, loop, stage.clock
+        self.ledger = ledger  # the worker's delivery ledger: a cancellation is recorded DONE
         self.input_topic, self.backoff = DELIVERY_MSSANTE.name(stage.prefix), backoff
         self.topic = DELIVERY_HELD.name(stage.prefix)
         self.holds: dict[int, dict[str, Hold]] = {}
@@ -121,8 +134,13 @@ class PatientHolds:
         await self._restored([message.partition])  # before its first tick, too
         cancelled = await self._cancel(message.partition, superseded - {None})
         if cancelled and document["action"] == "DELETE":
+            if self.ledger is not None:  # a replay of this deletion: ALREADY_DONE, not mailed
+                entry = done(
+                    request["request_id"], Outcome.DELIVERED, CANCELLED, attempt, now=self.clock()
+                )
+                await self.ledger.write(message.partition, entry)
             detail = "deleted before its release date: the patient's held copy was never sent"
-            return self._status(request, "DELIVERED", "HELD_COPY_CANCELLED", detail, attempt)
+            return self._status(request, "DELIVERED", CANCELLED, detail, attempt)
         if (until := held_until(request, domain, self.clock())) is None:
             return None
         return await self.hold(request, message, until, attempt)
@@ -156,11 +174,22 @@ class PatientHolds:
         """Follow the worker's partitions, then hand each due request to ``handle``."""
         await self._follow()
         now = self.clock()
-        for partition, holds in list(self.holds.items()):
-            for hold in sorted(holds.values(), key=lambda h: h.release_at):
-                wait = self.not_before.get(hold.request_id)
-                if hold.release_at <= now and (wait is None or wait <= now):
-                    await self._release(partition, hold, handle)
+        deadline = time.monotonic() + TICK_BUDGET_S
+        for partition, hold in self._ready(now)[:TICK_MAX]:
+            if time.monotonic() >= deadline:
+                return  # the rest at the next poll
+            await self._release(partition, hold, handle)
+
+    def _ready(self, now: datetime) -> list[tuple[int, Hold]]:
+        """The due holds not waiting for a backoff, oldest release date first."""
+        ready = [
+            (partition, hold)
+            for partition, holds in list(self.holds.items())
+            for hold in holds.values()
+            if hold.release_at <= now
+            and ((wait := self.not_before.get(hold.request_id)) is None or wait <= now)
+        ]
+        return sorted(ready, key=lambda pair: pair[1].release_at)
 
     async def _release(self, partition: int, hold: Hold, handle: Handler) -> None:
         """Mail it now (the worker's handler); keep it when the operator cannot take it."""

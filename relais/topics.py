@@ -109,6 +109,15 @@ DMP_VISIBILITY: Final = TopicSpec(
     "embargoed DMP documents waiting for their visibility update (TD3.3b), by request id",
     {"cleanup.policy": "compact", "retention.ms": _MONTH_MS, "max.message.bytes": str(1 << 20)},
 )
+IDENTITY_CONSENT: Final = TopicSpec(
+    "identity.consent.v1",
+    DEFAULT_PARTITIONS,  # keyed by patient key, as deliveries.dmp: the DMP sink reads its own
+    "each patient's latest DMP status and word on feeding it (PAM FR ZFA; compacted, by "
+    "patient key): the DMP sink checks it when it files",
+    # compact only: the latest word of each patient is kept however old (retention.ms
+    # applies to the delete policy, not here)
+    {"cleanup.policy": "compact", "retention.ms": _MONTH_MS, "max.message.bytes": str(1 << 20)},
+)
 DELIVERY_HELD: Final = TopicSpec(
     "deliveries.held.v1",
     DEFAULT_PARTITIONS,  # as many as deliveries.mssante: a hold lives in its request's partition
@@ -148,6 +157,7 @@ ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     IDENTITY_EVENTS,
     IDENTITY_ALERTS,
     IDENTITY_COMMANDS,
+    IDENTITY_CONSENT,
     MSSANTE_INBOUND,
     DELIVERY_LEDGER,
     DMP_VISIBILITY,

@@ -102,7 +102,9 @@ class DmpSandbox(Registry):
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         app.add_routes(self.routes())
-        self.statuses = dmp_services.register(app, down=lambda: self.unavailable)  # TD0.2
+        self.statuses = dmp_services.register(  # TD0.2, its VIHF checked as ITI-41's
+            app, authenticate=self._authenticated, down=lambda: self.unavailable
+        )
         self.updates = register_update(app, self)  # ITI-57 on /registry (TD3.3b)
         return app
 

@@ -7,6 +7,12 @@ registry replace symbolic ids). An RPLC association (ITI TF-3 §4.2.2.2) or an I
 removal must name an entryUUID it issued, else ``UnresolvedReferenceException``; the
 uniqueId of a held document comes back ``XDSDuplicateUniqueIdInRegistry`` (a warning when
 the hash is the same, ITI TF-3 §4.2.4; ``XDSNonIdenticalHash`` otherwise).
+
+Every version stays (IHE XDS Metadata Update): a version an update (ITI-57,
+:mod:`sandboxes.dmp_update`) replaced is kept ``Deprecated`` under its own entryUUID, and
+GetDocuments by uniqueId answers all of them — ObjectRefs, or (LeafClass)
+ExtrinsicObjects with their status, ``lid`` (the first version's entryUUID),
+``rim:VersionInfo versionName``, ``repositoryUniqueId`` and confidentiality codes.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Final
 
 from lxml import etree
 
+from domain.document_id import safe_parser
 from domain.xds.ebrim import RIM, STABLE_DOCUMENT, Scheme
 from sandboxes.dmp_answers import Error
 from sandboxes.dmp_checks import Checked, Filed
@@ -38,6 +45,39 @@ from sandboxes.dmp_refusals import (
 )
 
 STATUS: Final = "urn:oasis:names:tc:ebxml-regrep:StatusType:"
+#: the repositoryUniqueId of the sandbox's repository (the ITI-18 LeafClass answers it)
+REPOSITORY_UNIQUE_ID: Final = "1.2.250.1.213.1.1.9.1"
+_CONFIDENTIALITY: Final = (
+    f".//{{{RIM}}}Classification[@classificationScheme='{Scheme.DE_CONFIDENTIALITY}']"
+)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What the registry knows of one version beyond :class:`Filed`."""
+
+    lid: str  # the entryUUID of the first version
+    number: int  # versionName: 1, 2, ...
+    confidentiality: tuple[str, ...]  # the codes of its confidentialityCode list
+
+
+@dataclass(frozen=True)
+class Listed(Filed):
+    """A version as a query finds it: its :class:`Filed` and its :class:`VersionInfo`."""
+
+    lid: str = ""
+    version: int = 1
+    confidentiality: tuple[str, ...] = ()
+
+
+def confidentiality_of(metadata: bytes) -> tuple[str, ...]:
+    """The confidentiality codes of the DocumentEntry in an ITI-41 request's metadata."""
+    root = etree.fromstring(metadata, safe_parser())
+    entry = root.find(f".//{{{RIM}}}ExtrinsicObject[@objectType='{STABLE_DOCUMENT}']")
+    if entry is None:
+        return ()
+    path = f"{{{RIM}}}Classification[@classificationScheme='{Scheme.DE_CONFIDENTIALITY}']"
+    return tuple(str(c.get("nodeRepresentation")) for c in entry.iterfind(path))
 
 
 class Registry:
@@ -48,6 +88,8 @@ class Registry:
         self.filed: dict[str, Filed] = {}  # by uniqueId
         self.content: dict[str, bytes] = {}
         self.by_entry: dict[str, str] = {}  # entryUUID issued -> uniqueId
+        self.versions: dict[str, VersionInfo] = {}  # entryUUID -> lid, number, codes
+        self.deprecated: dict[str, Filed] = {}  # entryUUID -> a version an update replaced
         #: requests that passed every check, by uniqueId: 1 when a document was sent once
         self.submissions: Counter[str] = Counter()
         #: idempotent re-sends (same uniqueId, same hash), answered without storing again
@@ -81,6 +123,8 @@ class Registry:
         self.filed[filed.unique_id] = filed
         self.content[filed.unique_id] = checked.content
         self.by_entry[filed.entry_uuid] = filed.unique_id
+        codes = confidentiality_of(checked.metadata)
+        self.versions[filed.entry_uuid] = VersionInfo(filed.entry_uuid, 1, codes)
         self.submissions[filed.unique_id] += 1
         self._store(filed, checked)
         return []
@@ -105,9 +149,11 @@ class Registry:
         (self.store_dir / f"{name}.json").write_text(json.dumps(asdict(filed)))
 
     def find(self, query: Query) -> list[Filed]:
-        """The entries a stored query finds; :class:`Rejected` for a wrong query."""
+        """The entries a stored query finds, every version; :class:`Rejected` for a wrong
+        query."""
         self.queries += 1
-        listed = [f for f in self.filed.values() if f.status != "Deleted"]
+        held = [*self.filed.values(), *self.deprecated.values()]
+        listed = [self._listed(f) for f in held if f.status != "Deleted"]
         if query.query_id == GET_DOCUMENTS:
             unique_ids = query.values("$XDSDocumentEntryUniqueId")
             entry_uuids = query.values("$XDSDocumentEntryEntryUUID")
@@ -122,6 +168,11 @@ class Registry:
             return [f for f in listed if f.patient_id == patients[0] and f.status in statuses]
         raise Rejected(UNKNOWN_STORED_QUERY, "only GetDocuments and FindDocuments are served")
 
+    def _listed(self, filed: Filed) -> Listed:
+        info = self.versions.get(filed.entry_uuid, VersionInfo(filed.entry_uuid, 1, ()))
+        return Listed(**asdict(filed), lid=info.lid, version=info.number,
+                      confidentiality=info.confidentiality)  # fmt: skip
+
     def delete(self, entry_uuids: Sequence[str], patient_id: str) -> list[Error]:
         """ITI-62: remove entries it issued, all of the VIHF's patient; the errors if not."""
         targets = [self.by_entry.get(entry) for entry in entry_uuids]
@@ -135,6 +186,9 @@ class Registry:
         for filed in held:
             self.filed[filed.unique_id] = replace(filed, status="Deleted")
             self.deletions[filed.unique_id] += 1
+            gone = [e for e, f in self.deprecated.items() if f.unique_id == filed.unique_id]
+            for entry_uuid in gone:  # its older versions go with it
+                self.deprecated[entry_uuid] = replace(self.deprecated[entry_uuid], status="Deleted")
         return []
 
 
@@ -146,29 +200,50 @@ def found_elements(found: Sequence[Filed], return_type: str) -> list[etree._Elem
 
 
 def _extrinsic(filed: Filed) -> etree._Element:
+    """A LeafClass ExtrinsicObject: ids, status, slots, VersionInfo, codes, identifiers."""
+    listed = filed if isinstance(filed, Listed) else Listed(**asdict(filed), lid=filed.entry_uuid)
     entry = etree.Element(
         f"{{{RIM}}}ExtrinsicObject",
-        id=filed.entry_uuid,
-        lid=filed.entry_uuid,
+        id=listed.entry_uuid,
+        lid=listed.lid,
         objectType=STABLE_DOCUMENT,
         mimeType="text/xml",
-        status=STATUS + filed.status,
+        status=STATUS + listed.status,
     )
-    for name, value in (("hash", filed.sha1), ("size", str(filed.size_bytes))):
+    for name, value in (
+        ("hash", listed.sha1),
+        ("size", str(listed.size_bytes)),
+        ("repositoryUniqueId", REPOSITORY_UNIQUE_ID),
+    ):
         slot = etree.SubElement(entry, f"{{{RIM}}}Slot", name=name)
         etree.SubElement(
             etree.SubElement(slot, f"{{{RIM}}}ValueList"), f"{{{RIM}}}Value"
         ).text = value
+    etree.SubElement(entry, f"{{{RIM}}}VersionInfo", versionName=str(listed.version))
+    _classified(entry, listed)
+    return entry
+
+
+def _classified(entry: etree._Element, listed: Listed) -> None:
+    """The confidentiality codes and the identifiers of a LeafClass ExtrinsicObject."""
+    for code in listed.confidentiality:
+        etree.SubElement(
+            entry,
+            f"{{{RIM}}}Classification",
+            id=f"urn:uuid:{uuid.uuid4()}",
+            classificationScheme=Scheme.DE_CONFIDENTIALITY,
+            classifiedObject=listed.entry_uuid,
+            nodeRepresentation=code,
+        )
     for scheme, value in (
-        (Scheme.DE_PATIENT_ID, filed.patient_id),
-        (Scheme.DE_UNIQUE_ID, filed.unique_id),
+        (Scheme.DE_PATIENT_ID, listed.patient_id),
+        (Scheme.DE_UNIQUE_ID, listed.unique_id),
     ):
         etree.SubElement(
             entry,
             f"{{{RIM}}}ExternalIdentifier",
             id=f"urn:uuid:{uuid.uuid4()}",
-            registryObject=filed.entry_uuid,
+            registryObject=listed.entry_uuid,
             identificationScheme=scheme,
             value=value,
         )
-    return entry

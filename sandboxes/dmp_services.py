@@ -12,10 +12,12 @@ codes ``DMPPatientOpposition`` and ``DMPAccessDenied``.
 
 :func:`register` adds ``POST /patients`` to an aiohttp application and returns the per-patient
 table tests set (:class:`PatientStatuses`: open unless told otherwise). It checks the SOAP
-Action, the query (reason, an INS) and that a VIHF assertion for that same patient is in
-``wsse:Security`` (its signature is the ITI-41 endpoint's business: the mutual TLS of the
-sandbox's server already authenticated the structure). A refused request is a SOAP 1.2
-Sender Fault (HTTP 400). It answers no patient data beyond the INS it was asked about.
+Action, the query (reason, an INS), then the VIHF in ``wsse:Security`` with the same checks
+as the sandbox's other services (the ``authenticate`` callback the sandbox gives: SAML
+schema, signature over the assertion, trusted CA, the TLS client certificate, validity
+window, attributes; :mod:`sandboxes.dmp_vihf`), and that its ``resource-id`` is the patient
+asked about. A refused request is a SOAP 1.2 Sender Fault (HTTP 400). It answers no patient
+data beyond the INS it was asked about.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
 from aiohttp import web
+from cryptography import x509
 from lxml import etree
+
+from sandboxes import Refusal
 
 SOAP12: Final = "http://www.w3.org/2003/05/soap-envelope"
 ADDRESSING: Final = "http://www.w3.org/2005/08/addressing"
@@ -79,6 +84,17 @@ class PatientStatuses:
         return self.states.get(ins, DmpState.OPEN)
 
 
+class Verified(Protocol):
+    """A VIHF that passed the sandbox's checks (:class:`sandboxes.dmp_vihf.Vihf`)."""
+
+    def value(self, name: str) -> str: ...
+
+
+#: checks the VIHF of a request (its body, the TLS client certificate) and returns it
+#: verified, or raises a :class:`sandboxes.Refusal` (a ``wsse:`` fault) saying why
+Authenticate = Callable[[bytes, x509.Certificate | None], Verified]
+
+
 class Refused(Exception):
     """A request the service refuses: a SOAP Fault with ``subcode``."""
 
@@ -94,7 +110,9 @@ class Query:
     oid: str
 
 
-def read_query(body: bytes) -> Query:
+def read_query(
+    body: bytes, authenticate: Authenticate, client_cert: x509.Certificate | None = None
+) -> Query:
     """The INS a TD0.2 query asks about, once the envelope and its VIHF are checked."""
     try:
         root = etree.fromstring(body, _PARSER)
@@ -111,17 +129,23 @@ def read_query(body: bytes) -> Query:
     ins, oid = (value.get("extension"), value.get("root")) if value is not None else (None, None)
     if not ins or not oid:
         raise Refused("InvalidRequest", "the query names no INS (patientIdentifier)")
-    _check_vihf(root, f"{ins}^^^&{oid}&ISO^NH")
+    _check_vihf(body, client_cert, authenticate, f"{ins}^^^&{oid}&ISO^NH")
     message_id = (root.findtext("e:Header/w:MessageID", namespaces=NAMES) or "").strip()
     return Query(message_id, ins, oid)
 
 
-def _check_vihf(root: etree._Element, patient_cx: str) -> None:
-    assertion = root.find("e:Header/sec:Security/saml:Assertion", NAMES)
-    if assertion is None:
-        raise Refused("wsse:InvalidSecurity", "no VIHF assertion in wsse:Security")
-    path = f"saml:AttributeStatement/saml:Attribute[@Name='{RESOURCE}']/saml:AttributeValue"
-    if (assertion.findtext(path, namespaces=NAMES) or "").strip() != patient_cx:
+def _check_vihf(
+    body: bytes,
+    client_cert: x509.Certificate | None,
+    authenticate: Authenticate,
+    patient_cx: str,
+) -> None:
+    """The VIHF verifies (signature, trust, window, attributes) and names ``patient_cx``."""
+    try:
+        vihf = authenticate(body, client_cert)
+    except Refusal as refusal:
+        raise Refused(refusal.code, refusal.detail) from None
+    if vihf.value(RESOURCE).strip() != patient_cx:
         raise Refused("wsse:FailedAuthentication", "the VIHF is for another patient")
 
 
@@ -178,10 +202,15 @@ def fault(refused: Refused, relates_to: str = "") -> bytes:
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
-def serve(statuses: PatientStatuses, body: bytes) -> tuple[int, bytes]:
-    """(HTTP status, SOAP answer) of one TD0.2 request."""
+def serve(
+    statuses: PatientStatuses,
+    body: bytes,
+    authenticate: Authenticate,
+    client_cert: x509.Certificate | None = None,
+) -> tuple[int, bytes]:
+    """(HTTP status, SOAP answer) of one TD0.2 request; ``client_cert`` is the TLS one."""
     try:
-        query = read_query(body)
+        query = read_query(body, authenticate, client_cert)
     except Refused as refused:
         return 400, fault(refused)
     statuses.asked[query.ins] += 1
@@ -192,18 +221,28 @@ def register(
     app: web.Application,
     statuses: PatientStatuses | None = None,
     *,
+    authenticate: Authenticate,
     down: Callable[[], bool] = lambda: False,
 ) -> PatientStatuses:
-    """Add ``POST /patients`` (TD0.2) to ``app``; the table its answers come from. While
+    """Add ``POST /patients`` (TD0.2) to ``app``; the table its answers come from. Each
+    request's VIHF goes through ``authenticate`` with the TLS client certificate. While
     ``down()`` it answers HTTP 503, like the sandbox's other services."""
     table = statuses if statuses is not None else PatientStatuses()
 
     async def patients(request: web.Request) -> web.Response:
         if down():
             raise web.HTTPServiceUnavailable(text="DMP sandbox: down for maintenance")
-        status, payload = serve(table, await request.read())
+        status, payload = serve(table, await request.read(), authenticate, _peer(request))
         headers = {"Content-Type": "application/soap+xml"}
         return web.Response(status=status, body=payload, headers=headers)
 
     app.router.add_post(PATH, patients)
     return table
+
+
+def _peer(request: web.Request) -> x509.Certificate | None:
+    """The TLS client certificate of the request, when served over TLS."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return x509.load_der_x509_certificate(der) if der else None

@@ -6,7 +6,8 @@ sends for TD3.3b (patient visibility, ../shared/STANDARDS.md §4). ``POST /regis
 with the WS-Addressing action :data:`ACTION` carries a ``lcm:SubmitObjectsRequest``:
 
 * one DocumentEntry (ExtrinsicObject) whose ``lid`` names the document (the entryUUID
-  of its first version) and whose uniqueId and patientId are the held document's;
+  of its first version), whose uniqueId and patientId are the held document's and whose
+  ``repositoryUniqueId`` slot names the repository holding it (required, as in ITI-42);
 * one SubmissionSet (RegistryPackage) and the HasMember association between them with
   ``SubmissionSetStatus`` = ``Original`` and ``PreviousVersion`` = the current version.
 
@@ -15,7 +16,10 @@ assigns them), numbers it previous + 1, deprecates the previous version and keep
 new confidentialityCode list (:class:`Versions`: what the tests read the patient's
 visibility from). Refusals (a ``RegistryResponse`` Failure): ``XDSMetadataVersionError``
 (PreviousVersion is not the current version), ``XDSMetadataUpdateError`` (no such lid,
-a version no longer approved, another uniqueId), ``XDSPatientIdDoesNotMatch``. A request
+a version no longer approved, another uniqueId, another repository),
+``XDSRegistryMetadataError`` (no repositoryUniqueId), ``XDSPatientIdDoesNotMatch``.
+The replaced version stays, ``Deprecated``, in the registry's ``deprecated`` versions
+(GetDocuments answers every version, sandboxes.dmp_registry). A request
 that is not an update is a SOAP 1.2 Sender fault. Error texts never quote patient data.
 """
 
@@ -34,6 +38,7 @@ from lxml import etree
 from domain.document_id import safe_parser
 from domain.xds.ebrim import HAS_MEMBER, LCM, RIM, RS, SOAP, WSA, Scheme
 from sandboxes import Refusal
+from sandboxes.dmp_registry import REPOSITORY_UNIQUE_ID
 from sandboxes.dmp_xml import SchemaInvalid, validate
 
 ACTION: Final = "urn:ihe:iti:2010:UpdateDocumentSet"
@@ -41,6 +46,7 @@ RESPONSE_ACTION: Final = "urn:ihe:iti:2010:UpdateDocumentSetResponse"
 VERSION_ERROR: Final = "XDSMetadataVersionError"
 UPDATE_ERROR: Final = "XDSMetadataUpdateError"
 PATIENT_MISMATCH: Final = "XDSPatientIdDoesNotMatch"
+METADATA_ERROR: Final = "XDSRegistryMetadataError"
 #: the VIHF attribute naming the patient (XACML resource-id: the INS as CX ^NH)
 RESOURCE_ID: Final = "urn:oasis:names:tc:xacml:2.0:resource:resource-id"
 _STATUS: Final = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:"
@@ -80,6 +86,7 @@ class Requested:
     unique_id: str
     patient_id: str
     confidentiality: tuple[str, ...]
+    repository_unique_id: str | None = None
 
 
 class HeldEntries(Protocol):
@@ -91,6 +98,14 @@ class HeldEntries(Protocol):
 
     @property
     def by_entry(self) -> MutableMapping[str, str]:  # entryUUID -> uniqueId
+        ...
+
+    @property
+    def versions(self) -> MutableMapping[str, Any]:  # entryUUID -> VersionInfo (lid, number)
+        ...
+
+    @property
+    def deprecated(self) -> MutableMapping[str, Any]:  # entryUUID -> a replaced version
         ...
 
     @property
@@ -157,6 +172,7 @@ def read_update(body: bytes, schema_dir: Path | None = None) -> Requested:
                 f"rim:Classification[@classificationScheme='{Scheme.DE_CONFIDENTIALITY}']", _NS
             )
         ),
+        repository_unique_id=_slot(entry, "repositoryUniqueId"),
     )
 
 
@@ -185,35 +201,27 @@ def _required(value: str | None, what: str) -> str:
     return value.strip()
 
 
-def current_version(versions: Versions, held: HeldEntries, lid: str) -> Version:
-    """The version an update of ``lid`` replaces: the latest update, else the filing."""
-    chain = [v for v in versions.by_entry.values() if v.lid == lid]
-    if chain:
-        return max(chain, key=lambda v: v.number)
-    unique_id = held.by_entry.get(lid)
-    filed = held.filed.get(unique_id) if unique_id is not None else None
-    if filed is None or filed.entry_uuid != lid:
-        raise UpdateRefused(UPDATE_ERROR, "the lid names no DocumentEntry held")
-    status = "Approved" if filed.status == "Approved" else "Deprecated"
-    return Version(lid, lid, 1, str(unique_id), filed.patient_id, (), status)
+def current_version(held: HeldEntries, lid: str) -> Version:
+    """The approved version of the document whose logical id is ``lid``."""
+    for unique_id, filed in held.filed.items():
+        info = held.versions.get(filed.entry_uuid)
+        if info is not None and info.lid == lid and filed.status != "Deleted":
+            status = "Approved" if filed.status == "Approved" else "Deprecated"
+            codes = tuple(info.confidentiality)
+            return Version(
+                filed.entry_uuid, lid, info.number, unique_id, filed.patient_id, codes, status
+            )
+    raise UpdateRefused(UPDATE_ERROR, "the lid names no DocumentEntry held")
 
 
 def apply_update(
     versions: Versions, held: HeldEntries, requested: Requested, vihf_patient: str
 ) -> Version:
-    """Check ``requested`` against the held versions and make the new one."""
+    """Check ``requested`` against the current version and make the new one."""
     if versions.refuse_with is not None:
         raise UpdateRefused(versions.refuse_with, "refused by the sandbox operator (test lever)")
-    previous = current_version(versions, held, requested.lid)
-    filed = held.filed.get(previous.unique_id)
-    if previous.status != "Approved" or filed is None or filed.status != "Approved":
-        raise UpdateRefused(UPDATE_ERROR, "the current version is not approved")
-    if requested.previous_version != str(previous.number):
-        raise UpdateRefused(VERSION_ERROR, f"PreviousVersion is not {previous.number}")
-    if requested.unique_id != previous.unique_id:
-        raise UpdateRefused(UPDATE_ERROR, "an update cannot change the uniqueId")
-    if vihf_patient != previous.patient_id or requested.patient_id != previous.patient_id:
-        raise UpdateRefused(PATIENT_MISMATCH, "the update or its VIHF is for another patient")
+    previous = current_version(held, requested.lid)
+    _check(requested, previous, vihf_patient)
     new = Version(
         entry_uuid=f"urn:uuid:{uuid.uuid4()}",
         lid=requested.lid,
@@ -222,13 +230,33 @@ def apply_update(
         patient_id=previous.patient_id,
         confidentiality=requested.confidentiality,
     )
+    filed = held.filed[previous.unique_id]
     versions.by_entry[previous.entry_uuid] = replace(previous, status="Deprecated")
     versions.by_entry[new.entry_uuid] = new
+    held.deprecated[previous.entry_uuid] = replace(filed, status="Deprecated")
     held.filed[new.unique_id] = replace(filed, entry_uuid=new.entry_uuid)
-    held.by_entry.pop(previous.entry_uuid, None)  # a deprecated version names nothing now
-    held.by_entry[new.entry_uuid] = new.unique_id
+    held.versions[new.entry_uuid] = replace(
+        held.versions[previous.entry_uuid], number=new.number, confidentiality=new.confidentiality
+    )
+    held.by_entry[new.entry_uuid] = new.unique_id  # the deprecated one still names it
     versions.updates += 1
     return new
+
+
+def _check(requested: Requested, previous: Version, vihf_patient: str) -> None:
+    """The update's refusals: version, repository, uniqueId, patient."""
+    if previous.status != "Approved":
+        raise UpdateRefused(UPDATE_ERROR, "the current version is not approved")
+    if requested.previous_version != str(previous.number):
+        raise UpdateRefused(VERSION_ERROR, f"PreviousVersion is not {previous.number}")
+    if not requested.repository_unique_id:
+        raise UpdateRefused(METADATA_ERROR, "the DocumentEntry has no repositoryUniqueId")
+    if requested.repository_unique_id != REPOSITORY_UNIQUE_ID:
+        raise UpdateRefused(UPDATE_ERROR, "the repositoryUniqueId is not the document's")
+    if requested.unique_id != previous.unique_id:
+        raise UpdateRefused(UPDATE_ERROR, "an update cannot change the uniqueId")
+    if vihf_patient != previous.patient_id or requested.patient_id != previous.patient_id:
+        raise UpdateRefused(PATIENT_MISMATCH, "the update or its VIHF is for another patient")
 
 
 def handle(

@@ -159,7 +159,7 @@ class DmpClient:
         if entry is None:
             raise DmpRejected("a DMP submission needs its DocumentEntry", code="MissingMetadata")
         config = self.config
-        vihf = self.vihfs.signed(entry.patient_id, now, subject_of(entry))
+        vihf = self.vihfs.signed(entry.patient_id, now, subject_of(entry, submission.content))
         submission_set = iti41.submission_set_of(entry, source_id=config.source_id, now=now)
         return iti41.request(
             entry,
@@ -176,7 +176,7 @@ class DmpClient:
         """File one document (ITI-41); a replacement whose parent's entryUUID is not known yet
         names the one the DMP holds (ITI-18), or is refused when the DMP holds none."""
         if submission.parent_unique_id and not submission.parent_entry_uuid:
-            subject = subject_of(submission.metadata)
+            subject = subject_of(submission.metadata, submission.content)
             ids = xds_ids(submission.parent_unique_id)
             found = await self.find(ids, submission.patient_id, subject)
             if not found:
@@ -261,7 +261,8 @@ class DmpClient:
 
     async def status(self, patient_id: str, subject: Subject | None = None) -> str | None:
         """TD0.2: None when the patient's DMP exists, is open and may be fed; else the DMP's
-        code (DMPNotFound, DMPClosed, DMPPatientOpposition, DMPAccessDenied...)."""
+        code (DMPNotFound, DMPClosed, DMPPatientOpposition, DMPAccessDenied...). An answer
+        that is not TD0.2 is :class:`DmpRejected` ``TD02Unreadable``."""
         now = datetime.now(UTC)
         body = await asyncio.to_thread(self.status_query, patient_id, now, subject)
         status, answer = await self._registry(body, td02.CONTENT_TYPE, self.status_endpoint)
@@ -269,13 +270,26 @@ class DmpClient:
             read_answer(status, "application/soap+xml", answer)
         try:
             return td02.read_status(answer)
-        except td02.Td02Error as exc:
-            raise DmpUnavailable(f"unreadable TD0.2 answer: {exc}", code="BadAnswer") from None
+        except td02.Td02Error as exc:  # refused, not retried: it would read no better later
+            reason = f"unreadable TD0.2 answer: {exc}"
+            raise DmpRejected(reason, code=td02.UNREADABLE) from None
 
     async def find(
         self, unique_ids: tuple[str, ...], patient_id: str, subject: Subject | None = None
     ) -> tuple[str, ...]:
-        """The entryUUIDs of the documents the DMP holds among ``unique_ids`` (ITI-18)."""
+        """The entryUUIDs of the current (Approved) versions the DMP holds (ITI-18)."""
+        return (await self.versions(unique_ids, patient_id, subject)).entry_uuids
+
+    async def current(
+        self, unique_id: str, patient_id: str, subject: Subject | None = None
+    ) -> iti18.Found | None:
+        """The Approved version of ``unique_id`` (lid, version, repositoryUniqueId, codes)."""
+        return (await self.versions(xds_ids(unique_id), patient_id, subject)).current
+
+    async def versions(
+        self, unique_ids: tuple[str, ...], patient_id: str, subject: Subject | None = None
+    ) -> iti18.Answer:
+        """Every version the DMP holds of ``unique_ids`` (ITI-18 GetDocuments, LeafClass)."""
         now = datetime.now(UTC)
         body = await asyncio.to_thread(self.query, unique_ids, patient_id, now, subject)
         status, answer = await self._registry(body, iti18.CONTENT_TYPE)
@@ -289,7 +303,7 @@ class DmpClient:
             raise DmpUnavailable(
                 "the registry query failed: " + ", ".join(found.errors), code="QueryFailed"
             )
-        return found.entry_uuids
+        return found
 
     async def holds(self, unique_id: str, patient_id: str, subject: Subject | None = None) -> bool:
         """Whether the DMP already holds ``unique_id``: the reconcile before a resend."""

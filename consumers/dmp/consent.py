@@ -1,11 +1,14 @@
 """Whether the patient's word lets a document be filed in their DMP (pure).
 
 The identity stage stamps the patient's latest DMP status and word on feeding it
-(PAM FR ZFA, :mod:`streams.identity.consent`) on each document it forwards; the
-stamp travels on the delivery request's ``patient.dmp_consent``. Before filing,
-the DMP sink asks :func:`consent_refusal`: a patient who objected to the feeding
-of their DMP (ZFA-9 ``IO``, CSP L1111-15) or whose DMP is closed (ZFA-1 ``FERME``
-or a closure date, ZFA-3) is not filed. The refusal is the DMP's kind: REJECTED,
+(PAM FR ZFA, :mod:`streams.identity.consent`) on each document it forwards, and
+publishes each change on ``identity.consent``. Before filing (a replay too), the DMP
+sink reads the patient's word as it is now there (:mod:`consumers.dmp.consent_table`;
+the request's stamp when the topic has none) and asks :func:`consent_refusal`: a
+document that waited in retries or in the dead letters is checked against the word
+given since. A patient who objected to the feeding of their DMP (ZFA-9 ``IO``, CSP
+L1111-15) or whose DMP is closed (ZFA-1 ``FERME`` or a closure date, ZFA-3) is not
+filed. The refusal is the DMP's kind: REJECTED,
 a dead letter (replayable once the status changed), and the producer's ZAM^Z01 N
 whose ERR-5 is :func:`err5`:
 
@@ -17,7 +20,7 @@ whose ERR-5 is :func:`err5`:
   TD0.2: "le LPS gère en local ... la non-opposition du patient à l'alimentation").
 
 A deletion is never stopped (removing a document agrees with an objection), nor a
-document without a stamp (no ZFA was ever received for the patient: nothing said).
+document of a patient with no word at all (no ZFA was ever received: nothing said).
 """
 
 from __future__ import annotations
@@ -48,11 +51,15 @@ class ConsentRefusal:
     detail: str
 
 
-def consent_refusal(request: Mapping[str, Any]) -> ConsentRefusal | None:
-    """The refusal the patient's stamped word calls for, or None (file it)."""
+def consent_refusal(
+    request: Mapping[str, Any], current: Mapping[str, Any] | None = None
+) -> ConsentRefusal | None:
+    """The refusal the patient's word calls for, or None (file it): ``current`` is the
+    patient's word now (:mod:`consumers.dmp.consent_table`); the request's stamp decides
+    only when there is none (a word kept before that table existed)."""
     if request["document"]["action"] == "DELETE":
         return None
-    stamp = (request.get("patient") or {}).get("dmp_consent")
+    stamp = current or (request.get("patient") or {}).get("dmp_consent")
     if not stamp:
         return None
     consent = DmpConsent(**{name: stamp.get(name) for name in _FIELDS})

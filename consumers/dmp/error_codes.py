@@ -19,7 +19,10 @@ exception, a SOAP Fault subcode, a DMP code of the "Service DMP intégré aux LP
 
 A code not in the table is refused, with the code quoted (:func:`decide`): retrying an
 unknown answer forever would stall the patient's partition behind a request that may never
-pass, whereas a refusal is visible (dead letter, metric, ZAM) and replayable.
+pass, whereas a refusal is visible (dead letter, metric, ZAM) and replayable. For the same
+reason a TD0.2 answer Relais cannot read (``TD02Unreadable``) is refused at once: an outage
+is an HTTP error or no answer (retried), an HTTP 2xx that is not a TD0.2 answer will not
+read better on the next try. :func:`metric_label` keeps metric labels to the table's codes.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ TD02: Final = (
     "name is Relais's until annex A7-1 of 'Service DMP intégré aux LPS' is available"
 )
 RELAIS: Final = "Relais transport code (no answer from the DMP)"
+RELAIS_UNREAD: Final = (
+    "Relais: a DMP answer (HTTP 2xx) Relais cannot read; refused at once, not retried "
+    "(docs/dmp-feeding.md, TD0.2)"
+)
 REFUSED_LABEL: Final = "Refus du DMP"
 _RESEND: Final = "fix the document or its metadata, then send it again"
 _LATER: Final = "nothing to do: Relais tries again until the DMP takes it"
@@ -218,6 +225,15 @@ _ROWS: Final = (
     _retry("TLSFailure", "TLS with the DMP failed (a certificate refused)", RELAIS),
     _retry("BadAnswer", "the DMP's answer could not be read", RELAIS),
     _retry("QueryFailed", "a DMP registry query failed", RELAIS),
+    # Relais's own reading codes: the DMP answered, but not in a form Relais reads
+    _refuse(
+        "TD02Unreadable",
+        "the DMP's TD0.2 answer could not be read (not the PRPA_IN201308UV02 Relais expects)",
+        "Relais could not read the DMP's answer about the patient's DMP: nothing to resend; "
+        "the Relais operator replays the dead letter once the answer is understood",
+        RELAIS_UNREAD,
+        "Réponse du DMP illisible",
+    ),
 )
 
 #: the table, by code
@@ -246,3 +262,11 @@ def decide(code: str | None) -> DmpCode:
 
 def retriable(code: str | None) -> bool:
     return decide(code).decision is Decision.RETRY
+
+
+def metric_label(code: str | None) -> str:
+    """A metric label for a DMP answer: ``open`` (None), a code of :data:`CODES`, else
+    ``other`` — the DMP's raw codes are unbounded, a label's values must not be."""
+    if code is None:
+        return "open"
+    return code if code in CODES else "other"

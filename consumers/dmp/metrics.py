@@ -12,9 +12,9 @@ from relais.metrics import REGISTRY
 
 STATUS_CHECKS = Counter(
     "relais_dmp_status_checks_total",
-    "TD0.2 answers before a patient's filing, by answer: open, or the DMP's code (DMPClosed, "
-    "DMPNotFound, DMPPatientOpposition, DMPAccessDenied...). Answers from the cache are not "
-    "counted.",
+    "TD0.2 answers before a patient's filing, by answer: open, the DMP's code when the error "
+    "table knows it (DMPClosed, DMPNotFound, DMPPatientOpposition, DMPAccessDenied...), else "
+    "other. Answers from the cache are not counted.",
     ["answer"],
     registry=REGISTRY,
 )

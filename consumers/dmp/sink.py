@@ -17,8 +17,8 @@ with another content than what was filed (same document id) is refused, never
 Before a patient's first filing the DMP is asked whether the patient's DMP exists, is open
 and may be fed (TD0.2, :mod:`consumers.dmp.status`; an open DMP is trusted for
 RELAIS_DMP_STATUS_CACHE_S): no DMP, a closed one, an objection or no right is a refusal with
-the DMP's code. Replacements name the entryUUID the DMP gave the parent, learnt after each
-filing and kept in the ledger (:mod:`consumers.dmp.entries`). Whether a DMP code is retried
+the DMP's code. Replacements name the entryUUID of the parent's current version, asked of
+the DMP's registry (ITI-18, :mod:`consumers.dmp.entries`). Whether a DMP code is retried
 or refused is :mod:`consumers.dmp.error_codes`'s table; what is emitted for an outcome,
 :mod:`consumers.dmp.report`.
 """
@@ -35,7 +35,9 @@ from aiokafka import TopicPartition
 
 from consumers.dmp.client import DmpClient, DmpConfig
 from consumers.dmp.consent import consent_refusal
+from consumers.dmp.consent_table import ConsentTable
 from consumers.dmp.entries import EntryUuids
+from consumers.dmp.error_codes import metric_label
 from consumers.dmp.metrics import STATUS_CHECKS
 from consumers.dmp.report import Reporter, Where
 from consumers.dmp.request import patient_id_of, submission_of, xds_ids
@@ -97,8 +99,7 @@ class DmpSink:
         store: DocumentStore | None = None,
         concurrency: int = 1,
     ) -> None:
-        self.prefix, self.keyring, self.client = prefix, keyring, client
-        self.store = store
+        self.prefix, self.keyring, self.client, self.store = prefix, keyring, client, store
         self.stage = SinkStage(STAGE, prefix, keyring, metrics=StageMetrics(STAGE), clock=_now)
         self.codec = self.stage.codec
         self.deliveries = DeliveryMetrics("DMP")
@@ -114,13 +115,15 @@ class DmpSink:
             commit_per_poll=True,  # the delivery ledger makes a replayed poll harmless
         )
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.loop.producer)
-        self.entries = EntryUuids(self.ledger, client)
+        self.entries = EntryUuids(client)
         self.statuses = StatusCache(timedelta(seconds=client.config.status_cache_s))
         self.report = Reporter(self.stage, prefix, self.deliveries, _now)
         self.lifts = VisibilityLifts(  # embargoed documents: TD3.3b at the release date
             bootstrap=bootstrap, prefix=prefix, keyring=keyring, client=client, loop=self.loop,
             codec=self.codec, input_topic=DELIVERY_DMP.name(prefix),
+            dmp_up=lambda: self.dmp_state.ok,  # no lift while the filings find the DMP down
         )  # fmt: skip
+        self.consents = ConsentTable(bootstrap, prefix, self.codec)  # the patients' word now
         self.attempts: dict[str, int] = {}
         self.dmp_state = Flag(True, "no DMP call yet")
         READINESS.register("broker", broker_reachable(bootstrap))
@@ -135,7 +138,10 @@ class DmpSink:
         request is tried again. Other partitions keep flowing. The ledger of a
         partition is restored before its first request is handled.
         """
-        await self.loop.run(stop, self._handle)
+        try:
+            await self.loop.run(stop, self._handle)
+        finally:
+            await self.consents.close()
 
     async def _moved(self, partitions: frozenset[TopicPartition]) -> None:
         await self.ledger.moved(partitions)
@@ -208,24 +214,24 @@ class DmpSink:
         self, request: Record, submission: Submission, step: Step, where: Where
     ) -> Outputs:
         """File (ITI-41), reconciling first (ITI-18) when an earlier send went unanswered, after
-        TD0.2 said the DMP may be fed; learn the entryUUID the DMP gave it."""
+        TD0.2 said the DMP may be fed."""
         # the registry knows the XDS uniqueId (root^extension), not Relais's id
         xds_id = submission.metadata.unique_id if submission.metadata else submission.unique_id
-        subject, patient = subject_of(submission.metadata), submission.patient_id
+        subject = subject_of(submission.metadata, submission.content)
+        patient = submission.patient_id
         reconcile = step is Step.RECONCILE
         if reconcile and await self.client.holds(xds_id, patient, subject):
-            await self._learn(submission, xds_id, subject, where)
             await self.lifts.filed(request, submission, where.message.partition, where.message.key)
             detail = "reconciled: the DMP already held it after an unanswered send"
             return await self._done(request, Outcome.DELIVERED, None, where, detail)
-        stop = None if _replayed(where.message) else consent_refusal(request)
-        if stop is not None:  # the patient's word (PAM FR ZFA), before the DMP's (TD0.2)
+        # the patient's word now (PAM FR ZFA; a replay too), before the DMP's (TD0.2)
+        stop = consent_refusal(request, await self.consents.latest(_patient_key(request)))
+        if stop is not None:
             raise DmpRejected(stop.detail, code=stop.code)
         await self._open_dmp(patient, subject, replayed=_replayed(where.message))
         submission = await self._with_parent(submission, subject, where)
         await self._sending(request, where)
         answer = await self.client.file(submission)
-        await self._learn(submission, xds_id, subject, where)
         await self.lifts.filed(request, submission, where.message.partition, where.message.key)
         outcome = Outcome.DELIVERED if answer.status == "success" else Outcome.DUPLICATE
         return await self._done(request, outcome, answer.code, where)
@@ -236,32 +242,22 @@ class DmpSink:
         if not replayed and self.statuses.fresh(patient_id, _now()):
             return
         code = await self.client.status(patient_id, subject)
-        STATUS_CHECKS.labels(code or "open").inc()
+        STATUS_CHECKS.labels(metric_label(code)).inc()
         self.statuses.answered(patient_id, code, _now())
         verdict(code)
 
     async def _with_parent(
         self, submission: Submission, subject: Subject | None, where: Where
     ) -> Submission:
-        """A replacement names the entryUUID the DMP gave its parent (kept, or ITI-18)."""
+        """A replacement names the entryUUID of its parent's current version (ITI-18)."""
         parent = submission.parent_unique_id
         if parent is None:
             return submission
-        partition, patient = where.message.partition, submission.patient_id
-        found = await self.entries.of(partition, parent, patient, subject)
+        found = await self.entries.of(parent, submission.patient_id, subject)
         if found is None:
             missing = "the document to replace is not in the DMP"
             raise DmpRejected(missing, code="UnresolvedReferenceException")
         return replace(submission, parent_entry_uuid=found)
-
-    async def _learn(
-        self, submission: Submission, xds_id: str, subject: Subject | None, where: Where
-    ) -> None:
-        """Keep the entryUUID the DMP gave the document just filed (ledger)."""
-        partition, patient = where.message.partition, submission.patient_id
-        await self.entries.learn(
-            partition, submission.unique_id, xds_id, patient, now=_now(), subject=subject
-        )
 
     async def _delete(self, request: Record, patient_id: str, step: Step, where: Where) -> Outputs:
         """Remove the document from the DMP (ITI-18 to find it, ITI-62 to delete it)."""
@@ -324,6 +320,10 @@ class DmpSink:
         self.dmp_state.set(True, "DMP answering")
         self.attempts.pop(request["request_id"], None)
         self.deliveries.settled(request["request_id"])
+
+
+def _patient_key(request: Record) -> str:
+    return str(request["patient"]["patient_key"])
 
 
 def _replayed(message: Any) -> bool:

@@ -17,7 +17,9 @@ in SOAP 1.2 with WS-Addressing and the VIHF, and these are **assumptions** (docs
 * ``NF`` is ``DMPNotFound``.
 
 :func:`request` builds the query for an INS; :func:`read_status` reads the answer: None
-(open, may be fed) or the DMP code that refuses.
+(open, may be fed) or the DMP code that refuses. An answer it cannot read is
+:class:`Td02Error`, which the client refuses as :data:`UNREADABLE` (not retried: the same
+answer would come back, and the patient's partition would stall behind it).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ CONTENT_TYPE: Final = 'application/soap+xml; charset=utf-8; action="' + ACTION +
 NS: Final = {"s": SOAP, "v3": HL7}
 NOT_FOUND: Final = "DMPNotFound"
 CLOSED: Final = "DMPClosed"
+#: Relais's code for an answer that is not a TD0.2 answer (refused, not retried)
+UNREADABLE: Final = "TD02Unreadable"
 
 
 class Td02Error(ValueError):

@@ -13,9 +13,12 @@ restart; its life::
     PENDING ──▶ SENDING ──▶ DONE   the DMP answered (DELIVERED or REJECTED)
        └──────────────────▶ DONE   nothing to lift (filed after the date), or not found
 
-A lift left SENDING (a crash between the send and the answer) is reconciled first: the
-entryUUID the DMP answers for the document (ITI-18) is not the one the update replaced
-any more when the update went through (the DMP gives each version its own entryUUID).
+Each attempt first asks the DMP for the document's current (Approved) version (ITI-18
+GetDocuments, LeafClass: every version comes back, with its status, lid, version and
+confidentiality codes). The update is built on it (its lid, its version as
+PreviousVersion); a current version without ``INVISIBLE_PATIENT`` means there is nothing
+to send — in particular for a lift left SENDING by a crash between the send and the
+answer: the update went through.
 
 The DMP's answer is a ``DeliveryStatus`` of the same event whose request id ends in
 :data:`SUFFIX`: the notify sink tells the patient only after it (consumers.notify.dmp_gate).
@@ -31,9 +34,10 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from consumers.ihe.iti18 import Found
 from domain.xds.codes import Coded
 from domain.xds.metadata import DocumentEntry
 from relais.contracts import Record
@@ -45,6 +49,10 @@ STAGE: Final = "dmp-visibility"
 SUFFIX: Final = "|visibility"
 INVISIBLE_PATIENT: Final = "INVISIBLE_PATIENT"
 LIFT_VERSION: Final = 1
+#: the version of the sealed payload (patient id + entry): another one ends the lift
+PAYLOAD_VERSION: Final = 2
+#: a DONE lift is removed (a tombstone) this long after it was done
+DONE_HORIZON: Final = timedelta(days=7)
 _CODED: Final = (
     "class_code",
     "type_code",
@@ -67,7 +75,7 @@ class State(enum.StrEnum):
 class Plan(enum.Enum):
     CONFIRM = "confirm"  # filed visible already (after the release date): nothing to send
     SEND = "send"  # the ITI-57 update
-    RECONCILED = "reconciled"  # an unanswered update went through: the DMP has a new version
+    RECONCILED = "reconciled"  # the current version is visible already (an update went through)
     GONE = "gone"  # the DMP holds no such document (deleted, or never filed)
 
 
@@ -85,7 +93,7 @@ class Lift:
     invisible: bool  # filed with INVISIBLE_PATIENT (False: filed after the release date)
     at: datetime
     state: State = State.PENDING
-    lid: str | None = None  # the entryUUID the update replaces (found with ITI-18)
+    lid: str | None = None  # the document's lid in the DMP (found with ITI-18)
     attempt: int = 0
     outcome: str | None = None  # DELIVERED | REJECTED once DONE
     code: str | None = None
@@ -151,22 +159,26 @@ def lift_of(
     )
 
 
-def plan(lift: Lift, found: tuple[str, ...]) -> tuple[Plan, str | None]:
-    """What to do with a due lift, given the entryUUIDs the DMP holds for its document; with
-    SEND, the entryUUID the update replaces."""
+def plan(lift: Lift, current: Found | None) -> Plan:
+    """What to do with a due lift, given the DMP's current (Approved) version of its document."""
     if not lift.invisible:
-        return Plan.CONFIRM, None
-    if not found:
-        return Plan.GONE, None
-    if lift.state is State.SENDING and lift.lid is not None:
-        return (Plan.SEND, lift.lid) if lift.lid in found else (Plan.RECONCILED, None)
-    return Plan.SEND, found[0]
+        return Plan.CONFIRM
+    if current is None:
+        return Plan.GONE
+    if INVISIBLE_PATIENT not in current.confidentiality:
+        return Plan.RECONCILED
+    return Plan.SEND
 
 
 def due(lifts: Mapping[str, Lift], now: datetime) -> list[Lift]:
     """The lifts whose release date has come and that are not done, oldest date first."""
     ready = [x for x in lifts.values() if x.state is not State.DONE and x.release_at <= now]
     return sorted(ready, key=lambda x: x.release_at)
+
+
+def expired(lifts: Mapping[str, Lift], now: datetime) -> list[Lift]:
+    """The DONE lifts past :data:`DONE_HORIZON`: removed from the topic (tombstones)."""
+    return [x for x in lifts.values() if x.state is State.DONE and x.at + DONE_HORIZON <= now]
 
 
 def status_of(lift: Lift, *, outcome: str, code: str | None, detail: str, now: datetime) -> Record:
@@ -187,12 +199,24 @@ def status_of(lift: Lift, *, outcome: str, code: str | None, detail: str, now: d
 
 def payload(patient_id: str, entry: DocumentEntry) -> bytes:
     """What is sealed in a lift: the patient's XDS id and the entry as filed."""
-    return json.dumps({"patient_id": patient_id, "entry": dataclasses.asdict(entry)}).encode()
+    body = {"v": PAYLOAD_VERSION, "patient_id": patient_id, "entry": dataclasses.asdict(entry)}
+    return json.dumps(body).encode()
 
 
 def opened(plain: bytes) -> tuple[str, DocumentEntry]:
-    """(patient id, entry) back from :func:`payload`'s bytes."""
-    body = json.loads(plain)
+    """(patient id, entry) back from :func:`payload`'s bytes; :class:`VisibilityError` when
+    it was sealed by another release (another version, or fields this one does not know)."""
+    try:
+        return _opened(json.loads(plain))
+    except VisibilityError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise VisibilityError(f"the lift's payload is unreadable ({type(exc).__name__})") from None
+
+
+def _opened(body: dict[str, Any]) -> tuple[str, DocumentEntry]:
+    if body.get("v", 1) not in (1, PAYLOAD_VERSION):  # 1: the same fields, unversioned
+        raise VisibilityError("a lift sealed by another release of Relais")
     fields: dict[str, Any] = dict(body["entry"])
     for name in _CODED:
         fields[name] = Coded(**fields[name])

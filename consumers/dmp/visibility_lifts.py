@@ -11,19 +11,27 @@ reported as a ``DeliveryStatus`` (``<request id>|visibility``) with its audit ev
 outage leaves the lift pending and tries again after a backoff (per lift; other work goes
 on); a refusal ends it REJECTED with the DMP's code, which cancels the notification.
 The patient's id and the entry as filed travel sealed in the lift (the patient's key).
+
+A tick never holds polling up for long: it sends at most :data:`TICK_MAX` lifts within
+:data:`TICK_BUDGET_S` seconds (the others wait for the next poll), and none while the DMP
+is known down (the filing path's readiness flag, or a lift's own outage backoff). The
+status and its audit event are acknowledged *before* the lift is written DONE: a crash in
+between sends the status again (the notify gate takes a duplicate as the same answer).
+A DONE lift is removed from the topic (a tombstone) :data:`DONE_HORIZON` after.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from consumers.dmp.client import DmpClient
 from consumers.dmp.metrics import VISIBILITY_PENDING, VISIBILITY_UPDATES
-from consumers.dmp.request import xds_ids
 from consumers.dmp.subject import subject_of
 from consumers.dmp.submission import Answer, DmpRejected, DmpUnavailable, Submission
 from consumers.dmp.visibility import (
@@ -36,6 +44,7 @@ from consumers.dmp.visibility import (
     due,
     envelope_fields,
     envelope_of,
+    expired,
     lift_of,
     opened,
     payload,
@@ -43,7 +52,7 @@ from consumers.dmp.visibility import (
     release_date,
     status_of,
 )
-from consumers.ihe import iti57
+from consumers.ihe import iti18, iti57
 from domain.xds.metadata import DocumentEntry
 from relais.audit_records import delivery
 from relais.backoff import exponential_backoff
@@ -58,6 +67,9 @@ from relais.topics import AUDIT, DELIVERY_STATUS, DMP_VISIBILITY
 
 log = logging.getLogger(__name__)
 PURPOSE = "visibility-lift"
+#: at most this many lifts, for at most this long, per tick (after each poll)
+TICK_MAX: Final = 20
+TICK_BUDGET_S: Final = 10.0
 
 
 def _now() -> datetime:
@@ -79,10 +91,12 @@ class VisibilityLifts:
         input_topic: str,
         clock: Callable[[], datetime] = _now,
         backoff: Callable[[], Iterator[float]] = exponential_backoff,
+        dmp_up: Callable[[], bool] = lambda: True,
     ) -> None:
         self.bootstrap, self.prefix, self.keyring = bootstrap, prefix, keyring
         self.client, self.loop, self.codec, self.clock = client, loop, codec, clock
-        self.input_topic, self.backoff = input_topic, backoff
+        self.input_topic, self.backoff, self.dmp_up = input_topic, backoff, dmp_up
+        self.down_until: datetime | None = None  # a lift met an outage: none before then
         self.topic = DMP_VISIBILITY.name(prefix)
         self.lifts: dict[int, dict[str, Lift]] = {}
         self.not_before: dict[str, datetime] = {}  # request id -> retry time (an outage)
@@ -119,14 +133,39 @@ class VisibilityLifts:
 
     # -- after each poll ---------------------------------------------------------------
     async def tick(self) -> None:
-        """Follow the sink's partitions, then send what is due (one attempt each)."""
+        """Follow the sink's partitions, remove the old DONE lifts, then send what is due
+        (one attempt each, within the tick's budget; none while the DMP is known down)."""
         await self._follow()
         now = self.clock()
+        await self._sweep(now)
+        if self.down_until is not None and now >= self.down_until:
+            self.down_until = None
+        if not self.dmp_up() or self.down_until is not None:
+            return
+        deadline = time.monotonic() + TICK_BUDGET_S
+        for partition, lift in self._ready(now)[:TICK_MAX]:
+            if time.monotonic() >= deadline or self.down_until is not None:
+                return  # the rest at the next poll
+            await self._lift(partition, lift)
+
+    def _ready(self, now: datetime) -> list[tuple[int, Lift]]:
+        """The due lifts not waiting for a backoff, oldest release date first."""
+        ready = [
+            (partition, lift)
+            for partition, lifts in list(self.lifts.items())
+            for lift in due(lifts, now)
+            if (wait := self.not_before.get(lift.request_id)) is None or wait <= now
+        ]
+        return sorted(ready, key=lambda pair: pair[1].release_at)
+
+    async def _sweep(self, now: datetime) -> None:
+        """Tombstones for the DONE lifts past :data:`DONE_HORIZON` (memory and topic)."""
         for partition, lifts in list(self.lifts.items()):
-            for lift in due(lifts, now):
-                wait = self.not_before.get(lift.request_id)
-                if wait is None or wait <= now:
-                    await self._lift(partition, lift)
+            for lift in expired(lifts, now):
+                await self.loop.producer.send_and_wait(
+                    self.topic, None, key=lift.key, partition=partition
+                )
+                lifts.pop(lift.request_id, None)
 
     def pending(self) -> int:
         return sum(
@@ -155,10 +194,11 @@ class VisibilityLifts:
             for partition in new:
                 self.lifts[partition] = {}
             for record in records:
-                self._restore(record.partition, record.value)
+                self._restore(record.partition, record.key, record.value)
 
-    def _restore(self, partition: int, raw: bytes | None) -> None:
-        if raw is None:
+    def _restore(self, partition: int, key: bytes | None, raw: bytes | None) -> None:
+        if raw is None:  # a tombstone: a DONE lift removed after DONE_HORIZON
+            self.lifts.setdefault(partition, {}).pop((key or b"").decode(errors="replace"), None)
             return
         try:
             lift = Lift.from_bytes(raw)
@@ -181,9 +221,9 @@ class VisibilityLifts:
         try:
             await self._attempt(partition, lift)
         except DmpUnavailable as exc:
-            self._later(lift, f"DMP unavailable ({exc.code})")
+            self._later(lift, f"DMP unavailable ({exc.code})", everything=True)
         except StoreUnavailableError:  # the patient key store: as an outage of the DMP
-            self._later(lift, "patient key store unavailable")
+            self._later(lift, "patient key store unavailable", everything=True)
         except DmpRejected as exc:
             current = self.lifts.get(partition, {}).get(lift.request_id, lift)
             detail = "the DMP refused the visibility update"
@@ -191,21 +231,31 @@ class VisibilityLifts:
         except (EnvelopeError, VisibilityError) as exc:  # an erased patient: nothing to send
             detail = f"the lift cannot be opened ({type(exc).__name__}): not made visible"
             await self._finish(partition, lift, "REJECTED", "lift-unreadable", detail)
+        except Exception as exc:  # a lift this release cannot handle: never a crash loop
+            log.error("TD3.3b for event %s: %s, lift ended", lift.event_id, type(exc).__name__)
+            current = self.lifts.get(partition, {}).get(lift.request_id, lift)
+            detail = f"the visibility update failed ({type(exc).__name__}): not made visible"
+            await self._finish(partition, current, "REJECTED", "lift-error", detail)
 
-    def _later(self, lift: Lift, why: str) -> None:
-        """Try ``lift`` again after its next backoff delay."""
+    def _later(self, lift: Lift, why: str, *, everything: bool = False) -> None:
+        """Try ``lift`` again after its next backoff delay (with ``everything``: no lift
+        before then, the DMP or the key store is down)."""
         delay = next(self._delays.setdefault(lift.request_id, self.backoff()))
         self.not_before[lift.request_id] = self.clock() + timedelta(seconds=delay)
+        if everything:
+            self.down_until = self.not_before[lift.request_id]
         log.warning("TD3.3b for event %s: %s, retried in %.1f s", lift.event_id, why, delay)
 
     async def _attempt(self, partition: int, lift: Lift) -> None:
         """Plan, then send (SENDING written first) or settle: the status once it is known."""
-        step, lid = await self._plan(lift)
-        if step is Plan.SEND and lid is not None:
+        step, current = await self._plan(lift)
+        if step is Plan.SEND and current is not None:
             attempt = lift.attempt + 1
-            lift = replace(lift, state=State.SENDING, lid=lid, attempt=attempt, at=self.clock())
+            lift = replace(
+                lift, state=State.SENDING, lid=current.lid, attempt=attempt, at=self.clock()
+            )
             await self._write(partition, lift)
-            answer = await self._update(lift, lid)
+            answer = await self._update(lift, current)
             detail = "visible to the patient: TD3.3b confirmed"
             await self._finish(partition, lift, "DELIVERED", answer.code, detail)
         elif step is Plan.GONE:
@@ -219,30 +269,37 @@ class VisibilityLifts:
         plain = open_envelope(self.keyring, sealed, event_id=lift.event_id, purpose=PURPOSE)
         return opened(plain)
 
-    async def _plan(self, lift: Lift) -> tuple[Plan, str | None]:
+    async def _plan(self, lift: Lift) -> tuple[Plan, iti18.Found | None]:
+        """The plan, and the DMP's current version of the document (ITI-18 LeafClass)."""
         if not lift.invisible:
-            return plan(lift, ())
+            return plan(lift, None), None
         await warm_patient_key(self.keyring, lift.patient_key or None, create=False)
         patient_id, entry = self._open(lift)
-        ids = xds_ids(lift.document_unique_id)
-        return plan(lift, await self.client.find(ids, patient_id, subject_of(entry)))
+        current = await self.client.current(lift.document_unique_id, patient_id, subject_of(entry))
+        return plan(lift, current), current
 
-    async def _update(self, lift: Lift, lid: str) -> Answer:
-        """Send ITI-57: the entry as filed, without INVISIBLE_PATIENT, replacing ``lid``."""
+    async def _update(self, lift: Lift, current: iti18.Found) -> Answer:
+        """Send ITI-57: the entry as filed, without INVISIBLE_PATIENT, as the next version of
+        the DMP's current one (its lid, its version, its repositoryUniqueId)."""
         patient_id, entry = self._open(lift)
-        update = iti57.Update(iti57.without(entry, INVISIBLE_PATIENT), lid, "1")
+        if not current.repository_unique_id:
+            raise DmpRejected("the DMP gave no repositoryUniqueId", code="XDSRegistryError")
+        update = iti57.Update(
+            iti57.without(entry, INVISIBLE_PATIENT),
+            current.lid,
+            current.version,
+            current.repository_unique_id,
+        )
         return await self.client.update(update, patient_id, self.clock(), subject_of(entry))
 
     async def _finish(
         self, partition: int, lift: Lift, outcome: str, code: str | None, detail: str
     ) -> None:
-        """DONE (the sealed payload dropped), then the status and its audit event."""
+        """The status and its audit event (acknowledged), then DONE (the sealed payload
+        dropped): a crash in between reports it again, never loses it."""
         done = replace(
             lift, state=State.DONE, outcome=outcome, code=code, sealed={}, at=self.clock()
         )
-        await self._write(partition, done)
-        self.not_before.pop(lift.request_id, None)
-        self._delays.pop(lift.request_id, None)
         status = status_of(done, outcome=outcome, code=code, detail=detail, now=self.clock())
         key = lift.patient_key.encode() or None
         await self.loop.emit(
@@ -259,11 +316,14 @@ class VisibilityLifts:
                 ),
             ]
         )
+        await self._write(partition, done)
+        self.not_before.pop(lift.request_id, None)
+        self._delays.pop(lift.request_id, None)
         VISIBILITY_UPDATES.labels(outcome).inc()
         log.info("TD3.3b for event %s: %s %s", lift.event_id, outcome, code or "")
 
 
 _CONFIRMED: dict[Plan, str] = {
     Plan.CONFIRM: "filed after the release date: visible to the patient already",
-    Plan.RECONCILED: "reconciled: the DMP made a new version after an unanswered update",
+    Plan.RECONCILED: "the DMP's current version is visible to the patient already",
 }

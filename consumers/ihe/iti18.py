@@ -1,11 +1,14 @@
 """IHE ITI-18 Registry Stored Query, GetDocuments by uniqueId (pure).
 
 The DMP sink asks it before it sends a document again after a crash or a
-timeout (the delivery ledger's "reconcile" step): does the registry already
-hold this uniqueId? SOAP 1.2 with WS-Addressing, an ``AdhocQueryRequest``
-with the GetDocuments stored query and ``returnType="ObjectRef"``; the
-answer is an ``AdhocQueryResponse`` whose ``RegistryObjectList`` has one
-``ObjectRef`` per document found. The VIHF travels like for ITI-41.
+timeout (the delivery ledger's "reconcile" step), before a replacement, a deletion or a
+visibility update: which entry does the registry hold for this uniqueId *now*? SOAP 1.2
+with WS-Addressing, an ``AdhocQueryRequest`` with the GetDocuments stored query and
+``returnType="LeafClass"``: GetDocuments by uniqueId answers every version of the
+document (Approved and Deprecated, IHE XDS Metadata Update), and only the full
+``ExtrinsicObject`` carries its ``status``, ``lid``, version (``rim:VersionInfo
+versionName``), ``repositoryUniqueId`` and confidentiality codes. An answer of
+``ObjectRef`` elements (no status) is read as well. The VIHF travels like for ITI-41.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from typing import Final
 from lxml import etree
 
 from domain.document_id import safe_parser
-from domain.xds.ebrim import QUERY, RIM, RS, SOAP, WSA
+from domain.xds.ebrim import QUERY, RIM, RS, SOAP, WSA, Scheme
 
 ACTION: Final = "urn:ihe:iti:2007:RegistryStoredQuery"
 RESPONSE_ACTION: Final = "urn:ihe:iti:2007:RegistryStoredQueryResponse"
 GET_DOCUMENTS: Final = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
 SUCCESS: Final = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"
 FAILURE: Final = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure"
+APPROVED: Final = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
 NS: Final = {"s": SOAP, "a": WSA, "query": QUERY, "rim": RIM, "rs": RS}
 CONTENT_TYPE: Final = 'application/soap+xml; charset=utf-8; action="' + ACTION + '"'
 
@@ -33,16 +37,32 @@ class Iti18Error(ValueError):
 
 
 @dataclass(frozen=True)
-class Query:
-    message_id: str
-    unique_ids: tuple[str, ...]
+class Found:
+    """One version of a DocumentEntry, as a LeafClass answer describes it."""
+
+    entry_uuid: str
+    lid: str  # the logical id of the series: the first version's entryUUID
+    version: str  # rim:VersionInfo/@versionName ("1" for the first version)
+    status: str  # the StatusType's last part: Approved | Deprecated | ...
+    repository_unique_id: str | None
+    confidentiality: tuple[str, ...]  # the confidentialityCode codes
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "Approved"
 
 
 @dataclass(frozen=True)
 class Answer:
     status: str  # Success | Failure
-    entry_uuids: tuple[str, ...]  # the ObjectRefs found
+    entry_uuids: tuple[str, ...]  # the ObjectRefs found, or the Approved versions (LeafClass)
     errors: tuple[str, ...] = ()  # errorCode of each RegistryError
+    versions: tuple[Found, ...] = ()  # every version a LeafClass answer lists
+
+    @property
+    def current(self) -> Found | None:
+        """The Approved version (None: none, or an ObjectRef answer)."""
+        return next((f for f in self.versions if f.approved), None)
 
 
 def _q(ns: str, tag: str) -> str:
@@ -69,8 +89,9 @@ def get_documents(
     to: str,
     security: etree._Element | None = None,
     message_id: str | None = None,
+    return_type: str = "LeafClass",
 ) -> bytes:
-    """The SOAP request asking which of ``unique_ids`` the registry holds."""
+    """The SOAP request asking which of ``unique_ids`` the registry holds (every version)."""
     if not unique_ids:
         raise Iti18Error("GetDocuments needs at least one uniqueId")
     root = envelope(ACTION, message_id or f"urn:uuid:{uuid.uuid4()}", to)
@@ -79,7 +100,7 @@ def get_documents(
     request = etree.SubElement(
         root[1], _q(QUERY, "AdhocQueryRequest"), nsmap={"query": QUERY, "rim": RIM}
     )
-    etree.SubElement(request, _q(QUERY, "ResponseOption"), returnType="ObjectRef")
+    etree.SubElement(request, _q(QUERY, "ResponseOption"), returnType=return_type)
     query = etree.SubElement(request, _q(RIM, "AdhocQuery"), id=GET_DOCUMENTS)
     slot = etree.SubElement(query, _q(RIM, "Slot"), name="$XDSDocumentEntryUniqueId")
     values = etree.SubElement(slot, _q(RIM, "ValueList"))
@@ -95,46 +116,6 @@ def _parse(body: bytes) -> etree._Element:
         raise Iti18Error(f"not XML: {exc}") from None
 
 
-def read_query(body: bytes) -> Query:
-    """What a registry reads from a GetDocuments request."""
-    root = _parse(body)
-    action = root.findtext("s:Header/a:Action", namespaces=NS)
-    if (action or "").strip() != ACTION:
-        raise Iti18Error(f"WS-Addressing Action must be {ACTION}")
-    query = root.find("s:Body/query:AdhocQueryRequest/rim:AdhocQuery", NS)
-    if query is None or query.get("id") != GET_DOCUMENTS:
-        raise Iti18Error("only the GetDocuments stored query is supported")
-    values = query.findall(
-        "rim:Slot[@name='$XDSDocumentEntryUniqueId']/rim:ValueList/rim:Value", NS
-    )
-    ids: list[str] = []
-    for value in values:
-        text = (value.text or "").strip().removeprefix("(").removesuffix(")")
-        ids += [_unquote(part.strip()) for part in text.split(",") if part.strip()]
-    if not ids:
-        raise Iti18Error("$XDSDocumentEntryUniqueId is missing")
-    message_id = (root.findtext("s:Header/a:MessageID", namespaces=NS) or "").strip()
-    return Query(message_id, tuple(ids))
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == "'":
-        value = value[1:-1]
-    return value.replace("''", "'")
-
-
-def query_response(entry_uuids: tuple[str, ...], *, relates_to: str = "") -> bytes:
-    """The registry's answer: one ObjectRef per document found."""
-    root = envelope(RESPONSE_ACTION, f"urn:uuid:{uuid.uuid4()}", "", relates_to)
-    response = etree.SubElement(
-        root[1], _q(QUERY, "AdhocQueryResponse"), status=SUCCESS, nsmap={"query": QUERY}
-    )
-    found = etree.SubElement(response, _q(RIM, "RegistryObjectList"), nsmap={"rim": RIM})
-    for entry in entry_uuids:
-        etree.SubElement(found, _q(RIM, "ObjectRef"), id=entry)
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
-
-
 def read_answer(body: bytes) -> Answer:
     """What the sink reads back: the status, the documents found, the error codes."""
     root = _parse(body)
@@ -145,8 +126,32 @@ def read_answer(body: bytes) -> Answer:
     refs = tuple(
         str(ref.get("id")) for ref in response.findall("rim:RegistryObjectList/rim:ObjectRef", NS)
     )
+    versions = tuple(
+        _found(e) for e in response.findall("rim:RegistryObjectList/rim:ExtrinsicObject", NS)
+    )
     errors = tuple(
         str(e.get("errorCode"))
         for e in response.findall("rs:RegistryErrorList/rs:RegistryError", NS)
     )
-    return Answer(status, refs, errors)
+    approved = tuple(f.entry_uuid for f in versions if f.approved)
+    return Answer(status, refs + approved, errors, versions)
+
+
+def _found(entry: etree._Element) -> Found:
+    """One ExtrinsicObject of a LeafClass answer."""
+    entry_uuid = str(entry.get("id") or "")
+    version = entry.find("rim:VersionInfo", NS)
+    repository = entry.findtext(
+        "rim:Slot[@name='repositoryUniqueId']/rim:ValueList/rim:Value", namespaces=NS
+    )
+    codes = entry.iterfind(
+        f"rim:Classification[@classificationScheme='{Scheme.DE_CONFIDENTIALITY}']", NS
+    )
+    return Found(
+        entry_uuid=entry_uuid,
+        lid=str(entry.get("lid") or entry_uuid),
+        version=str(version.get("versionName") or "1") if version is not None else "1",
+        status=(entry.get("status") or APPROVED).rsplit(":", 1)[-1],
+        repository_unique_id=repository.strip() if repository else None,
+        confidentiality=tuple(str(c.get("nodeRepresentation")) for c in codes),
+    )

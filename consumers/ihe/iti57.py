@@ -7,9 +7,12 @@ a *new version* of the DocumentEntry, the document itself unchanged. The request
 :data:`ACTION`, the VIHF in ``wsse:Security`` as for ITI-41) holding:
 
 * a SubmissionSet (RegistryPackage) of its own, with a new uniqueId;
-* the DocumentEntry (ExtrinsicObject) with its full metadata, the new codes, and
-  ``lid`` = the logical id of the document (the entryUUID of its first version); its
-  own ``id`` is symbolic: the registry gives the new version a new entryUUID;
+* the DocumentEntry (ExtrinsicObject) with its full metadata, the new codes, its
+  ``repositoryUniqueId`` (Metadata Update follows the ITI-42 Register rules, where it is
+  required) and ``lid`` = the logical id of the document (the entryUUID of its first
+  version); its own ``id`` is symbolic: the registry gives the new version a new
+  entryUUID. The lid, the current version and the repositoryUniqueId come from the
+  registry (ITI-18 LeafClass, :class:`consumers.ihe.iti18.Found`);
 * the HasMember association SubmissionSet → DocumentEntry with the slots
   ``SubmissionSetStatus`` = ``Original`` and ``PreviousVersion`` = the version being
   replaced (the registry refuses a stale one and deprecates the previous version).
@@ -54,8 +57,9 @@ class Update:
     """What changes: the new metadata of the document ``lid``, replacing ``previous_version``."""
 
     entry: DocumentEntry  # the full metadata of the new version
-    lid: str  # logical id: urn:uuid of the document's first version
-    previous_version: str  # versionName of the version replaced ("1" for a first filing)
+    lid: str  # logical id: urn:uuid of the document's first version (the registry's lid)
+    previous_version: str  # versionName of the version replaced (rim:VersionInfo)
+    repository_unique_id: str  # where the document is held (required as for ITI-42)
 
 
 def with_confidentiality(entry: DocumentEntry, codes: tuple[Coded, ...]) -> DocumentEntry:
@@ -74,6 +78,8 @@ def submit_objects(update: Update, *, source_id: str, submission_time: str) -> e
     """The ``lcm:SubmitObjectsRequest`` of ``update`` (see the module docstring)."""
     if not update.lid.startswith("urn:uuid:") or not update.previous_version.strip():
         raise Iti57Error("an update names the document's lid (urn:uuid:…) and its version")
+    if not update.repository_unique_id.strip():
+        raise Iti57Error("an update names the document's repositoryUniqueId (ask ITI-18 LeafClass)")
     seed = f"{update.lid}:{update.previous_version}:{update.entry.confidentiality}"
     submission_set = iti41.SubmissionSet(
         unique_id=f"2.25.{uuid.uuid5(iti41.RELAIS_UUIDS, f'update:{seed}').int}",
@@ -96,6 +102,7 @@ def submit_objects(update: Update, *, source_id: str, submission_time: str) -> e
     if entry is None or member is None:  # pragma: no cover - the ITI-41 builder writes both
         raise Iti57Error("the ITI-41 builder wrote no DocumentEntry or no HasMember")
     entry.set("lid", update.lid)
+    _slot(entry, "repositoryUniqueId", update.repository_unique_id)
     _slot(member, "PreviousVersion", update.previous_version)
     standalone = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
     standalone.append(objects)

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from lxml import etree
 
 from consumers.ihe.iti18 import envelope
-from domain.document_id import safe_parser
 from domain.xds.ebrim import LCM, RIM, SOAP, WSA
 
 ACTION: Final = "urn:ihe:iti:2010:DeleteDocumentSet"
@@ -26,13 +24,7 @@ CONTENT_TYPE: Final = 'application/soap+xml; charset=utf-8; action="' + ACTION +
 
 
 class Iti62Error(ValueError):
-    """A request that is not an ITI-62 Delete Document Set."""
-
-
-@dataclass(frozen=True)
-class Removal:
-    message_id: str
-    entry_uuids: tuple[str, ...]
+    """A Delete Document Set that cannot be built (it names no entry)."""
 
 
 def delete_document_set(
@@ -55,28 +47,3 @@ def delete_document_set(
     for entry in entry_uuids:
         etree.SubElement(refs, f"{{{RIM}}}ObjectRef", id=entry)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
-
-
-def read_removal(body: bytes) -> Removal:
-    """What a registry reads from a Delete Document Set request."""
-    try:
-        root = etree.fromstring(body, safe_parser())
-    except etree.XMLSyntaxError as exc:
-        raise Iti62Error(f"not XML: {exc}") from None
-    if (root.findtext("s:Header/a:Action", namespaces=NS) or "").strip() != ACTION:
-        raise Iti62Error(f"WS-Addressing Action must be {ACTION}")
-    refs = root.findall("s:Body/lcm:RemoveObjectsRequest/rim:ObjectRefList/rim:ObjectRef", NS)
-    ids = tuple(str(ref.get("id")) for ref in refs if ref.get("id"))
-    if not ids:
-        raise Iti62Error("RemoveObjectsRequest names no ObjectRef")
-    message_id = (root.findtext("s:Header/a:MessageID", namespaces=NS) or "").strip()
-    return Removal(message_id, ids)
-
-
-def action_of(body: bytes) -> str:
-    """The WS-Addressing Action of a registry request ('' when unreadable)."""
-    try:
-        root = etree.fromstring(body, safe_parser())
-    except etree.XMLSyntaxError:
-        return ""
-    return (root.findtext("s:Header/a:Action", namespaces=NS) or "").strip()

@@ -3,15 +3,15 @@
 Facts (STANDARDS.md §4, ANS IG transmission mapping): the assertion travels in the SOAP
 ``wsse:Security`` header; it is signed (XML-DSig, enveloped) with the structure's
 certificate; its Issuer is that certificate's subject, its Subject/NameID the professional
-acting — the document's author when known, else the person responsible for the (automated)
-feeding (:class:`Subject`, :meth:`VihfIdentity.acting_as`) — and its attributes say who
+acting — the document's author when known with their profession (the roles are then
+theirs), else the person responsible for the (automated) feeding with their roles
+(:class:`Subject`, :meth:`VihfIdentity.acting_as`) — and its attributes say who
 acts (structure, activity sector, subject id and role), how (``Authentification_Mode``
 INDIRECTE, the structure authenticates), on whom (``resource-id``: the patient's INS as a
 CX ``^NH``), on what (``Ressource_URN`` ``urn:dmp``) and why (purpose of use ``normal``),
-and which software (``LPS_*``). :func:`signed_vihf` builds and signs one; :func:`verify_vihf` is
-what the DMP (here its sandbox) does with it: the signature, the certificate chain up to
-the trusted CA, the validity window, and only then the attributes, read from the signed
-element alone (no signature wrapping).
+and which software (``LPS_*``). :func:`signed_vihf` builds and signs one. Checking one is the
+DMP's business: the DMP sandbox does it with its own code (:mod:`sandboxes.dmp_vihf`), the
+oracle the tests judge this module's assertions with.
 
 The module is pure: keys and certificates come in as PEM bytes, nothing is read from
 the environment, and it logs nothing (the assertion names a patient).
@@ -19,13 +19,10 @@ the environment, and it logs nothing (the assertion names a patient).
 
 from __future__ import annotations
 
-import base64
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from pathlib import Path
 from typing import Final
 
 from cryptography import x509
@@ -33,11 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
-from signxml.exceptions import InvalidInput, InvalidSignature
 from signxml.signer import XMLSigner
-from signxml.verifier import XMLVerifier
-
-from domain.document_id import safe_parser
 
 SAML: Final = "urn:oasis:names:tc:SAML:2.0:assertion"
 DS: Final = "http://www.w3.org/2000/09/xmldsig#"
@@ -54,26 +47,10 @@ SUBJECT_ID: Final = "urn:oasis:names:tc:xspa:1.0:subject:subject-id"
 SUBJECT_ROLE: Final = "urn:oasis:names:tc:xacml:2.0:subject:role"
 RESOURCE_ID: Final = "urn:oasis:names:tc:xacml:2.0:resource:resource-id"
 PURPOSE_OF_USE: Final = "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse"
-#: the attributes a DMP refuses an assertion without
-REQUIRED: Final = (
-    "VIHF_Version",
-    "Identifiant_Structure",
-    "Secteur_Activite",
-    SUBJECT_ID,
-    SUBJECT_ROLE,
-    "Authentification_Mode",
-    RESOURCE_ID,
-    "Ressource_URN",
-    PURPOSE_OF_USE,
-    "LPS_ID",
-    "LPS_Nom",
-    "LPS_Version",
-    "LPS_ID_HOMOLOGATION_DMP",
-)
 
 
 class VihfError(ValueError):
-    """An assertion cannot be built, or a received one is not acceptable (``reason`` says why)."""
+    """An assertion cannot be built (``reason`` says why)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -105,21 +82,26 @@ class VihfIdentity:
 
     @property
     def subject(self) -> Subject:
-        return Subject(self.subject_id, self.subject_name)
+        return Subject(self.subject_id, self.subject_name, self.roles)
 
     def acting_as(self, subject: Subject | None) -> VihfIdentity:
-        """The same structure and software, with ``subject`` as the acting person (None: as is)."""
-        if subject is None or subject == self.subject:
+        """The same structure and software, with ``subject`` acting: their NameID,
+        ``subject-id`` *and* roles. A subject whose roles are unknown does not act: the VIHF
+        would give them the responsible person's profession (the DMP decides access by the
+        role), so the responsible person stays the subject (None: as is too)."""
+        if subject is None or not subject.roles or subject == self.subject:
             return self
-        return replace(self, subject_id=subject.id, subject_name=subject.name)
+        return replace(self, subject_id=subject.id, subject_name=subject.name, roles=subject.roles)
 
 
 @dataclass(frozen=True)
 class Subject:
-    """The person a VIHF names (NameID, ``subject-id``): the document's author, when known."""
+    """The person a VIHF names (NameID, ``subject-id``, ``subject:role``): the document's
+    author, when known with their profession."""
 
     id: str  # IdNat_PS
     name: str
+    roles: tuple[Role, ...] = ()  # their profession / specialty (JDV_J65); () unknown
 
 
 @dataclass(frozen=True)
@@ -149,19 +131,6 @@ class SigningKey:
         if not isinstance(loaded, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise VihfError("the structure key must be an RSA or EC key (IGC-Santé)")
         return loaded
-
-
-@dataclass(frozen=True)
-class VerifiedVihf:
-    """What a verified assertion says: its attributes (first value, roles as ``code^OID``)."""
-
-    name_id: str
-    attributes: Mapping[str, tuple[str, ...]]
-    certificate: x509.Certificate
-    not_on_or_after: datetime
-
-    def value(self, name: str) -> str:
-        return self.attributes[name][0]
 
 
 def signed_vihf(
@@ -244,55 +213,6 @@ def _attribute_statement(
     _coded(purpose, "PurposeOfUse", "normal", PURPOSE_OF_USE_OID, "Accès normal")
 
 
-def verify_vihf(assertion: etree._Element | bytes, ca_file: Path, *, now: datetime) -> VerifiedVihf:
-    """Check a received assertion as the DMP does; :class:`VihfError` says what is wrong."""
-    data = assertion if isinstance(assertion, bytes) else etree.tostring(assertion)
-    try:
-        result = XMLVerifier().verify(data, ca_pem_file=str(ca_file), parser=safe_parser())
-    except (InvalidSignature, InvalidInput) as exc:
-        reason = f"the VIHF signature does not verify with a certificate of the trusted CA: {exc}"
-        raise VihfError(reason) from None
-    except (x509.verification.VerificationError, ValueError) as exc:
-        raise VihfError(f"the VIHF certificate is not trusted: {exc}") from None
-    if isinstance(result, list):
-        raise VihfError("the VIHF carries more than one signature")
-    signed = result.signed_xml
-    if signed is None or signed.tag != f"{{{SAML}}}Assertion":
-        raise VihfError("the signature does not cover a saml:Assertion")
-    not_before = _when(signed, "saml:Conditions/@NotBefore")
-    not_after = _when(signed, "saml:Conditions/@NotOnOrAfter")
-    if not not_before - timedelta(minutes=1) <= now < not_after:
-        raise VihfError("the VIHF is outside its validity window (Conditions)")
-    attributes = {
-        str(a.get("Name")): tuple(_value(v) for v in a.iterfind("saml:AttributeValue", _NS))
-        for a in signed.iterfind("saml:AttributeStatement/saml:Attribute", _NS)
-    }
-    if missing := [name for name in REQUIRED if not any(attributes.get(name, ()))]:
-        raise VihfError("the VIHF lacks the attributes " + ", ".join(missing))
-    name_id = signed.findtext("saml:Subject/saml:NameID", "", _NS).strip()
-    if not name_id:
-        raise VihfError("the VIHF has no Subject/NameID")
-    return VerifiedVihf(
-        name_id, attributes, _signer(result.signature_xml, result.signature_key), not_after
-    )
-
-
-_NS: Final = {"saml": SAML, "hl7": HL7V3}
-
-
-def _signer(signature: etree._Element, public_key_pem: bytes) -> x509.Certificate:
-    """The certificate of KeyInfo whose key made the signature (signxml checked its chain)."""
-    for element in signature.iter(f"{{{DS}}}X509Certificate"):
-        der = base64.b64decode("".join((element.text or "").split()))
-        certificate = x509.load_der_x509_certificate(der)
-        key = certificate.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        if key == public_key_pem:
-            return certificate
-    raise VihfError("the VIHF signature names no certificate of its key")
-
-
 def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
     element = etree.SubElement(parent, f"{{{SAML}}}{tag}", attrs)
     if text is not None:
@@ -309,23 +229,5 @@ def _coded(parent: etree._Element, tag: str, code: str, scheme: str, display: st
         element.set("displayName", display)
 
 
-def _value(element: etree._Element) -> str:
-    """Text of an AttributeValue, or ``code^codeSystem`` of the coded value it holds."""
-    coded = next(iter(element), None)
-    if coded is not None:
-        return f"{coded.get('code', '')}^{coded.get('codeSystem', '')}"
-    return (element.text or "").strip()
-
-
 def _xs(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _when(element: etree._Element, path: str) -> datetime:
-    found = element.xpath(path, namespaces=_NS)
-    text = str(found[0]) if isinstance(found, list) and found else ""
-    try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise VihfError(f"the VIHF {path} is not an xs:dateTime") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -99,12 +99,27 @@ def _consent(zfa: Segment) -> DmpConsent:
 
 
 def _value(zfa: Segment, num: int) -> str | None:
-    return zfa.get(num) or None
+    return _single(zfa, num, _DATES[num], "102")
+
+
+def _single(zfa: Segment, num: int, label: str, code: str) -> str | None:
+    """Field ``num``'s one value (component 1), None when the field is empty; a field that
+    repeats, or that has other components but an empty first one, is refused: "nothing
+    said" is an empty field, never a value Relais could not read."""
+    reps = zfa.reps(num)
+    if not any(part for rep in reps for comp in rep for part in comp):
+        return None
+    if len(reps) > 1:
+        raise zfa.error(num, f"{label} repeats; PAM FR allows one value (no ~)", code)
+    value = zfa.get(num)
+    if not value:
+        raise zfa.error(num, f"{label} has no code in its first component (^...)", code)
+    return value
 
 
 def _code(zfa: Segment, num: int, table: frozenset[str], what: str) -> str | None:
-    value = zfa.get(num)
-    if not value:
+    value = _single(zfa, num, f"ZFA-{num} ({what})", "103")
+    if value is None:
         return None
     if value not in table:
         accepted = ", ".join(sorted(table))
@@ -117,7 +132,7 @@ def _code(zfa: Segment, num: int, table: frozenset[str], what: str) -> str | Non
 
 
 def _check_date(zfa: Segment, num: int, label: str) -> None:
-    value = zfa.get(num)
+    value = _single(zfa, num, label, "102")
     if value and not _TS.fullmatch(value):
         raise zfa.error(
             num,
@@ -137,4 +152,5 @@ def consent_record(
         **dataclasses.asdict(consent),
         "as_of": as_of or None,
         "source_event_id": source_event_id,
+        "feeding_facility": None,  # MSH-4: filled by the identity stage
     }

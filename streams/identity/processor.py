@@ -25,7 +25,7 @@ from relais.envelope import Envelope, open_envelope, seal
 from relais.keyring import Keyring, warm_patient_key
 from relais.patient_traits import open_traits
 from relais.topics import IDENTITY_ALERTS, IDENTITY_EVENTS, IDENTITY_PENDING, QUALIFIED, SUBMITTED
-from streams.identity.consent import consented, stamped
+from streams.identity.consent import absorbed_consent, consented, moved, stamped
 from streams.identity.rules import (
     InsChecker,
     InsiOutcome,
@@ -59,12 +59,8 @@ class IdentityProcessor:
         verify: InsiVerifier,
         consistency: InsChecker,
     ) -> None:
-        self.table, self.keyring, self.verify, self.consistency = (
-            table,
-            keyring,
-            verify,
-            consistency,
-        )
+        self.table, self.keyring = table, keyring
+        self.verify, self.consistency = verify, consistency
         self.codec = Codec()
         self.observed = Observed()
         self._pending: dict[str, bytes] = {}
@@ -104,6 +100,7 @@ class IdentityProcessor:
             return [self._rekey(record, state, now)]
         if any(h.event_id == record["event_id"] for h in state.held):
             return []  # a replay (at-least-once) of a document already held
+        state, noted = moved(state, record, now)  # re-keyed: the absorbed patient's word
         declared = record["patient"].get("reliability")
         if declared:  # the structure's latest word on its identity record
             state = state.with_status(record["source"]["facility"], parse_status(declared))
@@ -117,10 +114,10 @@ class IdentityProcessor:
             )
             self._note(verdict)
             self.save(key, state.holding(_held(record, raw, verdict, now)))
-            return [self._held_output(record, verdict, now)]
+            return [*noted, self._held_output(record, verdict, now)]
         state, outputs = await self._decide(key, state, record, raw, now)
         self.save(key, state)
-        return outputs
+        return noted + outputs
 
     async def _decide(
         self,
@@ -222,6 +219,8 @@ class IdentityProcessor:
             if traits.get("ins"):  # the IPPs it names belong to this INS from now on
                 ids = [(str(i), str(a)) for i, a in traits.get("local_ids") or ()]
                 outputs += self._redirects(record, ids)
+        else:  # RETRY, maybe carrying the consent of an absorbed patient
+            state, outputs = moved(state, record, now)
         return outputs + await self.release(key, state, now)
 
     def _updated(self, state: PatientState, record: Record) -> PatientState:
@@ -289,12 +288,22 @@ class IdentityProcessor:
             return [self._identity_alert(record, key, verdict, now)]
         redirect = self.codec.encode("IdentityUpdate", record)
         state = replace(state, merged_into=record["patient"]["patient_key"], redirect=redirect)
-        outputs = []
+        outputs = self._hand_over(record, state)
         for held in state.held:
             _, document = self.codec.decode(held.value, expected="DocumentSubmitted")
             outputs.append(self._rekey(document, state, now))
         self.save(key, replace(state, held=()))
         return outputs
+
+    def _hand_over(self, record: Record, state: PatientState) -> list[Output]:
+        """The absorbed patient's DMP consent, sent to the survivor (a RETRY carrying it)."""
+        if (consent := absorbed_consent(state)) is None:
+            return []
+        event_id = derived_id(record["event_id"], "consent", record["target_key"])
+        patient = self._reseal(record["patient"], record["event_id"], event_id)
+        carry = {**record, "event_id": event_id, "kind": "RETRY", "target_key": None}
+        carry["patient"] = {**patient, "dmp_consent": consent}
+        return [Output(IDENTITY_EVENTS, "IdentityUpdate", carry, _key(carry))]
 
     def _rekey(self, document: Record, state: PatientState, now: datetime) -> Output:
         assert state.redirect is not None
@@ -302,11 +311,10 @@ class IdentityProcessor:
         patient = self._reseal(redirect["patient"], redirect["event_id"], document["event_id"])
         # The document keeps its own structure's declared status: the survivor's identity
         # replaces the traits, not what the document's sender checked.
-        moved = {
-            **document,
-            "patient": {**patient, "reliability": document["patient"]["reliability"]},
-        }
-        return Output(SUBMITTED, "DocumentSubmitted", moved, patient["patient_key"].encode())
+        # ... and carries the absorbed patient's DMP consent (it may arrive before _hand_over's)
+        reliability, consent = document["patient"]["reliability"], absorbed_consent(state)
+        to = {**patient, "reliability": reliability, "dmp_consent": consent}
+        return Output(SUBMITTED, "DocumentSubmitted", {**document, "patient": to}, _key(to))
 
     def _reseal(self, patient: Record, from_event: str, to_event: str) -> Record:
         plain = open_envelope(
@@ -370,7 +378,8 @@ def _carried(record: Record) -> Record:
 
 
 def _key(record: Record) -> bytes:
-    return str(record["patient"]["patient_key"]).encode()
+    patient = record.get("patient", record)  # a record, or its patient
+    return str(patient["patient_key"]).encode()
 
 
 def _held(record: Record, raw: bytes, verdict: Verdict, now: datetime) -> Held:

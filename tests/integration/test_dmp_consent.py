@@ -2,9 +2,11 @@
 
 An ADT with the patient's objection (ZFA-9 IO), then a lab result for that patient: not
 filed in the DMP (the sandbox never sees it), REJECTED with the reason, a dead letter,
-the producer's ZAM^Z01 N naming it, and the audit event of the change. An ADT lifting the
-objection (ZFA-9 INO): the next document is filed, and the refused one once the operator
-replays its dead letter.
+the producer's ZAM^Z01 N naming it, and the audit event of the change; replayed before
+the objection is lifted, refused again. An ADT lifting the objection (ZFA-9 INO): the
+next document is filed, and the refused one once the operator replays its dead letter.
+A document stamped before an objection but filed after it (the DMP was down) is refused:
+the sink checks the patient's word as it is when it files (identity.consent).
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from ops.demo.samples import DOMINIQUE, LAB, sample
+from ops.demo.samples import DOMINIQUE, LAB, SARAH_LOU, sample
 from ops.localstack import Landing, LocalStack, read_landing
 from producers.publisher import Publisher
 from relais import kafka_clients
 from relais.contracts import Codec
 from relais.topics import BUSINESS_ACKS
-from tests.builders import adt_message
+from tests.builders import IPP, adt_message, ipp_only
 
 ACK_RECEPTION = (
     "OBX|3|CE|ACK_RECEPTION^Accuse de reception^MetaDMPMSS||Y^^expandedYes-NoIndicator||||||F\r"
@@ -133,6 +135,14 @@ async def test_an_objection_stops_dmp_filing_until_it_is_lifted(stack: LocalStac
         assert DOMINIQUE.family.encode() not in ack["message"]
         assert not [u for u in stack.sandbox.submissions if u.endswith(".115022000001")]
 
+        # replayed before the objection is lifted: checked like any filing, refused again
+        code, out = await replay(stack, letter["dead_letter_id"])
+        assert code != 0, out
+        assert "rejected" in out, out
+        land = await landing(stack, lambda lan: len(letters(lan, refused)) == 2)
+        assert not [u for u in stack.sandbox.submissions if u.endswith(".115022000001")]
+        letter = letters(land, refused)[-1]
+
         lifted = await publisher.submit_identity(adt("INO", "20261123090000", "ZFA2"))
         land = await landing(stack, lambda lan: len(consent_audits(lan)) == 2)
         assert consent_audits(land)[-1]["event_id"] == lifted
@@ -145,7 +155,68 @@ async def test_an_objection_stops_dmp_filing_until_it_is_lifted(stack: LocalStac
     assert ack["accepted"]
     assert [u for u in stack.sandbox.submissions if u.endswith(".115022000002")]
 
-    # the objection lifted, the operator replays the refused document: it is filed
+    # the objection lifted, the operator replays the refused document: the patient's word
+    # now (identity.consent) lets it be filed, though its stamp still says IO
     code, out = await replay(stack, letter["dead_letter_id"])
     assert code == 0, out
     assert [u for u in stack.sandbox.submissions if u.endswith(".115022000001")]
+
+
+async def test_a_document_stamped_before_an_objection_and_filed_after_it_is_refused(
+    stack: LocalStack,
+) -> None:
+    """The DMP is down: the document waits in the sink's retries while the patient objects."""
+    s = stack.settings
+    async with Publisher(
+        bootstrap=s.kafka.bootstrap, keyring=stack.keyring, topic_prefix=s.kafka.prefix
+    ) as publisher:
+        stack.sandbox.unavailable = True
+        try:
+            await publisher.submit_identity(adt("INO", "20261124090000", "ZFA3"))
+            [waiting] = await publisher.submit_lab_result(lab(3))
+            await landing(stack, lambda lan: decided(lan, waiting))  # stamped: not objected
+            objection = await publisher.submit_identity(adt("IO", "20261125090000", "ZFA4"))
+            await landing(
+                stack, lambda lan: any(a["event_id"] == objection for a in consent_audits(lan))
+            )
+        finally:
+            stack.sandbox.unavailable = False
+        land = await landing(stack, lambda lan: waiting in lan.delivered)
+    assert land.delivered[waiting]["outcome"] == "REJECTED"
+    assert land.delivered[waiting]["code"] == "DMPPatientOpposition"
+    assert not [u for u in stack.sandbox.submissions if u.endswith(".115022000003")]
+
+
+async def test_an_objection_given_under_the_ipp_stays_when_the_ins_arrives(
+    stack: LocalStack,
+) -> None:
+    """A01 with only the IPP and IO, then A08 with the INS and the IPP (no ZFA): the IPP's
+    state is re-keyed to the INS patient, and its objection with it."""
+    s = stack.settings
+    a01 = ipp_only(adt_message(SARAH_LOU, "A01", "QUAL", control_id="IPP1"), SARAH_LOU)
+    a08 = adt_message(SARAH_LOU, "A08", "QUAL", control_id="INS1", ipp=IPP)
+    async with Publisher(
+        bootstrap=s.kafka.bootstrap, keyring=stack.keyring, topic_prefix=s.kafka.prefix
+    ) as publisher:
+        before = len(consent_audits(await landing(stack, lambda lan: True)))
+        await publisher.submit_identity(a01 + b"ZFA|ACTIF||||||||IO\r")
+        await landing(stack, lambda lan: len(consent_audits(lan)) == before + 1)
+        await publisher.submit_identity(a08)
+        land = await landing(stack, lambda lan: len(consent_audits(lan)) == before + 2)
+        assert "feeding=IO" in consent_audits(land)[-1]["outcome"]  # handed to the INS patient
+        [document] = await publisher.submit_lab_result(
+            sample(LAB, SARAH_LOU, 11) + ACK_RECEPTION.encode()
+        )
+        land = await landing(stack, lambda lan: document in lan.delivered)
+    assert land.delivered[document]["outcome"] == "REJECTED"
+    assert land.delivered[document]["code"] == "DMPPatientOpposition"
+    assert not [u for u in stack.sandbox.submissions if u.endswith(".115022000011")]
+
+
+def letters(land: Landing, event_id: str) -> list[dict[str, Any]]:
+    return [d for d in land.dead if d["event_id"] == event_id]
+
+
+def decided(land: Landing, event_id: str) -> bool:
+    """The identity stage forwarded the document (stamped with the word of that moment)."""
+    return any(a["action"] == "IDENTITY_DECIDED" and a["event_id"] == event_id for a in land.audits)

@@ -7,6 +7,7 @@ MSSanté operator sandbox (docs/embargo.md)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import re
@@ -22,7 +23,11 @@ import pytest
 from ops.demo.samples import DOMINIQUE, IMAGING, cda, hl7_message
 from ops.localstack import Landing, LocalStack, read_landing, scrape
 from producers.publisher import Publisher
+from relais import kafka_clients
+from relais.contracts import Codec
 from relais.document_store.open import open_store
+from relais.topic_reader import partitions_of, read_to_end
+from relais.topics import DELIVERY_MSSANTE
 from streams.route.release_policy import DEFAULT_POLICY
 from tests.shared_data import shared
 
@@ -283,6 +288,37 @@ async def test_a_deletion_before_the_release_date_cancels_the_held_copy(
     [cancelled] = final(landing, event, "NOTIFY")
     assert cancelled["outcome"] == "REJECTED"
     assert copies_of(embargo, doc_id) == 0  # nothing of it reached the patient's mailbox
+    # a crash before the commit: the deletion's requests come again (the same records)
+    received = len(mails(embargo, PATIENT))
+    assert await replay(embargo, deleted) == 2  # the doctor's and the patient's
+    landing = await read_landing(
+        s.kafka.bootstrap,
+        s.kafka.prefix,
+        timeout_s=60,
+        until=lambda lan: len(final(lan, deleted, "MSSANTE")) >= 4 or bool(lan.dead),
+    )
+    again = [x for x in final(landing, deleted, "MSSANTE") if "already done" in x["detail"]]
+    assert sorted(str(x["code"]) for x in again).count("HELD_COPY_CANCELLED") == 1, again
+    assert len(mails(embargo, PATIENT)) == received  # no withdrawal of a copy never sent
+
+
+async def replay(stack: LocalStack, event_id: str) -> int:
+    """Write the MSSanté requests of ``event_id`` again, as they were (a replayed poll)."""
+    s = stack.settings
+    bootstrap, prefix = s.kafka.bootstrap, s.kafka.prefix
+    messages = await read_to_end(
+        bootstrap, await partitions_of(bootstrap, [DELIVERY_MSSANTE], prefix)
+    )
+    codec = Codec()
+    again = [m for m in messages if codec.decode(m.value)[1]["event_id"] == event_id]
+    producer = kafka_clients.producer(bootstrap, acks="all")
+    await producer.start()
+    try:
+        for m in again:
+            await producer.send_and_wait(m.topic, m.value, key=m.key, partition=m.partition)
+    finally:
+        await producer.stop()
+    return len(again)
 
 
 async def test_a_dmp_outage_at_the_release_date_delays_the_update_and_the_notification(
@@ -323,3 +359,62 @@ async def test_a_dmp_outage_at_the_release_date_delays_the_update_and_the_notifi
     [told] = final(landing, event, "NOTIFY")
     assert told["outcome"] == "DELIVERED"
     assert told["at"] >= lifted["at"]
+
+
+def correction_of(parent: str, validated: datetime) -> tuple[str, bytes]:
+    """(document id, MDM^T10) of a new CR-IMG replacing the document ``parent`` (TXA-13)."""
+    doc_id = f"1.2.250.1.213.1.1.9.4242.18748{uuid.uuid4().int % 10**9:09d}"
+    document = cda(IMAGING, DOMINIQUE, doc_id, "Scanner thoracique: compte rendu corrige.")
+    time_value = validated.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
+    document = re.sub(
+        rb'<legalAuthenticator><time value="[^"]+"/>',
+        f'<legalAuthenticator><time value="{time_value}"/>'.encode(),
+        document,
+    )
+    mdm = dataclasses.replace(IMAGING, message_type="MDM^T10^MDM_T02")
+    control = f"EMB{uuid.uuid4().int % 10**6:06d}C"
+    raw = hl7_message(mdm, DOMINIQUE, control, document)
+    raw = raw.replace(f"|{control}|||||AU".encode(), f"|{control}|{parent}||||AU".encode(), 1)
+    raw = raw.replace(b"||||||F\rPRT|", b"||||||C\rPRT|", 1)
+    return doc_id, raw + (RECIPIENT + FLAGS).encode()
+
+
+async def test_a_replacement_after_the_lift_replaces_the_current_version(
+    embargo: LocalStack,
+) -> None:
+    """TD3.3b made version 2 (a new entryUUID, version 1 deprecated): a later replacement
+    names version 2, found by ITI-18, not the entryUUID the sink learnt after filing."""
+    s = embargo.settings
+    validated = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=20)
+    doc_id, raw = imaging_report(5, validated)
+    async with Publisher(
+        bootstrap=s.kafka.bootstrap,
+        keyring=embargo.keyring,
+        topic_prefix=s.kafka.prefix,
+        store=open_store(s),
+    ) as publisher:
+        [event] = await publisher.submit_imaging_report(raw)
+        landing = await read_landing(
+            s.kafka.bootstrap,
+            s.kafka.prefix,
+            timeout_s=120,
+            until=lambda lan: bool(visibility(lan, event)) or bool(lan.dead),
+        )
+        [lifted] = visibility(landing, event)
+        assert lifted["outcome"] == "DELIVERED", lifted
+        first = embargo.sandbox.updates.current(doc_id)
+        assert first is not None
+        assert first.number == 2
+        new_id, corrected = correction_of(doc_id, validated)
+        [replacing] = await publisher.submit_imaging_report(corrected)
+    landing = await read_landing(
+        s.kafka.bootstrap,
+        s.kafka.prefix,
+        timeout_s=90,
+        until=lambda lan: bool(filing(lan, replacing)) or bool(lan.dead),
+    )
+    assert landing.dead == [], [d["reason_code"] for d in landing.dead]
+    [filed] = filing(landing, replacing)
+    assert filed["outcome"] == "DELIVERED", filed
+    assert embargo.sandbox.filed[new_id].replaces == doc_id
+    assert embargo.sandbox.filed[doc_id].status == "Deprecated"

@@ -64,3 +64,18 @@ def test_no_stamp_or_a_deletion_is_never_stopped() -> None:
     assert consent_refusal(request()) is None
     assert consent_refusal(request("DELETE", feeding="IO")) is None
     assert consent_refusal(request("REPLACE", feeding="IO")) is not None
+
+
+def test_the_word_now_decides_over_the_stamp_which_is_the_fallback() -> None:
+    objected = {"dmp_status": "ACTIF", "feeding": "IO", "source_event_id": "adt-2"}
+    lifted = {"dmp_status": "ACTIF", "feeding": "INO", "source_event_id": "adt-3"}
+    # stamped before the objection, filed after it: refused
+    refusal = consent_refusal(request(feeding="INO"), objected)
+    assert refusal is not None
+    assert refusal.code == OPPOSITION
+    assert "adt-2" in refusal.detail
+    # stamped with the objection, lifted since (a replay): filed
+    assert consent_refusal(request(feeding="IO"), lifted) is None
+    # nothing published for the patient: the stamp
+    assert consent_refusal(request(feeding="IO"), None) is not None
+    assert consent_refusal(request("DELETE"), objected) is None

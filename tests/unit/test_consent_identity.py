@@ -11,13 +11,13 @@ from producers.hl7.message import parse_message
 from producers.submission import identity_update, submissions
 from relais.contracts import Codec, Record
 from relais.keyring import Keyring
-from relais.topics import AUDIT, QUALIFIED
-from streams.identity.consent import applied, summary
+from relais.topics import AUDIT, IDENTITY_CONSENT, IDENTITY_EVENTS, QUALIFIED, SUBMITTED
+from streams.identity.consent import applied, combined, summary
 from streams.identity.processor import IdentityProcessor
 from streams.identity.rules import InsiOutcome
 from streams.identity.state import PatientState
 from streams.stage import Output
-from tests.builders import adt_message
+from tests.builders import IPP, adt_message, ipp_only
 
 KEYRING = Keyring.generate()
 CODEC = Codec()
@@ -76,6 +76,13 @@ async def test_an_objection_is_kept_audited_and_stamped_then_lifted() -> None:
     assert "MSH-10 ADT1" in audit["detail"]
     assert DOMINIQUE.ins not in str(audit)
     assert DOMINIQUE.family not in str(audit)
+    # published for the DMP sink, by the patient's key (consumers.dmp.consent_table)
+    [word] = [o for o in outputs if o.topic == IDENTITY_CONSENT]
+    assert word.key == key.encode()
+    _, decoded = CODEC.decode(CODEC.encode("PatientConsent", word.record))
+    assert decoded["consent"]["feeding"] == "IO"
+    assert decoded["consent"]["feeding_facility"] == "RELAIS-DEMO"
+    assert DOMINIQUE.ins not in str(decoded)
     proc.commit()
     stamp = (await forwarded(proc, 1))["patient"]["dmp_consent"]
     assert stamp["feeding"] == "IO"
@@ -148,9 +155,143 @@ def test_each_part_of_zfa_stands_alone_and_not_asked_never_erases_a_word() -> No
     assert summary(None) == "none"
 
 
-def test_order_by_the_adt_time_with_its_offset() -> None:
+def test_order_by_the_adt_time_with_its_offset_or_in_paris_time() -> None:
     kept = applied(None, said(feeding="IO", as_of="202611221000+0100"))  # 09:00 UTC
     assert kept is not None
     assert applied(kept, said(feeding="INO", as_of="202611220930+0100")) is None  # 08:30 UTC
-    assert applied(kept, said(feeding="INO", as_of="202611220930")) is not None  # no offset
+    # no offset: Paris time (winter +0100: 08:30 UTC, older; 10:30 is 09:30 UTC, newer)
+    assert applied(kept, said(feeding="INO", as_of="202611220930")) is None
+    assert applied(kept, said(feeding="INO", as_of="202611221030")) is not None
+    summer = applied(None, said(feeding="IO", as_of="202607011000+0000"))  # 10:00 UTC
+    assert summer is not None
+    assert applied(summer, said(feeding="INO", as_of="20260701115900")) is None  # 09:59 UTC
     assert applied(kept, said(feeding="INO", as_of=None)) is not None  # unknown: in order
+
+
+def test_only_the_structure_that_collected_an_objection_lifts_it() -> None:
+    kept = applied(None, said(feeding="IO", feeding_facility="CHU-A"))
+    assert kept is not None
+    other = applied(kept, said(feeding="INO", feeding_facility="CLINIQUE-B", as_of="20261123"))
+    assert other is not None
+    assert (other["feeding"], other["feeding_facility"]) == ("IO", "CHU-A")
+    same = applied(kept, said(feeding="INO", feeding_facility="CHU-A", as_of="20261123"))
+    assert same is not None
+    assert same["feeding"] == "INO"
+    # a closed DMP is the DMP's state: any structure tells it, and its reopening
+    closed = applied(kept, said(dmp_status="FERME", as_of="20261123"))
+    assert closed is not None
+    reopened = applied(closed, said(dmp_status="ACTIF", as_of="20261124"))
+    assert reopened is not None
+    assert (reopened["dmp_status"], reopened["feeding"]) == ("ACTIF", "IO")
+
+
+async def test_another_structures_adt_does_not_lift_an_objection() -> None:
+    proc = processor()
+    await proc.on_identity(adt("ZFA|ACTIF||||||||IO", "20261122100000", "ADT1"), NOW)
+    proc.commit()
+    other = adt("ZFA|ACTIF||||||||INO", "20261123100000", "ADT2")
+    other["source"] = {**other["source"], "facility": "CLINIQUE-B"}
+    assert audits(await proc.on_identity(other, NOW)) == []
+    proc.commit()
+    stamp = (await forwarded(proc, 1))["patient"]["dmp_consent"]
+    assert (stamp["feeding"], stamp["feeding_facility"]) == ("IO", "RELAIS-DEMO")
+    lifted = adt("ZFA|ACTIF||||||||INO", "20261124100000", "ADT3")
+    assert len(audits(await proc.on_identity(lifted, NOW))) == 1
+    proc.commit()
+    assert (await forwarded(proc, 2))["patient"]["dmp_consent"]["feeding"] == "INO"
+
+
+def ipp_adt(zfa: str | None, trigger: str, *, ins: bool, merged: bool = False) -> Record:
+    """An ADT for DOMINIQUE: with the INS and the IPP (``ins``) or the IPP only."""
+    raw = adt_message(
+        DOMINIQUE,
+        trigger,
+        "QUAL",
+        control_id=trigger,
+        ipp=IPP if ins else None,
+        merged_ipp=IPP if merged else None,
+    )
+    raw = raw if ins else ipp_only(raw, DOMINIQUE)
+    raw += f"{zfa}\r".encode() if zfa else b""
+    return identity_update(parse_message(raw), sector="HOSPITAL", keyring=KEYRING, now=NOW)
+
+
+def ipp_document(n: int) -> tuple[Record, bytes]:
+    [record] = submissions(
+        parse_message(ipp_only(sample(LAB, DOMINIQUE, n), DOMINIQUE)),
+        sector="LAB",
+        keyring=KEYRING,
+        now=NOW,
+    )
+    return record, CODEC.encode("DocumentSubmitted", record)
+
+
+async def pump(proc: IdentityProcessor, outputs: list[Output], *, late: str = "") -> list[Output]:
+    """Feed the stage's own outputs back to it (identity events, re-keyed documents) until
+    none is left; those on topic ``late`` go last. Returns everything that came out."""
+    seen, queue = list(outputs), list(outputs)
+    while queue:
+        queue.sort(key=lambda o: o.topic.suffix == late)
+        out = queue.pop(0)
+        if out.topic == IDENTITY_EVENTS:
+            produced = await proc.on_identity(out.record, NOW)
+        elif out.topic == SUBMITTED:
+            produced = await proc.on_document(
+                out.record, CODEC.encode("DocumentSubmitted", out.record), NOW
+            )
+        else:
+            continue
+        proc.commit()
+        seen += produced
+        queue += produced
+    return seen
+
+
+async def test_an_objection_follows_the_ipp_when_the_ins_arrives() -> None:
+    """The reviewer's repro: A01 with only an IPP and IO, A08 with INS+IPP and no ZFA."""
+    proc = processor()
+    await pump(
+        proc,
+        await proc.on_identity(ipp_adt("ZFA|ACTIF||||||||IO", "A01", ins=False), NOW),
+    )
+    proc.commit()
+    outputs = await pump(proc, await proc.on_identity(ipp_adt(None, "A08", ins=True), NOW))
+    [audit] = audits(outputs)
+    assert "feeding=IO" in audit["outcome"]
+    assert DOMINIQUE.ins not in str(audit)
+    assert (await forwarded(proc, 1))["patient"]["dmp_consent"]["feeding"] == "IO"
+    held, raw = ipp_document(2)  # in flight under the IPP: re-keyed, then stamped
+    outputs = await pump(proc, await proc.on_document(held, raw, NOW))
+    [out] = [o for o in outputs if o.topic == QUALIFIED]
+    assert out.record["patient"]["dmp_consent"]["feeding"] == "IO"
+
+
+async def test_an_a40_hands_the_absorbed_objection_to_the_survivor() -> None:
+    """A document held under the IPP may reach the survivor before the consent's RETRY."""
+    proc = processor()
+    await proc.on_identity(ipp_adt("ZFA|FERME||20261120||||||IO", "A01", ins=False), NOW)
+    proc.commit()
+    held, raw = ipp_document(1)
+    await proc.on_document(held, raw, NOW)  # an IPP only: held
+    proc.commit()
+    outputs = await pump(
+        proc,
+        await proc.on_identity(ipp_adt(None, "A40", ins=True, merged=True), NOW),
+        late=IDENTITY_EVENTS.suffix,
+    )
+    [out] = [o for o in outputs if o.topic == QUALIFIED]
+    stamp = out.record["patient"]["dmp_consent"]
+    assert (stamp["dmp_status"], stamp["feeding"]) == ("FERME", "IO")
+    assert len(audits(outputs)) == 1  # audited once, by whichever carried it first
+    assert (await forwarded(proc, 2))["patient"]["dmp_consent"]["feeding"] == "IO"
+
+
+def test_combined_words_never_let_a_newer_blank_or_na_erase_an_objection() -> None:
+    old = said(dmp_status="FERME", feeding="IO", as_of="20261120")
+    new = said(feeding="NA", as_of="20261122")
+    for kept, other in ((old, new), (new, old)):
+        both = combined(kept, other)
+        assert (both["dmp_status"], both["feeding"], both["as_of"]) == ("FERME", "IO", "20261122")
+    lifted = combined(old, said(feeding="INO", as_of="20261122"))
+    assert lifted["feeding"] == "INO"
+    assert combined(said(feeding="INO", as_of="20261122"), old)["feeding"] == "INO"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.dmp.error_codes import CODES, Decision, decide, retriable
+from consumers.dmp.error_codes import CODES, Decision, decide, metric_label, retriable
 from consumers.dmp.reuse import refusal
 from consumers.dmp.submission import DmpRejected, DmpUnavailable, read_answer
-from consumers.ihe import iti41
-from consumers.ihe.iti41 import RegistryError, SoapFault
+from sandboxes.dmp_answers import Error, fault, registry_response
 
 
 def test_every_code_names_its_source_and_says_what_to_do() -> None:
@@ -47,6 +46,7 @@ def test_every_code_names_its_source_and_says_what_to_do() -> None:
         ("XDSRegistryError", Decision.REFUSE),
         ("UnresolvedReferenceException", Decision.REFUSE),
         ("HTTP400", Decision.REFUSE),
+        ("TD02Unreadable", Decision.REFUSE),  # an answer Relais cannot read: not retried
     ],
 )
 def test_the_table_decides(code: str, decision: Decision) -> None:
@@ -64,20 +64,31 @@ def test_an_unknown_code_is_refused_with_the_code_quoted() -> None:
 
 
 def test_a_registry_answer_is_retried_or_refused_from_the_table() -> None:
-    busy = iti41.registry_response([RegistryError("XDSRepositoryBusy", "busy")])
+    """The answers are the DMP sandbox's (sandboxes.dmp_answers), not the client's."""
+    busy = registry_response([Error("XDSRepositoryBusy", "busy")], relates_to="")
     with pytest.raises(DmpUnavailable) as retried:
         read_answer(200, "application/soap+xml", busy)
     assert retried.value.code == "XDSRepositoryBusy"
-    closed = iti41.registry_response([RegistryError("DMPClosed", "closed")])
+    closed = registry_response([Error("DMPClosed", "closed")], relates_to="")
     with pytest.raises(DmpRejected) as refused:
         read_answer(200, "application/soap+xml", closed)
     assert refused.value.code == "DMPClosed"
-    fault = iti41.soap_fault(SoapFault("Sender", "XDSRegistryBusy", "later"))
+    later = fault("Sender", "XDSRegistryBusy", "later", relates_to="")
     with pytest.raises(DmpUnavailable):  # a Sender fault the table says is worth retrying
-        read_answer(400, "application/soap+xml", fault)
-    other = iti41.soap_fault(SoapFault("Sender", "wsse:FailedAuthentication", "no"))
+        read_answer(400, "application/soap+xml", later)
+    other = fault("Sender", "wsse:FailedAuthentication", "no", relates_to="")
     with pytest.raises(DmpRejected):
         read_answer(400, "application/soap+xml", other)
+
+
+def test_a_metric_label_is_a_code_of_the_table_or_other() -> None:
+    """The DMP's raw codes are unbounded; a Prometheus label's values must not be."""
+    assert metric_label(None) == "open"
+    assert metric_label("DMPClosed") == "DMPClosed"
+    assert metric_label("TD02Unreadable") == "TD02Unreadable"
+    assert metric_label("DMPSomethingNew") == "other"
+    assert metric_label("x" * 500) == "other"
+    assert {metric_label(f"DMP{n}") for n in range(1000)} == {"other"}
 
 
 def test_the_dead_letter_says_what_the_code_means_never_the_dmps_text() -> None:

@@ -20,6 +20,7 @@ from domain.xds.metadata import document_entry
 from ops.demo.samples import DOMINIQUE, LAB, cda
 from sandboxes.dmp import DmpSandbox
 from sandboxes.dmp_query import FIND_DOCUMENTS, values
+from sandboxes.dmp_registry import REPOSITORY_UNIQUE_ID
 from sandboxes.dmp_xml import NS
 from sandboxes.pki import SandboxPki, write_test_pki
 from tests.unit.test_dmp_oracle_kit import (
@@ -79,7 +80,10 @@ def test_the_dmp_issues_its_own_entry_uuid_per_version(pki: SandboxPki) -> None:
 def test_get_documents_answers_the_issued_entry_uuid(pki: SandboxPki) -> None:
     sandbox = filed(pki)
     query = iti18.get_documents(
-        (DOC_ID, "1.2.3.9"), to="https://x/registry", security=security(pki)
+        (DOC_ID, "1.2.3.9"),
+        to="https://x/registry",
+        security=security(pki),
+        return_type="ObjectRef",
     )
     response = found(sandbox.registry(iti18.CONTENT_TYPE, query))
     refs = response.xpath("rim:RegistryObjectList/rim:ObjectRef/@id", namespaces=NS)
@@ -92,6 +96,12 @@ def test_get_documents_answers_the_issued_entry_uuid(pki: SandboxPki) -> None:
     assert entry is not None
     assert entry.get("id") == sandbox.filed[DOC_ID].entry_uuid
     assert entry.get("status", "").endswith(":Approved")
+    assert entry.get("lid") == entry.get("id")  # the first version is its own series
+    assert entry.find("rim:VersionInfo", NS).get("versionName") == "1"  # type: ignore[union-attr]
+    answer = iti18.read_answer(etree.tostring(entry.getroottree()))
+    assert answer.current is not None
+    assert answer.current.repository_unique_id == REPOSITORY_UNIQUE_ID
+    assert answer.current.confidentiality == tuple(c.code for c in ENTRY.confidentiality)
     unique = entry.xpath(
         f"rim:ExternalIdentifier[@identificationScheme='{Scheme.DE_UNIQUE_ID}']/@value",
         namespaces=NS,
@@ -101,7 +111,9 @@ def test_get_documents_answers_the_issued_entry_uuid(pki: SandboxPki) -> None:
 
 def test_find_documents_by_patient_and_status(pki: SandboxPki) -> None:
     sandbox = filed(pki)
-    query = iti18.get_documents((DOC_ID,), to="https://x/registry", security=security(pki))
+    query = iti18.get_documents(
+        (DOC_ID,), to="https://x/registry", security=security(pki), return_type="ObjectRef"
+    )
     root = etree.fromstring(query)
     adhoc = root.find(".//rim:AdhocQuery", NS)
     assert adhoc is not None
@@ -134,7 +146,7 @@ def test_find_documents_by_patient_and_status(pki: SandboxPki) -> None:
 
 def test_a_query_must_be_valid_against_query_xsd(pki: SandboxPki) -> None:
     query = iti18.get_documents((DOC_ID,), to="https://x/registry", security=security(pki))
-    wrong = query.replace(b'returnType="ObjectRef"', b'returnType="Everything"')
+    wrong = query.replace(b'returnType="LeafClass"', b'returnType="Everything"')
     assert "query.xsd" in fault(filed(pki).registry(SOAP12, wrong))[2]
 
 

@@ -25,6 +25,7 @@ from consumers.ihe.vihf import Role, SigningKey, VihfIdentity, signed_vihf
 from domain.xds.ebrim import SUBMISSION_SET_NODE, Scheme
 from domain.xds.metadata import DocumentEntry, document_entry
 from ops.demo.samples import DOMINIQUE, LAB, SARAH_LOU, cda
+from sandboxes import dmp_answers
 from sandboxes.dmp import DmpSandbox
 from sandboxes.pki import SandboxPki, write_test_pki
 
@@ -318,8 +319,20 @@ def iti41_sha1(content: bytes) -> str:
 # read_answer ------------------------------------------------------------------------------
 
 
-def response(*errors: RegistryError) -> bytes:
-    return iti41.registry_response(errors)
+def response(*errors: dmp_answers.Error) -> bytes:
+    """A RegistryResponse as the DMP sandbox writes it."""
+    return dmp_answers.registry_response(errors, relates_to="urn:uuid:1")
+
+
+#: a Receiver fault with a subcode, as a DMP in maintenance may answer (W3C SOAP 1.2 §5.4)
+RECEIVER_FAULT = b"""<?xml version="1.0" encoding="UTF-8"?>
+<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope">
+  <env:Body><env:Fault>
+    <env:Code><env:Value>env:Receiver</env:Value>
+      <env:Subcode><env:Value>Maintenance</env:Value></env:Subcode></env:Code>
+    <env:Reason><env:Text xml:lang="en">back soon</env:Text></env:Reason>
+  </env:Fault></env:Body>
+</env:Envelope>"""
 
 
 def test_success() -> None:
@@ -327,7 +340,7 @@ def test_success() -> None:
 
 
 def test_an_idempotent_resend_reads_as_duplicate() -> None:
-    warning = RegistryError("XDSDuplicateUniqueIdInRegistry", "held", "Warning")
+    warning = dmp_answers.Error("XDSDuplicateUniqueIdInRegistry", "held", "Warning")
     assert read_answer(200, SOAP12, response(warning)) == Answer(
         "duplicate", "XDSDuplicateUniqueIdInRegistry"
     )
@@ -343,7 +356,7 @@ def test_server_errors_are_retriable(status: int) -> None:
 
 
 def test_a_receiver_fault_is_retriable_and_keeps_its_subcode() -> None:
-    fault = iti41.soap_fault(SoapFault("Receiver", "Maintenance", "back soon"))
+    fault = RECEIVER_FAULT
     with pytest.raises(DmpUnavailable) as caught:
         read_answer(500, SOAP12, fault)
     assert caught.value.code == "Maintenance"
@@ -353,7 +366,7 @@ def test_a_receiver_fault_is_retriable_and_keeps_its_subcode() -> None:
 @pytest.mark.parametrize("code", ["XDSRegistryBusy", "XDSRepositoryOutOfResources"])
 def test_busy_registries_are_retriable(code: str) -> None:
     with pytest.raises(DmpUnavailable) as caught:
-        read_answer(200, SOAP12, response(RegistryError(code, "later")))
+        read_answer(200, SOAP12, response(dmp_answers.Error(code, "later")))
     assert caught.value.code == code
 
 
@@ -362,14 +375,14 @@ def test_busy_registries_are_retriable(code: str) -> None:
 )
 def test_refusals_are_not_retriable(code: str) -> None:
     with pytest.raises(DmpRejected) as caught:
-        read_answer(200, SOAP12, response(RegistryError(code, "why")))
+        read_answer(200, SOAP12, response(dmp_answers.Error(code, "why")))
     assert caught.value.code == code
     assert caught.value.retriable is False
     assert "why" in str(caught.value)
 
 
 def test_a_sender_fault_is_a_refusal_with_its_subcode() -> None:
-    fault = iti41.soap_fault(SoapFault("Sender", "wsse:FailedAuthentication", "bad VIHF"))
+    fault = dmp_answers.fault("Sender", "wsse:FailedAuthentication", "bad VIHF", relates_to="")
     with pytest.raises(DmpRejected) as caught:
         read_answer(400, SOAP12, fault)
     assert caught.value.code == "wsse:FailedAuthentication"

@@ -6,20 +6,28 @@ written apart; here the one's query goes through the other's service and back.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
+from cryptography import x509
 from lxml import etree
 
 from consumers.dmp import td02
 from consumers.dmp.business_ack import business_ack
+from consumers.dmp.client import DmpClient, DmpConfig
 from consumers.dmp.error_codes import decide
 from consumers.dmp.status import StatusCache, verdict
 from consumers.dmp.submission import DmpRejected, DmpUnavailable, ins_of, patient_cx
 from consumers.ihe.vihf import Role, SigningKey, VihfIdentity, signed_vihf
 from domain.xds import ebrim
-from sandboxes.dmp_services import DmpState, PatientStatuses, serve
+from relais.settings import Settings
+from sandboxes.dmp import DmpSandbox, client_environment, start_sandbox
+from sandboxes.dmp_services import Authenticate, DmpState, PatientStatuses, serve
+from sandboxes.dmp_xml import NS
 from sandboxes.pki import SandboxPki, write_test_pki
+from tests.unit.test_dmp_oracle_kit import DATA, needs_data, resign
 
 INS, OID = "279035121518989", "1.2.250.1.213.1.4.10"
 PATIENT = patient_cx(INS, OID)
@@ -42,10 +50,22 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> SandboxPki:
     return write_test_pki(tmp_path_factory.mktemp("pki"), structure_id=IDENTITY.structure_id)
 
 
-def query(pki: SandboxPki, patient: str = PATIENT) -> bytes:
+@pytest.fixture(scope="module")
+def checks(pki: SandboxPki) -> Authenticate:
+    """The sandbox's own VIHF checks (those of ITI-41 and ITI-57)."""
+    return DmpSandbox(pki.ca_cert, data_dir=DATA)._authenticated
+
+
+def vihf(pki: SandboxPki, patient: str = PATIENT) -> etree._Element:
     key = SigningKey(pki.client_cert.read_bytes(), pki.client_key.read_bytes())
+    return signed_vihf(IDENTITY, patient, key, now=datetime.now(UTC))
+
+
+def query(
+    pki: SandboxPki, patient: str = PATIENT, assertion: etree._Element | None = None
+) -> bytes:
     security = etree.Element(f"{{{ebrim.WSSE}}}Security", nsmap={"wsse": ebrim.WSSE})
-    security.append(signed_vihf(IDENTITY, patient, key, now=datetime.now(UTC)))
+    security.append(vihf(pki, patient) if assertion is None else assertion)
     ins, oid = ins_of(PATIENT)
     return td02.request(
         ins, oid, to="https://dmp/patients", source_id="2.25.42", now=NOW, security=security
@@ -62,12 +82,13 @@ def query(pki: SandboxPki, patient: str = PATIENT) -> bytes:
         (DmpState.NO_RIGHT, "DMPAccessDenied"),
     ],
 )
+@needs_data
 def test_each_answer_of_the_dmp_reads_as_its_code(
-    pki: SandboxPki, state: DmpState, code: str | None
+    pki: SandboxPki, checks: Authenticate, state: DmpState, code: str | None
 ) -> None:
     statuses = PatientStatuses()
     statuses.set(INS, state)
-    status, answer = serve(statuses, query(pki))
+    status, answer = serve(statuses, query(pki), checks)
     assert status == 200
     assert td02.read_status(answer) == code
     assert statuses.asked[INS] == 1
@@ -115,22 +136,136 @@ def test_an_open_dmp_lets_the_filing_go_and_an_unknown_answer_is_retried_only_if
     assert unknown.value.code == "DMPSomethingElse"
 
 
+@needs_data
 def test_the_sandbox_refuses_a_vihf_for_another_patient_and_a_foreign_action(
-    pki: SandboxPki,
+    pki: SandboxPki, checks: Authenticate
 ) -> None:
     other = patient_cx("248098765432112", OID)
-    status, answer = serve(PatientStatuses(), query(pki, patient=other))
+    status, answer = serve(PatientStatuses(), query(pki, patient=other), checks)
     assert status == 400
     assert b"FailedAuthentication" in answer
-    status, answer = serve(PatientStatuses(), query(pki).replace(b"PRPA_IN201307UV02", b"X"))
+    foreign = query(pki).replace(b"PRPA_IN201307UV02", b"X")
+    status, answer = serve(PatientStatuses(), foreign, checks)
     assert status == 400
 
 
-def test_an_answer_that_is_not_td02_is_an_error_the_client_retries() -> None:
+def _unsigned(assertion: etree._Element) -> etree._Element:
+    signature = assertion.find("ds:Signature", NS)
+    assert signature is not None
+    assertion.remove(signature)
+    return assertion
+
+
+def _tampered(assertion: etree._Element) -> etree._Element:
+    """Another professional named, the right patient kept: only the signature can tell."""
+    name_id = assertion.find("saml:Subject/saml:NameID", NS)
+    assert name_id is not None
+    name_id.text = "899999999999"
+    return assertion
+
+
+@needs_data
+@pytest.mark.parametrize(
+    ("wrong", "refusal"),
+    [
+        (_unsigned, b"wsse:InvalidSecurity"),  # without its signature, not a valid SAML one
+        (_tampered, b"the VIHF signature fails"),
+    ],
+)
+def test_td02_verifies_the_vihf_as_iti41_does(
+    pki: SandboxPki,
+    checks: Authenticate,
+    wrong: Callable[[etree._Element], etree._Element],
+    refusal: bytes,
+) -> None:
+    """Reading resource-id from an unverified assertion would tell anyone a DMP's state."""
+    statuses = PatientStatuses()
+    status, answer = serve(statuses, query(pki, assertion=wrong(vihf(pki))), checks)
+    assert status == 400
+    assert refusal in answer
+    assert not statuses.asked  # nothing answered about the patient
+    assert serve(statuses, query(pki), checks)[0] == 200  # the right one is answered
+
+
+@needs_data
+def test_td02_wants_the_vihf_signed_by_the_tls_certificate_of_a_trusted_ca(
+    pki: SandboxPki, checks: Authenticate, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    foreign = write_test_pki(tmp_path_factory.mktemp("foreign"), structure_id="1120459876")
+    status, answer = serve(PatientStatuses(), query(foreign), checks)
+    assert (status, b"not issued by the trusted CA" in answer) == (400, True)
+    other_tls = x509.load_pem_x509_certificate(foreign.client_cert.read_bytes())
+    status, answer = serve(PatientStatuses(), query(pki), checks, other_tls)
+    assert (status, b"TLS session" in answer) == (400, True)
+    ours = x509.load_pem_x509_certificate(pki.client_cert.read_bytes())
+    assert serve(PatientStatuses(), query(pki), checks, ours)[0] == 200
+
+    def expired(assertion: etree._Element) -> None:
+        conditions = assertion.find("saml:Conditions", NS)
+        assert conditions is not None
+        conditions.set("NotOnOrAfter", "2020-01-01T00:00:00Z")
+
+    late = resign(vihf(pki), pki, expired)
+    status, answer = serve(PatientStatuses(), query(pki, assertion=late), checks)
+    assert (status, b"expired" in answer) == (400, True)
+
+
+def test_an_answer_that_is_not_td02_is_an_error() -> None:
     with pytest.raises(td02.Td02Error):
         td02.read_status(b"<not-xml")
     with pytest.raises(td02.Td02Error):
         td02.read_status(etree.tostring(etree.Element("{urn:x}Envelope")))
+
+
+@pytest.fixture
+async def garbled(pki: SandboxPki) -> AsyncIterator[DmpClient]:
+    """A DMP over mutual TLS whose patients service answers HTTP 200 with no TD0.2."""
+
+    async def patients(request: web.Request) -> web.Response:
+        return web.Response(body=b"<html>maintenance page</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/patients", patients)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=pki.server_context())
+    await site.start()
+    port = runner.addresses[0][1]
+    environment = client_environment(pki, f"https://127.0.0.1:{port}/repository")
+    client = DmpClient(DmpConfig.from_settings(Settings.from_env(environment)))
+    try:
+        yield client
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_an_unreadable_td02_answer_is_refused_not_retried(garbled: DmpClient) -> None:
+    """Retried, it would stall the patient's partition forever: refused, named, replayable."""
+    with pytest.raises(DmpRejected) as refused:
+        await garbled.status(PATIENT)
+    assert refused.value.code == td02.UNREADABLE == "TD02Unreadable"
+    assert refused.value.retriable is False
+    row = decide(td02.UNREADABLE)
+    assert row.source.startswith("Relais")
+    assert "not retried" in row.source
+
+
+@needs_data
+async def test_the_sandbox_over_tls_answers_a_verified_td02(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    pki = write_test_pki(tmp_path_factory.mktemp("tls"), structure_id="1120459876")
+    runner, sandbox, port = await start_sandbox("127.0.0.1", 0, pki=pki, data_dir=DATA)
+    environment = client_environment(pki, f"https://127.0.0.1:{port}/repository")
+    client = DmpClient(DmpConfig.from_settings(Settings.from_env(environment)))
+    try:
+        sandbox.statuses.set(INS, DmpState.CLOSED)
+        assert await client.status(PATIENT) == "DMPClosed"
+        assert sandbox.statuses.asked[INS] == 1
+    finally:
+        await client.close()
+        await runner.cleanup()
 
 
 def test_an_open_dmp_is_trusted_for_the_lifetime_and_a_refusal_is_never_remembered() -> None:

@@ -7,16 +7,43 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from lxml import etree
 
 from consumers.dmp.request import xds_ids
 from consumers.ihe import iti18, iti62
+from domain.xds.ebrim import LCM, QUERY, RIM, SOAP, WSA, Scheme
 from relais.delivery_ledger import TRANSITIONS, Entry, Met, Outcome, Step, done, next_step, sending
+from sandboxes.dmp_query import values
+from tests.shared_data import shared
+
+QUERY_XSD = shared("ihe-xsd", "ebRS30", "query.xsd")
+LCM_XSD = shared("ihe-xsd", "ebRS30", "lcm.xsd")
+NS = {"s": SOAP, "a": WSA, "query": QUERY, "rim": RIM, "lcm": LCM}
+APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
+DEPRECATED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated"
 
 
-def test_a_query_reads_back_with_its_ids_and_message_id() -> None:
+def adhoc_query(body: bytes) -> etree._Element:
+    """The request's AdhocQueryRequest, valid against the OASIS ebRS 3.0 query.xsd."""
+    found = etree.fromstring(body).find("s:Body/query:AdhocQueryRequest", NS)
+    assert found is not None
+    schema = etree.XMLSchema(etree.parse(str(QUERY_XSD)))
+    schema.assertValid(etree.fromstring(etree.tostring(found)))
+    return found
+
+
+def asked_ids(body: bytes) -> tuple[str, ...]:
+    """The uniqueIds the query asks for, read as a registry does (the sandbox's parser)."""
+    slot = "rim:AdhocQuery/rim:Slot[@name='$XDSDocumentEntryUniqueId']/rim:ValueList/rim:Value"
+    return tuple(v for raw in adhoc_query(body).findall(slot, NS) for v in values(raw.text or ""))
+
+
+def test_a_query_is_valid_get_documents_leaf_class() -> None:
     body = iti18.get_documents(("1.2.3", "2.25.9"), to="https://dmp/registry", message_id="urn:x")
-    query = iti18.read_query(body)
-    assert query == iti18.Query("urn:x", ("1.2.3", "2.25.9"))
+    query = adhoc_query(body)
+    assert query.find("query:ResponseOption", NS).get("returnType") == "LeafClass"  # type: ignore[union-attr]
+    assert query.find("rim:AdhocQuery", NS).get("id") == iti18.GET_DOCUMENTS  # type: ignore[union-attr]
+    assert asked_ids(body) == ("1.2.3", "2.25.9")
 
 
 @given(
@@ -30,25 +57,56 @@ def test_a_query_reads_back_with_its_ids_and_message_id() -> None:
 )
 def test_any_unique_id_survives_the_quoting(ids: list[str]) -> None:
     body = iti18.get_documents(tuple(ids), to="x")
-    assert iti18.read_query(body).unique_ids == tuple(ids)
+    assert asked_ids(body) == tuple(ids)
 
 
-def test_the_answer_lists_what_the_registry_holds() -> None:
-    answer = iti18.read_answer(iti18.query_response(("urn:uuid:a",), relates_to="urn:x"))
+def leaf(entry_uuid: str, lid: str, version: str, status: str, codes: tuple[str, ...]) -> str:
+    classes = "".join(
+        f'<rim:Classification id="urn:uuid:c{n}" classificationScheme="{Scheme.DE_CONFIDENTIALITY}"'
+        f' classifiedObject="{entry_uuid}" nodeRepresentation="{code}"/>'
+        for n, code in enumerate(codes)
+    )
+    return (
+        f'<rim:ExtrinsicObject id="{entry_uuid}" lid="{lid}" status="{status}"'
+        ' objectType="urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1">'
+        '<rim:Slot name="repositoryUniqueId"><rim:ValueList><rim:Value>1.2.3.4</rim:Value>'
+        f'</rim:ValueList></rim:Slot><rim:VersionInfo versionName="{version}"/>{classes}'
+        "</rim:ExtrinsicObject>"
+    )
+
+
+def response(found: str) -> bytes:
+    return (
+        f'<s:Envelope xmlns:s="{SOAP}"><s:Body><query:AdhocQueryResponse xmlns:query="{QUERY}"'
+        f' xmlns:rim="{RIM}" status="urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success">'
+        f"<rim:RegistryObjectList>{found}</rim:RegistryObjectList></query:AdhocQueryResponse>"
+        "</s:Body></s:Envelope>"
+    ).encode()
+
+
+def test_a_leaf_class_answer_keeps_the_approved_version_only() -> None:
+    first = leaf("urn:uuid:v1", "urn:uuid:v1", "1", DEPRECATED, ("N", "INVISIBLE_PATIENT"))
+    second = leaf("urn:uuid:v2", "urn:uuid:v1", "2", APPROVED, ("N",))
+    answer = iti18.read_answer(response(first + second))
+    assert answer.entry_uuids == ("urn:uuid:v2",)  # never the deprecated one, first or not
+    assert answer.current == iti18.Found(
+        "urn:uuid:v2", "urn:uuid:v1", "2", "Approved", "1.2.3.4", ("N",)
+    )
+    assert [v.status for v in answer.versions] == ["Deprecated", "Approved"]
+
+
+def test_an_object_ref_answer_still_reads() -> None:
+    answer = iti18.read_answer(response('<rim:ObjectRef id="urn:uuid:a"/>'))
     assert answer == iti18.Answer("Success", ("urn:uuid:a",))
-    assert iti18.read_answer(iti18.query_response(())).entry_uuids == ()
+    assert iti18.read_answer(response("")).entry_uuids == ()
+    assert answer.current is None
 
 
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        (b"<not-xml", "not XML"),
-        (b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"/>', "Action"),
-    ],
-)
-def test_what_is_not_a_query_is_refused_with_the_reason(body: bytes, message: str) -> None:
-    with pytest.raises(iti18.Iti18Error, match=message):
-        iti18.read_query(body)
+def test_what_is_not_an_answer_is_refused_with_the_reason() -> None:
+    with pytest.raises(iti18.Iti18Error, match="not XML"):
+        iti18.read_answer(b"<not-xml")
+    with pytest.raises(iti18.Iti18Error, match="AdhocQueryResponse"):
+        iti18.read_answer(f'<s:Envelope xmlns:s="{SOAP}"/>'.encode())
 
 
 def test_no_id_no_query() -> None:
@@ -105,16 +163,18 @@ def test_the_entry_bytes_are_those_existing_ledgers_hold() -> None:
     assert Entry.decode(sent).encode() == sent
 
 
-def test_a_deletion_names_the_entries_and_reads_back() -> None:
+def test_a_deletion_is_valid_and_names_the_entries() -> None:
     body = iti62.delete_document_set(["urn:uuid:a", "urn:uuid:b"], to="x", message_id="urn:m")
-    assert iti62.action_of(body) == iti62.ACTION
-    assert iti62.read_removal(body) == iti62.Removal("urn:m", ("urn:uuid:a", "urn:uuid:b"))
+    root = etree.fromstring(body)
+    assert root.findtext("s:Header/a:Action", namespaces=NS) == iti62.ACTION
+    removal = root.find("s:Body/lcm:RemoveObjectsRequest", NS)
+    assert removal is not None
+    schema = etree.XMLSchema(etree.parse(str(LCM_XSD)))
+    schema.assertValid(etree.fromstring(etree.tostring(removal)))
+    refs = removal.findall("rim:ObjectRefList/rim:ObjectRef", NS)
+    assert [r.get("id") for r in refs] == ["urn:uuid:a", "urn:uuid:b"]
     with pytest.raises(iti62.Iti62Error, match="at least one"):
         iti62.delete_document_set([], to="x")
-    query = iti18.get_documents(("1.2",), to="x")
-    assert iti62.action_of(query) == iti18.ACTION
-    with pytest.raises(iti62.Iti62Error, match="Action"):
-        iti62.read_removal(query)
 
 
 @pytest.mark.parametrize(

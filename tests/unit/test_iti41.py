@@ -1,4 +1,10 @@
-"""ITI-41 requests and answers (consumers.ihe.iti41) and their MTOM/XOP packaging (consumers.ihe.mtom)."""
+"""ITI-41 requests and answers (consumers.ihe.iti41) and their MTOM/XOP packaging (consumers.ihe.mtom).
+
+The client's requests are read back with the DMP sandbox's own readers
+(:mod:`sandboxes.dmp_envelope`, :mod:`sandboxes.dmp_ebrim`: SOAP 1.2 schema, MTOM/XOP, ebRIM)
+and its answers are written by the sandbox (:mod:`sandboxes.dmp_answers`): never the
+client's own reading of its own output.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,11 @@ from consumers.ihe.iti41 import NS, RegistryError, RegistryResponse, SoapFault
 from domain.xds.ebrim import HAS_MEMBER, STABLE_DOCUMENT, SUBMISSION_SET_NODE, Scheme
 from domain.xds.metadata import document_entry
 from ops.demo.samples import DOMINIQUE, LAB, cda
+from sandboxes import dmp_answers, dmp_envelope
+from sandboxes.dmp_ebrim import Objects, read_objects
+from sandboxes.dmp_envelope import Envelope
+from sandboxes.dmp_xml import elements
+from tests.unit.test_dmp_oracle_kit import DATA, needs_data
 
 DOC_ID = "1.2.250.1.213.1.1.9.4242.115022000001"
 CONTENT = cda(LAB, DOMINIQUE, DOC_ID, "texte")
@@ -36,6 +47,23 @@ def built(replaces: str | None = None) -> tuple[str, bytes]:
     )
 
 
+def received(package: tuple[str, bytes]) -> Envelope:
+    """The request as the DMP sandbox reads it (its SOAP 1.2 schema and MTOM/XOP checks)."""
+    return dmp_envelope.read(*package, action=iti41.ACTION, schema_dir=DATA / "ihe-xsd")
+
+
+def documents(envelope: Envelope) -> dict[str, bytes | None]:
+    """The attached documents by entry id (``xdsb:Document/@id``)."""
+    return {
+        str(d.get("id")): envelope.included(d) for d in elements(envelope.payload, "xdsb:Document")
+    }
+
+
+def objects(envelope: Envelope) -> Objects:
+    [submit] = elements(envelope.payload, "lcm:SubmitObjectsRequest")
+    return read_objects(submit)
+
+
 # the request ----------------------------------------------------------------------------
 
 
@@ -55,22 +83,23 @@ def test_the_package_is_mtom_with_a_soap12_root_and_the_document_as_a_binary_par
     assert include.get("href") == f"cid:{cid}"
 
 
+@needs_data
 def test_addressing_and_security_headers() -> None:
-    received = iti41.read_request(*built())
-    assert received.action == "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
-    assert (received.message_id, received.to) == ("urn:uuid:1", "https://dmp.example/repository")
-    assert received.assertion is not None
-    assert received.documents == {iti41.entry_uuid(DOC_ID): CONTENT}
-    assert received.unreferenced_parts == ()
+    envelope = received(built())
+    assert envelope.action == "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
+    assert (envelope.message_id, envelope.to) == ("urn:uuid:1", "https://dmp.example/repository")
+    assert envelope.assertion is not None
+    assert documents(envelope) == {iti41.entry_uuid(DOC_ID): CONTENT}
+    assert envelope.unreferenced() == frozenset()
 
 
+@needs_data
 def test_the_document_entry_carries_the_xds_metadata() -> None:
-    metadata = iti41.read_metadata(iti41.read_request(*built()).body)
-    [entry] = metadata.entries
+    [entry] = objects(received(built())).extrinsic
     assert entry.id == iti41.entry_uuid(DOC_ID)
     assert entry.attributes["mimeType"] == "text/xml"
     assert entry.attributes["objectType"] == STABLE_DOCUMENT
-    assert entry.identifiers == {
+    assert {scheme: value for scheme, value, _ in entry.identifiers} == {
         Scheme.DE_PATIENT_ID: ENTRY.patient_id,
         Scheme.DE_UNIQUE_ID: DOC_ID,
     }
@@ -79,39 +108,44 @@ def test_the_document_entry_carries_the_xds_metadata() -> None:
     assert entry.slot("creationTime") == ENTRY.creation_time
     assert entry.slots["sourcePatientInfo"] == ENTRY.source_patient_info
     assert entry.name == ENTRY.title
-    codes = {k: [(c.node, c.scheme) for c in v] for k, v in entry.classifications.items()}
-    assert codes[Scheme.DE_CLASS] == [(ENTRY.class_code.code, ENTRY.class_code.scheme)]
-    assert codes[Scheme.DE_TYPE] == [("11502-2", "2.16.840.1.113883.6.1")]
-    assert [c for c, _ in codes[Scheme.DE_CONFIDENTIALITY]] == [
+
+    def codes(scheme: str) -> list[tuple[str, str]]:
+        return [(c.node, c.coding_scheme) for c in entry.coded(scheme)]
+
+    assert codes(Scheme.DE_CLASS) == [(ENTRY.class_code.code, ENTRY.class_code.scheme)]
+    assert codes(Scheme.DE_TYPE) == [("11502-2", "2.16.840.1.113883.6.1")]
+    assert [c for c, _ in codes(Scheme.DE_CONFIDENTIALITY)] == [
         "N",
         "MASQUE_PS",
         "INVISIBLE_PATIENT",
     ]
-    [author] = entry.classifications[Scheme.DE_AUTHOR]
+    [author] = entry.coded(Scheme.DE_AUTHOR)
     assert author.slots["authorPerson"] == (ENTRY.author_person,)
     assert author.slots["authorInstitution"] == (ENTRY.author_institution,)
 
 
+@needs_data
 def test_the_submission_set_and_its_association() -> None:
-    metadata = iti41.read_metadata(iti41.read_request(*built()).body)
-    [package] = metadata.submission_sets
-    assert metadata.nodes[package.id] == SUBMISSION_SET_NODE
-    assert package.identifiers[Scheme.SS_SOURCE_ID] == "2.25.42"
-    assert package.identifiers[Scheme.SS_PATIENT_ID] == ENTRY.patient_id
-    assert package.identifiers[Scheme.SS_UNIQUE_ID].startswith("2.25.")
+    submitted = objects(received(built()))
+    [package] = submitted.packages
+    assert submitted.classified_as(package.id, SUBMISSION_SET_NODE)
+    assert package.identifier(Scheme.SS_SOURCE_ID) == "2.25.42"
+    assert package.identifier(Scheme.SS_PATIENT_ID) == ENTRY.patient_id
+    assert package.identifier(Scheme.SS_UNIQUE_ID).startswith("2.25.")
     assert package.slot("submissionTime") == "20261122093000"
-    [content_type] = package.classifications[Scheme.SS_CONTENT_TYPE]
-    assert (content_type.node, content_type.scheme) == ("07", "1.2.250.1.213.2.2")
-    [member] = metadata.associations
+    [content_type] = package.coded(Scheme.SS_CONTENT_TYPE)
+    assert (content_type.node, content_type.coding_scheme) == ("07", "1.2.250.1.213.2.2")
+    [member] = submitted.associations
     assert member.type == HAS_MEMBER
     assert (member.source, member.target) == (package.id, iti41.entry_uuid(DOC_ID))
     assert member.slots == {"SubmissionSetStatus": ("Original",)}
 
 
+@needs_data
 def test_a_replacement_adds_the_rplc_association_to_the_parent_entry() -> None:
     parent = "urn:uuid:0a4e0b8e-2f57-4c1e-9d4c-3c1f8f0e7a11"  # the entryUUID the DMP gave it
-    metadata = iti41.read_metadata(iti41.read_request(*built(replaces=parent)).body)
-    [rplc] = [a for a in metadata.associations if a.type == iti41.RPLC]
+    submitted = objects(received(built(replaces=parent)))
+    [rplc] = [a for a in submitted.associations if a.type == iti41.RPLC]
     assert (rplc.source, rplc.target) == (iti41.entry_uuid(DOC_ID), parent)
 
 
@@ -136,28 +170,31 @@ def test_content_type_follows_the_visit_class(visit: str | None, code: str) -> N
 # answers -----------------------------------------------------------------------------------
 
 
-def test_registry_responses_round_trip() -> None:
+def test_registry_responses_are_read() -> None:
+    """The DMP sandbox writes the answers (sandboxes.dmp_answers); the client reads them."""
     errors = (
-        RegistryError("XDSRegistryMetadataError", "classCode", "Error", "DocumentEntry"),
-        RegistryError("XDSDuplicateUniqueIdInRegistry", "held", "Warning"),
+        dmp_answers.Error("XDSRegistryMetadataError", "classCode"),
+        dmp_answers.Error("XDSDuplicateUniqueIdInRegistry", "held", "Warning"),
     )
-    body = iti41.registry_response(errors, relates_to="urn:uuid:1")
-    assert iti41.read_response("application/soap+xml", body) == RegistryResponse("Failure", errors)
-    assert iti41.read_response("application/soap+xml", iti41.registry_response()) == (
-        RegistryResponse("Success")
+    body = dmp_answers.registry_response(errors, relates_to="urn:uuid:1")
+    assert iti41.read_response("application/soap+xml", body) == RegistryResponse(
+        "Failure",
+        (
+            RegistryError("XDSRegistryMetadataError", "classCode", "Error"),
+            RegistryError("XDSDuplicateUniqueIdInRegistry", "held", "Warning"),
+        ),
     )
-    envelope = etree.fromstring(body)
-    assert envelope.findtext("soap:Header/wsa:RelatesTo", None, NS) == "urn:uuid:1"
-    assert envelope.findtext("soap:Header/wsa:Action", None, NS) == iti41.RESPONSE_ACTION
+    success = dmp_answers.registry_response((), relates_to="")
+    assert iti41.read_response("application/soap+xml", success) == RegistryResponse("Success")
 
 
 def test_an_mtom_answer_is_read_too() -> None:
-    content_type, body = mtom.build(iti41.registry_response(), {})
+    content_type, body = mtom.build(dmp_answers.registry_response((), relates_to=""), {})
     assert iti41.read_response(content_type, body).status == "Success"
 
 
 def test_a_fault_is_raised() -> None:
-    body = iti41.soap_fault(SoapFault("Sender", "wsse:InvalidSecurity", "no VIHF"))
+    body = dmp_answers.fault("Sender", "wsse:InvalidSecurity", "no VIHF", relates_to="")
     with pytest.raises(SoapFault) as caught:
         iti41.read_response("application/soap+xml", body)
     assert caught.value == SoapFault("Sender", "wsse:InvalidSecurity", "no VIHF")
@@ -168,7 +205,9 @@ def test_a_fault_is_raised() -> None:
     [
         b"not xml",
         b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body/></s:Envelope>',
-        iti41.registry_response().replace(b"ResponseStatusType:Success", b"ResponseStatusType:Odd"),
+        dmp_answers.registry_response((), relates_to="").replace(
+            b"ResponseStatusType:Success", b"ResponseStatusType:Odd"
+        ),
     ],
 )
 def test_an_unreadable_answer_says_so(body: bytes) -> None:

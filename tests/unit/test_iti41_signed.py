@@ -1,4 +1,9 @@
-"""The signed submission set in an ITI-41 request: the DSG document, its entry, its associations."""
+"""The signed submission set in an ITI-41 request: the DSG document, its entry, its associations.
+
+The request is read back with the DMP sandbox's own readers (:mod:`sandboxes.dmp_envelope`,
+:mod:`sandboxes.dmp_ebrim`) and judged with the OASIS ebRS schema and signxml, never with
+the client's reading of its own output.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,15 @@ from consumers.ihe.vihf import SigningKey
 from domain.xds.ebrim import HAS_MEMBER, STABLE_DOCUMENT, Scheme
 from domain.xds.metadata import document_entry
 from ops.demo.samples import DOMINIQUE, LAB, cda
+from sandboxes import dmp_envelope
+from sandboxes.dmp_ebrim import Objects, read_objects
+from sandboxes.dmp_envelope import Envelope
+from sandboxes.dmp_refusals import Rejected
+from sandboxes.dmp_signature import check_manifest, check_signature_entry, verified_manifest
+from sandboxes.dmp_xml import elements, first
 from sandboxes.pki import SandboxPki, write_test_pki
 from tests.shared_data import shared
+from tests.unit.test_dmp_oracle_kit import DATA, needs_data
 
 DOC_ID = "1.2.250.1.213.1.1.9.4242.115022000001"
 CONTENT = cda(LAB, DOMINIQUE, DOC_ID, "texte")
@@ -24,6 +36,25 @@ ENTRY = document_entry(CONTENT, {"MASQUE_PS": True})
 NOW = datetime(2026, 11, 22, 9, 30, 12, tzinfo=UTC)
 SUBMISSION_SET = iti41.submission_set_of(ENTRY, source_id="2.25.42", now=NOW, visit_class="O")
 VIHF = etree.fromstring(b'<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/>')
+pytestmark = needs_data
+
+
+def read(package: tuple[str, bytes]) -> Envelope:
+    """The request as the DMP sandbox reads it (SOAP 1.2 schema, MTOM/XOP)."""
+    return dmp_envelope.read(*package, action=iti41.ACTION, schema_dir=DATA / "ihe-xsd")
+
+
+def documents(envelope: Envelope) -> dict[str, bytes]:
+    """The attached documents by entry id (``xdsb:Document/@id``)."""
+    found = {
+        str(d.get("id")): envelope.included(d) for d in elements(envelope.payload, "xdsb:Document")
+    }
+    return {entry: data for entry, data in found.items() if data is not None}
+
+
+def objects(envelope: Envelope) -> Objects:
+    [submit] = elements(envelope.payload, "lcm:SubmitObjectsRequest")
+    return read_objects(submit)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +78,8 @@ def package(pki: SandboxPki) -> tuple[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def received(package: tuple[str, bytes]) -> iti41.Received:
-    return iti41.read_request(*package)
+def received(package: tuple[str, bytes]) -> Envelope:
+    return read(package)
 
 
 def signature_id() -> str:
@@ -56,19 +87,31 @@ def signature_id() -> str:
 
 
 def test_the_signature_travels_as_its_own_mtom_part_and_verifies(
-    received: iti41.Received, pki: SandboxPki
+    received: Envelope, pki: SandboxPki
 ) -> None:
-    assert set(received.documents) == {iti41.entry_uuid(DOC_ID), signature_id()}
-    assert received.unreferenced_parts == ()
-    signature = received.documents[signature_id()]
+    attached = documents(received)
+    assert set(attached) == {iti41.entry_uuid(DOC_ID), signature_id()}
+    assert received.unreferenced() == frozenset()
+    signature = attached[signature_id()]
     assert signature.startswith(b"<?xml")
     assert b"ds:Signature" in signature
     XAdESVerifier().verify(signature, ca_pem_file=str(pki.ca_cert))
-    manifest = dsg.manifest_of(signature)
-    attached = received.documents[iti41.entry_uuid(DOC_ID)]
-    assert attached == CONTENT
-    assert manifest[f"urn:oid:{DOC_ID}"] == dsg.digest(attached)
-    assert manifest[f"urn:oid:{SUBMISSION_SET.unique_id}"] == dsg.ZERO_DIGEST
+    assert attached[iti41.entry_uuid(DOC_ID)] == CONTENT
+    # the DMP sandbox's checks: schema, signature, trusted CA, a digest per document
+    now = datetime.now(UTC)
+    manifest = verified_manifest(signature, pki.ca_cert, now, DATA / "ihe-xsd")
+    check_manifest(manifest, {DOC_ID: CONTENT}, SUBMISSION_SET.unique_id)
+    set_digest = f"ds:Reference[@URI='urn:oid:{SUBMISSION_SET.unique_id}']/ds:DigestValue"
+    assert first(manifest, set_digest) == "AA=="  # DSG's zero hash, as the DMP's sample
+
+
+def test_a_signature_over_other_bytes_fails_the_sandbox_s_check(
+    received: Envelope, pki: SandboxPki
+) -> None:
+    signature = documents(received)[signature_id()]
+    manifest = verified_manifest(signature, pki.ca_cert, datetime.now(UTC), DATA / "ihe-xsd")
+    with pytest.raises(Rejected, match="digest differs"):
+        check_manifest(manifest, {DOC_ID: CONTENT + b" "}, SUBMISSION_SET.unique_id)
 
 
 def test_the_signature_part_is_text_xml(package: tuple[str, bytes]) -> None:
@@ -77,10 +120,9 @@ def test_the_signature_part_is_text_xml(package: tuple[str, bytes]) -> None:
     assert parts[cid].content_type == "text/xml"
 
 
-def test_the_signature_entry_carries_the_dmp_metadata(received: iti41.Received) -> None:
-    metadata = iti41.read_metadata(received.body)
-    [signed] = [e for e in metadata.entries if e.id == signature_id()]
-    content = received.documents[signature_id()]
+def test_the_signature_entry_carries_the_dmp_metadata(received: Envelope) -> None:
+    [signed] = [e for e in objects(received).extrinsic if e.id == signature_id()]
+    content = documents(received)[signature_id()]
     assert signed.attributes["mimeType"] == "text/xml"
     assert signed.attributes["objectType"] == STABLE_DOCUMENT
     assert signed.slot("languageCode") == "art"
@@ -89,11 +131,13 @@ def test_the_signature_entry_carries_the_dmp_metadata(received: iti41.Received) 
     assert signed.slot("size") == str(len(content))
     assert signed.slot("sourcePatientId") == ENTRY.patient_id
     assert signed.name == "Source"
-    assert signed.identifiers == {
+    assert {scheme: value for scheme, value, _ in signed.identifiers} == {
         Scheme.DE_PATIENT_ID: ENTRY.patient_id,
         Scheme.DE_UNIQUE_ID: dsg.signature_unique_id(SUBMISSION_SET.unique_id),
     }
-    codes = {k: [(c.node, c.scheme) for c in v] for k, v in signed.classifications.items()}
+    codes: dict[str, list[tuple[str, str]]] = {}
+    for c in signed.classifications:
+        codes.setdefault(c.scheme, []).append((c.node, c.coding_scheme))
     assert codes[Scheme.DE_CLASS] == [("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN")]
     assert codes[Scheme.DE_TYPE] == [("E1762", "ASTM")]
     assert codes[Scheme.DE_FORMAT] == [("http://www.w3.org/2000/09/xmldsig#", "URN")]
@@ -109,19 +153,21 @@ def test_the_signature_entry_carries_the_dmp_metadata(received: iti41.Received) 
     assert codes[Scheme.DE_PRACTICE] == [
         (document.practice_setting.code, document.practice_setting.scheme)
     ]
-    [author] = signed.classifications[Scheme.DE_AUTHOR]
+    [author] = signed.coded(Scheme.DE_AUTHOR)
     assert author.slots["authorPerson"] == (SUBMISSION_SET.author_person,)
     assert author.slots["authorInstitution"] == (SUBMISSION_SET.author_institution,)
 
 
 def test_has_member_for_both_and_the_signature_signs_the_submission_set(
-    received: iti41.Received,
+    received: Envelope,
 ) -> None:
-    metadata = iti41.read_metadata(received.body)
-    [package] = metadata.submission_sets
+    metadata = objects(received)
+    [package] = metadata.packages
     members = {a.target for a in metadata.associations if a.type == HAS_MEMBER}
     assert all(a.source == package.id for a in metadata.associations if a.type == HAS_MEMBER)
     assert members == {iti41.entry_uuid(DOC_ID), signature_id()}
+    [signature] = [e for e in metadata.extrinsic if e.id == signature_id()]
+    check_signature_entry(signature, metadata, package)  # the DMP sandbox's rule, passed
     [signs] = [a for a in metadata.associations if a.type == iti41.SIGNS]
     assert signs.type == "urn:ihe:iti:2007:AssociationType:signs"
     assert (signs.source, signs.target) == (signature_id(), package.id)
@@ -131,17 +177,17 @@ def test_has_member_for_both_and_the_signature_signs_the_submission_set(
     )  # the replacement is the document's, not the signature's
 
 
-def test_the_submit_objects_request_is_valid_ebrs(received: iti41.Received) -> None:
+def test_the_submit_objects_request_is_valid_ebrs(received: Envelope) -> None:
     schema = etree.XMLSchema(etree.parse(str(shared("ihe-xsd", "ebRS30", "lcm.xsd"))))
-    submit = received.body.find("lcm:SubmitObjectsRequest", NS)
+    submit = received.payload.find("lcm:SubmitObjectsRequest", NS)
     assert submit is not None
     assert schema.validate(submit), schema.error_log
 
 
-def test_an_invalid_request_fails_the_same_schema(received: iti41.Received) -> None:
+def test_an_invalid_request_fails_the_same_schema(received: Envelope) -> None:
     """The schema check above can fail: an ExternalIdentifier before a Classification does."""
     schema = etree.XMLSchema(etree.parse(str(shared("ihe-xsd", "ebRS30", "lcm.xsd"))))
-    original = received.body.find("lcm:SubmitObjectsRequest", NS)
+    original = received.payload.find("lcm:SubmitObjectsRequest", NS)
     assert original is not None
     submit = etree.fromstring(etree.tostring(original))
     extrinsic = submit.find("rim:RegistryObjectList/rim:ExtrinsicObject", NS)
@@ -162,8 +208,8 @@ def test_signing_is_deterministic_and_dated_by_the_submission(pki: SandboxPki) -
 
 
 def test_without_a_key_the_request_stays_unsigned() -> None:
-    received = iti41.read_request(
-        *iti41.request(
+    received = read(
+        iti41.request(
             ENTRY,
             SUBMISSION_SET,
             CONTENT,
@@ -172,6 +218,6 @@ def test_without_a_key_the_request_stays_unsigned() -> None:
             message_id="urn:uuid:2",
         )
     )
-    metadata = iti41.read_metadata(received.body)
-    assert [e.id for e in metadata.entries] == [iti41.entry_uuid(DOC_ID)]
+    metadata = objects(received)
+    assert [e.id for e in metadata.extrinsic] == [iti41.entry_uuid(DOC_ID)]
     assert not [a for a in metadata.associations if a.type == iti41.SIGNS]

@@ -20,10 +20,11 @@ LID = iti41.entry_uuid(DOC_ID)
 VIHF = etree.fromstring(b'<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/>')
 NS = {"s": SOAP, "a": WSA, "lcm": LCM, "rim": RIM, "wsse": WSSE}
 LCM_XSD = shared("ihe-xsd", "ebRS30", "lcm.xsd")
+REPOSITORY = "1.2.250.1.213.1.1.9.1"
 
 
 def update(previous: str = "1") -> iti57.Update:
-    return iti57.Update(iti57.without(FILED, "INVISIBLE_PATIENT"), LID, previous)
+    return iti57.Update(iti57.without(FILED, "INVISIBLE_PATIENT"), LID, previous, REPOSITORY)
 
 
 def request(previous: str = "1") -> etree._Element:
@@ -65,6 +66,8 @@ def test_a_new_version_of_the_entry_same_lid_without_invisible_patient() -> None
     [entry] = objects.iterfind("rim:ExtrinsicObject", NS)
     assert entry.get("lid") == LID
     assert entry.get("id") == iti57.ENTRY_ID  # symbolic: the registry gives its entryUUID
+    path = "rim:Slot[@name='repositoryUniqueId']/rim:ValueList/rim:Value"
+    assert entry.findtext(path, namespaces=NS) == REPOSITORY  # required as in ITI-42
     assert codes(entry) == ["N", "MASQUE_PS"]  # INVISIBLE_PATIENT is lifted, nothing else
     unique = f"rim:ExternalIdentifier[@identificationScheme='{Scheme.DE_UNIQUE_ID}']"
     assert entry.find(unique, NS).get("value") == DOC_ID  # type: ignore[union-attr]
@@ -109,7 +112,13 @@ def test_the_submission_set_is_new_and_ids_are_fresh() -> None:
 def test_an_update_needs_a_lid_a_version_and_a_code() -> None:
     with pytest.raises(iti57.Iti57Error, match="lid"):
         iti57.submit_objects(
-            iti57.Update(FILED, "DocumentEntry01", "1"), source_id="2.25.1", submission_time="2026"
+            iti57.Update(FILED, "DocumentEntry01", "1", REPOSITORY),
+            source_id="2.25.1",
+            submission_time="2026",
+        )
+    with pytest.raises(iti57.Iti57Error, match="repositoryUniqueId"):
+        iti57.submit_objects(
+            iti57.Update(FILED, LID, "1", " "), source_id="2.25.1", submission_time="2026"
         )
     with pytest.raises(iti57.Iti57Error, match="confidentialityCode"):
         iti57.with_confidentiality(FILED, ())

@@ -18,6 +18,7 @@ from domain.xds.ebrim import WSSE
 from domain.xds.metadata import document_entry
 from ops.demo.samples import DOMINIQUE, LAB, SARAH_LOU, cda
 from sandboxes.dmp import DmpSandbox
+from sandboxes.dmp_registry import REPOSITORY_UNIQUE_ID
 from sandboxes.dmp_update import UPDATES, UpdateRefused, Versions, apply_update, read_update
 from sandboxes.pki import SandboxPki, write_test_pki
 from tests.unit.test_dmp_sandbox import IDENTITY, key_of, package
@@ -52,10 +53,16 @@ async def served(pki: SandboxPki) -> AsyncIterator[Served]:
         await client.close()
 
 
-def body(pki: SandboxPki, lid: str, previous: str, patient: str | None = None) -> bytes:
+def body(
+    pki: SandboxPki,
+    lid: str,
+    previous: str,
+    patient: str | None = None,
+    repository: str = REPOSITORY_UNIQUE_ID,
+) -> bytes:
     vihf = signed_vihf(IDENTITY, patient or FILED.patient_id, key_of(pki), now=datetime.now(UTC))
     return iti57.update_document_set(
-        iti57.Update(VISIBLE, lid, previous),
+        iti57.Update(VISIBLE, lid, previous, repository),
         source_id="2.25.1",
         submission_time="20261207090000",
         vihf=vihf,
@@ -84,14 +91,60 @@ async def test_the_right_update_makes_a_new_version_visible_to_the_patient(
     assert current.confidentiality == ("N",)
     assert versions.patient_visible(DOC_ID) is True
     assert versions.by_entry[first].status == "Deprecated"
-    # the registry now answers the new entryUUID for the uniqueId; the old one names nothing
+    # the registry keeps both versions: the new one Approved, the old one Deprecated
     assert sandbox.filed[DOC_ID].entry_uuid == current.entry_uuid
-    assert first not in sandbox.by_entry
+    assert sandbox.deprecated[first].status == "Deprecated"
+    answer = await ask(pki, client, "LeafClass")
+    assert answer.entry_uuids == (current.entry_uuid,)  # only the Approved one
+    assert answer.current == iti18.Found(
+        current.entry_uuid, first, "2", "Approved", REPOSITORY_UNIQUE_ID, ("N",)
+    )
+    old = next(v for v in answer.versions if v.entry_uuid == first)
+    assert (old.status, old.lid, old.version) == ("Deprecated", first, "1")
+    assert old.confidentiality == ("N", "INVISIBLE_PATIENT")
+    refs = await ask(pki, client, "ObjectRef")  # every version, without a status
+    assert set(refs.entry_uuids) == {first, current.entry_uuid}
+
+
+async def ask(pki: SandboxPki, client: Client, return_type: str) -> iti18.Answer:
+    """ITI-18 GetDocuments by the document's uniqueId."""
     security = etree.Element(f"{{{WSSE}}}Security", nsmap={"wsse": WSSE})
     security.append(signed_vihf(IDENTITY, FILED.patient_id, key_of(pki), now=datetime.now(UTC)))
-    query = iti18.get_documents((DOC_ID,), to="https://127.0.0.1/registry", security=security)
+    query = iti18.get_documents(
+        (DOC_ID,), to="https://127.0.0.1/registry", security=security, return_type=return_type
+    )
     response = await client.post("/registry", data=query, headers={"Content-Type": SOAP12})
-    assert iti18.read_answer(await response.read()).entry_uuids == (current.entry_uuid,)
+    return iti18.read_answer(await response.read())
+
+
+async def test_the_repository_must_be_named_and_be_the_documents(
+    pki: SandboxPki, served: Served
+) -> None:
+    sandbox, client, versions = served
+    first = sandbox.filed[DOC_ID].entry_uuid
+    with pytest.raises(DmpRejected) as other:
+        await post(client, body(pki, first, "1", repository="1.2.3.4.5"))
+    assert other.value.code == "XDSMetadataUpdateError"
+    missing = read_update(body(pki, first, "1"))
+    with pytest.raises(UpdateRefused) as refused:
+        apply_update(
+            versions, sandbox, replace(missing, repository_unique_id=None), FILED.patient_id
+        )
+    assert refused.value.code == "XDSRegistryMetadataError"
+    assert versions.updates == 0
+
+
+async def test_the_lid_of_a_later_update_is_the_first_versions(
+    pki: SandboxPki, served: Served
+) -> None:
+    sandbox, client, _ = served
+    first = sandbox.filed[DOC_ID].entry_uuid
+    assert (await post(client, body(pki, first, "1"))).status == "success"
+    second = sandbox.filed[DOC_ID].entry_uuid
+    with pytest.raises(DmpRejected) as refused:  # the current entryUUID is not the lid
+        await post(client, body(pki, second, "2"))
+    assert refused.value.code == "XDSMetadataUpdateError"
+    assert (await post(client, body(pki, first, "2"))).status == "success"
 
 
 async def test_a_stale_previous_version_is_refused(pki: SandboxPki, served: Served) -> None:

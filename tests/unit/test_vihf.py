@@ -1,4 +1,9 @@
-"""The VIHF: built, signed with the structure's key, verified against the trusted CA only."""
+"""The VIHF: built, signed with the structure's key, judged by the DMP sandbox's own checks.
+
+The assertion is verified with :mod:`sandboxes.dmp_vihf` (SAML schema, signature over the
+assertion, trusted CA, validity window, attributes): an oracle written apart from the
+client, never the client's own reading.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +22,14 @@ from consumers.ihe.vihf import (
     VihfError,
     VihfIdentity,
     signed_vihf,
-    verify_vihf,
 )
 from consumers.ihe.vihf_cache import REUSE, VihfCache
+from sandboxes.dmp_refusals import Faulted
+from sandboxes.dmp_vihf import Vihf, verified
 from sandboxes.pki import SandboxPki, write_test_pki
+from tests.unit.test_dmp_oracle_kit import DATA, needs_data
 
+pytestmark = needs_data
 PATIENT = "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
 NOW = datetime.now(UTC)
 IDENTITY = VihfIdentity(
@@ -48,6 +56,14 @@ def foreign(tmp_path_factory: pytest.TempPathFactory) -> SandboxPki:
     return write_test_pki(tmp_path_factory.mktemp("other"), structure_id=IDENTITY.structure_id)
 
 
+def judged(assertion: bytes | etree._Element, pki: SandboxPki, now: datetime = NOW) -> Vihf:
+    """The sandbox's verdict (:class:`Faulted` when it refuses)."""
+    element = etree.fromstring(assertion) if isinstance(assertion, bytes) else assertion
+    return verified(
+        element, ca_file=pki.ca_cert, schema_dir=DATA / "ihe-xsd", now=now, client_cert=None
+    )
+
+
 def key(pki: SandboxPki) -> SigningKey:
     return SigningKey(pki.client_cert.read_bytes(), pki.client_key.read_bytes())
 
@@ -57,8 +73,8 @@ def signed(pki: SandboxPki) -> bytes:
 
 
 def test_a_signed_assertion_verifies_and_says_who_does_what(pki: SandboxPki) -> None:
-    verified = verify_vihf(signed(pki), pki.ca_cert, now=NOW)
-    assert verified.name_id == "801234567866"
+    verified = judged(signed(pki), pki)
+    assert verified.subject == "801234567866"
     assert verified.value("Identifiant_Structure") == "1120459876"
     assert verified.value("Authentification_Mode") == "INDIRECTE"
     assert verified.value("Ressource_URN") == "urn:dmp"
@@ -96,15 +112,15 @@ def test_the_assertion_is_saml_with_the_signature_after_the_issuer(pki: SandboxP
 def test_a_tampered_assertion_fails(pki: SandboxPki, old: bytes, new: bytes) -> None:
     data = signed(pki)
     assert old in data
-    with pytest.raises(VihfError, match="signature"):
-        verify_vihf(data.replace(old, new), pki.ca_cert, now=NOW)
+    with pytest.raises(Faulted, match="signature fails"):
+        judged(data.replace(old, new), pki)
 
 
 def test_a_certificate_from_another_ca_is_refused(pki: SandboxPki, foreign: SandboxPki) -> None:
-    with pytest.raises(VihfError, match="trusted CA"):
-        verify_vihf(signed(foreign), pki.ca_cert, now=NOW)
+    with pytest.raises(Faulted, match="trusted CA"):
+        judged(signed(foreign), pki)
     # the same assertion verifies against its own CA: the refusal is the trust, not the form
-    assert verify_vihf(signed(foreign), foreign.ca_cert, now=NOW).name_id == IDENTITY.subject_id
+    assert judged(signed(foreign), foreign).subject == IDENTITY.subject_id
 
 
 def test_an_unsigned_assertion_is_refused(pki: SandboxPki) -> None:
@@ -112,14 +128,23 @@ def test_an_unsigned_assertion_is_refused(pki: SandboxPki) -> None:
     signature = root.find("ds:Signature", SAML)
     assert signature is not None
     root.remove(signature)
-    with pytest.raises(VihfError):
-        verify_vihf(etree.tostring(root), pki.ca_cert, now=NOW)
+    with pytest.raises(Faulted):
+        judged(root, pki)
 
 
-@pytest.mark.parametrize("shift", [timedelta(minutes=-10), timedelta(minutes=6)])
-def test_an_assertion_outside_its_window_is_refused(pki: SandboxPki, shift: timedelta) -> None:
-    with pytest.raises(VihfError, match="validity window"):
-        verify_vihf(signed(pki), pki.ca_cert, now=NOW + shift)
+@pytest.mark.parametrize(
+    ("shift", "reason"),
+    [(timedelta(minutes=-11), "not valid yet"), (timedelta(minutes=11), "expired")],
+)
+def test_an_assertion_outside_its_window_is_refused(
+    pki: SandboxPki, shift: timedelta, reason: str
+) -> None:
+    """Five minutes of life (LIFETIME), judged with the sandbox's five minutes of skew."""
+    at = NOW + timedelta(hours=1)  # the test certificate is valid from NOW on
+    assertion = signed_vihf(IDENTITY, PATIENT, key(pki), now=at)
+    with pytest.raises(Faulted, match=reason):
+        judged(assertion, pki, at + shift)
+    assert judged(assertion, pki, at + timedelta(minutes=4)).subject
 
 
 def test_the_identity_must_be_complete(pki: SandboxPki) -> None:
@@ -152,10 +177,9 @@ def test_a_patient_s_vihf_is_reused_while_valid_and_each_copy_verifies(pki: Sand
     for vihf, at in ((first, NOW), (again, NOW + timedelta(minutes=3))):
         envelope = etree.Element("Security")
         envelope.append(vihf)  # inside another document, as in the request
-        verified = verify_vihf(etree.tostring(vihf), pki.ca_cert, now=at)
-        assert verified.attributes[RESOURCE_ID] == (PATIENT,)
+        assert judged(vihf, pki, at).attributes[RESOURCE_ID] == (PATIENT,)
     cache.signed(other, NOW)  # another patient: its own assertion
     assert cache.signatures == 2
     later = cache.signed(PATIENT, NOW + REUSE)  # a minute before it expires: a new one
     assert cache.signatures == 3
-    assert verify_vihf(etree.tostring(later), pki.ca_cert, now=NOW + REUSE + timedelta(minutes=4))
+    assert judged(later, pki, NOW + REUSE + timedelta(minutes=4)).subject

@@ -3,14 +3,21 @@ the notification gate that waits for TD3.3b (consumers.notify), the patient's MS
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from consumers.dmp import visibility
+from consumers.dmp import visibility_lifts as lifts_module
+from consumers.dmp.submission import Answer
 from consumers.dmp.visibility import Lift, Plan, State, VisibilityError
+from consumers.dmp.visibility_lifts import VisibilityLifts
+from consumers.ihe.iti18 import Found
 from consumers.notify import dmp_gate
 from consumers.notify.dmp_gate import DmpOutcome, dmp_outcome_of
 from consumers.notify.ledger_entry import Entry
@@ -20,6 +27,7 @@ from consumers.notify.schedule import Incoming, Ledger
 from domain.xds.metadata import document_entry
 from mss_bridge.patient_hold import Hold, held_until
 from ops.demo.samples import DOMINIQUE, IMAGING, cda
+from relais.contracts import Codec
 from relais.envelope import open_envelope, seal
 from relais.keyring import Keyring
 
@@ -87,21 +95,48 @@ def test_a_filing_after_the_date_only_confirms() -> None:
     made = visibility.lift_of(request(), visible, sealed, key="k", now=T0)
     assert made is not None
     assert not made.invisible
-    assert visibility.plan(made, ()) == (Plan.CONFIRM, None)
+    assert visibility.plan(made, None) is Plan.CONFIRM
 
 
 # -- the lift's life -----------------------------------------------------------------------
 
 
-def test_plan_sends_then_reconciles_an_unanswered_update() -> None:
+def version(number: str, codes: tuple[str, ...], status: str = "Approved") -> Found:
+    """The DMP's version of the document, as ITI-18 LeafClass describes it."""
+    return Found(f"urn:uuid:v{number}", "urn:uuid:v1", number, status, "1.2.3", codes)
+
+
+def test_plan_sends_then_reconciles_on_the_current_version() -> None:
     pending = lift()
-    assert visibility.plan(pending, ()) == (Plan.GONE, None)
-    assert visibility.plan(pending, ("urn:uuid:v1",)) == (Plan.SEND, "urn:uuid:v1")
+    assert visibility.plan(pending, None) is Plan.GONE
+    assert visibility.plan(pending, version("1", ("N", "INVISIBLE_PATIENT"))) is Plan.SEND
     sending = replace(pending, state=State.SENDING, lid="urn:uuid:v1", attempt=1)
-    # the DMP still answers the replaced entry: the update never arrived, send it again
-    assert visibility.plan(sending, ("urn:uuid:v1",)) == (Plan.SEND, "urn:uuid:v1")
-    # a new entryUUID: the DMP made the new version before the crash
-    assert visibility.plan(sending, ("urn:uuid:v2",)) == (Plan.RECONCILED, None)
+    # the current version still hides it: the update never arrived, send it again
+    assert visibility.plan(sending, version("1", ("N", "INVISIBLE_PATIENT"))) is Plan.SEND
+    # the current version is visible: the DMP made it before the crash, nothing to resend
+    assert visibility.plan(sending, version("2", ("N",))) is Plan.RECONCILED
+
+
+def test_done_lifts_expire_after_the_horizon() -> None:
+    done = lift(request_id="c", state=State.DONE, at=T0)
+    pending = lift(request_id="d")
+    lifts = {x.request_id: x for x in (done, pending)}
+    assert visibility.expired(lifts, T0 + visibility.DONE_HORIZON - timedelta(seconds=1)) == []
+    assert visibility.expired(lifts, T0 + visibility.DONE_HORIZON) == [done]
+
+
+def test_a_payload_of_another_release_is_a_visibility_error() -> None:
+    good = json.loads(visibility.payload(PATIENT, FILED))
+    assert good["v"] == visibility.PAYLOAD_VERSION
+    unversioned = {k: v for k, v in good.items() if k != "v"}  # sealed before the version
+    assert visibility.opened(json.dumps(unversioned).encode()) == (PATIENT, FILED)
+    for bad in (
+        {**good, "v": 99},
+        {**good, "entry": {**good["entry"], "renamed_field": 1}},  # TypeError
+        {"v": 2, "patient_id": PATIENT},  # KeyError
+    ):
+        with pytest.raises(VisibilityError):
+            visibility.opened(json.dumps(bad).encode())
 
 
 def test_due_lifts_are_the_undone_ones_whose_date_came() -> None:
@@ -256,3 +291,110 @@ def test_a_hold_reads_back() -> None:
     assert Hold.from_bytes(hold.to_bytes()) == hold
     with pytest.raises(ValueError, match="version"):
         Hold.from_bytes(b'{"v": 2}')
+
+
+# -- the async shell (consumers.dmp.visibility_lifts): order, errors, budget, tombstones --
+
+
+class Recorder:
+    """The sink loop's producer and emit, recording what the lifts write, in order."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+        self.producer = self
+        self.consumer = SimpleNamespace(assignment=lambda: {TopicPartition("in", 0)})
+
+    async def send_and_wait(self, topic: str, value: bytes | None, **_: Any) -> None:
+        self.log.append(("write", None if value is None else Lift.from_bytes(value).state))
+
+    async def emit(self, outputs: list[Any]) -> None:
+        self.log.append(("emit", len(outputs)))
+
+
+class Dmp:
+    """The DMP as the lifts use it: its current version, then ITI-57 (or an error)."""
+
+    def __init__(self, current: Found | None = None, error: Exception | None = None) -> None:
+        self.current_version, self.error = current, error
+        self.updates: list[Any] = []
+
+    async def current(self, *_: Any) -> Found | None:
+        if self.error is not None:
+            raise self.error
+        return self.current_version
+
+    async def update(self, update: Any, *_: Any) -> Answer:
+        self.updates.append(update)
+        return Answer("success")
+
+
+def shell(dmp: Dmp, *lifts: Lift, up: bool = True) -> tuple[VisibilityLifts, Recorder]:
+    loop = Recorder()
+    held = VisibilityLifts(
+        bootstrap="localhost:1", prefix="t", keyring=KEYRING, client=dmp, loop=loop,  # type: ignore[arg-type]
+        codec=Codec(), input_topic="in", clock=lambda: RELEASE, dmp_up=lambda: up,
+    )  # fmt: skip
+    held.lifts = {0: {x.request_id: x for x in lifts}}
+    return held, loop
+
+
+def due_lift(request_id: str = "req-1", plain: bytes | None = None) -> Lift:
+    sealed = seal(
+        KEYRING,
+        plain or visibility.payload(PATIENT, FILED),
+        event_id="evt-1",
+        purpose=lifts_module.PURPOSE,
+    )
+    return lift(request_id=request_id, sealed=visibility.envelope_fields(sealed))
+
+
+HIDDEN = Found("urn:uuid:v3", "urn:uuid:v1", "3", "Approved", "1.2.3.4", ("N", "INVISIBLE_PATIENT"))
+
+
+async def test_the_status_is_acknowledged_before_the_lift_is_written_done() -> None:
+    dmp = Dmp(HIDDEN)
+    held, loop = shell(dmp, due_lift())
+    await held.tick()
+    assert loop.log == [("write", State.SENDING), ("emit", 2), ("write", State.DONE)]
+    [update] = dmp.updates  # the next version of the DMP's current one
+    assert (update.lid, update.previous_version, update.repository_unique_id) == (
+        "urn:uuid:v1",
+        "3",
+        "1.2.3.4",
+    )
+
+
+async def test_an_unexpected_error_ends_the_lift_instead_of_the_sink() -> None:
+    held, loop = shell(Dmp(error=RuntimeError("boom")), due_lift())
+    await held.tick()  # never raises out of after_poll
+    [done] = held.lifts[0].values()
+    assert (done.state, done.outcome, done.code) == (State.DONE, "REJECTED", "lift-error")
+    assert loop.log == [("emit", 2), ("write", State.DONE)]
+    old = json.dumps({"patient_id": PATIENT, "entry": {"renamed": 1}}).encode()
+    held, _ = shell(Dmp(HIDDEN), due_lift(plain=old))  # sealed by another release
+    await held.tick()
+    assert next(iter(held.lifts[0].values())).code == "lift-unreadable"
+
+
+async def test_a_tick_sends_a_bounded_number_and_none_while_the_dmp_is_down() -> None:
+    many = [due_lift(f"req-{n}") for n in range(lifts_module.TICK_MAX + 5)]
+    dmp = Dmp(HIDDEN)
+    held, _ = shell(dmp, *many, up=False)
+    await held.tick()
+    assert dmp.updates == []  # the filings found the DMP down: no lift meanwhile
+    held, _ = shell(dmp, *many)
+    await held.tick()
+    assert len(dmp.updates) == lifts_module.TICK_MAX  # the rest at the next poll
+    await held.tick()
+    assert len(dmp.updates) == len(many)
+
+
+async def test_a_done_lift_is_removed_after_the_horizon() -> None:
+    old = lift(request_id="old", state=State.DONE, at=RELEASE - visibility.DONE_HORIZON)
+    recent = lift(request_id="recent", state=State.DONE, at=RELEASE - timedelta(days=1))
+    held, loop = shell(Dmp(), old, recent)
+    await held.tick()
+    assert loop.log == [("write", None)]  # a tombstone for the old one only
+    assert set(held.lifts[0]) == {"recent"}
+    held._restore(0, b"recent", None)  # a tombstone read back: forgotten too
+    assert held.lifts[0] == {}

@@ -112,6 +112,15 @@ def test_no_zfa_no_consent_and_documents_never_read_one() -> None:
         ("ZFA|ACTIF||||||||IO|2024-03-06", "ZFA-10", "102", "HL7 date"),
         ("ZFA|ACTIF|20241301", "ZFA-2", "102", "HL7 date"),
         ("ZFA|ACTIF||||||||INO||OK", "ZFA-11", "103", "IC, INC, IO, NA"),
+        # garbled, never "nothing said": an empty first component, a repetition
+        ("ZFA|ACTIF||||||||^IO", "ZFA-9", "103", "no code in its first component"),
+        ("ZFA|ACTIF||||||||NA~IO", "ZFA-9", "103", "repeats"),
+        ("ZFA|ACTIF||||||||~IO", "ZFA-9", "103", "repeats"),
+        ("ZFA|^FERME", "ZFA-1", "103", "first component"),
+        ("ZFA|ACTIF~FERME", "ZFA-1", "103", "repeats"),
+        ("ZFA|ACTIF||||||||INO||^INC", "ZFA-11", "103", "first component"),
+        ("ZFA|ACTIF||^20240306", "ZFA-3", "102", "first component"),
+        ("ZFA|ACTIF||||||||IO|20240306~20240307", "ZFA-10", "102", "repeats"),
     ],
 )
 def test_a_malformed_zfa_is_refused_naming_the_field(
@@ -178,6 +187,22 @@ def test_any_zfa_is_read_into_table_values_or_refused_at_zfa(fields: list[str]) 
     assert consent.dmp_status in DMP_STATUSES | {None}
     assert consent.feeding in FEEDING_CODES | {None}
     assert consent.consultation in CONSULTATION_CODES | {None}
+    said = (consent.dmp_status, consent.feeding, consent.consultation)
+    for num, read in zip((1, 9, 11), said, strict=True):
+        raw_field = fields[num - 1] if num <= len(fields) else ""
+        if "\\" in raw_field:  # escapes are decoded (maybe to nothing): not compared here
+            continue
+        if read is None:  # "nothing said" only for an empty field (a trailing blank is cut)
+            assert set(raw_field) <= {"^", "&", "~", " "}
+        else:  # one value, read from its first component
+            assert "~" not in raw_field
+            assert raw_field.split("^")[0].split("&")[0].strip() == read
+
+
+def test_a_coded_field_with_its_text_and_table_is_read_by_its_code() -> None:
+    zfa = "ZFA|FERME^Fermé^IHE-FRANCE-ZFA-1||||||||IO^Informé, opposé^IHE-FRANCE-ZFA-9"
+    consent = parse_message(ans_with(zfa)).dmp_consent
+    assert consent == DmpConsent(dmp_status="FERME", feeding="IO")
 
 
 def test_the_sender_gets_an_ae_naming_the_zfa_field() -> None:

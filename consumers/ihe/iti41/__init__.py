@@ -1,8 +1,9 @@
 """IHE XDS.b ITI-41 Provide and Register Document Set-b, as the DMP takes it (pure).
 
-Both sides of the wire format, so that the sink and the sandbox cannot drift apart, in
-three modules over the SOAP 1.2 pieces they share (:mod:`.soap`: actions, namespaces, the
-envelope, :class:`Iti41Error`):
+The DMP sink's side of the wire format, in two modules over the SOAP 1.2 pieces they share
+(:mod:`.soap`: actions, namespaces, the envelope, :class:`Iti41Error`). The DMP's side —
+reading a request, writing the answers — is the DMP sandbox's own code (:mod:`sandboxes.dmp`),
+written apart from this one so that it can judge it:
 
 * :mod:`.build` — :func:`request` builds the SOAP 1.2 request — WS-Addressing (Action,
   MessageID, To, ReplyTo), the signed VIHF in ``wsse:Security``, and the body
@@ -12,16 +13,17 @@ envelope, :class:`Iti41Error`):
   replaced document), and the document by ``xop:Include`` — packaged as MTOM/XOP
   (:mod:`consumers.ihe.mtom`); with the structure's key, the signed submission set too
   (the DSG signature document of :mod:`consumers.ihe.dsg` and its ``signs`` association).
-* :mod:`.read` — :func:`read_request` and :func:`read_metadata` read such a request back.
-* :mod:`.answer` — :func:`registry_response` and :func:`soap_fault` build the answers;
-  :func:`read_response` reads an answer.
+* :mod:`.answer` — :func:`read_response` reads an answer: a RegistryResponse, or a SOAP
+  Fault raised as :class:`SoapFault`.
 
 Everything public is importable from here (``from consumers.ihe import iti41``).
 
 Facts: STANDARDS.md §4 (classification and external identifier UUIDs, slots, the ANS
-mapping) and IHE ITI TF-3 §4.2 (metadata, error codes). Entry UUIDs are derived from the
-document's uniqueId (:func:`entry_uuid`) so that a replacement can name the entry it
-replaces without querying the registry, as long as Relais filed it.
+mapping) and IHE ITI TF-3 §4.2 (metadata, error codes). The DMP assigns each filed version
+its own entryUUID: :func:`entry_uuid` (derived from the document's uniqueId) is only the
+submitter's symbolic id within one request, and a replacement's RPLC names the entryUUID
+the DMP gave the replaced version, which Relais keeps or looks up with ITI-18
+(:mod:`consumers.ihe.iti18`; docs/dmp-feeding.md, "entryUUIDs").
 """
 
 from consumers.ihe.iti41.answer import (
@@ -32,8 +34,6 @@ from consumers.ihe.iti41.answer import (
     RegistryResponse,
     SoapFault,
     read_response,
-    registry_response,
-    soap_fault,
 )
 from consumers.ihe.iti41.build import (
     CONTENT_TYPE_OID,
@@ -52,15 +52,6 @@ from consumers.ihe.iti41.build import (
     signature_of,
     submission_set_of,
 )
-from consumers.ihe.iti41.read import (
-    Association,
-    Classified,
-    Metadata,
-    Received,
-    RegistryObject,
-    read_metadata,
-    read_request,
-)
 from consumers.ihe.iti41.soap import ACTION, ANONYMOUS, NS, RESPONSE_ACTION, Iti41Error
 
 __all__ = [
@@ -77,13 +68,8 @@ __all__ = [
     "SEVERITY",
     "SIGNS",
     "STATUS",
-    "Association",
-    "Classified",
     "Iti41Error",
-    "Metadata",
-    "Received",
     "RegistryError",
-    "RegistryObject",
     "RegistryResponse",
     "SoapFault",
     "SubmissionSet",
@@ -91,13 +77,9 @@ __all__ = [
     "content_type_of",
     "entry_uuid",
     "provide_and_register",
-    "read_metadata",
-    "read_request",
     "read_response",
-    "registry_response",
     "request",
     "signature_entry",
     "signature_of",
-    "soap_fault",
     "submission_set_of",
 ]
