@@ -15,9 +15,10 @@ again after a backoff; once handled, its hold is removed (a tombstone). Professi
 copies never wait. A tick hands over at most :data:`TICK_MAX` holds within
 :data:`TICK_BUDGET_S` seconds (the rest at the next poll; each waits out its own SMTP
 backoff): polling is never held up past the consumer's poll interval. A deletion that
-cancels a held copy is recorded DONE in the delivery ledger before its status is reported,
-so a replayed deletion finds it done instead of mailing the patient a withdrawal of a copy
-they never got.
+cancels a held copy is recorded DONE in the delivery ledger (the deletion and the held
+copies) *before* the holds are removed and its status reported, so a replayed deletion
+finds it done instead of mailing the patient a withdrawal of a copy they never got, and a
+hold a crash left behind is found done at its date instead of being mailed.
 """
 
 from __future__ import annotations
@@ -132,25 +133,32 @@ class PatientHolds:
         if document["action"] == "DELETE":
             superseded = {document["unique_id"], document["parent_unique_id"]}
         await self._restored([message.partition])  # before its first tick, too
-        cancelled = await self._cancel(message.partition, superseded - {None})
-        if cancelled and document["action"] == "DELETE":
-            if self.ledger is not None:  # a replay of this deletion: ALREADY_DONE, not mailed
-                entry = done(
-                    request["request_id"], Outcome.DELIVERED, CANCELLED, attempt, now=self.clock()
-                )
-                await self.ledger.write(message.partition, entry)
+        held = self.holds.get(message.partition, {}).values()
+        gone = [h.request_id for h in held if h.document_unique_id in superseded - {None}]
+        if gone and document["action"] == "DELETE":
+            await self._cancelled(message.partition, [*gone, request["request_id"]], attempt)
+            await self._cancel(message.partition, gone)  # the ledger first: see _cancelled
             detail = "deleted before its release date: the patient's held copy was never sent"
             return self._status(request, "DELIVERED", CANCELLED, detail, attempt)
+        await self._cancel(message.partition, gone)
         if (until := held_until(request, domain, self.clock())) is None:
             return None
         return await self.hold(request, message, until, attempt)
 
-    async def _cancel(self, partition: int, unique_ids: set[str]) -> int:
-        held = self.holds.get(partition, {})
-        gone = [h.request_id for h in held.values() if h.document_unique_id in unique_ids]
-        for request_id in gone:
+    async def _cancelled(self, partition: int, request_ids: list[str], attempt: int) -> None:
+        """DONE in the delivery ledger (acknowledged) for the held copies a deletion cancels
+        and for the deletion, *before* the holds go: a crash in between replays a deletion
+        found done (reported again, never a withdrawal mailed) and a hold left behind is
+        found done at its release date (never mailed)."""
+        if self.ledger is None:
+            return
+        for request_id in request_ids:
+            entry = done(request_id, Outcome.DELIVERED, CANCELLED, attempt, now=self.clock())
+            await self.ledger.write(partition, entry)
+
+    async def _cancel(self, partition: int, request_ids: list[str]) -> None:
+        for request_id in request_ids:
             await self._write(partition, request_id, None)
-        return len(gone)
 
     def _status(self, request: Record, outcome: str, code: str, detail: str, attempt: int) -> Out:
         status = status_of(

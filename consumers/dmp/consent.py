@@ -26,6 +26,7 @@ document of a patient with no word at all (no ZFA was ever received: nothing sai
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -69,6 +70,47 @@ def consent_refusal(
         detail = "the patient objected to the feeding of their DMP (PAM FR ZFA-9 IO)"
         return _refusal(OPPOSITION, stamp, detail)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class KeptWord:
+    """What the sink keeps of a patient's word (:mod:`consumers.dmp.consent_table`, one per
+    patient, national scale): only what may refuse a filing and says who said it."""
+
+    dmp_status: str | None = None
+    closed_date: str | None = None
+    feeding: str | None = None
+    feeding_facility: str | None = None
+    source_event_id: str | None = None
+
+    def as_record(self) -> dict[str, str | None]:
+        """The word as :func:`consent_refusal` reads it (a ``DmpConsent`` record's fields)."""
+        return dataclasses.asdict(self)
+
+
+#: the one word kept for every patient whose word lets documents be filed (INO, NA, ACTIF)
+FILE_IT: Final = KeptWord()
+
+
+def kept_word(consent: Mapping[str, Any] | None) -> KeptWord | None:
+    """A published ``DmpConsent`` record (``identity.consent``) as the sink keeps it: a word
+    that refuses nothing is :data:`FILE_IT` (shared), codes are interned; None for none."""
+    if not consent:
+        return None
+    word = DmpConsent(**{name: consent.get(name) for name in _FIELDS})
+    if not (word.closed or word.objected):
+        return FILE_IT
+    return KeptWord(
+        _interned(word.dmp_status),
+        word.closed_date,
+        _interned(word.feeding),
+        _interned(consent.get("feeding_facility")),
+        consent.get("source_event_id"),
+    )
+
+
+def _interned(code: str | None) -> str | None:
+    return sys.intern(code) if code else None
 
 
 def err5(refusal: ConsentRefusal) -> str:

@@ -13,8 +13,15 @@ processed before its ADT) must be checked against the word as it is *now*.
 partition is the key's, as the producer's partitioner places it), then answers the
 patient's latest word, or None when the topic has nothing for the patient (a word kept
 before the topic existed: the stamp decides, :func:`consumers.dmp.consent.consent_refusal`).
-The table keeps only each patient's current word (a few codes and dates, no identity).
-A broker that does not answer is a transient failure: the request is tried again later.
+The table keeps only what of each patient's word may refuse a filing
+(:class:`~consumers.dmp.consent.KeptWord`: a few codes, no identity; one shared object for
+every patient whose word refuses nothing). A partition is read from its beginning the first
+time (``earliest``: a position the log no longer holds goes back to its start, never
+silently to its end), then from where the last read stopped, saved after each batch: a
+read cut short by its time limit goes on from there the next time. A broker that does not
+answer, or a read that does not finish in time, is a transient failure
+(:class:`ConsentUnreadable`, its own code): the request is tried again later, and the
+sink does not take it for a DMP outage.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from consumers.dmp.consent import KeptWord, kept_word
 from consumers.dmp.submission import DmpUnavailable
 from relais import kafka_clients
 from relais.contracts import Codec, ContractError
@@ -41,13 +49,31 @@ Word = Mapping[str, Any]
 UNREADABLE = "consent-table-unavailable"
 
 
-class ConsentTable:
-    """Patient key -> latest ``DmpConsent`` record, for the partitions read so far."""
+class ConsentUnreadable(DmpUnavailable):
+    """The patients' word could not be read in time: retried, never filed; not the DMP's
+    outage (the sink's readiness and its visibility updates are not paused for it)."""
 
-    def __init__(self, bootstrap: Target, prefix: str, codec: Codec, timeout_s: float = 30.0):
-        self.bootstrap, self.codec, self.timeout_s = bootstrap, codec, timeout_s
+
+class ConsentTable:
+    """Patient key -> what may refuse a filing of the patient's latest word, for the
+    partitions read so far.
+
+    ``timeout_s`` bounds one read (the next goes on from where it stopped), ``lock_wait_s``
+    how long a filing waits for another partition's read (one reader) before it is retried.
+    """
+
+    def __init__(
+        self,
+        bootstrap: Target,
+        prefix: str,
+        codec: Codec,
+        timeout_s: float = 10.0,
+        lock_wait_s: float = 5.0,
+    ):
+        self.bootstrap, self.codec = bootstrap, codec
+        self.timeout_s, self.lock_wait_s = timeout_s, lock_wait_s
         self.topic = IDENTITY_CONSENT.name(prefix)
-        self.words: dict[str, Word | None] = {}
+        self.words: dict[str, KeptWord] = {}
         self.positions: dict[int, int] = {}  # partition -> next offset to read
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()  # one reader: the sink files partitions concurrently
@@ -56,17 +82,26 @@ class ConsentTable:
     async def latest(self, patient_key: str) -> Word | None:
         """The patient's current word (read up to now), None when the topic has none."""
         try:
-            async with self._lock:
-                await asyncio.wait_for(self._catch_up(patient_key), self.timeout_s)
+            await asyncio.wait_for(self._lock.acquire(), self.lock_wait_s)
+        except TimeoutError as exc:
+            raise self._unreadable("another partition's read holds it") from exc
+        try:
+            await asyncio.wait_for(self._catch_up(patient_key), self.timeout_s)
         except (KafkaError, TimeoutError, OSError) as exc:
-            why = f"the patients' DMP consent ({self.topic}) cannot be read: {type(exc).__name__}"
-            raise DmpUnavailable(why, code=UNREADABLE) from exc
-        return self.words.get(patient_key)
+            raise self._unreadable(type(exc).__name__) from exc
+        finally:
+            self._lock.release()
+        word = self.words.get(patient_key)
+        return word.as_record() if word is not None else None
 
     async def close(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+
+    def _unreadable(self, why: str) -> ConsentUnreadable:
+        text = f"the patients' DMP consent ({self.topic}) cannot be read: {why}"
+        return ConsentUnreadable(text, code=UNREADABLE)
 
     async def _catch_up(self, patient_key: str) -> None:
         consumer = await self._started()
@@ -80,12 +115,16 @@ class ConsentTable:
         tp = TopicPartition(self.topic, self._partition(key, partitions, partitions))
         [end] = (await fetched_end_offsets(consumer, [tp])).values()
         consumer.assign([tp])
-        consumer.seek(tp, self.positions.get(tp.partition, 0))
+        if tp.partition in self.positions:
+            consumer.seek(tp, self.positions[tp.partition])
+        else:  # first read: from the log's start, wherever it is now
+            await consumer.seek_to_beginning(tp)
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=1000)
             for message in batch.get(tp, ()):
                 self._apply(message.key, message.value)
-        self.positions[tp.partition] = await consumer.position(tp)
+            # saved as it goes: a read cut short (its time limit) goes on from here
+            self.positions[tp.partition] = await consumer.position(tp)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -98,12 +137,19 @@ class ConsentTable:
         except ContractError as exc:
             log.warning("%s: a record skipped: %s", self.topic, exc)
             return
-        self.words[record["patient_key"]] = record["consent"]
+        word = kept_word(record["consent"])
+        if word is None:
+            self.words.pop(record["patient_key"], None)
+        else:
+            self.words[record["patient_key"]] = word
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = kafka_clients.consumer(
-                self.bootstrap, group_id=None, enable_auto_commit=False
+                self.bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",  # a position gone from the log: its start
             )
             await consumer.start()
             self._consumer = consumer

@@ -35,7 +35,7 @@ from aiokafka import TopicPartition
 
 from consumers.dmp.client import DmpClient, DmpConfig
 from consumers.dmp.consent import consent_refusal
-from consumers.dmp.consent_table import ConsentTable
+from consumers.dmp.consent_table import ConsentTable, ConsentUnreadable
 from consumers.dmp.entries import EntryUuids
 from consumers.dmp.error_codes import metric_label
 from consumers.dmp.metrics import STATUS_CHECKS
@@ -121,7 +121,7 @@ class DmpSink:
         self.lifts = VisibilityLifts(  # embargoed documents: TD3.3b at the release date
             bootstrap=bootstrap, prefix=prefix, keyring=keyring, client=client, loop=self.loop,
             codec=self.codec, input_topic=DELIVERY_DMP.name(prefix),
-            dmp_up=lambda: self.dmp_state.ok,  # no lift while the filings find the DMP down
+            dmp_answered=lambda: self.dmp_state.set(True, "DMP answering"),  # its own backoff
         )  # fmt: skip
         self.consents = ConsentTable(bootstrap, prefix, self.codec)  # the patients' word now
         self.attempts: dict[str, int] = {}
@@ -309,11 +309,12 @@ class DmpSink:
         return self.report.final(request, outcome, code, where, detail=detail)
 
     def _retrying(self, request: Record, attempt: int, exc: DmpUnavailable) -> None:
-        self.dmp_state.set(False, f"DMP unavailable ({exc.code}): deliveries paused, retrying")
+        if not isinstance(exc, ConsentUnreadable):  # the patients' word unread: not the DMP
+            self.dmp_state.set(False, f"DMP unavailable ({exc.code}): deliveries paused, retrying")
         self.attempts[request["request_id"]] = attempt
         self.deliveries.retrying(request["request_id"], request["submitted_at"])
         log.warning(
-            "DMP unavailable for event %s (attempt %d): %s", request["event_id"], attempt, exc.code
+            "not filed yet, event %s (attempt %d): %s", request["event_id"], attempt, exc.code
         )
 
     def _settle(self, request: Record) -> None:

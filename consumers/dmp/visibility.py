@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from consumers.ihe.iti18 import Found
-from domain.xds.codes import Coded
+from domain.xds.codes import CONFIDENTIALITY_CODES, Coded
 from domain.xds.metadata import DocumentEntry
 from relais.contracts import Record
 from relais.delivery_status import delivery_status
@@ -168,6 +168,52 @@ def plan(lift: Lift, current: Found | None) -> Plan:
     if INVISIBLE_PATIENT not in current.confidentiality:
         return Plan.RECONCILED
     return Plan.SEND
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How an attempt ends a lift: the status to report, then DONE. Once decided, it is the
+    one reported, however often its acknowledgement must be tried again."""
+
+    lift: Lift  # as it stands (SENDING once the update was sent)
+    outcome: str  # DELIVERED | REJECTED
+    code: str | None
+    detail: str
+
+
+_SETTLED: Final[dict[Plan, tuple[str, str | None, str]]] = {
+    Plan.CONFIRM: (
+        "DELIVERED",
+        None,
+        "filed after the release date: visible to the patient already",
+    ),
+    Plan.RECONCILED: (
+        "DELIVERED",
+        None,
+        "the DMP's current version is visible to the patient already",
+    ),
+    Plan.GONE: (
+        "REJECTED",
+        "UnresolvedReferenceException",
+        "the DMP holds no such document (deleted?): not made visible",
+    ),
+}
+
+
+def settled(lift: Lift, step: Plan) -> Decision:
+    """The decision of a plan that sends nothing (CONFIRM, RECONCILED, GONE)."""
+    return Decision(lift, *_SETTLED[step])
+
+
+def lifted_codes(filed: tuple[Coded, ...], current: tuple[str, ...]) -> tuple[Coded, ...]:
+    """TD3.3b's confidentiality codes: the DMP's current version's (a ``MASQUE_PS`` added
+    since the filing stays), without ``INVISIBLE_PATIENT``; each as the entry was filed with
+    it, else as JDV_J08 publishes it. :class:`ValueError` for a code outside both: never
+    dropped (that could unmask the document)."""
+    known = {c.code: c for c in CONFIDENTIALITY_CODES.concepts} | {c.code: c for c in filed}
+    if unknown := sorted(set(current) - set(known)):
+        raise ValueError(f"confidentiality codes outside JDV_J08: {', '.join(unknown)}")
+    return tuple(known[code] for code in current if code != INVISIBLE_PATIENT)
 
 
 def due(lifts: Mapping[str, Lift], now: datetime) -> list[Lift]:

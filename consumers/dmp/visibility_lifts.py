@@ -6,18 +6,22 @@ is written to ``deliveries.visibility.v1`` and acknowledged before the filing is
 DONE, so a crash cannot lose it) and :meth:`~VisibilityLifts.tick` after each poll: the
 lifts of the partitions the sink owns are read back from the compacted topic when a
 partition is assigned (after any restart), and each due one is sent — the entryUUID the
-DMP holds for the document (ITI-18), then ITI-57 without ``INVISIBLE_PATIENT`` — and
-reported as a ``DeliveryStatus`` (``<request id>|visibility``) with its audit event. A DMP
-outage leaves the lift pending and tries again after a backoff (per lift; other work goes
-on); a refusal ends it REJECTED with the DMP's code, which cancels the notification.
-The patient's id and the entry as filed travel sealed in the lift (the patient's key).
+DMP holds for the document (ITI-18), then ITI-57 with its current confidentiality codes
+without ``INVISIBLE_PATIENT`` — and reported as a ``DeliveryStatus``
+(``<request id>|visibility``) with its audit event. A DMP outage leaves the lift pending
+and tries again after a backoff (per lift; other work goes on); a refusal ends it REJECTED
+with the DMP's code, which cancels the notification. The patient's id and the entry as
+filed travel sealed in the lift (the patient's key).
 
 A tick never holds polling up for long: it sends at most :data:`TICK_MAX` lifts within
-:data:`TICK_BUDGET_S` seconds (the others wait for the next poll), and none while the DMP
-is known down (the filing path's readiness flag, or a lift's own outage backoff). The
-status and its audit event are acknowledged *before* the lift is written DONE: a crash in
-between sends the status again (the notify gate takes a duplicate as the same answer).
-A DONE lift is removed from the topic (a tombstone) :data:`DONE_HORIZON` after.
+:data:`TICK_BUDGET_S` seconds (the others wait for the next poll), and none while a lift
+waits out an outage (the DMP, the key store, the broker or the network: its own backoff,
+never the filings' readiness flag; a lift's answered ITI-18/ITI-57 sets that flag back).
+The status and its audit event are acknowledged *before* the lift is written DONE: a crash
+in between sends the status again (the notify gate takes a duplicate as the same answer),
+and a failed acknowledgement reports the same decision again, never decides anew. A DONE
+lift is removed from the topic (a tombstone) :data:`DONE_HORIZON` after, within the same
+budget.
 """
 
 from __future__ import annotations
@@ -25,18 +29,20 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, TypeVar
+
+from aiokafka.errors import KafkaError
 
 from consumers.dmp.client import DmpClient
 from consumers.dmp.metrics import VISIBILITY_PENDING, VISIBILITY_UPDATES
 from consumers.dmp.subject import subject_of
 from consumers.dmp.submission import Answer, DmpRejected, DmpUnavailable, Submission
 from consumers.dmp.visibility import (
-    INVISIBLE_PATIENT,
     STAGE,
+    Decision,
     Lift,
     Plan,
     State,
@@ -46,10 +52,12 @@ from consumers.dmp.visibility import (
     envelope_of,
     expired,
     lift_of,
+    lifted_codes,
     opened,
     payload,
     plan,
     release_date,
+    settled,
     status_of,
 )
 from consumers.ihe import iti18, iti57
@@ -70,6 +78,9 @@ PURPOSE = "visibility-lift"
 #: at most this many lifts, for at most this long, per tick (after each poll)
 TICK_MAX: Final = 20
 TICK_BUDGET_S: Final = 10.0
+#: the broker or the network failed: an outage (the lift is tried again), never an ending
+_OUTAGES: Final = (KafkaError, OSError, TimeoutError)
+_T = TypeVar("_T")
 
 
 def _now() -> datetime:
@@ -91,16 +102,19 @@ class VisibilityLifts:
         input_topic: str,
         clock: Callable[[], datetime] = _now,
         backoff: Callable[[], Iterator[float]] = exponential_backoff,
-        dmp_up: Callable[[], bool] = lambda: True,
+        dmp_answered: Callable[[], None] = lambda: None,
     ) -> None:
         self.bootstrap, self.prefix, self.keyring = bootstrap, prefix, keyring
         self.client, self.loop, self.codec, self.clock = client, loop, codec, clock
-        self.input_topic, self.backoff, self.dmp_up = input_topic, backoff, dmp_up
+        self.input_topic, self.backoff = input_topic, backoff
+        self.dmp_answered = dmp_answered  # a lift's ITI-18/ITI-57 answered: the DMP is up
         self.down_until: datetime | None = None  # a lift met an outage: none before then
         self.topic = DMP_VISIBILITY.name(prefix)
         self.lifts: dict[int, dict[str, Lift]] = {}
         self.not_before: dict[str, datetime] = {}  # request id -> retry time (an outage)
         self._delays: dict[str, Iterator[float]] = {}
+        #: request id -> (partition, how it ends) decided but not acknowledged yet
+        self.decided: dict[str, tuple[int, Decision]] = {}
         VISIBILITY_PENDING.set_function(self.pending)
 
     # -- after a filing ----------------------------------------------------------------
@@ -133,20 +147,18 @@ class VisibilityLifts:
 
     # -- after each poll ---------------------------------------------------------------
     async def tick(self) -> None:
-        """Follow the sink's partitions, remove the old DONE lifts, then send what is due
-        (one attempt each, within the tick's budget; none while the DMP is known down)."""
+        """Follow the sink's partitions, send what is due, then remove the old DONE lifts
+        (within the tick's budget; no lift while one waits out an outage)."""
         await self._follow()
         now = self.clock()
-        await self._sweep(now)
+        deadline = time.monotonic() + TICK_BUDGET_S
         if self.down_until is not None and now >= self.down_until:
             self.down_until = None
-        if not self.dmp_up() or self.down_until is not None:
-            return
-        deadline = time.monotonic() + TICK_BUDGET_S
         for partition, lift in self._ready(now)[:TICK_MAX]:
             if time.monotonic() >= deadline or self.down_until is not None:
-                return  # the rest at the next poll
+                break  # the rest at the next poll
             await self._lift(partition, lift)
+        await self._sweep(now, deadline)
 
     def _ready(self, now: datetime) -> list[tuple[int, Lift]]:
         """The due lifts not waiting for a backoff, oldest release date first."""
@@ -158,14 +170,21 @@ class VisibilityLifts:
         ]
         return sorted(ready, key=lambda pair: pair[1].release_at)
 
-    async def _sweep(self, now: datetime) -> None:
-        """Tombstones for the DONE lifts past :data:`DONE_HORIZON` (memory and topic)."""
-        for partition, lifts in list(self.lifts.items()):
-            for lift in expired(lifts, now):
+    async def _sweep(self, now: datetime, deadline: float) -> None:
+        """Tombstones for the DONE lifts past :data:`DONE_HORIZON` (memory and topic), at most
+        :data:`TICK_MAX` before ``deadline``; a broker failure leaves the rest for later."""
+        old = [(p, x) for p, lifts in list(self.lifts.items()) for x in expired(lifts, now)]
+        for partition, lift in old[:TICK_MAX]:
+            if time.monotonic() >= deadline:
+                return
+            try:
                 await self.loop.producer.send_and_wait(
                     self.topic, None, key=lift.key, partition=partition
                 )
-                lifts.pop(lift.request_id, None)
+            except _OUTAGES as exc:
+                log.warning("visibility lifts: tombstones later (%s)", type(exc).__name__)
+                return
+            self.lifts.get(partition, {}).pop(lift.request_id, None)
 
     def pending(self) -> int:
         return sum(
@@ -185,6 +204,11 @@ class VisibilityLifts:
         for partition in set(self.lifts) - owned:
             self.lifts.pop(partition)
         await self._restored(owned)
+        self.decided = {  # only for the lifts still held, and not done
+            rid: (p, decision)
+            for rid, (p, decision) in self.decided.items()
+            if (held := self.lifts.get(p, {}).get(rid)) is not None and held.state is not State.DONE
+        }
 
     async def _restored(self, partitions: Iterable[int]) -> None:
         """Read back the lifts of the given partitions not read yet."""
@@ -217,52 +241,68 @@ class VisibilityLifts:
 
     # -- one lift ----------------------------------------------------------------------
     async def _lift(self, partition: int, lift: Lift) -> None:
-        """One attempt; an outage is tried again after a backoff, a refusal ends the lift."""
+        """One attempt: the decision, then its status and DONE. An outage (the DMP, the key
+        store, the broker, the network) leaves the lift due, tried again after a backoff; a
+        decision already made is reported as made, never decided again."""
         try:
-            await self._attempt(partition, lift)
+            kept = self.decided.get(lift.request_id)
+            decision = kept[1] if kept is not None else await self._decide(partition, lift)
+            self.decided[lift.request_id] = (partition, decision)
+            await self._finish(partition, decision)
         except DmpUnavailable as exc:
             self._later(lift, f"DMP unavailable ({exc.code})", everything=True)
         except StoreUnavailableError:  # the patient key store: as an outage of the DMP
             self._later(lift, "patient key store unavailable", everything=True)
-        except DmpRejected as exc:
-            current = self.lifts.get(partition, {}).get(lift.request_id, lift)
-            detail = "the DMP refused the visibility update"
-            await self._finish(partition, current, "REJECTED", exc.code, detail)
-        except (EnvelopeError, VisibilityError) as exc:  # an erased patient: nothing to send
-            detail = f"the lift cannot be opened ({type(exc).__name__}): not made visible"
-            await self._finish(partition, lift, "REJECTED", "lift-unreadable", detail)
-        except Exception as exc:  # a lift this release cannot handle: never a crash loop
-            log.error("TD3.3b for event %s: %s, lift ended", lift.event_id, type(exc).__name__)
-            current = self.lifts.get(partition, {}).get(lift.request_id, lift)
-            detail = f"the visibility update failed ({type(exc).__name__}): not made visible"
-            await self._finish(partition, current, "REJECTED", "lift-error", detail)
+        except _OUTAGES as exc:  # the broker or the network: the same lift later
+            self._later(lift, f"unavailable ({type(exc).__name__})", everything=True)
 
     def _later(self, lift: Lift, why: str, *, everything: bool = False) -> None:
         """Try ``lift`` again after its next backoff delay (with ``everything``: no lift
-        before then, the DMP or the key store is down)."""
+        before then, the DMP, the key store or the broker is down)."""
         delay = next(self._delays.setdefault(lift.request_id, self.backoff()))
         self.not_before[lift.request_id] = self.clock() + timedelta(seconds=delay)
         if everything:
             self.down_until = self.not_before[lift.request_id]
         log.warning("TD3.3b for event %s: %s, retried in %.1f s", lift.event_id, why, delay)
 
-    async def _attempt(self, partition: int, lift: Lift) -> None:
-        """Plan, then send (SENDING written first) or settle: the status once it is known."""
-        step, current = await self._plan(lift)
-        if step is Plan.SEND and current is not None:
-            attempt = lift.attempt + 1
-            lift = replace(
-                lift, state=State.SENDING, lid=current.lid, attempt=attempt, at=self.clock()
-            )
-            await self._write(partition, lift)
-            answer = await self._update(lift, current)
-            detail = "visible to the patient: TD3.3b confirmed"
-            await self._finish(partition, lift, "DELIVERED", answer.code, detail)
-        elif step is Plan.GONE:
-            detail = "the DMP holds no such document (deleted?): not made visible"
-            await self._finish(partition, lift, "REJECTED", "UnresolvedReferenceException", detail)
-        else:
-            await self._finish(partition, lift, "DELIVERED", None, _CONFIRMED[step])
+    async def _decide(self, partition: int, lift: Lift) -> Decision:
+        """Plan, then send (SENDING written first, outside the guard: a broker failure is an
+        outage) or settle: how the lift ends once the DMP answered."""
+        planned = await self._guarded(lift, self._plan(lift))
+        if isinstance(planned, Decision):
+            return planned
+        step, current = planned
+        if step is not Plan.SEND or current is None:
+            return settled(lift, step)
+        attempt = lift.attempt + 1
+        lift = replace(lift, state=State.SENDING, lid=current.lid, attempt=attempt, at=self.clock())
+        await self._write(partition, lift)
+        answer = await self._guarded(lift, self._update(lift, current))
+        if isinstance(answer, Decision):
+            return answer
+        return Decision(lift, "DELIVERED", answer.code, "visible to the patient: TD3.3b confirmed")
+
+    async def _guarded(self, lift: Lift, step: Awaitable[_T]) -> _T | Decision:
+        """``step``'s result, or how a refusal, an unreadable lift or an unexpected failure
+        ends ``lift``; outages (the DMP, the key store, the broker, the network) go through."""
+        try:
+            return await step
+        except (DmpUnavailable, StoreUnavailableError, *_OUTAGES):
+            raise
+        except DmpRejected as exc:
+            self._answered()
+            return Decision(lift, "REJECTED", exc.code, "the DMP refused the visibility update")
+        except (EnvelopeError, VisibilityError) as exc:  # an erased patient: nothing to send
+            detail = f"the lift cannot be opened ({type(exc).__name__}): not made visible"
+            return Decision(lift, "REJECTED", "lift-unreadable", detail)
+        except Exception as exc:  # a lift this release cannot handle: never a crash loop
+            log.error("TD3.3b for event %s: %s, lift ended", lift.event_id, type(exc).__name__)
+            detail = f"the visibility update failed ({type(exc).__name__}): not made visible"
+            return Decision(lift, "REJECTED", "lift-error", detail)
+
+    def _answered(self) -> None:
+        """A lift's ITI-18 or ITI-57 was answered: the DMP is up (the sink's readiness)."""
+        self.dmp_answered()
 
     def _open(self, lift: Lift) -> tuple[str, DocumentEntry]:
         sealed = envelope_of(lift.sealed)
@@ -276,31 +316,37 @@ class VisibilityLifts:
         await warm_patient_key(self.keyring, lift.patient_key or None, create=False)
         patient_id, entry = self._open(lift)
         current = await self.client.current(lift.document_unique_id, patient_id, subject_of(entry))
+        self._answered()
         return plan(lift, current), current
 
     async def _update(self, lift: Lift, current: iti18.Found) -> Answer:
-        """Send ITI-57: the entry as filed, without INVISIBLE_PATIENT, as the next version of
+        """Send ITI-57: the entry as filed with the current version's confidentiality codes
+        without INVISIBLE_PATIENT (a MASQUE_PS added meanwhile stays), as the next version of
         the DMP's current one (its lid, its version, its repositoryUniqueId)."""
         patient_id, entry = self._open(lift)
         if not current.repository_unique_id:
             raise DmpRejected("the DMP gave no repositoryUniqueId", code="XDSRegistryError")
+        codes = lifted_codes(entry.confidentiality, current.confidentiality)
         update = iti57.Update(
-            iti57.without(entry, INVISIBLE_PATIENT),
+            iti57.with_confidentiality(entry, codes),
             current.lid,
             current.version,
             current.repository_unique_id,
         )
-        return await self.client.update(update, patient_id, self.clock(), subject_of(entry))
+        answer = await self.client.update(update, patient_id, self.clock(), subject_of(entry))
+        self._answered()
+        return answer
 
-    async def _finish(
-        self, partition: int, lift: Lift, outcome: str, code: str | None, detail: str
-    ) -> None:
+    async def _finish(self, partition: int, decision: Decision) -> None:
         """The status and its audit event (acknowledged), then DONE (the sealed payload
         dropped): a crash in between reports it again, never loses it."""
+        lift, outcome, code = decision.lift, decision.outcome, decision.code
         done = replace(
             lift, state=State.DONE, outcome=outcome, code=code, sealed={}, at=self.clock()
         )
-        status = status_of(done, outcome=outcome, code=code, detail=detail, now=self.clock())
+        status = status_of(
+            done, outcome=outcome, code=code, detail=decision.detail, now=self.clock()
+        )
         key = lift.patient_key.encode() or None
         await self.loop.emit(
             [
@@ -317,13 +363,8 @@ class VisibilityLifts:
             ]
         )
         await self._write(partition, done)
+        self.decided.pop(lift.request_id, None)
         self.not_before.pop(lift.request_id, None)
         self._delays.pop(lift.request_id, None)
         VISIBILITY_UPDATES.labels(outcome).inc()
         log.info("TD3.3b for event %s: %s %s", lift.event_id, outcome, code or "")
-
-
-_CONFIRMED: dict[Plan, str] = {
-    Plan.CONFIRM: "filed after the release date: visible to the patient already",
-    Plan.RECONCILED: "the DMP's current version is visible to the patient already",
-}

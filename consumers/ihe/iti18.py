@@ -7,8 +7,9 @@ with WS-Addressing, an ``AdhocQueryRequest`` with the GetDocuments stored query 
 ``returnType="LeafClass"``: GetDocuments by uniqueId answers every version of the
 document (Approved and Deprecated, IHE XDS Metadata Update), and only the full
 ``ExtrinsicObject`` carries its ``status``, ``lid``, version (``rim:VersionInfo
-versionName``), ``repositoryUniqueId`` and confidentiality codes. An answer of
-``ObjectRef`` elements (no status) is read as well. The VIHF travels like for ITI-41.
+versionName``), ``repositoryUniqueId`` and confidentiality codes; one without its status
+or its version is an unreadable answer (the client: ``DmpUnavailable`` ``BadAnswer``).
+An answer of ``ObjectRef`` elements (no status) is read as well. The VIHF travels like for ITI-41.
 """
 
 from __future__ import annotations
@@ -138,9 +139,15 @@ def read_answer(body: bytes) -> Answer:
 
 
 def _found(entry: etree._Element) -> Found:
-    """One ExtrinsicObject of a LeafClass answer."""
-    entry_uuid = str(entry.get("id") or "")
+    """One ExtrinsicObject of a LeafClass answer; :class:`Iti18Error` without its id, its
+    status or its version (``rim:VersionInfo versionName``): never guessed (a missing status
+    read as Approved, a missing version as "1", would aim an update at a stale version)."""
+    entry_uuid = entry.get("id")
+    status = entry.get("status")
     version = entry.find("rim:VersionInfo", NS)
+    name = version.get("versionName") if version is not None else None
+    if not entry_uuid or not status or not name:
+        raise Iti18Error("a LeafClass DocumentEntry without its id, status or versionName")
     repository = entry.findtext(
         "rim:Slot[@name='repositoryUniqueId']/rim:ValueList/rim:Value", namespaces=NS
     )
@@ -150,8 +157,8 @@ def _found(entry: etree._Element) -> Found:
     return Found(
         entry_uuid=entry_uuid,
         lid=str(entry.get("lid") or entry_uuid),
-        version=str(version.get("versionName") or "1") if version is not None else "1",
-        status=(entry.get("status") or APPROVED).rsplit(":", 1)[-1],
+        version=name,
+        status=status.rsplit(":", 1)[-1],
         repository_unique_id=repository.strip() if repository else None,
         confidentiality=tuple(str(c.get("nodeRepresentation")) for c in codes),
     )

@@ -12,14 +12,16 @@ as is to the DMP delivery request, where :mod:`consumers.dmp.consent` reads it).
 Order: ADTs reach the stage in the order of their partition (one patient, one
 partition); within it, an ADT whose MSH-7 is older than the word kept does not
 override it (a sender's late replay of an old ADT never lifts a newer objection);
-an MSH-7 without its offset is Europe/Paris time. Each part of ZFA stands alone: a
+an MSH-7 without its offset is Europe/Paris time, and a word without a readable MSH-7
+never wins over one that has one. Each part of ZFA stands alone: a
 ZFA without a DMP status keeps the kept status, and "NA" (not asked) never erases
 a word the patient gave (IO, INO, IC, INC): only a new word replaces it. An
 objection is lifted only by the structure (MSH-4) that collected it; a closed DMP
 is the DMP's state, told by any. When an identity is merged into another (first
-INS, A40), its word is handed to the survivor and combined by ``as_of``
-(:func:`combined`). The audit names the patient's pseudonymous key and the event
-ids, never the INS or names.
+INS, A40), its word is handed to the survivor once (:mod:`streams.identity.handover`)
+and combined by ``as_of`` (:func:`combined`), keeping the structure that collected it
+(only an ADT's own ZFA gets its sender, :func:`adt_word`). The audit names the patient's
+pseudonymous key and the event ids, never the INS or names.
 """
 
 from __future__ import annotations
@@ -48,11 +50,26 @@ def consented(
     state: PatientState, record: Record, now: datetime
 ) -> tuple[PatientState, list[Output]]:
     """The state after an identity event, and the audit event when the consent changed."""
-    said = record["patient"].get("dmp_consent")
+    said = adt_word(record)
     if not said:
         return state, []
-    if said.get("feeding") and not said.get("feeding_facility"):  # who collected the word
+    return _kept(state, record, said, now)
+
+
+def adt_word(record: Record) -> Consent | None:
+    """The word an ADT's ZFA gives (None without one), with the structure that collected it
+    (MSH-4): only a word read from an ADT gets its sender as ``feeding_facility``; a word
+    handed over (:func:`moved`) keeps its own, whoever carried it."""
+    said: Consent | None = record["patient"].get("dmp_consent")
+    if said and said.get("feeding") and not said.get("feeding_facility"):
         said = {**said, "feeding_facility": record["source"]["facility"]}
+    return said or None
+
+
+def _kept(
+    state: PatientState, record: Record, said: Consent, now: datetime
+) -> tuple[PatientState, list[Output]]:
+    """The state with ``said`` combined into its word, and the audit and publication."""
     kept = state.dmp_consent
     merged = combined(kept, said)
     state = replace(state, dmp_consent=merged)
@@ -94,9 +111,10 @@ def applied(kept: Consent | None, said: Consent) -> dict[str, str | None] | None
 def moved(state: PatientState, record: Record, now: datetime) -> tuple[PatientState, list[Output]]:
     """The state after a document or RETRY event that carries the consent of a patient
     merged into this one (:meth:`IdentityProcessor._redirected`), with its audit."""
-    if not record["patient"].get("dmp_consent"):
+    said = record["patient"].get("dmp_consent")
+    if not said:
         return state, []
-    return consented(state, {"trigger": "REDIRECT", **record}, now)
+    return _kept(state, {"trigger": "REDIRECT", **record}, said, now)
 
 
 def absorbed_consent(state: PatientState) -> dict[str, str | None] | None:
@@ -156,8 +174,13 @@ def _empty() -> dict[str, str | None]:
 
 
 def _older(said: str | None, kept: str | None) -> bool:
+    """Whether the word of ``said`` (its ADT's MSH-7) comes before the one of ``kept``: a
+    word with no readable time never wins over one that has one; two words without one are
+    taken in their order of arrival."""
     first, second = _instant(said), _instant(kept)
-    return first is not None and second is not None and first < second
+    if first is None or second is None:
+        return first is None and second is not None
+    return first < second
 
 
 def _instant(ts: str | None) -> datetime | None:

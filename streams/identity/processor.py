@@ -21,11 +21,12 @@ from typing import Any
 from producers.submission import local_key
 from relais.contracts import Codec, Record
 from relais.deadletter import derived_id
-from relais.envelope import Envelope, open_envelope, seal
+from relais.envelope import Envelope, open_envelope
 from relais.keyring import Keyring, warm_patient_key
 from relais.patient_traits import open_traits
 from relais.topics import IDENTITY_ALERTS, IDENTITY_EVENTS, IDENTITY_PENDING, QUALIFIED, SUBMITTED
 from streams.identity.consent import absorbed_consent, consented, moved, stamped
+from streams.identity.handover import forwarded, hand_over, resealed
 from streams.identity.rules import (
     InsChecker,
     InsiOutcome,
@@ -212,15 +213,17 @@ class IdentityProcessor:
             return self._redirected(record, now)
         key = record.get("target_key") or record["patient"]["patient_key"]
         state = self.state(key)
-        outputs: list[Output] = []
-        if kind == "UPDATE":
+        if kind != "UPDATE":  # RETRY, maybe carrying the consent of an absorbed patient
+            state, outputs = moved(state, record, now)
+        elif state.merged_into and state.redirect:  # merged away: its word is the survivor's
+            state = self._updated(state, record)
+            outputs = forwarded(self.keyring, self.codec, record, state)
+        else:
             state, outputs = consented(self._updated(state, record), record, now)
             traits = open_traits(record, self.keyring)
             if traits.get("ins"):  # the IPPs it names belong to this INS from now on
                 ids = [(str(i), str(a)) for i, a in traits.get("local_ids") or ()]
                 outputs += self._redirects(record, ids)
-        else:  # RETRY, maybe carrying the consent of an absorbed patient
-            state, outputs = moved(state, record, now)
         return outputs + await self.release(key, state, now)
 
     def _updated(self, state: PatientState, record: Record) -> PatientState:
@@ -288,22 +291,12 @@ class IdentityProcessor:
             return [self._identity_alert(record, key, verdict, now)]
         redirect = self.codec.encode("IdentityUpdate", record)
         state = replace(state, merged_into=record["patient"]["patient_key"], redirect=redirect)
-        outputs = self._hand_over(record, state)
+        outputs = hand_over(self.keyring, record, state)  # its word, once
         for held in state.held:
             _, document = self.codec.decode(held.value, expected="DocumentSubmitted")
             outputs.append(self._rekey(document, state, now))
-        self.save(key, replace(state, held=()))
+        self.save(key, replace(state, held=(), consent_handed=True))
         return outputs
-
-    def _hand_over(self, record: Record, state: PatientState) -> list[Output]:
-        """The absorbed patient's DMP consent, sent to the survivor (a RETRY carrying it)."""
-        if (consent := absorbed_consent(state)) is None:
-            return []
-        event_id = derived_id(record["event_id"], "consent", record["target_key"])
-        patient = self._reseal(record["patient"], record["event_id"], event_id)
-        carry = {**record, "event_id": event_id, "kind": "RETRY", "target_key": None}
-        carry["patient"] = {**patient, "dmp_consent": consent}
-        return [Output(IDENTITY_EVENTS, "IdentityUpdate", carry, _key(carry))]
 
     def _rekey(self, document: Record, state: PatientState, now: datetime) -> Output:
         assert state.redirect is not None
@@ -311,21 +304,15 @@ class IdentityProcessor:
         patient = self._reseal(redirect["patient"], redirect["event_id"], document["event_id"])
         # The document keeps its own structure's declared status: the survivor's identity
         # replaces the traits, not what the document's sender checked.
-        # ... and carries the absorbed patient's DMP consent (it may arrive before _hand_over's)
-        reliability, consent = document["patient"]["reliability"], absorbed_consent(state)
+        # ... and the absorbed patient's word until it was handed over (it may arrive before
+        # hand_over's RETRY; once handed, the survivor's word is the patient's)
+        consent = None if state.consent_handed else absorbed_consent(state)
+        reliability = document["patient"]["reliability"]
         to = {**patient, "reliability": reliability, "dmp_consent": consent}
         return Output(SUBMITTED, "DocumentSubmitted", {**document, "patient": to}, _key(to))
 
     def _reseal(self, patient: Record, from_event: str, to_event: str) -> Record:
-        plain = open_envelope(
-            self.keyring,
-            Envelope.from_record(patient["identity"]),
-            event_id=from_event,
-            purpose="identity",
-        )
-        sealing = self.keyring.for_patient(patient["patient_key"])
-        sealed = seal(sealing, plain, event_id=to_event, purpose="identity")
-        return {**patient, "identity": sealed.to_record()}
+        return resealed(self.keyring, patient, from_event, to_event)
 
     # -- outputs ----------------------------------------------------------------------------
     def _qualified_output(self, record: Record, verdict: Verdict, now: datetime) -> Output:

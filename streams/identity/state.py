@@ -47,6 +47,8 @@ class PatientState:
     #: the patient's latest DMP status and word on feeding it (PAM FR ZFA), stamped on the
     #: documents forwarded (streams.identity.consent)
     dmp_consent: Mapping[str, str | None] | None = field(default=None, hash=False)
+    #: an absorbed patient's word was handed to its survivor (once: streams.identity.handover)
+    consent_handed: bool = False
 
     def status_for(self, facility: str) -> Status:
         return dict(self.statuses).get(facility, Status.PROV)
@@ -75,6 +77,7 @@ class PatientState:
                 "blocked_digests": list(self.blocked_digests),
                 "blocked_at_ms": self.blocked_at_ms,
                 "dmp_consent": dict(self.dmp_consent) if self.dmp_consent is not None else None,
+                "consent_handed": self.consent_handed,
                 "held": [
                     {
                         "value": base64.b64encode(h.value).decode(),
@@ -115,4 +118,5 @@ class PatientState:
             blocked_digests=tuple(raw.get("blocked_digests") or ()),
             blocked_at_ms=raw.get("blocked_at_ms"),
             dmp_consent=raw.get("dmp_consent"),
+            consent_handed=bool(raw.get("consent_handed")),
         )

@@ -213,6 +213,49 @@ async def test_an_objection_given_under_the_ipp_stays_when_the_ins_arrives(
     assert not [u for u in stack.sandbox.submissions if u.endswith(".115022000011")]
 
 
+async def test_a_word_given_under_the_old_ipp_after_the_merge_is_the_survivors(
+    stack: LocalStack,
+) -> None:
+    """Review finding: after the INS arrived, an ADT naming only the old IPP changed the
+    merged-away record, never the patient the documents are filed under."""
+    s = stack.settings
+    merge = adt_message(SARAH_LOU, "A08", "QUAL", control_id="INS2", ipp=IPP)
+
+    def ipp_a08(feeding: str, msh7: str, control_id: str) -> bytes:
+        raw = ipp_only(adt_message(SARAH_LOU, "A08", "QUAL", control_id=control_id), SARAH_LOU)
+        raw = raw.replace(b"|20261122||ADT^", f"|{msh7}||ADT^".encode(), 1)
+        return raw + f"ZFA|ACTIF||||||||{feeding}|{msh7}\r".encode()
+
+    async with Publisher(
+        bootstrap=s.kafka.bootstrap, keyring=stack.keyring, topic_prefix=s.kafka.prefix
+    ) as publisher:
+        await publisher.submit_identity(merge)  # the IPP is the INS patient's (again)
+        await publisher.submit_identity(ipp_a08("INO", "20261201090000", "IPP2"))
+        land = await landing(stack, lambda lan: said(lan, "IPP2"))
+        assert "feeding=INO" in said(land, "IPP2")[-1]["outcome"]
+        [filed] = await publisher.submit_lab_result(lab_of(SARAH_LOU, 12))
+        land = await landing(stack, lambda lan: filed in lan.delivered)
+        assert land.delivered[filed]["outcome"] == "DELIVERED"
+        await publisher.submit_identity(ipp_a08("IO", "20261202090000", "IPP3"))
+        land = await landing(stack, lambda lan: said(lan, "IPP3"))
+        assert "feeding=IO" in said(land, "IPP3")[-1]["outcome"]
+        [refused] = await publisher.submit_lab_result(lab_of(SARAH_LOU, 13))
+        land = await landing(stack, lambda lan: refused in lan.delivered)
+    assert land.delivered[refused]["outcome"] == "REJECTED"
+    assert land.delivered[refused]["code"] == "DMPPatientOpposition"
+    assert [u for u in stack.sandbox.submissions if u.endswith(".115022000012")]
+    assert not [u for u in stack.sandbox.submissions if u.endswith(".115022000013")]
+
+
+def lab_of(patient: Any, n: int) -> bytes:
+    return sample(LAB, patient, n) + ACK_RECEPTION.encode()
+
+
+def said(land: Landing, control_id: str) -> list[dict[str, Any]]:
+    """The CONSENT_CHANGED audits of the ADT whose MSH-10 is ``control_id``."""
+    return [a for a in consent_audits(land) if f"MSH-10 {control_id}" in a["detail"]]
+
+
 def letters(land: Landing, event_id: str) -> list[dict[str, Any]]:
     return [d for d in land.dead if d["event_id"] == event_id]
 

@@ -12,7 +12,7 @@ from producers.submission import identity_update, submissions
 from relais.contracts import Codec, Record
 from relais.keyring import Keyring
 from relais.topics import AUDIT, IDENTITY_CONSENT, IDENTITY_EVENTS, QUALIFIED, SUBMITTED
-from streams.identity.consent import applied, combined, summary
+from streams.identity.consent import applied, combined, moved, summary
 from streams.identity.processor import IdentityProcessor
 from streams.identity.rules import InsiOutcome
 from streams.identity.state import PatientState
@@ -165,7 +165,25 @@ def test_order_by_the_adt_time_with_its_offset_or_in_paris_time() -> None:
     summer = applied(None, said(feeding="IO", as_of="202607011000+0000"))  # 10:00 UTC
     assert summer is not None
     assert applied(summer, said(feeding="INO", as_of="20260701115900")) is None  # 09:59 UTC
-    assert applied(kept, said(feeding="INO", as_of=None)) is not None  # unknown: in order
+    # a word with no readable time never wins over one that has one; two such: in order
+    assert applied(kept, said(feeding="INO", as_of=None)) is None
+    assert applied(kept, said(feeding="INO", as_of="2026XX")) is None
+    untimed = applied(None, said(feeding="IO", as_of=None))
+    assert untimed is not None
+    assert applied(untimed, said(feeding="INO", as_of=None)) is not None
+
+
+def test_a_word_without_a_readable_time_never_wins_over_a_timed_one() -> None:
+    """Review finding: an old INO without MSH-7 lifted a newer IO, and back."""
+    objection = said(feeding="IO", as_of="20261124")
+    old_lift = said(feeding="INO", as_of=None)
+    for kept, other in ((objection, old_lift), (old_lift, objection)):
+        both = combined(kept, other)
+        assert (both["feeding"], both["as_of"]) == ("IO", "20261124")
+    lift = said(feeding="INO", as_of="20261124")
+    old_objection = said(feeding="IO", as_of="garbled")
+    for kept, other in ((lift, old_objection), (old_objection, lift)):
+        assert combined(kept, other)["feeding"] == "INO"
 
 
 def test_only_the_structure_that_collected_an_objection_lifts_it() -> None:
@@ -201,16 +219,25 @@ async def test_another_structures_adt_does_not_lift_an_objection() -> None:
     assert (await forwarded(proc, 2))["patient"]["dmp_consent"]["feeding"] == "INO"
 
 
-def ipp_adt(zfa: str | None, trigger: str, *, ins: bool, merged: bool = False) -> Record:
+def ipp_adt(
+    zfa: str | None,
+    trigger: str,
+    *,
+    ins: bool,
+    merged: bool = False,
+    msh7: str = "20261122",
+    control_id: str = "",
+) -> Record:
     """An ADT for DOMINIQUE: with the INS and the IPP (``ins``) or the IPP only."""
     raw = adt_message(
         DOMINIQUE,
         trigger,
         "QUAL",
-        control_id=trigger,
+        control_id=control_id or trigger,
         ipp=IPP if ins else None,
         merged_ipp=IPP if merged else None,
     )
+    raw = raw.replace(b"|20261122||ADT^", f"|{msh7}||ADT^".encode(), 1)
     raw = raw if ins else ipp_only(raw, DOMINIQUE)
     raw += f"{zfa}\r".encode() if zfa else b""
     return identity_update(parse_message(raw), sector="HOSPITAL", keyring=KEYRING, now=NOW)
@@ -295,3 +322,66 @@ def test_combined_words_never_let_a_newer_blank_or_na_erase_an_objection() -> No
     lifted = combined(old, said(feeding="INO", as_of="20261122"))
     assert lifted["feeding"] == "INO"
     assert combined(said(feeding="INO", as_of="20261122"), old)["feeding"] == "INO"
+
+
+def consent_words(outputs: list[Output]) -> list[Output]:
+    return [o for o in outputs if o.topic == IDENTITY_CONSENT]
+
+
+async def test_a_word_given_under_the_old_ipp_after_the_merge_reaches_the_survivor() -> None:
+    """Review finding: an A08 naming only the old IPP changed the merged-away record."""
+    proc = processor()
+    merge = ipp_adt(None, "A08", ins=True, control_id="MERGE")  # the IPP is the INS's now
+    survivor = merge["patient"]["patient_key"].encode()
+    await pump(proc, await proc.on_identity(merge, NOW))
+    objection = ipp_adt("ZFA|ACTIF||||||||IO", "A08", ins=False, msh7="20261123100000")
+    outputs = await pump(proc, await proc.on_identity(objection, NOW))
+    [word] = consent_words(outputs)  # published on the survivor's key only
+    assert word.key == survivor
+    assert word.record["consent"]["source_event_id"] == objection["event_id"]
+    assert word.record["consent"]["feeding_facility"] == "RELAIS-DEMO"  # the ADT's sender
+    [audit] = audits(outputs)
+    assert survivor.decode() in audit["detail"]
+    assert "MSH-10 A08" in audit["detail"]
+    assert DOMINIQUE.ins not in str(audit)
+    assert (await forwarded(proc, 1))["patient"]["dmp_consent"]["feeding"] == "IO"
+    lifted = ipp_adt("ZFA|ACTIF||||||||INO", "A08", ins=False, msh7="20261124100000")
+    [word] = consent_words(await pump(proc, await proc.on_identity(lifted, NOW)))
+    assert (word.key, word.record["consent"]["feeding"]) == (survivor, "INO")
+    assert (await forwarded(proc, 2))["patient"]["dmp_consent"]["feeding"] == "INO"
+
+
+async def test_the_absorbed_word_is_handed_over_once() -> None:
+    """Review finding: each A08 with the INS and the IPP sent the IPP's frozen word again,
+    so an objection given without a readable MSH-7 came back after each lift."""
+    proc = processor()
+    await pump(
+        proc, await proc.on_identity(ipp_adt("ZFA|ACTIF||||||||IO", "A01", ins=False, msh7=""), NOW)
+    )
+    await pump(proc, await proc.on_identity(ipp_adt(None, "A08", ins=True, control_id="M1"), NOW))
+    assert (await forwarded(proc, 1))["patient"]["dmp_consent"]["feeding"] == "IO"
+    lift = ipp_adt("ZFA|ACTIF||||||||INO", "A08", ins=True, msh7="20261124", control_id="M2")
+    outputs = await pump(proc, await proc.on_identity(lift, NOW))
+    carried = [o for o in outputs if o.topic == IDENTITY_EVENTS and o.record["kind"] == "RETRY"]
+    assert carried == []  # the IPP's word went over once, with the first A08
+    assert (await forwarded(proc, 2))["patient"]["dmp_consent"]["feeding"] == "INO"
+    again = ipp_adt(None, "A08", ins=True, msh7="20261125", control_id="M3")
+    await pump(proc, await proc.on_identity(again, NOW))
+    assert (await forwarded(proc, 3))["patient"]["dmp_consent"]["feeding"] == "INO"
+
+
+def test_a_handed_over_word_keeps_the_structure_that_collected_it() -> None:
+    """Review finding: the word carried by a lab document or an A40 took its sender as the
+    structure that collected it, so only that sender could lift it."""
+    word = said(feeding="IO", feeding_facility="CHU-A")
+    legacy = said(feeding="IO")  # kept before Relais recorded the structure: any lifts it
+    for carried, facility in ((word, "CHU-A"), (legacy, None)):
+        record = {
+            "event_id": "doc-1",
+            "trigger": "ORU",
+            "source": {"facility": "LABO-X", "application": "LIS", "message_control_id": "1"},
+            "patient": {"patient_key": "k", "dmp_consent": carried},
+        }
+        state, _ = moved(PatientState(), record, NOW)
+        assert state.dmp_consent is not None
+        assert state.dmp_consent["feeding_facility"] == facility

@@ -95,6 +95,24 @@ def test_a_leaf_class_answer_keeps_the_approved_version_only() -> None:
     assert [v.status for v in answer.versions] == ["Deprecated", "Approved"]
 
 
+@pytest.mark.parametrize(
+    ("drop", "what"),
+    [
+        (' status="urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"', "status"),
+        ('<rim:VersionInfo versionName="2"/>', "VersionInfo"),
+        (' versionName="2"', "versionName"),
+    ],
+)
+def test_a_leaf_class_entry_without_its_status_or_version_is_unreadable(
+    drop: str, what: str
+) -> None:
+    """Never guessed (Approved, "1"): the client takes it as DmpUnavailable BadAnswer."""
+    good = leaf("urn:uuid:v2", "urn:uuid:v1", "2", APPROVED, ("N",))
+    assert drop in good, what
+    with pytest.raises(iti18.Iti18Error, match="status or versionName"):
+        iti18.read_answer(response(good.replace(drop, "")))
+
+
 def test_an_object_ref_answer_still_reads() -> None:
     answer = iti18.read_answer(response('<rim:ObjectRef id="urn:uuid:a"/>'))
     assert answer == iti18.Answer("Success", ("urn:uuid:a",))

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
 
+from consumers.dmp import visibility
 from consumers.dmp.submission import Answer, DmpRejected, read_answer
+from consumers.dmp.visibility_lifts import PURPOSE, VisibilityLifts
 from consumers.ihe import iti18, iti57
 from consumers.ihe.vihf import signed_vihf
+from domain.xds.codes import CONFIDENTIALITY_CODES
 from domain.xds.ebrim import WSSE
 from domain.xds.metadata import document_entry
 from ops.demo.samples import DOMINIQUE, LAB, SARAH_LOU, cda
+from relais.contracts import Codec
+from relais.envelope import seal
 from sandboxes.dmp import DmpSandbox
 from sandboxes.dmp_registry import REPOSITORY_UNIQUE_ID
 from sandboxes.dmp_update import UPDATES, UpdateRefused, Versions, apply_update, read_update
 from sandboxes.pki import SandboxPki, write_test_pki
 from tests.unit.test_dmp_sandbox import IDENTITY, key_of, package
+from tests.unit.test_visibility import KEYRING, Recorder
 
 DOC_ID = "1.2.250.1.213.1.1.9.4242.115022000571"
 CONTENT = cda(LAB, DOMINIQUE, DOC_ID, "texte")
@@ -211,3 +218,74 @@ async def test_a_body_outside_the_ebrs_schema_is_a_fault(pki: SandboxPki, served
     assert response.status == 400
     assert b"lcm.xsd" in await response.read()
     assert versions.updates == 0
+
+
+class SandboxDmp:
+    """The DMP client as the visibility lifts use it, talking to the sandbox over HTTP."""
+
+    def __init__(self, pki: SandboxPki, client: Client) -> None:
+        self.pki, self.client = pki, client
+
+    async def current(self, unique_id: str, *_: Any) -> iti18.Found | None:
+        assert unique_id == DOC_ID
+        return (await ask(self.pki, self.client, "LeafClass")).current
+
+    async def update(self, update: iti57.Update, patient_id: str, *_: Any) -> Answer:
+        vihf = signed_vihf(IDENTITY, patient_id, key_of(self.pki), now=datetime.now(UTC))
+        request = iti57.update_document_set(
+            update,
+            source_id="2.25.1",
+            submission_time="20261207090000",
+            vihf=vihf,
+            to="https://127.0.0.1/registry",
+        )
+        return await post(self.client, request)
+
+
+async def test_td33b_keeps_a_code_the_current_version_gained(
+    pki: SandboxPki, served: Served
+) -> None:
+    """Someone masked the document from professionals after the filing (version 2): the
+    lift makes version 3 visible to the patient and still masked (codes of version 2)."""
+    sandbox, client, versions = served
+    first = sandbox.filed[DOC_ID].entry_uuid
+    masque = next(c for c in CONFIDENTIALITY_CODES.concepts if c.code == "MASQUE_PS")
+    masked = iti57.with_confidentiality(FILED, (*FILED.confidentiality, masque))
+    vihf = signed_vihf(IDENTITY, FILED.patient_id, key_of(pki), now=datetime.now(UTC))
+    td33a = iti57.update_document_set(
+        iti57.Update(masked, first, "1", REPOSITORY_UNIQUE_ID),
+        source_id="2.25.2",
+        submission_time="20261207090000",
+        vihf=vihf,
+        to="https://127.0.0.1/registry",
+    )
+    assert (await post(client, td33a)).status == "success"
+    assert versions.current(DOC_ID).confidentiality == ("N", "INVISIBLE_PATIENT", "MASQUE_PS")  # type: ignore[union-attr]
+    release = datetime(2026, 12, 22, 9, 0, tzinfo=UTC)
+    request = {
+        "request_id": "req-1",
+        "event_id": "evt-1",
+        "submitted_at": release - timedelta(days=15),
+        "flags": {},
+        "release": {"patient_visible_from": release},
+        "document": {"unique_id": DOC_ID, "action": "SUBMIT"},
+        "patient": {"patient_key": "a" * 64},
+    }
+    sealed = seal(
+        KEYRING, visibility.payload(FILED.patient_id, FILED), event_id="evt-1", purpose=PURPOSE
+    )
+    fields = visibility.envelope_fields(sealed)
+    lift = visibility.lift_of(request, FILED, fields, key="a" * 64, now=release)
+    assert lift is not None
+    held = VisibilityLifts(
+        bootstrap="localhost:1", prefix="t", keyring=KEYRING, client=SandboxDmp(pki, client),  # type: ignore[arg-type]
+        loop=Recorder(), codec=Codec(), input_topic="in", clock=lambda: release,  # type: ignore[arg-type]
+    )  # fmt: skip
+    held.lifts = {0: {lift.request_id: lift}}
+    await held.tick()
+    assert next(iter(held.lifts[0].values())).outcome == "DELIVERED"
+    current = versions.current(DOC_ID)
+    assert current is not None
+    assert (current.number, current.lid) == (3, first)
+    assert current.confidentiality == ("N", "MASQUE_PS")  # visible, still masked
+    assert versions.patient_visible(DOC_ID) is True

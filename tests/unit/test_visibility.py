@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from consumers.dmp import visibility
 from consumers.dmp import visibility_lifts as lifts_module
@@ -25,10 +26,11 @@ from consumers.notify.ledger_entry import State as NotifyState
 from consumers.notify.rate import RateLimit
 from consumers.notify.schedule import Incoming, Ledger
 from domain.xds.metadata import document_entry
-from mss_bridge.patient_hold import Hold, held_until
+from mss_bridge.patient_hold import Hold, PatientHolds, held_until
 from ops.demo.samples import DOMINIQUE, IMAGING, cda
 from relais.contracts import Codec
 from relais.envelope import open_envelope, seal
+from relais.health import Flag
 from relais.keyring import Keyring
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -297,18 +299,26 @@ def test_a_hold_reads_back() -> None:
 
 
 class Recorder:
-    """The sink loop's producer and emit, recording what the lifts write, in order."""
+    """The sink loop's producer and emit, recording what the lifts write, in order; the
+    writes named in ``fail`` (by their number, from 1) raise a broker error."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail: tuple[int, ...] = ()) -> None:
         self.log: list[tuple[str, Any]] = []
+        self.statuses: list[tuple[str, str | None]] = []  # (outcome, code) emitted
         self.producer = self
         self.consumer = SimpleNamespace(assignment=lambda: {TopicPartition("in", 0)})
+        self.fail, self.writes = fail, 0
 
     async def send_and_wait(self, topic: str, value: bytes | None, **_: Any) -> None:
+        self.writes += 1
+        if self.writes in self.fail:
+            raise KafkaTimeoutError()
         self.log.append(("write", None if value is None else Lift.from_bytes(value).state))
 
     async def emit(self, outputs: list[Any]) -> None:
         self.log.append(("emit", len(outputs)))
+        status = Codec().decode(outputs[0].value)[1]
+        self.statuses.append((status["outcome"], status["code"]))
 
 
 class Dmp:
@@ -328,11 +338,15 @@ class Dmp:
         return Answer("success")
 
 
-def shell(dmp: Dmp, *lifts: Lift, up: bool = True) -> tuple[VisibilityLifts, Recorder]:
-    loop = Recorder()
+def shell(
+    dmp: Dmp, *lifts: Lift, answered: Flag | None = None, loop: Recorder | None = None
+) -> tuple[VisibilityLifts, Recorder]:
+    loop = loop or Recorder()
+    flag = answered or Flag(True, "")
     held = VisibilityLifts(
         bootstrap="localhost:1", prefix="t", keyring=KEYRING, client=dmp, loop=loop,  # type: ignore[arg-type]
-        codec=Codec(), input_topic="in", clock=lambda: RELEASE, dmp_up=lambda: up,
+        codec=Codec(), input_topic="in", clock=lambda: RELEASE,
+        dmp_answered=lambda: flag.set(True, "DMP answering"),
     )  # fmt: skip
     held.lifts = {0: {x.request_id: x for x in lifts}}
     return held, loop
@@ -376,12 +390,13 @@ async def test_an_unexpected_error_ends_the_lift_instead_of_the_sink() -> None:
     assert next(iter(held.lifts[0].values())).code == "lift-unreadable"
 
 
-async def test_a_tick_sends_a_bounded_number_and_none_while_the_dmp_is_down() -> None:
+async def test_a_tick_sends_a_bounded_number_and_none_while_a_lift_waits_out_an_outage() -> None:
     many = [due_lift(f"req-{n}") for n in range(lifts_module.TICK_MAX + 5)]
     dmp = Dmp(HIDDEN)
-    held, _ = shell(dmp, *many, up=False)
+    held, _ = shell(dmp, *many)
+    held.down_until = RELEASE + timedelta(seconds=30)  # a lift met an outage: its backoff
     await held.tick()
-    assert dmp.updates == []  # the filings found the DMP down: no lift meanwhile
+    assert dmp.updates == []
     held, _ = shell(dmp, *many)
     await held.tick()
     assert len(dmp.updates) == lifts_module.TICK_MAX  # the rest at the next poll
@@ -398,3 +413,110 @@ async def test_a_done_lift_is_removed_after_the_horizon() -> None:
     assert set(held.lifts[0]) == {"recent"}
     held._restore(0, b"recent", None)  # a tombstone read back: forgotten too
     assert held.lifts[0] == {}
+
+
+# -- second review: outages, decisions, readiness, the current version's codes, budgets ----
+
+
+def later(held: VisibilityLifts, minutes: int = 60) -> None:
+    """The clock moves past any backoff."""
+    held.clock = lambda: RELEASE + timedelta(minutes=minutes)
+
+
+async def test_a_broker_failure_writing_sending_is_an_outage_not_an_ending() -> None:
+    dmp = Dmp(HIDDEN)
+    held, loop = shell(dmp, due_lift(), loop=Recorder(fail=(1,)))  # SENDING not acknowledged
+    await held.tick()
+    [kept] = held.lifts[0].values()
+    assert (kept.state, loop.statuses, dmp.updates) == (State.PENDING, [], [])
+    assert held.down_until is not None  # no lift before the backoff
+    later(held)
+    await held.tick()
+    assert loop.statuses == [("DELIVERED", None)]
+    assert next(iter(held.lifts[0].values())).state is State.DONE
+
+
+async def test_a_status_emitted_then_done_unacknowledged_is_reported_again_never_contradicted() -> (
+    None
+):
+    dmp = Dmp(HIDDEN)
+    held, loop = shell(dmp, due_lift(), loop=Recorder(fail=(2,)))  # DONE not acknowledged
+    await held.tick()
+    assert loop.statuses == [("DELIVERED", None)]  # and no REJECTED lift-error after it
+    assert next(iter(held.lifts[0].values())).state is State.SENDING
+    dmp.current_version = None  # whatever the DMP says now, the decision stands
+    later(held)
+    await held.tick()
+    assert loop.statuses == [("DELIVERED", None), ("DELIVERED", None)]
+    assert len(dmp.updates) == 1  # never sent again
+    assert next(iter(held.lifts[0].values())).state is State.DONE
+    assert held.decided == {}
+
+
+async def test_lifts_follow_their_own_backoff_and_set_the_dmp_readiness() -> None:
+    down = Flag(False, "DMP unavailable (busy): deliveries paused")  # as a filing left it
+    dmp = Dmp(HIDDEN)
+    held, _ = shell(dmp, due_lift(), answered=down)
+    await held.tick()
+    assert len(dmp.updates) == 1  # not held up by the filings' flag
+    assert down.ok  # the lift's ITI-18/ITI-57 answered: the DMP is up
+
+
+def masked(*codes: str) -> Found:
+    return Found("urn:uuid:v2", "urn:uuid:v1", "2", "Approved", "1.2.3.4", codes)
+
+
+async def test_the_update_keeps_the_current_versions_codes_but_invisible_patient() -> None:
+    dmp = Dmp(masked("N", "INVISIBLE_PATIENT", "MASQUE_PS"))  # the patient masked it since
+    held, _ = shell(dmp, due_lift())
+    await held.tick()
+    [update] = dmp.updates
+    assert [c.code for c in update.entry.confidentiality] == ["N", "MASQUE_PS"]
+    assert update.entry.confidentiality[1].scheme == "1.2.250.1.213.1.1.4.13"
+    assert update.entry.unique_id == FILED.unique_id  # the rest as filed
+    with pytest.raises(ValueError, match="outside JDV_J08"):
+        visibility.lifted_codes(FILED.confidentiality, ("N", "SOMETHING_NEW"))
+    held, _ = shell(Dmp(masked("N", "INVISIBLE_PATIENT", "SOMETHING_NEW")), due_lift())
+    await held.tick()  # never dropped silently: the lift ends, the document stays hidden
+    assert next(iter(held.lifts[0].values())).code == "lift-error"
+
+
+async def test_the_sweep_is_bounded_like_the_lifts() -> None:
+    old = [
+        lift(request_id=f"old-{n}", state=State.DONE, at=RELEASE - visibility.DONE_HORIZON)
+        for n in range(lifts_module.TICK_MAX + 5)
+    ]
+    held, loop = shell(Dmp(), *old)
+    await held.tick()
+    assert loop.log == [("write", None)] * lifts_module.TICK_MAX
+    assert len(held.lifts[0]) == 5  # the rest at the next poll
+    await held.tick()
+    assert held.lifts[0] == {}
+
+
+async def test_a_deletion_records_done_before_the_held_copy_goes() -> None:
+    """A crash between the two: the replayed deletion is found done (never a withdrawal
+    mailed) and the hold left behind is found done at its date (never mailed)."""
+    order: list[tuple[str, str]] = []
+
+    async def tombstone(topic: str, value: bytes | None, *, key: bytes, **_: Any) -> None:
+        order.append(("tombstone" if value is None else "hold", key.decode()))
+
+    async def write(partition: int, entry: Any) -> None:
+        order.append(("ledger", f"{entry.request_id} {entry.state} {entry.code}"))
+
+    loop = SimpleNamespace(producer=SimpleNamespace(send_and_wait=tombstone))
+    stage = SimpleNamespace(clock=lambda: T0, prefix="t", codec=Codec())
+    holds = PatientHolds("localhost:1", stage, loop, ledger=SimpleNamespace(write=write))  # type: ignore[arg-type]
+    holds.holds = {0: {"held-1": Hold("held-1", DOC_ID, RELEASE, b"k", b"v")}}
+    document = {"unique_id": DOC_ID, "parent_unique_id": None, "action": "DELETE"}
+    deletion = {**request(), "request_id": "del-1", "destination": "MSSANTE", "document": document}
+    message = SimpleNamespace(partition=0, key=b"k", value=b"v")
+    kept = await holds.keep(deletion, message, "patient.mssante.fr", 1)
+    assert kept is not None
+    assert order == [
+        ("ledger", "held-1 DONE HELD_COPY_CANCELLED"),
+        ("ledger", "del-1 DONE HELD_COPY_CANCELLED"),
+        ("tombstone", "held-1"),
+    ]
+    assert holds.holds[0] == {}
