@@ -212,11 +212,17 @@ class Ledger:
         A filing releases the notifications of visible documents; those under embargo wait
         on for the visibility update (TD3.3b), whose confirmation releases them."""
         waiting = [e for e in self.waiting.values() if e.event_id == outcome.event_id]
+        later: tuple[tuple[Entry, Note], ...] = ()  # filed, and waiting now for TD3.3b: say so
         if outcome.step == FILING and outcome.filed:
+            later = tuple(
+                (e, _WAITING_VISIBILITY_NOTE)
+                for e in waiting
+                if waits_for_visibility(e.due_at, e.submitted_at)
+            )
             waiting = [e for e in waiting if not waits_for_visibility(e.due_at, e.submitted_at)]
         if not waiting:
             self._keep(outcome, now)
-            return Admission(), True
+            return Admission((), later), True
         if not outcome.filed:
             cancelled = tuple(e.moved(State.CANCELLED, now) for e in waiting)
             note = _refused(outcome)

@@ -97,6 +97,10 @@ def test_an_embargo_still_applies_after_the_filing() -> None:
     applied(ledger, ledger.admit(request(1, visible_from=later), T0).writes)
     released, _ = ledger.dmp_outcome(outcome(1, filed=True), T0)
     assert released.writes == ()  # filed invisible: it waits for the visibility update
+    # ... and says so, so that nobody reads "waiting for the DMP" after the DMP filed it
+    assert [(n.outcome, n.code) for _, n in released.notes] == [
+        ("RETRYING", "WAITING_FOR_DMP_VISIBILITY")
+    ]
     assert due_ids(ledger, later) == []
     visible = replace(outcome(1, filed=True), step="visibility", at=T0 + timedelta(days=1))
     released, _ = ledger.dmp_outcome(visible, T0 + timedelta(days=1))
