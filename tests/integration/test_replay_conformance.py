@@ -33,7 +33,7 @@ MIX = (
     Sector("HOSPITAL", 1.0, LETTER),
     Sector("CITY", 1.0, CONSULTATION),
 )
-DOCUMENTS = 60
+DOCUMENTS = 30
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +46,7 @@ def ans_rules() -> Iterator[AnsRules]:
 async def replay(tmp_path_factory: pytest.TempPathFactory) -> LoadResult:
     profile = Profile(
         documents=DOCUMENTS,
-        rate=6.0,
+        rate=10.0,
         mix=MIX,
         shares=Shares(unqualified=0.0, duplicates=0.0, bad_inputs=0.0),
         seed=11,

@@ -9,7 +9,7 @@ acts with their own role. The VIHFs are judged by the DMP sandbox's checks
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -23,7 +23,9 @@ from sandboxes.pki import SandboxPki, write_test_pki
 from tests.unit.test_dmp_oracle_kit import DATA, needs_data
 
 PATIENT = "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
-NOW = datetime.now(UTC)
+# An hour after collection: the test PKI is made when this module's first test runs (in a
+# full run, many minutes after collection) and its certificates are valid from then on.
+NOW = datetime.now(UTC) + timedelta(hours=1)
 DOCTOR = Role("10", "1.2.250.1.71.1.2.7")
 RESPONSIBLE = VihfIdentity(
     structure_id="1120459876",

@@ -31,7 +31,9 @@ from tests.unit.test_dmp_oracle_kit import DATA, needs_data
 
 pytestmark = needs_data
 PATIENT = "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
-NOW = datetime.now(UTC)
+# An hour after collection: the test PKI is made when this module's first test runs (in a
+# full run, many minutes after collection) and its certificates are valid from then on.
+NOW = datetime.now(UTC) + timedelta(hours=1)
 IDENTITY = VihfIdentity(
     structure_id="1120459876",
     subject_id="801234567866",
@@ -140,7 +142,7 @@ def test_an_assertion_outside_its_window_is_refused(
     pki: SandboxPki, shift: timedelta, reason: str
 ) -> None:
     """Five minutes of life (LIFETIME), judged with the sandbox's five minutes of skew."""
-    at = NOW + timedelta(hours=1)  # the test certificate is valid from NOW on
+    at = NOW + timedelta(hours=1)  # well inside the test certificate's validity
     assertion = signed_vihf(IDENTITY, PATIENT, key(pki), now=at)
     with pytest.raises(Faulted, match=reason):
         judged(assertion, pki, at + shift)

@@ -228,7 +228,10 @@ def test_an_embargoed_notification_waits_for_the_visibility_confirmation() -> No
     ledger = Ledger()
     [waiting] = admitted(ledger)
     assert waiting.state is NotifyState.WAITING
-    assert apply(ledger, gate(True, dmp_gate.FILING), T0) == []  # filed invisible: waits on
+    # filed invisible: it waits on, and says what for
+    assert apply(ledger, gate(True, dmp_gate.FILING), T0) == [
+        (NotifyState.WAITING, "WAITING_FOR_DMP_VISIBILITY")
+    ]
     assert ledger.waiting["notify-1"].state is NotifyState.WAITING
     assert due_ids(ledger, RELEASE + timedelta(days=1)) == []  # the date alone tells nobody
     assert apply(ledger, gate(True, dmp_gate.VISIBILITY, RELEASE), RELEASE) == []
