@@ -24,11 +24,10 @@ from relais.settings import Settings
 from sandboxes.dmp import DmpSandbox, client_environment, start_sandbox
 from sandboxes.pki import SandboxPki, write_test_pki
 from tests.integration.test_import_contracts import PACKAGES, REPO, lint_imports, with_import
+from tests.shared_data import SHARED_DATA as DATA
 
-DATA = REPO.parent / "shared" / "data"
 INS_TEST = "1.2.250.1.213.1.4.10"
 DOC_ID = "1.2.250.1.213.1.1.9.4242.115022000301"
-pytestmark = pytest.mark.skipif(not (DATA / "ihe-xsd").is_dir(), reason="no ../shared/data")
 
 
 def submission(unique_id: str = DOC_ID, parent: str | None = None) -> Submission:

@@ -22,14 +22,12 @@ from tests.unit.test_dmp_oracle_kit import (
     Package,
     client_request,
     fault,
-    needs_data,
     package,
     refusal,
     sandbox_of,
     success,
 )
 
-pytestmark = needs_data
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 
 

@@ -16,9 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
-from pathlib import Path
 
-import pytest
 from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, SignatureMethod
 from signxml.signer import XMLSigner
@@ -30,12 +28,9 @@ from ops.demo.samples import DOMINIQUE, LAB, cda
 from sandboxes.dmp import DmpSandbox
 from sandboxes.dmp_xml import NS
 from sandboxes.pki import SandboxPki
+from tests.shared_data import SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = REPO.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not (DATA / "ihe-xsd").is_dir(), reason="../shared/data (IHE schemas, ANS value sets) absent"
-)
+DATA = SHARED_DATA  # the IHE schemas and the ANS value sets: a missing folder fails the tests
 DOC_ID = "1.2.250.1.213.1.1.9.4242.115022000101"
 CONTENT = cda(LAB, DOMINIQUE, DOC_ID, "texte")
 ENTRY = document_entry(CONTENT, {})

@@ -22,14 +22,12 @@ from tests.unit.test_dmp_oracle_kit import (
     SET,
     Package,
     entry_path,
-    needs_data,
     package,
     refusal,
     sandbox_of,
     success,
 )
 
-pytestmark = needs_data
 INS_TEST = "1.2.250.1.213.1.4.10"
 
 

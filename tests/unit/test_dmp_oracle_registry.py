@@ -30,13 +30,11 @@ from tests.unit.test_dmp_oracle_kit import (
     client_request,
     fault,
     key_of,
-    needs_data,
     refusal,
     sandbox_of,
     success,
 )
 
-pytestmark = needs_data
 SOAP12 = "application/soap+xml"
 
 

@@ -30,7 +30,6 @@ from tests.unit.test_dmp_oracle_kit import (
     Package,
     client_request,
     key_of,
-    needs_data,
     package,
     refusal,
     sandbox_of,
@@ -38,7 +37,6 @@ from tests.unit.test_dmp_oracle_kit import (
     success,
 )
 
-pytestmark = needs_data
 SIGNATURE = "//rim:ExtrinsicObject[rim:Classification/@nodeRepresentation='urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1']"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 

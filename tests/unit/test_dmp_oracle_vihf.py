@@ -21,7 +21,6 @@ from tests.unit.test_dmp_oracle_kit import (
     DATA,
     IDENTITY,
     fault,
-    needs_data,
     package,
     refusal,
     replace_vihf,
@@ -30,7 +29,6 @@ from tests.unit.test_dmp_oracle_kit import (
     success,
 )
 
-pytestmark = needs_data
 SCHEMAS = DATA / "ihe-xsd"
 
 

@@ -27,7 +27,7 @@ from sandboxes.dmp import DmpSandbox, client_environment, start_sandbox
 from sandboxes.dmp_services import Authenticate, DmpState, PatientStatuses, serve
 from sandboxes.dmp_xml import NS
 from sandboxes.pki import SandboxPki, write_test_pki
-from tests.unit.test_dmp_oracle_kit import DATA, needs_data, resign
+from tests.unit.test_dmp_oracle_kit import DATA, resign
 
 INS, OID = "279035121518989", "1.2.250.1.213.1.4.10"
 PATIENT = patient_cx(INS, OID)
@@ -82,7 +82,6 @@ def query(
         (DmpState.NO_RIGHT, "DMPAccessDenied"),
     ],
 )
-@needs_data
 def test_each_answer_of_the_dmp_reads_as_its_code(
     pki: SandboxPki, checks: Authenticate, state: DmpState, code: str | None
 ) -> None:
@@ -136,7 +135,6 @@ def test_an_open_dmp_lets_the_filing_go_and_an_unknown_answer_is_retried_only_if
     assert unknown.value.code == "DMPSomethingElse"
 
 
-@needs_data
 def test_the_sandbox_refuses_a_vihf_for_another_patient_and_a_foreign_action(
     pki: SandboxPki, checks: Authenticate
 ) -> None:
@@ -164,7 +162,6 @@ def _tampered(assertion: etree._Element) -> etree._Element:
     return assertion
 
 
-@needs_data
 @pytest.mark.parametrize(
     ("wrong", "refusal"),
     [
@@ -187,7 +184,6 @@ def test_td02_verifies_the_vihf_as_iti41_does(
     assert serve(statuses, query(pki), checks)[0] == 200  # the right one is answered
 
 
-@needs_data
 def test_td02_wants_the_vihf_signed_by_the_tls_certificate_of_a_trusted_ca(
     pki: SandboxPki, checks: Authenticate, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -251,7 +247,6 @@ async def test_an_unreadable_td02_answer_is_refused_not_retried(garbled: DmpClie
     assert "not retried" in row.source
 
 
-@needs_data
 async def test_the_sandbox_over_tls_answers_a_verified_td02(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -20,7 +20,7 @@ from domain.xds.metadata import document_entry
 from ops.demo.samples import DOMINIQUE, LAB, cda
 from sandboxes.dmp_vihf import ROLE, SUBJECT_ID, Vihf, verified
 from sandboxes.pki import SandboxPki, write_test_pki
-from tests.unit.test_dmp_oracle_kit import DATA, needs_data
+from tests.unit.test_dmp_oracle_kit import DATA
 
 PATIENT = "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
 # An hour after collection: the test PKI is made when this module's first test runs (in a
@@ -102,7 +102,6 @@ def test_an_author_without_a_profession_leaves_the_responsible_person_acting() -
     assert RESPONSIBLE.acting_as(roleless) is RESPONSIBLE
 
 
-@needs_data
 def test_the_vihf_names_one_person_and_the_cache_keys_on_them(pki: SandboxPki) -> None:
     key = SigningKey(pki.client_cert.read_bytes(), pki.client_key.read_bytes())
     cache = VihfCache(RESPONSIBLE, key)

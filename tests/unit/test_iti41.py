@@ -24,7 +24,7 @@ from sandboxes import dmp_answers, dmp_envelope
 from sandboxes.dmp_ebrim import Objects, read_objects
 from sandboxes.dmp_envelope import Envelope
 from sandboxes.dmp_xml import elements
-from tests.unit.test_dmp_oracle_kit import DATA, needs_data
+from tests.unit.test_dmp_oracle_kit import DATA
 
 DOC_ID = "1.2.250.1.213.1.1.9.4242.115022000001"
 CONTENT = cda(LAB, DOMINIQUE, DOC_ID, "texte")
@@ -83,7 +83,6 @@ def test_the_package_is_mtom_with_a_soap12_root_and_the_document_as_a_binary_par
     assert include.get("href") == f"cid:{cid}"
 
 
-@needs_data
 def test_addressing_and_security_headers() -> None:
     envelope = received(built())
     assert envelope.action == "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
@@ -93,7 +92,6 @@ def test_addressing_and_security_headers() -> None:
     assert envelope.unreferenced() == frozenset()
 
 
-@needs_data
 def test_the_document_entry_carries_the_xds_metadata() -> None:
     [entry] = objects(received(built())).extrinsic
     assert entry.id == iti41.entry_uuid(DOC_ID)
@@ -124,7 +122,6 @@ def test_the_document_entry_carries_the_xds_metadata() -> None:
     assert author.slots["authorInstitution"] == (ENTRY.author_institution,)
 
 
-@needs_data
 def test_the_submission_set_and_its_association() -> None:
     submitted = objects(received(built()))
     [package] = submitted.packages
@@ -141,7 +138,6 @@ def test_the_submission_set_and_its_association() -> None:
     assert member.slots == {"SubmissionSetStatus": ("Original",)}
 
 
-@needs_data
 def test_a_replacement_adds_the_rplc_association_to_the_parent_entry() -> None:
     parent = "urn:uuid:0a4e0b8e-2f57-4c1e-9d4c-3c1f8f0e7a11"  # the entryUUID the DMP gave it
     submitted = objects(received(built(replaces=parent)))

@@ -28,7 +28,7 @@ from sandboxes.dmp_signature import check_manifest, check_signature_entry, verif
 from sandboxes.dmp_xml import elements, first
 from sandboxes.pki import SandboxPki, write_test_pki
 from tests.shared_data import shared
-from tests.unit.test_dmp_oracle_kit import DATA, needs_data
+from tests.unit.test_dmp_oracle_kit import DATA
 
 DOC_ID = "1.2.250.1.213.1.1.9.4242.115022000001"
 CONTENT = cda(LAB, DOMINIQUE, DOC_ID, "texte")
@@ -36,7 +36,6 @@ ENTRY = document_entry(CONTENT, {"MASQUE_PS": True})
 NOW = datetime(2026, 11, 22, 9, 30, 12, tzinfo=UTC)
 SUBMISSION_SET = iti41.submission_set_of(ENTRY, source_id="2.25.42", now=NOW, visit_class="O")
 VIHF = etree.fromstring(b'<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/>')
-pytestmark = needs_data
 
 
 def read(package: tuple[str, bytes]) -> Envelope:

@@ -27,9 +27,8 @@ from consumers.ihe.vihf_cache import REUSE, VihfCache
 from sandboxes.dmp_refusals import Faulted
 from sandboxes.dmp_vihf import Vihf, verified
 from sandboxes.pki import SandboxPki, write_test_pki
-from tests.unit.test_dmp_oracle_kit import DATA, needs_data
+from tests.unit.test_dmp_oracle_kit import DATA
 
-pytestmark = needs_data
 PATIENT = "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
 # An hour after collection: the test PKI is made when this module's first test runs (in a
 # full run, many minutes after collection) and its certificates are valid from then on.
