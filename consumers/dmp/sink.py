@@ -18,7 +18,8 @@ Before a patient's first filing the DMP is asked whether the patient's DMP exist
 and may be fed (TD0.2, :mod:`consumers.dmp.status`; an open DMP is trusted for
 RELAIS_DMP_STATUS_CACHE_S): no DMP, a closed one, an objection or no right is a refusal with
 the DMP's code. Replacements name the entryUUID of the parent's current version, asked of
-the DMP's registry (ITI-18, :mod:`consumers.dmp.entries`). Whether a DMP code is retried
+the DMP's registry each time (ITI-18, ``DmpClient.current``): the DMP gives a new one per
+version, so a kept one could only go stale. Whether a DMP code is retried
 or refused is :mod:`consumers.dmp.error_codes`'s table; what is emitted for an outcome,
 :mod:`consumers.dmp.report`.
 """
@@ -36,7 +37,6 @@ from aiokafka import TopicPartition
 from consumers.dmp.client import DmpClient, DmpConfig
 from consumers.dmp.consent import consent_refusal
 from consumers.dmp.consent_table import ConsentTable, ConsentUnreadable
-from consumers.dmp.entries import EntryUuids
 from consumers.dmp.error_codes import metric_label
 from consumers.dmp.metrics import STATUS_CHECKS
 from consumers.dmp.report import Reporter, Where
@@ -115,7 +115,6 @@ class DmpSink:
             commit_per_poll=True,  # the delivery ledger makes a replayed poll harmless
         )
         self.ledger = LedgerStore(bootstrap, DELIVERY_LEDGER.name(prefix), self.loop.producer)
-        self.entries = EntryUuids(client)
         self.statuses = StatusCache(timedelta(seconds=client.config.status_cache_s))
         self.report = Reporter(self.stage, prefix, self.deliveries, _now)
         self.lifts = VisibilityLifts(  # embargoed documents: TD3.3b at the release date
@@ -253,11 +252,11 @@ class DmpSink:
         parent = submission.parent_unique_id
         if parent is None:
             return submission
-        found = await self.entries.of(parent, submission.patient_id, subject)
+        found = await self.client.current(parent, submission.patient_id, subject)
         if found is None:
             missing = "the document to replace is not in the DMP"
             raise DmpRejected(missing, code="UnresolvedReferenceException")
-        return replace(submission, parent_entry_uuid=found)
+        return replace(submission, parent_entry_uuid=found.entry_uuid)
 
     async def _delete(self, request: Record, patient_id: str, step: Step, where: Where) -> Outputs:
         """Remove the document from the DMP (ITI-18 to find it, ITI-62 to delete it)."""

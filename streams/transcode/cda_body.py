@@ -16,12 +16,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from lxml import etree
 
 from domain.cda_model import DocumentHeader
 from domain.document_id import HL7V3
+from domain.hl7_time import PARIS
 from domain.lab_results import (
     LOINC_OID,
     LOINC_WAITING_OID,
@@ -62,7 +62,6 @@ _NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010f
 _NUMBER: Final = r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)"
 _RANGE: Final = re.compile(rf"^\s*({_NUMBER})\s*[-\u2013]\s*({_NUMBER})\s*$")
 _BOUND: Final = re.compile(rf"^\s*([<>]=?|[\u2264\u2265])\s*({_NUMBER})\s*$")
-_PARIS: Final = ZoneInfo("Europe/Paris")
 
 
 def clean(value: str) -> str:
@@ -107,7 +106,7 @@ def hl7_ts(value: str | None) -> str | None:
         moment = datetime.strptime(digits.ljust(14, "0")[:14], "%Y%m%d%H%M%S")
     except ValueError:
         return value
-    return f"{digits}{moment.replace(tzinfo=_PARIS).strftime('%z')}"
+    return f"{digits}{moment.replace(tzinfo=PARIS).strftime('%z')}"
 
 
 def serialize(root: Element) -> bytes:

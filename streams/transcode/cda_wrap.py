@@ -17,9 +17,9 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from domain.cda_model import DocumentHeader, Organisation, PatientHeader, Person
+from domain.hl7_time import PARIS
 from relais.contracts import Record
 from relais.deadletter import StageFailure
 from streams.transcode.cda_build import build_n1
@@ -27,7 +27,6 @@ from streams.transcode.document_series import Version, cda_id_for
 
 PS_ROOT = "1.2.250.1.71.4.2.1"
 ORG_ROOT = "1.2.250.1.71.4.2.2"
-PARIS = ZoneInfo("Europe/Paris")
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 #: Sending sector -> (healthcareFacilityTypeCode JDV_J02, practiceSettingCode JDV_J04).
