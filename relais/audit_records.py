@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from relais.audit import audit_event
+from relais.audit import AuditFacts, audit_event
 from relais.contracts import Record
 from relais.deadletter import derived_id
 
@@ -36,6 +36,12 @@ def received(submitted: Record, *, component: str = "producer") -> Record:
             f"MSH-10 {source['message_control_id']}\n"
             f"sector {submitted['sector']}, {document['type_code']} {document['type_label']}, "
             f"{document['action']}, {document['size_bytes']} bytes"
+        ),
+        facts=AuditFacts(
+            facility=source["facility"],
+            application=source["application"],
+            message_control_id=source["message_control_id"],
+            type_code=document["type_code"],
         ),
     )
 

@@ -67,6 +67,11 @@ def _audit(detail: str | None = "ok") -> dict[str, object]:
         "outcome": "QUAL",
         "document_unique_id": "1.2.250.1.999.1.1",
         "detail": detail,
+        "facility": None,
+        "application": None,
+        "message_control_id": None,
+        "type_code": None,
+        "operator": None,
     }
 
 

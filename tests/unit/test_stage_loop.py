@@ -112,6 +112,11 @@ def _audit_of(record: Record, ctx: StageContext) -> list[Output]:
         "outcome": str(ctx.record_type),
         "document_unique_id": None,
         "detail": None,
+        "facility": None,
+        "application": None,
+        "message_control_id": None,
+        "type_code": None,
+        "operator": None,
     }
     return [Output(AUDIT, "AuditEvent", audit, None)]
 

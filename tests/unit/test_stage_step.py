@@ -137,6 +137,11 @@ def test_a_record_of_the_wrong_type_is_undecodable() -> None:
         "outcome": "x",
         "document_unique_id": None,
         "detail": None,
+        "facility": None,
+        "application": None,
+        "message_control_id": None,
+        "type_code": None,
+        "operator": None,
     }
     value = CODEC.encode("AuditEvent", audit)
     letter = dead_letter_of(step(QUALIFY, value))
