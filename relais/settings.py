@@ -143,6 +143,18 @@ RELAIS_MLLP_PEER_FACILITIES    with client certificates: the MSH-4 each    (each
 RELAIS_MLLP_REUSE_PORT         SO_REUSEPORT: several gateway processes     no
                                listen on one port (the kernel spreads
                                the connections); set it on each of them
+RELAIS_INDEX_URL               the document index: postgresql://USER@HOST  RELAIS_DATA_DIR/
+                               :PORT/DB, or sqlite:///PATH (the demo)      index.sqlite3
+RELAIS_INDEX_BATCH             records the index writes per transaction    2000
+RELAIS_INDEX_STATS_INTERVAL_S  seconds between two computations of the     30
+                               per-facility gauges of the index
+RELAIS_CONSOLE_HOST            address ``relais console`` listens on       127.0.0.1
+RELAIS_CONSOLE_PORT            its port (0: pick a free port)              39190
+RELAIS_CONSOLE_ACCOUNTS        the operators' local accounts (JSON file,   RELAIS_DATA_DIR/
+                               ``relais console account add``)             console-accounts.json
+RELAIS_CONSOLE_AUTH            how operators sign in: local                local
+RELAIS_CONSOLE_SESSION_S       a sign-in lasts that long, in seconds       28800 (8 h)
+RELAIS_CONSOLE_SECURE_COOKIES  mark the session cookie Secure (behind TLS) no
 =============================  ==========================================  ========================
 
 RELAIS_DMP_URL defaults to https://127.0.0.1:39180/repository, where ``relais sandbox dmp``
@@ -165,6 +177,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from relais.settings_acks import AckSettings
+from relais.settings_console import ConsoleSettings, IndexSettings
 from relais.settings_env import Env, SettingsError
 from relais.settings_insi import InsiSettings
 from relais.settings_parts import (
@@ -185,8 +198,10 @@ from relais.settings_store import StoreSettings
 __all__ = [
     "AckSettings",
     "BrokerSettings",
+    "ConsoleSettings",
     "DmpSettings",
     "IdentitySettings",
+    "IndexSettings",
     "InsiSettings",
     "KafkaSettings",
     "KeyringSettings",
@@ -221,6 +236,8 @@ class Settings:
     notify: NotifySettings = field(default_factory=NotifySettings)
     outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -244,6 +261,8 @@ class Settings:
             notify=NotifySettings.from_env(e),
             outcomes=OutcomeSettings.from_env(e),
             store=StoreSettings.from_env(e),
+            index=IndexSettings.from_env(e),
+            console=ConsoleSettings.from_env(e),
         )
 
 

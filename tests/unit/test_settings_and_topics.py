@@ -20,8 +20,10 @@ from relais.backoff import exponential_backoff
 from relais.settings import (
     AckSettings,
     BrokerSettings,
+    ConsoleSettings,
     DmpSettings,
     IdentitySettings,
+    IndexSettings,
     InsiSettings,
     KafkaSettings,
     KeyringSettings,
@@ -92,6 +94,15 @@ VARIABLES = (
     "RELAIS_DOCUMENT_STORE_ENDPOINT",
     "RELAIS_DOCUMENT_STORE_REGION",
     "RELAIS_DOCUMENT_RETENTION_DAYS",
+    "RELAIS_INDEX_URL",
+    "RELAIS_INDEX_BATCH",
+    "RELAIS_INDEX_STATS_INTERVAL_S",
+    "RELAIS_CONSOLE_HOST",
+    "RELAIS_CONSOLE_PORT",
+    "RELAIS_CONSOLE_ACCOUNTS",
+    "RELAIS_CONSOLE_AUTH",
+    "RELAIS_CONSOLE_SESSION_S",
+    "RELAIS_CONSOLE_SECURE_COOKIES",
     "RELAIS_BROKER_BIN",
     "RELAIS_BROKER_LISTEN",
     "RELAIS_BROKER_STORAGE",
@@ -299,6 +310,15 @@ def test_every_variable_is_read() -> None:
         "RELAIS_MLLP_CLIENT_CA": "/etc/relais/senders-ca.pem",
         "RELAIS_MLLP_REUSE_PORT": "yes",
         "RELAIS_MLLP_PEER_FACILITIES": "interface.chu-x.fr=CHU-X|CHU-X-LAB",
+        "RELAIS_INDEX_URL": "postgresql://relais@db.example:5432/index",
+        "RELAIS_INDEX_BATCH": "500",
+        "RELAIS_INDEX_STATS_INTERVAL_S": "60",
+        "RELAIS_CONSOLE_HOST": "0.0.0.0",
+        "RELAIS_CONSOLE_PORT": "8443",
+        "RELAIS_CONSOLE_ACCOUNTS": "/etc/relais/console-accounts.json",
+        "RELAIS_CONSOLE_AUTH": "LOCAL",
+        "RELAIS_CONSOLE_SESSION_S": "3600",
+        "RELAIS_CONSOLE_SECURE_COOKIES": "yes",
     }
     documented = set(re.findall(r"^(RELAIS_[A-Z_]+)\s", settings_module.__doc__ or "", re.M))
     # OAUTHBEARER's four replace the user and password: test_kafka_security reads them
@@ -432,6 +452,17 @@ def test_every_variable_is_read() -> None:
             region="eu-west-3",
             retention_days=14.0,
         ),
+        index=IndexSettings(
+            url="postgresql://relais@db.example:5432/index", batch=500, stats_interval_s=60.0
+        ),
+        console=ConsoleSettings(
+            host="0.0.0.0",
+            port=8443,
+            accounts=Path("/etc/relais/console-accounts.json"),
+            auth="local",
+            session_s=3600.0,
+            secure_cookies=True,
+        ),
     )
 
 
@@ -453,6 +484,8 @@ def test_types_of_numbers() -> None:
         ("RELAIS_DOCUMENT_RETENTION_DAYS", "30d"),
         ("RELAIS_DOCUMENT_RETENTION_DAYS", "-1"),
         ("RELAIS_SINK_CONCURRENCY", "0"),
+        ("RELAIS_INDEX_BATCH", "0"),
+        ("RELAIS_CONSOLE_PORT", "web"),
     ],
 )
 def test_a_bad_number_names_its_variable(name: str, value: str) -> None:
@@ -736,3 +769,16 @@ def test_replication_follows_the_broker_kind_and_an_impossible_pair_is_refused()
     assert (cluster.replication_factor, cluster.min_insync_replicas) == (3, 2)
     with pytest.raises(SettingsError, match="RELAIS_MIN_INSYNC_REPLICAS=3 > "):
         Settings.from_env({"RELAIS_REPLICATION_FACTOR": "2", "RELAIS_MIN_INSYNC_REPLICAS": "3"})
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "http://127.0.0.1/index"])
+def test_an_index_url_relais_cannot_index_in_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="RELAIS_INDEX_URL"):
+        Settings.from_env({"RELAIS_INDEX_URL": url})
+
+
+def test_the_index_defaults_to_sqlite_under_the_data_dir(tmp_path: Path) -> None:
+    index = Settings.from_env({}).index
+    assert index.database_url(tmp_path) == f"sqlite:///{tmp_path.resolve()}/index.sqlite3"
+    pg = Settings.from_env({"RELAIS_INDEX_URL": "postgresql://relais@127.0.0.1:5432/idx"}).index
+    assert pg.database_url(tmp_path) == "postgresql+psycopg://relais@127.0.0.1:5432/idx"
