@@ -1,0 +1,1 @@
+"""``relais console``: the operators' web application over the document index."""
