@@ -106,8 +106,9 @@ class PrometheusGatewayObserver:
 
 MESSAGES_ACCEPTED = Counter(
     "relais_producer_messages_accepted_total",
-    "HL7 messages accepted onto the bus, by sector and message type.",
-    ["sector", "message_type"],
+    "HL7 messages accepted onto the bus, by sector, message type and sender (MSH-4; 'other' "
+    "past the first 200 senders of the process).",
+    ["sector", "message_type", "sender"],
     registry=REGISTRY,
 )
 MESSAGES_REFUSED = Counter(
@@ -119,8 +120,9 @@ MESSAGES_REFUSED = Counter(
 )
 DOCUMENTS_ACCEPTED = Counter(
     "relais_producer_documents_accepted_total",
-    "Documents accepted onto the bus, by sector.",
-    ["sector"],
+    "Documents accepted onto the bus, by sector and sender (MSH-4; 'other' past the first "
+    "200 senders of the process).",
+    ["sector", "sender"],
     registry=REGISTRY,
 )
 
@@ -137,10 +139,11 @@ class PrometheusIngestObserver:
     def accepted(
         self, sector: str, message_type: str, documents: int, sender: str | None = None
     ) -> None:
-        MESSAGES_ACCEPTED.labels(sector, message_type).inc()
-        DOCUMENTS_ACCEPTED.labels(sector).inc(documents)
         if sender and len(self._senders) < _MAX_SENDERS:  # a sender Relais accepted from
             self._senders.add(_printable(sender))
+        label = self._sender(sender)
+        MESSAGES_ACCEPTED.labels(sector, message_type, label).inc()
+        DOCUMENTS_ACCEPTED.labels(sector, label).inc(documents)
 
     def refused(self, code: str, reason: str, sender: str | None = None) -> None:
         # reason is "<0357 code>-<location>", e.g. "101-PID-3": a closed, data-free set.

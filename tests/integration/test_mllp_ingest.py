@@ -231,6 +231,17 @@ def refused(code: str) -> float:
     )
 
 
+def accepted(sender: str) -> float:
+    """Messages accepted from ``sender`` (MSH-4), whatever their sector and type."""
+    return sum(
+        s.value
+        for metric in REGISTRY.collect()
+        if metric.name == "relais_producer_messages_accepted"
+        for s in metric.samples
+        if s.name.endswith("_total") and s.labels.get("sender") == sender
+    )
+
+
 def rejections(reason: str) -> float:
     return (
         REGISTRY.get_sample_value("relais_mllp_frame_rejections_total", {"reason": reason}) or 0.0
@@ -271,8 +282,10 @@ async def test_bad_messages_get_an_ae_naming_the_field_and_a_dead_letter(
     assert field(ack, "ERR", 3).split("^")[0] == err3, (name, ack)
     assert field(ack, "ERR", 2).startswith(location), (name, ack)
     # The gateway keeps serving: the good message right after is accepted.
+    accepted_before = accepted("RELAIS-DEMO")
     [ok] = await exchange(gateway.port, GOOD)
     assert field(ok, "MSA", 1) == "AA"
+    assert accepted("RELAIS-DEMO") == accepted_before + 1  # counted under its sender (MSH-4)
     digest = hashlib.sha256(raw).hexdigest()
     ours: list[dict] = []
     for _ in range(20):  # the dead-letter topic accumulates: find this message's letter
