@@ -43,7 +43,7 @@
 #   MLLP_SENDERS    sending facilities            "SENDER-DEMO"
 #   PKI_KEY_TYPE    ec (P-256) or rsa (3072 bits)  ec
 #   CA_DAYS, CERT_DAYS                            3650, 825
-#   KAFKA_UID, RELAIS_UID                         1000, 10001 (owners of the keys when root)
+#   KAFKA_UID, RELAIS_UID, POSTGRES_UID           1000, 10001, 999 (owners of the keys when root)
 #
 # In production, issue these from the organisation's PKI instead (same file layout, same SANs).
 set -euo pipefail
@@ -58,6 +58,7 @@ CA_DAYS=${CA_DAYS:-3650}
 CERT_DAYS=${CERT_DAYS:-825}
 KAFKA_UID=${KAFKA_UID:-1000}
 RELAIS_UID=${RELAIS_UID:-10001}
+POSTGRES_UID=${POSTGRES_UID:-999}
 
 command -v openssl >/dev/null || { echo "make-pki.sh: openssl not found (apt-get install openssl)" >&2; exit 2; }
 case $PKI_KEY_TYPE in
@@ -186,6 +187,20 @@ leaf "$OUT/acks" "$OUT/acks/relais-acks.key" "$OUT/acks/relais-acks.crt" relais-
   client_ext relais-acks
 owner "$RELAIS_UID" "$OUT/acks/relais-acks.key"
 [[ -e "$OUT/mllp/producers-ca.crt" ]] || cp "$OUT/mllp/ca.crt" "$OUT/mllp/producers-ca.crt"
+
+# The document index's PostgreSQL (compose service index-db): a random password, read by
+# the postgres image (uid 999) at its first start, and the same in a libpq password file for
+# Relais (PGPASSFILE), so that no URL carries it. Kept when it exists.
+mkdir -p "$OUT/index-db"
+if [[ -f "$OUT/index-db/password" ]]; then
+  echo "kept    $OUT/index-db/password"
+else
+  password=$(openssl rand -hex 24)
+  (umask 077 && printf '%s\n' "$password" > "$OUT/index-db/password" &&
+    printf 'index-db:5432:relais_index:relais:%s\n' "$password" > "$OUT/index-db/pgpass")
+fi
+owner "$POSTGRES_UID" "$OUT/index-db/password"
+owner "$RELAIS_UID" "$OUT/index-db/pgpass"
 
 if ((${#CHOWNS[@]})); then
   echo

@@ -78,6 +78,8 @@ WORKERS = {
     "ack-forwarder",
     "monitor",
     "mllp",
+    "index",
+    "console",
 }
 RELAIS_SERVICES = {"topics", "dmp-sandbox", "insi-sandbox", *WORKERS}
 # The processes that read or write the document store: bodies (the claim check) and, under
@@ -90,9 +92,16 @@ EXPECTED_SERVICES = {
     "prometheus",
     "alertmanager",
     "grafana",
+    "index-db",
     *RELAIS_SERVICES,
 }
-PUBLISHED = {"prometheus": "9090", "alertmanager": "9093", "grafana": "3000", "mllp": "2575"}
+PUBLISHED = {
+    "prometheus": "9090",
+    "alertmanager": "9093",
+    "grafana": "3000",
+    "mllp": "2575",
+    "console": "39190",
+}
 LOOPBACK = {"127.0.0.1", "::1"}
 METRICS_PORT = "9400"
 SECRETS_DIR = "/run/secrets/"
