@@ -97,7 +97,10 @@ async def read_to_end(
     *,
     timeout_s: float = 60.0,
 ) -> list[Message]:
-    """Every record of ``partitions`` from the start to the end offsets of now."""
+    """Every record of ``partitions`` from the start to the end offsets of now (none when
+    ``partitions`` is empty: asking the broker for no partition's end gets no answer)."""
+    if not partitions:
+        return []
     consumer = await _started(bootstrap)
     found: list[Message] = []
     try:

@@ -7,6 +7,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ops.localstack import LocalStack
 from relais.tansu_quirks import true_end_offsets
+from relais.topic_reader import read_to_end
 
 
 async def test_end_offset_of_a_multi_record_batch(stack: LocalStack) -> None:
@@ -37,3 +38,9 @@ async def test_end_offset_of_a_multi_record_batch(stack: LocalStack) -> None:
     # The quirk this module works around: tansu reports the last batch's base + 1.
     # If a tansu upgrade fixes it, this says so and the workaround can go.
     assert reported == 21, f"tansu reports {reported}: relais.tansu_quirks may be retired"
+
+
+async def test_reading_no_partition_to_its_end_reads_nothing(stack: LocalStack) -> None:
+    # A fresh bus has no identity changelog yet: `relais identity list` and the console's
+    # holds page then read no partition, and must get nothing rather than hang or cancel.
+    assert await read_to_end(stack.broker.bootstrap, []) == []
