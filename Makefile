@@ -18,12 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install Relais with its dev tools
 
-system-deps: ## Debian packages the tests use (docker-compose 1.29 for the compose check, promtool, amtool, stunnel)
+system-deps: ## Debian packages the tests use (docker-compose 1.29 for the compose check, promtool, amtool, stunnel, chromium for the console's browser tests)
 	@missing=""; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v stunnel4 >/dev/null || missing="$$missing stunnel4"; \
+	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -25,6 +25,7 @@ MODULES: Final = {
     "relais.metrics": "every worker and sink",
     "relais.delivery_metrics": "dmp-sink, mss-sender, notify-sink",
     "ops.lag_monitor": "monitor",
+    "ops.index.metrics": "index run",
     "producers.mllp.metrics": "mllp",
     "producers.mllp.ack_forwarder": "ack-forwarder",
     "streams.identity.metrics": "identity",

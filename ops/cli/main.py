@@ -20,6 +20,7 @@ from ops.cli.context import settings_of as _settings
 from ops.cli.dlq import dlq
 from ops.cli.documents import catalogue, explain_cmd, mllp, publish
 from ops.cli.identity import identity
+from ops.cli.index import index
 from ops.cli.keys import keys
 from ops.cli.load import load_cmd
 from ops.cli.mss import mss
@@ -33,7 +34,7 @@ from relais.settings import Settings, SettingsError, unknown_variables
 #: commands that report their own errors: aiokafka's retry logs are silenced for them
 ONE_SHOT = frozenset(
     {"topics", "publish", "broker", "demo", "explain", "dlq", "trace", "load", "identity"}
-) | {"patient"}
+) | {"patient", "index"}
 
 
 class RelaisGroup(click.Group):
@@ -377,6 +378,7 @@ main.add_command(schemas)
 main.add_command(store)
 main.add_command(patient)
 main.add_command(cda)
+main.add_command(index)
 
 if __name__ == "__main__":
     main()

@@ -154,31 +154,42 @@ def _steps(
     acks: Sequence[Record],
 ) -> list[Step]:
     """The steps of the records ``mine`` keeps (by event id, document unique id), in time
-    order; a status or acknowledgement an audit already said (same event, time, outcome)
-    is left out, and so is an audit record read twice."""
+    order (:func:`arrange`)."""
+    return arrange(
+        audits=[audit_step(a) for a in audits if mine(a["event_id"], a["document_unique_id"])],
+        audit_ids=[a["audit_id"] for a in audits if mine(a["event_id"], a["document_unique_id"])],
+        statuses=[status_step(s) for s in statuses if mine(s["event_id"], s["document_unique_id"])],
+        acks=[ack_step(a) for a in acks if mine(a["event_id"], None)],
+        letters=[letter_step(v) for v in letters if mine(v.event_id, v.document_unique_id)],
+    )
+
+
+def arrange(
+    *,
+    audits: Sequence[Step],
+    audit_ids: Sequence[str],
+    statuses: Sequence[Step] = (),
+    acks: Sequence[Step] = (),
+    letters: Sequence[Step] = (),
+) -> list[Step]:
+    """One document's steps in time order (each kind in the order it was read): an audit
+    read twice (same ``audit_ids`` entry) is kept once, and a status or acknowledgement an
+    audit already said (same event, time, outcome) is left out. The document index
+    (:mod:`ops.index.store`) arranges its rows with this too."""
     steps: list[Step] = []
     seen: set[str] = set()
-    for a in audits:
-        if mine(a["event_id"], a["document_unique_id"]) and a["audit_id"] not in seen:
-            seen.add(a["audit_id"])
-            steps.append(_audit_step(a))
-    said = {(s.event_id, s.at, s.outcome) for s in steps if s.source == "audit"}
-    for s in statuses:
-        step = _status_step(s)
-        if mine(s["event_id"], s["document_unique_id"]) and (
-            (step.event_id, step.at, step.outcome) not in said
-        ):
+    for audit_id, step in zip(audit_ids, audits, strict=True):
+        if audit_id not in seen:
+            seen.add(audit_id)
             steps.append(step)
-    for a in acks:
-        step = _ack_step(a)
-        if mine(a["event_id"], None) and (step.event_id, step.at, step.outcome) not in said:
-            steps.append(step)
-    steps += [_letter_step(v) for v in letters if mine(v.event_id, v.document_unique_id)]
+    said = {(s.event_id, s.at, s.outcome) for s in steps}
+    steps += [s for s in [*statuses, *acks] if (s.event_id, s.at, s.outcome) not in said]
+    steps += letters
     steps.sort(key=lambda s: (s.at, _RANK.get(s.action, 9)))
     return steps
 
 
-def _audit_step(a: Record) -> Step:
+def audit_step(a: Record) -> Step:
     action, outcome = a["action"], a["outcome"]
     branch = DOCUMENT
     if action in _DELIVERY_ACTIONS and ":" in outcome:
@@ -190,7 +201,7 @@ def _audit_step(a: Record) -> Step:
     )
 
 
-def _status_step(s: Record) -> Step:
+def status_step(s: Record) -> Step:
     destination = s["destination"]
     return Step(
         s["at"],
@@ -204,7 +215,7 @@ def _status_step(s: Record) -> Step:
     )
 
 
-def _ack_step(a: Record) -> Step:
+def ack_step(a: Record) -> Step:
     return Step(
         a["at"],
         _ACK_BRANCH.get(a["kind"], DOCUMENT),
@@ -217,7 +228,7 @@ def _ack_step(a: Record) -> Step:
     )
 
 
-def _letter_step(v: LetterView) -> Step:
+def letter_step(v: LetterView) -> Step:
     branch = next((b for stage, b in _STAGE_BRANCH.items() if v.stage.startswith(stage)), DOCUMENT)
     return Step(
         v.occurred_at,

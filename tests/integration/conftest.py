@@ -23,3 +23,6 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
 
 # mss_bridge: real Dovecot + Postfix and a broker of its own (session fixtures).
 from tests.integration.mail_servers import mss_broker, mss_mail_servers  # noqa: E402, F401
+
+# the document index: a real PostgreSQL 15 server (session), a fresh database per test.
+from tests.integration.postgres import index_store, postgres_server, postgres_url  # noqa: E402, F401

@@ -1,0 +1,144 @@
+"""``relais index run|rebuild|status``: the document index the console and the operator's
+commands search (derived data, rebuilt from the topics at will).
+
+Registered on the main group by :mod:`ops.cli.main`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ops.cli.context import settings_of
+
+if TYPE_CHECKING:
+    from ops.index.store import IndexStore
+    from relais.keyring import Keyring
+    from relais.settings import Settings
+
+PROGRESS_EVERY_S = 3.0
+
+
+@click.group("index")
+def index() -> None:
+    """The document index: every document's sender, MSH-10, type, patient key (pseudonymised),
+    status and journey, read from the audit, deliveries.status, deadletter and acks.business
+    topics into PostgreSQL (RELAIS_INDEX_URL) or SQLite under RELAIS_DATA_DIR (the demo).
+    The console and `relais trace` search it; it can always be rebuilt from the topics."""
+
+
+def _store(s: Settings) -> IndexStore:
+    """The index of the settings, its tables created; a database that cannot be used is a
+    one-line error naming RELAIS_INDEX_URL."""
+    from ops.index.store import IndexStore, IndexStoreError  # noqa: PLC0415 - fast --help
+
+    store = IndexStore.from_settings(s)
+    try:
+        store.create()
+    except IndexStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    return store
+
+
+def _keyring(s: Settings) -> Keyring | None:
+    """The keyring when one is configured: dead letters' originals then give their sender
+    and event; without it they are indexed with what they say themselves."""
+    from relais.keyring import KeyringError  # noqa: PLC0415
+    from relais.keyring_source import load_keyring  # noqa: PLC0415
+
+    try:
+        return load_keyring(s)
+    except KeyringError:
+        return None
+
+
+@index.command("run")
+@click.pass_context
+def index_run(ctx: click.Context) -> None:
+    """Keep the index up to date until Ctrl-C / SIGTERM: follow the four topics from where
+    the index stands (each batch and its positions in one transaction), and export the
+    per-sender and per-destination gauges of the last 24 hours on /metrics."""
+    from ops.index.feeder import Feeder  # noqa: PLC0415
+    from relais.health import broker_reachable  # noqa: PLC0415
+    from relais.process import Process, run_process  # noqa: PLC0415
+
+    s = settings_of(ctx)
+    store, keyring = _store(s), _keyring(s)
+
+    async def main(process: Process) -> None:
+        await Feeder(process.settings, store, keyring).run(process.stop)
+
+    what = f"document index of '{s.kafka.prefix}' topics"
+    run_process(s, main, what=what, checks={"broker": broker_reachable(s.kafka.connection)})
+
+
+@index.command("rebuild")
+@click.option("--yes", is_flag=True, help="do not ask: drop the index and rebuild it")
+@click.pass_context
+def index_rebuild(ctx: click.Context, yes: bool) -> None:
+    """Drop the index, then read the four topics from their start to their current end into
+    it again, and exit. What the topics no longer hold (past their retention) is lost from
+    the index. Stop `relais index run` first."""
+    from ops.index.feeder import Feeder  # noqa: PLC0415
+
+    s = settings_of(ctx)
+    if not yes:
+        click.confirm(
+            f"drop the document index and rebuild it from '{s.kafka.prefix}' topics?", abort=True
+        )
+    store = _store(s)
+    store.drop()
+    store.create()
+    began, shown = time.monotonic(), [time.monotonic()]
+
+    def progress(read: int, total: int) -> None:
+        if time.monotonic() - shown[0] >= PROGRESS_EVERY_S:
+            shown[0] = time.monotonic()
+            click.echo(f"indexed {read} of {total} records", err=True)
+
+    from ops.index.store import IndexStoreError  # noqa: PLC0415
+
+    feeder = Feeder(s, store, _keyring(s))
+    try:
+        read = asyncio.run(feeder.catch_up(progress=progress))
+    except IndexStoreError as exc:
+        raise click.ClickException(f"{exc}: check RELAIS_INDEX_URL, then rebuild again") from None
+    state = store.state()
+    click.echo(
+        f"rebuilt: {read} records read ({feeder.undecodable} undecodable skipped) in "
+        f"{time.monotonic() - began:.1f} s; {state.documents} documents, {state.steps} steps, "
+        f"{state.letters} dead letters"
+    )
+
+
+@index.command("status")
+@click.option("--json", "as_json", is_flag=True, help="the state as JSON, for machines")
+@click.pass_context
+def index_status(ctx: click.Context, as_json: bool) -> None:
+    """How far the index has read: documents, steps and dead letters it holds, its position
+    on each topic partition and how many records it still has to read there (lag)."""
+    from ops.index.feeder import lag_of  # noqa: PLC0415
+
+    s = settings_of(ctx)
+    state = _store(s).state()
+    lag = asyncio.run(lag_of(s, state.positions))
+    found: dict[str, Any] = {
+        "documents": state.documents,
+        "steps": state.steps,
+        "letters": state.letters,
+        "last_at": state.last_at.isoformat() if state.last_at else None,
+        "positions": state.positions,
+        "lag": lag,
+        "lag_total": sum(lag.values()),
+    }
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    click.echo(f"{state.documents} documents, {state.steps} steps, {state.letters} dead letters")
+    click.echo(f"newest step {found['last_at'] or '-'}; {found['lag_total']} records to read")
+    for name in sorted(set(state.positions) | {k for k, n in lag.items() if n}):
+        click.echo(f"  {name:<48} at {state.positions.get(name, 0):>8}  lag {lag.get(name, 0)}")
