@@ -1,4 +1,5 @@
-"""Read the audit topic back: what happened to one document, in order."""
+"""Read the audit topic back, keeping the records a predicate wants (``relais catalogue``'s
+senders); one document's story is the document index's (``relais trace``, ``explain``)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,6 @@ from relais import kafka_clients
 from relais.contracts import Codec, ContractError
 from relais.kafka_clients import Target
 from relais.topics import AUDIT
-
-
-async def audits_for(
-    bootstrap: Target, prefix: str, document: str, *, quiet_s: float = 1.0, timeout_s: float = 30.0
-) -> list[dict[str, Any]]:
-    """Audit records whose document unique id or event id is ``document``, oldest first."""
-    return await read_audits(
-        bootstrap,
-        prefix,
-        lambda record: document in {record["document_unique_id"], record["event_id"]},
-        quiet_s=quiet_s,
-        timeout_s=timeout_s,
-    )
 
 
 async def read_audits(

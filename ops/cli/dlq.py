@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 SECTORS = ["HOSPITAL", "LAB", "RADIOLOGY", "CITY", "MSSANTE", "OTHER"]
+#: dead letters `relais dlq list` reads from the index at most (in its time window)
+LIST_LIMIT = 100_000
 
 
 def _filters(command: F) -> F:
@@ -140,20 +142,23 @@ def dlq() -> None:
 @click.pass_context
 def dlq_list(ctx: click.Context, /, *, as_json: bool, counts: bool, **filters: Any) -> None:
     """List dead letters, oldest first: id, time, stage, reason, sector, event, replays.
-    No patient data is shown. Give `relais dlq show` an id from the first column."""
+    No patient data is shown. Give `relais dlq show` an id from the first column. Reads the
+    document index (RELAIS_INDEX_URL), brought up to date with the topics first."""
+    from ops.cli.indexed import fresh_index  # noqa: PLC0415
     from ops.dlq.letters import count_lines, list_lines, select  # noqa: PLC0415
+    from ops.index.model import LetterSearch  # noqa: PLC0415
 
     wanted = _selection(**filters)
-    letters, replays = asyncio.run(_read(_bus(ctx, _keyring(ctx, required=False))))
-    chosen = select(letters, wanted, replays)
+    s = settings_of(ctx)
+    store = fresh_index(s, _keyring(ctx, required=False))
+    rows = store.letters(LetterSearch(since=wanted.since, until=wanted.until, limit=LIST_LIMIT))
+    replays = {r.view.dead_letter_id: r.replays for r in rows if r.replays}
+    chosen = select((r.view for r in rows), wanted, replays)
     if as_json:
-        rows = [{**v.summary(), "replays": len(replays.get(v.dead_letter_id, []))} for v in chosen]
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        found = [{**v.summary(), "replays": replays.get(v.dead_letter_id, 0)} for v in chosen]
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
         return
-    if counts:
-        lines = count_lines(chosen)
-    else:
-        lines = list_lines(chosen, {k: len(v) for k, v in replays.items()})
+    lines = count_lines(chosen) if counts else list_lines(chosen, replays)
     click.echo("\n".join(lines or ["no dead letter matches"]))
 
 

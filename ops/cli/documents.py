@@ -280,17 +280,16 @@ def _seen_in_traffic(ctx: click.Context, facility: str | None) -> list[SeenLine]
 @click.pass_context
 def explain_cmd(ctx: click.Context, document: str) -> None:
     """Say which rules decided what for DOCUMENT (a document unique id or an event id):
-    routing, destinations, and the release policy (who may see it, from when)."""
-    from relais.audit_trail import audits_for
+    routing, destinations, and the release policy (who may see it, from when). Reads the
+    audit steps of the document index (RELAIS_INDEX_URL), brought up to date first."""
+    from ops.cli.indexed import fresh_index, optional_keyring
 
     s = _settings(ctx)
-    records = asyncio.run(audits_for(s.kafka.connection, s.kafka.prefix, document))
-    if not records:
+    journey = fresh_index(s, optional_keyring(s)).journey(document)
+    said = [step for step in journey.steps if step.source == "audit"]
+    if not said:
         raise click.ClickException(f"no audit record for {document} under '{s.kafka.prefix}.'")
-    for record in records:
-        click.echo(
-            f"{record['at']:%Y-%m-%d %H:%M:%S} {record['component']}: "
-            f"{record['action']} -> {record['outcome']}"
-        )
-        for line in (record["detail"] or "").splitlines():
+    for step in said:
+        click.echo(f"{step.at:%Y-%m-%d %H:%M:%S} {step.component}: {step.action} -> {step.outcome}")
+        for line in (step.detail or "").splitlines():
             click.echo(f"    {line}")
