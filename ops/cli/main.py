@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from ops.cli.cda import cda
+from ops.cli.console import console
 from ops.cli.context import run_component
 from ops.cli.context import settings_of as _settings
 from ops.cli.dlq import dlq
@@ -379,6 +380,7 @@ main.add_command(store)
 main.add_command(patient)
 main.add_command(cda)
 main.add_command(index)
+main.add_command(console)
 
 if __name__ == "__main__":
     main()

@@ -164,6 +164,7 @@ def replay_audit(view: LetterView, sent: Sent, *, by: str, nth: int, now: dateti
         outcome=f"sent-back:{sent.topic}",
         now=now,
         document_unique_id=view.document_unique_id,
+        operator=by,
         detail="\n".join(
             [
                 f"dead-letter {view.dead_letter_id}",

@@ -57,6 +57,7 @@ def reveal_audit(operator: str, keys: list[str], documents: int) -> Record:
         action="OTHER",
         outcome="identity-operation:revealed",
         now=datetime.now(UTC),
+        operator=operator,
         detail=f"operator {operator} revealed the identity traits of {documents} held "
         f"document(s) of {len(keys)} patient(s): {', '.join(k[:16] for k in keys) or '-'}",
     )

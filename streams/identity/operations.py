@@ -179,6 +179,7 @@ def _audit(
         outcome=f"identity-operation:{outcome}",
         now=now,
         document_unique_id=document["document"]["unique_id"] if document else None,
+        operator=command["operator"],
         detail=f"operator {command['operator']}: {command['action']} (command "
         f"{command['event_id']}, patient {command['patient_key'][:16]})"
         + (f": {command['comment']}" if command.get("comment") else ""),

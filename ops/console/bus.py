@@ -1,0 +1,113 @@
+"""The console's side of the bus: its audit events, one dead letter read where the index
+says it lies, and the dlq and identity tools it acts through (thin).
+
+Every action and reveal of the console is an ``AuditEvent`` of component ``console``
+with the signed-in operator's name (:func:`console_audit`); a replay is audited by
+:class:`ops.dlq.shell.DlqBus` itself (component ``dlq``, action ``REPLAYED``, the
+memory that refuses a second replay), with the same operator field.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import TopicPartition
+
+from ops.dlq.letters import LetterView
+from ops.dlq.shell import DlqBus, letter_view
+from ops.identity.bus import IdentityBus
+from ops.index.model import LetterRow
+from relais import kafka_clients
+from relais.audit import audit_event
+from relais.contracts import Codec, Record
+from relais.kafka_clients import Target
+from relais.keyring import Keyring
+from relais.topics import AUDIT, DEADLETTER
+
+COMPONENT = "console"
+
+
+def console_audit(
+    *,
+    operator: str,
+    event_id: str,
+    outcome: str,
+    detail: str,
+    now: datetime,
+    document_unique_id: str | None = None,
+) -> Record:
+    """An operator's action or reveal in the console (each its own audit id: two reveals of
+    the same document are two events)."""
+    record = audit_event(
+        event_id=event_id,
+        component=COMPONENT,
+        action="OTHER",
+        outcome=outcome,
+        now=now,
+        document_unique_id=document_unique_id,
+        detail=detail,
+        operator=operator,
+    )
+    return {**record, "audit_id": str(uuid.uuid4())}
+
+
+@dataclass
+class ConsoleBus:
+    """The broker the console writes to and reads dead letters' originals from."""
+
+    bootstrap: Target
+    prefix: str
+    keyring: Keyring | None
+    codec: Codec = field(default_factory=Codec)
+
+    @property
+    def dlq(self) -> DlqBus:
+        return DlqBus(self.bootstrap, self.prefix, self.keyring, self.codec)
+
+    @property
+    def identity(self) -> IdentityBus:
+        return IdentityBus(self.bootstrap, self.prefix, self.codec)
+
+    async def audit(self, record: Record) -> None:
+        """Write one audit event, acknowledged by every in-sync replica (raises if not)."""
+        producer = kafka_clients.producer(self.bootstrap, acks="all")
+        await producer.start()
+        try:
+            value = self.codec.encode("AuditEvent", record)
+            await producer.send_and_wait(
+                AUDIT.name(self.prefix), value, key=record["event_id"].encode()
+            )
+        finally:
+            await producer.stop()
+
+    async def letter(self, row: LetterRow, *, timeout_s: float = 10.0) -> LetterView:
+        """The dead letter at the index's place, its original opened with the keyring."""
+        tp = TopicPartition(DEADLETTER.name(self.prefix), row.topic_partition)
+        consumer = kafka_clients.consumer(
+            self.bootstrap, group_id=None, enable_auto_commit=False, fetch_max_bytes=64 << 20
+        )
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, row.topic_offset)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(tp, timeout_ms=500)
+                for message in batches.get(tp, []):
+                    if message.offset == row.topic_offset:
+                        return self._view(message.value, message.key)
+        finally:
+            await consumer.stop()
+        raise LookupError(
+            f"dead letter {row.view.dead_letter_id} is no longer at {tp.topic} partition "
+            f"{tp.partition} offset {row.topic_offset} (retention?)"
+        )
+
+    def _view(self, value: bytes | None, key: bytes | None) -> LetterView:
+        name, record = self.codec.decode(value or b"")
+        if name != "DeadLetter":
+            raise LookupError(f"the index points at a {name}, not a dead letter: rebuild it")
+        return letter_view(self.codec, self.keyring, record, key)

@@ -1,0 +1,168 @@
+"""The console's local accounts, sessions and sign-in limit (ops.console.accounts, .sessions)
+and ``relais console account``."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ops.cli.main import main
+from ops.console.accounts import (
+    LocalAuthenticator,
+    Operator,
+    add_account,
+    load_accounts,
+    new_account,
+    password_matches,
+    remove_account,
+)
+from ops.console.errors import AccountError
+from ops.console.sessions import SessionStore, SignInLimiter
+
+PASSWORD = "correct horse battery"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_password_is_kept_as_a_salted_scrypt_hash_never_in_clear(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.json"
+    add_account(path, "alice", PASSWORD, ["operator"])
+    add_account(path, "bob", PASSWORD, ["operator", "identitovigilance"])
+    text = path.read_text()
+    assert PASSWORD not in text
+    accounts = load_accounts(path)
+    assert accounts["alice"].salt != accounts["bob"].salt
+    assert accounts["alice"].hash != accounts["bob"].hash  # same password, other salt
+    assert password_matches(accounts["alice"], PASSWORD)
+    assert not password_matches(accounts["alice"], PASSWORD + "!")
+    assert accounts["bob"].roles == ("operator", "identitovigilance")
+    assert json.loads(text)["accounts"][0]["n"] == 2**14
+
+
+def test_the_accounts_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "dir" / "accounts.json"
+    add_account(path, "alice", PASSWORD, ["operator"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    remove_account(path, "alice")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_accounts(path) == {}
+
+
+def test_bad_names_short_passwords_unknown_roles_and_duplicates_are_refused(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(AccountError, match="account name"):
+        new_account("al ice", PASSWORD, ["operator"])
+    with pytest.raises(AccountError, match="12 characters"):
+        new_account("alice", "short", ["operator"])
+    with pytest.raises(AccountError, match="unknown role 'admin'"):
+        new_account("alice", PASSWORD, ["admin"])
+    path = tmp_path / "accounts.json"
+    add_account(path, "alice", PASSWORD, ["operator"])
+    with pytest.raises(AccountError, match="exists"):
+        add_account(path, "alice", PASSWORD, ["operator"])
+    with pytest.raises(AccountError, match="no account carol"):
+        remove_account(path, "carol")
+
+
+def test_a_broken_accounts_file_names_its_setting(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.json"
+    path.write_text("{not json")
+    with pytest.raises(AccountError, match="RELAIS_CONSOLE_ACCOUNTS"):
+        load_accounts(path)
+
+
+def test_the_local_authenticator_signs_in_the_right_password_only(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.json"
+    add_account(path, "alice", PASSWORD, ["identitovigilance"])
+    auth = LocalAuthenticator(path)
+    assert auth.sign_in({"name": "alice", "password": PASSWORD}) == Operator(
+        "alice", ("identitovigilance",)
+    )
+    assert auth.sign_in({"name": "alice", "password": "wrong password!!"}) is None
+    assert auth.sign_in({"name": "mallory", "password": PASSWORD}) is None
+    assert auth.sign_in({}) is None
+    remove_account(path, "alice")  # read at each sign-in: a removal counts at once
+    assert auth.sign_in({"name": "alice", "password": PASSWORD}) is None
+
+
+def test_five_failures_in_a_minute_refuse_the_name_until_the_window_moves() -> None:
+    clock = Clock()
+    limiter = SignInLimiter(clock=clock)
+    for _ in range(4):
+        limiter.failed("alice")
+    assert limiter.refused_for_s("alice") is None
+    limiter.failed("alice")
+    assert limiter.refused_for_s("alice") == pytest.approx(60.0)
+    assert limiter.refused_for_s("bob") is None  # per name
+    clock.now += 30
+    assert limiter.refused_for_s("alice") == pytest.approx(30.0)
+    clock.now += 30.5
+    assert limiter.refused_for_s("alice") is None
+    for _ in range(5):
+        limiter.failed("alice")
+    limiter.succeeded("alice")  # a good password forgets the failures
+    assert limiter.refused_for_s("alice") is None
+
+
+def test_sessions_expire_and_end_and_check_their_csrf_token() -> None:
+    clock = Clock()
+    store = SessionStore(session_s=100, clock=clock)
+    session = store.begin(Operator("alice", ("operator",)))
+    other = store.begin(Operator("bob", ()))
+    assert len(session.token) >= 43
+    assert session.token != other.token
+    assert store.get(session.token) == session
+    assert store.get("forged") is None
+    assert store.get(None) is None
+    assert session.csrf_matches(session.csrf)
+    assert not session.csrf_matches(other.csrf)
+    assert not session.csrf_matches(None)
+    store.end(other.token)
+    assert store.get(other.token) is None
+    clock.now += 100
+    assert store.get(session.token) is None
+
+
+def test_relais_console_account_add_list_remove(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.json"
+    env = {"RELAIS_CONSOLE_ACCOUNTS": str(path), "RELAIS_DATA_DIR": str(tmp_path)}
+    runner = CliRunner()
+    added = runner.invoke(
+        main,
+        ["console", "account", "add", "alice", "--role", "identitovigilance", "--password-stdin"],
+        input=PASSWORD + "\n",
+        env=env,
+    )
+    assert added.exit_code == 0, added.output
+    assert "account alice (identitovigilance)" in added.output
+    assert LocalAuthenticator(path).sign_in({"name": "alice", "password": PASSWORD})
+    short = runner.invoke(
+        main, ["console", "account", "add", "bob", "--password-stdin"], input="short\n", env=env
+    )
+    assert short.exit_code == 1
+    assert "12 characters" in short.output
+    listed = runner.invoke(main, ["console", "account", "list"], env=env)
+    assert listed.output.strip() == "alice  identitovigilance"
+    assert PASSWORD not in listed.output
+    removed = runner.invoke(main, ["console", "account", "remove", "alice"], env=env)
+    assert removed.exit_code == 0
+    assert load_accounts(path) == {}
+
+
+def test_relais_console_serve_without_an_account_says_how_to_make_one(tmp_path: Path) -> None:
+    env = {"RELAIS_DATA_DIR": str(tmp_path)}
+    result = CliRunner().invoke(main, ["console", "serve"], env=env)
+    assert result.exit_code == 1
+    assert "no operator account" in result.output
+    assert "relais console account add NAME (RELAIS_CONSOLE_ACCOUNTS)" in result.output
