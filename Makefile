@@ -25,6 +25,7 @@ system-deps: ## Debian packages the tests use (docker-compose 1.29 for the compo
 	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v stunnel4 >/dev/null || missing="$$missing stunnel4"; \
 	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
