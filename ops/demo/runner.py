@@ -7,6 +7,7 @@ documents are synthetic (fictitious patients on the INS test OID).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from ops.console.accounts import add_account
 from ops.demo.samples import (
     DOMINIQUE,
     IMAGING,
@@ -29,7 +31,10 @@ from ops.demo.samples import (
     pdf_sample,
     sample,
 )
+from ops.index.model import Search
+from ops.index.store import IndexStore
 from ops.localstack import FINAL_OUTCOMES, Landing, LocalStack, read_landing, scrape
+from ops.ports import free_port
 from producers.hl7.errors import Hl7Error
 from producers.publisher import Publisher
 from relais.document_store.open import open_store
@@ -104,6 +109,7 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
             f"(logs in {work})"
         )
         await stack.start()
+        stack.spawn("index", "run")  # the document index, in SQLite under the stack's data dir
         await stack.wait_for_metrics()
         _step(f"stack up in {time.monotonic() - started:.1f} s; broker {stack.broker.bootstrap}")
         sent = await _send(stack)
@@ -111,7 +117,9 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
         ids = [event_id for event_id, _ in sent]
         landing = await _landing(stack, ids)
         _report(stack, sent, landing)
+        await _index_report(stack, ids)
         if keep_running:
+            await _console(stack)
             await _wait_for_signal()
         return 0 if all(landing.where(i) != "in flight" for i in ids) else 1
     finally:
@@ -218,6 +226,43 @@ def _report(stack: LocalStack, sent: list[tuple[str, DemoDocument]], landing: La
     for p in stack.processes:
         counts = _stage_counts(scrape(p.metrics_port))
         click.echo(f"    {p.name:<16} http://127.0.0.1:{p.metrics_port}/metrics   {counts}")
+
+
+async def _index_report(stack: LocalStack, ids: list[str]) -> None:
+    """What the document index (``relais index run``, SQLite) says of each document."""
+    _step("the document index (what `relais trace` and the console read)")
+    store = IndexStore.from_settings(stack.settings)
+    store.create()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # the index follows the topics within a second or so
+        rows = [store.document(i) for i in ids]
+        if all(r is not None and r.status not in {"received", "in-progress"} for r in rows):
+            break
+        await asyncio.sleep(0.5)
+    for event_id, row in zip(ids, rows, strict=True):
+        status = row.status if row is not None else "not indexed yet"
+        sender = f"{row.sender} MSH-10 {row.message_control_id}" if row is not None else ""
+        click.echo(f"    {event_id}  {status:<14} {sender}")
+    state = store.state()
+    click.echo(
+        f"    {state.documents} documents, {state.steps} steps, {state.letters} dead letters in "
+        f"{stack.settings.index.database_url(stack.settings.process.data_dir)}"
+    )
+    held = store.search(Search(status="held", limit=1))
+    if held:
+        click.echo(f"    held for identity: {held[0].event_id} (its journey is in the console)")
+
+
+async def _console(stack: LocalStack) -> None:
+    """The operator console on the stack, with a demo account made for this run."""
+    data_dir = stack.settings.process.data_dir
+    accounts = stack.settings.console.accounts_file(data_dir)
+    password = secrets.token_urlsafe(12)
+    add_account(accounts, "demo", password, ("operator", "identitovigilance"))
+    port = free_port()
+    stack.extra_environment["RELAIS_CONSOLE_PORT"] = str(port)
+    await stack.serving(stack.spawn("console", "serve"))
+    _step(f"operator console: http://127.0.0.1:{port}/  (name demo, password {password})")
 
 
 def _mailboxes(sandbox: MailSandbox, store: Path) -> None:
