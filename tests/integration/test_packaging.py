@@ -54,6 +54,10 @@ def test_wheel_has_schemas_and_every_package(tmp_path: Path) -> None:
         for schema in (SCHEMA_DIR / folder).glob("*.avsc"):
             assert f"schemas/{folder}/{schema.name}" in names, f"{folder}/{schema.name} not shipped"
     assert "streams/route/release_policy.toml" in names, "the bundled release policy is not shipped"
+    console = REPO / "ops" / "console"
+    for page in [*console.glob("templates/*.html"), *console.glob("static/*")]:
+        shipped = page.relative_to(REPO).as_posix()
+        assert shipped in names, f"the console's {shipped} is not shipped"
     for package in (
         "relais",
         "domain",
@@ -242,6 +246,8 @@ def test_every_production_module_imports_without_the_extras() -> None:
         ["topics", "create", "--help"],
         ["schemas", "check"],
         ["metrics", "catalogue", "--check"],
+        ["index", "status", "--help"],
+        ["console", "serve", "--help"],
     ],
     ids=" ".join,
 )
