@@ -100,11 +100,12 @@ async def test_dead_letter_fixed_replayed_delivered_once_and_traced(dlq_stack: L
     assert "sent back to" in out
     assert "dead-lettered again by identity: undecryptable-field" in out
 
-    # the fix: the workers get the new keyring and restart
+    # the fix: the workers get the new keyring and restart (the four at once)
     stack.keyring = rotated
     rotated.write(s.keys.file)
-    for name in ("identity", "transcode", "route", "sink-dmp"):
-        await stack.restart(name)
+    old = [stack.process(name) for name in ("identity", "transcode", "route", "sink-dmp")]
+    await asyncio.gather(*(stack.replace(process) for process in old))
+    await stack.wait_for_metrics()
 
     # a dead letter replayed before is refused without --again
     code, out, _ = await relais(stack, "dlq", "replay", dl_id, "--by", "ops")

@@ -196,15 +196,20 @@ def _explain(landing: Landing, control: str) -> str:
 
 
 async def _until_accounted(fuzzed: Fuzzed, accepted: set[str]) -> tuple[Landing, set[str]]:
+    """Read the outcomes until every AA is accounted for (read on as they come, the test
+    topic again every 10 s), or 180 s have passed."""
     deadline = time.monotonic() + 180
     while True:
         tested = await _test_topic(fuzzed)
         landing = await read_landing(
-            fuzzed.stack.broker.bootstrap, fuzzed.stack.prefix, timeout_s=5, settle_s=0
+            fuzzed.stack.broker.bootstrap,
+            fuzzed.stack.prefix,
+            until=lambda lan, tested=tested: not _unaccounted(lan, tested, accepted),
+            timeout_s=10,
+            settle_s=0,
         )
         if not _unaccounted(landing, tested, accepted) or time.monotonic() > deadline:
             return landing, tested
-        await asyncio.sleep(3)
 
 
 def _unaccounted(landing: Landing, tested: set[str], accepted: set[str]) -> list[str]:

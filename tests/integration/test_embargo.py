@@ -2,7 +2,11 @@
 filed invisible to the patient, made visible by TD3.3b (ITI-57) at the release date, and the
 patient is told only after the DMP sandbox confirmed it; the patient's MSSanté copy waits for
 the same date, the doctor's does not. Worker and sink processes, DMP sandbox over mTLS, the
-MSSanté operator sandbox (docs/embargo.md)."""
+MSSanté operator sandbox (docs/embargo.md).
+
+Each scenario waits for a release date of its own: they run at the same time, each on a stack
+of its own (the sandbox's outage and refusal levers, the sink's metrics are the scenario's
+alone), started once for the module; each test awaits its scenario and fails with it."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import io
 import re
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,23 +67,21 @@ def imaging_report(n: int, validated: datetime) -> tuple[str, bytes]:
     return doc_id, raw + (RECIPIENT + FLAGS).encode()
 
 
-@pytest.fixture(scope="module")
-async def embargo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    work = Path(tmp_path_factory.mktemp("embargo"))
+def embargo_stack(work: Path) -> LocalStack:
+    """A stack of its own for one scenario: the DMP sandbox's levers (an outage, refused
+    updates) and the sink's metrics then belong to that scenario alone."""
     policy = work / "release_policy.toml"
     policy.write_text(
         POLICY.replace('patient_visible_after = "15 days"', 'patient_visible_after = "1 day"')
     )
     assert DEFAULT_POLICY  # the bundled policy loads; this one only shortens the delay
-    stack = LocalStack(
+    return LocalStack(
         work,
         prefix=f"e{uuid.uuid4().hex[:8]}",
         cda_xsd_dir=shared("cda-xsd"),
         mail=True,
         extra_environment={"RELAIS_RELEASE_POLICY": str(policy)},
     )
-    async with stack as local:
-        yield local
 
 
 def final(landing: Landing, event_id: str, destination: str) -> list[dict[str, Any]]:
@@ -121,7 +123,7 @@ def mails(stack: LocalStack, address: str) -> list[Any]:
     return stack.mail_sandbox.mailboxes().get(address.lower(), [])
 
 
-async def test_filed_invisible_lifted_at_the_release_date_then_told(embargo: LocalStack) -> None:
+async def filed_invisible_lifted_at_the_release_date_then_told(embargo: LocalStack) -> None:
     s = embargo.settings
     validated = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=EMBARGO_S)
     release = validated + timedelta(days=1)
@@ -214,7 +216,7 @@ async def test_filed_invisible_lifted_at_the_release_date_then_told(embargo: Loc
     )
 
 
-async def test_a_refused_visibility_update_cancels_the_notification(embargo: LocalStack) -> None:
+async def a_refused_visibility_update_cancels_the_notification(embargo: LocalStack) -> None:
     s = embargo.settings
     validated = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=20)
     doc_id, raw = imaging_report(2, validated)
@@ -252,7 +254,7 @@ def deletion_of(raw: bytes, n: int) -> bytes:
     return raw.replace(b"||||||F\rPRT|", b"||||||D\rPRT|", 1)
 
 
-async def test_a_deletion_before_the_release_date_cancels_the_held_copy(
+async def a_deletion_before_the_release_date_cancels_the_held_copy(
     embargo: LocalStack,
 ) -> None:
     s = embargo.settings
@@ -321,11 +323,13 @@ async def replay(stack: LocalStack, event_id: str) -> int:
     return len(again)
 
 
-async def test_a_dmp_outage_at_the_release_date_delays_the_update_and_the_notification(
+async def a_dmp_outage_at_the_release_date_delays_the_update_and_the_notification(
     embargo: LocalStack,
 ) -> None:
     s = embargo.settings
-    validated = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=25)
+    # the filing must be done before the release date: a margin for a machine that is busy
+    # with the other scenarios (all run at once; the first one waits longer anyway)
+    validated = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=35)
     release = validated + timedelta(days=1)
     doc_id, raw = imaging_report(4, validated)
     async with Publisher(
@@ -379,7 +383,7 @@ def correction_of(parent: str, validated: datetime) -> tuple[str, bytes]:
     return doc_id, raw + (RECIPIENT + FLAGS).encode()
 
 
-async def test_a_replacement_after_the_lift_replaces_the_current_version(
+async def a_replacement_after_the_lift_replaces_the_current_version(
     embargo: LocalStack,
 ) -> None:
     """TD3.3b made version 2 (a new entryUUID, version 1 deprecated): a later replacement
@@ -418,3 +422,70 @@ async def test_a_replacement_after_the_lift_replaces_the_current_version(
     assert filed["outcome"] == "DELIVERED", filed
     assert embargo.sandbox.filed[new_id].replaces == doc_id
     assert embargo.sandbox.filed[doc_id].status == "Deprecated"
+
+
+Scenario = Callable[[LocalStack], Coroutine[Any, Any, None]]
+SCENARIOS: tuple[Scenario, ...] = (  # the longest waits first: the others overlap them
+    filed_invisible_lifted_at_the_release_date_then_told,
+    a_dmp_outage_at_the_release_date_delays_the_update_and_the_notification,
+    a_replacement_after_the_lift_replaces_the_current_version,
+    a_refused_visibility_update_cancels_the_notification,
+    a_deletion_before_the_release_date_cancels_the_held_copy,
+)
+
+
+@pytest.fixture(scope="module")
+async def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, asyncio.Task[None]]]:
+    """The scenarios of the selected tests, each started on its own stack as soon as that
+    stack serves, so that their waits for the release dates overlap."""
+    selected = {
+        item.name
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module
+    }
+    tasks: dict[str, asyncio.Task[None]] = {}
+    stacks: list[LocalStack] = []
+    try:
+        for scenario in SCENARIOS:
+            if f"test_{scenario.__name__}" in selected:
+                stack = embargo_stack(Path(tmp_path_factory.mktemp("embargo")))
+                stacks.append(await stack.__aenter__())
+                tasks[scenario.__name__] = asyncio.create_task(scenario(stack))
+        yield tasks
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await asyncio.gather(*(stack.stop() for stack in stacks))  # stopped all at once
+
+
+async def test_filed_invisible_lifted_at_the_release_date_then_told(
+    running: dict[str, asyncio.Task[None]],
+) -> None:
+    await running[filed_invisible_lifted_at_the_release_date_then_told.__name__]
+
+
+async def test_a_refused_visibility_update_cancels_the_notification(
+    running: dict[str, asyncio.Task[None]],
+) -> None:
+    await running[a_refused_visibility_update_cancels_the_notification.__name__]
+
+
+async def test_a_deletion_before_the_release_date_cancels_the_held_copy(
+    running: dict[str, asyncio.Task[None]],
+) -> None:
+    await running[a_deletion_before_the_release_date_cancels_the_held_copy.__name__]
+
+
+async def test_a_dmp_outage_at_the_release_date_delays_the_update_and_the_notification(
+    running: dict[str, asyncio.Task[None]],
+) -> None:
+    await running[a_dmp_outage_at_the_release_date_delays_the_update_and_the_notification.__name__]
+
+
+async def test_a_replacement_after_the_lift_replaces_the_current_version(
+    running: dict[str, asyncio.Task[None]],
+) -> None:
+    await running[a_replacement_after_the_lift_replaces_the_current_version.__name__]
