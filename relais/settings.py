@@ -155,6 +155,9 @@ RELAIS_CONSOLE_ACCOUNTS        the operators' local accounts (JSON file,   RELAI
 RELAIS_CONSOLE_AUTH            how operators sign in: local                local
 RELAIS_CONSOLE_SESSION_S       a sign-in lasts that long, in seconds       28800 (8 h)
 RELAIS_CONSOLE_SECURE_COOKIES  mark the session cookie Secure (behind TLS) no
+RELAIS_CONSOLE_ORIGIN          the console's public origin behind a proxy  the request's own
+                               (https://HOST[:PORT]): forms must come      scheme and host
+                               from it
 =============================  ==========================================  ========================
 
 RELAIS_DMP_URL defaults to https://127.0.0.1:39180/repository, where ``relais sandbox dmp``

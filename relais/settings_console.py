@@ -61,6 +61,7 @@ class ConsoleSettings:
     auth: str = "local"
     session_s: float = 8 * 3600.0
     secure_cookies: bool = False  # set behind TLS: the session cookie is then Secure
+    origin: str = ""  # the public origin (https://console.example); "": the request's own
 
     @classmethod
     def from_env(cls, env: Env) -> ConsoleSettings:
@@ -72,7 +73,20 @@ class ConsoleSettings:
             auth=env.choice("RELAIS_CONSOLE_AUTH", d.auth, ("local",), fold_case=True),
             session_s=env.seconds("RELAIS_CONSOLE_SESSION_S", d.session_s),
             secure_cookies=env.flag("RELAIS_CONSOLE_SECURE_COOKIES", d.secure_cookies),
+            origin=_origin(env.text("RELAIS_CONSOLE_ORIGIN", d.origin)),
         )
 
     def accounts_file(self, data_dir: Path) -> Path:
         return self.accounts or data_dir / "console-accounts.json"
+
+
+def _origin(value: str) -> str:
+    """``scheme://host[:port]`` as browsers send it in ``Origin`` (no path, no slash)."""
+    origin = value.rstrip("/").lower()
+    scheme, _, rest = origin.partition("://")
+    if origin and (scheme not in {"http", "https"} or not rest or "/" in rest):
+        raise SettingsError(
+            f"RELAIS_CONSOLE_ORIGIN={value!r}: give the console's public origin, "
+            "https://HOST[:PORT] (no path)"
+        )
+    return origin

@@ -86,7 +86,7 @@ def _bound_port(runner: object, asked: int) -> int:
 
 def _console(s: Settings, accounts: Path) -> Console:
     """The console's parts, or one line naming the setting to fix."""
-    from ops.console.accounts import LocalAuthenticator, load_accounts  # noqa: PLC0415
+    from ops.console.accounts import authenticator_for, load_accounts  # noqa: PLC0415
     from ops.console.app import Console  # noqa: PLC0415
     from ops.console.bus import ConsoleBus  # noqa: PLC0415
     from ops.console.errors import AccountError  # noqa: PLC0415
@@ -96,7 +96,8 @@ def _console(s: Settings, accounts: Path) -> Console:
     from relais.keyring_source import load_keyring  # noqa: PLC0415
 
     try:
-        if not load_accounts(accounts):
+        authenticator = authenticator_for(s.console.auth, accounts)
+        if s.console.auth == "local" and not load_accounts(accounts):
             raise click.ClickException(
                 f"no operator account in {accounts}: run relais console account add NAME "
                 "(RELAIS_CONSOLE_ACCOUNTS)"
@@ -116,11 +117,12 @@ def _console(s: Settings, accounts: Path) -> Console:
         click.echo(f"note: {problem}\n      the console cannot replay nor reveal", err=True)
     return Console(
         index=store,
-        authenticator=LocalAuthenticator(accounts),
+        authenticator=authenticator,
         bus=ConsoleBus(s.kafka.connection, s.kafka.prefix, keyring),
         sessions=SessionStore(s.console.session_s),
         keyring_problem=problem,
         secure_cookies=s.console.secure_cookies,
+        origin=s.console.origin,
     )
 
 
@@ -186,7 +188,7 @@ def account_list(ctx: click.Context) -> None:
 @click.argument("name")
 @click.pass_context
 def account_remove(ctx: click.Context, name: str) -> None:
-    """Remove the account NAME (its sessions end when they expire, or at a restart)."""
+    """Remove the account NAME (its open sessions end at their next request)."""
     from ops.console.accounts import remove_account  # noqa: PLC0415
     from ops.console.errors import AccountError  # noqa: PLC0415
 

@@ -3,6 +3,8 @@
 Server-rendered pages (aiohttp + Jinja2, no JavaScript) over :mod:`ops.index` (search,
 journeys, senders, destinations, dead letters) and the bus (replays, reveals, identity
 commands), each action audited with the signed-in operator's name (docs/console.md).
+Modules: ``app`` (the application and its guards), ``signin``, ``pages``, ``letters``,
+``holds`` (thin handlers), ``accounts``, ``sessions``, ``views`` (pure), ``bus``.
 
 Errors (each message says what to fix)::
 

@@ -3,23 +3,28 @@
 An account is a name, roles and a scrypt hash of its password (with its own random salt
 and the cost parameters it was hashed with), kept in a JSON file readable by its owner
 only (0600): RELAIS_CONSOLE_ACCOUNTS, by default ``console-accounts.json`` under
-RELAIS_DATA_DIR. ``relais console account add|list|remove`` edits it.
+RELAIS_DATA_DIR. ``relais console account add|list|remove`` edits it, one edit at a time
+(a lock file beside it), atomically and durably.
 
-:class:`Authenticator` is what the server asks to sign someone in; :class:`LocalAuthenticator`
-checks the accounts file. An OpenID Connect provider (Pro Santé Connect) would be another
-implementation of the same protocol (RELAIS_CONSOLE_AUTH names which).
+:class:`Authenticator` is what the server asks to sign someone in, and whether they still
+may; :class:`LocalAuthenticator` checks the accounts file. An OpenID Connect provider (Pro
+Santé Connect) is another implementation of the same protocol, through its ``start`` and
+``callback`` hooks; :func:`authenticator_for` picks one by RELAIS_CONSOLE_AUTH.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import hmac
 import json
 import os
 import re
 import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,13 +67,18 @@ class Account:
         return {**asdict(self), "roles": list(self.roles)}
 
 
+def valid_name(name: str) -> bool:
+    """Whether ``name`` could be an account's (what sign-in checks before anything else)."""
+    return _NAME.fullmatch(name) is not None
+
+
 def _scrypt(salt: bytes, n: int, r: int, p: int) -> Scrypt:
     return Scrypt(salt=salt, length=_LENGTH, n=n, r=r, p=p)
 
 
 def new_account(name: str, password: str, roles: Sequence[str]) -> Account:
     """An account with a fresh salt; refuses a bad name, a short password, an unknown role."""
-    if not _NAME.match(name):
+    if not valid_name(name):
         raise AccountError(
             f"{name!r}: an account name is 1 to 64 letters, digits, '.', '_', '@' or '-'"
         )
@@ -118,51 +128,111 @@ def load_accounts(path: Path) -> dict[str, Account]:
 
 
 def save_accounts(path: Path, accounts: Mapping[str, Account]) -> None:
-    """Write the file atomically, readable and writable by its owner only (0600)."""
+    """Write the file atomically and durably (a fresh temporary file in the same folder,
+    flushed, renamed over, the folder flushed), readable and writable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps(
         {"version": 1, "accounts": [a.to_json() for _, a in sorted(accounts.items())]}, indent=2
     )
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(body + "\n")
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(body + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """The accounts file's lock (``<file>.lock``): one edit at a time, across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def add_account(path: Path, name: str, password: str, roles: Sequence[str]) -> Account:
-    accounts = load_accounts(path)
-    if name in accounts:
-        raise AccountError(f"account {name} exists: remove it first to change it")
-    account = new_account(name, password, roles)
-    save_accounts(path, {**accounts, name: account})
+    account = new_account(name, password, roles)  # the slow hash, outside the lock
+    with _locked(path):
+        accounts = load_accounts(path)
+        if name in accounts:
+            raise AccountError(f"account {name} exists: remove it first to change it")
+        save_accounts(path, {**accounts, name: account})
     return account
 
 
 def remove_account(path: Path, name: str) -> None:
-    accounts = load_accounts(path)
-    if name not in accounts:
-        raise AccountError(f"no account {name} in {path}")
-    save_accounts(path, {k: v for k, v in accounts.items() if k != name})
-
-
-class Authenticator(Protocol):
-    """Signs an operator in from the sign-in form, or says no (None)."""
-
-    def sign_in(self, form: Mapping[str, str]) -> Operator | None: ...
+    with _locked(path):
+        accounts = load_accounts(path)
+        if name not in accounts:
+            raise AccountError(f"no account {name} in {path}")
+        save_accounts(path, {k: v for k, v in accounts.items() if k != name})
 
 
 @dataclass(frozen=True)
+class Redirect:
+    """Where a provider that signs in elsewhere (OpenID Connect) sends the browser, and the
+    opaque ``state`` the console keeps in a short-lived cookie until the callback."""
+
+    url: str
+    state: str
+
+
+class Authenticator(Protocol):
+    """Who signs in, and whether a signed-in operator still may (a new provider is a new
+    class: the server calls these and nothing else).
+
+    ``sign_in(form)``: the sign-in form's answer (None: refused). ``current(operator)``:
+    the operator as their account is now, at each request (None: gone, the session
+    ends). ``start(next_path)``: a provider that signs in elsewhere returns where to send
+    the browser (None: show the form). ``callback(query, state)``: its answer when the
+    browser comes back to ``/sign-in/callback`` (None: refused).
+    """
+
+    def sign_in(self, form: Mapping[str, str]) -> Operator | None: ...
+
+    def current(self, operator: Operator) -> Operator | None: ...
+
+    def start(self, next_path: str) -> Redirect | None: ...
+
+    def callback(self, query: Mapping[str, str], state: str | None) -> Operator | None: ...
+
+
+@dataclass
 class LocalAuthenticator:
-    """Names and passwords of the local accounts file (read at each sign-in: an account
-    added or removed counts at once)."""
+    """Names and passwords of the local accounts file, read again whenever it changed (an
+    account added, removed or given other roles counts at the next request)."""
 
     path: Path
+    _seen: tuple[int, int, int] | None = None
+    _accounts: dict[str, Account] = field(default_factory=dict)
+
+    def accounts(self) -> dict[str, Account]:
+        try:
+            info = self.path.stat()
+            seen = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except FileNotFoundError:
+            seen = (0, 0, 0)
+        if seen != self._seen:
+            self._accounts, self._seen = load_accounts(self.path), seen
+        return self._accounts
 
     def sign_in(self, form: Mapping[str, str]) -> Operator | None:
         name, password = form.get("name", ""), form.get("password", "")
-        account = load_accounts(self.path).get(name)
+        account = self.accounts().get(name)
         if account is None:  # as slow as a wrong password: names are not probed by timing
             password_matches(_DUMMY, password)
             return None
@@ -171,3 +241,24 @@ class LocalAuthenticator:
         if not hmac.compare_digest(account.name.encode(), name.encode()):
             return None
         return Operator(account.name, account.roles)
+
+    def current(self, operator: Operator) -> Operator | None:
+        account = self.accounts().get(operator.name)
+        return None if account is None else Operator(account.name, account.roles)
+
+    def start(self, next_path: str) -> Redirect | None:
+        return None  # the form of /sign-in
+
+    def callback(self, query: Mapping[str, str], state: str | None) -> Operator | None:
+        return None  # no provider comes back here
+
+
+def authenticator_for(auth: str, accounts: Path) -> Authenticator:
+    """The provider RELAIS_CONSOLE_AUTH names (``local`` today)."""
+    makers: dict[str, Callable[[], Authenticator]] = {
+        "local": lambda: LocalAuthenticator(accounts),
+    }
+    maker = makers.get(auth)
+    if maker is None:
+        raise AccountError(f"RELAIS_CONSOLE_AUTH={auth!r}: choose from {', '.join(makers)}")
+    return maker()

@@ -2,36 +2,54 @@
 request passes (thin: pages in :mod:`ops.console.pages`, actions in
 :mod:`ops.console.letters` and :mod:`ops.console.holds`).
 
-Every page but ``/sign-in``, ``/healthz`` and the stylesheet needs a session; every POST
-carries the session's CSRF token (and, when the browser says where it comes from, comes
-from this origin). Responses carry a strict Content-Security-Policy (no script at all),
-refuse framing, and pages are never cached.
+Every page but ``/sign-in``, ``/healthz`` and the stylesheet needs a session, its
+operator checked against the accounts at each request; every POST carries the session's
+CSRF token and every POST (the sign-in's too), when the browser says where it comes from,
+comes from this origin (RELAIS_CONSOLE_ORIGIN behind a proxy). A control character in the
+address or a form is a 400. Responses carry a strict Content-Security-Policy (no script at
+all), refuse framing, and pages are never cached. Failures are one line naming the
+setting (503: the index, the broker, the accounts file) or a 500 with an incident id
+whose details are in the log only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import monotonic
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from ops.console.accounts import Authenticator, Operator
 from ops.console.bus import ConsoleBus
-from ops.console.errors import Refused
+from ops.console.errors import AccountError, Refused
 from ops.console.replays import Watches
-from ops.console.sessions import COOKIE, Session, SessionStore, SignInLimiter
+from ops.console.sessions import (
+    COOKIE,
+    PasswordChecks,
+    Session,
+    SessionStore,
+    SignInLimiter,
+)
 from ops.console.views import when
 from ops.index.model import IndexReader
+from ops.index.store import IndexStoreError
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
-OPEN_PATHS = frozenset({"/sign-in", "/healthz", "/static/console.css"})
+OPEN_PATHS = frozenset({"/sign-in", "/sign-in/callback", "/healthz", "/static/console.css"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FORM_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tabs, lines: text
+_LOCAL_PATH = re.compile(r"/(?:[^/\\\x00-\x1f\x7f][^\\\x00-\x1f\x7f]*)?")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
@@ -62,10 +80,28 @@ class Console:
     sessions: SessionStore
     keyring_problem: str | None = None
     secure_cookies: bool = False
+    origin: str = ""  # RELAIS_CONSOLE_ORIGIN: "" is the request's own scheme and host
     failure_delay_s: float = 0.5
     limiter: SignInLimiter = field(default_factory=SignInLimiter)
+    checks: PasswordChecks = field(default_factory=PasswordChecks)
     watches: Watches = field(default_factory=Watches)
+    state: Cached = field(default_factory=lambda: Cached(30.0))
     env: jinja2.Environment = field(default_factory=templates)
+
+
+@dataclass
+class Cached:
+    """One value kept ``ttl_s`` seconds (the index's totals under the search page)."""
+
+    ttl_s: float
+    clock: Callable[[], float] = monotonic
+    _value: Any = None
+    _at: float | None = None
+
+    async def get(self, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        if self._at is None or self.clock() - self._at >= self.ttl_s:
+            self._value, self._at = await fetch(), self.clock()
+        return self._value
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -123,7 +159,8 @@ async def index_call(request: web.Request, call: Callable[..., Any], *args: Any)
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Security headers on everything; a session (and a CSRF token on POST) where needed."""
+    """Security headers on everything; a session (and a CSRF token on POST) where needed;
+    failures as one line that says what to fix, never a server's internals."""
     try:
         response = await _checked(request, handler)
     except web.HTTPException as exc:
@@ -137,16 +174,31 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Refused as exc:
         response = refusal(request, str(exc))
     except Exception as exc:
-        log.exception("console: %s %s failed", request.method, request.path)
-        response = render(
-            request,
-            "message.html",
-            status=500,
-            title="Failed",
-            message=f"{type(exc).__name__}: {exc}",
-        )
+        response = _failure(request, exc)
     _secure(request, response)
     return response
+
+
+def _failure(request: web.Request, exc: Exception) -> web.Response:
+    """A 503 naming the setting for what the operator's side can fix; a 500 with an
+    incident id (the details in the server's log only) for anything else."""
+    if isinstance(exc, IndexStoreError):
+        message = (str(exc).splitlines() or ["the index cannot be read"])[0]
+        log.error("console: %s %s: %s", request.method, request.path, message)
+        if "RELAIS_INDEX_URL" not in message:
+            message += " (RELAIS_INDEX_URL)"
+    elif isinstance(exc, KafkaError):
+        log.error("console: %s %s: broker: %r", request.method, request.path, exc)
+        message = f"the broker did not answer ({type(exc).__name__}): RELAIS_BOOTSTRAP_SERVERS"
+    elif isinstance(exc, AccountError):
+        log.error("console: %s %s: %s", request.method, request.path, exc)
+        message = "the accounts file cannot be read (see the server's log): RELAIS_CONSOLE_ACCOUNTS"
+    else:
+        incident = secrets.token_hex(6)
+        log.exception("console: incident %s: %s %s failed", incident, request.method, request.path)
+        message = f"unexpected failure, incident {incident}: the details are in the server's log"
+        return render(request, "message.html", status=500, title="Failed", message=message)
+    return render(request, "message.html", status=503, title="Unavailable", message=message)
 
 
 def _secure(request: web.Request, response: web.StreamResponse) -> None:
@@ -156,9 +208,12 @@ def _secure(request: web.Request, response: web.StreamResponse) -> None:
 
 
 async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:
+    form = await _inputs(request)
     if request.path in OPEN_PATHS:
+        if form is not None:
+            _check_origin(request)  # a sign-in from another site: login CSRF
         return await handler(request)
-    session = console_of(request).sessions.get(request.cookies.get(COOKIE))
+    session = _session(request)
     if session is None:
         if request.method != "GET":
             return web.Response(status=401, text="sign in first: /sign-in")
@@ -166,78 +221,57 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
         suffix = f"?next={quote(target, safe='')}" if target else ""
         raise web.HTTPSeeOther(f"/sign-in{suffix}")
     request[SESSION] = session
-    if request.method == "POST":
-        _check_post(request, session, await request.post())
+    if form is not None:
+        _check_origin(request)
+        given = form.get("csrf")
+        if not session.csrf_matches(given if isinstance(given, str) else None):
+            raise web.HTTPForbidden(text="refused: the form's CSRF token is missing or stale")
     return await handler(request)
 
 
-def _check_post(request: web.Request, session: Session, form: Any) -> None:
-    origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-        raise web.HTTPForbidden(text="refused: the form comes from another site")
-    given = form.get("csrf")
-    if not session.csrf_matches(given if isinstance(given, str) else None):
-        raise web.HTTPForbidden(text="refused: the form's CSRF token is missing or stale")
+async def _inputs(request: web.Request) -> Mapping[str, Any] | None:
+    """The POST form (None for a GET); a control character anywhere is a 400."""
+    texts = [request.path, *request.query.keys(), *request.query.values()]
+    form = await request.post() if request.method == "POST" else None
+    if any(_CONTROL.search(t) for t in texts) or any(
+        isinstance(v, str) and _FORM_CONTROL.search(k + v) for k, v in (form or {}).items()
+    ):
+        raise web.HTTPBadRequest(
+            text="refused: a control character in the address or the form (remove it)"
+        )
+    return form
 
 
-def _next(target: str) -> str:
-    """Where to go after signing in: a path of this site only."""
-    parts = urlsplit(target)
-    if target.startswith("/") and target[1:2] not in {"/", "\\"} and not parts.netloc:
-        return target
-    return "/"
-
-
-async def sign_in_page(request: web.Request) -> web.StreamResponse:
-    return render(
-        request,
-        "sign_in.html",
-        title="Sign in",
-        next=_next(request.query.get("next", "/")),
-        error=None,
-    )
-
-
-async def sign_in(request: web.Request) -> web.StreamResponse:
+def _session(request: web.Request) -> Session | None:
+    """The request's session, its operator as their account is now (None: none, or the
+    account is gone: the session ends)."""
     console = console_of(request)
-    form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-    name, target = form.get("name", "").strip(), _next(form.get("next", "/"))
-    wait_s = console.limiter.refused_for_s(name)
-    if wait_s is not None:
-        error = f"too many failed sign-ins for {name}: try again in {wait_s:.0f} s"
-        return render(
-            request, "sign_in.html", status=429, title="Sign in", next=target, error=error
-        )
-    operator = await asyncio.to_thread(console.authenticator.sign_in, {**form, "name": name})
-    if operator is None:
-        console.limiter.failed(name)
-        await asyncio.sleep(console.failure_delay_s)
-        error = "wrong name or password"
-        return render(
-            request, "sign_in.html", status=401, title="Sign in", next=target, error=error
-        )
-    console.limiter.succeeded(name)
-    console.sessions.end(request.cookies.get(COOKIE))  # a sign-in never keeps an old token
-    session = console.sessions.begin(operator)
-    log.info("console: %s signed in", operator.name)
-    response = see_other(target)
-    response.set_cookie(
-        COOKIE,
-        session.token,
-        httponly=True,
-        samesite="Strict",
-        secure=console.secure_cookies,
-        path="/",
-        max_age=int(console.sessions.session_s),
-    )
-    return response
+    session = console.sessions.get(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    return console.sessions.renew(session, console.authenticator.current(session.operator))
 
 
-async def sign_out(request: web.Request) -> web.StreamResponse:
-    console_of(request).sessions.end(request.cookies.get(COOKIE))
-    response = see_other("/sign-in")
-    response.del_cookie(COOKIE, path="/")
-    return response
+def _check_origin(request: web.Request) -> None:
+    """A form must come from the console's own origin (RELAIS_CONSOLE_ORIGIN behind a proxy,
+    else the request's scheme and host), when the browser says where it comes from."""
+    fetched = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    if origin == "null" and fetched == "same-origin":
+        origin = None  # what Chromium sends for its own form under Referrer-Policy: no-referrer
+    expected = console_of(request).origin or f"{request.scheme}://{request.host}"
+    if (fetched and fetched not in {"same-origin", "none"}) or (
+        origin is not None and origin.rstrip("/").lower() != expected.lower()
+    ):
+        raise web.HTTPForbidden(
+            text="refused: the form comes from another site (behind a proxy, set "
+            "RELAIS_CONSOLE_ORIGIN to the console's public origin)"
+        )
+
+
+def local_path(target: str) -> str:
+    """Where to go after signing in: a path of this site only (else ``/``)."""
+    return target if _LOCAL_PATH.fullmatch(target) else "/"
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -250,15 +284,13 @@ async def stylesheet(request: web.Request) -> web.StreamResponse:
 
 def make_app(console: Console) -> web.Application:
     """The console's application, every route registered."""
-    from ops.console import holds, letters, pages  # noqa: PLC0415 - they import this module
+    from ops.console import holds, letters, pages, signin  # noqa: PLC0415 - they import this
 
     app = web.Application(middlewares=[guard], client_max_size=256 << 10)
     app[CONSOLE] = console
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/static/console.css", stylesheet)
-    app.router.add_get("/sign-in", sign_in_page)
-    app.router.add_post("/sign-in", sign_in)
-    app.router.add_post("/sign-out", sign_out)
+    signin.add_routes(app.router)
     pages.add_routes(app.router)
     letters.add_routes(app.router)
     holds.add_routes(app.router)

@@ -5,6 +5,10 @@ Every action and reveal of the console is an ``AuditEvent`` of component ``conso
 with the signed-in operator's name (:func:`console_audit`); a replay is audited by
 :class:`ops.dlq.shell.DlqBus` itself (component ``dlq``, action ``REPLAYED``, the
 memory that refuses a second replay), with the same operator field.
+
+A dead letter is read where the index says it lies and trusted only if it is the letter
+the index names (:meth:`ConsoleBus.view_of`): a stale index is refused, nothing audited
+nor sent.
 """
 
 from __future__ import annotations
@@ -16,18 +20,20 @@ from datetime import datetime
 
 from aiokafka import TopicPartition
 
+from ops.console.errors import Refused
 from ops.dlq.letters import LetterView
 from ops.dlq.shell import DlqBus, letter_view
 from ops.identity.bus import IdentityBus
 from ops.index.model import LetterRow
 from relais import kafka_clients
 from relais.audit import audit_event
-from relais.contracts import Codec, Record
+from relais.contracts import Codec, ContractError, Record
 from relais.kafka_clients import Target
 from relais.keyring import Keyring
 from relais.topics import AUDIT, DEADLETTER
 
 COMPONENT = "console"
+STALE = "the index is stale: relais index rebuild (RELAIS_INDEX_URL)"
 
 
 def console_audit(
@@ -74,8 +80,8 @@ class ConsoleBus:
     async def audit(self, record: Record) -> None:
         """Write one audit event, acknowledged by every in-sync replica (raises if not)."""
         producer = kafka_clients.producer(self.bootstrap, acks="all")
-        await producer.start()
-        try:
+        try:  # started inside: a broker that is not there leaks no client
+            await producer.start()
             value = self.codec.encode("AuditEvent", record)
             await producer.send_and_wait(
                 AUDIT.name(self.prefix), value, key=record["event_id"].encode()
@@ -84,13 +90,19 @@ class ConsoleBus:
             await producer.stop()
 
     async def letter(self, row: LetterRow, *, timeout_s: float = 10.0) -> LetterView:
-        """The dead letter at the index's place, its original opened with the keyring."""
+        """The dead letter at the index's place, its original opened with the keyring;
+        refused (:class:`Refused`) when what lies there is not the letter the index says."""
+        value, key = await self.record_at(row, timeout_s=timeout_s)
+        return self.view_of(row, value, key)
+
+    async def record_at(self, row: LetterRow, *, timeout_s: float) -> tuple[bytes, bytes | None]:
+        """The raw record at the index's partition and offset of the dead-letter topic."""
         tp = TopicPartition(DEADLETTER.name(self.prefix), row.topic_partition)
         consumer = kafka_clients.consumer(
             self.bootstrap, group_id=None, enable_auto_commit=False, fetch_max_bytes=64 << 20
         )
-        await consumer.start()
-        try:
+        try:  # started inside: a broker that is not there leaks no client
+            await consumer.start()
             consumer.assign([tp])
             consumer.seek(tp, row.topic_offset)
             deadline = time.monotonic() + timeout_s
@@ -98,16 +110,20 @@ class ConsoleBus:
                 batches = await consumer.getmany(tp, timeout_ms=500)
                 for message in batches.get(tp, []):
                     if message.offset == row.topic_offset:
-                        return self._view(message.value, message.key)
+                        return message.value or b"", message.key
         finally:
             await consumer.stop()
-        raise LookupError(
+        raise Refused(
             f"dead letter {row.view.dead_letter_id} is no longer at {tp.topic} partition "
-            f"{tp.partition} offset {row.topic_offset} (retention?)"
+            f"{tp.partition} offset {row.topic_offset} (retention?): {STALE}"
         )
 
-    def _view(self, value: bytes | None, key: bytes | None) -> LetterView:
-        name, record = self.codec.decode(value or b"")
-        if name != "DeadLetter":
-            raise LookupError(f"the index points at a {name}, not a dead letter: rebuild it")
+    def view_of(self, row: LetterRow, value: bytes, key: bytes | None) -> LetterView:
+        """The letter of the record, if it is the one the index says lies there."""
+        try:
+            name, record = self.codec.decode(value)
+        except ContractError:  # not a record of ours at all
+            raise Refused(STALE) from None
+        if name != "DeadLetter" or record.get("dead_letter_id") != row.view.dead_letter_id:
+            raise Refused(STALE)
         return letter_view(self.codec, self.keyring, record, key)

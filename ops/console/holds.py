@@ -2,8 +2,9 @@
 
 The same reading and the same commands as ``relais identity`` (:mod:`ops.identity`):
 patients by their pseudonymised key, release / reject / unblock sent to the identity
-stage on ``identity.commands`` with the operator's name and comment. Revealing a
-patient's traits writes an audit event in each held document's journey first.
+stage on ``identity.commands`` with the operator's name and comment, then audited (as
+sent). Revealing a patient's traits writes an audit event in each held document's
+journey first, and shows nothing when one cannot be written.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiohttp import web
 from ops.console.app import console_of, operator_of, render, require, see_other
 from ops.console.bus import console_audit
 from ops.console.errors import Refused
+from ops.console.letters import audited
 from ops.console.views import checked_text
 from ops.identity.bus import command_record
 from ops.identity.views import TRAITS, PatientView, patient_views, select, unknown_documents
@@ -86,16 +88,15 @@ async def reveal(request: web.Request) -> web.StreamResponse:
     view = await _target(request)
     now = datetime.now(UTC)
     for held in view.state.held:  # in each document's journey, before anything is shown
-        await console.bus.audit(
-            console_audit(
-                operator=operator.name,
-                event_id=held.event_id,
-                outcome="revealed:identity-traits",
-                detail=f"identity traits of patient {view.key[:16]} revealed\n"
-                f"by {operator.name}\nreason: {reason}",
-                now=now,
-            )
+        audit = console_audit(
+            operator=operator.name,
+            event_id=held.event_id,
+            outcome="revealed:identity-traits",
+            detail=f"identity traits of patient {view.key[:16]} revealed\n"
+            f"by {operator.name}\nreason: {reason}",
+            now=now,
         )
+        await audited(console.bus.audit(audit), "reveal")
     traits = {held.event_id: _traits(console.bus.keyring, held.value) for held in view.state.held}
     return _page(request, [view], traits)
 
@@ -125,7 +126,7 @@ def _events(view: PatientView, action: str, form: Any) -> tuple[str, ...]:
 
 
 async def decide(request: web.Request) -> web.StreamResponse:
-    """Release, reject or unblock: the command the CLI sends, audited first."""
+    """Release, reject or unblock: the command the CLI sends, then its audit event."""
     operator = require(request, ROLE)
     action = ACTIONS.get(request.match_info["action"])
     if action is None:
@@ -139,8 +140,15 @@ async def decide(request: web.Request) -> web.StreamResponse:
     event_ids = _events(view, action, form)
     command = command_record(view.key, action, operator.name, event_ids=event_ids, comment=comment)
     console = console_of(request)
-    await console.bus.audit(_decision_audit(operator.name, view, action, command, comment))
     await console.bus.identity.send("IdentityCommand", command, key=view.key)
+    try:  # audited once sent: the audit says what happened, not what was meant
+        await console.bus.audit(_decision_audit(operator.name, view, action, command, comment))
+    except Exception as exc:
+        raise Refused(
+            f"{action} was sent (command {command['event_id']}), but the console's audit "
+            f"event could not be written ({type(exc).__name__}); the identity stage audits "
+            "each document it applies it to"
+        ) from None
     query = urlencode({"sent": action, "patient": view.key[:16], "command": command["event_id"]})
     return see_other(f"/holds?{query}")
 

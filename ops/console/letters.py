@@ -3,13 +3,15 @@
 A replay applies ``relais dlq replay``'s safeguards through the same code
 (:func:`ops.dlq.replay.plan`, :meth:`ops.dlq.shell.DlqBus.send_back`): a letter that
 came from no topic (a door refusal) cannot go back, a letter replayed before goes back
-only when "again" is ticked, the sealed original needs the keyring. A reveal writes its
-audit event first and shows nothing when that write fails.
+only when "again" is ticked, the sealed original needs the keyring. Both read the letter
+where the index says it lies and refuse when it is not that letter (a stale index). A
+reveal writes its audit event before it shows anything, and shows nothing when that write
+fails.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,7 +89,8 @@ async def replay(request: web.Request) -> web.StreamResponse:
     again = (await request.post()).get("again") == "on"
     dlq = console.bus.dlq
     async with console.watches.lock:
-        view, replays = await asyncio.gather(console.bus.letter(row), dlq.replays())
+        view = await console.bus.letter(row)  # checked first: a stale index sends nothing
+        replays = await dlq.replays()
         [planned] = plan([view], replays, topics=dlq.topics(), again=again)
         if planned.skip is not None:
             raise Refused("not replayed: " + planned.skip.replace("--again", "ticking 'again'"))
@@ -126,7 +129,9 @@ async def reveal(request: web.Request) -> web.StreamResponse:
         raise Refused(str(exc)) from None
     _need_keyring(request, "a reveal")
     console = console_of(request)
-    view = row.view  # what the index knows of it: the audit is written before any reading
+    # the letter the index names, checked (a stale index is refused, nothing audited);
+    # its original is shown only once the audit event is written
+    view = await console.bus.letter(row)
     audit = console_audit(
         operator=operator.name,
         event_id=view.event_id or view.dead_letter_id,
@@ -135,19 +140,23 @@ async def reveal(request: web.Request) -> web.StreamResponse:
         now=datetime.now(UTC),
         document_unique_id=view.document_unique_id,
     )
-    try:
-        await console.bus.audit(audit)
-    except Exception as exc:  # any failure to audit refuses the reveal
-        raise Refused(
-            f"reveal refused: the audit event could not be written ({type(exc).__name__}: "
-            f"{exc}); nothing was shown"
-        ) from None
-    view = await console.bus.letter(row)
+    await audited(console.bus.audit(audit), "reveal")
     earlier = [f"{when(s.at)}: {s.outcome}" for s in await _replays(request, row)]
     lines = show_lines(view, earlier, reveal=True, opener=_opener(request))
     return render(
         request, "revealed.html", title="Revealed dead letter", view=view, lines=lines, audit=audit
     )
+
+
+async def audited(writing: Awaitable[None], what: str) -> None:
+    """Await the audit event's write; any failure refuses the reveal (nothing shown)."""
+    try:
+        await writing
+    except Exception as exc:  # any failure to audit refuses the reveal
+        raise Refused(
+            f"{what} refused: the audit event could not be written ({type(exc).__name__}); "
+            "nothing was shown"
+        ) from None
 
 
 def _opener(request: web.Request) -> Any:

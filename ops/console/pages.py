@@ -25,7 +25,7 @@ async def search_page(request: web.Request) -> web.StreamResponse:
     params = dict(request.query)
     query, errors = search_of(params, datetime.now(UTC))
     rows = [] if errors else await index_call(request, index.search, query)
-    state = await index_call(request, index.state)
+    state = await console_of(request).state.get(lambda: index_call(request, index.state))
     return render(
         request,
         "search.html",

@@ -34,6 +34,19 @@ SEARCH_FIELDS = (
 _LETTER_ID = re.compile(r"^dead letter (\S+)", re.MULTILINE)
 _BY = re.compile(r"^(?:by|operator) ([^\s:]+)")
 _PATIENT_LIKE = re.compile(r"\d{5,}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}")
+_BETWEEN_DIGITS = re.compile(r"(?<=\d)[\s./-]+(?=\+?\d)")
+_MONTHS = (
+    "janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|"
+    "novembre|décembre|decembre|january|february|march|april|may|june|july|august|"
+    "september|october|november|december|janv?|f[ée]vr?|feb|avr|apr|juil|jul|aug|sept?|"
+    "oct|nov|d[ée]c"
+)
+_WORDED_DATE = re.compile(
+    rf"\b(?:\d{{1,2}}(?:er|st|nd|rd|th)?\.?\s+(?:{_MONTHS})\b\.?|(?:{_MONTHS})\b\.?\s+"
+    rf"\d{{1,2}}(?:er|st|nd|rd|th)?\b,?\s+\d{{2,4}}|(?:{_MONTHS})\b\.?\s+\d{{4}})",
+    re.IGNORECASE,
+)
+_PHONE = re.compile(r"\+\d{2,3}[\s./-]*\d|\b0\d(?:[\s./-]*\d{2}){4}\b")
 BRANCHES = (DOCUMENT, *DESTINATIONS)
 
 
@@ -204,15 +217,28 @@ def short_key(key: str | None) -> str:
 
 
 def checked_text(text: object, what: str, *, required: bool) -> str | None:
-    """A reason or comment for the audit trail: short, and no INS, NIR or date in it."""
+    """A reason or comment for the audit trail: short, and no INS, NIR, phone number or
+    date in it (digits split by spaces, dots or dashes count as one number)."""
     value = text.strip() if isinstance(text, str) else ""
     if not value:
         if required:
             raise ValueError(f"{what}: say why (it is written to the audit trail)")
         return None
-    if len(value) > 200 or _PATIENT_LIKE.search(value):
+    if len(value) > 200 or patient_like(value):
         raise ValueError(
             f"{what}: at most 200 characters and no patient data (no number of 5 digits or "
-            "more, no date); the audit already names the document or patient by its id"
+            "more, even split by spaces or dots, no phone number, no date, in figures or "
+            "words); the audit already names the document or patient by its id"
         )
     return value
+
+
+def patient_like(text: str) -> bool:
+    """Whether ``text`` looks like it carries a NIR, an INS, a phone number or a date."""
+    joined = _BETWEEN_DIGITS.sub("", text)
+    return bool(
+        _PATIENT_LIKE.search(text)
+        or _PATIENT_LIKE.search(joined)
+        or _PHONE.search(text)
+        or _WORDED_DATE.search(text)
+    )

@@ -3,8 +3,11 @@ and ``relais console account``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,13 +18,14 @@ from ops.console.accounts import (
     LocalAuthenticator,
     Operator,
     add_account,
+    authenticator_for,
     load_accounts,
     new_account,
     password_matches,
     remove_account,
 )
 from ops.console.errors import AccountError
-from ops.console.sessions import SessionStore, SignInLimiter
+from ops.console.sessions import PasswordChecks, SessionStore, SignInLimiter
 
 PASSWORD = "correct horse battery"
 
@@ -166,3 +170,55 @@ def test_relais_console_serve_without_an_account_says_how_to_make_one(tmp_path: 
     assert result.exit_code == 1
     assert "no operator account" in result.output
     assert "relais console account add NAME (RELAIS_CONSOLE_ACCOUNTS)" in result.output
+
+
+def test_concurrent_adds_keep_every_account_and_leave_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.json"
+    names = [f"op{i}" for i in range(8)]
+    with ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(lambda n: add_account(path, n, PASSWORD, ["operator"]), names))
+    assert sorted(load_accounts(path)) == names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["accounts.json", "accounts.json.lock"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_attempts_count_per_client_and_in_all_and_empty_windows_are_dropped() -> None:
+    clock = Clock()
+    limiter = SignInLimiter(per_client=3, in_all=5, clock=clock)
+    for name in ("a1", "a2", "a3"):
+        assert limiter.attempt(name, "10.0.0.1") is None
+    assert limiter.attempt("a4", "10.0.0.1") == pytest.approx(60.0)  # that client
+    assert limiter.attempt("a4", "10.0.0.2") is None
+    assert limiter.attempt("a5", "10.0.0.3") is None
+    assert limiter.attempt("a6", "10.0.0.4") == pytest.approx(60.0)  # everyone
+    assert len(limiter) == 9  # 5 names, 3 clients, everyone
+    clock.now += 61
+    assert limiter.attempt("a1", "10.0.0.1") is None
+    assert len(limiter) == 3  # the windows gone by are swept: only this attempt's are kept
+
+
+def test_password_checks_run_on_their_own_pool_and_say_when_busy() -> None:
+    checks = PasswordChecks(workers=1, pending=2)
+    release = threading.Event()
+
+    async def scenario() -> list[str]:
+        first = asyncio.ensure_future(checks.run(lambda: release.wait(5) and "a"))
+        second = asyncio.ensure_future(checks.run(lambda: threading.current_thread().name))
+        await asyncio.sleep(0.05)
+        busy = checks.busy()
+        release.set()
+        return [str(busy), *(str(r) for r in await asyncio.gather(first, second))]
+
+    busy, first, thread = asyncio.run(scenario())
+    assert (busy, first) == ("True", "a")
+    assert thread.startswith("console-scrypt")
+    assert not checks.busy()
+
+
+def test_the_authenticator_is_chosen_by_its_setting(tmp_path: Path) -> None:
+    local = authenticator_for("local", tmp_path / "accounts.json")
+    assert isinstance(local, LocalAuthenticator)
+    assert local.start("/") is None  # the form, no redirect
+    assert local.callback({"code": "x", "state": "y"}, "y") is None
+    with pytest.raises(AccountError, match="RELAIS_CONSOLE_AUTH"):
+        authenticator_for("oidc", tmp_path / "accounts.json")

@@ -19,7 +19,6 @@ from ops.console.sessions import SessionStore, SignInLimiter
 from ops.index.rows import rows_of_all
 from ops.index.store import IndexStore
 from relais.audit import audit_event
-from relais.keyring import Keyring
 from tests.unit.index_samples import at, journeys, reads
 
 PASSWORD = "correct horse battery"
@@ -252,17 +251,3 @@ async def test_sign_out_ends_the_session(client: Client) -> None:
     out = await client.post("/sign-out", data={"csrf": csrf}, allow_redirects=False)
     assert out.status == 303
     assert (await client.get("/", allow_redirects=False)).status == 303
-
-
-async def test_a_reveal_whose_audit_cannot_be_written_shows_nothing(tmp_path: Path) -> None:
-    console = _console(tmp_path)  # a keyring, and a broker that is not there
-    console.bus.keyring = Keyring.generate()
-    async with TestClient(TestServer(make_app(console))) as client:
-        csrf = await _sign_in(client)
-        refused = await client.post(
-            "/dead-letters/dl-dead-0001/reveal", data={"csrf": csrf, "reason": "ticket 4411"}
-        )
-        text = await refused.text()
-    assert refused.status == 409
-    assert "reveal refused: the audit event could not be written" in text
-    assert 'data-testid="revealed-original"' not in text

@@ -101,9 +101,22 @@ def test_reasons_and_comments_are_short_and_carry_no_patient_data() -> None:
     assert checked_text("", "comment", required=False) is None
     with pytest.raises(ValueError, match="say why"):
         checked_text(" ", "reason", required=True)
-    for bad in ("INS 1850775123456", "born 12/03/1985", "x" * 201):
+    bad = (
+        "INS 1850775123456",
+        "born 12/03/1985",
+        "x" * 201,
+        "NIR 1 85 03 75 123 456 78",  # spaces between the digits
+        "nir 1.85.03.75.123.456",
+        "né le 12 mars 1985",  # a date in words
+        "born March 12, 1985",
+        "call 06 12 34 56 78",  # a phone number
+        "call +33 6 12 34 56 78",
+    )
+    for text in bad:
         with pytest.raises(ValueError, match="no patient data"):
-            checked_text(bad, "comment", required=False)
+            checked_text(text, "comment", required=False)
+    for fine in ("ticket 4411", "wrong sender: see ticket 4411", "retry in 2 min, lot 12"):
+        assert checked_text(fine, "comment", required=False) == fine
 
 
 def test_every_operators_audit_event_names_the_operator() -> None:

@@ -103,6 +103,7 @@ VARIABLES = (
     "RELAIS_CONSOLE_AUTH",
     "RELAIS_CONSOLE_SESSION_S",
     "RELAIS_CONSOLE_SECURE_COOKIES",
+    "RELAIS_CONSOLE_ORIGIN",
     "RELAIS_BROKER_BIN",
     "RELAIS_BROKER_LISTEN",
     "RELAIS_BROKER_STORAGE",
@@ -319,6 +320,7 @@ def test_every_variable_is_read() -> None:
         "RELAIS_CONSOLE_AUTH": "LOCAL",
         "RELAIS_CONSOLE_SESSION_S": "3600",
         "RELAIS_CONSOLE_SECURE_COOKIES": "yes",
+        "RELAIS_CONSOLE_ORIGIN": "https://Console.CHU.example/",
     }
     documented = set(re.findall(r"^(RELAIS_[A-Z_]+)\s", settings_module.__doc__ or "", re.M))
     # OAUTHBEARER's four replace the user and password: test_kafka_security reads them
@@ -462,6 +464,7 @@ def test_every_variable_is_read() -> None:
             auth="local",
             session_s=3600.0,
             secure_cookies=True,
+            origin="https://console.chu.example",
         ),
     )
 
@@ -486,6 +489,7 @@ def test_types_of_numbers() -> None:
         ("RELAIS_SINK_CONCURRENCY", "0"),
         ("RELAIS_INDEX_BATCH", "0"),
         ("RELAIS_CONSOLE_PORT", "web"),
+        ("RELAIS_CONSOLE_ORIGIN", "https://console.example/path"),
     ],
 )
 def test_a_bad_number_names_its_variable(name: str, value: str) -> None:
