@@ -112,8 +112,8 @@ class DlqBus:
         """Produce each planned original on its topic, then its ``REPLAYED`` audit (acks=all)."""
         producer = kafka_clients.producer(self.bootstrap, acks="all", max_request_size=16 << 20)
         sent: list[Sent] = []
-        await producer.start()
         try:
+            await producer.start()  # closed below even when the broker is down
             for p in planned:
                 if p.skip is not None or p.topic is None:
                     continue

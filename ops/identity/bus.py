@@ -74,8 +74,8 @@ class IdentityBus:
     async def changelogs(self) -> list[tuple[str, int]]:
         """(topic, partition) of every identity-patients changelog under the prefix."""
         consumer = kafka_clients.consumer(self.bootstrap, group_id=None)
-        await consumer.start()
         try:
+            await consumer.start()  # closed below even when the broker is down
             names = sorted(
                 t
                 for t in await consumer.topics()
@@ -109,8 +109,8 @@ class IdentityBus:
         """One record to its topic (a command or an audit event), acknowledged by all."""
         topic = IDENTITY_COMMANDS if record_type == "IdentityCommand" else AUDIT
         producer = kafka_clients.producer(self.bootstrap, acks="all")
-        await producer.start()
         try:
+            await producer.start()  # closed below even when the broker is down
             value = self.codec.encode(record_type, record)
             await producer.send_and_wait(topic.name(self.prefix), value, key=key.encode())
         finally:
