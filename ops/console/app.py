@@ -284,7 +284,13 @@ async def stylesheet(request: web.Request) -> web.StreamResponse:
 
 def make_app(console: Console) -> web.Application:
     """The console's application, every route registered."""
-    from ops.console import holds, letters, pages, signin  # noqa: PLC0415 - they import this
+    from ops.console import (  # noqa: PLC0415 - they import this
+        holds,
+        identity_reveal,
+        letters,
+        pages,
+        signin,
+    )
 
     app = web.Application(middlewares=[guard], client_max_size=256 << 10)
     app[CONSOLE] = console
@@ -294,4 +300,5 @@ def make_app(console: Console) -> web.Application:
     pages.add_routes(app.router)
     letters.add_routes(app.router)
     holds.add_routes(app.router)
+    identity_reveal.add_routes(app.router)
     return app

@@ -9,6 +9,10 @@ memory that refuses a second replay), with the same operator field.
 A dead letter is read where the index says it lies and trusted only if it is the letter
 the index names (:meth:`ConsoleBus.view_of`): a stale index is refused, nothing audited
 nor sent.
+
+A document's ``DocumentSubmitted`` record is found where its producer put it
+(:meth:`ConsoleBus.submitted`): the partition of its patient key under the producer's
+default partitioner, from a few seconds before it was received, a bounded read.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from ops.console.errors import Refused
 from ops.dlq.letters import LetterView
@@ -30,7 +36,7 @@ from relais.audit import audit_event
 from relais.contracts import Codec, ContractError, Record
 from relais.kafka_clients import Target
 from relais.keyring import Keyring
-from relais.topics import AUDIT, DEADLETTER
+from relais.topics import AUDIT, DEADLETTER, SUBMITTED
 
 COMPONENT = "console"
 STALE = "the index is stale: relais index rebuild (RELAIS_INDEX_URL)"
@@ -127,3 +133,54 @@ class ConsoleBus:
         if name != "DeadLetter" or record.get("dead_letter_id") != row.view.dead_letter_id:
             raise Refused(STALE)
         return letter_view(self.codec, self.keyring, record, key)
+
+    async def submitted(
+        self, patient_key: str, event_id: str, since_ms: int, *, limit: int, timeout_s: float
+    ) -> Record | None:
+        """The ``DocumentSubmitted`` record of ``event_id``: read from ``since_ms`` on the
+        partition the producer's default partitioner gives its patient key (the topic's own
+        partition count), ``limit`` records or ``timeout_s`` at most (None: not found)."""
+        topic, key = SUBMITTED.name(self.prefix), patient_key.encode()
+        consumer = kafka_clients.consumer(
+            self.bootstrap, group_id=None, enable_auto_commit=False, fetch_max_bytes=64 << 20
+        )
+        try:  # started inside: a broker that is not there leaks no client
+            await consumer.start()
+            await consumer.topics()  # the metadata: the topic's partitions, as the producer's
+            partitions = sorted(consumer.partitions_for_topic(topic) or ())
+            if not partitions:
+                return None
+            tp = TopicPartition(topic, DefaultPartitioner()(key, partitions, partitions))
+            consumer.assign([tp])
+            found = (await consumer.offsets_for_times({tp: since_ms}))[tp]
+            if found is None:  # nothing written since: the document is not there
+                return None
+            consumer.seek(tp, found.offset)
+            return await self._find(consumer, tp, event_id, limit, timeout_s)
+        finally:
+            await consumer.stop()
+
+    async def _find(
+        self, consumer: Any, tp: TopicPartition, event_id: str, limit: int, timeout_s: float
+    ) -> Record | None:
+        deadline, read = time.monotonic() + timeout_s, 0
+        while read < limit and time.monotonic() < deadline:
+            batches = await consumer.getmany(tp, timeout_ms=500, max_records=500)
+            messages = batches.get(tp, [])
+            end = consumer.highwater(tp)
+            if not messages and end is not None and await consumer.position(tp) >= end:
+                return None  # read to the end: not there
+            for message in messages[: limit - read]:
+                if (record := self._submitted(message.value, event_id)) is not None:
+                    return record
+            read += len(messages)
+        return None
+
+    def _submitted(self, value: bytes | None, event_id: str) -> Record | None:
+        try:
+            name, record = self.codec.decode(value)
+        except ContractError:  # not a record of ours: not the one
+            return None
+        return (
+            record if name == "DocumentSubmitted" and record.get("event_id") == event_id else None
+        )
