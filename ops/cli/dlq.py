@@ -152,10 +152,24 @@ def dlq_list(ctx: click.Context, /, *, as_json: bool, counts: bool, **filters: A
     s = settings_of(ctx)
     store = fresh_index(s, _keyring(ctx, required=False))
     rows = store.letters(LetterSearch(since=wanted.since, until=wanted.until, limit=LIST_LIMIT))
+    if len(rows) >= LIST_LIMIT:
+        click.echo(
+            f"only the {LIST_LIMIT} newest dead letters of the window were read: narrow it "
+            "with --since/--until",
+            err=True,
+        )
     replays = {r.view.dead_letter_id: r.replays for r in rows if r.replays}
+    readable = {r.view.dead_letter_id: r.readable for r in rows}
     chosen = select((r.view for r in rows), wanted, replays)
     if as_json:
-        found = [{**v.summary(), "replays": replays.get(v.dead_letter_id, 0)} for v in chosen]
+        found = [
+            {
+                **v.summary(),
+                "original_readable": readable[v.dead_letter_id],
+                "replays": replays.get(v.dead_letter_id, 0),
+            }
+            for v in chosen
+        ]
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
         return
     lines = count_lines(chosen) if counts else list_lines(chosen, replays)

@@ -44,6 +44,19 @@ def _store(s: Settings) -> IndexStore:
     return store
 
 
+def _claimed(s: Settings) -> IndexStore:
+    """The index, its runner lock held: a rebuild while `relais index run` writes is refused."""
+    store = _store(s)
+    if not store.claim():
+        raise click.ClickException(
+            "`relais index run` is running on this index (RELAIS_INDEX_URL): stop it, then rebuild"
+        )
+    return store
+
+
+_WITHOUT_KEYRING = "dead letters naming no event are indexed without their document and sender"
+
+
 def _keyring(s: Settings) -> Keyring | None:
     """The keyring when one is configured: dead letters' originals then give their sender
     and event; without it they are indexed with what they say themselves."""
@@ -68,6 +81,10 @@ def index_run(ctx: click.Context) -> None:
 
     s = settings_of(ctx)
     store, keyring = _store(s), _keyring(s)
+    if not store.claim():
+        click.echo(
+            "another `relais index run` is running on this index (RELAIS_INDEX_URL)", err=True
+        )
 
     async def main(process: Process) -> None:
         await Feeder(process.settings, store, keyring).run(process.stop)
@@ -90,7 +107,9 @@ def index_rebuild(ctx: click.Context, yes: bool) -> None:
         click.confirm(
             f"drop the document index and rebuild it from '{s.kafka.prefix}' topics?", abort=True
         )
-    store = _store(s)
+    store, keyring = _claimed(s), _keyring(s)
+    if keyring is None:
+        click.echo(f"no keyring (RELAIS_KEYRING_FILE): {_WITHOUT_KEYRING}", err=True)
     store.drop()
     store.create()
     began, shown = time.monotonic(), [time.monotonic()]
@@ -102,11 +121,11 @@ def index_rebuild(ctx: click.Context, yes: bool) -> None:
 
     from ops.index.store import IndexStoreError  # noqa: PLC0415
 
-    feeder = Feeder(s, store, _keyring(s))
+    feeder = Feeder(s, store, keyring)
     try:
         read = asyncio.run(feeder.catch_up(progress=progress))
     except IndexStoreError as exc:
-        raise click.ClickException(f"{exc}: check RELAIS_INDEX_URL, then rebuild again") from None
+        raise click.ClickException(f"{exc}, then rebuild again") from None
     state = store.state()
     click.echo(
         f"rebuilt: {read} records read ({feeder.undecodable} undecodable skipped) in "
@@ -131,6 +150,7 @@ def index_status(ctx: click.Context, as_json: bool) -> None:
         "steps": state.steps,
         "letters": state.letters,
         "last_at": state.last_at.isoformat() if state.last_at else None,
+        "approximate": state.approximate,  # the counts are PostgreSQL's estimates
         "positions": state.positions,
         "lag": lag,
         "lag_total": sum(lag.values()),
@@ -138,7 +158,10 @@ def index_status(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
-    click.echo(f"{state.documents} documents, {state.steps} steps, {state.letters} dead letters")
+    about = "about " if state.approximate else ""
+    click.echo(
+        f"{about}{state.documents} documents, {state.steps} steps, {state.letters} dead letters"
+    )
     click.echo(f"newest step {found['last_at'] or '-'}; {found['lag_total']} records to read")
     for name in sorted(set(state.positions) | {k for k, n in lag.items() if n}):
         click.echo(f"  {name:<48} at {state.positions.get(name, 0):>8}  lag {lag.get(name, 0)}")

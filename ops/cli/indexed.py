@@ -5,7 +5,10 @@ little behind the topics, so that a command run right after an event sees it eve
 
 Far behind (more than :data:`CATCH_UP_LIMIT` records: the index process is down at
 national volume), the command says so on stderr and answers from what the index holds;
-``--from-topics`` on ``relais trace`` reads the topics themselves instead.
+``--from-topics`` on ``relais trace`` reads the topics themselves instead. So it does when
+the broker cannot be reached, and when it has no keyring: a writer without it would index
+dead letters without the document their sealed original names, so it leaves the index to
+``relais index run`` (which has the keyring).
 """
 
 from __future__ import annotations
@@ -39,6 +42,26 @@ def fresh_index(s: Settings, keyring: Keyring | None) -> IndexStore:
 
 
 async def _catch_up(s: Settings, store: IndexStore, keyring: Keyring | None) -> None:
+    """Catch the index up when it can be: with a keyring and a reachable broker."""
+    from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415
+
+    if keyring is None:
+        click.echo(
+            "no keyring (RELAIS_KEYRING_FILE): the document index is not brought up to date "
+            "with the topics, answering from the index as it is",
+            err=True,
+        )
+        return
+    try:
+        await _catch_up_with(s, store, keyring)
+    except (KafkaConnectionError, OSError):
+        click.echo(
+            "cannot reach the broker (RELAIS_BOOTSTRAP_SERVERS): answering from the index as it is",
+            err=True,
+        )
+
+
+async def _catch_up_with(s: Settings, store: IndexStore, keyring: Keyring) -> None:
     from ops.index.feeder import INDEX_TOPICS, Feeder  # noqa: PLC0415
     from relais.tansu_quirks import true_end_offsets  # noqa: PLC0415
     from relais.topic_reader import partitions_of  # noqa: PLC0415

@@ -6,16 +6,23 @@ to the positions the index database holds (the beginning when it holds none), so
 it stands is exactly what it wrote. Records are batched (RELAIS_INDEX_BATCH, or what came
 in half a second) and each batch is written with its positions in one transaction
 (:meth:`ops.index.store.IndexStore.apply`, in a thread). A record that does not decode is
-counted and skipped, logged by topic, partition and offset only.
+counted and skipped, logged by topic, partition and offset only; so is a record the database
+refuses (a batch it refuses is written again record by record to find which).
 
-:meth:`Feeder.run` follows the topics until stopped, refreshing the per-sender gauges
-every RELAIS_INDEX_STATS_INTERVAL_S; :meth:`Feeder.catch_up` reads them to their current
-end and returns (``relais index rebuild``, tests).
+:meth:`Feeder.run` follows the topics until stopped (partitions created after it started
+included: it lists them again every :data:`RELIST_S`), refreshing the per-sender gauges
+every RELAIS_INDEX_STATS_INTERVAL_S and the lag every :data:`LAG_EVERY_S`; a database that
+fails is waited for, the batch kept. :meth:`Feeder.catch_up` reads the topics to their
+current end and returns (``relais index rebuild``, commands, tests).
+
+Without the keyring, dead letters whose record names no event (the originals are sealed)
+cannot be linked to their document: ``relais index run`` warns at start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -25,7 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy.exc import OperationalError
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 
 from ops.dlq.letters import LetterView
 from ops.dlq.shell import letter_view
@@ -44,7 +52,11 @@ log = logging.getLogger(__name__)
 
 INDEX_TOPICS = (AUDIT, DELIVERY_STATUS, DEADLETTER, BUSINESS_ACKS)
 BATCH_WAIT_S = 0.5
+RELIST_S = 60.0  # partitions are listed again this often (topics created or grown)
+LAG_EVERY_S = 30.0
 _DAY = timedelta(hours=24)
+#: what the database says of a record it will never take (a value it refuses)
+REFUSALS = (DataError, IntegrityError)
 Progress = Callable[[int, int], None]  # records read so far, records to read in all
 
 
@@ -72,24 +84,36 @@ class Feeder:
         self.batch_size = max(settings.index.batch, 1)
         self.read = 0
         self.undecodable = 0
+        self.refused = 0  # records the database refused, skipped
         self.following = False  # run(): a database that fails is waited for, batch kept
+        self._stop = asyncio.Event()
 
     # -- public ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the topics, writing batches as they come, until ``stop`` is set."""
-        self.following = True
+        self.following, self._stop = True, stop
+        if self.keyring is None:
+            log.warning(
+                "index: no keyring (RELAIS_KEYRING_FILE): dead letters naming no event are "
+                "indexed without their document, sender and sector"
+            )
         tps = await self._partitions(stop)
         if not tps:
             return
+        lag = asyncio.create_task(self._lag_every(stop))
         consumer = await self._consumer(tps)
-        next_stats = 0.0
+        next_stats, relist_at = 0.0, time.monotonic() + RELIST_S
         try:
             while not stop.is_set():
-                await self._one_batch(consumer, tps)
+                await self._one_batch(consumer)
+                if time.monotonic() >= relist_at:
+                    relist_at = time.monotonic() + RELIST_S
+                    consumer, tps = await self._relisted(consumer, tps)
                 if time.monotonic() >= next_stats:
                     next_stats = time.monotonic() + self.settings.index.stats_interval_s
                     await self.refresh_stats()
         finally:
+            lag.cancel()
             await consumer.stop()
 
     async def catch_up(self, *, progress: Progress | None = None) -> int:
@@ -107,7 +131,7 @@ class Feeder:
         before = self.read
         try:
             while any(await self._behind(consumer, tps, wanted)):
-                await self._one_batch(consumer, tps)
+                await self._one_batch(consumer)
                 if progress is not None:
                     progress(self.read - before, total)
         finally:
@@ -115,10 +139,15 @@ class Feeder:
         return self.read - before
 
     async def refresh_stats(self) -> None:
-        """Recompute the per-sender and per-destination gauges of the last 24 hours."""
+        """Recompute the per-sender and per-destination gauges of the last 24 hours (a
+        database that fails leaves them as they were, logged)."""
         since = datetime.now(UTC) - _DAY
-        senders = await asyncio.to_thread(self.store.senders, since)
-        destinations = await asyncio.to_thread(self.store.destinations, since)
+        try:
+            senders = await asyncio.to_thread(self.store.senders, since)
+            destinations = await asyncio.to_thread(self.store.destinations, since)
+        except IndexStoreError as exc:
+            log.warning("index: the per-sender gauges were not refreshed: %s", exc)
+            return
         metrics.publish_stats(senders, destinations)
 
     # -- reading -----------------------------------------------------------------------------
@@ -165,7 +194,26 @@ class Feeder:
     ) -> list[bool]:
         return [await consumer.position(tp) < ends[(tp.topic, tp.partition)] for tp in tps]
 
-    async def _one_batch(self, consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]) -> None:
+    async def _relisted(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+    ) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+        """The consumer and partitions, a new consumer when partitions appeared (each at
+        the index's position: every batch read so far is written)."""
+        try:
+            found = await partitions_of(
+                self.settings.kafka.connection, INDEX_TOPICS, self.settings.kafka.prefix
+            )
+        except KafkaError as exc:
+            log.warning("index: partitions not listed again: %s", type(exc).__name__)
+            return consumer, tps
+        now = [TopicPartition(t, p) for t, p in found]
+        if set(now) <= set(tps):
+            return consumer, tps
+        log.info("index: %d new partitions to read", len(set(now) - set(tps)))
+        await consumer.stop()
+        return await self._consumer(now), now
+
+    async def _one_batch(self, consumer: AIOKafkaConsumer) -> None:
         """Read up to a batch (or what comes in half a second) and write it."""
         batch = _Batch([], {})
         deadline = time.monotonic() + BATCH_WAIT_S
@@ -182,7 +230,6 @@ class Feeder:
                 metrics.RECORDS.labels(tp.topic).inc(len(records))
         if batch.messages:
             await self._write(batch)
-        await self._lag(consumer, tps)
 
     def _decoded(self, tp: TopicPartition, record: Any) -> Read | None:
         where = {"topic": tp.topic, "partition": tp.partition, "offset": record.offset}
@@ -205,7 +252,8 @@ class Feeder:
 
     async def _write(self, batch: _Batch) -> None:
         """Decode the batch and write its rows and positions (in a thread: opening dead
-        letters' originals and the database both block)."""
+        letters' originals and the database both block). Following, a database that is
+        unavailable is waited for until it comes back or the feeder is stopped."""
         began = time.monotonic()
         for attempt in itertools.count():
             try:
@@ -213,32 +261,64 @@ class Feeder:
                 break
             except OperationalError as exc:
                 if not self.following:
-                    raise IndexStoreError(f"the index database failed: {exc.orig}") from None
+                    raise self.store.error(exc) from None
                 wait_s = min(2.0**attempt, 30.0)
                 log.warning("index: the database is unavailable, batch retried in %.0f s", wait_s)
-                await asyncio.sleep(wait_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), wait_s)
+                if self._stop.is_set():
+                    return  # not written: read again from the index's positions next time
         metrics.BATCH_SECONDS.observe(time.monotonic() - began)
         metrics.LAST_INDEXED.set(time.time())
         self.read += len(batch.messages)
 
     def _decode_and_apply(self, batch: _Batch) -> None:
+        reads = [(tp, record.offset, self._decoded(tp, record)) for tp, record in batch.messages]
         rows = Rows()
-        for tp, record in batch.messages:
-            read = self._decoded(tp, record)
+        for _, _, read in reads:
             if read is not None:
                 rows.extend(rows_of(read))
-        self.store.apply(rows, batch.positions)
+        try:
+            self.store.apply(rows, batch.positions)
+        except REFUSALS:
+            self._apply_one_by_one(reads)
 
-    async def _lag(self, consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]) -> None:
-        """Records not read yet per topic, from the high watermarks the fetches reported."""
-        lag: dict[str, int] = {}
-        for tp in tps:
-            end = consumer.highwater(tp)
-            if end is not None:
-                behind = max(end - await consumer.position(tp), 0)
-                lag[tp.topic] = lag.get(tp.topic, 0) + behind
-        for topic, n in lag.items():
-            metrics.LAG.labels(topic).set(n)
+    def _apply_one_by_one(self, reads: list[tuple[TopicPartition, int, Read | None]]) -> None:
+        """Write a batch the database refused record by record; a record it refuses is
+        counted and skipped (logged by topic, partition and offset only)."""
+        for tp, offset, read in reads:
+            where = {(tp.topic, tp.partition): offset + 1}
+            try:
+                self.store.apply(rows_of(read) if read is not None else Rows(), where)
+            except REFUSALS:
+                self.refused += 1
+                metrics.REFUSED.labels(tp.topic).inc()
+                log.warning(
+                    "index: the database refused the record at %s partition %d offset %d: "
+                    "skipped", tp.topic, tp.partition, offset,
+                )  # fmt: skip
+                self.store.apply(Rows(), where)
+
+    async def _lag_every(self, stop: asyncio.Event) -> None:
+        """Set the lag gauges every :data:`LAG_EVERY_S`, from the topics' end offsets and
+        the index's positions (partitions never read included)."""
+        while not stop.is_set():
+            try:
+                positions = await asyncio.to_thread(self.store.positions)
+                lag = await lag_of(
+                    self.settings, {f"{t}:{p}": o for (t, p), o in positions.items()}
+                )
+            except (KafkaError, IndexStoreError, SQLAlchemyError, OSError) as exc:
+                log.warning("index: the lag was not measured: %s", type(exc).__name__)
+            else:
+                by_topic: dict[str, int] = {}
+                for name, n in lag.items():
+                    topic = name.rsplit(":", 1)[0]
+                    by_topic[topic] = by_topic.get(topic, 0) + n
+                for topic, n in by_topic.items():
+                    metrics.LAG.labels(topic).set(n)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LAG_EVERY_S)
 
 
 async def lag_of(settings: Settings, positions: dict[str, int]) -> dict[str, int]:

@@ -26,6 +26,9 @@ STATUSES = (
     "delivered",  # every destination it was routed to delivered (or it had none)
     "refused",  # a destination refused it (REJECTED, DELIVERY_FAILED for good)
     "dead-lettered",  # a stage or sink gave up: a dead letter waits for an operator
+    # the same message (facility + MSH-10) or document was received before: ignored, for
+    # good (DUPLICATE_IGNORED); the first one's event goes on
+    "duplicate",
 )
 DESTINATIONS = ("DMP", "MSSANTE", "NOTIFY")
 
@@ -77,6 +80,8 @@ class SenderStats:
     delivered: int
     dead_lettered: int
     last_seen: datetime | None
+    #: duplicates ignored (counted in ``received`` too: they were received)
+    duplicates: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,12 @@ class LetterRow:
     topic_offset: int
     replays: int  # REPLAYED audit events naming it
 
+    @property
+    def readable(self) -> bool:
+        """Whether its original could be opened when it was indexed (the index keeps no
+        original: ``view.original`` is always None)."""
+        return self.view.problem is None
+
 
 @dataclass(frozen=True)
 class LetterSearch:
@@ -107,8 +118,8 @@ class LetterSearch:
     reason_code: str | None = None
     sender: str | None = None
     document: str | None = None  # event id or document unique id
-    since: datetime | None = None
-    until: datetime | None = None
+    since: datetime | None = None  # dead-lettered at or after
+    until: datetime | None = None  # dead-lettered at or before (as `relais dlq list --until`)
     unreplayed: bool = False
     limit: int = 100
 
@@ -122,6 +133,8 @@ class IndexState:
     letters: int
     positions: dict[str, int]  # "topic:partition" -> next offset to read
     last_at: datetime | None  # the newest step indexed
+    #: the counts are PostgreSQL's estimates (tables too large to count at each call)
+    approximate: bool = False
 
 
 class IndexReader(Protocol):

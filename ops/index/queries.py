@@ -17,6 +17,7 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
+    case,
     exists,
     func,
     or_,
@@ -26,7 +27,7 @@ from sqlalchemy import (
 
 from ops.dlq.letters import LetterView
 from ops.index.model import DocumentRow, LetterRow, LetterSearch, Search
-from ops.index.tables import documents, letters, replays, steps, utc
+from ops.index.tables import document_destinations, documents, letters, replays, steps, utc
 from ops.trace.journey import Journey, Step, arrange
 
 PREFIX_MIN = 8  # a patient key prefix this long or longer matches every key it starts
@@ -61,7 +62,9 @@ def _filters(q: Search) -> list[ColumnElement[bool]]:
         else:
             found.append(d.patient_key == q.patient_key)
     if q.destination is not None:
-        found.append(d.destinations.like(f'%"{q.destination}"%'))
+        routed = document_destinations.c
+        there = select(routed.event_id).where(routed.destination == q.destination)
+        found.append(d.event_id.in_(there))
     if q.since is not None:
         found.append(d.received_at >= utc(q.since))
     if q.until is not None:
@@ -85,14 +88,16 @@ def search(conn: Connection, q: Search) -> list[DocumentRow]:
 
 
 def document(conn: Connection, wanted: str) -> DocumentRow | None:
-    """The document of this event id, or the latest one of this document unique id."""
+    """The document of this event id, or the latest one of this document unique id (one
+    that is not an ignored duplicate when there is one)."""
     d = documents.c
     row = conn.execute(select(documents).where(d.event_id == wanted)).first()
     if row is None:
+        duplicate = case((d.status == "duplicate", 1), else_=0)
         stmt = (
             select(documents)
             .where(d.unique_id == wanted)
-            .order_by(d.received_at.desc(), d.event_id.desc())
+            .order_by(duplicate, d.received_at.desc(), d.event_id.desc())
             .limit(1)
         )
         row = conn.execute(stmt).first()
@@ -202,7 +207,7 @@ def _letter_filters(q: LetterSearch) -> list[ColumnElement[bool]]:
     if q.since is not None:
         found.append(c.occurred_at >= utc(q.since))
     if q.until is not None:
-        found.append(c.occurred_at < utc(q.until))
+        found.append(c.occurred_at <= utc(q.until))
     if q.unreplayed:
         found.append(~exists().where(replays.c.dead_letter_id == c.dead_letter_id))
     return found

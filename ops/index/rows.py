@@ -6,7 +6,7 @@ is in the document's journey (the same :class:`~ops.trace.journey.Step` ``relais
 shows), the facts a RECEIVED audit gives of the document (sender, MSH-10, type, patient
 key), the dead letter (a :class:`~ops.dlq.letters.LetterView`: no original bytes) and the
 dead letter a replay names. Every row has an id derived from the record (the audit id, the
-status's request, attempt and outcome, the ack id, the dead-letter id), so a record read
+status's request, attempt, outcome and time, the ack id, the dead-letter id), so a record read
 twice, or read again by a rebuild, is one row.
 
 :func:`status_of` says where a document stands from all its steps, whatever the order
@@ -134,13 +134,20 @@ def rows_of(read: Read) -> Rows:
     if read.record_type == "AuditEvent":
         return _audit_rows(record, read)
     if read.record_type == "DeliveryStatus":
-        step_id = f"status:{record['request_id']}:{record['attempt']}:{record['outcome']}"
+        step_id = _status_id(record)
         row = _row(step_id, record["event_id"], record["document_unique_id"], status_step(record))
         return Rows([replace(row, partition=read.partition, offset=read.offset)], _facts(row))
     if read.record_type == "BusinessAck":
         row = _row(f"ack:{record['ack_id']}", record["event_id"], None, ack_step(record))
         return Rows([replace(row, partition=read.partition, offset=read.offset)])
     return Rows()
+
+
+def _status_id(record: Record) -> str:
+    """A delivery status's id: its request, attempt, outcome and time (ms): a request's
+    attempt may say the same word twice (after a replay), and ``relais trace`` shows both."""
+    ms = int(record["at"].timestamp() * 1000)
+    return f"status:{record['request_id']}:{record['attempt']}:{record['outcome']}:{ms}"
 
 
 def rows_of_all(reads: Iterable[Read]) -> Rows:
@@ -223,13 +230,15 @@ def status_of(steps: Iterable[Step]) -> str:
     ordered = in_order(steps)
     if _open_letters(ordered):
         return "dead-lettered"
+    routed = any(s.action == "ROUTED" for s in ordered)
+    if not routed and any(s.action == "DUPLICATE_IGNORED" for s in ordered):
+        return "duplicate"
     identity = [s.outcome for s in ordered if s.action == "IDENTITY_DECIDED"]
     if identity and identity[-1].startswith(("held:", "blocked:")):
         return identity[-1].split(":", 1)[0]
     words = destinations_of(ordered)
     if any(word == "REJECTED" for word in words.values()):
         return "refused"
-    routed = any(s.action == "ROUTED" for s in ordered)
     if routed and all(word in DELIVERED_WORDS for word in words.values()):
         return "delivered"
     return "in-progress" if words or routed else "received"

@@ -1,7 +1,8 @@
 """What each sender sent and each destination did in a time window, from the index (the
 console's tables and the per-facility gauges of :mod:`ops.index.metrics`).
 
-A sender's documents are counted by when they were received, and by where they stand now;
+A sender's documents are counted by when they were received, and by where they stand now
+(an ignored duplicate is counted as received, and as a duplicate);
 refusals at the door (dead letters that never got an event id) by when they happened,
 under the facility their original names.
 """
@@ -35,6 +36,7 @@ class _Tally:
     delivered: int = 0
     dead_lettered: int = 0
     waiting: int = 0
+    duplicates: int = 0
     last_seen: datetime | None = None
 
     def seen(self, at: datetime | None) -> None:
@@ -57,6 +59,8 @@ def _count_document(tally: _Tally, status: str, reason: str | None, n: int) -> N
         tally.refuse(reason or status, n)
     elif status == "refused":
         tally.refuse(reason or status, n)
+    elif status == "duplicate":
+        tally.duplicates += n
 
 
 def senders(conn: Connection, since: datetime, until: datetime | None) -> list[SenderStats]:
@@ -90,6 +94,7 @@ def senders(conn: Connection, since: datetime, until: datetime | None) -> list[S
             delivered=t.delivered,
             dead_lettered=t.dead_lettered,
             last_seen=t.last_seen,
+            duplicates=t.duplicates,
         )
         for name, t in sorted(tallies.items())
     ]

@@ -8,22 +8,26 @@ recomputes the status, destinations and times of the documents the batch touched
 their steps (:func:`ops.index.rows.status_of`), so the order records arrive in does not
 matter: a rebuild from the topics gives the same index.
 
+Writers are serialised and positions only move forward (:mod:`ops.index.writing`), so
+``relais index run`` and a command catching the index up may write at the same time.
+
 Errors: :class:`IndexStoreError` (the database cannot be reached or used; the message names
-RELAIS_INDEX_URL).
+RELAIS_INDEX_URL), raised by every method but :meth:`IndexStore.apply`, which lets
+SQLAlchemy's errors through for the feeder to tell an unavailable database
+(``OperationalError``: wait and retry) from a record the database refuses (``DataError``:
+isolate it and skip it).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ops.index import queries, stats
+from ops.index import queries, stats, writing
 from ops.index.model import (
     DestinationStats,
     DocumentRow,
@@ -33,24 +37,19 @@ from ops.index.model import (
     Search,
     SenderStats,
 )
-from ops.index.rows import (
-    DocumentFacts,
-    LetterFacts,
-    Rows,
-    StepRow,
-    destinations_of,
-    in_order,
-    refusal_of,
-    status_of,
-)
-from ops.index.rows import last_at as last_step_at
-from ops.index.tables import METADATA, documents, letters, positions, replays, steps, utc
+from ops.index.rows import Rows
+from ops.index.tables import METADATA, documents, letters, positions, steps, utc
 from ops.trace.journey import Journey
 from relais.settings import Settings
 
 Positions = dict[tuple[str, int], int]
-_CHUNK = 500
+T = TypeVar("T")
 _FIRST_ANALYSE = 5000  # steps written before the first ANALYZE
+CONNECT_TIMEOUT_S = 10
+#: tables PostgreSQL estimates larger than this are not counted exactly by state()
+EXACT_COUNT_MAX = 200_000
+#: the advisory lock ``relais index run`` holds while it runs (PostgreSQL): "RELAISR"
+RUNNER_LOCK = 0x52454C41495352
 
 
 class IndexStoreError(Exception):
@@ -69,8 +68,15 @@ class IndexStore:
 
     def __init__(self, url: str) -> None:
         self.url = engine_url(url)
-        self.engine: Engine = create_engine(self.url, pool_pre_ping=True)
+        postgres = self.url.startswith("postgresql")
+        self.engine: Engine = create_engine(
+            self.url,
+            pool_pre_ping=True,
+            hide_parameters=True,  # rows are not logged with an error
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_S} if postgres else {},
+        )
         self._written, self._analyse_at = 0, _FIRST_ANALYSE
+        self._claim: Connection | None = None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
@@ -81,40 +87,62 @@ class IndexStore:
             settings.process.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(settings.index.database_url(settings.process.data_dir))
 
+    def error(self, exc: SQLAlchemyError) -> IndexStoreError:
+        """``exc`` as the one-line error naming RELAIS_INDEX_URL."""
+        return IndexStoreError(_unusable(self.url, exc))
+
     # -- lifecycle -----------------------------------------------------------------------------
     def create(self) -> None:
         """Create the tables and indexes that are missing."""
         try:
             METADATA.create_all(self.engine)
         except SQLAlchemyError as exc:
-            raise IndexStoreError(_unusable(self.url, exc)) from None
+            raise self.error(exc) from None
 
     def drop(self) -> None:
         """Drop every table of the index (the first step of a rebuild)."""
-        METADATA.drop_all(self.engine)
+        try:
+            METADATA.drop_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise self.error(exc) from None
+
+    def claim(self) -> bool:
+        """Hold the index's runner lock until :meth:`close` (PostgreSQL: a session advisory
+        lock, :data:`RUNNER_LOCK`); False when another process holds it (``relais index
+        run`` holds it while it runs, ``relais index rebuild`` refuses to run without it).
+        SQLite (the demo): always True."""
+        if self.engine.dialect.name != "postgresql":
+            return True
+        try:
+            conn = self.engine.connect()
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": RUNNER_LOCK})
+            held = bool(got.scalar_one())
+            conn.commit()  # the lock is the session's: it outlives the transaction
+        except SQLAlchemyError as exc:
+            raise self.error(exc) from None
+        if held:
+            self._claim = conn
+        else:
+            conn.close()
+        return held
 
     def close(self) -> None:
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
         self.engine.dispose()
 
     def positions(self) -> Positions:
         """The next offset to read of each (topic, partition) the index has read."""
-        with self.engine.connect() as conn:
-            found = conn.execute(select(positions)).all()
+        found = self._reading(lambda conn: conn.execute(select(positions)).all())
         return {(r.topic, r.partition): r.next_offset for r in found}
 
     # -- writing -------------------------------------------------------------------------------
     def apply(self, batch: Rows, read_up_to: Mapping[tuple[str, int], int]) -> int:
         """Write ``batch`` and the new positions in one transaction; returns how many
-        documents it touched."""
+        documents it touched. Raises SQLAlchemy's errors (see the module)."""
         with self.engine.begin() as conn:
-            self._upsert_steps(conn, batch.steps)
-            self._upsert_documents(conn, batch.documents)
-            self._upsert_letters(conn, batch.letters)
-            self._upsert_replays(conn, batch)
-            self._set_positions(conn, read_up_to)
-            touched = {s.event_id for s in batch.steps if s.event_id is not None}
-            touched |= {d.event_id for d in batch.documents}
-            self._recompute(conn, sorted(touched))
+            touched = writing.write(conn, batch, read_up_to)
         self._keep_statistics(len(batch.steps))
         return len(touched)
 
@@ -127,136 +155,80 @@ class IndexStore:
             return
         self._analyse_at = 2 * self._written
         with self.engine.begin() as conn:
-            conn.execute(text("ANALYZE steps, documents, letters"))
-
-    def _upsert_replays(self, conn: Connection, batch: Rows) -> None:
-        rows = [{"dead_letter_id": r.dead_letter_id, "step_id": r.step_id} for r in batch.replays]
-        if rows:
-            stmt = self._insert(replays).on_conflict_do_nothing()
-            conn.execute(stmt, _unique(rows, "dead_letter_id", "step_id"))
-
-    def _insert(self, table: Any) -> Any:
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
-    def _upsert_steps(self, conn: Connection, rows: Iterable[StepRow]) -> None:
-        values = _unique([_step_values(r) for r in rows], "step_id")
-        if values:
-            conn.execute(self._insert(steps).on_conflict_do_nothing(), values)
-
-    def _upsert_documents(self, conn: Connection, facts: Iterable[DocumentFacts]) -> None:
-        merged: dict[str, dict[str, Any]] = {}
-        for f in facts:
-            known = merged.setdefault(f.event_id, {"event_id": f.event_id})
-            for name, value in _fact_values(f).items():
-                if value is not None:
-                    known[name] = value
-        if not merged:
-            return
-        names = (
-            "unique_id",
-            "sender",
-            "application",
-            "message_control_id",
-            "type_code",
-            "patient_key",
-        )
-        values = [{name: m.get(name) for name in ("event_id", *names)} for m in merged.values()]
-        stmt = self._insert(documents)
-        keep = {n: func.coalesce(stmt.excluded[n], documents.c[n]) for n in names}
-        conn.execute(stmt.on_conflict_do_update(index_elements=["event_id"], set_=keep), values)
-
-    def _upsert_letters(self, conn: Connection, found: Iterable[LetterFacts]) -> None:
-        values = _unique([_letter_values(f) for f in found], "dead_letter_id")
-        if not values:
-            return
-        stmt = self._insert(letters)
-        changed = {c: stmt.excluded[c] for c in values[0] if c != "dead_letter_id"}
-        conn.execute(
-            stmt.on_conflict_do_update(index_elements=["dead_letter_id"], set_=changed), values
-        )
-
-    def _set_positions(self, conn: Connection, read_up_to: Mapping[tuple[str, int], int]) -> None:
-        values = [
-            {"topic": t, "partition": p, "next_offset": o} for (t, p), o in read_up_to.items()
-        ]
-        if values:
-            stmt = self._insert(positions)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["topic", "partition"],
-                    set_={"next_offset": stmt.excluded.next_offset},
-                ),
-                values,
-            )
-
-    def _recompute(self, conn: Connection, event_ids: list[str]) -> None:
-        """Status, destinations, times and reason of these documents, from all their steps."""
-        for start in range(0, len(event_ids), _CHUNK):
-            chunk = event_ids[start : start + _CHUNK]
-            by_event = queries.steps_of_events(conn, chunk)
-            changes = [_document_state(e, s) for e, s in by_event.items() if s]
-            if changes:
-                conn.execute(
-                    update(documents)
-                    .where(documents.c.event_id == queries.bind("b_event_id"))
-                    .values(
-                        status=queries.bind("b_status"),
-                        destinations=queries.bind("b_destinations"),
-                        reason=queries.bind("b_reason"),
-                        last_at=queries.bind("b_last_at"),
-                        received_at=queries.bind("b_received_at"),
-                    ),
-                    changes,
-                )
+            conn.execute(text("ANALYZE steps, documents, letters, document_destinations"))
 
     # -- reading (IndexReader) -----------------------------------------------------------------
+    def _reading(self, ask: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.connect() as conn:
+                return ask(conn)
+        except SQLAlchemyError as exc:
+            raise self.error(exc) from None
+
     def search(self, query: Search) -> list[DocumentRow]:
-        with self.engine.connect() as conn:
-            return queries.search(conn, query)
+        return self._reading(lambda conn: queries.search(conn, query))
 
     def document(self, event_or_unique_id: str) -> DocumentRow | None:
-        with self.engine.connect() as conn:
-            return queries.document(conn, event_or_unique_id)
+        return self._reading(lambda conn: queries.document(conn, event_or_unique_id))
 
     def journey(self, document: str) -> Journey:
-        with self.engine.connect() as conn:
-            return queries.journey(conn, document)
+        return self._reading(lambda conn: queries.journey(conn, document))
 
     def letters(self, query: LetterSearch) -> list[LetterRow]:
-        with self.engine.connect() as conn:
-            return queries.letters_of(conn, query)
+        return self._reading(lambda conn: queries.letters_of(conn, query))
 
     def letter(self, dead_letter_id_or_prefix: str) -> LetterRow | None:
-        with self.engine.connect() as conn:
-            return queries.letter(conn, dead_letter_id_or_prefix)
+        return self._reading(lambda conn: queries.letter(conn, dead_letter_id_or_prefix))
 
     def senders(self, since: datetime, until: datetime | None = None) -> list[SenderStats]:
-        with self.engine.connect() as conn:
-            return stats.senders(conn, since, until)
+        return self._reading(lambda conn: stats.senders(conn, since, until))
 
     def destinations(
         self, since: datetime, until: datetime | None = None
     ) -> list[DestinationStats]:
-        with self.engine.connect() as conn:
-            return stats.destinations(conn, since, until)
+        return self._reading(lambda conn: stats.destinations(conn, since, until))
 
     def state(self) -> IndexState:
-        with self.engine.connect() as conn:
-            counts = [
-                conn.execute(select(func.count()).select_from(t)).scalar_one()
-                for t in (documents, steps, letters)
-            ]
-            newest = conn.execute(select(func.max(steps.c.at))).scalar_one()
-            found = conn.execute(select(positions)).all()
-        return IndexState(
-            documents=counts[0],
-            steps=counts[1],
-            letters=counts[2],
-            positions={f"{r.topic}:{r.partition}": r.next_offset for r in found},
-            last_at=utc(newest) if newest is not None else None,
+        """Counts (PostgreSQL's estimates for large tables: ``approximate``), positions and
+        the newest step."""
+        return self._reading(_state)
+
+
+def _state(conn: Connection) -> IndexState:
+    counts, approximate = _counts(conn)
+    newest = conn.execute(select(func.max(steps.c.at))).scalar_one()
+    found = conn.execute(select(positions)).all()
+    return IndexState(
+        documents=counts[0],
+        steps=counts[1],
+        letters=counts[2],
+        positions={f"{r.topic}:{r.partition}": r.next_offset for r in found},
+        last_at=utc(newest) if newest is not None else None,
+        approximate=approximate,
+    )
+
+
+def _counts(conn: Connection) -> tuple[list[int], bool]:
+    """Rows of documents, steps and letters: exact, but PostgreSQL's planner estimate
+    (``pg_class.reltuples``) for a table larger than :data:`EXACT_COUNT_MAX`."""
+    tables = (documents, steps, letters)
+    estimates: dict[str, float] = {}
+    if conn.dialect.name == "postgresql":
+        estimates = dict(
+            conn.execute(
+                text("SELECT relname, reltuples FROM pg_class WHERE relname IN (:a, :b, :c)"),
+                {"a": "documents", "b": "steps", "c": "letters"},
+            ).all()
         )
+    counts, approximate = [], False
+    for t in tables:
+        estimate = estimates.get(t.name, -1.0)
+        if estimate > EXACT_COUNT_MAX:
+            counts.append(int(estimate))
+            approximate = True
+        else:
+            counts.append(conn.execute(select(func.count()).select_from(t)).scalar_one())
+    return counts, approximate
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -274,79 +246,3 @@ def _unusable(url: str, exc: SQLAlchemyError) -> str:
         f"the document index at {where} cannot be used ({type(exc).__name__}): "
         "check RELAIS_INDEX_URL"
     )
-
-
-def _unique(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
-    """The rows with distinct ``keys`` (the last one read wins)."""
-    return list({tuple(r[k] for k in keys): r for r in rows}.values())
-
-
-def _step_values(r: StepRow) -> dict[str, Any]:
-    s = r.step
-    return {
-        "step_id": r.step_id,
-        "event_id": r.event_id,
-        "unique_id": r.unique_id,
-        "at": utc(s.at),
-        "branch": s.branch,
-        "component": s.component,
-        "action": s.action,
-        "outcome": s.outcome,
-        "step_event": s.event_id,
-        "source": s.source,
-        "detail": s.detail,
-        "operator": r.operator,
-        "topic_partition": r.partition,
-        "topic_offset": r.offset,
-    }
-
-
-def _fact_values(f: DocumentFacts) -> dict[str, Any]:
-    return {
-        "unique_id": f.unique_id,
-        "sender": f.sender,
-        "application": f.application,
-        "message_control_id": f.message_control_id,
-        "type_code": f.type_code,
-        "patient_key": f.patient_key,
-    }
-
-
-def _letter_values(f: LetterFacts) -> dict[str, Any]:
-    v = f.view
-    return {
-        "dead_letter_id": v.dead_letter_id,
-        "event_id": v.event_id,
-        "unique_id": v.document_unique_id,
-        "stage": v.stage,
-        "reason_code": v.reason_code,
-        "reason": v.reason,
-        "occurred_at": utc(v.occurred_at),
-        "sender": v.facility,
-        "sector": v.sector,
-        "record_type": v.record_type,
-        "problem": v.problem,
-        "source_topic": v.source_topic,
-        "source_partition": v.source_partition,
-        "source_offset": v.source_offset,
-        "dlq_partition": f.partition,
-        "dlq_offset": f.offset,
-        "original_size": v.original_size,
-        "original_sha256": v.original_sha256,
-    }
-
-
-def _document_state(event_id: str, found: list[Any]) -> dict[str, Any]:
-    """The recomputed columns of one document from its steps (a RECEIVED step gives when it
-    was received; without one, its first step does)."""
-    all_steps = [queries.step_of(r) for r in found]
-    received = [s.at for s in all_steps if s.action == "RECEIVED"]
-    ordered = in_order(all_steps)
-    return {
-        "b_event_id": event_id,
-        "b_status": status_of(all_steps),
-        "b_destinations": json.dumps(destinations_of(ordered), sort_keys=True),
-        "b_reason": refusal_of(all_steps),
-        "b_last_at": utc(last_step_at(all_steps) or ordered[0].at),
-        "b_received_at": utc(min(received) if received else ordered[0].at),
-    }

@@ -7,10 +7,13 @@ demo. Derived data: ``relais index rebuild`` drops them and reads the topics aga
   that link it to its document and where it was read;
 - ``letters``: dead letters without their original; ``replays``: which REPLAYED audit
   step sent which dead letter back;
+- ``document_destinations``: the destinations of each document (search by destination);
 - ``positions``: the next offset to read of each topic partition, written in the same
   transaction as the rows read before it.
 
-Every search filter has its index; times are stored timezone-aware (UTC).
+Every search filter has its index; times are stored timezone-aware (UTC). What records
+say is stored as ``Text`` (no length limit: a sender's MSH-4 or a ROUTED outcome naming many
+recipients has no bound the index could trust); only the index's own words are bounded.
 """
 
 from __future__ import annotations
@@ -30,23 +33,23 @@ from sqlalchemy import (
 )
 
 METADATA = MetaData()
-_ID = 200  # ids: UUIDs, OIDs, MSH-10 values
 _TIME = DateTime(timezone=True)
 
 documents = Table(
     "documents",
     METADATA,
-    Column("event_id", String(_ID), primary_key=True),
-    Column("unique_id", String(_ID)),
-    Column("sender", String(_ID)),
-    Column("application", String(_ID)),
-    Column("message_control_id", String(_ID)),
-    Column("type_code", String(64)),
-    Column("patient_key", String(_ID)),
+    Column("event_id", Text, primary_key=True),
+    # what senders write (OIDs, MSH-4, MSH-10...) has no length the index can trust: Text
+    Column("unique_id", Text),
+    Column("sender", Text),
+    Column("application", Text),
+    Column("message_control_id", Text),
+    Column("type_code", Text),
+    Column("patient_key", Text),
     Column("received_at", _TIME),
     Column("last_at", _TIME),
     Column("status", String(32), nullable=False, server_default="received"),
-    Column("reason", String(_ID)),  # why it was refused or dead-lettered (a reason code)
+    Column("reason", Text),  # why it was refused or dead-lettered (a reason code)
     Column("destinations", Text, nullable=False, server_default="{}"),  # JSON object
     Index("documents_sender_received", "sender", "received_at"),
     Index("documents_msh10", "message_control_id"),
@@ -55,7 +58,7 @@ documents = Table(
     Index(
         "documents_patient_key",
         "patient_key",
-        postgresql_ops={"patient_key": "varchar_pattern_ops"},
+        postgresql_ops={"patient_key": "text_pattern_ops"},
     ),
     Index("documents_status_received", "status", "received_at"),
     Index("documents_type_code", "type_code"),
@@ -65,18 +68,18 @@ documents = Table(
 steps = Table(
     "steps",
     METADATA,
-    Column("step_id", String(_ID), primary_key=True),
-    Column("event_id", String(_ID)),  # the event the step links to (None: none named)
-    Column("unique_id", String(_ID)),  # the document unique id it links to
+    Column("step_id", Text, primary_key=True),
+    Column("event_id", Text),  # the event the step links to (None: none named)
+    Column("unique_id", Text),  # the document unique id it links to
     Column("at", _TIME, nullable=False),
-    Column("branch", String(32), nullable=False),
-    Column("component", String(64), nullable=False),
-    Column("action", String(32), nullable=False),
-    Column("outcome", String(_ID), nullable=False),
-    Column("step_event", String(_ID), nullable=False),  # Step.event_id as trace shows it
+    Column("branch", Text, nullable=False),
+    Column("component", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("outcome", Text, nullable=False),  # ROUTED: every recipient, no bound
+    Column("step_event", Text, nullable=False),  # Step.event_id as trace shows it
     Column("source", String(16), nullable=False),
     Column("detail", Text),
-    Column("operator", String(_ID)),
+    Column("operator", Text),
     Column("topic_partition", Integer, nullable=False),
     Column("topic_offset", BigInteger, nullable=False),
     Index("steps_event", "event_id"),
@@ -88,18 +91,18 @@ steps = Table(
 letters = Table(
     "letters",
     METADATA,
-    Column("dead_letter_id", String(_ID), primary_key=True),
-    Column("event_id", String(_ID)),
-    Column("unique_id", String(_ID)),
-    Column("stage", String(64), nullable=False),
-    Column("reason_code", String(_ID), nullable=False),
+    Column("dead_letter_id", Text, primary_key=True),
+    Column("event_id", Text),
+    Column("unique_id", Text),
+    Column("stage", Text, nullable=False),
+    Column("reason_code", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("occurred_at", _TIME, nullable=False),
-    Column("sender", String(_ID)),  # the facility its original names
-    Column("sector", String(32)),
-    Column("record_type", String(64)),
+    Column("sender", Text),  # the facility its original names (a door refusal: any MSH-4)
+    Column("sector", Text),
+    Column("record_type", Text),
     Column("problem", Text),  # why its original could not be opened
-    Column("source_topic", String(_ID), nullable=False),
+    Column("source_topic", Text, nullable=False),
     Column("source_partition", Integer),
     Column("source_offset", BigInteger),
     Column("dlq_partition", Integer, nullable=False),
@@ -112,17 +115,27 @@ letters = Table(
     Index("letters_sender_occurred", "sender", "occurred_at"),
 )
 
+#: which destinations each document was routed to or heard from (the keys of
+#: ``documents.destinations``), so that a search by destination uses an index
+document_destinations = Table(
+    "document_destinations",
+    METADATA,
+    Column("event_id", Text, primary_key=True),
+    Column("destination", String(32), primary_key=True),
+    Index("document_destinations_destination", "destination", "event_id"),
+)
+
 replays = Table(
     "replays",
     METADATA,
-    Column("dead_letter_id", String(_ID), primary_key=True),
-    Column("step_id", String(_ID), primary_key=True),
+    Column("dead_letter_id", Text, primary_key=True),
+    Column("step_id", Text, primary_key=True),
 )
 
 positions = Table(
     "positions",
     METADATA,
-    Column("topic", String(_ID), primary_key=True),
+    Column("topic", Text, primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
 )

@@ -46,7 +46,7 @@ def test_step_ids_are_derived_so_a_record_read_twice_is_one_row() -> None:
     assert [r.step_id for r in once.steps] == [r.step_id for r in twice.steps]
     ids = {r.step_id for r in once.steps}
     assert len(ids) == len(once.steps)
-    assert "status:req-ev-ok-DMP:1:DELIVERED" in ids
+    assert f"status:req-ev-ok-DMP:1:DELIVERED:{int(at(4).timestamp() * 1000)}" in ids
     assert "ack:ack-ev-ok" in ids
 
 
