@@ -3,7 +3,9 @@ index answers, :mod:`ops.console.views` shapes, the templates lay out)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -71,30 +73,24 @@ async def journey_page(request: web.Request) -> web.StreamResponse:
 
 
 async def senders_page(request: web.Request) -> web.StreamResponse:
-    now = datetime.now(UTC)
-    since, errors = window_of(request.query, now)
-    index = console_of(request).index
-    rows = [] if errors else await index_call(request, index.senders, since)
-    return render(
-        request,
-        "senders.html",
-        title="Senders",
-        rows=rows,
-        since=since,
-        since_text=request.query.get("since", "24h"),
-        errors=errors,
-    )
+    return await _stats_page(request, "senders.html", "Senders", console_of(request).index.senders)
 
 
 async def destinations_page(request: web.Request) -> web.StreamResponse:
-    now = datetime.now(UTC)
-    since, errors = window_of(request.query, now)
     index = console_of(request).index
-    rows = [] if errors else await index_call(request, index.destinations, since)
+    return await _stats_page(request, "destinations.html", "Destinations", index.destinations)
+
+
+async def _stats_page(
+    request: web.Request, template: str, title: str, figures: Callable[[datetime], Sequence[Any]]
+) -> web.StreamResponse:
+    """A table of figures since the window the query asks for (last 24 h by default)."""
+    since, errors = window_of(request.query, datetime.now(UTC))
+    rows = [] if errors else await index_call(request, figures, since)
     return render(
         request,
-        "destinations.html",
-        title="Destinations",
+        template,
+        title=title,
         rows=rows,
         since=since,
         since_text=request.query.get("since", "24h"),

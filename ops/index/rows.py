@@ -23,6 +23,7 @@ from ops.dlq.letters import LetterView
 from ops.dlq.replay import replays_of
 from ops.trace.journey import (
     DOCUMENT,
+    RANK,
     Journey,
     Step,
     ack_step,
@@ -35,16 +36,6 @@ from relais.contracts import Record
 #: the record types the index reads, by the topic (suffix) they come from
 INDEXED = ("AuditEvent", "DeliveryStatus", "DeadLetter", "BusinessAck")
 SOURCES = ("audit", "status", "ack", "dead-letter")  # the order :func:`arrange` takes them
-_RANK = {
-    "RECEIVED": 0,
-    "DUPLICATE_IGNORED": 1,
-    "IDENTITY_DECIDED": 2,
-    "TRANSCODED": 3,
-    "ROUTED": 4,
-    "ACKNOWLEDGED": 6,
-    "DEAD_LETTERED": 7,
-    "REPLAYED": 8,
-}
 #: what a branch's latest word is when a destination took the document
 DELIVERED_WORDS = frozenset({"DELIVERED", "DUPLICATE"})
 #: steps after a dead letter that say the document went on (it was replayed or retried)
@@ -216,7 +207,7 @@ def _letter_rows(view: LetterView, read: Read) -> Rows:
 # -- a document's status -----------------------------------------------------------------------
 def _order(step: Step) -> tuple[object, ...]:
     """A total order of steps: the same whatever order they were read in."""
-    rank = _RANK.get(step.action, 5)
+    rank = RANK.get(step.action, 5)
     return (step.at, rank, step.source, step.branch, step.action, step.outcome, step.detail or "")
 
 

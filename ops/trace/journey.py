@@ -25,7 +25,8 @@ from relais.audit_records import ack_detail, ack_outcome, delivery_detail
 from relais.contracts import Record
 
 DOCUMENT = "document"
-_RANK = {
+#: the order of steps said at the same instant (the index sorts by it too)
+RANK = {
     "RECEIVED": 0,
     "DUPLICATE_IGNORED": 1,
     "IDENTITY_DECIDED": 2,
@@ -185,7 +186,7 @@ def arrange(
     said = {(s.event_id, s.at, s.outcome) for s in steps}
     steps += [s for s in [*statuses, *acks] if (s.event_id, s.at, s.outcome) not in said]
     steps += letters
-    steps.sort(key=lambda s: (s.at, _RANK.get(s.action, 9)))
+    steps.sort(key=lambda s: (s.at, RANK.get(s.action, 9)))
     return steps
 
 
