@@ -30,6 +30,9 @@ from ops.index.model import DocumentRow, LetterRow, LetterSearch, Search
 from ops.index.tables import document_destinations, documents, letters, replays, steps, utc
 from ops.trace.journey import Journey, Step, arrange
 
+#: a whole patient key (hex HMAC-SHA256) is matched by equality: PostgreSQL misjudges a LIKE
+#: on a whole key for some keys and scans the table (seen in benchmarks.index_lookup)
+KEY_LENGTH = 64
 PREFIX_MIN = 8  # a patient key prefix this long or longer matches every key it starts
 _LETTER_PREFIX_MIN = 8
 
@@ -57,7 +60,7 @@ def _filters(q: Search) -> list[ColumnElement[bool]]:
     if q.document is not None:
         found.append(or_(d.event_id == q.document, d.unique_id == q.document))
     if q.patient_key is not None:
-        if len(q.patient_key) >= PREFIX_MIN:
+        if PREFIX_MIN <= len(q.patient_key) < KEY_LENGTH:
             found.append(d.patient_key.like(_like_prefix(q.patient_key), escape="\\"))
         else:
             found.append(d.patient_key == q.patient_key)
