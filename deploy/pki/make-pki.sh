@@ -195,9 +195,13 @@ mkdir -p "$OUT/index-db"
 if [[ -f "$OUT/index-db/password" ]]; then
   echo "kept    $OUT/index-db/password"
 else
-  password=$(openssl rand -hex 24)
-  (umask 077 && printf '%s\n' "$password" > "$OUT/index-db/password" &&
-    printf 'index-db:5432:relais_index:relais:%s\n' "$password" > "$OUT/index-db/pgpass")
+  (umask 077 && openssl rand -hex 24 > "$OUT/index-db/password")
+fi
+if [[ -f "$OUT/index-db/pgpass" ]]; then
+  echo "kept    $OUT/index-db/pgpass"
+else  # from the password (readable here: the script runs as root, or before the chown)
+  (umask 077 && printf 'index-db:5432:relais_index:relais:%s\n' "$(cat "$OUT/index-db/password")" \
+    > "$OUT/index-db/pgpass")
 fi
 owner "$POSTGRES_UID" "$OUT/index-db/password"
 owner "$RELAIS_UID" "$OUT/index-db/pgpass"

@@ -399,6 +399,17 @@ def test_promtool_accepts_the_prometheus_config() -> None:
     _ok(_run([promtool, "check", "config", str(PROMETHEUS_CONFIG)]))
 
 
+def test_the_sender_and_index_alerts_fire_when_they_should(tmp_path: Path) -> None:
+    """promtool's rule unit tests: a regular sender gone silent (still firing once its
+    24-hour series vanished), refusals from none yesterday to 500 today, records the index's
+    database refused."""
+    promtool = _tool("promtool", "prometheus")
+    shutil.copy(PROMETHEUS_CONFIG.parent / "alerts.yml", tmp_path / "alerts.yml")
+    tests = REPO / "tests" / "fixtures" / "prometheus" / "sender_alerts_test.yml"
+    shutil.copy(tests, tmp_path / tests.name)
+    _ok(_run([promtool, "test", "rules", str(tmp_path / tests.name)]))
+
+
 def _dashboard() -> dict[str, Any]:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     assert isinstance(dashboard, dict)
