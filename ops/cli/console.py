@@ -188,7 +188,8 @@ def account_list(ctx: click.Context) -> None:
 @click.argument("name")
 @click.pass_context
 def account_remove(ctx: click.Context, name: str) -> None:
-    """Remove the account NAME (its open sessions end at their next request)."""
+    """Remove the account NAME (its open sessions end at their next request, even when it
+    is added again: a password reset signs the old sessions out)."""
     from ops.console.accounts import remove_account  # noqa: PLC0415
     from ops.console.errors import AccountError  # noqa: PLC0415
 

@@ -38,14 +38,19 @@ ROLES = ("operator", "identitovigilance")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _N, _R, _P, _LENGTH = 2**14, 8, 1, 32
 MIN_PASSWORD = 12
+#: keys the accounts' fingerprints: this process's own, as the sessions that keep them
+_FINGERPRINT_KEY = secrets.token_bytes(32)
 
 
 @dataclass(frozen=True)
 class Operator:
-    """Who is signed in: the name the audit trail writes, and what they may do."""
+    """Who is signed in: the name the audit trail writes, what they may do, and which
+    version of their account signed in (:meth:`Account.fingerprint`; "" where a provider
+    has none): another fingerprint at a later request ends the session."""
 
     name: str
     roles: tuple[str, ...]
+    fingerprint: str = field(default="", repr=False)
 
     def may(self, role: str) -> bool:
         return role in self.roles
@@ -65,6 +70,16 @@ class Account:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "roles": list(self.roles)}
+
+    def fingerprint(self) -> str:
+        """This version of the account: a new password (a new salt and hash) changes it. A
+        keyed hash (HMAC-SHA-256, a key of this process) of the salt, hash and costs, never
+        the hash itself; kept in the server's memory with the session, never in a cookie."""
+        material = json.dumps([self.salt, self.hash, self.n, self.r, self.p]).encode()
+        return hmac.new(_FINGERPRINT_KEY, material, "sha256").hexdigest()
+
+    def operator(self) -> Operator:
+        return Operator(self.name, self.roles, self.fingerprint())
 
 
 def valid_name(name: str) -> bool:
@@ -196,10 +211,11 @@ class Authenticator(Protocol):
     class: the server calls these and nothing else).
 
     ``sign_in(form)``: the sign-in form's answer (None: refused). ``current(operator)``:
-    the operator as their account is now, at each request (None: gone, the session
-    ends). ``start(next_path)``: a provider that signs in elsewhere returns where to send
-    the browser (None: show the form). ``callback(query, state)``: its answer when the
-    browser comes back to ``/sign-in/callback`` (None: refused).
+    the operator as their account is now, at each request (None: gone; another
+    fingerprint: made again, e.g. a new password; either ends the session).
+    ``start(next_path)``: a provider that signs in elsewhere returns where to send the
+    browser (None: show the form). ``callback(query, state)``: its answer when the browser
+    comes back to ``/sign-in/callback`` (None: refused).
     """
 
     def sign_in(self, form: Mapping[str, str]) -> Operator | None: ...
@@ -214,7 +230,7 @@ class Authenticator(Protocol):
 @dataclass
 class LocalAuthenticator:
     """Names and passwords of the local accounts file, read again whenever it changed (an
-    account added, removed or given other roles counts at the next request)."""
+    account added, removed or made again counts at the next request)."""
 
     path: Path
     _seen: tuple[int, int, int] | None = None
@@ -240,11 +256,11 @@ class LocalAuthenticator:
             return None
         if not hmac.compare_digest(account.name.encode(), name.encode()):
             return None
-        return Operator(account.name, account.roles)
+        return account.operator()
 
     def current(self, operator: Operator) -> Operator | None:
         account = self.accounts().get(operator.name)
-        return None if account is None else Operator(account.name, account.roles)
+        return None if account is None else account.operator()
 
     def start(self, next_path: str) -> Redirect | None:
         return None  # the form of /sign-in

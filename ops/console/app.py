@@ -55,7 +55,7 @@ SECURITY_HEADERS = {
     "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # nothing to other sites; the real Origin to its own
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -244,12 +244,18 @@ async def _inputs(request: web.Request) -> Mapping[str, Any] | None:
 
 def _session(request: web.Request) -> Session | None:
     """The request's session, its operator as their account is now (None: none, or the
-    account is gone: the session ends)."""
+    account is gone or made again since: the session ends)."""
     console = console_of(request)
     session = console.sessions.get(request.cookies.get(COOKIE))
     if session is None:
         return None
-    return console.sessions.renew(session, console.authenticator.current(session.operator))
+    renewed = console.sessions.renew(session, console.authenticator.current(session.operator))
+    if renewed is None:
+        log.info(
+            "console: a session of %s ended: its account was removed or made again",
+            session.operator.name,
+        )
+    return renewed
 
 
 def _check_origin(request: web.Request) -> None:
@@ -258,7 +264,7 @@ def _check_origin(request: web.Request) -> None:
     fetched = request.headers.get("Sec-Fetch-Site")
     origin = request.headers.get("Origin")
     if origin == "null" and fetched == "same-origin":
-        origin = None  # what Chromium sends for its own form under Referrer-Policy: no-referrer
+        origin = None  # a browser's own form under a stricter Referrer-Policy (a proxy's)
     expected = console_of(request).origin or f"{request.scheme}://{request.host}"
     if (fetched and fetched not in {"same-origin", "none"}) or (
         origin is not None and origin.rstrip("/").lower() != expected.lower()

@@ -4,9 +4,13 @@ A session is a random 32-byte token (the HttpOnly, SameSite=Strict cookie), the 
 and a CSRF token every form sends back; it ends at sign-out or ``session_s`` after it
 began. Sessions live in the process: a restart signs everyone out.
 
+A session ends, too, when its account is no longer the one that signed in: removed, or
+made again (a new password: another salt and hash, so another fingerprint).
+
 Sign-in attempts are counted per name, before the password is checked: after
 :data:`MAX_FAILURES` in :data:`WINDOW_S` seconds the name is refused until the oldest
-leaves the window (a success forgets them); per client address and in all, too.
+leaves the window (a success forgets them). Per client address and in all, too, but those
+shared limits refuse only a name that failed lately: nobody can lock everyone out.
 """
 
 from __future__ import annotations
@@ -75,8 +79,9 @@ class SessionStore:
 
     def renew(self, session: Session, operator: Operator | None) -> Session | None:
         """The session with its account as it is now: ended (None) when the account is
-        gone, with the account's current roles else."""
-        if operator is None:
+        gone or is another one than signed in (its fingerprint changed: a password reset),
+        with the account's current roles else."""
+        if operator is None or operator.fingerprint != session.operator.fingerprint:
             self._sessions.pop(session.token, None)
             return None
         if operator != session.operator:
@@ -94,19 +99,45 @@ class SessionStore:
             del self._sessions[token]
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A sign-in refused: by which limit (``name``, ``client`` or ``all``), for how long."""
+
+    limit: str
+    wait_s: float
+
+    def message(self, name: str) -> str:
+        """What the sign-in page says: which limit, and when to try again."""
+        wait = f"try again in {self.wait_s:.0f} s"
+        if self.limit == "name":
+            return f"too many failed sign-ins for {name}: {wait}"
+        lately = f"and {name} failed lately: {wait}"
+        if self.limit == "client":
+            return (
+                "too many failed sign-ins from this network address (every name together; "
+                f"behind a proxy, all operators share it) {lately}"
+            )
+        return f"too many failed sign-ins on the console (everyone together) {lately}"
+
+
 @dataclass
 class SignInLimiter:
     """Sign-in attempts in a sliding window, counted *before* the password is checked (a
     burst of parallel guesses counts whole): per name, per client address, and in all.
 
-    A success forgets the name's attempts; empty windows are dropped, and the map keeps
-    :data:`KEPT` names or clients at most (the global cap bounds it well below).
+    The per-name limit refuses the name; the per-client and global ones refuse only a name
+    with recent attempts that did not succeed (so nobody, behind a shared proxy address or
+    not, can lock out an operator who has not failed). A success forgets the name's
+    attempts; empty windows are dropped, and the map keeps ``kept`` names or clients at
+    most: beyond, those with the fewest attempts go first (a flood of new names cannot
+    sweep a guessed name's window away).
     """
 
     max_failures: int = MAX_FAILURES
     window_s: float = WINDOW_S
     per_client: int = PER_CLIENT
     in_all: int = IN_ALL
+    kept: int = KEPT
     clock: Callable[[], float] = monotonic
     _attempts: dict[str, deque[float]] = field(default_factory=dict)
     _swept: float = float("-inf")
@@ -123,25 +154,31 @@ class SignInLimiter:
             self._attempts.pop(key, None)
         return attempts
 
-    def refused_for_s(self, name: str, client: str = "") -> float | None:
-        """None when ``name`` (from ``client``) may try; else the seconds until it may."""
-        for key, most in ((f"n:{name}", self.max_failures), (f"c:{client}", self.per_client)):
+    def _wait_s(self, attempts: deque[float], most: int) -> float:
+        return max(attempts[-most] + self.window_s - self.clock(), 0.0)
+
+    def refused(self, name: str, client: str = "") -> Refusal | None:
+        """None when ``name`` (from ``client``) may try; else which limit and how long."""
+        own = self._recent(f"n:{name}")
+        if len(own) >= self.max_failures:
+            return Refusal("name", self._wait_s(own, self.max_failures))
+        if not own:  # no recent failure: the shared limits never refuse it
+            return None
+        for limit, key, most in (
+            ("client", f"c:{client}", self.per_client),
+            ("all", "*", self.in_all),
+        ):
             attempts = self._recent(key)
             if len(attempts) >= most:
-                return max(attempts[-most] + self.window_s - self.clock(), 0.0)
-        everyone = self._recent("*")
-        if len(everyone) >= self.in_all:
-            return max(everyone[-self.in_all] + self.window_s - self.clock(), 0.0)
+                return Refusal(limit, self._wait_s(attempts, most))
         return None
 
-    def attempt(self, name: str, client: str = "") -> float | None:
-        """Count one attempt unless refused (then how many seconds until it may)."""
-        wait_s = self.refused_for_s(name, client)
-        if wait_s is None:
-            for key in (f"n:{name}", f"c:{client}", "*"):
-                self._attempts.setdefault(key, self._recent(key)).append(self.clock())
-            self._bound()
-        return wait_s
+    def attempt(self, name: str, client: str = "") -> Refusal | None:
+        """Count one attempt unless refused (then which limit, and for how long)."""
+        refusal = self.refused(name, client)
+        if refusal is None:
+            self.failed(name, client)  # counted now: a success takes it back
+        return refusal
 
     def failed(self, name: str, client: str = "") -> None:
         """An attempt that was not counted before (:meth:`attempt` counts it already)."""
@@ -158,14 +195,20 @@ class SignInLimiter:
                 attempts.pop()
 
     def _bound(self) -> None:
-        """Sweep the windows gone by (once a window, or when the map is full)."""
-        if len(self._attempts) <= KEPT and self.clock() - self._swept < self.window_s:
+        """Sweep the windows gone by (once a window, or when the map is full); still full,
+        keep the three quarters with the most attempts (everyone's always)."""
+        if len(self._attempts) <= self.kept and self.clock() - self._swept < self.window_s:
             return
         self._swept = self.clock()
         for key in list(self._attempts):
             self._recent(key)
-        while len(self._attempts) > KEPT:  # still full: the oldest windows go first
-            del self._attempts[next(iter(self._attempts))]
+        if len(self._attempts) <= self.kept:
+            return
+        fewest = sorted(
+            (k for k in self._attempts if k != "*"), key=lambda k: len(self._attempts[k])
+        )
+        for key in fewest[: len(self._attempts) - self.kept * 3 // 4]:
+            del self._attempts[key]
 
 
 @dataclass

@@ -2,7 +2,8 @@
 often :mod:`ops.console.sessions`).
 
 A sign-in's name must look like an account's before anything else is done; the attempt
-is then counted (per name, per client address, in all) before its password is checked,
+is then counted (per name, per client address, in all: the shared two refuse only a name
+that failed lately) before its password is checked,
 on the password checks' own small pool. Failed sign-ins and refusals are logged with the
 name and the client's address, never the password. A provider that signs in elsewhere
 (OpenID Connect) sends the browser away from ``GET /sign-in`` and takes it back at
@@ -61,11 +62,16 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     if console.checks.busy():
         log.warning("console: sign-in of %s from %s refused: too many at once", name, client)
         return _form_page(request, target, "too many sign-ins at once: try again", 503)
-    wait_s = console.limiter.attempt(name, client)
-    if wait_s is not None:
-        log.warning("console: sign-in of %s from %s refused for %.0f s", name, client, wait_s)
-        error = f"too many failed sign-ins for {name}: try again in {wait_s:.0f} s"
-        return _form_page(request, target, error, 429)
+    refusal = console.limiter.attempt(name, client)
+    if refusal is not None:
+        log.warning(
+            "console: sign-in of %s from %s refused for %.0f s (the %s limit)",
+            name,
+            client,
+            refusal.wait_s,
+            refusal.limit,
+        )
+        return _form_page(request, target, refusal.message(name), 429)
     check = partial(console.authenticator.sign_in, {**form, "name": name})
     operator = await console.checks.run(check)
     if operator is None:

@@ -25,7 +25,7 @@ from ops.console.accounts import (
     remove_account,
 )
 from ops.console.errors import AccountError
-from ops.console.sessions import PasswordChecks, SessionStore, SignInLimiter
+from ops.console.sessions import PasswordChecks, Refusal, SessionStore, SignInLimiter
 
 PASSWORD = "correct horse battery"
 
@@ -90,8 +90,9 @@ def test_the_local_authenticator_signs_in_the_right_password_only(tmp_path: Path
     path = tmp_path / "accounts.json"
     add_account(path, "alice", PASSWORD, ["identitovigilance"])
     auth = LocalAuthenticator(path)
+    fingerprint = load_accounts(path)["alice"].fingerprint()
     assert auth.sign_in({"name": "alice", "password": PASSWORD}) == Operator(
-        "alice", ("identitovigilance",)
+        "alice", ("identitovigilance",), fingerprint
     )
     assert auth.sign_in({"name": "alice", "password": "wrong password!!"}) is None
     assert auth.sign_in({"name": "mallory", "password": PASSWORD}) is None
@@ -105,18 +106,21 @@ def test_five_failures_in_a_minute_refuse_the_name_until_the_window_moves() -> N
     limiter = SignInLimiter(clock=clock)
     for _ in range(4):
         limiter.failed("alice")
-    assert limiter.refused_for_s("alice") is None
+    assert limiter.refused("alice") is None
     limiter.failed("alice")
-    assert limiter.refused_for_s("alice") == pytest.approx(60.0)
-    assert limiter.refused_for_s("bob") is None  # per name
+    assert limiter.refused("alice") == Refusal("name", 60.0)
+    assert limiter.refused("bob") is None  # per name
     clock.now += 30
-    assert limiter.refused_for_s("alice") == pytest.approx(30.0)
+    assert limiter.refused("alice") == Refusal("name", 30.0)
+    assert Refusal("name", 30.0).message("alice") == (
+        "too many failed sign-ins for alice: try again in 30 s"
+    )
     clock.now += 30.5
-    assert limiter.refused_for_s("alice") is None
+    assert limiter.refused("alice") is None
     for _ in range(5):
         limiter.failed("alice")
     limiter.succeeded("alice")  # a good password forgets the failures
-    assert limiter.refused_for_s("alice") is None
+    assert limiter.refused("alice") is None
 
 
 def test_sessions_expire_and_end_and_check_their_csrf_token() -> None:
@@ -136,6 +140,33 @@ def test_sessions_expire_and_end_and_check_their_csrf_token() -> None:
     assert store.get(other.token) is None
     clock.now += 100
     assert store.get(session.token) is None
+
+
+def test_a_password_reset_ends_the_sessions_of_the_account_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.json"
+    add_account(path, "alice", PASSWORD, ["operator"])
+    auth, store = LocalAuthenticator(path), SessionStore(session_s=3600)
+    signed_in = auth.sign_in({"name": "alice", "password": PASSWORD})
+    assert signed_in is not None
+    session = store.begin(signed_in)
+    assert store.renew(session, auth.current(session.operator)) == session  # unchanged
+    account = load_accounts(path)["alice"]
+    assert signed_in.fingerprint == account.fingerprint()
+    assert account.hash not in signed_in.fingerprint
+    assert account.salt not in repr(signed_in)
+    remove_account(path, "alice")
+    add_account(path, "alice", PASSWORD + "!", ["operator"])  # same name, same roles
+    now = auth.current(session.operator)
+    assert now is not None
+    assert now == Operator("alice", ("operator",), load_accounts(path)["alice"].fingerprint())
+    assert store.renew(session, now) is None
+    assert store.get(session.token) is None  # ended, not merely refused once
+    again = store.begin(now)
+    promoted = Operator("alice", ("operator", "identitovigilance"), now.fingerprint)
+    renewed = store.renew(again, promoted)  # the same account, other roles: kept, updated
+    assert renewed is not None
+    assert renewed.operator == promoted
+    assert store.get(again.token) == renewed
 
 
 def test_relais_console_account_add_list_remove(tmp_path: Path) -> None:
@@ -182,19 +213,40 @@ def test_concurrent_adds_keep_every_account_and_leave_no_temporary_file(tmp_path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_attempts_count_per_client_and_in_all_and_empty_windows_are_dropped() -> None:
+def test_the_shared_limits_refuse_only_names_that_failed_lately() -> None:
     clock = Clock()
     limiter = SignInLimiter(per_client=3, in_all=5, clock=clock)
-    for name in ("a1", "a2", "a3"):
-        assert limiter.attempt(name, "10.0.0.1") is None
-    assert limiter.attempt("a4", "10.0.0.1") == pytest.approx(60.0)  # that client
-    assert limiter.attempt("a4", "10.0.0.2") is None
-    assert limiter.attempt("a5", "10.0.0.3") is None
-    assert limiter.attempt("a6", "10.0.0.4") == pytest.approx(60.0)  # everyone
-    assert len(limiter) == 9  # 5 names, 3 clients, everyone
+    for name in ("a1", "a2", "a3"):  # three failures through the proxy
+        assert limiter.attempt(name, "proxy") is None
+    refused = limiter.attempt("a1", "proxy")
+    assert refused == Refusal("client", 60.0)  # a1 failed lately: that client's limit
+    assert "from this network address" in refused.message("a1")
+    assert "a1 failed lately" in refused.message("a1")
+    assert limiter.attempt("alice", "proxy") is None  # no failure of hers: never locked out
+    limiter.succeeded("alice", "proxy")  # and her success takes her attempt back
+    assert limiter.attempt("a1", "10.0.0.2") is None  # another client: its own count
+    assert limiter.attempt("a2", "10.0.0.3") is None  # the fifth in all
+    assert limiter.attempt("a3", "10.0.0.6") == Refusal("all", 60.0)  # a3 failed lately
+    assert "everyone together" in Refusal("all", 60.0).message("a2")
+    for fresh in ("bob", "carol", "dave"):  # the global limit is hit, yet they may try
+        assert limiter.attempt(fresh, "10.0.0.4") is None
+    limiter.failed("alice", "10.0.0.5")  # now she failed once: the global limit holds
+    assert limiter.attempt("alice", "10.0.0.5") == Refusal("all", 60.0)
+    assert len(limiter) == 13  # 7 names, 5 clients (none for refused ones), everyone
     clock.now += 61
-    assert limiter.attempt("a1", "10.0.0.1") is None
+    assert limiter.attempt("a1", "proxy") is None
     assert len(limiter) == 3  # the windows gone by are swept: only this attempt's are kept
+
+
+def test_a_flood_of_new_names_does_not_sweep_a_guessed_names_window() -> None:
+    limiter = SignInLimiter(kept=12, clock=Clock())
+    for _ in range(5):
+        assert limiter.attempt("alice", "attacker") is None
+    assert limiter.attempt("alice", "attacker") == Refusal("name", 60.0)
+    for i in range(40):  # each new name never failed: not refused, but remembered
+        assert limiter.attempt(f"spray{i}", "attacker") is None
+        assert len(limiter) <= 12
+    assert limiter.refused("alice") == Refusal("name", 60.0)  # the fewest attempts went
 
 
 def test_password_checks_run_on_their_own_pool_and_say_when_busy() -> None:
