@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ops.cli.context import settings_of
+from ops.cli.indexed import progress_lines
 
 if TYPE_CHECKING:
+    from ops.index.offsets import Extents
     from ops.index.store import IndexStore
     from relais.keyring import Keyring
     from relais.settings import Settings
-
-PROGRESS_EVERY_S = 3.0
 
 
 @click.group("index")
@@ -93,39 +93,66 @@ def index_run(ctx: click.Context) -> None:
     run_process(s, main, what=what, checks={"broker": broker_reachable(s.kafka.connection)})
 
 
+def _extents(s: Settings) -> Extents:
+    """The partitions of the indexed topics and their offsets, asked before anything is
+    dropped: a broker that cannot be reached, or no indexed topic under the prefix, is a
+    one-line refusal naming the setting, the index left as it is."""
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+    from ops.index.offsets import extents_of  # noqa: PLC0415
+
+    try:
+        found = asyncio.run(extents_of(s))
+    except (KafkaError, OSError) as exc:
+        raise click.ClickException(
+            f"cannot reach the broker ({type(exc).__name__}): check RELAIS_BOOTSTRAP_SERVERS; "
+            "the index was not dropped"
+        ) from None
+    if not found.ends:
+        raise click.ClickException(
+            f"no indexed topic under the prefix '{s.kafka.prefix}': check RELAIS_TOPIC_PREFIX "
+            "(or run `relais topics create`); the index was not dropped"
+        )
+    return found
+
+
 @index.command("rebuild")
 @click.option("--yes", is_flag=True, help="do not ask: drop the index and rebuild it")
 @click.pass_context
 def index_rebuild(ctx: click.Context, yes: bool) -> None:
     """Drop the index, then read the four topics from their start to their current end into
     it again, and exit. What the topics no longer hold (past their retention) is lost from
-    the index. Stop `relais index run` first."""
+    the index. Stop `relais index run` first. The broker and the topics are checked first:
+    without them nothing is dropped."""
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
+
     from ops.index.feeder import Feeder  # noqa: PLC0415
+    from ops.index.store import IndexStoreError  # noqa: PLC0415
 
     s = settings_of(ctx)
     if not yes:
         click.confirm(
             f"drop the document index and rebuild it from '{s.kafka.prefix}' topics?", abort=True
         )
-    store, keyring = _claimed(s), _keyring(s)
+    store = _claimed(s)
+    extents, keyring = _extents(s), _keyring(s)
     if keyring is None:
         click.echo(f"no keyring (RELAIS_KEYRING_FILE): {_WITHOUT_KEYRING}", err=True)
-    store.drop()
-    store.create()
-    began, shown = time.monotonic(), [time.monotonic()]
-
-    def progress(read: int, total: int) -> None:
-        if time.monotonic() - shown[0] >= PROGRESS_EVERY_S:
-            shown[0] = time.monotonic()
-            click.echo(f"indexed {read} of {total} records", err=True)
-
-    from ops.index.store import IndexStoreError  # noqa: PLC0415
-
-    feeder = Feeder(s, store, keyring)
     try:
-        read = asyncio.run(feeder.catch_up(progress=progress))
+        store.drop()
+        store.create()
+    except IndexStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    began, feeder = time.monotonic(), Feeder(s, store, keyring)
+    try:
+        read = asyncio.run(feeder.catch_up(progress=progress_lines(), extents=extents))
     except IndexStoreError as exc:
         raise click.ClickException(f"{exc}, then rebuild again") from None
+    except (KafkaError, OSError) as exc:
+        raise click.ClickException(
+            f"the broker failed during the rebuild ({type(exc).__name__}): check "
+            "RELAIS_BOOTSTRAP_SERVERS, then rebuild again"
+        ) from None
     state = store.state()
     click.echo(
         f"rebuilt: {read} records read ({feeder.undecodable} undecodable skipped) in "

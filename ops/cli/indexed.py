@@ -1,7 +1,8 @@
 """The document index as the operator's commands read it (``relais trace``, ``explain``,
 ``dlq list``): opened from the settings, and first brought up to date when it is only a
 little behind the topics, so that a command run right after an event sees it even where no
-``relais index run`` follows the bus (the demo, a laptop).
+``relais index run`` follows the bus (the demo, a laptop). It says so on stderr ("catching
+the document index up: N records", then every :data:`PROGRESS_EVERY_S` how far it is).
 
 Far behind (more than :data:`CATCH_UP_LIMIT` records: the index process is down at
 national volume), the command says so on stderr and answers from what the index holds;
@@ -14,17 +15,34 @@ dead letters without the document their sealed original names, so it leaves the 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import click
 
 if TYPE_CHECKING:
+    from ops.index.feeder import Progress
     from ops.index.store import IndexStore
     from relais.keyring import Keyring
     from relais.settings import Settings
 
 #: records a command reads into the index itself before answering, at most
 CATCH_UP_LIMIT = 50_000
+#: a long catch-up or rebuild says how far it is this often (stderr)
+PROGRESS_EVERY_S = 3.0
+
+
+def progress_lines() -> Progress:
+    """A feeder progress callback printing "indexed N of M records" on stderr every
+    :data:`PROGRESS_EVERY_S` seconds."""
+    shown = [time.monotonic()]
+
+    def progress(read: int, total: int) -> None:
+        if time.monotonic() - shown[0] >= PROGRESS_EVERY_S:
+            shown[0] = time.monotonic()
+            click.echo(f"indexed {read} of {total} records", err=True)
+
+    return progress
 
 
 def fresh_index(s: Settings, keyring: Keyring | None) -> IndexStore:
@@ -43,7 +61,7 @@ def fresh_index(s: Settings, keyring: Keyring | None) -> IndexStore:
 
 async def _catch_up(s: Settings, store: IndexStore, keyring: Keyring | None) -> None:
     """Catch the index up when it can be: with a keyring and a reachable broker."""
-    from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
 
     if keyring is None:
         click.echo(
@@ -54,7 +72,7 @@ async def _catch_up(s: Settings, store: IndexStore, keyring: Keyring | None) -> 
         return
     try:
         await _catch_up_with(s, store, keyring)
-    except (KafkaConnectionError, OSError):
+    except (KafkaError, OSError):
         click.echo(
             "cannot reach the broker (RELAIS_BOOTSTRAP_SERVERS): answering from the index as it is",
             err=True,
@@ -62,16 +80,11 @@ async def _catch_up(s: Settings, store: IndexStore, keyring: Keyring | None) -> 
 
 
 async def _catch_up_with(s: Settings, store: IndexStore, keyring: Keyring) -> None:
-    from ops.index.feeder import INDEX_TOPICS, Feeder  # noqa: PLC0415
-    from relais.tansu_quirks import true_end_offsets  # noqa: PLC0415
-    from relais.topic_reader import partitions_of  # noqa: PLC0415
+    from ops.index.feeder import Feeder  # noqa: PLC0415
+    from ops.index.offsets import extents_of  # noqa: PLC0415
 
-    bootstrap = s.kafka.connection
-    ends = await true_end_offsets(
-        bootstrap, await partitions_of(bootstrap, INDEX_TOPICS, s.kafka.prefix)
-    )
-    positions = await asyncio.to_thread(store.positions)
-    behind = sum(max(end - positions.get(tp, 0), 0) for tp, end in ends.items())
+    extents = await extents_of(s)
+    behind = sum(extents.behind(await asyncio.to_thread(store.positions)).values())
     if behind > CATCH_UP_LIMIT:
         click.echo(
             f"the document index is {behind} records behind the topics: answering from what "
@@ -79,7 +92,8 @@ async def _catch_up_with(s: Settings, store: IndexStore, keyring: Keyring) -> No
             err=True,
         )
     elif behind:
-        await Feeder(s, store, keyring).catch_up()
+        click.echo(f"catching the document index up: {behind} records", err=True)
+        await Feeder(s, store, keyring).catch_up(progress=progress_lines(), extents=extents)
 
 
 def optional_keyring(s: Settings) -> Keyring | None:

@@ -7,7 +7,13 @@ it stands is exactly what it wrote. Records are batched (RELAIS_INDEX_BATCH, or 
 in half a second) and each batch is written with its positions in one transaction
 (:meth:`ops.index.store.IndexStore.apply`, in a thread). A record that does not decode is
 counted and skipped, logged by topic, partition and offset only; so is a record the database
-refuses (a batch it refuses is written again record by record to find which).
+refuses (a batch it refuses is written again record by record to find which). A batch is
+decoded once, however often a database that fails makes it be written again.
+
+Positions follow the consumer, not only the records: a partition whose position moved
+without giving records (its records expired: the consumer starts again at the log start)
+has that position written too, and the lag counts from the log start where it is further
+(:mod:`ops.index.offsets`), so no partition shows records to read that are gone.
 
 :meth:`Feeder.run` follows the topics until stopped (partitions created after it started
 included: it lists them again every :data:`RELIST_S`), refreshing the per-sender gauges
@@ -27,7 +33,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,20 +43,19 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlche
 
 from ops.dlq.letters import LetterView
 from ops.dlq.shell import letter_view
-from ops.index import metrics
+from ops.index import metrics, offsets
+from ops.index.offsets import Extents, Partition, extents_of
 from ops.index.rows import INDEXED, Read, Rows, rows_of
 from ops.index.store import IndexStore, IndexStoreError
 from relais import kafka_clients
 from relais.contracts import Codec, ContractError, Record
 from relais.keyring import Keyring
 from relais.settings import Settings
-from relais.tansu_quirks import true_end_offsets
 from relais.topic_reader import partitions_of
-from relais.topics import AUDIT, BUSINESS_ACKS, DEADLETTER, DELIVERY_STATUS
 
 log = logging.getLogger(__name__)
 
-INDEX_TOPICS = (AUDIT, DELIVERY_STATUS, DEADLETTER, BUSINESS_ACKS)
+INDEX_TOPICS = offsets.INDEX_TOPICS  # where callers have found them
 BATCH_WAIT_S = 0.5
 RELIST_S = 60.0  # partitions are listed again this often (topics created or grown)
 LAG_EVERY_S = 30.0
@@ -63,7 +68,10 @@ Progress = Callable[[int, int], None]  # records read so far, records to read in
 @dataclass
 class _Batch:
     messages: list[tuple[TopicPartition, Any]]
-    positions: dict[tuple[str, int], int]
+    positions: dict[Partition, int]
+    reads: list[tuple[TopicPartition, int, Read | None]] = field(default_factory=list)
+    rows: Rows = field(default_factory=Rows)
+    refused: set[tuple[Partition, int]] = field(default_factory=set)  # counted already
 
 
 class Feeder:
@@ -87,6 +95,7 @@ class Feeder:
         self.refused = 0  # records the database refused, skipped
         self.following = False  # run(): a database that fails is waited for, batch kept
         self._stop = asyncio.Event()
+        self._written: dict[Partition, int] = {}  # positions known to be in the index
 
     # -- public ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -116,24 +125,27 @@ class Feeder:
             lag.cancel()
             await consumer.stop()
 
-    async def catch_up(self, *, progress: Progress | None = None) -> int:
-        """Read every topic to the end it has now; returns how many records were read."""
-        bootstrap = self.settings.kafka.connection
-        found = await partitions_of(bootstrap, INDEX_TOPICS, self.settings.kafka.prefix)
-        ends = await true_end_offsets(bootstrap, found)
-        starts = await asyncio.to_thread(self.store.positions)
-        wanted = {tp: end for tp, end in ends.items() if end > starts.get(tp, 0)}
-        total = sum(end - starts.get(tp, 0) for tp, end in wanted.items())
+    async def catch_up(
+        self, *, progress: Progress | None = None, extents: Extents | None = None
+    ) -> int:
+        """Read every topic to the end it has now (``extents``, asked when not given);
+        returns how many records were read."""
+        found = extents if extents is not None else await extents_of(self.settings)
+        behind = found.behind(await asyncio.to_thread(self.store.positions))
+        wanted = {tp: found.ends[tp] for tp, n in behind.items() if n > 0}
         if not wanted:
             return 0
+        total = sum(behind.values())
         tps = [TopicPartition(t, p) for t, p in wanted]
         consumer = await self._consumer(tps)
         before = self.read
         try:
-            while any(await self._behind(consumer, tps, wanted)):
+            while True:
                 await self._one_batch(consumer)
                 if progress is not None:
                     progress(self.read - before, total)
+                if not any(await self._behind(consumer, tps, wanted)):
+                    break
         finally:
             await consumer.stop()
         return self.read - before
@@ -181,6 +193,7 @@ class Feeder:
         await consumer.start()
         starts = await asyncio.to_thread(self.store.positions)
         consumer.assign(list(tps))
+        self._written.update(starts)
         for tp in tps:
             at = starts.get((tp.topic, tp.partition))
             if at is None:
@@ -190,7 +203,7 @@ class Feeder:
         return consumer
 
     async def _behind(
-        self, consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], ends: dict[Any, int]
+        self, consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], ends: dict[Partition, int]
     ) -> list[bool]:
         return [await consumer.position(tp) < ends[(tp.topic, tp.partition)] for tp in tps]
 
@@ -214,7 +227,8 @@ class Feeder:
         return await self._consumer(now), now
 
     async def _one_batch(self, consumer: AIOKafkaConsumer) -> None:
-        """Read up to a batch (or what comes in half a second) and write it."""
+        """Read up to a batch (or what comes in half a second) and write it, with the
+        positions of partitions that moved without records."""
         batch = _Batch([], {})
         deadline = time.monotonic() + BATCH_WAIT_S
         while len(batch.messages) < self.batch_size:
@@ -228,8 +242,27 @@ class Feeder:
                 batch.messages += [(tp, record) for record in records]
                 batch.positions[(tp.topic, tp.partition)] = records[-1].offset + 1
                 metrics.RECORDS.labels(tp.topic).inc(len(records))
-        if batch.messages:
+        await self._moved(consumer, batch)
+        if batch.messages or batch.positions:
             await self._write(batch)
+
+    async def _moved(self, consumer: AIOKafkaConsumer, batch: _Batch) -> None:
+        """Add to ``batch`` the consumer's position on each partition where it is past
+        both what the batch read and what the index holds (records that expired, or
+        offsets that hold no record): every record before it has been read. Positions
+        still being looked up (a broker away) are left for a later batch."""
+
+        async def asked() -> dict[TopicPartition, int]:
+            return {tp: await consumer.position(tp) for tp in consumer.assignment()}
+
+        try:
+            found = await asyncio.wait_for(asked(), BATCH_WAIT_S)
+        except TimeoutError:
+            return
+        for tp, at in found.items():
+            key = (tp.topic, tp.partition)
+            if at > max(batch.positions.get(key, 0), self._written.get(key, 0)):
+                batch.positions[key] = at
 
     def _decoded(self, tp: TopicPartition, record: Any) -> Read | None:
         where = {"topic": tp.topic, "partition": tp.partition, "offset": record.offset}
@@ -251,13 +284,14 @@ class Feeder:
         return Read(name, found, record.key, tp.topic, tp.partition, record.offset)
 
     async def _write(self, batch: _Batch) -> None:
-        """Decode the batch and write its rows and positions (in a thread: opening dead
-        letters' originals and the database both block). Following, a database that is
-        unavailable is waited for until it comes back or the feeder is stopped."""
+        """Decode the batch (once) and write its rows and positions (in a thread: opening
+        dead letters' originals and the database both block). Following, a database that
+        is unavailable is waited for until it comes back or the feeder is stopped."""
         began = time.monotonic()
+        await asyncio.to_thread(self._decode, batch)
         for attempt in itertools.count():
             try:
-                await asyncio.to_thread(self._decode_and_apply, batch)
+                await asyncio.to_thread(self._apply, batch)
                 break
             except OperationalError as exc:
                 if not self.following:
@@ -268,36 +302,45 @@ class Feeder:
                     await asyncio.wait_for(self._stop.wait(), wait_s)
                 if self._stop.is_set():
                     return  # not written: read again from the index's positions next time
-        metrics.BATCH_SECONDS.observe(time.monotonic() - began)
-        metrics.LAST_INDEXED.set(time.time())
+        self._written.update(batch.positions)
+        if batch.messages:
+            metrics.BATCH_SECONDS.observe(time.monotonic() - began)
+            metrics.LAST_INDEXED.set(time.time())
         self.read += len(batch.messages)
 
-    def _decode_and_apply(self, batch: _Batch) -> None:
-        reads = [(tp, record.offset, self._decoded(tp, record)) for tp, record in batch.messages]
-        rows = Rows()
-        for _, _, read in reads:
+    def _decode(self, batch: _Batch) -> None:
+        """Decode the batch's records into its reads and rows (undecodable ones counted)."""
+        batch.reads = [(tp, r.offset, self._decoded(tp, r)) for tp, r in batch.messages]
+        for _, _, read in batch.reads:
             if read is not None:
-                rows.extend(rows_of(read))
-        try:
-            self.store.apply(rows, batch.positions)
-        except REFUSALS:
-            self._apply_one_by_one(reads)
+                batch.rows.extend(rows_of(read))
 
-    def _apply_one_by_one(self, reads: list[tuple[TopicPartition, int, Read | None]]) -> None:
+    def _apply(self, batch: _Batch) -> None:
+        try:
+            self.store.apply(batch.rows, batch.positions)
+        except REFUSALS:
+            self._apply_one_by_one(batch)
+
+    def _apply_one_by_one(self, batch: _Batch) -> None:
         """Write a batch the database refused record by record; a record it refuses is
-        counted and skipped (logged by topic, partition and offset only)."""
-        for tp, offset, read in reads:
+        counted (once, however often the batch is written again) and skipped (logged by
+        topic, partition and offset only)."""
+        for tp, offset, read in batch.reads:
             where = {(tp.topic, tp.partition): offset + 1}
             try:
                 self.store.apply(rows_of(read) if read is not None else Rows(), where)
             except REFUSALS:
+                self.store.apply(Rows(), where)
+                if (seen := ((tp.topic, tp.partition), offset)) in batch.refused:
+                    continue  # counted on an earlier pass (the database failed meanwhile)
+                batch.refused.add(seen)
                 self.refused += 1
                 metrics.REFUSED.labels(tp.topic).inc()
                 log.warning(
                     "index: the database refused the record at %s partition %d offset %d: "
                     "skipped", tp.topic, tp.partition, offset,
                 )  # fmt: skip
-                self.store.apply(Rows(), where)
+        self.store.apply(Rows(), batch.positions)  # positions moved without records
 
     async def _lag_every(self, stop: asyncio.Event) -> None:
         """Set the lag gauges every :data:`LAG_EVERY_S`, from the topics' end offsets and
@@ -323,8 +366,11 @@ class Feeder:
 
 async def lag_of(settings: Settings, positions: dict[str, int]) -> dict[str, int]:
     """Records not indexed yet on each partition of the indexed topics (``topic:partition``),
-    from the index's ``positions`` (as :attr:`ops.index.model.IndexState.positions`)."""
-    bootstrap = settings.kafka.connection
-    found = await partitions_of(bootstrap, INDEX_TOPICS, settings.kafka.prefix)
-    ends = await true_end_offsets(bootstrap, found)
-    return {f"{t}:{p}": max(end - positions.get(f"{t}:{p}", 0), 0) for (t, p), end in ends.items()}
+    from the index's ``positions`` (as :attr:`ops.index.model.IndexState.positions`): from
+    the partition's log start where the index stands before it (records gone)."""
+    found = await extents_of(settings)
+    at: dict[Partition, int] = {}
+    for name, n in positions.items():
+        topic, _, partition = name.rpartition(":")
+        at[(topic, int(partition))] = n
+    return {f"{t}:{p}": n for (t, p), n in found.behind(at).items()}

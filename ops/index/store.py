@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select, text
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from ops.index import queries, stats, writing
 from ops.index.model import (
@@ -240,9 +240,36 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: what the driver says when the server wants a password it was not given or refused
+_AUTHENTICATION = ("password authentication failed", "no password supplied")
+_SAID_MAX = 200
+
+
 def _unusable(url: str, exc: SQLAlchemyError) -> str:
+    """One line: where, the error's type and the first line of what the driver said (before
+    any DETAIL, the URL's password masked), PGPASSFILE named when authentication failed."""
     where = url.rsplit("@", maxsplit=1)[-1]
+    said = _driver_said(url, exc)
+    hint = "check RELAIS_INDEX_URL"
+    whole = str(exc.orig).lower() if isinstance(exc, DBAPIError) else ""
+    if any(words in whole for words in _AUTHENTICATION):
+        hint += " (its password, or the PGPASSFILE the password is read from)"
     return (
-        f"the document index at {where} cannot be used ({type(exc).__name__}): "
-        "check RELAIS_INDEX_URL"
+        f"the document index at {where} cannot be used ({type(exc).__name__}"
+        f"{': ' + said if said else ''}): {hint}"
     )
+
+
+def _driver_said(url: str, exc: SQLAlchemyError) -> str:
+    """The first line of the database driver's message (psycopg's carry no password;
+    the URL's is masked all the same), '' for an error that is not the driver's."""
+    if not isinstance(exc, DBAPIError) or exc.orig is None:
+        return ""
+    said = str(exc.orig).split("DETAIL", 1)[0].strip().split("\n", 1)[0].strip()
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        password = None
+    if password:
+        said = said.replace(str(password), "***")
+    return said[:_SAID_MAX]

@@ -6,17 +6,22 @@ without what their sealed originals say); with the broker down they answer from 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import sys
 import uuid
 
-from ops.index.feeder import INDEX_TOPICS
+from ops.index.feeder import INDEX_TOPICS, lag_of
+from ops.index.offsets import extents_of
+from ops.index.rows import Rows
 from ops.index.store import IndexStore
 from ops.localstack import LocalStack
 from producers.publisher import Publisher
+from relais import kafka_clients
 from relais.deadletter import Failure
 from relais.topic_admin import ensure_topics
+from relais.topics import AUDIT
 
 REFUSED = b"MSH|^~\\&|SGL|CLINIQUE-CLI|RELAIS|X|20260302||ORU^R01|M-CLI|P|2.5\rPID|||x"
 
@@ -64,6 +69,7 @@ async def test_dlq_list_catches_up_only_with_the_keyring_and_answers_without_the
 
     code, out, err = await relais(with_keyring, "dlq", "list", "--json", "--since", "1h")
     assert code == 0, err
+    assert "catching the document index up: 1 records" in err
     [found] = json.loads(out)
     assert (found["facility"], found["original_readable"]) == ("CLINIQUE-CLI", True)
 
@@ -72,3 +78,43 @@ async def test_dlq_list_catches_up_only_with_the_keyring_and_answers_without_the
     assert code == 0, err
     assert "cannot reach the broker (RELAIS_BOOTSTRAP_SERVERS)" in err
     assert [f["dead_letter_id"] for f in json.loads(out)] == [found["dead_letter_id"]]
+
+
+async def test_a_rebuild_with_no_indexed_topic_under_the_prefix_drops_nothing(
+    stack: LocalStack, index_store: IndexStore
+) -> None:
+    audit = AUDIT.name(stack.settings.kafka.prefix)
+    index_store.apply(Rows(), {(audit, 0): 5})
+    environment = {
+        **stack.environment(0),
+        "RELAIS_INDEX_URL": index_store.url,
+        "RELAIS_TOPIC_PREFIX": f"none{uuid.uuid4().hex[:8]}",  # no topic there
+    }
+    code, _, err = await relais(environment, "index", "rebuild", "--yes")
+    assert code == 1, err
+    assert "RELAIS_TOPIC_PREFIX" in err
+    assert "not dropped" in err
+    assert index_store.positions() == {(audit, 0): 5}
+
+
+async def test_the_broker_s_log_start_and_end_offsets_measure_what_is_left_to_read(
+    stack: LocalStack,
+) -> None:
+    prefix = f"o{uuid.uuid4().hex[:8]}"
+    s = dataclasses.replace(
+        stack.settings, kafka=dataclasses.replace(stack.settings.kafka, prefix=prefix)
+    )
+    await ensure_topics(s.kafka.connection, prefix, INDEX_TOPICS, partitions=1)
+    audit = AUDIT.name(prefix)
+    producer = kafka_clients.producer(s.kafka.connection)
+    await producer.start()
+    try:
+        for i in range(3):
+            await producer.send_and_wait(audit, b"x%d" % i, partition=0)
+    finally:
+        await producer.stop()
+    found = await extents_of(s)
+    assert len(found.ends) == len(INDEX_TOPICS)
+    assert (found.starts[(audit, 0)], found.ends[(audit, 0)]) == (0, 3)
+    assert found.behind({(audit, 0): 1})[(audit, 0)] == 2
+    assert await lag_of(s, {}) == {f"{t}:{p}": 3 if t == audit else 0 for t, p in found.ends}
