@@ -7,9 +7,9 @@ the document index up: N records", then every :data:`PROGRESS_EVERY_S` how far i
 Far behind (more than :data:`CATCH_UP_LIMIT` records: the index process is down at
 national volume), the command says so on stderr and answers from what the index holds;
 ``--from-topics`` on ``relais trace`` reads the topics themselves instead. So it does when
-the broker cannot be reached, and when it has no keyring: a writer without it would index
-dead letters without the document their sealed original names, so it leaves the index to
-``relais index run`` (which has the keyring).
+the broker cannot be reached. Without a keyring a command brings up to date all but the
+dead letters: a writer without it would index them without the document their sealed
+original names, so it leaves them to ``relais index run`` (which has the keyring).
 """
 
 from __future__ import annotations
@@ -60,16 +60,10 @@ def fresh_index(s: Settings, keyring: Keyring | None) -> IndexStore:
 
 
 async def _catch_up(s: Settings, store: IndexStore, keyring: Keyring | None) -> None:
-    """Catch the index up when it can be: with a keyring and a reachable broker."""
+    """Catch the index up when the broker can be reached; without a keyring, all but the
+    dead letters (their sealed originals name their document: left to the index process)."""
     from aiokafka.errors import KafkaError  # noqa: PLC0415
 
-    if keyring is None:
-        click.echo(
-            "no keyring (RELAIS_KEYRING_FILE): the document index is not brought up to date "
-            "with the topics, answering from the index as it is",
-            err=True,
-        )
-        return
     try:
         await _catch_up_with(s, store, keyring)
     except (KafkaError, OSError):
@@ -79,11 +73,19 @@ async def _catch_up(s: Settings, store: IndexStore, keyring: Keyring | None) -> 
         )
 
 
-async def _catch_up_with(s: Settings, store: IndexStore, keyring: Keyring) -> None:
+async def _catch_up_with(s: Settings, store: IndexStore, keyring: Keyring | None) -> None:
     from ops.index.feeder import Feeder  # noqa: PLC0415
     from ops.index.offsets import extents_of  # noqa: PLC0415
+    from relais.topics import DEADLETTER  # noqa: PLC0415
 
     extents = await extents_of(s)
+    if keyring is None:
+        click.echo(
+            "no keyring (RELAIS_KEYRING_FILE): dead letters are left to `relais index run`; "
+            "the rest of the index is brought up to date",
+            err=True,
+        )
+        extents = extents.without(DEADLETTER.name(s.kafka.prefix))
     behind = sum(extents.behind(await asyncio.to_thread(store.positions)).values())
     if behind > CATCH_UP_LIMIT:
         click.echo(

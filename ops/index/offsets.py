@@ -42,6 +42,13 @@ class Extents:
     starts: dict[Partition, int]
     ends: dict[Partition, int]
 
+    def without(self, topic: str) -> Extents:
+        """The same, less ``topic``'s partitions."""
+        return Extents(
+            {tp: o for tp, o in self.starts.items() if tp[0] != topic},
+            {tp: o for tp, o in self.ends.items() if tp[0] != topic},
+        )
+
     def behind(self, positions: Mapping[Partition, int]) -> dict[Partition, int]:
         """Records still to read on each partition from the index's ``positions``."""
         return {
