@@ -86,13 +86,37 @@ class ConsentTable:
         except TimeoutError as exc:
             raise self._unreadable("another partition's read holds it") from exc
         try:
-            await asyncio.wait_for(self._catch_up(patient_key), self.timeout_s)
+            await self._read_in_time(patient_key)
         except (KafkaError, TimeoutError, OSError) as exc:
+            self._drop_consumer()  # a client that failed (a broker restart) starts afresh
             raise self._unreadable(type(exc).__name__) from exc
         finally:
             self._lock.release()
         word = self.words.get(patient_key)
         return word.as_record() if word is not None else None
+
+    async def _read_in_time(self, patient_key: str) -> None:
+        """The patient's partition read up to its end, or TimeoutError after ``timeout_s``.
+
+        The read is not awaited once late: a client call wedged by a broker restart may
+        not yield to its cancellation, and awaiting it would hold the sink's whole poll
+        (every partition waits for this one). Cancelled and left behind, with its consumer,
+        which the next read replaces."""
+        read = asyncio.ensure_future(self._catch_up(patient_key))
+        done, _ = await asyncio.wait({read}, timeout=self.timeout_s)
+        if not done:
+            read.cancel()
+            read.add_done_callback(_retrieved)
+            raise TimeoutError(f"no answer in {self.timeout_s:g} s")
+        read.result()
+
+    def _drop_consumer(self) -> None:
+        """Forget the consumer (stopped in the background, never awaited here): the next
+        read starts a fresh one, and goes on from the positions saved so far."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            stopping = asyncio.ensure_future(consumer.stop())
+            stopping.add_done_callback(_retrieved)
 
     async def close(self) -> None:
         if self._consumer is not None:
@@ -154,3 +178,9 @@ class ConsentTable:
             await consumer.start()
             self._consumer = consumer
         return self._consumer
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Collect a left-behind task's outcome, so that asyncio does not report it unretrieved."""
+    if not task.cancelled():
+        task.exception()

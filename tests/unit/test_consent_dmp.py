@@ -209,6 +209,36 @@ async def test_a_filing_waits_a_bounded_time_for_another_partitions_read(
         await asyncio.wait_for(words.latest("k"), 1.0)
 
 
+class Wedged(ConsentTable):
+    """A read stuck in a client call that does not yield to its cancellation (seen after a
+    broker restart: the DMP sink's whole poll waited for it, and filed nothing more)."""
+
+    released = asyncio.Event()
+
+    async def _catch_up(self, patient_key: str) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await self.released.wait()  # cancelled, and still not giving up
+
+
+async def test_a_read_that_ignores_its_cancellation_does_not_hold_the_filing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = FakeConsumer([])
+    table(consumer, monkeypatch)  # the fake consumer factory
+    words = Wedged("localhost:9092", "t", CODEC, timeout_s=0.1)
+    try:
+        with pytest.raises(ConsentUnreadable) as caught:
+            await asyncio.wait_for(words.latest("k"), 2.0)
+        assert caught.value.code == UNREADABLE
+        # and the next filing is not held by the read left behind: the lock is free
+        with pytest.raises(ConsentUnreadable):
+            await asyncio.wait_for(words.latest("k"), 2.0)
+    finally:
+        Wedged.released.set()
+
+
 def test_the_table_keeps_only_what_may_refuse_a_filing(monkeypatch: pytest.MonkeyPatch) -> None:
     words = table(FakeConsumer([]), monkeypatch)
     for key, feeding in (("a", "INO"), ("b", "NA"), ("c", "IO")):
