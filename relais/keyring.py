@@ -35,7 +35,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -44,6 +43,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from relais.envelope import PATIENT_KEY_PREFIX, RetiredKeyError, UnknownKeyError
+from relais.private_file import write_private
 
 __all__ = [
     "KEY_SIZE",
@@ -335,22 +335,7 @@ class Keyring:
         A temporary file in the same directory is written, synced, then renamed
         over ``path``: readers see the old keyring or the new one, never half.
         """
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                os.fchmod(handle.fileno(), 0o600)  # mkstemp's default, made explicit
-                handle.write(self.to_json() + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # make the rename itself durable
-        finally:
-            os.close(directory)
+        write_private(path, self.to_json() + "\n")
 
 
 def _retired(data: dict[str, object], origin: str) -> frozenset[str]:

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ops.console.errors import AccountError
+from relais.private_file import write_private
 
 #: what an operator may do beyond reading: replay and reveal dead letters; identity decisions
 ROLES = ("operator", "identitovigilance")
@@ -149,22 +149,7 @@ def save_accounts(path: Path, accounts: Mapping[str, Account]) -> None:
     body = json.dumps(
         {"version": 1, "accounts": [a.to_json() for _, a in sorted(accounts.items())]}, indent=2
     )
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(body + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    write_private(path, body + "\n")
 
 
 @contextmanager
