@@ -86,12 +86,12 @@ def _bound_port(runner: object, asked: int) -> int:
 
 def _console(s: Settings, accounts: Path) -> Console:
     """The console's parts, or one line naming the setting to fix."""
+    from ops.cli.indexed import opened_index  # noqa: PLC0415
     from ops.console.accounts import authenticator_for, load_accounts  # noqa: PLC0415
     from ops.console.app import Console  # noqa: PLC0415
     from ops.console.bus import ConsoleBus  # noqa: PLC0415
     from ops.console.errors import AccountError  # noqa: PLC0415
     from ops.console.sessions import SessionStore  # noqa: PLC0415
-    from ops.index.store import IndexStore, IndexStoreError  # noqa: PLC0415
     from relais.keyring import KeyringError  # noqa: PLC0415
     from relais.keyring_source import load_keyring  # noqa: PLC0415
 
@@ -104,11 +104,7 @@ def _console(s: Settings, accounts: Path) -> Console:
             )
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
-    store = IndexStore(s.index.database_url(s.process.data_dir))
-    try:
-        store.create()  # an empty index until the feeder fills it
-    except IndexStoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    store = opened_index(s)  # an empty index until the feeder fills it
     keyring, problem = None, None
     try:
         keyring = load_keyring(s)

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ops.cli.context import settings_of
-from ops.cli.indexed import progress_lines
+from ops.cli.indexed import opened_index, optional_keyring, progress_lines
 
 if TYPE_CHECKING:
     from ops.index.offsets import Extents
     from ops.index.store import IndexStore
-    from relais.keyring import Keyring
     from relais.settings import Settings
 
 
@@ -31,22 +30,9 @@ def index() -> None:
     The console and `relais trace` search it; it can always be rebuilt from the topics."""
 
 
-def _store(s: Settings) -> IndexStore:
-    """The index of the settings, its tables created; a database that cannot be used is a
-    one-line error naming RELAIS_INDEX_URL."""
-    from ops.index.store import IndexStore, IndexStoreError  # noqa: PLC0415 - fast --help
-
-    store = IndexStore.from_settings(s)
-    try:
-        store.create()
-    except IndexStoreError as exc:
-        raise click.ClickException(str(exc)) from None
-    return store
-
-
 def _claimed(s: Settings) -> IndexStore:
     """The index, its runner lock held: a rebuild while `relais index run` writes is refused."""
-    store = _store(s)
+    store = opened_index(s)
     if not store.claim():
         raise click.ClickException(
             "`relais index run` is running on this index (RELAIS_INDEX_URL): stop it, then rebuild"
@@ -55,18 +41,6 @@ def _claimed(s: Settings) -> IndexStore:
 
 
 _WITHOUT_KEYRING = "dead letters naming no event are indexed without their document and sender"
-
-
-def _keyring(s: Settings) -> Keyring | None:
-    """The keyring when one is configured: dead letters' originals then give their sender
-    and event; without it they are indexed with what they say themselves."""
-    from relais.keyring import KeyringError  # noqa: PLC0415
-    from relais.keyring_source import load_keyring  # noqa: PLC0415
-
-    try:
-        return load_keyring(s)
-    except KeyringError:
-        return None
 
 
 @index.command("run")
@@ -80,7 +54,7 @@ def index_run(ctx: click.Context) -> None:
     from relais.process import Process, run_process  # noqa: PLC0415
 
     s = settings_of(ctx)
-    store, keyring = _store(s), _keyring(s)
+    store, keyring = opened_index(s), optional_keyring(s)
     if not store.claim():
         click.echo(
             "another `relais index run` is running on this index (RELAIS_INDEX_URL)", err=True
@@ -135,7 +109,7 @@ def index_rebuild(ctx: click.Context, yes: bool) -> None:
             f"drop the document index and rebuild it from '{s.kafka.prefix}' topics?", abort=True
         )
     store = _claimed(s)
-    extents, keyring = _extents(s), _keyring(s)
+    extents, keyring = _extents(s), optional_keyring(s)
     if keyring is None:
         click.echo(f"no keyring (RELAIS_KEYRING_FILE): {_WITHOUT_KEYRING}", err=True)
     try:
@@ -170,7 +144,7 @@ def index_status(ctx: click.Context, as_json: bool) -> None:
     from ops.index.feeder import lag_of  # noqa: PLC0415
 
     s = settings_of(ctx)
-    state = _store(s).state()
+    state = opened_index(s).state()
     lag = asyncio.run(lag_of(s, state.positions))
     found: dict[str, Any] = {
         "documents": state.documents,

@@ -45,14 +45,25 @@ def progress_lines() -> Progress:
     return progress
 
 
-def fresh_index(s: Settings, keyring: Keyring | None) -> IndexStore:
-    """The index of ``s``, its tables created, caught up with the topics when it can be;
-    an unusable database is a one-line error naming RELAIS_INDEX_URL."""
+def opened_index(s: Settings) -> IndexStore:
+    """The index of ``s``, its tables created; an unusable database is a one-line error
+    naming RELAIS_INDEX_URL."""
     from ops.index.store import IndexStore, IndexStoreError  # noqa: PLC0415 - fast --help
 
     store = IndexStore.from_settings(s)
     try:
         store.create()
+    except IndexStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    return store
+
+
+def fresh_index(s: Settings, keyring: Keyring | None) -> IndexStore:
+    """:func:`opened_index`, caught up with the topics when it can be."""
+    from ops.index.store import IndexStoreError  # noqa: PLC0415 - fast --help
+
+    store = opened_index(s)
+    try:
         asyncio.run(_catch_up(s, store, keyring))
     except IndexStoreError as exc:
         raise click.ClickException(str(exc)) from None
